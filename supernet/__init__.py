@@ -1,0 +1,3 @@
+"""supernet: differentiable neural architecture search for speech recognition."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,41 @@
+"""The `supernet` console command: one subcommand a module, imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help). Each module defines `configure_parser(parser)` and
+# `run(args) -> int`; modules are imported lazily so `supernet corpus` never imports Lightning.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "corpus": ("supernet.corpus", "build the synthetic multilingual corpus (espeak-ng)"),
+    "data": ("supernet.data_cli", "import and check manifests"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supernet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).configure_parser(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Lightning-CLI commands parse their own arguments (every Trainer flag can be overridden).
+    if argv and argv[0] in PASSTHROUGH:
+        module = importlib.import_module(PASSTHROUGH[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+# subcommand -> (module, help): these take their raw argv in `main(argv)`.
+PASSTHROUGH: dict[str, tuple[str, str]] = {}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Search methods as plans: how each edge combines its candidates in one forward pass.
+
+A relaxation turns the alphas into one ``EdgePlan`` per edge for a given step and phase
+(``"weight"`` or ``"arch"``). Switching from DARTS to SNAS to ST-NAS changes only this function,
+never the edges or the network (the NNI idea of injecting the softmax).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from supernet.arch_params import ArchParams
+from supernet.mixed_op import EdgePlan
+
+METHODS = ("darts", "gumbel", "st", "uniform")
+
+
+def make_plan(
+    arch: ArchParams, method: str, phase: str, step: int, tau: float = 1.0, hard: bool = False
+) -> dict[str, EdgePlan]:
+    """Plans for every edge. ``phase`` is "weight" (alphas frozen) or "arch" (alphas learn)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown search method {method!r}; choose one of {', '.join(METHODS)}")
+    if phase not in ("weight", "arch"):
+        raise ValueError(f"unknown phase {phase!r}; use 'weight' or 'arch'")
+    track = phase == "arch"
+
+    if method == "uniform":
+        return {n: EdgePlan("single", index=i) for n, i in arch.sample(step, uniform=True).items()}
+
+    if method == "darts":
+        plans = {}
+        for name, p in arch.probs().items():
+            plans[name] = EdgePlan("sum", weights=p if track else p.detach())
+        return plans
+
+    if method == "gumbel":
+        noise = arch.gumbel_noise(step)
+        plans = {}
+        for name, alpha in arch.alphas.items():
+            soft = torch.softmax((alpha + noise[name]) / tau, dim=-1)
+            soft = soft if track else soft.detach()
+            if hard:  # GDAS: run one candidate, straight-through one-hot weight
+                index = int(soft.argmax())
+                one_hot = torch.zeros_like(soft).scatter_(0, torch.tensor([index], device=soft.device), 1.0)
+                plans[name] = EdgePlan("single", weights=one_hot - soft.detach() + soft, index=index)
+            else:
+                plans[name] = EdgePlan("sum", weights=soft)
+        return plans
+
+    # st: sample a path from the alphas; the arch phase adds the straight-through gradient.
+    choices = arch.sample(step)
+    if not track:
+        return {n: EdgePlan("single", index=i) for n, i in choices.items()}
+    probs = arch.probs()
+    return {n: EdgePlan("st", index=i, probs=probs[n]) for n, i in choices.items()}
