@@ -65,7 +65,11 @@ class ArchParams(nn.Module):
         gen = self.generator(step)
         choices = {}
         for name, alpha in self.alphas.items():
-            p = torch.ones_like(alpha, device="cpu") if uniform else torch.softmax(alpha.detach().float().cpu(), -1)
+            p = (
+                torch.ones_like(alpha, device="cpu")
+                if uniform
+                else torch.softmax(alpha.detach().float().cpu(), -1)
+            )
             choices[name] = int(torch.multinomial(p, 1, generator=gen))
         return choices
 

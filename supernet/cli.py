@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # subcommand -> (module, help): these take their raw argv in `main(argv)`.
-PASSTHROUGH: dict[str, tuple[str, str]] = {}
+PASSTHROUGH: dict[str, tuple[str, str]] = {
+    "retrain": ("supernet.retrain", "train an ArchSpec from scratch with CTC and test it (Lightning CLI)"),
+    "search": ("supernet.search", "architecture search: warm-up, then darts | gumbel | st (Lightning CLI)"),
+    "evaluate": ("supernet.evaluate", "WER/CER, size, memory and latency of a trained checkpoint"),
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,7 +40,11 @@ class _StraightThroughScores(torch.autograd.Function):
     def forward(ctx, probs, x, lengths, sampled_out, edge, index):
         ctx.save_for_backward(x, lengths, sampled_out)
         ctx.edge, ctx.index = edge, index
-        ctx.autocast = (x.device.type, torch.is_autocast_enabled(x.device.type), torch.get_autocast_dtype(x.device.type))
+        ctx.autocast = (
+            x.device.type,
+            torch.is_autocast_enabled(x.device.type),
+            torch.get_autocast_dtype(x.device.type),
+        )
         return sampled_out.new_zeros(sampled_out.shape)
 
     @staticmethod
@@ -79,7 +83,9 @@ class MixedOp(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         plan = self.plan
         if plan is None:
-            raise RuntimeError(f"edge {self.name!r} has no plan: call Supernet.apply_plan(...) before forward")
+            raise RuntimeError(
+                f"edge {self.name!r} has no plan: call Supernet.apply_plan(...) before forward"
+            )
         if plan.mode == "sum":
             out, out_lengths = None, None
             for w, cand in zip(plan.weights, self.candidates):

@@ -1,0 +1,54 @@
+"""CTC loss on batch-first log-probabilities, computed in float32.
+
+Reduction: each utterance's negative log-likelihood is divided by its target length and the
+results are averaged over the batch (PyTorch's ``reduction="mean"``). Dividing by the target
+length keeps long and short utterances on one scale, so the learning rate does not depend on
+the corpus' utterance lengths. Infinite losses (an output shorter than its target can need)
+are zeroed (``zero_infinity``) rather than poisoning the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLANK = 0
+
+
+def ctc_loss(
+    log_probs: torch.Tensor,
+    out_lengths: torch.Tensor,
+    targets: torch.Tensor,
+    target_lengths: torch.Tensor,
+    blank: int = BLANK,
+) -> torch.Tensor:
+    """Mean over the batch of per-utterance CTC loss / target length.
+
+    ``log_probs`` is ``(B, T, V)`` (log-softmax over V); ``targets`` is ``(B, U)`` padded with
+    anything past ``target_lengths``. The sum over CTC paths runs in float32 even under bf16
+    autocast: bf16's 8-bit mantissa loses the small differences of large log-likelihoods.
+    """
+    if log_probs.dim() != 3:
+        raise ValueError(f"ctc_loss expects log_probs of shape (B, T, V), got {tuple(log_probs.shape)}")
+    with torch.autocast(device_type=log_probs.device.type, enabled=False):
+        return F.ctc_loss(
+            log_probs.float().transpose(0, 1),
+            targets.long(),
+            out_lengths.long(),
+            target_lengths.long(),
+            blank=blank,
+            reduction="mean",
+            zero_infinity=True,
+        )
+
+
+class CTCLoss(nn.Module):
+    """Module form of :func:`ctc_loss`, for configs that name a loss class."""
+
+    def __init__(self, blank: int = BLANK) -> None:
+        super().__init__()
+        self.blank = blank
+
+    def forward(self, log_probs, out_lengths, targets, target_lengths) -> torch.Tensor:
+        return ctc_loss(log_probs, out_lengths, targets, target_lengths, blank=self.blank)

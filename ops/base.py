@@ -1,0 +1,65 @@
+"""The `Op` contract and the padding helpers every op shares.
+
+An op maps `(B, T, C_in)` with per-utterance lengths to `(B, ceil(T / stride), C_out)` with
+`ceil(lengths / stride)`. It zeroes its padded outputs and never lets padded inputs reach a valid
+output, so a batch gives the same numbers as one utterance at a time. It also *declares* its time
+stride and its look-ahead, so that streaming constraints and latency can be checked without
+running it (the tests check the declarations against the real receptive field).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Look-ahead of full-utterance ops (BLSTM, abs/rel attention): "reads the whole future".
+UNBOUNDED = 10**9
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """`(B,)` lengths -> `(B, max_len)` bool, True at valid frames."""
+    return torch.arange(max_len, device=lengths.device) < lengths[:, None]
+
+
+def mask_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Zero the frames of `x (B, T, ...)` past each utterance's length."""
+    valid = lengths_to_mask(lengths, x.shape[1])
+    return x.masked_fill(~valid.view(*valid.shape, *([1] * (x.dim() - 2))), 0.0)
+
+
+def strided_lengths(lengths: torch.Tensor, stride: int) -> torch.Tensor:
+    """Lengths after a time stride: `ceil(lengths / stride)` (integer arithmetic, any device)."""
+    return torch.div(lengths + stride - 1, stride, rounding_mode="floor")
+
+
+def same_padding(kernel: int, dilation: int, causal: bool) -> tuple[int, int]:
+    """(left, right) zero padding that keeps `ceil(T / stride)` frames; right is the look-ahead."""
+    span = dilation * (kernel - 1)
+    left = span if causal else span // 2
+    return left, span - left
+
+
+class Op(nn.Module):
+    """Base of every candidate op; subclasses set the attributes and implement `forward`/`flops`."""
+
+    stride: int = 1
+    lookahead: int = 0
+    streamable: bool = True
+    parameter_free: bool = False
+    spec: str = ""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def flops(self, T: int) -> int:
+        """Approximate multiply-adds for `T` input frames, batch 1."""
+        raise NotImplementedError
+
+    def out_frames(self, T: int) -> int:
+        return math.ceil(T / self.stride)
+
+    def extra_repr(self) -> str:
+        lookahead = "unbounded" if self.lookahead >= UNBOUNDED else self.lookahead
+        return f"spec={self.spec!r}, stride={self.stride}, lookahead={lookahead}"

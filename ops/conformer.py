@@ -1,0 +1,163 @@
+"""Conformer block (`conformer-k15-f4-rel`) and pre-LN transformer encoder layer (`transformer-f4-abs`).
+
+Conformer (Gulati et al. 2020): `x + FFN/2`, `x + MHSA`, `x + ConvModule`, `x + FFN/2`, LayerNorm;
+the conv module is pointwise -> GLU -> depthwise (kernel k) -> BatchNorm (`ln`: LayerNorm) ->
+swish -> pointwise. Its depthwise conv is symmetric (look-ahead `(k - 1) // 2`) except with
+`causal`, or with `chunk` attention, where it is causal as in WeNet's streaming U2 conformer: a
+chunk conformer then reads exactly its chunk ahead. Declared look-ahead = attention + conv.
+Both ops project the input with a Linear first when `in_dim != out_dim`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ops.attention import ATTENTION_NUMBERS, KINDS, MultiHeadSelfAttention, attention_from_spec
+from ops.base import UNBOUNDED, Op, lengths_to_mask, mask_padding, same_padding
+from ops.registry import Spec, register
+from ops.tdnn import ChannelNorm
+
+
+class FeedForward(nn.Module):
+    """LayerNorm -> Linear(d, f*d) -> activation -> dropout -> Linear(f*d, d) -> dropout."""
+
+    def __init__(self, dim: int, ratio: int, dropout: float, activation: type[nn.Module] = nn.SiLU):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, ratio * dim),
+            activation(),
+            nn.Dropout(dropout),
+            nn.Linear(ratio * dim, dim),
+            nn.Dropout(dropout),
+        )
+        self.dim, self.ratio = dim, ratio
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def flops(self, T: int) -> int:
+        return 2 * T * self.dim * self.ratio * self.dim
+
+
+class ConvModule(nn.Module):
+    """The conformer convolution module; padded frames are zeroed before the depthwise conv."""
+
+    def __init__(self, dim: int, kernel: int, causal: bool, norm: str, dropout: float):
+        super().__init__()
+        self.norm_in = nn.LayerNorm(dim)
+        self.pointwise_in = nn.Conv1d(dim, 2 * dim, 1)
+        self.padding = same_padding(kernel, 1, causal)
+        self.depthwise = nn.Conv1d(dim, dim, kernel, groups=dim)
+        self.norm = ChannelNorm(dim, norm)
+        self.pointwise_out = nn.Conv1d(dim, dim, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.dim, self.kernel, self.lookahead = dim, kernel, self.padding[1]
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = F.glu(self.pointwise_in(self.norm_in(x).transpose(1, 2)), dim=1)
+        x = F.pad(x.masked_fill(~valid[:, None, :], 0.0), self.padding)
+        x = F.silu(self.norm(self.depthwise(x)))
+        return self.dropout(self.pointwise_out(x)).transpose(1, 2)
+
+    def flops(self, T: int) -> int:
+        return T * (2 * self.dim * self.dim + self.kernel * self.dim + self.dim * self.dim)
+
+
+class _Block(Op):
+    """Shared plumbing: optional input projection, masks, flops of the input projection."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, dim) if in_dim != dim else None
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.proj is None else self.proj(x)
+
+    def proj_flops(self, T: int) -> int:
+        return 0 if self.proj is None else T * self.proj.in_features * self.proj.out_features
+
+
+class ConformerBlock(_Block):
+    def __init__(
+        self,
+        in_dim: int,
+        attention: MultiHeadSelfAttention,
+        kernel: int,
+        ratio: int,
+        causal: bool,
+        norm: str,
+        dropout: float,
+    ):
+        dim = attention.dim
+        super().__init__(in_dim, dim)
+        self.ffn1 = FeedForward(dim, ratio, dropout)
+        self.norm_attention = nn.LayerNorm(dim)
+        self.attention = attention
+        self.dropout = nn.Dropout(dropout)
+        self.conv = ConvModule(dim, kernel, causal, norm, dropout)
+        self.ffn2 = FeedForward(dim, ratio, dropout)
+        self.norm_out = nn.LayerNorm(dim)
+        bounded = attention.lookahead < UNBOUNDED
+        self.lookahead = attention.lookahead + self.conv.lookahead if bounded else UNBOUNDED
+        self.streamable = attention.streamable
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        x = self.project(x)
+        valid = lengths_to_mask(lengths, x.shape[1])
+        x = x + 0.5 * self.ffn1(x)
+        x = x + self.dropout(self.attention(self.norm_attention(x), valid))
+        x = x + self.conv(x, valid)
+        x = self.norm_out(x + 0.5 * self.ffn2(x))
+        return mask_padding(x, lengths), lengths
+
+    def flops(self, T: int) -> int:
+        return (
+            self.proj_flops(T)
+            + self.ffn1.flops(T)
+            + self.attention.flops(T)
+            + self.conv.flops(T)
+            + self.ffn2.flops(T)
+        )
+
+
+class TransformerLayer(_Block):
+    """Pre-LN encoder layer: `x + MHSA(LN(x))`, then `x + FFN(LN(x))` (ReLU FFN)."""
+
+    def __init__(self, in_dim: int, attention: MultiHeadSelfAttention, ratio: int, dropout: float):
+        dim = attention.dim
+        super().__init__(in_dim, dim)
+        self.norm_attention = nn.LayerNorm(dim)
+        self.attention = attention
+        self.dropout = nn.Dropout(dropout)
+        self.ffn = FeedForward(dim, ratio, dropout, activation=nn.ReLU)
+        self.lookahead, self.streamable = attention.lookahead, attention.streamable
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        x = self.project(x)
+        valid = lengths_to_mask(lengths, x.shape[1])
+        x = x + self.dropout(self.attention(self.norm_attention(x), valid))
+        x = x + self.ffn(x)
+        return mask_padding(x, lengths), lengths
+
+    def flops(self, T: int) -> int:
+        return self.proj_flops(T) + self.attention.flops(T) + self.ffn.flops(T)
+
+
+@register("conformer", numbers={"k": 31, "f": 4, **ATTENTION_NUMBERS}, words=(*KINDS, "bn", "ln", "causal"))
+def build_conformer(spec: Spec, in_dim: int, out_dim: int | None, dropout: float = 0.1) -> Op:
+    dim = in_dim if out_dim is None else out_dim
+    attention = attention_from_spec(spec, dim, "rel", dropout)
+    causal = "causal" in spec.words or attention.kind == "chunk"
+    norm = spec.word(("bn", "ln"), "bn")
+    return ConformerBlock(in_dim, attention, spec.numbers["k"], spec.numbers["f"], causal, norm, dropout)
+
+
+@register("transformer", numbers={"f": 4, **ATTENTION_NUMBERS}, words=KINDS)
+def build_transformer(spec: Spec, in_dim: int, out_dim: int | None, dropout: float = 0.1) -> Op:
+    dim = in_dim if out_dim is None else out_dim
+    return TransformerLayer(
+        in_dim, attention_from_spec(spec, dim, "abs", dropout), spec.numbers["f"], dropout
+    )

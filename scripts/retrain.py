@@ -1,0 +1,11 @@
+"""Retrain a fixed architecture with CTC (Lightning CLI); the same as `supernet retrain`.
+
+python scripts/retrain.py --arch scripts/configs/arch/tdnn_d.yaml --data CORPUS --out runs/tdnn_d
+"""
+
+import sys
+
+from supernet.retrain import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,200 @@
+"""ASRModule: trains a fixed network with CTC and scores it with greedy decoding (WER, CER).
+
+The module holds the recipe (loss, optimiser, schedule, decoding, metrics); the Trainer holds
+the engineering (precision, clipping, devices). A search module subclasses it: the network is
+``self.net`` and the steps are split into small methods (``ctc_loss``, ``decode``,
+``_eval_step``) that it can override or call with another network.
+
+Model selection: ``dev/score = (WER + CER) / 2``. In the first epochs of CTC training WER often
+sits at 100% while CER already falls; the mean counts that progress, and WER dominates once
+words come out right. Checkpointing and early stopping monitor it by default (configurable).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.text import CharErrorRate, WordErrorRate
+
+from losses.ctc import ctc_loss
+from supernet.archspec import ArchSpec
+from supernet.decoding import greedy_ctc_decode
+from supernet.derived import DerivedNet
+from supernet.tokenizer import BLANK, UNKNOWN, CharTokenizer, normalize_text
+
+SCHEDULES = ("cosine", "noam", "constant")
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min_ratio: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based).
+
+    Linear warm-up from ~0 to 1 over ``warmup_steps``, then ``cosine`` decay to ``min_ratio`` at
+    ``total_steps``, ``noam`` decay (``sqrt(warmup / step)``), or ``constant``.
+    """
+    step = step + 1
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if step <= warmup_steps:
+        return step / max(1, warmup_steps)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "noam":
+        return math.sqrt(max(1, warmup_steps) / step)
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class ASRModule(pl.LightningModule):
+    """CTC training of the network an ArchSpec describes.
+
+    Args:
+        arch: an ArchSpec YAML path or its dict; stored as a dict in the checkpoint, so
+            ``ASRModule.load_from_checkpoint(ckpt)`` needs no file.
+        vocab: the tokenizer's vocabulary (``CharTokenizer.vocab``: blank, unknown, characters);
+            the retrain command links it from the data module.
+        lr: peak learning rate of AdamW. warmup_steps: linear warm-up length in optimizer steps.
+        weight_decay: AdamW decay, on weight matrices only (not on biases and norms).
+        schedule: ``cosine`` (to ``min_lr_ratio * lr`` at the last step), ``noam`` or ``constant``.
+    """
+
+    def __init__(
+        self,
+        arch: str | dict,
+        vocab: list[str] | None = None,
+        lr: float = 1e-3,
+        warmup_steps: int = 500,
+        weight_decay: float = 0.01,
+        schedule: str = "cosine",
+        min_lr_ratio: float = 0.05,
+    ):
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule: unknown {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if vocab is None:
+            raise ValueError(
+                "ASRModule needs the tokenizer's vocab (the retrain command links it from the data)"
+            )
+        if list(vocab[:2]) != [BLANK, UNKNOWN]:
+            raise ValueError(f"vocab must start with {BLANK!r}, {UNKNOWN!r}; got {list(vocab[:2])}")
+        self.spec = ArchSpec.load(arch)
+        self.tokenizer = CharTokenizer(list(vocab[2:]))
+        self.save_hyperparameters(
+            {
+                "arch": self.spec.to_dict(),
+                "vocab": list(vocab),
+                "lr": lr,
+                "warmup_steps": warmup_steps,
+                "weight_decay": weight_decay,
+                "schedule": schedule,
+                "min_lr_ratio": min_lr_ratio,
+            }
+        )
+        self.net = self.build_net()
+        self.metrics = nn.ModuleDict()  # split key -> ModuleDict(wer, cer), made on first use
+
+    # --- pieces a subclass overrides ------------------------------------------------------
+    def build_net(self) -> nn.Module:
+        return DerivedNet(self.spec, len(self.tokenizer))
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor):
+        return self.net(features, lengths)
+
+    def ctc_loss(self, batch: dict[str, Any], net: nn.Module | None = None):
+        """CTC loss of ``net`` (default ``self.net``) on a batch; also returns its outputs."""
+        net = self.net if net is None else net
+        log_probs, out_lengths = net(batch["features"], batch["feature_lengths"])
+        loss = ctc_loss(log_probs, out_lengths, batch["targets"], batch["target_lengths"])
+        return loss, log_probs, out_lengths
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        return greedy_ctc_decode(log_probs, lengths, self.tokenizer)
+
+    def split_metrics(self, split: str) -> nn.ModuleDict:
+        """WER and CER accumulators of one split (``dev``, ``test/<name>``)."""
+        key = split.replace("/", "__").replace(".", "_")
+        if key not in self.metrics:
+            self.metrics[key] = nn.ModuleDict({"wer": WordErrorRate(), "cer": CharErrorRate()}).to(
+                self.device
+            )
+        return self.metrics[key]
+
+    def setup(self, stage: str) -> None:
+        feature_dim = getattr(getattr(self.trainer, "datamodule", None), "feature_dim", None)
+        if feature_dim is not None and feature_dim != self.spec.feature_dim:
+            raise ValueError(
+                f"{self.spec.source}: dim mismatch: architecture {self.spec.name!r} expects feature_dim "
+                f"{self.spec.feature_dim}, the data module makes {feature_dim}-d {self.spec.features} features"
+            )
+
+    # --- training -------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self.ctc_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["targets"].size(0))
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
+        loss, log_probs, out_lengths = self.ctc_loss(batch)
+        hyps = self.decode(log_probs, out_lengths)
+        refs = [normalize_text(t) for t in batch["texts"]]
+        metrics = self.split_metrics(split)
+        metrics["wer"].update(hyps, refs)
+        metrics["cer"].update(hyps, refs)
+        self.log(f"{split}/loss", loss, batch_size=len(refs), add_dataloader_idx=False)
+        return loss
+
+    def _log_split(self, split: str, prog_bar: bool = False) -> dict[str, float]:
+        metrics = self.split_metrics(split)
+        if not metrics["wer"].update_called:
+            return {}
+        values = {name: float(metric.compute()) for name, metric in metrics.items()}
+        for name, metric in metrics.items():
+            self.log(f"{split}/{name}", values[name], prog_bar=prog_bar)
+            metric.reset()
+        return values
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._eval_step(batch, "dev")
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_split("dev", prog_bar=True)
+        if values:
+            self.log("dev/score", (values["wer"] + values["cer"]) / 2)
+
+    def test_names(self) -> list[str]:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return list(getattr(datamodule, "test_names", []) or [])
+
+    def test_split(self, dataloader_idx: int) -> str:
+        names = self.test_names()
+        name = names[dataloader_idx] if dataloader_idx < len(names) else f"set{dataloader_idx}"
+        return f"test/{name}"
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._eval_step(batch, self.test_split(dataloader_idx))
+
+    def on_test_epoch_end(self) -> None:
+        names = self.test_names() or [f"set{i}" for i in range(len(self.trainer.num_test_batches))]
+        for name in names:
+            self._log_split(f"test/{name}")
+
+    # --- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams.lr,
+        )
+        total = self.trainer.estimated_stepping_batches  # inf without a step/epoch limit: no decay
+        hp = self.hparams
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, hp.warmup_steps, total, hp.schedule, hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,72 @@
+"""Audio I/O with soundfile only (torchaudio.load needs torchcodec + FFmpeg, which we do not assume).
+
+Everything downstream sees 16 kHz mono float32: stereo is averaged, other rates are resampled with
+`torchaudio.functional.resample`. Failures raise `AudioError` naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+TARGET_SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """An audio file that is missing, unreadable, corrupt or empty."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Header facts (rate, channels, length) without decoding the samples."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{path}: cannot read audio header ({err})") from err
+    return AudioInfo(sample_rate=int(info.samplerate), channels=int(info.channels), frames=int(info.frames))
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode the whole file as float32 `(frames, channels)` and its sample rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        samples, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{path}: cannot decode audio ({err})") from err
+    if samples.shape[0] == 0:
+        raise AudioError(f"{path}: audio has zero length")
+    return samples, int(sample_rate)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average the channels of `(frames, channels)` into `(frames,)`."""
+    return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+
+
+def load_audio(path: str | Path, sample_rate: int = TARGET_SAMPLE_RATE) -> torch.Tensor:
+    """Mono float32 waveform `(S,)` at `sample_rate`, downmixed and resampled as needed."""
+    samples, file_rate = read_audio(path)
+    waveform = torch.from_numpy(np.ascontiguousarray(to_mono(samples)))
+    if file_rate != sample_rate:
+        waveform = AF.resample(waveform, orig_freq=file_rate, new_freq=sample_rate)
+    return waveform

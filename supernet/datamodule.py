@@ -1,0 +1,281 @@
+"""`SpeechDataModule`: manifests -> named splits -> bucketed loaders of padded audio; features are
+computed after the batch reaches the model's device (`on_after_batch_transfer`).
+
+`data` is a corpus folder (`train.jsonl`, `dev.jsonl`, `test*.jsonl`, the test sets named by stem)
+or one manifest (split 90/10 into train/dev by a hash of the id; the test set is that dev set).
+`arch` is a deterministic `arch_fraction` of train, removed from train, for architecture steps; set
+`arch_fraction=0` to retrain a derived model on all of train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cached_property
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import CombinedLoader, rank_zero_info
+from torch.utils.data import DataLoader, Dataset
+
+from supernet.audio import TARGET_SAMPLE_RATE, load_audio
+from supernet.buckets import DurationBucketSampler
+from supernet.features import FeaturePipeline, num_frames
+from supernet.manifest import ManifestError, Utterance, read_manifest
+from supernet.tokenizer import CharTokenizer, normalize_text
+
+DEV_FRACTION = 0.1
+HOP_MS = 10.0
+
+
+def hash_split(
+    utterances: list[Utterance], fraction: float, salt: str
+) -> tuple[list[Utterance], list[Utterance]]:
+    """`(kept, held_out)`: the `round(fraction * n)` utterances (at least one when `fraction > 0` and
+    n > 1) with the smallest `sha1(salt:id)` are held out; both keep the manifest order. Depends only
+    on the ids, so the split is the same on every machine, run and seed."""
+    if fraction <= 0 or len(utterances) < 2:
+        return list(utterances), []
+    count = min(len(utterances) - 1, max(1, round(fraction * len(utterances))))
+    ranked = sorted(
+        range(len(utterances)),
+        key=lambda i: hashlib.sha1(f"{salt}:{utterances[i].id}".encode()).hexdigest(),
+    )
+    held = set(ranked[:count])
+    kept = [u for i, u in enumerate(utterances) if i not in held]
+    return kept, [u for i, u in enumerate(utterances) if i in held]
+
+
+def resolve_splits(data: str | Path, arch_fraction: float) -> dict[str, dict[str, list[Utterance]]]:
+    """`{"fit": {"train", "arch", "dev"}, "test": {name: utterances}}` from a corpus folder or manifest."""
+    data = Path(data)
+    if data.is_dir():
+        missing = [name for name in ("train.jsonl", "dev.jsonl") if not (data / name).is_file()]
+        if missing:
+            raise ManifestError(f"{data}: corpus folder lacks {', '.join(missing)}")
+        train_all = read_manifest(data / "train.jsonl")
+        dev = read_manifest(data / "dev.jsonl")
+        tests = {path.stem: read_manifest(path) for path in sorted(data.glob("test*.jsonl"))} or {"dev": dev}
+    elif data.is_file():
+        train_all, dev = hash_split(read_manifest(data), DEV_FRACTION, salt="dev")
+        if not dev:
+            raise ManifestError(f"{data}: needs at least 2 utterances to split into train and dev")
+        tests = {"dev": dev}
+    else:
+        raise ManifestError(f"{data}: neither a corpus folder nor a manifest file")
+    train, arch = hash_split(train_all, arch_fraction, salt="arch")
+    return {"fit": {"train": train, "arch": arch, "dev": dev, "train_all": train_all}, "test": tests}
+
+
+class SpeechDataset(Dataset):
+    """Reads, downmixes and resamples each utterance's audio; encodes its normalised text."""
+
+    def __init__(self, utterances: list[Utterance], tokenizer: CharTokenizer, sample_rate: int):
+        self.utterances = utterances
+        self.tokenizer = tokenizer
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> dict:
+        utt = self.utterances[index]
+        text = normalize_text(utt.text)
+        return {
+            "audio": load_audio(utt.audio_filepath, self.sample_rate),
+            "targets": torch.tensor(self.tokenizer.encode(text), dtype=torch.long),
+            "text": text,
+            "id": utt.id,
+        }
+
+
+def collate_speech(items: list[dict]) -> dict:
+    """Zero-padded `audio (B, S)`, `targets (B, U)` (0 = blank) and their lengths, texts, ids."""
+    audio_lengths = torch.tensor([len(item["audio"]) for item in items], dtype=torch.long)
+    target_lengths = torch.tensor([len(item["targets"]) for item in items], dtype=torch.long)
+    audio = torch.zeros(len(items), int(audio_lengths.max()), dtype=torch.float32)
+    targets = torch.zeros(len(items), int(target_lengths.max()), dtype=torch.long)
+    for i, item in enumerate(items):
+        audio[i, : audio_lengths[i]] = item["audio"]
+        targets[i, : target_lengths[i]] = item["targets"]
+    return {
+        "audio": audio,
+        "audio_lengths": audio_lengths,
+        "targets": targets,
+        "target_lengths": target_lengths,
+        "texts": [item["text"] for item in items],
+        "ids": [item["id"] for item in items],
+    }
+
+
+class SpeechDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        data: str,
+        features: str = "fbank",
+        n_mels: int = 80,
+        n_mfcc: int = 40,
+        arch_fraction: float = 0.1,
+        max_frames: int = 20000,
+        spec_augment: bool = True,
+        num_workers: int | None = None,
+        seed: int = 0,
+        search: bool = False,
+        sample_rate: int = TARGET_SAMPLE_RATE,
+        num_buckets: int = 16,
+        tokenizer_path: str | None = None,
+        pin_memory: bool | None = None,
+    ):
+        """`max_frames`: cap on `batch size x longest item` in 10 ms frames. `tokenizer_path`: reuse a
+        saved tokenizer (retrain/evaluate) instead of building one from the train manifest."""
+        super().__init__()
+        self.save_hyperparameters()
+        self.data = Path(data)
+        self.search = search
+        self.sample_rate = sample_rate
+        self.max_frames = max_frames
+        self.seed = seed
+        self.num_buckets = num_buckets
+        self.arch_fraction = arch_fraction
+        self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.tokenizer_path = tokenizer_path
+        self.feature_pipeline = FeaturePipeline(
+            features, spec_augment=spec_augment, sample_rate=sample_rate, n_mels=n_mels, n_mfcc=n_mfcc
+        )
+        self.datasets: dict[str, SpeechDataset] = {}
+        self.samplers: dict[str, DurationBucketSampler] = {}
+
+    # ------------------------------------------------------------------ splits and tokenizer
+
+    @cached_property
+    def splits(self) -> dict[str, dict[str, list[Utterance]]]:
+        return resolve_splits(self.data, self.arch_fraction)
+
+    @cached_property
+    def tokenizer(self) -> CharTokenizer:
+        if self.tokenizer_path:
+            return CharTokenizer.load(self.tokenizer_path)
+        train_all = self.splits["fit"]["train_all"]
+        return CharTokenizer.build([u.text for u in train_all], [u.lang for u in train_all])
+
+    @property
+    def feature_dim(self) -> int:
+        return self.feature_pipeline.feature_dim
+
+    @property
+    def test_names(self) -> list[str]:
+        return list(self.splits["test"])
+
+    def save_tokenizer(self, directory: str | Path) -> Path:
+        return self.tokenizer.save(Path(directory) / "tokenizer.json")
+
+    # ------------------------------------------------------------------ datasets and loaders
+
+    def _utterances(self, name: str) -> list[Utterance]:
+        if name in self.splits["test"]:
+            return self.splits["test"][name]
+        return self.splits["fit"][name]
+
+    def dataset(self, name: str) -> SpeechDataset:
+        if name not in self.datasets:
+            utterances = self._utterances(name)
+            if not utterances:
+                raise ValueError(f"split {name!r} of {self.data} is empty")
+            self.datasets[name] = SpeechDataset(utterances, self.tokenizer, self.sample_rate)
+        return self.datasets[name]
+
+    def frame_counts(self, name: str) -> list[int]:
+        """Each utterance's length in 10 ms feature frames (from the manifest durations)."""
+        hop = round(self.sample_rate * HOP_MS / 1000)
+        return [num_frames(round(u.duration * self.sample_rate), hop) for u in self._utterances(name)]
+
+    def sampler(self, name: str, shuffle: bool) -> DurationBucketSampler:
+        key = f"{name}:{shuffle}"
+        if key not in self.samplers:
+            counts = self.frame_counts(name)
+            too_long = [u for u, n in zip(self._utterances(name), counts) if n > self.max_frames]
+            if too_long:
+                listed = ", ".join(f"{u.id} ({u.duration:.1f} s, {u.source})" for u in too_long[:5])
+                raise ValueError(
+                    f"{len(too_long)} utterance(s) of split {name!r} exceed max_frames={self.max_frames} "
+                    f"({self.max_frames * HOP_MS / 1000:.0f} s): {listed}; raise max_frames"
+                )
+            seed = self.seed + int(hashlib.sha1(name.encode()).hexdigest()[:6], 16)
+            self.samplers[key] = DurationBucketSampler(
+                counts, self.max_frames, shuffle=shuffle, seed=seed, num_buckets=self.num_buckets
+            )
+        return self.samplers[key]
+
+    def loader(self, name: str, shuffle: bool = False) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
+            self.dataset(name),
+            batch_sampler=self.sampler(name, shuffle),
+            collate_fn=collate_speech,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=workers > 0,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.splits  # noqa: B018  (read the manifests now, so errors surface before training starts)
+        if stage in (None, "fit"):
+            rank_zero_info(self.describe())
+
+    def train_dataloader(self):
+        train = self.loader("train", shuffle=True)
+        if not self.search:
+            return train
+        return CombinedLoader(
+            {"train": train, "arch": self.loader("arch", shuffle=True)}, mode="max_size_cycle"
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("dev")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self.loader(name) for name in self.test_names]
+
+    # ------------------------------------------------------------------ features on the device
+
+    def featurize(self, batch: dict, augment: bool) -> dict:
+        """Adds `features (B, T, F)` and `feature_lengths (B,)` computed on the batch's device."""
+        audio = batch["audio"]
+        pipeline = self.feature_pipeline.to(audio.device)
+        batch["features"], batch["feature_lengths"] = pipeline(audio, batch["audio_lengths"], augment=augment)
+        return batch
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        training = self.trainer is not None and self.trainer.training
+        if "audio" in batch:
+            return self.featurize(batch, augment=training)
+        # CombinedLoader batch: SpecAugment on the weight-step batch only; the arch step sees clean data.
+        return {
+            name: self.featurize(part, augment=training and name == "train") for name, part in batch.items()
+        }
+
+    # ------------------------------------------------------------------ report
+
+    def describe(self) -> str:
+        """Splits (utterances, hours, speakers, unknown characters), vocabulary, features, batching."""
+        lines = [
+            f"data: {self.data}",
+            f"tokenizer: {len(self.tokenizer)} symbols; features: {self.feature_pipeline.extractor.kind} "
+            f"(dim {self.feature_dim})",
+        ]
+        named = {k: v for k, v in self.splits["fit"].items() if k != "train_all"}
+        named.update({f"test:{k}": v for k, v in self.splits["test"].items()})
+        for name, utterances in named.items():
+            hours = sum(u.duration for u in utterances) / 3600
+            speakers = len({u.speaker for u in utterances if u.speaker is not None})
+            unknown = sum(self.tokenizer.unknown_chars(u.text for u in utterances).values())
+            lines.append(
+                f"  {name:12s} {len(utterances):6d} utts {hours:8.3f} h {speakers:5d} speakers"
+                f" {unknown:5d} unknown chars"
+            )
+        for name in ("train", "arch") if self.search else ("train",):
+            if self._utterances(name):
+                lines.append(f"  {name} batches: {self.sampler(name, shuffle=True).describe()}")
+        return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""The derived network: an ArchSpec built as a plain ``nn.Module`` with no supernet code.
+
+``Encoder`` is the layer loop (input op -> layers -> head -> log-softmax) over any modules with
+the op interface ``(x (B,T,C), lengths) -> (y, out_lengths)``; the supernet reuses it with mixed
+ops as layers. ``DerivedNet`` fills it with the ops an ``ArchSpec`` names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+import ops
+from supernet.archspec import ArchSpec
+
+
+class Encoder(nn.Module):
+    """input op, layers and head in sequence; returns float32 CTC log-probabilities.
+
+    Regularisation lives in the ops (each takes the network's dropout when built), so the loop
+    adds nothing between them and a skip layer is a true identity.
+    """
+
+    def __init__(self, input_op: nn.Module, layers: Iterable[nn.Module], head: nn.Module):
+        super().__init__()
+        self.input = input_op
+        self.layers = nn.ModuleList(layers)
+        self.head = head
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, lengths = self.input(features, lengths)
+        for layer in self.layers:
+            x, lengths = layer(x, lengths)
+        logits, lengths = self.head(x, lengths)
+        return logits.float().log_softmax(dim=-1), lengths
+
+
+class DerivedNet(Encoder):
+    """The fixed network an ``ArchSpec`` describes, with a head over ``vocab_size`` tokens."""
+
+    def __init__(self, spec: ArchSpec, vocab_size: int):
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size must be at least 2 (blank and one token), got {vocab_size}")
+        dropout = spec.dropout
+        super().__init__(
+            input_op=ops.build(spec.input, spec.feature_dim, spec.dim, dropout=dropout),
+            layers=[ops.build(layer, spec.dim, spec.dim, dropout=dropout) for layer in spec.layers],
+            head=ops.build(spec.head, spec.dim, vocab_size, dropout=dropout),
+        )
+        self.spec = spec
+        self.vocab_size = vocab_size

@@ -1,0 +1,168 @@
+"""Features computed on the model's device: log-mel / MFCC / raw waveform, per-utterance
+normalisation and SpecAugment, all length-aware.
+
+Frames are 25 ms windows every 10 ms, centred, with zero (`constant`) padding: frame i of an
+utterance then sees the same samples whether it is alone or padded in a batch, so valid frames never
+depend on the padding. An utterance of L samples has `L // hop + 1` frames (1.0 s at 16 kHz: 101).
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.transforms as T
+from torch import nn
+
+from supernet.audio import TARGET_SAMPLE_RATE
+
+FEATURE_KINDS = ("fbank", "mfcc", "raw")
+LOG_OFFSET = 1e-6
+
+
+def num_frames(num_samples: torch.Tensor | int, hop_length: int) -> torch.Tensor | int:
+    """Frames of a centred STFT over `num_samples` samples."""
+    return num_samples // hop_length + 1
+
+
+def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """`(B, T)` bool, True on valid positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def normalize_per_utterance(x: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance per utterance and channel over valid frames of `(B, T, F)`; padded
+    frames set to zero."""
+    mask = lengths_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+    count = lengths.clamp(min=1).to(x.dtype)[:, None, None]
+    mean = (x * mask).sum(1, keepdim=True) / count
+    var = (((x - mean) * mask) ** 2).sum(1, keepdim=True) / count
+    return (x - mean) / torch.sqrt(var + eps) * mask
+
+
+class SpecAugment(nn.Module):
+    """Frequency and time masks (Park et al. 2019) that stay inside each utterance's valid frames.
+
+    Time masks are at most `time_width` frames and at most `time_ratio` of the utterance, so short
+    utterances are not wiped out. Masked values are set to `fill` (0 = the mean after normalisation).
+    """
+
+    def __init__(
+        self,
+        freq_masks: int = 2,
+        freq_width: int = 27,
+        time_masks: int = 2,
+        time_width: int = 40,
+        time_ratio: float = 0.2,
+        fill: float = 0.0,
+    ):
+        super().__init__()
+        self.freq_masks, self.freq_width = freq_masks, freq_width
+        self.time_masks, self.time_width, self.time_ratio = time_masks, time_width, time_ratio
+        self.fill = fill
+
+    @staticmethod
+    def _band_mask(size: int, limit: torch.Tensor, max_width: torch.Tensor, count: int) -> torch.Tensor:
+        """`(B, size)` bool: `count` bands per row, width ~ U[0, max_width], inside `[0, limit)`."""
+        batch = limit.shape[0]
+        device = limit.device
+        positions = torch.arange(size, device=device)[None, :]
+        mask = torch.zeros(batch, size, dtype=torch.bool, device=device)
+        for _ in range(count):
+            width = (torch.rand(batch, device=device) * (max_width + 1).float()).long().clamp(max=limit)
+            start = (torch.rand(batch, device=device) * (limit - width + 1).float()).long()
+            mask |= (positions >= start[:, None]) & (positions < (start + width)[:, None])
+        return mask
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        batch, frames, dims = x.shape
+        lengths = lengths.to(x.device)
+        mask = torch.zeros(batch, frames, dims, dtype=torch.bool, device=x.device)
+        if self.freq_masks and dims > 1:
+            freq_limit = torch.full((batch,), dims, device=x.device)
+            freq_width = torch.full((batch,), min(self.freq_width, dims), device=x.device)
+            mask |= self._band_mask(dims, freq_limit, freq_width, self.freq_masks)[:, None, :]
+        if self.time_masks:
+            time_width = torch.minimum(
+                torch.full_like(lengths, self.time_width), (lengths.float() * self.time_ratio).long()
+            )
+            mask |= self._band_mask(frames, lengths, time_width, self.time_masks)[:, :, None]
+        return x.masked_fill(mask, self.fill)
+
+
+class FeatureExtractor(nn.Module):
+    """`(audio (B, S), lengths (B,)) -> (features (B, T, F), feature_lengths (B,))`.
+
+    `fbank`: log of `n_mels` mel energies. `mfcc`: `n_mfcc` cepstra of the same log-mels.
+    `raw`: the waveform itself as `(B, S, 1)`, for a learnable front-end.
+    """
+
+    def __init__(
+        self,
+        kind: str = "fbank",
+        sample_rate: int = TARGET_SAMPLE_RATE,
+        n_mels: int = 80,
+        n_mfcc: int = 40,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+    ):
+        super().__init__()
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"features must be one of {', '.join(FEATURE_KINDS)}; got {kind!r}")
+        self.kind = kind
+        self.win_length = round(sample_rate * win_ms / 1000)
+        self.hop_length = round(sample_rate * hop_ms / 1000)
+        mel_kwargs = dict(
+            n_fft=self.win_length,
+            win_length=self.win_length,
+            hop_length=self.hop_length,
+            n_mels=n_mels,
+            center=True,
+            pad_mode="constant",
+        )
+        if kind == "fbank":
+            self.transform = T.MelSpectrogram(sample_rate=sample_rate, **mel_kwargs)
+            self.dim = n_mels
+        elif kind == "mfcc":
+            # log_mels=True: log(mel + 1e-6) per frame; the default dB scaling clamps to the batch max,
+            # which would make one utterance's features depend on its batch mates.
+            self.transform = T.MFCC(
+                sample_rate=sample_rate, n_mfcc=n_mfcc, log_mels=True, melkwargs=mel_kwargs
+            )
+            self.dim = n_mfcc
+        else:
+            self.transform = None
+            self.dim = 1
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths if self.kind == "raw" else num_frames(lengths, self.hop_length)
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kind == "raw":
+            return audio.unsqueeze(-1), lengths
+        spec = self.transform(audio)  # (B, F, T)
+        if self.kind == "fbank":
+            spec = torch.log(spec + LOG_OFFSET)
+        return spec.transpose(1, 2), self.output_lengths(lengths)
+
+
+class FeaturePipeline(nn.Module):
+    """Extraction -> per-utterance normalisation -> SpecAugment (only when `augment`), padding zero."""
+
+    def __init__(self, kind: str = "fbank", spec_augment: bool = True, **extractor_kwargs):
+        super().__init__()
+        self.extractor = FeatureExtractor(kind, **extractor_kwargs)
+        # A waveform has no frequency axis and time masks on samples are not SpecAugment: raw skips it.
+        self.spec_augment = SpecAugment() if spec_augment and kind != "raw" else None
+
+    @property
+    def feature_dim(self) -> int:
+        return self.extractor.dim
+
+    @torch.no_grad()
+    def forward(
+        self, audio: torch.Tensor, lengths: torch.Tensor, augment: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features, feature_lengths = self.extractor(audio.float(), lengths)
+        features = normalize_per_utterance(features, feature_lengths)
+        if augment and self.spec_augment is not None:
+            features = self.spec_augment(features, feature_lengths)
+        return features, feature_lengths

@@ -1,0 +1,156 @@
+"""`supernet retrain`: train an ArchSpec from scratch with CTC, test it, write RUN/metrics.json.
+
+    supernet retrain --arch scripts/configs/arch/tdnn_d.yaml --data CORPUS --out runs/tdnn_d \\
+        [--trainer.max_epochs 3] [--seed_everything 1] [--logger wandb|csv|none] [-c MORE.yaml]
+
+A LightningCLI over ``ASRModule`` and ``SpeechDataModule`` with ``scripts/configs/retrain.yaml``
+as the default config, so every model, data and Trainer option can be overridden. ``--arch``,
+``--data`` and ``--out`` are shortcuts for ``--model.arch``, ``--data.data`` and
+``--trainer.default_root_dir``. The architecture sets the data module's features; the data
+module's tokenizer sets the model's vocabulary. After fitting, the best checkpoint is validated
+and tested on every test set, and RUN/ gets ``metrics.json``, ``arch.yaml``, ``tokenizer.json``
+and ``checkpoints/`` (``best`` by ``dev/score`` and ``last.ckpt``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from supernet.archspec import ArchSpec
+from supernet.asr_module import ASRModule
+from supernet.datamodule import SpeechDataModule
+from supernet.loggers import LOGGER_KINDS, make_logger
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "retrain.yaml"
+SHORTCUTS = {"--arch": "--model.arch", "--data": "--data.data", "--out": "--trainer.default_root_dir"}
+
+
+def expand_shortcuts(argv: list[str]) -> list[str]:
+    """``--arch X`` -> ``--model.arch X`` (also ``--arch=X``); other arguments unchanged."""
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if flag in SHORTCUTS:
+            arg = SHORTCUTS[flag] + eq + value
+        out.append(arg)
+    return out
+
+
+# The links also run on the defaults, before --arch is known (arch None): give the data defaults.
+def _features_of(arch: str | dict | None) -> str:
+    return "fbank" if arch is None else ArchSpec.load(arch).features
+
+
+def _n_mels_of(arch: str | dict | None) -> int:
+    spec = None if arch is None else ArchSpec.load(arch)
+    return spec.feature_dim if spec is not None and spec.features == "fbank" else 80
+
+
+def _n_mfcc_of(arch: str | dict | None) -> int:
+    spec = None if arch is None else ArchSpec.load(arch)
+    return spec.feature_dim if spec is not None and spec.features == "mfcc" else 40
+
+
+def _vocab_of(tokenizer) -> list[str]:
+    return list(tokenizer.vocab)
+
+
+def _checkpoint_dir(root: str | None) -> str:
+    return str(Path(root or ".") / "checkpoints")
+
+
+class RetrainCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--logger",
+            type=str,
+            default="wandb",
+            help=f"experiment logger: {', '.join(LOGGER_KINDS)} (W&B offline)",
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
+        parser.link_arguments("model.arch", "data.features", compute_fn=_features_of)
+        parser.link_arguments("model.arch", "data.n_mels", compute_fn=_n_mels_of)
+        parser.link_arguments("model.arch", "data.n_mfcc", compute_fn=_n_mfcc_of)
+        parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any):
+        trainer_config = self.config_init.get("trainer", {})
+        if trainer_config.get("logger") is None:
+            root = trainer_config.get("default_root_dir") or "."
+            kwargs["logger"] = make_logger(self.config_init["logger"], root, name=self.model.spec.name)
+        kwargs["callbacks"] = [*(trainer_config.get("callbacks") or []), LearningRateMonitor("step")]
+        return super().instantiate_trainer(**kwargs)
+
+
+def _merge(results: list[dict[str, float]]) -> dict[str, float]:
+    merged: dict[str, float] = {}
+    for result in results:
+        merged.update({k: float(v) for k, v in result.items()})
+    return merged
+
+
+def run_metrics(
+    model: ASRModule,
+    dev: dict[str, float],
+    test: dict[str, float],
+    test_names: list[str],
+    epochs: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds: error rates of the best checkpoint and the run's cost."""
+    return {
+        "arch": model.spec.name,
+        "wer": {name: test.get(f"test/{name}/wer") for name in test_names},
+        "cer": {name: test.get(f"test/{name}/cer") for name in test_names},
+        "dev_wer": dev.get("dev/wer"),
+        "dev_cer": dev.get("dev/cer"),
+        "params": sum(p.numel() for p in model.net.parameters()),
+        "epochs": epochs,
+        "train_seconds": round(seconds, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    cli = RetrainCLI(
+        ASRModule,
+        SpeechDataModule,
+        args=expand_shortcuts(list(argv or [])),
+        run=False,
+        parser_kwargs={"default_config_files": [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []},
+        trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
+        save_config_kwargs={"overwrite": True},
+        load_from_checkpoint_support=False,  # the checkpoint stores the arch dict, not the YAML path
+    )
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    out = Path(trainer.default_root_dir)
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        model.spec.to_yaml(out / "arch.yaml")
+        data.save_tokenizer(out)
+
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    seconds = time.perf_counter() - start
+    epochs = trainer.current_epoch
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt = best or "last"
+    dev = _merge(trainer.validate(model, datamodule=data, ckpt_path=ckpt, verbose=False))
+    test = _merge(trainer.test(model, datamodule=data, ckpt_path=ckpt, verbose=False))
+    if trainer.is_global_zero:
+        metrics = run_metrics(model, dev, test, list(data.test_names), epochs, seconds)
+        metrics["checkpoint"] = str(best)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print(json.dumps(metrics, indent=2))
+    return 0

@@ -1,0 +1,124 @@
+"""`supernet search`: warm-up, then architecture search; writes RUN/arch.yaml.
+
+    supernet search --data CORPUS --out runs/search [--model.space st_nas] [--model.method st]
+        [--trainer.max_epochs 8] [--stage.warmup_epochs 3] [--seed_everything 0]
+        [--ckpt_path runs/search/checkpoints/last.ckpt]
+
+A LightningCLI over ``SearchModule`` and ``SpeechDataModule(search=True)`` with
+``scripts/configs/search.yaml`` as the default config. RUN/ gets ``arch.yaml`` (the argmax
+architecture, ready for ``supernet retrain --arch``), ``arch_epoch_NNN.yaml``,
+``alpha_history.jsonl``, ``alphas/*.png``, ``search.json`` and ``checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from callbacks import AlphaLogger, StageSwitch, TemperatureSchedule
+from supernet.datamodule import SpeechDataModule
+from supernet.loggers import LOGGER_KINDS, make_logger
+from supernet.retrain import _checkpoint_dir, _vocab_of, expand_shortcuts
+from supernet.search_module import SearchModule
+from supernet.space import SearchSpace
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "search.yaml"
+
+
+def _space_fields(space: str | dict | None) -> dict:
+    return {"features": "fbank", "feature_dim": 80} if space is None else SearchSpace.load(space).fields
+
+
+def _features_of(space) -> str:
+    return _space_fields(space)["features"]
+
+
+def _n_mels_of(space) -> int:
+    f = _space_fields(space)
+    return f["feature_dim"] if f["features"] == "fbank" else 80
+
+
+def _n_mfcc_of(space) -> int:
+    f = _space_fields(space)
+    return f["feature_dim"] if f["features"] == "mfcc" else 40
+
+
+class SearchCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--logger", type=str, default="wandb", help=f"{', '.join(LOGGER_KINDS)} (W&B offline)")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(StageSwitch, "stage")
+        parser.add_lightning_class_args(TemperatureSchedule, "temperature")
+        parser.add_lightning_class_args(AlphaLogger, "alpha_logger")
+        parser.link_arguments("stage.warmup_epochs", "temperature.warmup_epochs")
+        parser.link_arguments("seed_everything", "model.seed", compute_fn=lambda s: int(s or 0))
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
+        parser.link_arguments("model.space", "data.features", compute_fn=_features_of)
+        parser.link_arguments("model.space", "data.n_mels", compute_fn=_n_mels_of)
+        parser.link_arguments("model.space", "data.n_mfcc", compute_fn=_n_mfcc_of)
+        parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
+        parser.set_defaults({"data.search": True})
+
+    def instantiate_trainer(self, **kwargs: Any):
+        trainer_config = self.config_init.get("trainer", {})
+        if trainer_config.get("logger") is None:
+            root = trainer_config.get("default_root_dir") or "."
+            name = f"search-{self.model.space.name}-{self.model.hparams.method}"
+            kwargs["logger"] = make_logger(self.config_init["logger"], root, name=name)
+        return super().instantiate_trainer(**kwargs)
+
+
+def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str, Any]:
+    """What ``search.json`` holds: the chosen path, how sure the search is, what it cost."""
+    spec = model.current_archspec()
+    return {
+        "space": model.space.name,
+        "method": model.hparams.method,
+        "arch": spec.to_dict(),
+        "choices": model.arch.argmax_labels(),
+        "probs": {n: p.detach().cpu().tolist() for n, p in model.arch.probs().items()},
+        "entropy": model.arch.mean_normalised_entropy(),
+        "parameter_free": spec.parameter_free_count,
+        "params": spec.params(model.vocab_size),
+        "epochs": epochs,
+        "steps": int(model.search_step),
+        "search_seconds": round(seconds, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    argv = expand_shortcuts(list(argv or []))
+    argv = [{"--space": "--model.space", "--method": "--model.method"}.get(a, a) for a in argv]
+    cli = SearchCLI(
+        SearchModule,
+        SpeechDataModule,
+        args=argv,
+        run=False,
+        parser_kwargs={"default_config_files": [str(DEFAULT_CONFIG)]},
+        trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
+        save_config_kwargs={"overwrite": True},
+    )
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    out = Path(trainer.default_root_dir)
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        data.save_tokenizer(out)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data, ckpt_path=cli.config.get("ckpt_path"))
+    seconds = time.perf_counter() - start
+    if trainer.is_global_zero:
+        summary = search_summary(model, seconds, trainer.current_epoch)
+        model.current_archspec().to_yaml(out / "arch.yaml")
+        (out / "search.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"architecture: {summary['choices']}")
+        print(f"parameter-free layers chosen: {summary['parameter_free']}; params: {summary['params']:,}")
+        print(f"written: {out / 'arch.yaml'}")
+    return 0

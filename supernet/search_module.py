@@ -1,0 +1,187 @@
+"""SearchModule: DARTS, SNAS (Gumbel) and ST-NAS on one supernet, by manual optimisation.
+
+The recipe (CTC, decoding, WER/CER) is ``ASRModule``'s; this module adds the two-optimizer
+search loop, in the shape of NNI's ``DartsLightningModule``:
+
+- stage ``warmup`` (set by ``callbacks.StageSwitch``): uniform single-path sampling, weights only;
+- stage ``search``: an architecture step on an ``arch`` batch (gradient for the alphas only:
+  ``torch.autograd.grad`` never computes the weight gradients it would throw away), then a
+  weight step on a ``train`` batch with the alphas frozen.
+
+The method is only a plan maker (``supernet.relaxations``); the path sampled at a step depends on
+``(seed, step)`` alone, so every DDP rank runs the same path and a resumed run draws the same
+paths as an uninterrupted one. The step counter lives in a buffer, saved in every checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from supernet.archspec import ArchSpec
+from supernet.arch_params import ArchParams
+from supernet.asr_module import ASRModule, lr_factor
+from supernet.network import Supernet
+from supernet.relaxations import METHODS, make_plan
+from supernet.space import SearchSpace
+from supernet.tokenizer import BLANK, UNKNOWN, CharTokenizer
+
+
+class SearchModule(ASRModule):
+    """Architecture search over a ``SearchSpace``.
+
+    Args:
+        space: a space YAML path, a shipped space name (``st_nas``) or its dict.
+        vocab: the tokenizer's vocabulary (linked from the data module by ``supernet search``).
+        method: ``darts`` | ``gumbel`` | ``st`` | ``uniform`` (single-path one-shot, no alphas).
+        hard: Gumbel with a hard one-hot forward (GDAS) instead of the soft SNAS mixture.
+        lr, warmup_steps, weight_decay, schedule, min_lr_ratio: the weight optimizer (AdamW).
+        arch_lr, arch_weight_decay: the alphas' Adam (betas 0.5, 0.999 as in DARTS).
+        grad_clip: max norm of the weight gradients (manual optimisation clips itself).
+        seed: seeds the alphas' initial noise and the path sampler.
+    """
+
+    def __init__(
+        self,
+        space: str | dict,
+        vocab: list[str] | None = None,
+        method: str = "st",
+        hard: bool = False,
+        lr: float = 2e-3,
+        warmup_steps: int = 200,
+        weight_decay: float = 0.01,
+        schedule: str = "cosine",
+        min_lr_ratio: float = 0.05,
+        arch_lr: float = 3e-3,
+        arch_weight_decay: float = 1e-3,
+        grad_clip: float = 5.0,
+        seed: int = 0,
+    ):
+        pl.LightningModule.__init__(self)
+        if method not in METHODS:
+            raise ValueError(f"model.method: unknown {method!r}; choose one of {', '.join(METHODS)}")
+        if vocab is None:
+            raise ValueError("SearchModule needs the tokenizer's vocab (supernet search links it from the data)")
+        if list(vocab[:2]) != [BLANK, UNKNOWN]:
+            raise ValueError(f"vocab must start with {BLANK!r}, {UNKNOWN!r}; got {list(vocab[:2])}")
+        self.automatic_optimization = False
+        self.space = SearchSpace.load(space)
+        self.tokenizer = CharTokenizer(list(vocab[2:]))
+        self.vocab_size = len(self.tokenizer)
+        self.save_hyperparameters(
+            {
+                "space": self.space.to_dict(),
+                "vocab": list(vocab),
+                "method": method,
+                "hard": hard,
+                "lr": lr,
+                "warmup_steps": warmup_steps,
+                "weight_decay": weight_decay,
+                "schedule": schedule,
+                "min_lr_ratio": min_lr_ratio,
+                "arch_lr": arch_lr,
+                "arch_weight_decay": arch_weight_decay,
+                "grad_clip": grad_clip,
+                "seed": seed,
+            }
+        )
+        self.net = Supernet(self.space, self.vocab_size)
+        self.arch = ArchParams(self.space.edges, seed=seed)
+        self.metrics = nn.ModuleDict()
+        self.register_buffer("search_step", torch.zeros((), dtype=torch.long))
+        self.stage = "warmup"  # StageSwitch sets it at every epoch start
+        self.tau = 1.0  # TemperatureSchedule anneals it for gumbel
+
+    # --- what ASRModule reads ---------------------------------------------------------------
+    @property
+    def spec(self) -> ArchSpec:
+        """The current argmax architecture (ASRModule reads ``spec`` for names and checks)."""
+        return self.current_archspec()
+
+    def current_archspec(self) -> ArchSpec:
+        return self.space.derive(self.arch.argmax(), name=f"{self.space.name}-{self.hparams.method}")
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        feature_dim = getattr(datamodule, "feature_dim", None)
+        if feature_dim is not None and feature_dim != self.space.fields["feature_dim"]:
+            raise ValueError(
+                f"{self.space.source}: dim mismatch: the space expects feature_dim "
+                f"{self.space.fields['feature_dim']}, the data module makes {feature_dim}"
+            )
+
+    # --- the search loop --------------------------------------------------------------------
+    def _plan(self, phase: str, step: int) -> None:
+        method = "uniform" if self.stage == "warmup" else self.hparams.method
+        # weight and arch steps draw from different generator streams of the same (seed, step)
+        self.net.apply_plan(
+            make_plan(self.arch, method, phase, 2 * step + (phase == "arch"), tau=self.tau, hard=self.hparams.hard)
+        )
+
+    def arch_step(self, batch: dict[str, Any], step: int) -> torch.Tensor:
+        """One Adam step of the alphas on a held-out batch; the weights get no gradient."""
+        _, arch_opt = self.optimizers()
+        self._plan("arch", step)
+        loss, _, _ = self.ctc_loss(batch)
+        alphas = list(self.arch.alphas.values())
+        grads = torch.autograd.grad(loss, alphas, allow_unused=True)
+        for alpha, grad in zip(alphas, grads):
+            grad = torch.zeros_like(alpha) if grad is None else grad
+            alpha.grad = self.trainer.strategy.reduce(grad, reduce_op="mean")  # same alphas on every rank
+        arch_opt.step()
+        arch_opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def weight_step(self, batch: dict[str, Any], step: int) -> torch.Tensor:
+        """One AdamW step of the network's weights with the alphas frozen."""
+        weight_opt, _ = self.optimizers()
+        self._plan("weight", step)
+        loss, _, _ = self.ctc_loss(batch)
+        weight_opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.clip_gradients(weight_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        weight_opt.step()
+        self.lr_schedulers().step()
+        return loss.detach()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        train_batch, arch_batch = (batch["train"], batch.get("arch")) if "train" in batch else (batch, None)
+        step = int(self.search_step)
+        searching = self.stage == "search" and self.hparams.method != "uniform"
+        size = train_batch["targets"].size(0)
+        if searching:
+            if arch_batch is None:
+                raise ValueError("the search stage needs arch batches: build the data module with search=True")
+            arch_loss = self.arch_step(arch_batch, step)
+            self.log("arch/loss", arch_loss, prog_bar=True, batch_size=arch_batch["targets"].size(0))
+        loss = self.weight_step(train_batch, step)
+        self.search_step += 1
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        if searching:
+            self.log("arch/entropy", self.arch.mean_normalised_entropy(), batch_size=size)
+
+    # --- evaluation: the current argmax path, with the shared weights ----------------------
+    def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
+        self.net.fix_path(self.arch.argmax())
+        return super()._eval_step(batch, split)
+
+    # --- optimisation -----------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = self.net.weight_parameters()
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        hp = self.hparams
+        weight_opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr
+        )
+        arch_opt = torch.optim.Adam(
+            self.arch.parameters(), lr=hp.arch_lr, betas=(0.5, 0.999), weight_decay=hp.arch_weight_decay
+        )
+        total = self.trainer.estimated_stepping_batches
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            weight_opt, lambda s: lr_factor(s, hp.warmup_steps, total, hp.schedule, hp.min_lr_ratio)
+        )
+        return [weight_opt, arch_opt], [{"scheduler": scheduler, "interval": "step"}]

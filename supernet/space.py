@@ -1,0 +1,180 @@
+"""SearchSpace: the ArchSpec YAML in which a layer may be a choice of op specs.
+
+```yaml
+name: st_nas
+features: fbank
+feature_dim: 80
+dim: 256
+input: linear
+layers:
+  - {name: block1, choice: [tdnn-k3-d1, tdnn-k3-d2, tdnn-k5-d1, tdnn-k5-d2]}
+  - tdnn-k3-d1-s3            # a fixed layer
+  - {choice: [tdnn-k3-d1, skip]}   # named "layer2" when unnamed
+head: linear
+```
+
+Every candidate is built and run once when the space is read, so a typo, a dim mismatch or a
+choice whose candidates subsample differently fails with the file, the layer and the candidate.
+``derive(choices)`` turns one choice per edge into an ``ArchSpec``: the single hand-off to retrain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supernet.archspec import ArchSpec, ArchSpecError, OpInfo, _where, check_op, parse_fields
+
+SPACES_DIR = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "space"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One searchable edge: its name and candidate op specs."""
+
+    name: str
+    candidates: tuple[str, ...]
+
+
+class SearchSpace:
+    """A macro-DAG of fixed layers and choices; see the module docstring for the format."""
+
+    def __init__(self, data: Any, source: str = "<dict>"):
+        fields = parse_fields(data, source)
+        self.source = source
+        self.fields = {k: v for k, v in fields.items() if not k.startswith("_")}
+        self.layers: list[str | Choice] = []
+        self.layer_infos: list[OpInfo | list[OpInfo]] = []
+        names: set[str] = set()
+        dim = fields["dim"]
+        for i, layer in enumerate(fields["layers"]):
+            where = f"layers[{i}]"
+            if isinstance(layer, str):
+                self.layers.append(layer)
+                self.layer_infos.append(check_op(layer, dim, dim, source, where))
+                continue
+            choice = self._parse_choice(layer, i, where, names)
+            infos = [check_op(c, dim, dim, source, f"{where}.choice[{j}]") for j, c in enumerate(choice.candidates)]
+            strides = {info.stride for info in infos}
+            if len(strides) > 1:
+                raise ArchSpecError(
+                    f"{_where(source, where)}: candidates {list(choice.candidates)} subsample differently "
+                    f"(strides {sorted(strides)}); every candidate of a choice needs the same stride"
+                )
+            self.layers.append(choice)
+            self.layer_infos.append(infos)
+        if not self.choices:
+            raise ArchSpecError(f"{_where(source, 'layers')}: a search space needs at least one choice")
+
+    def _parse_choice(self, layer: Any, i: int, where: str, names: set[str]) -> Choice:
+        if not isinstance(layer, dict) or "choice" not in layer:
+            raise ArchSpecError(
+                f"{_where(self.source, where)}: a layer is an op spec string or a mapping with 'choice', "
+                f"got {layer!r}"
+            )
+        unknown = sorted(set(layer) - {"choice", "name"})
+        if unknown:
+            raise ArchSpecError(f"{_where(self.source, where)}: unknown key {unknown[0]!r} (use 'choice', 'name')")
+        candidates = layer["choice"]
+        if not isinstance(candidates, list) or len(candidates) < 2:
+            raise ArchSpecError(f"{_where(self.source, where)}.choice: needs a list of at least two op specs")
+        if len(set(candidates)) != len(candidates):
+            raise ArchSpecError(f"{_where(self.source, where)}.choice: repeated candidate in {candidates}")
+        name = layer.get("name", f"layer{i}")
+        if not isinstance(name, str) or not name or name in names:
+            raise ArchSpecError(f"{_where(self.source, where)}.name: {name!r} is empty or not unique")
+        names.add(name)
+        return Choice(name, tuple(candidates))
+
+    # --- reading ---------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        path = resolve_space_path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ArchSpecError(f"{path}: not valid YAML: {err}") from err
+        return cls(data, source=str(path))
+
+    @classmethod
+    def load(cls, space: str | Path | dict | SearchSpace) -> SearchSpace:
+        if isinstance(space, SearchSpace):
+            return space
+        if isinstance(space, dict):
+            return cls(space)
+        return cls.from_yaml(space)
+
+    def to_dict(self) -> dict[str, Any]:
+        layers = [
+            layer if isinstance(layer, str) else {"name": layer.name, "choice": list(layer.candidates)}
+            for layer in self.layers
+        ]
+        return {**self.fields, "layers": layers}
+
+    # --- the edges -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.fields["name"]
+
+    @property
+    def choices(self) -> list[Choice]:
+        return [layer for layer in self.layers if isinstance(layer, Choice)]
+
+    @property
+    def edges(self) -> dict[str, list[str]]:
+        return {c.name: list(c.candidates) for c in self.choices}
+
+    @property
+    def num_paths(self) -> int:
+        return math.prod(len(c.candidates) for c in self.choices)
+
+    def derive(self, choices: dict[str, int | str], name: str | None = None) -> ArchSpec:
+        """The ArchSpec that takes ``choices[edge]`` (an index or a spec) at every edge."""
+        missing = [c.name for c in self.choices if c.name not in choices]
+        if missing:
+            raise ValueError(f"{self.source}: no choice given for edge(s) {missing}")
+        layers = []
+        for layer in self.layers:
+            if isinstance(layer, str):
+                layers.append(layer)
+                continue
+            pick = choices[layer.name]
+            if isinstance(pick, int):
+                layers.append(layer.candidates[pick])
+            elif pick in layer.candidates:
+                layers.append(pick)
+            else:
+                raise ValueError(f"edge {layer.name!r}: {pick!r} is not one of {list(layer.candidates)}")
+        return ArchSpec.from_dict({**self.fields, "name": name or f"{self.name}-derived", "layers": layers},
+                                  source=f"{self.source} (derived)")
+
+    def index_of(self, spec: ArchSpec) -> dict[str, int]:
+        """The choices that give ``spec``; an error if the architecture is not in the space."""
+        if len(spec.layers) != len(self.layers):
+            raise ValueError(f"{spec.name!r} has {len(spec.layers)} layers, the space {len(self.layers)}")
+        out = {}
+        for i, (mine, theirs) in enumerate(zip(self.layers, spec.layers)):
+            if isinstance(mine, str):
+                if mine != theirs:
+                    raise ValueError(f"layer {i}: {theirs!r} where the space fixes {mine!r}")
+            elif theirs not in mine.candidates:
+                raise ValueError(f"layer {i} ({mine.name}): {theirs!r} is not a candidate {list(mine.candidates)}")
+            else:
+                out[mine.name] = mine.candidates.index(theirs)
+        return out
+
+
+def resolve_space_path(space: str | Path) -> Path:
+    """A YAML path, or the name of a shipped space (``st_nas``, ``conformer``, ``mixed``)."""
+    path = Path(space)
+    if path.exists():
+        return path
+    shipped = SPACES_DIR / f"{space}.yaml"
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"search space {str(space)!r}: no such file, and not a shipped space ({', '.join(names)})")

@@ -1,0 +1,243 @@
+"""The op library: shapes and lengths, padding invariance, declared look-ahead vs the real one,
+spec errors, and a few known answers (rel-shift, masks, flops, a 1 kHz tone through the front-ends)."""
+
+import math
+
+import pytest
+import torch
+
+import ops
+from ops.attention import attention_mask, rel_shift
+from ops.base import UNBOUNDED
+
+FRAME_SPECS = [
+    "tdnn-k3-d1",
+    "tdnn-k3-d2",
+    "tdnn-k5-d1",
+    "tdnn-k5-d2",
+    "tdnn-k3-d1-s3",
+    "tdnn-k4-d1-bn",
+    "tdnn-k3-d2-causal",
+    "septdnn-k5-d2",
+    "conformer-k15-f4-abs",
+    "conformer-k31-f2-rel",
+    "conformer-k15-f4-local-w16",
+    "conformer-k5-f2-local-w4-l1-ln",
+    "conformer-k15-f4-chunk-c16",
+    "transformer-f4-abs",
+    "transformer-f4-rel",
+    "transformer-f2-local-w3",
+    "transformer-f4-chunk-c16",
+    "mhsa-h2-chunk-c4",
+    "lstm",
+    "blstm",
+    "skip",
+    "zero",
+    "linear",
+    "conv2d4x",
+]
+WAVE_SPECS = ["fbank", "mfcc", "learnfb"]
+DIM = 8
+
+
+def make(spec: str) -> ops.Op:
+    torch.manual_seed(0)
+    return ops.build(spec, 1 if spec in WAVE_SPECS else DIM).double().eval()
+
+
+def inputs(spec: str, frames: int, batch: int = 1) -> torch.Tensor:
+    torch.manual_seed(1)
+    if spec in WAVE_SPECS:
+        return torch.randn(batch, frames * 160, 1, dtype=torch.float64)
+    return torch.randn(batch, frames, DIM, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("spec", FRAME_SPECS + WAVE_SPECS)
+def test_shapes_lengths_and_attributes(spec):
+    op = make(spec)
+    x = inputs(spec, 23, batch=3)
+    T = x.shape[1]
+    lengths = torch.tensor([T, T - 7, 1])
+    y, out_lengths = op(x, lengths)
+    assert y.shape[:2] == (3, math.ceil(T / op.stride))
+    assert out_lengths.tolist() == [math.ceil(n / op.stride) for n in lengths.tolist()]
+    assert torch.isfinite(y).all()
+    for row, n in zip(y, out_lengths.tolist()):
+        assert torch.equal(row[n:], torch.zeros_like(row[n:]))
+    assert op.spec == spec and op.flops(100) >= 0
+    assert op.streamable == (op.lookahead < UNBOUNDED)
+    assert op.parameter_free == (sum(p.numel() for p in op.parameters()) == 0)
+
+
+@pytest.mark.parametrize("spec", FRAME_SPECS + WAVE_SPECS)
+def test_padding_is_invisible(spec):
+    """One utterance alone == the same utterance padded with garbage in a batch; padding -> 0."""
+    op = make(spec)
+    x = inputs(spec, 21, batch=2)
+    n = 13 * (160 if spec in WAVE_SPECS else 1)
+    alone, _ = op(x[:1, :n], torch.tensor([n]))
+    garbage = x.clone()
+    garbage[0, n:] = 1e3 * torch.randn_like(garbage[0, n:])
+    batched, out_lengths = op(garbage, torch.tensor([n, x.shape[1]]))
+    m = out_lengths[0]
+    assert m == alone.shape[1]
+    assert torch.allclose(batched[0, :m], alone[0], rtol=0, atol=1e-9)
+    assert torch.equal(batched[0, m:], torch.zeros_like(batched[0, m:]))
+
+
+def _perturbed(op, x, frames):
+    """Output after adding noise to `frames` (noise, not a constant: LayerNorm ignores offsets)."""
+    x = x.clone()
+    torch.manual_seed(2)
+    x[:, frames] += torch.randn_like(x[:, frames])
+    return op(x, torch.tensor([x.shape[1]]))[0]
+
+
+@pytest.mark.parametrize("spec", [s for s in FRAME_SPECS + WAVE_SPECS if s != "zero"])
+def test_declared_lookahead_is_exact(spec):
+    """Output j (input frame t = j * stride) ignores frames past t + lookahead and reads t + lookahead."""
+    op = make(spec)
+    x = inputs(spec, 64)
+    T = x.shape[1]
+    y = op(x, torch.tensor([T]))[0]
+    if op.lookahead >= UNBOUNDED:  # full-utterance ops: output 0 sees far frames (a BLSTM forgets
+        assert (_perturbed(op, x, [24])[0, 0] - y[0, 0]).abs().max() > 1e-9  # by ~2x a step)
+        return
+    # Chunked attention reaches its full look-ahead from a chunk's first frame (c16: t = 0, 16, 32...).
+    for t in (0, math.lcm(16 * (160 if spec in WAVE_SPECS else 1), op.stride)):
+        j = t // op.stride
+        assert j * op.stride == t and t + op.lookahead + 1 < T
+        beyond = _perturbed(op, x, slice(t + op.lookahead + 1, None))
+        assert torch.allclose(beyond[0, : j + 1], y[0, : j + 1], rtol=0, atol=1e-12), (
+            "reads past its look-ahead"
+        )
+        edge = _perturbed(op, x, [t + op.lookahead])
+        assert (edge[0, j] - y[0, j]).abs().max() > 1e-9, f"look-ahead {op.lookahead} is not tight at t={t}"
+
+
+def test_lookahead_declarations():
+    expected = {
+        "tdnn-k3-d2": 2,
+        "tdnn-k5-d2": 4,
+        "tdnn-k4-d1": 2,
+        "tdnn-k5-d2-causal": 0,
+        "tdnn-k3-d1-s3": 1,
+        "conformer-k15-f4-local-w16": 16 + 7,
+        "conformer-k15-f4-local-w16-causal": 16,
+        "conformer-k15-f4-chunk-c16": 15,
+        "transformer-f4-chunk-c16": 15,
+        "conv2d4x": 3,
+        "lstm": 0,
+        "fbank": 199,
+    }
+    for spec, lookahead in expected.items():
+        assert make(spec).lookahead == lookahead, spec
+    for spec in ["conformer-k15-f4-abs", "conformer-k31-f2-rel", "transformer-f4-rel", "blstm"]:
+        op = make(spec)
+        assert op.lookahead == UNBOUNDED and not op.streamable, spec
+
+
+def test_rel_shift_matches_gather():
+    B, H, T = 2, 3, 5
+    scores = torch.randn(B, H, T, 2 * T - 1)
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    index = (T - 1 - i + j).expand(B, H, T, T)  # column of relative position i - j
+    assert torch.equal(rel_shift(scores), scores.gather(-1, index))
+
+
+def test_attention_masks():
+    valid = torch.tensor([[True, True, True, False]])
+    local = attention_mask("local", valid, window=1, right=0)[0, 0].int()
+    assert local.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]  # padded query sees all
+    chunk = attention_mask("chunk", valid[:, :3], chunk=2)[0, 0].int()
+    assert chunk.tolist() == [[1, 1, 0], [1, 1, 0], [1, 1, 1]]
+
+
+@pytest.mark.parametrize(
+    "spec", ["conformer-k3-f2-rel", "transformer-f2-local-w2", "lstm", "blstm", "tdnn-k3-d1-bn", "conv2d4x"]
+)
+def test_training_with_empty_and_short_utterances(spec):
+    """Train mode (dropout, batch norm stats): padded outputs stay zero and gradients stay finite."""
+    op = ops.build(spec, DIM, dropout=0.1).train()
+    x = torch.randn(3, 12, DIM, requires_grad=True)
+    y, out_lengths = op(x, torch.tensor([12, 5, 0]))
+    assert torch.equal(y[1, out_lengths[1] :], torch.zeros_like(y[1, out_lengths[1] :]))
+    assert torch.equal(y[2], torch.zeros_like(y[2]))
+    y.pow(2).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in op.parameters() if p.grad is not None)
+    assert torch.isfinite(x.grad).all()
+
+
+def test_flops_known_answers():
+    assert ops.build("linear", 8, 5).flops(10) == 10 * 8 * 5
+    assert ops.build("tdnn-k3-d2-s3", 8, 6).flops(10) == 4 * 3 * 8 * 6
+    assert ops.build("septdnn-k5-d1", 8, 6).flops(10) == 10 * (5 * 8 + 8 * 6)
+    assert ops.build("lstm", 8, 6).flops(10) == 10 * 4 * 6 * (8 + 6)
+    assert ops.build("skip", 8).flops(10) == 0
+    # local attention costs O(T * window), full attention O(T^2)
+    local, full = ops.build("transformer-f4-local-w4", 16), ops.build("transformer-f4-abs", 16)
+    assert local.flops(2000) < full.flops(2000) / 10
+
+
+def test_tone_peaks_in_the_same_mel_band():
+    """A 1 kHz tone: fbank and the (untrained) learnable filterbank peak in the mel band of 1 kHz."""
+    t = torch.arange(16000, dtype=torch.float64) / 16000
+    wav = torch.sin(2 * math.pi * 1000 * t)[None, :, None]
+    band = round(1000 / (2595 * math.log10(1 + 8000 / 700) / 81)) - 1  # HTK mel(1000 Hz) = 1000
+    for spec in ["fbank", "learnfb"]:
+        y, _ = make(spec)(wav, torch.tensor([16000]))
+        assert abs(int(y[0, 50].argmax()) - band) <= 1, spec
+
+
+def test_conformer_and_lstm_map_dims():
+    x = torch.randn(2, 7, 12)
+    for spec in [
+        "conformer-k3-f2-chunk-c4",
+        "transformer-f2-rel",
+        "lstm",
+        "blstm",
+        "conv2d4x",
+        "linear",
+        "zero",
+    ]:
+        y, _ = ops.build(spec, 12, 16).eval()(x, torch.tensor([7, 4]))
+        assert y.shape[-1] == 16, spec
+
+
+def test_parse_spec():
+    parsed = ops.parse_spec("conformer-k15-f4-local-w16")
+    assert parsed.family == "conformer" and parsed.numbers == {"k": 15, "f": 4, "w": 16}
+    assert parsed.words == {"local"}
+
+
+@pytest.mark.parametrize(
+    "spec, in_dim, out_dim, message",
+    [
+        ("tdnn-k3-x2", 8, None, "unknown token 'x2'"),
+        ("resnet-k3", 8, None, "valid families: ['blstm', 'conformer'"),
+        ("", 8, None, "non-empty string"),
+        ("tdnn-k3-k5", 8, None, "given twice"),
+        ("tdnn-k3-abs", 8, None, "tdnn takes no 'abs' token; valid: ['k<int>'"),
+        ("lstm-k3", 8, None, "lstm takes no 'k' token; valid: none"),
+        ("tdnn-k0", 8, None, "kernel k0 is out of range"),
+        ("conformer-k15-abs-rel", 8, None, "choose one of abs|rel|local|chunk"),
+        ("conformer-k15-f4-w16", 8, None, "w16 only applies to 'local'"),
+        ("transformer-f4-h3", 8, None, "not divisible by 3 heads"),
+        ("skip", 8, 4, "skip needs in_dim == out_dim"),
+        ("blstm", 8, 5, "even out_dim"),
+        ("fbank", 80, None, "needs in_dim 1"),
+    ],
+)
+def test_bad_specs_raise_clear_errors(spec, in_dim, out_dim, message):
+    with pytest.raises(ValueError) as error:
+        ops.build(spec, in_dim, out_dim)
+    assert message in str(error.value)
+    assert repr(spec) in str(error.value)  # every error names the spec
+
+
+def test_build_options():
+    assert ops.build("tdnn-k3-d1", 8, dropout=0.3).dropout.p == 0.3
+    assert ops.build("skip", 8, dropout=0.3).parameter_free  # dropout accepted by every family
+    assert ops.build("conv2d4x", 20, 8, channels=4).conv1.out_channels == 4
+    with pytest.raises(ValueError, match="unknown build options"):
+        ops.build("tdnn-k3-d1", 8, heads=2)

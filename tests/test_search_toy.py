@@ -1,0 +1,54 @@
+"""Known answer: a task that needs a receptive field of +-4 frames, which among TDNN k{3,5} x d{1,2}
+only tdnn-k5-d2 has. Every search method must put its highest probability on it."""
+
+import pytest
+import torch
+from torch import nn
+
+import ops
+from supernet.arch_params import ArchParams
+from supernet.mixed_op import MixedOp
+from supernet.relaxations import make_plan
+
+CANDIDATES = ["tdnn-k3-d1", "tdnn-k3-d2", "tdnn-k5-d1", "tdnn-k5-d2"]
+ANSWER = "tdnn-k5-d2"
+
+
+def toy_batch(gen, batch=16, frames=40, dim=8):
+    x = torch.randn(batch, frames, dim, generator=gen)
+    shifted_back = torch.nn.functional.pad(x, (0, 0, 4, 0))[:, :frames]  # x[t-4]
+    shifted_fwd = torch.nn.functional.pad(x, (0, 0, 0, 4))[:, 4:]  # x[t+4]
+    y = (shifted_back + shifted_fwd).sum(-1, keepdim=True)
+    return x, torch.full((batch,), frames), y
+
+
+@pytest.mark.parametrize("method,hard", [("darts", False), ("gumbel", False), ("gumbel", True), ("st", False)])
+def test_every_method_finds_the_wide_receptive_field(method, hard):
+    torch.manual_seed(0)
+    dim = 8
+    edge = MixedOp("e", [ops.build(c, dim, 32, dropout=0.0) for c in CANDIDATES], CANDIDATES)
+    readout = nn.Linear(32, 1)
+    arch = ArchParams({"e": CANDIDATES}, seed=0)
+    weight_opt = torch.optim.Adam([*edge.parameters(), *readout.parameters()], lr=3e-3)
+    arch_opt = torch.optim.Adam(arch.parameters(), lr=0.05, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(1)
+
+    def loss_on(batch):
+        x, lengths, y = batch
+        h, _ = edge(x, lengths)
+        return ((readout(h) - y) ** 2).mean()
+
+    for step in range(150):
+        tau = 2.0 * (0.3 / 2.0) ** (step / 150)
+        edge.plan = make_plan(arch, "uniform" if step < 30 else method, "weight", 2 * step, tau=tau, hard=hard)["e"]
+        weight_opt.zero_grad()
+        loss_on(toy_batch(gen)).backward()
+        weight_opt.step()
+        if step >= 30:
+            edge.plan = make_plan(arch, method, "arch", 2 * step + 1, tau=tau, hard=hard)["e"]
+            arch_opt.zero_grad()
+            (grad,) = torch.autograd.grad(loss_on(toy_batch(gen)), [arch.alphas["e"]])
+            arch.alphas["e"].grad = grad
+            arch_opt.step()
+    probs = arch.probs()["e"].detach()
+    assert CANDIDATES[int(probs.argmax())] == ANSWER, dict(zip(CANDIDATES, probs.tolist()))
