@@ -13,7 +13,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 
-def plot_alpha_heatmap(probs: dict[str, list[float]], labels: dict[str, list[str]], path: Path, title: str) -> None:
+def plot_alpha_heatmap(
+    probs: dict[str, list[float]], labels: dict[str, list[str]], path: Path, title: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,8 +30,15 @@ def plot_alpha_heatmap(probs: dict[str, list[float]], labels: dict[str, list[str
     ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for row, name in enumerate(probs):
         for col, (label, p) in enumerate(zip(labels[name], probs[name])):
-            ax.text(col, row, f"{label}\n{p:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if p < 0.6 else "black")
+            ax.text(
+                col,
+                row,
+                f"{label}\n{p:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if p < 0.6 else "black",
+            )
     ax.set_yticks(range(len(probs)), list(probs))
     ax.set_xticks([])
     ax.set_title(title)
@@ -81,7 +90,10 @@ class AlphaLogger(pl.Callback):
             if type(logger).__name__ != "WandbLogger":
                 continue
             rows = arch.table()
-            logger.log_table("search/alphas", columns=["edge", "candidate", "prob"],
-                             data=[[r["edge"], r["candidate"], r["prob"]] for r in rows])
+            logger.log_table(
+                "search/alphas",
+                columns=["edge", "candidate", "prob"],
+                data=[[r["edge"], r["candidate"], r["prob"]] for r in rows],
+            )
             if image is not None:
                 logger.log_image("search/alpha_heatmap", [str(image)])

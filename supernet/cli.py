@@ -11,6 +11,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("supernet.corpus", "build the synthetic multilingual corpus (espeak-ng)"),
     "data": ("supernet.data_cli", "import and check manifests"),
+    "space": ("supernet.space_cli", "describe a search space (paths, params, candidates)"),
+    "extract": ("supernet.extract", "the top-1 architecture of a search checkpoint, as ArchSpec YAML"),
 }
 
 

@@ -61,8 +61,8 @@ SNR_DB = (10.0, 30.0)
 NOISE_COLOURS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ~ 1 / f**exponent
 PAD_SECONDS = (0.05, 0.25)  # silence (then noise) before and after the speech
 PEAK = (0.3, 0.9)  # final peak level
-# Speech slower than this many characters a second: with padding, 40 ms CTC frames (4x
-# subsampling of 10 ms features) then always outnumber the characters of the transcript.
+# Speech is slowed down to at most this many characters a second: with the padding, 40 ms CTC
+# frames (4x subsampling of 10 ms features) then always outnumber the transcript's characters.
 MAX_CHARS_PER_SECOND = 22.0
 CHARS_PER_SECOND_AT_175 = 16.0  # for planning only; measured sizes decide what is kept
 PLAN_MARGIN = 1.1
@@ -178,8 +178,11 @@ _ENGINE: espeak.IsolatedEspeak | None = None
 
 
 def _init_worker() -> None:
+    from multiprocessing.util import Finalize
+
     global _ENGINE
     _ENGINE = espeak.IsolatedEspeak()  # first, while this process is small (it forks per utterance)
+    Finalize(_ENGINE, _ENGINE.close, exitpriority=10)  # stop and reap its server when the worker exits
     import torch
 
     torch.set_num_threads(1)  # the pool is the parallelism; also keeps results thread-count free
@@ -248,6 +251,10 @@ def render(utt: Utterance) -> tuple[bytes, int]:
 # ---------------------------------------------------------------- the builder
 
 
+def _available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _progress(total: int, desc: str):
     from tqdm import tqdm
 
@@ -279,7 +286,7 @@ def build_corpus(
         raise ValueError(f"minutes must be a positive number, got {minutes}")
     for lang in langs:
         check_language(lang)
-    workers = max(1, workers or len(os.sched_getaffinity(0)))
+    workers = max(1, workers or _available_cpus())
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -328,6 +335,8 @@ def build_corpus(
                             "_split": utt.split,
                         }
                     )
+        pool.close()  # let the workers exit on their own, so that they stop their espeak servers
+        pool.join()
 
     manifests: dict[str, list[dict]] = {}
     for split in SPLITS:

@@ -85,7 +85,7 @@ def voice_variants() -> list[str]:
 
 
 class Espeak:
-    """espeak-ng in synchronous mode: `synth(...)` returns int16 samples at `sample_rate` Hz."""
+    """espeak-ng in this process, synchronous mode: `synth(...)` gives int16 samples at `sample_rate` Hz."""
 
     def __init__(self) -> None:
         self.lib = _library()
@@ -102,10 +102,13 @@ class Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
         return 0
 
-    def synth_here(
+    def synth(
         self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, seed: int = 0
     ) -> np.ndarray:
-        """Speak in this process; the result also depends on what this process spoke before."""
+        """Speak `text` with `voice` (`en+m3`): rate in words/min, pitch and range 0..100, random seed.
+
+        The samples also depend on what this process spoke before (see the module docstring).
+        """
         if self.lib.espeak_SetVoiceByName(voice.encode()) != EE_OK:
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         for param, value in ((RATE, rate), (PITCH, pitch), (RANGE, pitch_range), (VOLUME, 100), (WORDGAP, 0)):
@@ -210,7 +213,7 @@ def _serve(requests: int, responses: int) -> None:
             status = 1
             try:
                 try:
-                    reply = engine.synth_here(*request).astype("<i2").tobytes()
+                    reply = engine.synth(*request).astype("<i2").tobytes()
                 except Exception as err:
                     reply = f"{type(err).__name__}: {err}"
                 _send(responses, reply)

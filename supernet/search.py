@@ -52,7 +52,10 @@ def _n_mfcc_of(space) -> int:
 
 class SearchCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--logger", type=str, default="wandb", help=f"{', '.join(LOGGER_KINDS)} (W&B offline)")
+        parser.add_argument(
+            "--logger", type=str, default="wandb", help=f"{', '.join(LOGGER_KINDS)} (W&B offline)"
+        )
+        parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume from this checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(StageSwitch, "stage")
         parser.add_lightning_class_args(TemperatureSchedule, "temperature")

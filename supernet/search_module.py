@@ -11,6 +11,16 @@ search loop, in the shape of NNI's ``DartsLightningModule``:
 The method is only a plan maker (``supernet.relaxations``); the path sampled at a step depends on
 ``(seed, step)`` alone, so every DDP rank runs the same path and a resumed run draws the same
 paths as an uninterrupted one. The step counter lives in a buffer, saved in every checkpoint.
+
+Several GPUs: ``SearchDDPStrategy`` (``supernet search`` picks it for any DDP run). Lightning's
+plain DDP wraps the module in ``DistributedDataParallel``, whose reducer expects one backward per
+forward over every parameter; a search step runs two passes (``autograd.grad`` for the alphas,
+then a backward for the weights) and leaves the unsampled candidates without gradients, so plain
+DDP needs ``find_unused_parameters=True`` (a graph walk per step, and an all-reduce of zeros for
+every unsampled candidate). Instead the strategy does not wrap the module: rank 0's weights are
+broadcast once, every rank samples the same path (the sampler depends on ``(seed, step)`` and on
+alphas that stay identical), the alpha gradients are averaged in ``arch_step`` and the weight
+gradients that exist (the sampled path's) in ``weight_step``, one flat all-reduce per bucket.
 """
 
 from __future__ import annotations
@@ -19,10 +29,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+from pytorch_lightning.overrides.distributed import _sync_module_states
+from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from supernet.archspec import ArchSpec
 from supernet.arch_params import ArchParams
+from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule, lr_factor
 from supernet.network import Supernet
 from supernet.relaxations import METHODS, make_plan
@@ -113,6 +127,14 @@ class SearchModule(ASRModule):
                 f"{self.space.fields['feature_dim']}, the data module makes {feature_dim}"
             )
 
+    def on_fit_start(self) -> None:
+        if isinstance(self.trainer.strategy.model, DistributedDataParallel):
+            raise ValueError(
+                "SearchModule under a DistributedDataParallel wrapper: its reducer cannot follow a search "
+                "step (two passes, unsampled candidates); use strategy=SearchDDPStrategy() or "
+                "--trainer.strategy search_ddp (the default of `supernet search` on several devices)"
+            )
+
     # --- the search loop --------------------------------------------------------------------
     def _plan(self, phase: str, step: int) -> None:
         method = "uniform" if self.stage == "warmup" else self.hparams.method
@@ -142,6 +164,7 @@ class SearchModule(ASRModule):
         loss, _, _ = self.ctc_loss(batch)
         weight_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        pass  # average_gradients(self.net.parameters())  # before clipping, so every rank clips the same norm
         self.clip_gradients(weight_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         weight_opt.step()
         self.lr_schedulers().step()
@@ -185,3 +208,58 @@ class SearchModule(ASRModule):
             weight_opt, lambda s: lr_factor(s, hp.warmup_steps, total, hp.schedule, hp.min_lr_ratio)
         )
         return [weight_opt, arch_opt], [{"scheduler": scheduler, "interval": "step"}]
+
+
+# --- several GPUs ---------------------------------------------------------------------------
+def average_gradients(params, bucket_bytes: int = 64 * 2**20) -> None:
+    """Average the existing ``.grad`` of ``params`` over all ranks (no-op on one process).
+
+    Only parameters with a gradient take part, so an ST or uniform step sends the sampled path's
+    gradients, not the whole supernet's. Every rank must hold the same set (the same path), which
+    the shared sampler guarantees. Gradients go in flat buckets of one dtype: few, large calls.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    world = dist.get_world_size()
+    buckets: dict[torch.dtype, list[list[torch.Tensor]]] = {}
+    for grad in grads:
+        rows = buckets.setdefault(grad.dtype, [[]])
+        if rows[-1] and sum(g.numel() for g in rows[-1]) * grad.element_size() >= bucket_bytes:
+            rows.append([])
+        rows[-1].append(grad)
+    for rows in buckets.values():
+        for bucket in rows:
+            flat = torch.cat([g.reshape(-1) for g in bucket]).div_(world)
+            dist.all_reduce(flat)
+            for grad, part in zip(bucket, flat.split([g.numel() for g in bucket])):
+                grad.copy_(part.view_as(grad))
+
+
+class SearchDDPStrategy(DDPStrategy):
+    """DDP for ``SearchModule``: one process per device, no ``DistributedDataParallel`` wrapper.
+
+    The module syncs itself (see the module docstring): this strategy only starts the processes,
+    broadcasts rank 0's parameters and buffers before fitting, and broadcasts the buffers again
+    before each validation (BatchNorm statistics, which are not gradients, would drift apart).
+    """
+
+    def configure_ddp(self) -> None:
+        _sync_module_states(self.model)
+
+    def on_validation_start(self) -> None:
+        if dist.is_available() and dist.is_initialized():
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
+
+
+StrategyRegistry.register(
+    "search_ddp", SearchDDPStrategy, description="DDP for SearchModule (no reducer)", override=True
+)
+StrategyRegistry.register(
+    "search_ddp_spawn",
+    SearchDDPStrategy,
+    description="DDP for SearchModule (no reducer), spawned processes",
+    start_method="spawn",
+    override=True,
+)

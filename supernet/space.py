@@ -58,7 +58,9 @@ class SearchSpace:
                 self.layer_infos.append(check_op(layer, dim, dim, source, where))
                 continue
             choice = self._parse_choice(layer, i, where, names)
-            infos = [check_op(c, dim, dim, source, f"{where}.choice[{j}]") for j, c in enumerate(choice.candidates)]
+            infos = [
+                check_op(c, dim, dim, source, f"{where}.choice[{j}]") for j, c in enumerate(choice.candidates)
+            ]
             strides = {info.stride for info in infos}
             if len(strides) > 1:
                 raise ArchSpecError(
@@ -78,7 +80,9 @@ class SearchSpace:
             )
         unknown = sorted(set(layer) - {"choice", "name"})
         if unknown:
-            raise ArchSpecError(f"{_where(self.source, where)}: unknown key {unknown[0]!r} (use 'choice', 'name')")
+            raise ArchSpecError(
+                f"{_where(self.source, where)}: unknown key {unknown[0]!r} (use 'choice', 'name')"
+            )
         candidates = layer["choice"]
         if not isinstance(candidates, list) or len(candidates) < 2:
             raise ArchSpecError(f"{_where(self.source, where)}.choice: needs a list of at least two op specs")
@@ -149,8 +153,10 @@ class SearchSpace:
                 layers.append(pick)
             else:
                 raise ValueError(f"edge {layer.name!r}: {pick!r} is not one of {list(layer.candidates)}")
-        return ArchSpec.from_dict({**self.fields, "name": name or f"{self.name}-derived", "layers": layers},
-                                  source=f"{self.source} (derived)")
+        return ArchSpec.from_dict(
+            {**self.fields, "name": name or f"{self.name}-derived", "layers": layers},
+            source=f"{self.source} (derived)",
+        )
 
     def index_of(self, spec: ArchSpec) -> dict[str, int]:
         """The choices that give ``spec``; an error if the architecture is not in the space."""
@@ -162,7 +168,9 @@ class SearchSpace:
                 if mine != theirs:
                     raise ValueError(f"layer {i}: {theirs!r} where the space fixes {mine!r}")
             elif theirs not in mine.candidates:
-                raise ValueError(f"layer {i} ({mine.name}): {theirs!r} is not a candidate {list(mine.candidates)}")
+                raise ValueError(
+                    f"layer {i} ({mine.name}): {theirs!r} is not a candidate {list(mine.candidates)}"
+                )
             else:
                 out[mine.name] = mine.candidates.index(theirs)
         return out
@@ -177,4 +185,6 @@ def resolve_space_path(space: str | Path) -> Path:
     if shipped.exists():
         return shipped
     names = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"search space {str(space)!r}: no such file, and not a shipped space ({', '.join(names)})")
+    raise FileNotFoundError(
+        f"search space {str(space)!r}: no such file, and not a shipped space ({', '.join(names)})"
+    )

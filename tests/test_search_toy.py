@@ -22,7 +22,9 @@ def toy_batch(gen, batch=16, frames=40, dim=8):
     return x, torch.full((batch,), frames), y
 
 
-@pytest.mark.parametrize("method,hard", [("darts", False), ("gumbel", False), ("gumbel", True), ("st", False)])
+@pytest.mark.parametrize(
+    "method,hard", [("darts", False), ("gumbel", False), ("gumbel", True), ("st", False)]
+)
 def test_every_method_finds_the_wide_receptive_field(method, hard):
     torch.manual_seed(0)
     dim = 8
@@ -40,7 +42,9 @@ def test_every_method_finds_the_wide_receptive_field(method, hard):
 
     for step in range(150):
         tau = 2.0 * (0.3 / 2.0) ** (step / 150)
-        edge.plan = make_plan(arch, "uniform" if step < 30 else method, "weight", 2 * step, tau=tau, hard=hard)["e"]
+        edge.plan = make_plan(
+            arch, "uniform" if step < 30 else method, "weight", 2 * step, tau=tau, hard=hard
+        )["e"]
         weight_opt.zero_grad()
         loss_on(toy_batch(gen)).backward()
         weight_opt.step()

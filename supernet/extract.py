@@ -1,0 +1,65 @@
+"""`supernet extract CKPT -o ARCH.yaml`: the top-1 candidate of every edge, as an ArchSpec.
+
+Reads only the space and the alphas from the checkpoint (no network is built), and reports what
+a DARTS-style search is known to go wrong on: how many parameter-free candidates (skip, zero)
+the chosen architecture holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from supernet.arch_params import ArchParams
+from supernet.archspec import ArchSpec
+from supernet.space import SearchSpace
+
+
+def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, dict]:
+    """The space, the alphas and the hyper-parameters of a ``supernet search`` checkpoint."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = state.get("hyper_parameters", {})
+    if "space" not in hparams:
+        raise ValueError(f"{path}: not a search checkpoint (no 'space' in its hyper-parameters)")
+    space = SearchSpace(hparams["space"], source=f"{path}:space")
+    arch = ArchParams(space.edges, seed=int(hparams.get("seed", 0)))
+    prefix = "arch."
+    arch.load_state_dict(
+        {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
+    )
+    return space, arch, hparams
+
+
+def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchParams, dict]:
+    space, arch, hparams = load_search_checkpoint(ckpt)
+    method = hparams.get("method", "search")
+    return space.derive(arch.argmax(), name=name or f"{space.name}-{method}"), arch, hparams
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "ckpt", help="a checkpoint written by `supernet search` (e.g. RUN/checkpoints/last.ckpt)"
+    )
+    parser.add_argument("-o", "--output", required=True, help="where to write the ArchSpec YAML")
+    parser.add_argument("--name", default=None, help="the architecture's name (default SPACE-METHOD)")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, arch, hparams = extract(args.ckpt, args.name)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    spec.to_yaml(args.output)
+    probs = arch.probs()
+    for edge, label in arch.argmax_labels().items():
+        print(f"{edge}: {label}  (p={float(probs[edge].detach().max()):.2f})")
+    vocab = len(hparams.get("vocab", [])) or 2
+    print(f"parameter-free layers chosen: {spec.parameter_free_count} of {len(spec.layers)}")
+    print(
+        f"params: {spec.params(vocab):,}  total stride: {spec.total_stride}  look-ahead: {spec.total_lookahead} frames"
+    )
+    print(f"written: {args.output}")
+    return 0
