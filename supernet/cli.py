@@ -11,7 +11,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("supernet.corpus", "build the synthetic multilingual corpus (espeak-ng)"),
     "data": ("supernet.data_cli", "import and check manifests"),
+    "profile": ("supernet.profile", "measure a latency lookup table of a search space on this device"),
+    "latency-check": ("supernet.latency_check", "compare a latency table's predictions with measured networks"),
+    "pareto": ("supernet.pareto", "WER against predicted latency and params of retrained runs; the Pareto front"),
     "space": ("supernet.space_cli", "describe a search space (paths, params, candidates)"),
+    "demo": ("supernet.demo", "the whole pipeline on the built-in corpus: search, extract, retrain, compare"),
     "extract": ("supernet.extract", "the top-1 architecture of a search checkpoint, as ArchSpec YAML"),
 }
 

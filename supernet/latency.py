@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 import ops
+from losses.latency import TARGETS, ResourcePenalty
 from supernet.archspec import ArchSpec, OpInfo
 from supernet.space import SearchSpace
 
@@ -52,9 +53,7 @@ CHECKED_KEYS = (
     "clock",
 )
 METRICS = ("ms", "params", "bytes")
-# wall: elapsed time. cpu: the calling thread's CPU time, which with one thread is the latency
-# of an idle machine and, unlike wall time, does not grow when other processes pre-empt the run.
-CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+CLOCKS_NAMES = ("wall", "cpu")
 
 
 class LatencyTableError(ValueError):
@@ -96,8 +95,8 @@ def make_settings(
         raise ValueError(
             f"batch ({batch}), seconds ({seconds}) and vocab ({vocab}) must be positive (vocab >= 2)"
         )
-    if clock not in CLOCKS:
-        raise ValueError(f"clock: {clock!r} is not one of {', '.join(CLOCKS)}")
+    if clock not in CLOCKS_NAMES:
+        raise ValueError(f"clock: {clock!r} is not one of {', '.join(CLOCKS_NAMES)}")
     if clock == "cpu" and (device != "cpu" or threads != 1):
         raise ValueError("clock: 'cpu' (thread CPU time) measures latency only on the CPU with --threads 1")
     if chunk_ms is not None and chunk_ms <= 0:
@@ -368,36 +367,14 @@ def _differs(a: Any, b: Any) -> bool:
 
 
 # --- measuring -----------------------------------------------------------------------------------
-def time_ms(fn: Callable[[], Any], device: str, warmup: int, repeats: int, clock: str = "wall") -> float:
-    """Median time of ``fn`` in ms over ``repeats`` calls after ``warmup`` untimed ones.
+# wall: elapsed time. cpu: the calling thread's CPU time, which with one thread is the latency of
+# an idle machine and, unlike wall time, does not grow when other processes pre-empt the run.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
-    CUDA: events around each call and a synchronize. CPU: ``clock`` "wall" (elapsed) or "cpu"
-    (this thread's CPU time; see ``CLOCKS``).
-    """
-    if clock not in CLOCKS:
-        raise ValueError(f"clock {clock!r} is not one of {', '.join(CLOCKS)}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
-        times = []
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-            for _ in range(repeats):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end))
-        else:
-            now = CLOCKS[clock]
-            for _ in range(repeats):
-                t0 = now()
-                fn()
-                times.append(1000 * (now() - t0))
-    return statistics.median(times)
+
+def use_threads(settings: dict) -> None:
+    if settings["device"] == "cpu":
+        torch.set_num_threads(int(settings["threads"]))
 
 
 class _HeadWithLogSoftmax(nn.Module):
@@ -412,100 +389,278 @@ class _HeadWithLogSoftmax(nn.Module):
         return logits.float().log_softmax(dim=-1), lengths
 
 
-def prepare(module: nn.Module, settings: dict) -> nn.Module:
-    """Eval mode on the table's device and dtype (the threads are set by ``use_threads``)."""
-    return module.eval().to(device=settings["device"], dtype=DTYPES[settings["dtype"]])
+class NetworkRunner:
+    """``DerivedNet(spec)`` on the table's device, dtype and input, timed whole or op by op.
+
+    Ops are timed *inside* the running network (a mark before and after each op), not alone:
+    alone, an op finds its weights and input hot in cache on every repeat, and on a CPU the sum
+    of such times falls 20-30% short of the network's. Streaming: each op gets its chunk plus its
+    look-ahead (the previous output cut or zero-padded to that many frames).
+    """
+
+    def __init__(self, spec: ArchSpec, settings: dict, seed: int = 0):
+        from supernet.derived import DerivedNet
+
+        self.settings, self.device = settings, settings["device"]
+        self.clock = CLOCKS[settings.get("clock", "wall")]
+        self.slots = arch_slots(spec, settings)
+        bad = [s.describe() for s in self.slots if s.frames is None]
+        if bad:
+            raise LatencyTableError(f"{spec.name}: {bad[0]} cannot stream")
+        torch.manual_seed(seed)
+        dtype = DTYPES[settings["dtype"]]
+        self.net = DerivedNet(spec, settings["vocab"]).eval().to(device=self.device, dtype=dtype)
+        self.modules = [self.net.input, *self.net.layers, _HeadWithLogSoftmax(self.net.head)]
+        batch = settings["batch"]
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(batch, self.slots[0].frames, spec.feature_dim, generator=gen)
+        self.x = x.to(device=self.device, dtype=dtype).contiguous()
+        self.lengths = [
+            torch.full((batch,), s.frames, dtype=torch.long, device=self.device) for s in self.slots
+        ]
+        self.streaming = settings.get("chunk_ms") is not None
+
+    def _mark(self):
+        if self.device.startswith("cuda"):
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return self.clock()
+
+    def _run(self, marks: list | None = None) -> torch.Tensor:
+        if not self.streaming:  # the network's own forward, or its ops in the same order
+            if marks is None:
+                return self.net(self.x, self.lengths[0])[0]
+        x, n = self.x, self.lengths[0]
+        for module, slot, lengths in zip(self.modules, self.slots, self.lengths):
+            if self.streaming:
+                have = x.shape[1]
+                x = (
+                    x[:, : slot.frames]
+                    if have >= slot.frames
+                    else nn.functional.pad(x, (0, 0, 0, slot.frames - have))
+                )
+                n = lengths
+            if marks is not None:
+                marks.append(self._mark())
+            x, n = module(x, n)
+        if marks is not None:
+            marks.append(self._mark())
+        return x
+
+    def _repeat(self, warmup: int, repeats: int, timed: Callable[[list], Any]) -> list[list]:
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
+        use_threads(self.settings)
+        runs = []
+        with torch.inference_mode():
+            for _ in range(warmup):
+                self._run()
+            for _ in range(repeats):
+                marks: list = []
+                timed(marks)
+                if self.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                runs.append(marks)
+        if self.device.startswith("cuda"):
+            return [[a.elapsed_time(b) for a, b in zip(m, m[1:])] for m in runs]
+        return [[1000 * (b - a) for a, b in zip(m, m[1:])] for m in runs]
+
+    def op_times(self, warmup: int, repeats: int) -> list[list[float]]:
+        """``repeats`` timings (ms) of each op, in the order of ``slots``."""
+        runs = self._repeat(warmup, repeats, lambda marks: self._run(marks))
+        return [list(times) for times in zip(*runs)]
+
+    def total_ms(self, warmup: int, repeats: int) -> float:
+        """Median end-to-end time (ms) of one pass (the check's "measured")."""
+
+        def whole(marks):
+            marks.append(self._mark())
+            self._run()
+            marks.append(self._mark())
+
+        return statistics.median(run[0] for run in self._repeat(warmup, repeats, whole))
 
 
-def use_threads(settings: dict) -> None:
-    if settings["device"] == "cpu":
-        torch.set_num_threads(int(settings["threads"]))
+def measure_network(spec: ArchSpec, settings: dict, warmup: int, repeats: int, seed: int = 0) -> float:
+    """End-to-end median latency (ms) of ``DerivedNet(spec)`` under a table's settings."""
+    return NetworkRunner(spec, settings, seed).total_ms(warmup, repeats)
 
 
-def random_input(frames: int, dim: int, settings: dict, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A contiguous ``(batch, frames, dim)`` input and full lengths on the table's device."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(settings["batch"], frames, dim, generator=gen)
-    x = x.to(device=settings["device"], dtype=DTYPES[settings["dtype"]]).contiguous()
-    lengths = torch.full((settings["batch"],), frames, dtype=torch.long, device=settings["device"])
-    return x, lengths
-
-
-def measure_slot(slot: Slot, settings: dict, warmup: int, repeats: int) -> dict[str, Any]:
-    """Build the op, time it on its input shape, and count its parameters and bytes."""
+def static_entry(slot: Slot) -> dict[str, Any]:
+    """What an op is, without timing it: stride, look-ahead, parameters, bytes."""
     op = ops.build(slot.spec, slot.in_dim, slot.out_dim)
-    params = sum(p.numel() for p in op.parameters() if p.requires_grad)
-    nbytes = sum(t.numel() * t.element_size() for t in [*op.parameters(), *op.buffers()])
-    entry: dict[str, Any] = {
+    entry = {
         "spec": slot.spec,
         "in_dim": slot.in_dim,
         "out_dim": slot.out_dim,
         "frames": slot.frames,
         "head": slot.head,
-        "stride": int(getattr(op, "stride", 1)),
+        "stride": int(op.stride),
         "lookahead": None if op.lookahead >= ops.UNBOUNDED else int(op.lookahead),
         "streamable": bool(op.streamable),
-        "params": params,
-        "bytes": nbytes,
+        "params": sum(p.numel() for p in op.parameters() if p.requires_grad),
+        "bytes": sum(t.numel() * t.element_size() for t in [*op.parameters(), *op.buffers()]),
         "ms": None,
     }
-    if slot.frames is None:
-        return entry
-    module = prepare(_HeadWithLogSoftmax(op) if slot.head else op, settings)
-    x, lengths = random_input(slot.frames, slot.in_dim, settings)
-    entry["ms"] = time_ms(lambda: module(x, lengths), settings["device"], warmup, repeats, settings["clock"])
-    entry["flops"] = int(op.flops(slot.frames))
+    if slot.frames is not None:
+        entry["flops"] = int(op.flops(slot.frames))
     return entry
 
 
+def covering_archs(space: SearchSpace, settings: dict) -> list[ArchSpec]:
+    """Few architectures that together hold every (runnable) candidate of every edge.
+
+    Network ``j`` takes candidate ``(j + e) mod K_e`` at edge ``e`` (rotated, so a candidate meets
+    different neighbours); in streaming mode candidates that cannot stream are left out.
+    """
+    usable = {}
+    for layer, infos in zip(space.layers, space.layer_infos):
+        if isinstance(layer, str):
+            continue
+        ok = [i for i, info in enumerate(infos) if settings.get("chunk_ms") is None or info.streamable]
+        if not ok:
+            raise LatencyTableError(f"{space.source}: edge {layer.name!r}: no candidate can stream")
+        usable[layer.name] = ok
+    count = max(len(v) for v in usable.values())
+    return [
+        space.derive(
+            {name: ok[(j + e) % len(ok)] for e, (name, ok) in enumerate(usable.items())}, f"cover{j}"
+        )
+        for j in range(count)
+    ]
+
+
 def profile(
-    slots: list[Slot], settings: dict, warmup: int = 5, repeats: int = 30, progress: bool = True
+    archs: list[ArchSpec],
+    settings: dict,
+    warmup: int = 5,
+    repeats: int = 30,
+    rounds: int = 3,
+    extra_slots: list[Slot] = (),
+    progress: bool = True,
 ) -> LatencyTable:
-    """Measure every distinct slot once (same spec, dims and frames share one entry)."""
+    """Time every op of ``archs`` inside its network; one entry per distinct key.
+
+    The networks are cycled ``rounds`` times (``repeats`` calls each time), so that a slow spell
+    of a shared machine does not land on some ops only. An entry's ``ms`` is the median over all
+    its timed calls (every network, round and position where the same spec, dims and frames
+    occur). ``extra_slots`` are recorded without a time (ops that cannot stream) so that a
+    streaming table can say why it has no latency for them.
+    """
     from tqdm import tqdm
 
-    use_threads(settings)
-    unique = list({s.key: s for s in slots}.values())
+    runners = [NetworkRunner(spec, settings) for spec in archs]
+    samples: dict[str, list[float]] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    with tqdm(total=rounds * len(runners), desc="profiling", unit="net", disable=not progress) as bar:
+        for _ in range(rounds):
+            for runner in runners:
+                for slot, times in zip(runner.slots, runner.op_times(warmup, repeats)):
+                    if slot.key not in entries:
+                        entries[slot.key] = static_entry(slot)
+                    samples.setdefault(slot.key, []).extend(times)
+                bar.update()
+    for key, times in samples.items():
+        entries[key]["ms"] = statistics.median(times)
+        entries[key]["samples"] = len(times)
+    for slot in extra_slots:
+        entries.setdefault(slot.key, static_entry(slot))
+    return LatencyTable({**settings, "warmup": warmup, "repeats": repeats, "rounds": rounds}, entries)
+
+
+def profile_space(
+    space: SearchSpace,
+    settings: dict,
+    warmup: int = 5,
+    repeats: int = 10,
+    rounds: int = 3,
+    archs: list[ArchSpec] = (),
+    progress: bool = True,
+) -> LatencyTable:
+    """The table of a space (every candidate of every edge at its position, and the fixed
+    layers), plus the ops of ``archs`` (baselines to compare with)."""
+    slots, _ = space_slots(space, settings)
+    excluded = [s for position in slots for s in position if s.frames is None]
+    networks = [*covering_archs(space, settings), *archs]
+    return profile(networks, settings, warmup, repeats, rounds, excluded, progress)
+
+
+def merge(tables: list[LatencyTable]) -> LatencyTable:
+    """One table from several measured with the same settings (e.g. a space and baselines)."""
+    first = tables[0]
     entries = {}
-    for slot in tqdm(unique, desc="profiling ops", unit="op", disable=not progress):
-        entries[slot.key] = measure_slot(slot, settings, warmup, repeats)
-    return LatencyTable({**settings, "warmup": warmup, "repeats": repeats}, entries)
+    for table in tables:
+        table.check({k: first.settings[k] for k in CHECKED_KEYS})
+        entries.update(table.entries)
+    return LatencyTable(first.settings, entries, first.source)
 
 
-# --- measuring whole networks the same way (the check) -------------------------------------------
-def measure_network(spec: ArchSpec, settings: dict, warmup: int, repeats: int, seed: int = 0) -> float:
-    """End-to-end median latency (ms) of ``DerivedNet(spec)`` under the table's settings.
+# --- what a search optimises ---------------------------------------------------------------------
+# The SearchModule arguments that configure costs, as ``search_costs`` names them.
+PENALTY_ARGS = (
+    "latency_table",
+    "penalty",
+    "penalty_target",
+    "penalty_lambda",
+    "penalty_beta",
+    "budget",
+    "reference",
+)
 
-    Full-utterance: one forward pass over ``seconds`` of input. Streaming: one chunk step, each op
-    run in order on its chunk plus its look-ahead (the previous output cut or zero-padded to that).
-    """
-    from supernet.derived import DerivedNet
 
-    use_threads(settings)
-    torch.manual_seed(seed)
-    net = prepare(DerivedNet(spec, settings["vocab"]), settings)
-    slots = arch_slots(spec, settings)
-    if settings.get("chunk_ms") is None:
-        x, lengths = random_input(slots[0].frames, spec.feature_dim, settings, seed)
-        return time_ms(lambda: net(x, lengths), settings["device"], warmup, repeats, settings["clock"])
-    bad = [s.describe() for s in slots if s.frames is None]
-    if bad:
-        raise LatencyTableError(f"{spec.name}: {bad[0]} cannot stream")
-    modules = [net.input, *net.layers, _HeadWithLogSoftmax(net.head)]
-    x0, _ = random_input(slots[0].frames, spec.feature_dim, settings, seed)
-    batch, device = settings["batch"], settings["device"]
-    lengths = [torch.full((batch,), s.frames, dtype=torch.long, device=device) for s in slots]
+@dataclass
+class SearchCosts:
+    """Expected latency and parameters of a space under the alphas, and the configured penalty."""
 
-    def chunk_step():
-        x = x0
-        for module, slot, n in zip(modules, slots, lengths):
-            have = x.shape[1]
-            x = (
-                x[:, : slot.frames]
-                if have >= slot.frames
-                else nn.functional.pad(x, (0, 0, 0, slot.frames - have))
-            )
-            x, _ = module(x, n)
-        return x
+    latency: SpaceCosts | None  # None without a table
+    params: SpaceCosts
+    penalty: ResourcePenalty
+    target: str  # latency | params
 
-    return time_ms(chunk_step, settings["device"], warmup, repeats, settings["clock"])
+    def penalised(self, ce: torch.Tensor, probs: dict[str, torch.Tensor], choices: dict[str, int]):
+        """``(loss, logs)``: the CE loss with the penalty, and the numbers to log every step."""
+        expected = {"params": self.params.expected(probs)}
+        logs = {
+            "arch/expected_params": expected["params"].detach(),
+            "arch/argmax_params": self.params.at(choices),
+        }
+        if self.latency is not None:
+            expected["latency"] = self.latency.expected(probs)
+            logs["arch/expected_latency_ms"] = expected["latency"].detach()
+            logs["arch/argmax_latency_ms"] = self.latency.at(choices)
+        logs["arch/ctc"] = ce.detach()
+        if self.penalty.kind == "none":
+            return ce, logs
+        return self.penalty(ce, expected[self.target]), logs
+
+
+def search_costs(
+    space: SearchSpace,
+    vocab: int,
+    latency_table: str | Path | None = None,
+    penalty: str = "none",
+    penalty_target: str = "latency",
+    penalty_lambda: float = 0.1,
+    penalty_beta: float = 0.6,
+    budget: float | None = None,
+    reference: float | None = None,
+) -> SearchCosts:
+    """The costs a ``SearchModule`` logs and penalises. ``reference`` defaults to the expected cost
+    under uniform alphas (the search's starting point)."""
+    target = penalty_target
+    if target not in TARGETS:
+        raise ValueError(f"penalty_target: unknown {target!r}; choose one of {', '.join(TARGETS)}")
+    if penalty != "none" and target == "latency" and latency_table is None:
+        raise ValueError(
+            f"penalty {penalty!r} on latency needs a latency_table (make one with `supernet profile`)"
+        )
+    latency = LatencyTable.load(latency_table).costs(space) if latency_table else None
+    params = param_costs(space, vocab)
+    costs = {"latency": latency, "params": params}[target]
+    if reference is None and costs is not None:
+        uniform = {name: torch.full((len(c),), 1.0 / len(c)) for name, c in costs.edges.items()}
+        reference = float(costs.expected(uniform))
+    return SearchCosts(
+        latency, params, ResourcePenalty(penalty, penalty_lambda, penalty_beta, reference, budget), target
+    )

@@ -26,7 +26,7 @@ from callbacks import AlphaLogger, StageSwitch, TemperatureSchedule
 from supernet.datamodule import SpeechDataModule
 from supernet.loggers import LOGGER_KINDS, make_logger
 from supernet.retrain import _checkpoint_dir, _vocab_of, expand_shortcuts
-from supernet.search_module import SearchModule
+from supernet.search_module import SearchDDPStrategy, SearchModule
 from supernet.space import SearchSpace
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "search.yaml"
@@ -75,7 +75,41 @@ class SearchCLI(LightningCLI):
             root = trainer_config.get("default_root_dir") or "."
             name = f"search-{self.model.space.name}-{self.model.hparams.method}"
             kwargs["logger"] = make_logger(self.config_init["logger"], root, name=name)
+        strategy = search_strategy(trainer_config)
+        if strategy is not None:
+            kwargs["strategy"] = strategy
         return super().instantiate_trainer(**kwargs)
+
+
+DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+
+
+def _device_count(trainer_config: dict) -> int:
+    devices, accelerator = trainer_config.get("devices", "auto"), trainer_config.get("accelerator", "auto")
+    gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()])
+    if str(devices) == "auto":
+        return max(1, gpus)
+    return gpus if int(devices) == -1 else int(devices)
+
+
+def search_strategy(trainer_config: dict) -> SearchDDPStrategy | None:
+    """``SearchDDPStrategy`` for any DDP run (named ``ddp*``, or ``auto`` on several devices or
+    nodes), with the same start method; plain DDP cannot follow a search step (see
+    ``supernet.search_module``). ``None`` keeps the trainer's own choice."""
+    strategy = trainer_config.get("strategy", "auto")
+    if not isinstance(strategy, str):
+        return None
+    base = strategy.replace("_find_unused_parameters_true", "").replace("_find_unused_parameters_false", "")
+    if base in DDP_START_METHODS:
+        return SearchDDPStrategy(start_method=DDP_START_METHODS[base])
+    processes = _device_count(trainer_config) * int(trainer_config.get("num_nodes", 1) or 1)
+    if base == "auto" and processes > 1:
+        return SearchDDPStrategy()
+    return None
 
 
 def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str, Any]:

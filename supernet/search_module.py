@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule, lr_factor
+from supernet.latency import PENALTY_ARGS, search_costs
 from supernet.network import Supernet
 from supernet.relaxations import METHODS, make_plan
 from supernet.space import SearchSpace
@@ -56,6 +57,10 @@ class SearchModule(ASRModule):
         arch_lr, arch_weight_decay: the alphas' Adam (betas 0.5, 0.999 as in DARTS).
         grad_clip: max norm of the weight gradients (manual optimisation clips itself).
         seed: seeds the alphas' initial noise and the path sampler.
+        latency_table: a ``supernet profile`` table (JSON); expected latency is then logged.
+        penalty: ``none`` | ``additive`` | ``multiplicative`` | ``hinge`` (``losses.latency``) on
+            ``penalty_target`` (``latency`` | ``params``) with ``penalty_lambda``, ``penalty_beta``,
+            ``budget`` (hinge; ms or parameters) and ``reference`` (default: the uniform start).
     """
 
     def __init__(
@@ -73,6 +78,13 @@ class SearchModule(ASRModule):
         arch_weight_decay: float = 1e-3,
         grad_clip: float = 5.0,
         seed: int = 0,
+        latency_table: str | None = None,
+        penalty: str = "none",
+        penalty_target: str = "latency",
+        penalty_lambda: float = 0.1,
+        penalty_beta: float = 0.6,
+        budget: float | None = None,
+        reference: float | None = None,
     ):
         pl.LightningModule.__init__(self)
         if method not in METHODS:
@@ -100,8 +112,16 @@ class SearchModule(ASRModule):
                 "arch_weight_decay": arch_weight_decay,
                 "grad_clip": grad_clip,
                 "seed": seed,
+                "latency_table": latency_table,
+                "penalty": penalty,
+                "penalty_target": penalty_target,
+                "penalty_lambda": penalty_lambda,
+                "penalty_beta": penalty_beta,
+                "budget": budget,
+                "reference": reference,
             }
         )
+        self.costs = search_costs(self.space, self.vocab_size, **{k: self.hparams[k] for k in PENALTY_ARGS})
         self.net = Supernet(self.space, self.vocab_size)
         self.arch = ArchParams(self.space.edges, seed=seed)
         self.metrics = nn.ModuleDict()
@@ -148,6 +168,9 @@ class SearchModule(ASRModule):
         _, arch_opt = self.optimizers()
         self._plan("arch", step)
         loss, _, _ = self.ctc_loss(batch)
+        loss, costs = self.costs.penalised(loss, self.arch.probs(), self.arch.argmax())
+        for name, value in costs.items():
+            self.log(name, value, batch_size=batch["targets"].size(0))
         alphas = list(self.arch.alphas.values())
         grads = torch.autograd.grad(loss, alphas, allow_unused=True)
         for alpha, grad in zip(alphas, grads):
@@ -164,7 +187,7 @@ class SearchModule(ASRModule):
         loss, _, _ = self.ctc_loss(batch)
         weight_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        pass  # average_gradients(self.net.parameters())  # before clipping, so every rank clips the same norm
+        average_gradients(self.net.parameters())  # before clipping, so every rank clips the same norm
         self.clip_gradients(weight_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         weight_opt.step()
         self.lr_schedulers().step()
@@ -183,7 +206,7 @@ class SearchModule(ASRModule):
         loss = self.weight_step(train_batch, step)
         self.search_step += 1
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        if searching:
+        if searching and step % max(1, self.trainer.log_every_n_steps) == 0:  # entropy syncs with the host
             self.log("arch/entropy", self.arch.mean_normalised_entropy(), batch_size=size)
 
     # --- evaluation: the current argmax path, with the shared weights ----------------------

@@ -1,0 +1,650 @@
+"""GPU benchmark of the search: step time, peak memory and throughput per relaxation, against the
+derived model, on the ST-NAS WSJ super-network shape; then a whole short search against a retrain.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 scripts/bench.py single --out $OUT/bench.json
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 scripts/bench.py ddp --devices 2 --out $OUT/ddp2.json
+
+Shape: 6 searching blocks of TDNN candidates (4: tdnn-k{3,5}-d{1,2}; 8: add k7-d{1,2}, k3-d3,
+k5-d3), hidden 640, a stride-3 TDNN after block 3, batch 32 x 800 frames of 80-d fbank (8 s
+utterances), CTC over a 70-token vocabulary. The per-step loop mirrors ``SearchModule``'s
+``arch_step``/``weight_step`` (same plans, loss, ``autograd.grad``, clipping and optimizers)
+without Lightning, so each step is timed alone; ``single`` also times the real Lightning search
+(``SearchModule`` + ``StageSwitch``) against a retrain of the derived model (``ASRModule``) on
+batches kept on the GPU, and profiles how busy the GPU is during the search. ``ddp`` runs that
+search on ``--devices`` GPUs under ``SearchDDPStrategy`` (one process per GPU, launched by
+Lightning) and reports throughput and whether every rank ended with the same weights and alphas.
+
+For single-path relaxations (st, gumbel hard) the alphas are peaked on the "typical" derived path,
+so the path the sampler draws is that path and the ratio to the derived model is like for like.
+Imports only ``ops``, ``losses``, ``callbacks`` and ``supernet`` modules with no wandb/jiwer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from callbacks.stage import StageSwitch
+from losses.ctc import ctc_loss
+from supernet.arch_params import ArchParams
+from supernet.archspec import ArchSpec
+from supernet.asr_module import ASRModule
+from supernet.derived import DerivedNet
+from supernet.network import Supernet
+from supernet.relaxations import make_plan
+from supernet.search_module import SearchDDPStrategy, SearchModule
+from supernet.space import SearchSpace
+from supernet.tokenizer import BLANK, UNKNOWN
+
+CANDIDATES = {
+    4: ["tdnn-k3-d1", "tdnn-k3-d2", "tdnn-k5-d1", "tdnn-k5-d2"],
+    8: [
+        "tdnn-k3-d1",
+        "tdnn-k3-d2",
+        "tdnn-k5-d1",
+        "tdnn-k5-d2",
+        "tdnn-k7-d1",
+        "tdnn-k7-d2",
+        "tdnn-k3-d3",
+        "tdnn-k5-d3",
+    ],
+}
+TYPICAL = [
+    "tdnn-k3-d1",
+    "tdnn-k5-d2",
+    "tdnn-k3-d2",
+    "tdnn-k5-d1",
+    "tdnn-k3-d2",
+    "tdnn-k5-d2",
+]  # mean kernel 4
+LARGEST = {4: ["tdnn-k5-d2"] * 6, 8: ["tdnn-k7-d2"] * 6}
+VOCAB = [BLANK, UNKNOWN] + [chr(0x4E00 + i) for i in range(68)]  # 70 tokens, as a WSJ character set
+FRAME_RATE = 100
+# bf16 dense tensor-core peaks (TFLOP/s) from the datasheets: SXM parts; PCIe H100 756.
+PEAK_BF16 = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0}
+# (name, method, hard, phase)
+RELAXATIONS = [
+    ("darts weight", "darts", False, "weight"),
+    ("darts arch", "darts", False, "arch"),
+    ("gumbel soft weight", "gumbel", False, "weight"),
+    ("gumbel soft arch", "gumbel", False, "arch"),
+    ("gumbel hard weight", "gumbel", True, "weight"),
+    ("gumbel hard arch", "gumbel", True, "arch"),
+    ("st weight", "st", False, "weight"),
+    ("st arch", "st", False, "arch"),
+    ("uniform", "uniform", False, "weight"),
+]
+
+
+# --- shapes -------------------------------------------------------------------------------
+def space_dict(k: int, dim: int) -> dict:
+    block = CANDIDATES[k]
+    layers = [{"name": f"block{i}", "choice": block} for i in (1, 2, 3)]
+    layers += ["tdnn-k3-d1-s3"] + [{"name": f"block{i}", "choice": block} for i in (4, 5, 6)]
+    return {
+        "name": f"stnas_wsj_k{k}",
+        "features": "fbank",
+        "feature_dim": 80,
+        "dim": dim,
+        "input": "linear",
+        "layers": layers,
+        "head": "linear",
+        "dropout": 0.1,
+    }
+
+
+def derived_spec(path: list[str], dim: int) -> ArchSpec:
+    layers = path[:3] + ["tdnn-k3-d1-s3"] + path[3:]
+    return ArchSpec.from_dict(
+        {
+            "name": "derived",
+            "features": "fbank",
+            "feature_dim": 80,
+            "dim": dim,
+            "input": "linear",
+            "layers": layers,
+            "head": "linear",
+            "dropout": 0.1,
+        }
+    )
+
+
+def make_batch(batch: int, frames: int, device, seed: int) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    units = max(2, frames // 8)  # ~100 tokens in 8 s, well under the 267 output frames
+    return {
+        "features": torch.randn(batch, frames, 80, generator=gen).to(device),
+        "feature_lengths": torch.full((batch,), frames, dtype=torch.long).to(device),
+        "targets": torch.randint(2, len(VOCAB), (batch, units), generator=gen).to(device),
+        "target_lengths": torch.full((batch,), units, dtype=torch.long).to(device),
+    }
+
+
+# --- one step, as SearchModule / ASRModule run it -------------------------------------------
+def loss_of(net, batch, bf16: bool):
+    with torch.autocast(batch["features"].device.type, dtype=torch.bfloat16, enabled=bf16):
+        log_probs, lengths = net(batch["features"], batch["feature_lengths"])
+        return ctc_loss(log_probs, lengths, batch["targets"], batch["target_lengths"])
+
+
+def weight_step(net, opt, batch, bf16: bool) -> None:
+    loss = loss_of(net, batch, bf16)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], 5.0)
+    opt.step()
+
+
+def arch_step(net, arch, arch_opt, batch, bf16: bool) -> None:
+    loss = loss_of(net, batch, bf16)
+    alphas = list(arch.alphas.values())
+    grads = torch.autograd.grad(loss, alphas, allow_unused=True)
+    for alpha, grad in zip(alphas, grads):
+        alpha.grad = torch.zeros_like(alpha) if grad is None else grad
+    arch_opt.step()
+    arch_opt.zero_grad(set_to_none=True)
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(step_fn, device, warmup: int, steps: int) -> dict:
+    """Median wall time of ``step_fn(i)`` (synchronised), and the peak memory of one step."""
+    for i in range(warmup):
+        step_fn(i)
+    sync(device)
+    resident = peak = 0
+    if device.type == "cuda":
+        resident = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(warmup, warmup + steps):
+        start = time.perf_counter()
+        step_fn(i)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    return {
+        "ms": 1e3 * statistics.median(times),
+        "ms_min": 1e3 * min(times),
+        "peak_gib": peak / 2**30,
+        "resident_gib": resident / 2**30,
+    }
+
+
+def adamw(params):
+    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, foreach=True)
+
+
+def fill_adam_state(opt, params) -> None:
+    """Give every parameter its AdamW state, as after a warm-up that visited every candidate."""
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def peak_tflops(device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key in ("H100 PCIe", "H100", "H200"):
+        if key in name:
+            return PEAK_BF16[key]
+    return None
+
+
+# --- the per-step table --------------------------------------------------------------------
+def bench_steps(args, device, rows: list) -> None:
+    batch_size, frames, dim = args.batch, args.frames, args.dim
+    audio_s = batch_size * frames / FRAME_RATE
+    batches = [make_batch(batch_size, frames, device, seed) for seed in range(2)]
+    peak = peak_tflops(device)
+
+    def record(name, k, precision, result, params, spec=None, **extra):
+        row = {
+            "name": name,
+            "candidates": k,
+            "precision": precision,
+            **result,
+            "params": params,
+            "audio_s_per_s": audio_s / (result["ms"] / 1e3),
+            **extra,
+        }
+        if spec is not None:
+            row["flops_per_step"] = spec.flops_per_second() * 2 * 3 * audio_s
+            if peak:
+                row["mfu_bf16_peak"] = row["flops_per_step"] / (result["ms"] / 1e3) / (peak * 1e12)
+        rows.append(row)
+        print(
+            f"  {name:22s} k={k} {precision:5s} {result['ms']:8.2f} ms  {result['peak_gib']:6.2f} GiB  "
+            f"{row['audio_s_per_s']:9.0f} s/s",
+            flush=True,
+        )
+
+    for k in args.candidates:
+        space = SearchSpace(space_dict(k, dim))
+        for precision in args.precisions:
+            bf16 = precision == "bf16"
+            for label, path in (("derived typical", TYPICAL), ("derived largest", LARGEST[k])):
+                spec = derived_spec(path, dim)
+                result, params = time_derived(spec, batches, bf16, args, device)
+                record(label, k, precision, result, params, spec, path=path)
+            for label, result, params, single in time_relaxations(space, batches, bf16, args, device):
+                record(label, k, precision, result, params, derived_spec(TYPICAL, dim) if single else None)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def time_derived(spec: ArchSpec, batches: list, bf16: bool, args, device, compile_: bool = False):
+    """One training step of the derived model (``ASRModule``'s: forward, CTC, backward, clip, AdamW)."""
+    torch.manual_seed(0)
+    net = DerivedNet(spec, len(VOCAB)).to(device).train()
+    opt = adamw(net.parameters())
+    model = torch.compile(net) if compile_ else net
+    start = time.perf_counter()
+    weight_step(model, opt, batches[0], bf16)  # compiles when compile_
+    sync(device)
+    first_s = time.perf_counter() - start
+    result = measure(lambda i: weight_step(model, opt, batches[i % 2], bf16), device, args.warmup, args.steps)
+    return {**result, "first_step_s": first_s}, sum(p.numel() for p in net.parameters())
+
+
+def time_relaxations(space: SearchSpace, batches: list, bf16: bool, args, device):
+    """``(label, result, supernet params, single path)`` of each relaxation's weight or arch step."""
+    torch.manual_seed(0)
+    net = Supernet(space, len(VOCAB)).to(device).train()
+    arch = ArchParams(space.edges, seed=0).to(device)
+    with torch.no_grad():
+        for i, choice in enumerate(space.choices):
+            arch.alphas[choice.name][list(choice.candidates).index(TYPICAL[i])] = (
+                30.0  # draw the typical path
+            )
+    opt = adamw(net.parameters())
+    fill_adam_state(opt, list(net.parameters()))
+    arch_opt = torch.optim.Adam(arch.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    params = sum(p.numel() for p in net.parameters())
+
+    def step(i, method, hard, phase):
+        net.apply_plan(make_plan(arch, method, phase, 2 * i + (phase == "arch"), tau=1.0, hard=hard))
+        if phase == "arch":
+            arch_step(net, arch, arch_opt, batches[i % 2], bf16)
+        else:
+            weight_step(net, opt, batches[i % 2], bf16)
+
+    for label, method, hard, phase in RELAXATIONS:
+        result = measure(
+            lambda i, m=method, h=hard, p=phase: step(i, m, h, p), device, args.warmup, args.steps
+        )
+        yield label, result, params, method == "st" or hard
+
+
+def bench_compiled(args, device, rows: list) -> None:
+    """The typical derived model under ``torch.compile`` (default mode), beside its eager figures."""
+    audio_s = args.batch * args.frames / FRAME_RATE
+    batches = [make_batch(args.batch, args.frames, device, seed) for seed in range(2)]
+    spec = derived_spec(TYPICAL, args.dim)
+    peak = peak_tflops(device)
+    for precision in args.precisions:
+        result, params = time_derived(spec, batches, precision == "bf16", args, device, compile_=True)
+        row = {
+            "name": "derived typical compiled",
+            "candidates": 0,
+            "precision": precision,
+            **result,
+            "params": params,
+            "audio_s_per_s": audio_s / (result["ms"] / 1e3),
+            "flops_per_step": spec.flops_per_second() * 6 * audio_s,
+        }
+        if peak:
+            row["mfu_bf16_peak"] = row["flops_per_step"] / (result["ms"] / 1e3) / (peak * 1e12)
+        rows.append(row)
+        print(
+            f"  compiled {precision}: {result['ms']:.2f} ms ({row['audio_s_per_s']:.0f} s/s), "
+            f"first step {result['first_step_s']:.0f} s",
+            flush=True,
+        )
+
+
+# --- the Lightning runs ------------------------------------------------------------------
+class GPUBatches:
+    """``steps`` batches a epoch, made once on this rank's device (features need no transfer)."""
+
+    def __init__(self, args, search: bool, steps: int):
+        self.args, self.search, self.steps, self.batches = args, search, steps, None
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        if self.batches is None:
+            device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+            rank = int(os.environ.get("LOCAL_RANK", 0)) + 100 * int(os.environ.get("NODE_RANK", 0))
+            self.batches = [
+                make_batch(self.args.batch, self.args.frames, device, 10 * rank + s) for s in range(4)
+            ]
+        for i in range(self.steps):
+            b = self.batches
+            yield {"train": b[i % 2], "arch": b[2 + i % 2]} if self.search else b[i % 2]
+
+
+class Timer(pl.Callback):
+    """Epoch wall times (synchronised) and the host time spent waiting between batches."""
+
+    def __init__(self):
+        self.epochs, self.wait, self.busy_cpu, self._last = [], 0.0, 0.0, None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._epoch_start, self._last = time.perf_counter(), None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        now = time.perf_counter()
+        if self._last is not None:
+            self.wait += now - self._last
+        self._batch_start = now
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._last = time.perf_counter()
+        self.busy_cpu += self._last - self._batch_start
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.epochs.append(time.perf_counter() - self._epoch_start)
+
+
+class BusyProbe(pl.Callback):
+    """Profiles ``count`` training steps from ``start`` and keeps the fraction of wall time in which
+    a GPU kernel or copy ran (union of their intervals over the window's span)."""
+
+    def __init__(self, start: int, count: int):
+        self.start, self.count, self.prof, self.result = start, count, None, {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches = getattr(self, "batches", -1) + 1
+        if self.batches == self.start and torch.cuda.is_available():
+            torch.cuda.synchronize()
+            acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            self.prof = torch.profiler.profile(activities=acts)
+            self.prof.start()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.prof is None or self.batches < self.start + self.count - 1:
+            return
+        torch.cuda.synchronize()
+        self.prof.stop()
+        try:
+            self.result = gpu_busy(self.prof)
+        except Exception as err:  # the profiler's event API moves between releases
+            self.result = {"error": repr(err)}
+        self.prof = None
+
+
+def gpu_busy(prof) -> dict:
+    gpu, span = [], [float("inf"), 0.0]
+    for evt in prof.events():
+        start, end = evt.time_range.start, evt.time_range.end
+        span = [min(span[0], start), max(span[1], end)]
+        if evt.device_type == torch.autograd.DeviceType.CUDA:
+            gpu.append((start, end))
+    gpu.sort()
+    busy, cur_start, cur_end = 0.0, None, None
+    for start, end in gpu:
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                busy += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        busy += cur_end - cur_start
+    return {
+        "gpu_busy": busy / max(1e-9, span[1] - span[0]),
+        "kernels": len(gpu),
+        "span_ms": (span[1] - span[0]) / 1e3,
+    }
+
+
+def trainer_for(args, epochs: int, callbacks: list, devices: int = 1, strategy="auto") -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="auto",
+        devices=devices,
+        strategy=strategy,
+        max_epochs=epochs,
+        precision="bf16-mixed",
+        gradient_clip_val=None,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        benchmark=True,
+    )
+
+
+def search_module(args, k: int) -> SearchModule:
+    # no latency table on a synthetic run: no penalty, and the cost logged is the expected size
+    costs = (
+        {"penalty_target": "params"} if "penalty_target" in inspect.signature(SearchModule).parameters else {}
+    )
+    return SearchModule(space_dict(k, args.dim), vocab=VOCAB, method="st", warmup_steps=10, seed=0, **costs)
+
+
+def fit_search(
+    args, k: int, warmup_epochs: int, search_epochs: int, callbacks: list, devices=1, strategy="auto"
+):
+    model = search_module(args, k)
+    trainer = trainer_for(
+        args, warmup_epochs + search_epochs, [StageSwitch(warmup_epochs), *callbacks], devices, strategy
+    )
+    start = time.perf_counter()
+    trainer.fit(model, train_dataloaders=GPUBatches(args, search=True, steps=args.epoch_steps))
+    return time.perf_counter() - start, model, trainer
+
+
+def fit_retrain(args, epochs: int, callbacks: list) -> float:
+    model = ASRModule(derived_spec(TYPICAL, args.dim).to_dict(), vocab=VOCAB, warmup_steps=10)
+    trainer = trainer_for(args, epochs, callbacks)
+    trainer.gradient_clip_val = 5.0  # as SearchModule clips
+    start = time.perf_counter()
+    trainer.fit(model, train_dataloaders=GPUBatches(args, search=False, steps=args.epoch_steps))
+    return time.perf_counter() - start
+
+
+def bench_search_vs_retrain(args, out: dict) -> None:
+    """Warm-up + search (SearchModule, st, bf16) against retraining the typical derived model for as
+    many epochs, each after one throwaway epoch (cudnn autotuning, allocator warm-up)."""
+    w, s = args.warmup_epochs, args.search_epochs
+    k = args.candidates[0]
+    fit_search(args, k, 0, 1, [])
+    fit_retrain(args, 1, [])
+    search_timer = Timer()
+    search_s, model, _ = fit_search(args, k, w, s, [search_timer])
+    retrain_timer = Timer()
+    retrain_s = fit_retrain(args, w + s, [retrain_timer])
+    probe, retrain_probe = (
+        BusyProbe(args.epoch_steps + 2, args.profile_steps),
+        BusyProbe(2, args.profile_steps),
+    )
+    fit_search(args, k, 1, 1, [probe])  # profiled apart: the profiler slows the steps it watches
+    fit_retrain(args, 1, [retrain_probe])
+    steps = (w + s) * args.epoch_steps
+    out["search_vs_retrain"] = {
+        "candidates": k,
+        "warmup_epochs": w,
+        "search_epochs": s,
+        "steps_per_epoch": args.epoch_steps,
+        "search_wall_s": search_s,
+        "retrain_wall_s": retrain_s,
+        "ratio": search_s / retrain_s,
+        "search_epoch_s": search_timer.epochs,
+        "retrain_epoch_s": retrain_timer.epochs,
+        "ratio_epoch_sum": sum(search_timer.epochs) / sum(retrain_timer.epochs),
+        "host_wait_fraction_search": search_timer.wait / max(1e-9, search_timer.wait + search_timer.busy_cpu),
+        "audio_s_per_s_search_epoch": args.epoch_steps
+        * args.batch
+        * args.frames
+        / FRAME_RATE
+        / statistics.median(search_timer.epochs[w:]),
+        "profile": probe.result,
+        "profile_retrain": retrain_probe.result,
+        "search_steps": int(model.search_step),
+        "expected_steps": steps,
+    }
+    r = out["search_vs_retrain"]
+    print(
+        f"  search {search_s:.1f} s vs retrain {retrain_s:.1f} s: {r['ratio']:.2f}x; GPU busy {probe.result}",
+        flush=True,
+    )
+
+
+class RankCheck(pl.Callback):
+    """At the end, every rank's weights, alphas and argmax path, compared across ranks."""
+
+    def __init__(self):
+        self.result = {}
+
+    def on_train_end(self, trainer, pl_module):
+        flat = torch.cat([p.detach().float().reshape(-1) for p in pl_module.parameters()])
+        digest = torch.stack(
+            [flat.sum(), (flat * torch.arange(flat.numel(), device=flat.device) % 9973).sum()]
+        )
+        path = torch.tensor(list(pl_module.arch.argmax().values()), device=flat.device, dtype=torch.float)
+        mine = torch.cat([digest, path])
+        every = trainer.strategy.all_gather(mine)
+        every = every.reshape(trainer.world_size, -1) if trainer.world_size > 1 else every.reshape(1, -1)
+        self.result = {
+            "identical_on_all_ranks": bool((every == every[0]).all()),
+            "world_size": trainer.world_size,
+            "arch": pl_module.current_archspec().layers,
+        }
+
+
+def bench_ddp(args, out: dict) -> None:
+    timer, check = Timer(), RankCheck()
+    strategy = SearchDDPStrategy() if args.devices > 1 else "auto"
+    k = args.candidates[0]
+    wall, model, trainer = fit_search(
+        args, k, args.warmup_epochs, args.search_epochs, [timer, check], args.devices, strategy
+    )
+    per_epoch_audio = trainer.world_size * args.epoch_steps * args.batch * args.frames / FRAME_RATE
+    w = args.warmup_epochs
+    out["ddp"] = {
+        "devices": trainer.world_size,
+        "candidates": k,
+        "epoch_s": timer.epochs,
+        "wall_s": wall,
+        "warmup_audio_s_per_s": per_epoch_audio / statistics.median(timer.epochs[1:w] or timer.epochs[:w]),
+        "search_audio_s_per_s": per_epoch_audio / statistics.median(timer.epochs[w:]),
+        **check.result,
+    }
+    out["_write"] = trainer.is_global_zero
+    print(f"  ddp x{trainer.world_size}: {out['ddp']}", flush=True)
+
+
+# --- main ----------------------------------------------------------------------------------
+def environment(argv: list[str]) -> dict:
+    env = {
+        "command": " ".join([os.path.basename(sys.executable), *argv]),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "tf32": True,
+        "cudnn_benchmark": True,
+    }
+    if torch.cuda.is_available():
+        env["device"] = torch.cuda.get_device_name(0)
+        env["device_count"] = torch.cuda.device_count()
+        env["peak_bf16_tflops"] = peak_tflops(torch.device("cuda"))
+    return env
+
+
+def table(rows: list) -> str:
+    base = {(r["candidates"], r["precision"]): r for r in rows if r["name"] == "derived typical"}
+    lines = [
+        "| step | K | prec | ms | ratio | peak GiB | mem ratio | params | audio s/s | MFU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b = base.get((r["candidates"], r["precision"])) or base.get((4, r["precision"]))
+        mfu = f"{100 * r['mfu_bf16_peak']:.0f}%" if "mfu_bf16_peak" in r else ""
+        mem = f"{r['peak_gib'] / b['peak_gib']:.2f}" if b and b["peak_gib"] else ""
+        lines.append(
+            f"| {r['name']} | {r['candidates'] or '-'} | {r['precision']} | {r['ms']:.2f} | "
+            f"{r['ms'] / b['ms']:.2f} | {r['peak_gib']:.2f} | {mem} | {r['params'] / 1e6:.1f}M | "
+            f"{r['audio_s_per_s']:,.0f} | {mfu} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["single", "ddp"])
+    parser.add_argument("--out", default="bench.json")
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--candidates", type=int, nargs="+", default=[4, 8], choices=[4, 8])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=800)
+    parser.add_argument("--dim", type=int, default=640)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each measurement")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (median)")
+    parser.add_argument("--epoch_steps", type=int, default=20)
+    parser.add_argument("--warmup_epochs", type=int, default=3)
+    parser.add_argument("--search_epochs", type=int, default=5)
+    parser.add_argument("--profile_steps", type=int, default=10)
+    parser.add_argument("--no_compile", action="store_true")
+    parser.add_argument("--no_steps", action="store_true", help="skip the per-step table")
+    parser.add_argument("--no_lightning", action="store_true")
+    args = parser.parse_args(argv)
+
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out: dict = {"env": environment(["scripts/bench.py", *argv]), "args": vars(args)}
+    t0 = time.perf_counter()
+    if args.mode == "single":
+        rows: list = []
+        print("per-step figures", flush=True)
+        if not args.no_steps:
+            bench_steps(args, device, rows)
+        if not args.no_compile:
+            bench_compiled(args, device, rows)
+        out["steps"] = rows
+        if not args.no_lightning:
+            print("whole search vs retrain (Lightning)", flush=True)
+            bench_search_vs_retrain(args, out)
+        print(table(rows))
+    else:
+        bench_ddp(args, out)
+    out["bench_seconds"] = time.perf_counter() - t0
+    if out.pop("_write", True):
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"written: {args.out} ({out['bench_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""`supernet latency-check`: does the table predict whole networks? Measure and compare.
+
+    supernet latency-check --lut lut.json --space st_nas --n 20 [--seed 0] [--plot check.png]
+    supernet latency-check --lut lut.json --arch runs/budget/arch.yaml
+
+Samples ``--n`` architectures uniformly from the space (and/or takes ``--arch`` files), measures
+each ``DerivedNet`` end to end under the table's settings (same device, dtype, threads, batch,
+seconds, chunk, warm-up and median), and prints ``mape``, ``spearman`` and ``within_10pct``
+(fraction of predictions within +-10% of the measurement), one ``name: value`` line each.
+Settings given on the command line that differ from the table's are an error unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from supernet.archspec import ArchSpec
+from supernet.latency import LatencyTable, device_name, measure_network
+from supernet.profile import add_settings_arguments
+from supernet.space import SearchSpace
+
+OVERRIDES = ("device", "dtype", "threads", "batch", "seconds", "chunk_ms", "vocab", "clock")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lut", required=True, type=Path, help="a table written by `supernet profile`")
+    parser.add_argument("--space", help="sample architectures from this space")
+    parser.add_argument("--arch", type=Path, action="append", default=[], help="also check this ArchSpec")
+    parser.add_argument("--n", type=int, default=20, help="architectures sampled from the space")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", type=Path, help="scatter plot of predicted vs measured (PNG)")
+    parser.add_argument("--force", action="store_true", help="use the table under other settings anyway")
+    add_settings_arguments(parser, defaults=False)
+
+
+def sample_archs(space: SearchSpace, n: int, seed: int) -> list[ArchSpec]:
+    """``n`` architectures, each edge's candidate drawn uniformly."""
+    rng = random.Random(seed)
+    return [
+        space.derive(
+            {c.name: rng.randrange(len(c.candidates)) for c in space.choices}, f"{space.name}-sample{i}"
+        )
+        for i in range(n)
+    ]
+
+
+def run_settings(table: LatencyTable, args: argparse.Namespace, force: bool) -> dict[str, Any]:
+    """The table's settings, with this machine's device name and torch version and any override;
+    an error naming the first differing key unless ``force``."""
+    settings = dict(table.settings)
+    for key in OVERRIDES:
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    settings["device_name"] = device_name(settings["device"]) if _device_ok(settings["device"]) else "none"
+    settings["torch"] = torch.__version__
+    table.check({k: settings[k] for k in (*OVERRIDES, "device_name", "torch")}, force=force)
+    return settings
+
+
+def _device_ok(device: str) -> bool:
+    return device == "cpu" or torch.cuda.is_available()
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    from torchmetrics.functional import spearman_corrcoef
+
+    return float(
+        spearman_corrcoef(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+    )
+
+
+def check(
+    table: LatencyTable, archs: list[ArchSpec], settings: dict, warmup: int, repeats: int
+) -> dict[str, Any]:
+    """Predicted and measured latency of each architecture, and the summary numbers."""
+    rows = []
+    for spec in archs:
+        predicted = table.predict(spec)
+        measured = measure_network(spec, settings, warmup, repeats)
+        rows.append({"arch": spec.name, "predicted_ms": predicted, "measured_ms": measured})
+    errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
+    pred, meas = [r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]
+    return {
+        "rows": rows,
+        "mape": sum(errors) / len(errors),
+        "spearman": spearman(pred, meas) if len(rows) > 2 else float("nan"),
+        "within_10pct": sum(e <= 0.10 for e in errors) / len(errors),
+    }
+
+
+def plot(result: dict[str, Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = [r["predicted_ms"] for r in result["rows"]]
+    meas = [r["measured_ms"] for r in result["rows"]]
+    low, high = 0.9 * min(pred + meas), 1.1 * max(pred + meas)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([low, high], [low, high], "k-", lw=1, label="predicted = measured")
+    ax.fill_between([low, high], [0.9 * low, 0.9 * high], [1.1 * low, 1.1 * high], alpha=0.15, label="+-10%")
+    ax.scatter(meas, pred, s=18)
+    ax.set(
+        xlabel="measured latency (ms)", ylabel="predicted latency (ms)", xlim=(low, high), ylim=(low, high)
+    )
+    ax.set_title(f"{title}\nMAPE {result['mape']:.3f}, within 10%: {result['within_10pct']:.2f}", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    table = LatencyTable.load(args.lut)
+    settings = run_settings(table, args, args.force)
+    archs = sample_archs(SearchSpace.load(args.space), args.n, args.seed) if args.space else []
+    archs += [ArchSpec.from_yaml(path) for path in args.arch]
+    if not archs:
+        raise SystemExit("supernet latency-check: give --space (with --n) and/or --arch")
+    warmup = args.warmup if args.warmup is not None else table.settings.get("warmup", 3)
+    repeats = args.repeats if args.repeats is not None else 30
+    result = check(table, archs, settings, warmup, repeats)
+    for row in result["rows"]:
+        error = row["predicted_ms"] / row["measured_ms"] - 1
+        print(
+            f"  {row['arch']:<28} predicted {row['predicted_ms']:9.3f} ms  measured {row['measured_ms']:9.3f} ms  {error:+.1%}"
+        )
+    print(
+        f"device: {settings['device_name']} ({settings['device']}, {settings['dtype']}, {settings['threads']} threads)"
+    )
+    print(f"mape: {result['mape']:.3f}")
+    print(f"spearman: {result['spearman']:.3f}")
+    print(f"within_10pct: {result['within_10pct']:.3f}")
+    if args.plot:
+        plot(result, args.plot, f"{args.lut.name} on {settings['device_name']}")
+        print(f"written: {args.plot}")
+    return 0

@@ -1,0 +1,77 @@
+"""`supernet profile`: measure a latency lookup table for a search space on this device.
+
+    supernet profile --space st_nas --device cpu --threads 1 --batch 1 --seconds 4 -o lut.json
+    supernet profile --space conformer --device cuda --dtype bf16 --chunk-ms 640 -o lut_stream.json
+
+Every candidate of every edge and the fixed layers (input op, fixed layers, head with
+``--vocab`` outputs and the log-softmax) are timed at the input shape they see inside the
+network, inside running networks that together hold every candidate (see
+``supernet.latency.NetworkRunner`` for why not alone). ``--arch`` adds hand-designed baselines.
+The file records the device name, torch version, dtype, threads, batch, seconds and chunk; using
+it under other settings is an error unless forced.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from supernet.archspec import ArchSpec
+from supernet.latency import CLOCKS_NAMES, DTYPES, make_settings, profile_space
+from supernet.space import SearchSpace
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """The measurement settings; without ``defaults`` they default to None (taken from a table)."""
+
+    def default(value):
+        return value if defaults else None
+
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=default("cpu"))
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default=default("fp32"))
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--batch", type=int, default=default(1), help="utterances per forward pass")
+    parser.add_argument("--seconds", type=float, default=default(4.0), help="audio per utterance")
+    parser.add_argument(
+        "--chunk-ms", type=float, default=None, help="streaming: latency per chunk of this length"
+    )
+    parser.add_argument("--vocab", type=int, default=default(64), help="output tokens of the head")
+    parser.add_argument(
+        "--clock",
+        choices=CLOCKS_NAMES,
+        default=default("wall"),
+        help="CPU timer: wall, or cpu (thread CPU time: steadier on a shared machine; needs --threads 1)",
+    )
+    parser.add_argument("--warmup", type=int, default=default(3), help="untimed passes before timing")
+    parser.add_argument("--repeats", type=int, default=default(10), help="timed passes per network and round")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", required=True, help="a search space YAML or a shipped space name")
+    parser.add_argument("--arch", type=Path, action="append", default=[], help="also profile this ArchSpec")
+    add_settings_arguments(parser)
+    parser.add_argument("--rounds", type=int, default=3, help="times every network is cycled")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the table (JSON)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = make_settings(
+        args.device, args.dtype, args.threads, args.batch, args.seconds, args.chunk_ms, args.vocab, args.clock
+    )
+    space = SearchSpace.load(args.space)
+    archs = [ArchSpec.from_yaml(path) for path in args.arch]
+    table = profile_space(space, settings, args.warmup, args.repeats, args.rounds, archs)
+    table.save(args.output)
+    timed = [e for e in table.entries.values() if e["ms"] is not None]
+    print(
+        f"device: {settings['device_name']} ({settings['device']}, {settings['dtype']}, {settings['threads']} threads)"
+    )
+    for entry in sorted(timed, key=lambda e: -e["ms"]):
+        print(
+            f"  {entry['ms']:9.3f} ms  {entry['spec']:<28} {entry['in_dim']}->{entry['out_dim']}, {entry['frames']} frames"
+        )
+    excluded = sorted({e["spec"] for e in table.entries.values() if e["ms"] is None})
+    if excluded:
+        print(f"cannot stream (no latency): {', '.join(excluded)}")
+    print(f"written: {args.output} ({len(table.entries)} entries)")
+    return 0
