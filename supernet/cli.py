@@ -1,4 +1,8 @@
-"""The `supernet` console command: one subcommand a module, imported only when used."""
+"""The `supernet` console command: one subcommand a module, imported only when used.
+
+Only the chosen subcommand's module is imported, so `supernet corpus` never imports Lightning and
+`supernet search` runs on a machine without espeak-ng or wordfreq.
+"""
 
 from __future__ import annotations
 
@@ -7,45 +11,48 @@ import importlib
 import sys
 
 # subcommand -> (module, one-line help). Each module defines `configure_parser(parser)` and
-# `run(args) -> int`; modules are imported lazily so `supernet corpus` never imports Lightning.
+# `run(args) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("supernet.demo", "the whole pipeline on the built-in corpus: search, extract, retrain, compare"),
     "corpus": ("supernet.corpus", "build the synthetic multilingual corpus (espeak-ng)"),
     "data": ("supernet.data_cli", "import and check manifests"),
+    "space": ("supernet.space_cli", "describe a search space (paths, params, candidates)"),
+    "extract": ("supernet.extract", "the top-1 architecture of a search checkpoint, as ArchSpec YAML"),
     "profile": ("supernet.profile", "measure a latency lookup table of a search space on this device"),
     "latency-check": ("supernet.latency_check", "compare a latency table's predictions with measured networks"),
     "pareto": ("supernet.pareto", "WER against predicted latency and params of retrained runs; the Pareto front"),
-    "space": ("supernet.space_cli", "describe a search space (paths, params, candidates)"),
-    "demo": ("supernet.demo", "the whole pipeline on the built-in corpus: search, extract, retrain, compare"),
-    "extract": ("supernet.extract", "the top-1 architecture of a search checkpoint, as ArchSpec YAML"),
+}
+
+# subcommand -> (module, help): LightningCLI commands that parse their own argv in `main(argv)`,
+# so every model, data and Trainer option can be overridden.
+PASSTHROUGH: dict[str, tuple[str, str]] = {
+    "search": ("supernet.search", "architecture search: warm-up, then darts | gumbel | st (Lightning CLI)"),
+    "retrain": ("supernet.retrain", "train an ArchSpec from scratch with CTC and test it (Lightning CLI)"),
+    "evaluate": ("supernet.evaluate", "WER/CER, size, memory and latency of a trained checkpoint"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="supernet", description=__doc__)
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; configures (and imports) just the subcommand ``only`` when given."""
+    parser = argparse.ArgumentParser(prog="supernet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    for name, (module, help_text) in {**COMMANDS, **PASSTHROUGH}.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, add_help=name in COMMANDS)
         p.set_defaults(_module=module)
-        importlib.import_module(module).configure_parser(p)
+        if name == only and name in COMMANDS:
+            importlib.import_module(module).configure_parser(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    # Lightning-CLI commands parse their own arguments (every Trainer flag can be overridden).
-    if argv and argv[0] in PASSTHROUGH:
-        module = importlib.import_module(PASSTHROUGH[argv[0]][0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else None
+    if command in PASSTHROUGH:
+        module = importlib.import_module(PASSTHROUGH[command][0])
         return int(module.main(argv[1:]) or 0)
-    args = build_parser().parse_args(argv)
+    args = build_parser(only=command).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
 
-
-# subcommand -> (module, help): these take their raw argv in `main(argv)`.
-PASSTHROUGH: dict[str, tuple[str, str]] = {
-    "retrain": ("supernet.retrain", "train an ArchSpec from scratch with CTC and test it (Lightning CLI)"),
-    "search": ("supernet.search", "architecture search: warm-up, then darts | gumbel | st (Lightning CLI)"),
-    "evaluate": ("supernet.evaluate", "WER/CER, size, memory and latency of a trained checkpoint"),
-}
 
 if __name__ == "__main__":
     sys.exit(main())
