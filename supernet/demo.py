@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import yaml
@@ -28,9 +29,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default="st_nas", help="search space (default st_nas)")
     parser.add_argument("--method", default="st", choices=["darts", "gumbel", "st", "uniform"])
     parser.add_argument("--dim", type=int, default=192, help="model width of the space and the baseline")
-    parser.add_argument("--search-epochs", type=int, default=8)
-    parser.add_argument("--warmup-epochs", type=int, default=3)
-    parser.add_argument("--retrain-epochs", type=int, default=12)
+    parser.add_argument("--search-epochs", type=int, default=16)
+    parser.add_argument("--warmup-epochs", type=int, default=5)
+    parser.add_argument("--retrain-epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logger", default="wandb", help="wandb (offline) | csv | none")
     parser.add_argument("--lut", default=None, help="a latency table (supernet profile) for predicted latency")
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from supernet.retrain import main as retrain_main
     from supernet.search import main as search_main
 
+    # the stages are called in-process with their own argv; the demo's sys.argv is not theirs
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
