@@ -112,15 +112,15 @@ class TDNN(Op):
         return 0, 0, (left, right)  # an even kernel with a stride: pad the input explicitly
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
-        B, T, _ = x.shape
-        padded = torch.arange(T, device=lengths.device) >= lengths[:, None]  # (B, T), True past the end
-        x = x.masked_fill(padded[..., None], 0.0)
-        y = self._conv(x)
+        # torch.where, not masked_fill: masked_fill copies its input first (an extra pass forward
+        # and backward); where reads and writes once, and keeps the padding zero even for inf/nan
+        padded = torch.arange(x.shape[1], device=lengths.device) >= lengths[:, None]  # (B, T): past the end
+        y = self._conv(torch.where(padded[..., None], 0.0, x))
         if self.stride > 1:
             lengths = strided_lengths(lengths, self.stride)
             padded = torch.arange(y.shape[1], device=lengths.device) >= lengths[:, None]
         y = self.dropout(torch.relu(self.norm(y)))
-        return y.masked_fill(padded[..., None], 0.0), lengths
+        return torch.where(padded[..., None], 0.0, y), lengths
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, T, C_in)` -> `(B, ceil(T / s), C_out)`, channels last."""

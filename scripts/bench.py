@@ -10,7 +10,10 @@ utterances), CTC over a 70-token vocabulary. The per-step loop mirrors ``SearchM
 ``arch_step``/``weight_step`` (same plans, loss, ``autograd.grad``, clipping and optimizers)
 without Lightning, so each step is timed alone; ``single`` also times the real Lightning search
 (``SearchModule`` + ``StageSwitch``) against a retrain of the derived model (``ASRModule``) on
-batches kept on the GPU, and profiles how busy the GPU is during the search. ``ddp`` runs that
+batches kept on the GPU, profiles how busy the GPU is during the search and counts the host syncs
+of a search step (``torch.cuda.set_sync_debug_mode``). ``--legacy_tdnn`` re-times the derived and
+ST arch steps with the pre-channels-last TDNN forward in the same process (an A/B on one host);
+``--kernels`` splits each step's GPU time by kernel kind. ``ddp`` runs that
 search on ``--devices`` GPUs under ``SearchDDPStrategy`` (one process per GPU, launched by
 Lightning) and reports throughput and whether every rank ended with the same weights and alphas.
 
@@ -22,6 +25,7 @@ Imports only ``ops``, ``losses``, ``callbacks`` and ``supernet`` modules with no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -29,13 +33,19 @@ import platform
 import statistics
 import sys
 import time
+import traceback
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
 from callbacks.stage import StageSwitch
 from losses.ctc import ctc_loss
+from ops.base import mask_padding
+from ops.tdnn import TDNN
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule
@@ -70,7 +80,8 @@ TYPICAL = [
 LARGEST = {4: ["tdnn-k5-d2"] * 6, 8: ["tdnn-k7-d2"] * 6}
 VOCAB = [BLANK, UNKNOWN] + [chr(0x4E00 + i) for i in range(68)]  # 70 tokens, as a WSJ character set
 FRAME_RATE = 100
-# bf16 dense tensor-core peaks (TFLOP/s) from the datasheets: SXM parts; PCIe H100 756.
+# bf16 dense tensor-core peaks (TFLOP/s) from the datasheets: SXM parts; PCIe H100 756. TF32 (the
+# fp32 rows, TF32 on) is half of it.
 PEAK_BF16 = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0}
 # (name, method, hard, phase)
 RELAXATIONS = [
@@ -84,6 +95,33 @@ RELAXATIONS = [
     ("st arch", "st", False, "arch"),
     ("uniform", "uniform", False, "weight"),
 ]
+
+
+# --- the TDNN before the channels-last rewrite, for a same-run A/B -------------------------------
+def legacy_tdnn_forward(self, x, lengths):
+    """``ops.tdnn.TDNN.forward`` as it was: (B, C, T) conv after a transpose and a padded copy,
+    LayerNorm on a transposed view (float32 under autocast), masks built by ``mask_padding``."""
+    x = F.pad(mask_padding(x, lengths).transpose(1, 2), self.padding)
+    if self.separable:
+        x = self.depthwise(x)
+    x = self.conv(x)
+    norm = self.norm.norm
+    x = norm(x) if self.norm.kind == "bn" else norm(x.transpose(1, 2)).transpose(1, 2)
+    x = self.dropout(torch.relu(x)).transpose(1, 2)
+    lengths = torch.div(lengths + self.stride - 1, self.stride, rounding_mode="floor")
+    return mask_padding(x, lengths), lengths
+
+
+@contextlib.contextmanager
+def tdnn_impl(legacy: bool):
+    """Run every TDNN with the legacy forward inside the block (same modules, same parameters)."""
+    current = TDNN.forward
+    if legacy:
+        TDNN.forward = legacy_tdnn_forward
+    try:
+        yield
+    finally:
+        TDNN.forward = current
 
 
 # --- shapes -------------------------------------------------------------------------------
@@ -225,9 +263,7 @@ def bench_steps(args, device, rows: list) -> None:
             **extra,
         }
         if spec is not None:
-            row["flops_per_step"] = spec.flops_per_second() * 2 * 3 * audio_s
-            if peak:
-                row["mfu_bf16_peak"] = row["flops_per_step"] / (result["ms"] / 1e3) / (peak * 1e12)
+            add_mfu(row, spec, audio_s, peak)
         rows.append(row)
         print(
             f"  {name:22s} k={k} {precision:5s} {result['ms']:8.2f} ms  {result['peak_gib']:6.2f} GiB  "
@@ -239,12 +275,21 @@ def bench_steps(args, device, rows: list) -> None:
         space = SearchSpace(space_dict(k, dim))
         for precision in args.precisions:
             bf16 = precision == "bf16"
-            for label, path in (("derived typical", TYPICAL), ("derived largest", LARGEST[k])):
+            derived = [("derived typical", TYPICAL, False), ("derived largest", LARGEST[k], False)]
+            if args.legacy_tdnn:
+                derived.append(("derived typical (legacy tdnn)", TYPICAL, True))
+            for label, path, legacy in derived:
                 spec = derived_spec(path, dim)
-                result, params = time_derived(spec, batches, bf16, args, device)
+                with tdnn_impl(legacy):
+                    result, params = time_derived(spec, batches, bf16, args, device)
                 record(label, k, precision, result, params, spec, path=path)
             for label, result, params, single in time_relaxations(space, batches, bf16, args, device):
                 record(label, k, precision, result, params, derived_spec(TYPICAL, dim) if single else None)
+            if args.legacy_tdnn and "st arch" in args.relaxations:
+                with tdnn_impl(True):
+                    timed = list(time_relaxations(space, batches, bf16, args, device, only=("st arch",)))
+                for label, result, params, _ in timed:
+                    record(f"{label} (legacy tdnn)", k, precision, result, params, derived_spec(TYPICAL, dim))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
@@ -263,8 +308,19 @@ def time_derived(spec: ArchSpec, batches: list, bf16: bool, args, device, compil
     return {**result, "first_step_s": first_s}, sum(p.numel() for p in net.parameters())
 
 
-def time_relaxations(space: SearchSpace, batches: list, bf16: bool, args, device):
-    """``(label, result, supernet params, single path)`` of each relaxation's weight or arch step."""
+def add_mfu(row: dict, spec: ArchSpec, audio_s: float, peak: float | None) -> None:
+    """Model FLOPs (forward + backward = 3 forwards, a multiply-add = 2 FLOPs) of a step, and their
+    rate against the dense tensor-core peak of the row's precision (bf16; TF32 for fp32 = half)."""
+    row["flops_per_step"] = spec.flops_per_second() * 2 * 3 * audio_s
+    if peak:
+        rate = row["flops_per_step"] / (row["ms"] / 1e3)
+        row["mfu_bf16_peak"] = rate / (peak * 1e12)
+        row["mfu"] = rate / (peak * 1e12 * (1.0 if row["precision"] == "bf16" else 0.5))
+
+
+def relaxation_stepper(space: SearchSpace, batches: list, bf16: bool, device):
+    """``(step(i, method, hard, phase), supernet params)`` on a supernet whose alphas draw the
+    typical path, with every parameter's AdamW state in place."""
     torch.manual_seed(0)
     net = Supernet(space, len(VOCAB)).to(device).train()
     arch = ArchParams(space.edges, seed=0).to(device)
@@ -276,7 +332,6 @@ def time_relaxations(space: SearchSpace, batches: list, bf16: bool, args, device
     opt = adamw(net.parameters())
     fill_adam_state(opt, list(net.parameters()))
     arch_opt = torch.optim.Adam(arch.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    params = sum(p.numel() for p in net.parameters())
 
     def step(i, method, hard, phase):
         net.apply_plan(make_plan(arch, method, phase, 2 * i + (phase == "arch"), tau=1.0, hard=hard))
@@ -285,11 +340,108 @@ def time_relaxations(space: SearchSpace, batches: list, bf16: bool, args, device
         else:
             weight_step(net, opt, batches[i % 2], bf16)
 
+    return step, sum(p.numel() for p in net.parameters())
+
+
+def time_relaxations(space: SearchSpace, batches: list, bf16: bool, args, device, only=None):
+    """``(label, result, supernet params, single path)`` of each relaxation's weight or arch step."""
+    step, params = relaxation_stepper(space, batches, bf16, device)
     for label, method, hard, phase in RELAXATIONS:
+        if label not in (only or args.relaxations):
+            continue
         result = measure(
             lambda i, m=method, h=hard, p=phase: step(i, m, h, p), device, args.warmup, args.steps
         )
         yield label, result, params, method == "st" or hard
+
+
+# --- where the GPU time goes ---------------------------------------------------------------
+KERNEL_KINDS = (  # first match wins; names of cuDNN / cuBLAS / ATen kernels
+    ("ctc", ("ctc",)),
+    ("conv", ("conv", "xmma", "implicit", "dgrad", "wgrad", "fprop", "nhwc", "nchw")),
+    ("gemm", ("gemm", "cutlass", "sm90", "cublas")),
+    ("norm", ("layer_norm", "batch_norm", "LayerNorm", "welford")),
+    ("optimizer", ("multi_tensor", "foreach", "adam")),
+    ("reduce", ("reduce",)),
+    ("copy/layout", ("copy", "transpose", "pad", "cat", "Memcpy", "memcpy")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    for kind, keys in KERNEL_KINDS:
+        if any(k.lower() in low for k in keys):
+            return kind
+    return "elementwise/other"
+
+
+def kernel_profile(step_fn, device, steps: int = 5, top: int = 8) -> dict:
+    """GPU time per step by kernel kind and the top kernels, over ``steps`` profiled steps."""
+    if device.type != "cuda":
+        return {}
+    for i in range(3):
+        step_fn(i)
+    torch.cuda.synchronize()
+    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=acts) as prof:
+        for i in range(3, 3 + steps):
+            step_fn(i)
+        torch.cuda.synchronize()
+    names: dict[str, list] = {}
+    for evt in prof.events():
+        if is_gpu_work(evt):
+            entry = names.setdefault(evt.name, [0.0, 0])
+            entry[0] += evt.time_range.end - evt.time_range.start
+            entry[1] += 1
+    total = sum(t for t, _ in names.values()) or 1.0
+    kinds: dict[str, float] = {}
+    for name, (t, _) in names.items():
+        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + t
+    busy = gpu_busy(prof)
+    return {
+        **busy,
+        "gpu_ms_per_step": total / 1e3 / steps,
+        "kernels_per_step": sum(n for _, n in names.values()) / steps,
+        "by_kind_ms_per_step": {k: t / 1e3 / steps for k, t in sorted(kinds.items(), key=lambda kv: -kv[1])},
+        "top": [
+            {"kernel": name[:100], "ms_per_step": t / 1e3 / steps, "calls_per_step": n / steps}
+            for name, (t, n) in sorted(names.items(), key=lambda kv: -kv[1][0])[:top]
+        ],
+    }
+
+
+def bench_kernels(args, device, out: dict) -> None:
+    """Kernel breakdown of the derived step (new and legacy TDNN) and of the ST steps, bf16 and fp32."""
+    batches = [make_batch(args.batch, args.frames, device, seed) for seed in range(2)]
+    spec = derived_spec(TYPICAL, args.dim)
+    space = SearchSpace(space_dict(args.candidates[0], args.dim))
+    result = {}
+    for precision in args.precisions:
+        bf16 = precision == "bf16"
+        for legacy in (False, True) if args.legacy_tdnn else (False,):
+            with tdnn_impl(legacy):
+                torch.manual_seed(0)
+                net = DerivedNet(spec, len(VOCAB)).to(device).train()
+                opt = adamw(net.parameters())
+                name = f"derived typical{' (legacy tdnn)' if legacy else ''} {precision}"
+                result[name] = kernel_profile(
+                    lambda i, n=net, o=opt, b=bf16: weight_step(n, o, batches[i % 2], b), device
+                )
+        step, _ = relaxation_stepper(space, batches, bf16, device)
+        for phase in ("weight", "arch"):
+            result[f"st {phase} {precision}"] = kernel_profile(
+                lambda i, p=phase, f=step: f(i, "st", False, p), device
+            )
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    out["kernels"] = result
+    for name, r in result.items():
+        kinds = ", ".join(f"{k} {v:.2f}" for k, v in r.get("by_kind_ms_per_step", {}).items())
+        print(
+            f"  {name:34s} GPU {r.get('gpu_ms_per_step', 0):6.2f} ms/step, busy {r.get('gpu_busy', 0):.0%}, "
+            f"{r.get('kernels_per_step', 0):.0f} kernels: {kinds}",
+            flush=True,
+        )
 
 
 def bench_compiled(args, device, rows: list) -> None:
@@ -307,10 +459,8 @@ def bench_compiled(args, device, rows: list) -> None:
             **result,
             "params": params,
             "audio_s_per_s": audio_s / (result["ms"] / 1e3),
-            "flops_per_step": spec.flops_per_second() * 6 * audio_s,
         }
-        if peak:
-            row["mfu_bf16_peak"] = row["flops_per_step"] / (result["ms"] / 1e3) / (peak * 1e12)
+        add_mfu(row, spec, audio_s, peak)
         rows.append(row)
         print(
             f"  compiled {precision}: {result['ms']:.2f} ms ({row['audio_s_per_s']:.0f} s/s), "
@@ -395,12 +545,59 @@ class BusyProbe(pl.Callback):
         self.prof = None
 
 
+class SyncProbe(pl.Callback):
+    """Counts the CUDA calls that synchronise with the host (``torch.cuda.set_sync_debug_mode``) in
+    ``count`` training steps from ``start``, by call site: the innermost frame of this repository
+    and the innermost frame of all."""
+
+    OURS = ("/supernet/", "/ops/", "/losses/", "/callbacks/", "/scripts/")
+
+    def __init__(self, start: int, count: int):
+        self.start, self.count, self.batches, self.sites, self.filters = start, count, -1, Counter(), None
+
+    def _record(self, message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" not in str(message):
+            return
+        stack = traceback.extract_stack()[:-1]
+        ours = [f for f in stack if any(d in f.filename for d in self.OURS) and "bench.py" not in f.filename]
+        here = f"{ours[-1].filename.split('/main/')[-1]}:{ours[-1].lineno} {ours[-1].line}" if ours else "?"
+        self.sites[f"{here}  <-  {filename.split('site-packages/')[-1]}:{lineno}"] += 1
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches += 1
+        if self.batches == self.start and torch.cuda.is_available():
+            self.filters = warnings.catch_warnings()
+            self.filters.__enter__()
+            warnings.simplefilter("always")
+            warnings.showwarning = self._record
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.filters is not None and self.batches == self.start + self.count - 1:
+            torch.cuda.set_sync_debug_mode(0)
+            self.filters.__exit__(None, None, None)
+            self.filters = None
+
+    @property
+    def result(self) -> dict:
+        return {site: n / self.count for site, n in self.sites.most_common()}
+
+
+def is_gpu_work(evt) -> bool:
+    """A kernel, copy or memset on the GPU timeline; not a user annotation (``Optimizer.step#...``
+    spans every kernel of ``optimizer.step(closure)``, idle gaps included: counting it made the
+    automatically optimised retrain look 95% busy)."""
+    if evt.device_type != torch.autograd.DeviceType.CUDA or getattr(evt, "is_user_annotation", False):
+        return False
+    return not evt.name.startswith(("Optimizer.", "ProfilerStep", "## "))
+
+
 def gpu_busy(prof) -> dict:
     gpu, span = [], [float("inf"), 0.0]
     for evt in prof.events():
         start, end = evt.time_range.start, evt.time_range.end
         span = [min(span[0], start), max(span[1], end)]
-        if evt.device_type == torch.autograd.DeviceType.CUDA:
+        if is_gpu_work(evt):
             gpu.append((start, end))
     gpu.sort()
     busy, cur_start, cur_end = 0.0, None, None
@@ -485,7 +682,17 @@ def bench_search_vs_retrain(args, out: dict) -> None:
     )
     fit_search(args, k, 1, 1, [probe])  # profiled apart: the profiler slows the steps it watches
     fit_retrain(args, 1, [retrain_probe])
+    syncs = SyncProbe(args.epoch_steps + 2, args.profile_steps)
+    fit_search(args, k, 1, 1, [syncs])
     steps = (w + s) * args.epoch_steps
+
+    def busy_unprofiled(result: dict, epochs: list) -> float | None:
+        """GPU work per step from the profile over the step time of the unprofiled run."""
+        if "gpu_busy" not in result:
+            return None
+        work_ms = result["gpu_busy"] * result["span_ms"] / args.profile_steps
+        return work_ms / (1e3 * statistics.median(epochs) / args.epoch_steps)
+
     out["search_vs_retrain"] = {
         "candidates": k,
         "warmup_epochs": w,
@@ -505,14 +712,23 @@ def bench_search_vs_retrain(args, out: dict) -> None:
         / statistics.median(search_timer.epochs[w:]),
         "profile": probe.result,
         "profile_retrain": retrain_probe.result,
+        "gpu_busy_unprofiled_search": busy_unprofiled(probe.result, search_timer.epochs[w:]),
+        "gpu_busy_unprofiled_retrain": busy_unprofiled(retrain_probe.result, retrain_timer.epochs),
+        "syncs_per_search_step": syncs.result,
         "search_steps": int(model.search_step),
         "expected_steps": steps,
     }
     r = out["search_vs_retrain"]
     print(
-        f"  search {search_s:.1f} s vs retrain {retrain_s:.1f} s: {r['ratio']:.2f}x; GPU busy {probe.result}",
+        f"  search {search_s:.1f} s vs retrain {retrain_s:.1f} s: {r['ratio']:.2f}x (epoch sums "
+        f"{r['ratio_epoch_sum']:.2f}x); GPU busy (profiled) search {probe.result.get('gpu_busy', 0):.0%}, "
+        f"retrain {retrain_probe.result.get('gpu_busy', 0):.0%}; GPU work / unprofiled step time: search "
+        f"{r['gpu_busy_unprofiled_search'] or 0:.0%}, retrain {r['gpu_busy_unprofiled_retrain'] or 0:.0%}",
         flush=True,
     )
+    print(f"  search epochs s: {[round(e, 3) for e in search_timer.epochs]}", flush=True)
+    for site, n in syncs.result.items():
+        print(f"  sync {n:5.2f}/step  {site}", flush=True)
 
 
 class RankCheck(pl.Callback):
@@ -586,7 +802,7 @@ def table(rows: list) -> str:
     ]
     for r in rows:
         b = base.get((r["candidates"], r["precision"])) or base.get((4, r["precision"]))
-        mfu = f"{100 * r['mfu_bf16_peak']:.0f}%" if "mfu_bf16_peak" in r else ""
+        mfu = f"{100 * r['mfu']:.0f}%" if "mfu" in r else ""
         mem = f"{r['peak_gib'] / b['peak_gib']:.2f}" if b and b["peak_gib"] else ""
         lines.append(
             f"| {r['name']} | {r['candidates'] or '-'} | {r['precision']} | {r['ms']:.2f} | "
@@ -613,6 +829,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup_epochs", type=int, default=3)
     parser.add_argument("--search_epochs", type=int, default=5)
     parser.add_argument("--profile_steps", type=int, default=10)
+    parser.add_argument(
+        "--relaxations",
+        nargs="+",
+        default=[r[0] for r in RELAXATIONS],
+        choices=[r[0] for r in RELAXATIONS],
+        metavar="NAME",
+        help="rows of the per-step table (default all): " + ", ".join(r[0] for r in RELAXATIONS),
+    )
+    parser.add_argument(
+        "--legacy_tdnn", action="store_true", help="also time the pre-channels-last TDNN (same run A/B)"
+    )
+    parser.add_argument("--kernels", action="store_true", help="GPU time by kernel kind (torch.profiler)")
     parser.add_argument("--no_compile", action="store_true")
     parser.add_argument("--no_steps", action="store_true", help="skip the per-step table")
     parser.add_argument("--no_lightning", action="store_true")
@@ -631,6 +859,9 @@ def main(argv: list[str] | None = None) -> int:
             bench_steps(args, device, rows)
         if not args.no_compile:
             bench_compiled(args, device, rows)
+        if args.kernels:
+            print("GPU time by kernel kind", flush=True)
+            bench_kernels(args, device, out)
         out["steps"] = rows
         if not args.no_lightning:
             print("whole search vs retrain (Lightning)", flush=True)

@@ -51,7 +51,9 @@ class ArchParams(nn.Module):
         return sum(ent[n] / math.log(len(self.labels[n])) for n in ent) / len(ent)
 
     def argmax(self) -> dict[str, int]:
-        return {name: int(alpha.detach().argmax()) for name, alpha in self.alphas.items()}
+        """Each edge's top candidate; every index comes to the host in one copy (one sync)."""
+        indices = torch.stack([alpha.detach().argmax() for alpha in self.alphas.values()]).tolist()
+        return dict(zip(self.alphas, indices))
 
     def argmax_labels(self) -> dict[str, str]:
         return {name: self.labels[name][i] for name, i in self.argmax().items()}
@@ -60,27 +62,37 @@ class ArchParams(nn.Module):
         """A CPU generator that depends on (seed, step) only: identical on every rank."""
         return torch.Generator().manual_seed((self.seed * 1_000_003 + int(step) * 7_919 + 12_345) % (2**63))
 
+    def host_probs(self) -> dict[str, torch.Tensor]:
+        """Every edge's softmax(alpha) on the CPU, from ONE device-to-host copy of all the alphas.
+
+        A copy to the host waits for the device queue to drain; one copy of the concatenated
+        alphas instead of one per edge keeps a step to a single such wait.
+        """
+        flat = torch.cat([alpha.detach().float().reshape(-1) for alpha in self.alphas.values()]).cpu()
+        sizes = [alpha.numel() for alpha in self.alphas.values()]
+        return {name: torch.softmax(a, -1) for name, a in zip(self.alphas, flat.split(sizes))}
+
     def sample(self, step: int, uniform: bool = False) -> dict[str, int]:
-        """One candidate per edge, from the alphas' softmax (or uniformly)."""
+        """One candidate per edge, from the alphas' softmax (or uniformly); uniform never syncs."""
         gen = self.generator(step)
-        choices = {}
-        for name, alpha in self.alphas.items():
-            p = (
-                torch.ones_like(alpha, device="cpu")
-                if uniform
-                else torch.softmax(alpha.detach().float().cpu(), -1)
-            )
-            choices[name] = int(torch.multinomial(p, 1, generator=gen))
-        return choices
+        probs = (
+            {name: torch.ones(len(cands)) for name, cands in self.labels.items()}
+            if uniform
+            else self.host_probs()
+        )
+        return {name: int(torch.multinomial(p, 1, generator=gen)) for name, p in probs.items()}
 
     def gumbel_noise(self, step: int) -> dict[str, torch.Tensor]:
-        """Gumbel(0, 1) noise per edge, drawn from the same (seed, step) generator."""
+        """Gumbel(0, 1) noise per edge, drawn from the same (seed, step) generator in one draw and
+        sent to the device in one copy."""
         gen = self.generator(step)
-        noise = {}
-        for name, alpha in self.alphas.items():
-            u = torch.rand(alpha.shape, generator=gen).clamp_(1e-10, 1 - 1e-10)
-            noise[name] = (-torch.log(-torch.log(u))).to(alpha.device)
-        return noise
+        sizes = [alpha.numel() for alpha in self.alphas.values()]
+        u = torch.rand(sum(sizes), generator=gen).clamp_(1e-10, 1 - 1e-10)
+        device = next(iter(self.alphas.values())).device
+        noise = (-torch.log(-torch.log(u))).to(device, non_blocking=True)
+        return {
+            name: part.view_as(alpha) for (name, alpha), part in zip(self.alphas.items(), noise.split(sizes))
+        }
 
     def table(self) -> list[dict]:
         """Rows of (edge, candidate, probability) for logging."""

@@ -51,6 +51,7 @@ CHECKED_KEYS = (
     "chunk_ms",
     "vocab",
     "clock",
+    "cuda_graph",
 )
 METRICS = ("ms", "params", "bytes")
 CLOCKS_NAMES = ("wall", "cpu")
@@ -83,6 +84,7 @@ def make_settings(
     chunk_ms: float | None = None,
     vocab: int = 64,
     clock: str = "wall",
+    cuda_graph: bool = False,
 ) -> dict[str, Any]:
     """The settings of a measurement on *this* machine (device name and torch version read here)."""
     if dtype not in DTYPES:
@@ -101,6 +103,8 @@ def make_settings(
         raise ValueError("clock: 'cpu' (thread CPU time) measures latency only on the CPU with --threads 1")
     if chunk_ms is not None and chunk_ms <= 0:
         raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
+    if cuda_graph and device != "cuda":
+        raise ValueError("cuda_graph: CUDA graphs (timing replays of a captured pass) need device cuda")
     return {
         "device": device,
         "device_name": device_name(device),
@@ -112,6 +116,7 @@ def make_settings(
         "chunk_ms": None if chunk_ms is None else float(chunk_ms),
         "vocab": int(vocab),
         "clock": clock,
+        "cuda_graph": bool(cuda_graph),
     }
 
 
@@ -241,6 +246,7 @@ class LatencyTable:
     def __init__(
         self, settings: dict[str, Any], entries: dict[str, dict[str, Any]], source: str = "<memory>"
     ):
+        settings = {"cuda_graph": False, **settings}  # tables written before graphs were measured
         missing = [k for k in CHECKED_KEYS if k not in settings]
         if missing:
             raise LatencyTableError(f"{source}: settings lack {missing}")
@@ -370,6 +376,13 @@ def _differs(a: Any, b: Any) -> bool:
 # wall: elapsed time. cpu: the calling thread's CPU time, which with one thread is the latency of
 # an idle machine and, unlike wall time, does not grow when other processes pre-empt the run.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+# Seconds of running before anything is timed, when not given: a GPU raises its clocks (and the
+# host CPU its frequency) only under sustained load; a few passes are not enough.
+DEFAULT_SETTLE_S = {"cpu": 0.0, "cuda": 2.0}
+
+
+def default_settle(settings: dict) -> float:
+    return DEFAULT_SETTLE_S["cuda" if settings["device"].startswith("cuda") else "cpu"]
 
 
 def use_threads(settings: dict) -> None:
@@ -394,16 +407,21 @@ class NetworkRunner:
 
     Ops are timed *inside* the running network (a mark before and after each op), not alone:
     alone, an op finds its weights and input hot in cache on every repeat, and on a CPU the sum
-    of such times falls 20-30% short of the network's. Streaming: each op gets its chunk plus its
-    look-ahead (the previous output cut or zero-padded to that many frames).
+    of such times falls 20-30% short of the network's. On a GPU a mark is a CUDA event; with
+    ``cuda_graph`` the pass is captured once as a CUDA graph and replayed (the marks are timing
+    events captured inside a second graph), so that what is timed is the GPU's work, not the
+    host's Python and kernel launches. Streaming: each op gets its chunk plus its look-ahead
+    (the previous output cut or zero-padded to that many frames).
     """
 
     def __init__(self, spec: ArchSpec, settings: dict, seed: int = 0):
         from supernet.derived import DerivedNet
 
         self.settings, self.device = settings, settings["device"]
+        self.cuda = self.device.startswith("cuda")
         self.clock = CLOCKS[settings.get("clock", "wall")]
         self.slots = arch_slots(spec, settings)
+        self.name = spec.name
         bad = [s.describe() for s in self.slots if s.frames is None]
         if bad:
             raise LatencyTableError(f"{spec.name}: {bad[0]} cannot stream")
@@ -419,18 +437,12 @@ class NetworkRunner:
             torch.full((batch,), s.frames, dtype=torch.long, device=self.device) for s in self.slots
         ]
         self.streaming = settings.get("chunk_ms") is not None
+        self.graphs = self._capture() if settings.get("cuda_graph") else None
 
-    def _mark(self):
-        if self.device.startswith("cuda"):
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return self.clock()
-
-    def _run(self, marks: list | None = None) -> torch.Tensor:
-        if not self.streaming:  # the network's own forward, or its ops in the same order
-            if marks is None:
-                return self.net(self.x, self.lengths[0])[0]
+    def _run(self, mark: Callable[[], None] | None = None) -> torch.Tensor:
+        """One pass; ``mark()`` is called before each op and after the last."""
+        if not self.streaming and mark is None:  # the network's own forward
+            return self.net(self.x, self.lengths[0])[0]
         x, n = self.x, self.lengths[0]
         for module, slot, lengths in zip(self.modules, self.slots, self.lengths):
             if self.streaming:
@@ -441,50 +453,122 @@ class NetworkRunner:
                     else nn.functional.pad(x, (0, 0, 0, slot.frames - have))
                 )
                 n = lengths
-            if marks is not None:
-                marks.append(self._mark())
+            if mark is not None:
+                mark()
             x, n = module(x, n)
-        if marks is not None:
-            marks.append(self._mark())
+        if mark is not None:
+            mark()
         return x
 
-    def _repeat(self, warmup: int, repeats: int, timed: Callable[[list], Any]) -> list[list]:
+    def _capture(self) -> tuple[Any, Any, list]:
+        """``(whole, marked, events)``: the pass as a CUDA graph, and again with a timing event
+        captured before each op and after the last."""
+        if not self.cuda:
+            raise LatencyTableError("cuda_graph: CUDA graphs need --device cuda")
+        with torch.inference_mode():
+            side = torch.cuda.Stream()  # warm-up off the capture stream, as torch.cuda.graph asks
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self._run()
+            torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.synchronize()
+            events = [
+                torch.cuda.Event(enable_timing=True, external=True) for _ in range(len(self.modules) + 1)
+            ]
+            whole, marked = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(whole):
+                    self._run()
+                pending = iter(events)
+                with torch.cuda.graph(marked):
+                    self._run(lambda: next(pending).record())
+            except RuntimeError as err:
+                raise LatencyTableError(f"{self.name}: cannot capture as a CUDA graph: {err}") from err
+        return whole, marked, events
+
+    def _timed_pass(self, marked: bool) -> list[float]:
+        """One pass; the intervals (ms) between its marks (one interval when not ``marked``)."""
+        if self.graphs is not None:
+            whole, graph, events = self.graphs
+            if marked:
+                graph.replay()
+                torch.cuda.synchronize()
+                return [a.elapsed_time(b) for a, b in zip(events, events[1:])]
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            whole.replay()
+            end.record()
+            torch.cuda.synchronize()
+            return [start.elapsed_time(end)]
+        marks: list = []
+        if self.cuda:
+
+            def mark():
+                event = torch.cuda.Event(enable_timing=True)
+                event.record()
+                marks.append(event)
+        else:
+
+            def mark():
+                marks.append(self.clock())
+
+        if marked:
+            self._run(mark)
+        else:
+            mark()
+            self._run()
+            mark()
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in zip(marks, marks[1:])]
+        return [1000 * (b - a) for a, b in zip(marks, marks[1:])]
+
+    def _repeat(self, warmup: int, repeats: int, marked: bool) -> list[list[float]]:
         if repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {repeats}")
         use_threads(self.settings)
-        runs = []
         with torch.inference_mode():
             for _ in range(warmup):
-                self._run()
-            for _ in range(repeats):
-                marks: list = []
-                timed(marks)
-                if self.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                runs.append(marks)
-        if self.device.startswith("cuda"):
-            return [[a.elapsed_time(b) for a, b in zip(m, m[1:])] for m in runs]
-        return [[1000 * (b - a) for a, b in zip(m, m[1:])] for m in runs]
+                self._timed_pass(marked)
+            return [self._timed_pass(marked) for _ in range(repeats)]
 
     def op_times(self, warmup: int, repeats: int) -> list[list[float]]:
         """``repeats`` timings (ms) of each op, in the order of ``slots``."""
-        runs = self._repeat(warmup, repeats, lambda marks: self._run(marks))
-        return [list(times) for times in zip(*runs)]
+        return [list(times) for times in zip(*self._repeat(warmup, repeats, marked=True))]
 
-    def total_ms(self, warmup: int, repeats: int) -> float:
-        """Median end-to-end time (ms) of one pass (the check's "measured")."""
-
-        def whole(marks):
-            marks.append(self._mark())
-            self._run()
-            marks.append(self._mark())
-
-        return statistics.median(run[0] for run in self._repeat(warmup, repeats, whole))
+    def total_times(self, warmup: int, repeats: int) -> list[float]:
+        """``repeats`` end-to-end times (ms) of one unmarked pass (the check's "measured")."""
+        return [run[0] for run in self._repeat(warmup, repeats, marked=False)]
 
 
-def measure_network(spec: ArchSpec, settings: dict, warmup: int, repeats: int, seed: int = 0) -> float:
-    """End-to-end median latency (ms) of ``DerivedNet(spec)`` under a table's settings."""
-    return NetworkRunner(spec, settings, seed).total_ms(warmup, repeats)
+def settle(runners: list[NetworkRunner], seconds: float) -> float:
+    """Run the networks in turn for at least ``seconds`` before anything is timed; the seconds
+    spent. Clocks that are still rising would otherwise make early measurements slow."""
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        for runner in runners:
+            runner.total_times(0, 1)
+            if time.perf_counter() - began >= seconds:
+                break
+    return time.perf_counter() - began
+
+
+def measure_networks(
+    archs: list[ArchSpec], settings: dict, warmup: int, repeats: int, rounds: int = 1, settle_s: float = 0.0
+) -> list[float]:
+    """End-to-end median latency (ms) of each ``DerivedNet`` under a table's settings.
+
+    The networks are cycled ``rounds`` times (``repeats`` timed passes each time), so that a
+    slow spell of the machine is shared by all of them instead of landing on a few.
+    """
+    runners = [NetworkRunner(spec, settings) for spec in archs]
+    settle(runners, settle_s)
+    samples: list[list[float]] = [[] for _ in runners]
+    for _ in range(rounds):
+        for runner, times in zip(runners, samples):
+            times.extend(runner.total_times(warmup, repeats))
+    return [statistics.median(times) for times in samples]
 
 
 def static_entry(slot: Slot) -> dict[str, Any]:
@@ -539,34 +623,50 @@ def profile(
     rounds: int = 3,
     extra_slots: list[Slot] = (),
     progress: bool = True,
+    settle_s: float | None = None,
 ) -> LatencyTable:
     """Time every op of ``archs`` inside its network; one entry per distinct key.
 
-    The networks are cycled ``rounds`` times (``repeats`` calls each time), so that a slow spell
-    of a shared machine does not land on some ops only. An entry's ``ms`` is the median over all
-    its timed calls (every network, round and position where the same spec, dims and frames
-    occur). ``extra_slots`` are recorded without a time (ops that cannot stream) so that a
-    streaming table can say why it has no latency for them.
+    After ``settle_s`` seconds of running (default: 2 s on a GPU, none on a CPU) the networks
+    are cycled ``rounds`` times (``repeats`` marked and ``repeats`` unmarked passes each time), so
+    that a slow spell of a shared machine does not land on some ops only. An entry's ``ms`` is
+    the median over all its timed calls (every network, round and position where the same spec,
+    dims and frames occur) plus the per-op offset ``op_offset_ms``: the median over networks and
+    rounds of ``(unmarked pass - sum of the ops' medians) / ops``. The offset takes out what the
+    marks themselves cost (on a GPU without graphs, a CUDA event's launch per op) and puts back
+    what a pass costs beyond its ops (a graph's launch), so that the entries of a network add up
+    to its end-to-end time (an op that does nothing, ``skip``, is kept at 0 rather than below
+    it). ``extra_slots`` are recorded without a time (ops that cannot stream)
+    so that a streaming table can say why it has no latency for them.
     """
     from tqdm import tqdm
 
+    settle_s = default_settle(settings) if settle_s is None else settle_s
     runners = [NetworkRunner(spec, settings) for spec in archs]
+    settled = settle(runners, settle_s)
     samples: dict[str, list[float]] = {}
     entries: dict[str, dict[str, Any]] = {}
+    offsets: list[float] = []
     with tqdm(total=rounds * len(runners), desc="profiling", unit="net", disable=not progress) as bar:
         for _ in range(rounds):
             for runner in runners:
-                for slot, times in zip(runner.slots, runner.op_times(warmup, repeats)):
+                per_op = runner.op_times(warmup, repeats)
+                whole = statistics.median(runner.total_times(warmup, repeats))
+                offsets.append((whole - sum(statistics.median(t) for t in per_op)) / len(per_op))
+                for slot, times in zip(runner.slots, per_op):
                     if slot.key not in entries:
                         entries[slot.key] = static_entry(slot)
                     samples.setdefault(slot.key, []).extend(times)
                 bar.update()
+    offset = statistics.median(offsets)
     for key, times in samples.items():
-        entries[key]["ms"] = statistics.median(times)
+        entries[key]["ms_marked"] = statistics.median(times)
+        entries[key]["ms"] = max(entries[key]["ms_marked"] + offset, 0.0)
         entries[key]["samples"] = len(times)
     for slot in extra_slots:
         entries.setdefault(slot.key, static_entry(slot))
-    return LatencyTable({**settings, "warmup": warmup, "repeats": repeats, "rounds": rounds}, entries)
+    measured = {"warmup": warmup, "repeats": repeats, "rounds": rounds, "settle_s": round(settled, 3)}
+    return LatencyTable({**settings, **measured, "op_offset_ms": offset}, entries)
 
 
 def profile_space(
@@ -577,13 +677,14 @@ def profile_space(
     rounds: int = 3,
     archs: list[ArchSpec] = (),
     progress: bool = True,
+    settle_s: float | None = None,
 ) -> LatencyTable:
     """The table of a space (every candidate of every edge at its position, and the fixed
     layers), plus the ops of ``archs`` (baselines to compare with)."""
     slots, _ = space_slots(space, settings)
     excluded = [s for position in slots for s in position if s.frames is None]
     networks = [*covering_archs(space, settings), *archs]
-    return profile(networks, settings, warmup, repeats, rounds, excluded, progress)
+    return profile(networks, settings, warmup, repeats, rounds, excluded, progress, settle_s)
 
 
 def merge(tables: list[LatencyTable]) -> LatencyTable:

@@ -5,8 +5,10 @@
 
 Samples ``--n`` architectures uniformly from the space (and/or takes ``--arch`` files), measures
 each ``DerivedNet`` end to end under the table's settings (same device, dtype, threads, batch,
-seconds, chunk, warm-up and median), and prints ``mape``, ``spearman`` and ``within_10pct``
-(fraction of predictions within +-10% of the measurement), one ``name: value`` line each.
+seconds, chunk, CUDA graphs or not, settling time, warm-up and median; the networks cycled
+``--rounds`` times so that a slow spell of the machine is shared), and prints ``mape``,
+``spearman`` and ``within_10pct`` (fraction of predictions within +-10% of the measurement), one
+``name: value`` line each.
 Settings given on the command line that differ from the table's are an error unless ``--force``.
 """
 
@@ -20,11 +22,11 @@ from typing import Any
 import torch
 
 from supernet.archspec import ArchSpec
-from supernet.latency import LatencyTable, device_name, measure_network
+from supernet.latency import LatencyTable, default_settle, device_name, measure_networks
 from supernet.profile import add_settings_arguments
 from supernet.space import SearchSpace
 
-OVERRIDES = ("device", "dtype", "threads", "batch", "seconds", "chunk_ms", "vocab", "clock")
+OVERRIDES = ("device", "dtype", "threads", "batch", "seconds", "chunk_ms", "vocab", "clock", "cuda_graph")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", type=Path, action="append", default=[], help="also check this ArchSpec")
     parser.add_argument("--n", type=int, default=20, help="architectures sampled from the space")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3, help="times every network is cycled")
     parser.add_argument("--plot", type=Path, help="scatter plot of predicted vs measured (PNG)")
     parser.add_argument("--force", action="store_true", help="use the table under other settings anyway")
     add_settings_arguments(parser, defaults=False)
@@ -76,14 +79,21 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 def check(
-    table: LatencyTable, archs: list[ArchSpec], settings: dict, warmup: int, repeats: int
+    table: LatencyTable,
+    archs: list[ArchSpec],
+    settings: dict,
+    warmup: int,
+    repeats: int,
+    rounds: int = 1,
+    settle_s: float = 0.0,
 ) -> dict[str, Any]:
     """Predicted and measured latency of each architecture, and the summary numbers."""
-    rows = []
-    for spec in archs:
-        predicted = table.predict(spec)
-        measured = measure_network(spec, settings, warmup, repeats)
-        rows.append({"arch": spec.name, "predicted_ms": predicted, "measured_ms": measured})
+    predicted = [table.predict(spec) for spec in archs]  # a missing entry fails before measuring
+    measured = measure_networks(archs, settings, warmup, repeats, rounds, settle_s)
+    rows = [
+        {"arch": spec.name, "predicted_ms": p, "measured_ms": m}
+        for spec, p, m in zip(archs, predicted, measured)
+    ]
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     pred, meas = [r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]
     return {
@@ -126,15 +136,20 @@ def run(args: argparse.Namespace) -> int:
     if not archs:
         raise SystemExit("supernet latency-check: give --space (with --n) and/or --arch")
     warmup = args.warmup if args.warmup is not None else table.settings.get("warmup", 3)
-    repeats = args.repeats if args.repeats is not None else 30
-    result = check(table, archs, settings, warmup, repeats)
+    repeats = args.repeats if args.repeats is not None else 10
+    settle_s = (
+        args.settle if args.settle is not None else table.settings.get("settle_s", default_settle(settings))
+    )
+    result = check(table, archs, settings, warmup, repeats, args.rounds, settle_s)
     for row in result["rows"]:
         error = row["predicted_ms"] / row["measured_ms"] - 1
         print(
             f"  {row['arch']:<28} predicted {row['predicted_ms']:9.3f} ms  measured {row['measured_ms']:9.3f} ms  {error:+.1%}"
         )
+    graph = ", CUDA graphs" if settings.get("cuda_graph") else ""
     print(
-        f"device: {settings['device_name']} ({settings['device']}, {settings['dtype']}, {settings['threads']} threads)"
+        f"device: {settings['device_name']} ({settings['device']}, {settings['dtype']}, {settings['threads']} threads, "
+        f"batch {settings['batch']} x {settings['seconds']} s{graph})"
     )
     print(f"mape: {result['mape']:.3f}")
     print(f"spearman: {result['spearman']:.3f}")

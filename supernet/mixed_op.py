@@ -59,7 +59,7 @@ class _StraightThroughScores(torch.autograd.Function):
         with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
             for k, cand in enumerate(ctx.edge.candidates):
                 out = sampled_out if k == ctx.index else cand(x, lengths)[0]
-                scores.append((g * out.to(acc)).sum())
+                scores.append((g * out).sum())  # promotes to g's dtype in the kernel: no cast pass
         return torch.stack(scores), grad_out, None, None, None, None
 
 

@@ -1,14 +1,18 @@
 """`supernet profile`: measure a latency lookup table for a search space on this device.
 
     supernet profile --space st_nas --device cpu --threads 1 --batch 1 --seconds 4 -o lut.json
+    supernet profile --space conformer --device cuda --dtype bf16 --batch 16 --seconds 8 --cuda-graph -o lut.json
     supernet profile --space conformer --device cuda --dtype bf16 --chunk-ms 640 -o lut_stream.json
 
 Every candidate of every edge and the fixed layers (input op, fixed layers, head with
 ``--vocab`` outputs and the log-softmax) are timed at the input shape they see inside the
 network, inside running networks that together hold every candidate (see
 ``supernet.latency.NetworkRunner`` for why not alone). ``--arch`` adds hand-designed baselines.
-The file records the device name, torch version, dtype, threads, batch, seconds and chunk; using
-it under other settings is an error unless forced.
+The file records the device name, torch version, dtype, threads, batch, seconds, chunk and
+whether passes run as CUDA graphs; using it under other settings is an error unless forced.
+On a GPU, ``--cuda-graph`` times the GPU's work alone: without it, small networks are bound by
+the host's Python and kernel launches, and their latency follows the host CPU's speed of the
+moment (docs/latency.md has the measurements).
 """
 
 from __future__ import annotations
@@ -42,6 +46,18 @@ def add_settings_arguments(parser: argparse.ArgumentParser, defaults: bool = Tru
         default=default("wall"),
         help="CPU timer: wall, or cpu (thread CPU time: steadier on a shared machine; needs --threads 1)",
     )
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        default=default(False),
+        help="GPU: capture each network once as a CUDA graph and time its replays (no launch overhead)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        help="seconds of running before timing, so clocks settle (default: 2 on cuda, 0 on cpu)",
+    )
     parser.add_argument("--warmup", type=int, default=default(3), help="untimed passes before timing")
     parser.add_argument("--repeats", type=int, default=default(10), help="timed passes per network and round")
 
@@ -56,11 +72,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = make_settings(
-        args.device, args.dtype, args.threads, args.batch, args.seconds, args.chunk_ms, args.vocab, args.clock
+        args.device,
+        args.dtype,
+        args.threads,
+        args.batch,
+        args.seconds,
+        args.chunk_ms,
+        args.vocab,
+        args.clock,
+        args.cuda_graph,
     )
     space = SearchSpace.load(args.space)
     archs = [ArchSpec.from_yaml(path) for path in args.arch]
-    table = profile_space(space, settings, args.warmup, args.repeats, args.rounds, archs)
+    table = profile_space(
+        space, settings, args.warmup, args.repeats, args.rounds, archs, settle_s=args.settle
+    )
     table.save(args.output)
     timed = [e for e in table.entries.values() if e["ms"] is not None]
     print(
@@ -73,5 +99,6 @@ def run(args: argparse.Namespace) -> int:
     excluded = sorted({e["spec"] for e in table.entries.values() if e["ms"] is None})
     if excluded:
         print(f"cannot stream (no latency): {', '.join(excluded)}")
+    print(f"op_offset_ms: {table.settings['op_offset_ms']:.4f}")
     print(f"written: {args.output} ({len(table.entries)} entries)")
     return 0

@@ -36,16 +36,19 @@ def make_plan(
 
     if method == "gumbel":
         noise = arch.gumbel_noise(step)
-        plans = {}
+        softs = {}
         for name, alpha in arch.alphas.items():
             soft = torch.softmax((alpha + noise[name]) / tau, dim=-1)
-            soft = soft if track else soft.detach()
-            if hard:  # GDAS: run one candidate, straight-through one-hot weight
-                index = int(soft.argmax())
-                one_hot = torch.zeros_like(soft).scatter_(0, torch.tensor([index], device=soft.device), 1.0)
-                plans[name] = EdgePlan("single", weights=one_hot - soft.detach() + soft, index=index)
-            else:
-                plans[name] = EdgePlan("sum", weights=soft)
+            softs[name] = soft if track else soft.detach()
+        if not hard:
+            return {name: EdgePlan("sum", weights=soft) for name, soft in softs.items()}
+        # GDAS: run one candidate, straight-through one-hot weight; every edge's argmax in one copy
+        indices = torch.stack([soft.detach().argmax() for soft in softs.values()]).tolist()
+        plans = {}
+        for (name, soft), index in zip(softs.items(), indices):
+            one_hot = torch.zeros_like(soft)
+            one_hot[index] = 1.0  # a fill on the device: no host-to-device copy
+            plans[name] = EdgePlan("single", weights=one_hot - soft.detach() + soft, index=index)
         return plans
 
     # st: sample a path from the alphas; the arch phase adds the straight-through gradient.

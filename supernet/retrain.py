@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,8 @@ def run_metrics(
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
+    # argv comes from `supernet retrain`, whose own argv Lightning would otherwise warn about.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli = RetrainCLI(
         ASRModule,
         SpeechDataModule,

@@ -10,7 +10,12 @@ search loop, in the shape of NNI's ``DartsLightningModule``:
 
 The method is only a plan maker (``supernet.relaxations``); the path sampled at a step depends on
 ``(seed, step)`` alone, so every DDP rank runs the same path and a resumed run draws the same
-paths as an uninterrupted one. The step counter lives in a buffer, saved in every checkpoint.
+paths as an uninterrupted one. The step counter lives in a buffer, saved in every checkpoint, with
+a host-side mirror read back after loading.
+
+The step reads nothing back from the device but the sampled path (one copy of all the alphas per
+sample) and what CTC needs; the argmax path, the costs and the entropy go to the log every
+``log_every_n_steps`` steps only, and the penalty stays on the device.
 
 Several GPUs: ``SearchDDPStrategy`` (``supernet search`` picks it for any DDP run). Lightning's
 plain DDP wraps the module in ``DistributedDataParallel``, whose reducer expects one backward per
@@ -90,7 +95,9 @@ class SearchModule(ASRModule):
         if method not in METHODS:
             raise ValueError(f"model.method: unknown {method!r}; choose one of {', '.join(METHODS)}")
         if vocab is None:
-            raise ValueError("SearchModule needs the tokenizer's vocab (supernet search links it from the data)")
+            raise ValueError(
+                "SearchModule needs the tokenizer's vocab (supernet search links it from the data)"
+            )
         if list(vocab[:2]) != [BLANK, UNKNOWN]:
             raise ValueError(f"vocab must start with {BLANK!r}, {UNKNOWN!r}; got {list(vocab[:2])}")
         self.automatic_optimization = False
@@ -126,6 +133,11 @@ class SearchModule(ASRModule):
         self.arch = ArchParams(self.space.edges, seed=seed)
         self.metrics = nn.ModuleDict()
         self.register_buffer("search_step", torch.zeros((), dtype=torch.long))
+        # a host mirror of ``search_step`` (reading the buffer every step would sync with the device);
+        # None means "read the buffer once": after loading a state dict or a checkpoint, at fit start
+        self._host_step: int | None = None
+        self.register_load_state_dict_post_hook(_forget_host_step)
+        self._cost_vectors: dict = {}  # per-edge cost tensors on the device, made once (see _expected_cost)
         self.stage = "warmup"  # StageSwitch sets it at every epoch start
         self.tau = 1.0  # TemperatureSchedule anneals it for gumbel
 
@@ -147,7 +159,12 @@ class SearchModule(ASRModule):
                 f"{self.space.fields['feature_dim']}, the data module makes {feature_dim}"
             )
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._host_step = None
+
     def on_fit_start(self) -> None:
+        self._host_step = None  # DDP broadcasts rank 0's buffers before this hook
         if isinstance(self.trainer.strategy.model, DistributedDataParallel):
             raise ValueError(
                 "SearchModule under a DistributedDataParallel wrapper: its reducer cannot follow a search "
@@ -160,7 +177,9 @@ class SearchModule(ASRModule):
         method = "uniform" if self.stage == "warmup" else self.hparams.method
         # weight and arch steps draw from different generator streams of the same (seed, step)
         self.net.apply_plan(
-            make_plan(self.arch, method, phase, 2 * step + (phase == "arch"), tau=self.tau, hard=self.hparams.hard)
+            make_plan(
+                self.arch, method, phase, 2 * step + (phase == "arch"), tau=self.tau, hard=self.hparams.hard
+            )
         )
 
     def arch_step(self, batch: dict[str, Any], step: int) -> torch.Tensor:
@@ -168,14 +187,18 @@ class SearchModule(ASRModule):
         _, arch_opt = self.optimizers()
         self._plan("arch", step)
         loss, _, _ = self.ctc_loss(batch)
-        loss, costs = self.costs.penalised(loss, self.arch.probs(), self.arch.argmax())
-        for name, value in costs.items():
-            self.log(name, value, batch_size=batch["targets"].size(0))
+        probs = self.arch.probs()
+        if self._log_now(step):  # the logged costs need the argmax path on the host: a sync
+            loss, costs = self.costs.penalised(loss, probs, self.arch.argmax())
+            for name, value in costs.items():
+                self.log(name, value, batch_size=batch["targets"].size(0))
+        elif self.costs.penalty.kind != "none":  # the same penalty, every step, on the device
+            loss = self.costs.penalty(loss, self._expected_cost(probs))
         alphas = list(self.arch.alphas.values())
         grads = torch.autograd.grad(loss, alphas, allow_unused=True)
         for alpha, grad in zip(alphas, grads):
-            grad = torch.zeros_like(alpha) if grad is None else grad
-            alpha.grad = self.trainer.strategy.reduce(grad, reduce_op="mean")  # same alphas on every rank
+            alpha.grad = torch.zeros_like(alpha) if grad is None else grad
+        average_gradients(alphas)  # one flat all-reduce: the same alphas on every rank
         arch_opt.step()
         arch_opt.zero_grad(set_to_none=True)
         return loss.detach()
@@ -188,25 +211,55 @@ class SearchModule(ASRModule):
         weight_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         average_gradients(self.net.parameters())  # before clipping, so every rank clips the same norm
-        self.clip_gradients(weight_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        self.clip_gradients(
+            weight_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
+        )
         weight_opt.step()
         self.lr_schedulers().step()
         return loss.detach()
 
+    def _log_now(self, step: int) -> bool:
+        trainer = self._trainer  # None outside a Trainer (e.g. a bare module in a test): log always
+        return trainer is None or step % max(1, trainer.log_every_n_steps) == 0
+
+    def _expected_cost(self, probs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``SearchCosts``' expected cost of the penalty target, term by term as
+        ``SpaceCosts.expected`` sums it (same result), from cost vectors kept on the device: making
+        them anew each step would be one blocking host-to-device copy per edge."""
+        costs = self.costs.params if self.costs.target == "params" else self.costs.latency
+        first = next(iter(probs.values()))
+        key = (first.device, first.dtype)
+        if key not in self._cost_vectors:
+            self._cost_vectors[key] = {
+                name: torch.tensor(cost, dtype=first.dtype, device=first.device)
+                for name, cost in costs.edges.items()
+            }
+        vectors = self._cost_vectors[key]
+        total = None
+        for name in costs.edges:
+            term = (probs[name] * vectors[name]).sum()
+            total = term if total is None else total + term
+        return total + costs.fixed
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         train_batch, arch_batch = (batch["train"], batch.get("arch")) if "train" in batch else (batch, None)
-        step = int(self.search_step)
+        if self._host_step is None:
+            self._host_step = int(self.search_step)
+        step = self._host_step
         searching = self.stage == "search" and self.hparams.method != "uniform"
         size = train_batch["targets"].size(0)
         if searching:
             if arch_batch is None:
-                raise ValueError("the search stage needs arch batches: build the data module with search=True")
+                raise ValueError(
+                    "the search stage needs arch batches: build the data module with search=True"
+                )
             arch_loss = self.arch_step(arch_batch, step)
             self.log("arch/loss", arch_loss, prog_bar=True, batch_size=arch_batch["targets"].size(0))
         loss = self.weight_step(train_batch, step)
         self.search_step += 1
+        self._host_step = step + 1
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        if searching and step % max(1, self.trainer.log_every_n_steps) == 0:  # entropy syncs with the host
+        if searching and self._log_now(step):  # entropy syncs with the host
             self.log("arch/entropy", self.arch.mean_normalised_entropy(), batch_size=size)
 
     # --- evaluation: the current argmax path, with the shared weights ----------------------
@@ -221,7 +274,8 @@ class SearchModule(ASRModule):
         no_decay = [p for p in params if p.dim() < 2]
         hp = self.hparams
         weight_opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr,
         )
         arch_opt = torch.optim.Adam(
             self.arch.parameters(), lr=hp.arch_lr, betas=(0.5, 0.999), weight_decay=hp.arch_weight_decay
@@ -231,6 +285,11 @@ class SearchModule(ASRModule):
             weight_opt, lambda s: lr_factor(s, hp.warmup_steps, total, hp.schedule, hp.min_lr_ratio)
         )
         return [weight_opt, arch_opt], [{"scheduler": scheduler, "interval": "step"}]
+
+
+def _forget_host_step(module: SearchModule, incompatible_keys) -> None:
+    """After ``load_state_dict``: the host step mirror is read from the loaded buffer again."""
+    module._host_step = None
 
 
 # --- several GPUs ---------------------------------------------------------------------------

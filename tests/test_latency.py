@@ -10,14 +10,19 @@ import torch
 import yaml
 
 from losses.latency import ResourcePenalty, additive, hinge, multiplicative
+from supernet import latency
 from supernet.cli import main
 from supernet.latency import (
     LatencyTable,
     LatencyTableError,
+    NetworkRunner,
     covering_archs,
     make_settings,
+    measure_networks,
     param_costs,
+    profile_space,
     search_costs,
+    settle,
     space_slots,
 )
 from supernet.pareto import pareto_front
@@ -198,7 +203,7 @@ def test_profile_and_check_commands_on_a_tiny_space(tmp_path, capsys):
     space = SearchSpace(TINY)
     for position in space_slots(space, table.settings)[0]:
         for slot in position:
-            assert table.entries[slot.key]["ms"] > 0
+            assert table.entries[slot.key]["ms"] >= 0  # never below nothing, offset or not
     assert table.predict(space.derive({"a": 0, "b": 0})) > 0
     capsys.readouterr()
     check = ["latency-check", "--lut", str(lut), "--space", str(space_path), "--n", "3", "--repeats", "1"]
@@ -234,3 +239,72 @@ def test_pareto_front_and_command(tmp_path, capsys):
     assert lines["run0"].endswith("latency, params") and lines["run1"].endswith(" params")
     assert lines["run2"].endswith("-")  # slower, bigger and worse than run0
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_cuda_graph_is_a_checked_setting_and_old_tables_default_to_none(tmp_path):
+    with pytest.raises(ValueError, match="cuda_graph"):
+        settings(cuda_graph=True)  # device cpu
+    table, _ = hand_table(SearchSpace(TINY), settings())
+    assert table.settings["cuda_graph"] is False
+    with pytest.raises(LatencyTableError, match="'cuda_graph'"):
+        table.check({"cuda_graph": True})
+    old = {k: v for k, v in table.settings.items() if k != "cuda_graph"}  # written before graphs
+    assert LatencyTable(old, table.entries).settings["cuda_graph"] is False
+
+
+def fake_op_ms(slot) -> float:
+    """A distinct known time per slot key (what a perfectly steady machine would measure)."""
+    return len(slot.spec) + slot.frames / 100 + (2.0 if slot.head else 0.0)
+
+
+def test_profile_entries_add_up_to_each_network_with_the_measured_offset(monkeypatch):
+    """Marks that cost 0.3 ms each: the offset takes them out, so that a network's entries sum
+    to its unmarked end-to-end time, and an entry is the op's median less that cost."""
+    mark_ms = 0.3
+
+    def op_times(self, warmup, repeats):
+        return [[fake_op_ms(s) + mark_ms + jitter for jitter in (-0.05, 0.0, 0.05)] for s in self.slots]
+
+    def total_times(self, warmup, repeats):
+        return [sum(fake_op_ms(s) for s in self.slots)] * repeats
+
+    monkeypatch.setattr(NetworkRunner, "op_times", op_times)
+    monkeypatch.setattr(NetworkRunner, "total_times", total_times)
+    space = SearchSpace(TINY)
+    st = settings()
+    table = profile_space(space, st, warmup=0, repeats=1, rounds=2, progress=False)
+    assert table.settings["op_offset_ms"] == pytest.approx(-mark_ms)
+    assert table.settings["rounds"] == 2 and table.settings["settle_s"] == pytest.approx(0.0, abs=0.01)
+    covers = [latency.arch_slots(arch, st) for arch in covering_archs(space, st)]
+    for position in space_slots(space, st)[0]:
+        for slot in position:
+            entry = table.entries[slot.key]
+            assert entry["ms"] == pytest.approx(fake_op_ms(slot))
+            assert entry["ms_marked"] == pytest.approx(fake_op_ms(slot) + mark_ms)
+            occurrences = sum(s.key == slot.key for slots in covers for s in slots)
+            assert entry["samples"] == 3 * 2 * occurrences  # 3 timings, 2 rounds, every occurrence
+    for arch in covering_archs(space, st):
+        assert table.predict(arch) == pytest.approx(total_times(NetworkRunner(arch, st), 0, 1)[0])
+
+
+def test_check_cycles_the_networks_and_takes_the_median(monkeypatch):
+    calls = []
+
+    def total_times(self, warmup, repeats):
+        calls.append(self.name)
+        return [10.0 * len(calls)] * repeats  # every call slower than the last: a drifting machine
+
+    monkeypatch.setattr(NetworkRunner, "total_times", total_times)
+    space = SearchSpace(TINY)
+    archs = [space.derive({"a": 0, "b": 0}, "x"), space.derive({"a": 1, "b": 2}, "y")]
+    measured = measure_networks(archs, settings(), warmup=0, repeats=2, rounds=3)
+    assert calls == ["x", "y"] * 3  # interleaved, not x x x y y y
+    assert measured == [30.0, 40.0]  # medians of (10, 30, 50) and (20, 40, 60)
+
+
+def test_settle_runs_the_networks_for_the_given_time(monkeypatch):
+    runner = NetworkRunner(SearchSpace(TINY).derive({"a": 0, "b": 0}), settings())
+    passes = []
+    monkeypatch.setattr(latency.NetworkRunner, "total_times", lambda self, w, r: passes.append(1) or [0.0])
+    assert settle([runner], 0.0) < 0.01 and not passes
+    assert settle([runner], 0.05) >= 0.05 and passes
