@@ -38,3 +38,13 @@ def make_logger(kind: str, save_dir: str | Path, name: str, project: str = "supe
             save_dir.mkdir(parents=True, exist_ok=True)
             return WandbLogger(project=project, name=name, save_dir=str(save_dir))
     return CSVLogger(save_dir=str(save_dir), name="csv", version="")
+
+
+def finish_loggers(loggers: list[Logger]) -> None:
+    """End the W&B run of a finished command, so the next command in the same process (the demo
+    runs search and two retrains in one) starts its own run instead of appending to this one."""
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()

@@ -23,22 +23,23 @@ from supernet.latency import LatencyTable
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="retrain run folders (or their metrics.json)")
     parser.add_argument("--lut", type=Path, help="latency table for the predicted latency axis")
-    parser.add_argument("--test-set", help="which WER of metrics.json (default: test, else the mean)")
+    parser.add_argument("--test-set", help="which test set of metrics.json (default: test, else the mean)")
+    parser.add_argument("--metric", choices=("wer", "cer"), default="wer", help="error rate on the y axis")
     parser.add_argument("-o", "--output", type=Path, default=Path("pareto.png"), help="the plot (PNG)")
 
 
-def read_run(path: Path, test_set: str | None) -> dict[str, Any]:
+def read_run(path: Path, test_set: str | None, metric: str = "wer") -> dict[str, Any]:
     metrics_path = path / "metrics.json" if path.is_dir() else path
     arch_path = metrics_path.parent / "arch.yaml"
     for needed in (metrics_path, arch_path):
         if not needed.is_file():
             raise FileNotFoundError(f"{path}: no {needed.name} (expected a `supernet retrain` run folder)")
     metrics = json.loads(metrics_path.read_text())
-    wer = metrics.get("wer")
+    wer = metrics.get(metric)
     if not isinstance(wer, dict) or not wer or any(v is None for v in wer.values()):
-        raise ValueError(f"{metrics_path}: field 'wer' must map test sets to numbers, got {wer!r}")
+        raise ValueError(f"{metrics_path}: field {metric!r} must map test sets to numbers, got {wer!r}")
     if test_set is not None and test_set not in wer:
-        raise ValueError(f"{metrics_path}: field 'wer' has no test set {test_set!r} (has {sorted(wer)})")
+        raise ValueError(f"{metrics_path}: field {metric!r} has no test set {test_set!r} (has {sorted(wer)})")
     key = test_set or ("test" if "test" in wer else None)
     return {
         "run": metrics_path.parent.name,
@@ -57,7 +58,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     return [not any(dominates(other, point) for other in points) for point in points]
 
 
-def plot(runs: list[dict[str, Any]], axes: list[tuple[str, str]], path: Path) -> None:
+def plot(runs: list[dict[str, Any]], axes: list[tuple[str, str]], path: Path, metric: str = "wer") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,7 +79,7 @@ def plot(runs: list[dict[str, Any]], axes: list[tuple[str, str]], path: Path) ->
             color="tab:red",
             label="Pareto front",
         )
-        ax.set(xlabel=label, ylabel="WER (%)")
+        ax.set(xlabel=label, ylabel=f"{metric.upper()} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -88,7 +89,7 @@ def plot(runs: list[dict[str, Any]], axes: list[tuple[str, str]], path: Path) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    runs = [read_run(path, args.test_set) for path in args.runs]
+    runs = [read_run(path, args.test_set, args.metric) for path in args.runs]
     axes = [("params", "parameters")]
     if args.lut:
         table = LatencyTable.load(args.lut)
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         axes.insert(0, ("latency_ms", f"predicted latency (ms, {s['device_name']}, batch {s['batch']})"))
     fronts = {key: pareto_front([(r[key], r["wer"]) for r in runs]) for key, _ in axes}
     header = (
-        f"{'run':<20} {'arch':<24} {'WER':>7}"
+        f"{'run':<20} {'arch':<24} {args.metric.upper():>7}"
         + (f" {'latency ms':>11}" if args.lut else "")
         + f" {'params':>11}  front"
     )
@@ -113,6 +114,6 @@ def run(args: argparse.Namespace) -> int:
             if fronts[key][i]
         ]
         print(f"{line} {r['params']:11,d}  {', '.join(marks) or '-'}")
-    plot(runs, axes, args.output)
+    plot(runs, axes, args.output, args.metric)
     print(f"written: {args.output}")
     return 0

@@ -28,7 +28,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule
 from supernet.datamodule import SpeechDataModule
-from supernet.loggers import LOGGER_KINDS, make_logger
+from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "retrain.yaml"
 SHORTCUTS = {"--arch": "--model.arch", "--data": "--data.data", "--out": "--trainer.default_root_dir"}
@@ -156,4 +156,5 @@ def main(argv: list[str] | None = None) -> int:
         metrics["checkpoint"] = str(best)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(json.dumps(metrics, indent=2))
+    finish_loggers(trainer.loggers)
     return 0

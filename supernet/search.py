@@ -24,7 +24,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import AlphaLogger, StageSwitch, TemperatureSchedule
 from supernet.datamodule import SpeechDataModule
-from supernet.loggers import LOGGER_KINDS, make_logger
+from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
 from supernet.retrain import _checkpoint_dir, _vocab_of, expand_shortcuts
 from supernet.search_module import SearchDDPStrategy, SearchModule
 from supernet.space import SearchSpace
@@ -158,4 +158,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"architecture: {summary['choices']}")
         print(f"parameter-free layers chosen: {summary['parameter_free']}; params: {summary['params']:,}")
         print(f"written: {out / 'arch.yaml'}")
+    finish_loggers(trainer.loggers)
     return 0
