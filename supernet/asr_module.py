@@ -48,57 +48,30 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class ASRModule(pl.LightningModule):
-    """CTC training of the network an ArchSpec describes.
+class CTCModule(pl.LightningModule):
+    """The recipe shared by retraining and search: a tokenizer, CTC on ``self.net``, greedy
+    decoding, and WER/CER per dev and test set. Subclasses build ``self.net`` and the optimizers."""
 
-    Args:
-        arch: an ArchSpec YAML path or its dict; stored as a dict in the checkpoint, so
-            ``ASRModule.load_from_checkpoint(ckpt)`` needs no file.
-        vocab: the tokenizer's vocabulary (``CharTokenizer.vocab``: blank, unknown, characters);
-            the retrain command links it from the data module.
-        lr: peak learning rate of AdamW. warmup_steps: linear warm-up length in optimizer steps.
-        weight_decay: AdamW decay, on weight matrices only (not on biases and norms).
-        schedule: ``cosine`` (to ``min_lr_ratio * lr`` at the last step), ``noam`` or ``constant``.
-    """
-
-    def __init__(
-        self,
-        arch: str | dict,
-        vocab: list[str] | None = None,
-        lr: float = 1e-3,
-        warmup_steps: int = 500,
-        weight_decay: float = 0.01,
-        schedule: str = "cosine",
-        min_lr_ratio: float = 0.05,
-    ):
+    def __init__(self, vocab: list[str] | None):
         super().__init__()
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule: unknown {schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if vocab is None:
             raise ValueError(
-                "ASRModule needs the tokenizer's vocab (the retrain command links it from the data)"
+                f"{type(self).__name__} needs the tokenizer's vocab (the command links it from the data)"
             )
         if list(vocab[:2]) != [BLANK, UNKNOWN]:
             raise ValueError(f"vocab must start with {BLANK!r}, {UNKNOWN!r}; got {list(vocab[:2])}")
-        self.spec = ArchSpec.load(arch)
         self.tokenizer = CharTokenizer(list(vocab[2:]))
-        self.save_hyperparameters(
-            {
-                "arch": self.spec.to_dict(),
-                "vocab": list(vocab),
-                "lr": lr,
-                "warmup_steps": warmup_steps,
-                "weight_decay": weight_decay,
-                "schedule": schedule,
-                "min_lr_ratio": min_lr_ratio,
-            }
-        )
-        self.net = self.build_net()
+        self.vocab_size = len(self.tokenizer)
         self.metrics = nn.ModuleDict()  # split key -> ModuleDict(wer, cer), made on first use
 
-    # --- pieces a subclass overrides ------------------------------------------------------
-    def build_net(self) -> nn.Module:
-        return DerivedNet(self.spec, len(self.tokenizer))
+    def check_feature_dim(self, expected: int, source: str, what: str) -> None:
+        """A clear error when the data module's features do not fit the network's input."""
+        feature_dim = getattr(getattr(self.trainer, "datamodule", None), "feature_dim", None)
+        if feature_dim is not None and feature_dim != expected:
+            raise ValueError(
+                f"{source}: dim mismatch: {what} expects feature_dim {expected}, "
+                f"the data module makes {feature_dim}-d features"
+            )
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor):
         return self.net(features, lengths)
@@ -122,20 +95,7 @@ class ASRModule(pl.LightningModule):
             )
         return self.metrics[key]
 
-    def setup(self, stage: str) -> None:
-        feature_dim = getattr(getattr(self.trainer, "datamodule", None), "feature_dim", None)
-        if feature_dim is not None and feature_dim != self.spec.feature_dim:
-            raise ValueError(
-                f"{self.spec.source}: dim mismatch: architecture {self.spec.name!r} expects feature_dim "
-                f"{self.spec.feature_dim}, the data module makes {feature_dim}-d {self.spec.features} features"
-            )
-
-    # --- training -------------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self.ctc_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["targets"].size(0))
-        return loss
-
+    # --- evaluation -----------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
         loss, log_probs, out_lengths = self.ctc_loss(batch)
         hyps = self.decode(log_probs, out_lengths)
@@ -180,6 +140,60 @@ class ASRModule(pl.LightningModule):
         names = self.test_names() or [f"set{i}" for i in range(len(self.trainer.num_test_batches))]
         for name in names:
             self._log_split(f"test/{name}")
+
+
+class ASRModule(CTCModule):
+    """CTC training of the network an ArchSpec describes.
+
+    Args:
+        arch: an ArchSpec YAML path or its dict; stored as a dict in the checkpoint, so
+            ``ASRModule.load_from_checkpoint(ckpt)`` needs no file.
+        vocab: the tokenizer's vocabulary (``CharTokenizer.vocab``: blank, unknown, characters);
+            the retrain command links it from the data module.
+        lr: peak learning rate of AdamW. warmup_steps: linear warm-up length in optimizer steps.
+        weight_decay: AdamW decay, on weight matrices only (not on biases and norms).
+        schedule: ``cosine`` (to ``min_lr_ratio * lr`` at the last step), ``noam`` or ``constant``.
+    """
+
+    def __init__(
+        self,
+        arch: str | dict,
+        vocab: list[str] | None = None,
+        lr: float = 1e-3,
+        warmup_steps: int = 500,
+        weight_decay: float = 0.01,
+        schedule: str = "cosine",
+        min_lr_ratio: float = 0.05,
+    ):
+        super().__init__(vocab)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule: unknown {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        self.spec = ArchSpec.load(arch)
+        self.save_hyperparameters(
+            {
+                "arch": self.spec.to_dict(),
+                "vocab": list(vocab),
+                "lr": lr,
+                "warmup_steps": warmup_steps,
+                "weight_decay": weight_decay,
+                "schedule": schedule,
+                "min_lr_ratio": min_lr_ratio,
+            }
+        )
+        self.net = self.build_net()
+
+    # --- pieces a subclass overrides ------------------------------------------------------
+    def build_net(self) -> nn.Module:
+        return DerivedNet(self.spec, len(self.tokenizer))
+
+    def setup(self, stage: str) -> None:
+        self.check_feature_dim(self.spec.feature_dim, self.spec.source, f"architecture {self.spec.name!r}")
+
+    # --- training -------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self.ctc_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["targets"].size(0))
+        return loss
 
     # --- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):

@@ -19,8 +19,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "space": ("supernet.space_cli", "describe a search space (paths, params, candidates)"),
     "extract": ("supernet.extract", "the top-1 architecture of a search checkpoint, as ArchSpec YAML"),
     "profile": ("supernet.profile", "measure a latency lookup table of a search space on this device"),
-    "latency-check": ("supernet.latency_check", "compare a latency table's predictions with measured networks"),
-    "pareto": ("supernet.pareto", "WER against predicted latency and params of retrained runs; the Pareto front"),
+    "latency-check": (
+        "supernet.latency_check",
+        "compare a latency table's predictions with measured networks",
+    ),
+    "pareto": (
+        "supernet.pareto",
+        "WER against predicted latency and params of retrained runs; the Pareto front",
+    ),
 }
 
 # subcommand -> (module, help): LightningCLI commands that parse their own argv in `main(argv)`,

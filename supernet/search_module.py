@@ -1,6 +1,6 @@
 """SearchModule: DARTS, SNAS (Gumbel) and ST-NAS on one supernet, by manual optimisation.
 
-The recipe (CTC, decoding, WER/CER) is ``ASRModule``'s; this module adds the two-optimizer
+The recipe (CTC, decoding, WER/CER) is ``CTCModule``'s, shared with retraining; this module adds the two-optimizer
 search loop, in the shape of NNI's ``DartsLightningModule``:
 
 - stage ``warmup`` (set by ``callbacks.StageSwitch``): uniform single-path sampling, weights only;
@@ -32,25 +32,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from pytorch_lightning.overrides.distributed import _sync_module_states
 from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
-from supernet.asr_module import ASRModule, lr_factor
+from supernet.asr_module import CTCModule, lr_factor
 from supernet.latency import PENALTY_ARGS, search_costs
 from supernet.network import Supernet
 from supernet.relaxations import METHODS, make_plan
 from supernet.space import SearchSpace
-from supernet.tokenizer import BLANK, UNKNOWN, CharTokenizer
 
 
-class SearchModule(ASRModule):
+class SearchModule(CTCModule):
     """Architecture search over a ``SearchSpace``.
 
     Args:
@@ -91,19 +88,11 @@ class SearchModule(ASRModule):
         budget: float | None = None,
         reference: float | None = None,
     ):
-        pl.LightningModule.__init__(self)
+        super().__init__(vocab)
         if method not in METHODS:
             raise ValueError(f"model.method: unknown {method!r}; choose one of {', '.join(METHODS)}")
-        if vocab is None:
-            raise ValueError(
-                "SearchModule needs the tokenizer's vocab (supernet search links it from the data)"
-            )
-        if list(vocab[:2]) != [BLANK, UNKNOWN]:
-            raise ValueError(f"vocab must start with {BLANK!r}, {UNKNOWN!r}; got {list(vocab[:2])}")
         self.automatic_optimization = False
         self.space = SearchSpace.load(space)
-        self.tokenizer = CharTokenizer(list(vocab[2:]))
-        self.vocab_size = len(self.tokenizer)
         self.save_hyperparameters(
             {
                 "space": self.space.to_dict(),
@@ -131,7 +120,6 @@ class SearchModule(ASRModule):
         self.costs = search_costs(self.space, self.vocab_size, **{k: self.hparams[k] for k in PENALTY_ARGS})
         self.net = Supernet(self.space, self.vocab_size)
         self.arch = ArchParams(self.space.edges, seed=seed)
-        self.metrics = nn.ModuleDict()
         self.register_buffer("search_step", torch.zeros((), dtype=torch.long))
         # a host mirror of ``search_step`` (reading the buffer every step would sync with the device);
         # None means "read the buffer once": after loading a state dict or a checkpoint, at fit start
@@ -141,23 +129,13 @@ class SearchModule(ASRModule):
         self.stage = "warmup"  # StageSwitch sets it at every epoch start
         self.tau = 1.0  # TemperatureSchedule anneals it for gumbel
 
-    # --- what ASRModule reads ---------------------------------------------------------------
-    @property
-    def spec(self) -> ArchSpec:
-        """The current argmax architecture (ASRModule reads ``spec`` for names and checks)."""
-        return self.current_archspec()
-
     def current_archspec(self) -> ArchSpec:
         return self.space.derive(self.arch.argmax(), name=f"{self.space.name}-{self.hparams.method}")
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        feature_dim = getattr(datamodule, "feature_dim", None)
-        if feature_dim is not None and feature_dim != self.space.fields["feature_dim"]:
-            raise ValueError(
-                f"{self.space.source}: dim mismatch: the space expects feature_dim "
-                f"{self.space.fields['feature_dim']}, the data module makes {feature_dim}"
-            )
+        self.check_feature_dim(
+            self.space.fields["feature_dim"], self.space.source, f"space {self.space.name!r}"
+        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
