@@ -40,11 +40,9 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from callbacks.stage import StageSwitch
 from losses.ctc import ctc_loss
-from ops.base import mask_padding
 from ops.tdnn import TDNN
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
@@ -99,17 +97,8 @@ RELAXATIONS = [
 
 # --- the TDNN before the channels-last rewrite, for a same-run A/B -------------------------------
 def legacy_tdnn_forward(self, x, lengths):
-    """``ops.tdnn.TDNN.forward`` as it was: (B, C, T) conv after a transpose and a padded copy,
-    LayerNorm on a transposed view (float32 under autocast), masks built by ``mask_padding``."""
-    x = F.pad(mask_padding(x, lengths).transpose(1, 2), self.padding)
-    if self.separable:
-        x = self.depthwise(x)
-    x = self.conv(x)
-    norm = self.norm.norm
-    x = norm(x) if self.norm.kind == "bn" else norm(x.transpose(1, 2)).transpose(1, 2)
-    x = self.dropout(torch.relu(x)).transpose(1, 2)
-    lengths = torch.div(lengths + self.stride - 1, self.stride, rounding_mode="floor")
-    return mask_padding(x, lengths), lengths
+    """``ops.tdnn.TDNN.forward`` before the channels-last rewrite (now its CPU path)."""
+    return TDNN.forward_channels_first(self, x, lengths)
 
 
 @contextlib.contextmanager

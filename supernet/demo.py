@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 from pathlib import Path
 
 import yaml
@@ -24,8 +23,12 @@ BASELINE = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "arch" 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
-    parser.add_argument("--data", default="data/demo", help="corpus folder; built if missing (default data/demo)")
-    parser.add_argument("--minutes", type=float, default=30.0, help="minutes of audio when building the corpus")
+    parser.add_argument(
+        "--data", default="data/demo", help="corpus folder; built if missing (default data/demo)"
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=30.0, help="minutes of audio when building the corpus"
+    )
     parser.add_argument("--space", default="st_nas", help="search space (default st_nas)")
     parser.add_argument("--method", default="st", choices=["darts", "gumbel", "st", "uniform"])
     parser.add_argument("--dim", type=int, default=192, help="model width of the space and the baseline")
@@ -34,7 +37,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrain-epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logger", default="wandb", help="wandb (offline) | csv | none")
-    parser.add_argument("--lut", default=None, help="a latency table (supernet profile) for predicted latency")
+    parser.add_argument(
+        "--lut", default=None, help="a latency table (supernet profile) for predicted latency"
+    )
 
 
 def _with_dim(data: dict, dim: int, name: str) -> dict:
@@ -86,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
     from supernet.retrain import main as retrain_main
     from supernet.search import main as search_main
 
-    # the stages are called in-process with their own argv; the demo's sys.argv is not theirs
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,28 +98,50 @@ def run(args: argparse.Namespace) -> int:
 
     space_data = yaml.safe_load(resolve_space_path(args.space).read_text())
     space_file = out / "space.yaml"
-    space_file.write_text(yaml.safe_dump(_with_dim(space_data, args.dim, space_data["name"]), sort_keys=False))
+    space_file.write_text(
+        yaml.safe_dump(_with_dim(space_data, args.dim, space_data["name"]), sort_keys=False)
+    )
     space = SearchSpace.from_yaml(space_file)
     baseline = ArchSpec.from_dict(_with_dim(ArchSpec.from_yaml(BASELINE).to_dict(), args.dim, "tdnn_d"))
     baseline_file = out / "tdnn_d.yaml"
     baseline.to_yaml(baseline_file)
 
     common = ["--data", str(data), "--seed_everything", str(args.seed), "--logger", args.logger]
-    print(f"[demo] search: {args.method} on {space.name} ({space.num_paths:,} paths), {args.search_epochs} epochs")
+    print(
+        f"[demo] search: {args.method} on {space.name} ({space.num_paths:,} paths), {args.search_epochs} epochs"
+    )
     search_main(
-        [*common, "--out", str(out / "search"), "--model.space", str(space_file), "--model.method", args.method,
-         "--trainer.max_epochs", str(args.search_epochs), "--stage.warmup_epochs", str(args.warmup_epochs)]
+        [
+            *common,
+            "--out",
+            str(out / "search"),
+            "--model.space",
+            str(space_file),
+            "--model.method",
+            args.method,
+            "--trainer.max_epochs",
+            str(args.search_epochs),
+            "--stage.warmup_epochs",
+            str(args.warmup_epochs),
+        ]
     )
     derived = ArchSpec.from_yaml(out / "search" / "arch.yaml")
     recipe = ["--trainer.max_epochs", str(args.retrain_epochs)]
     print(f"[demo] retrain the derived model: {' '.join(derived.layers)}")
-    retrain_main([*common, *recipe, "--arch", str(out / "search" / "arch.yaml"), "--out", str(out / "derived")])
+    retrain_main(
+        [*common, *recipe, "--arch", str(out / "search" / "arch.yaml"), "--out", str(out / "derived")]
+    )
     print("[demo] retrain the TDNN-D baseline with the same recipe")
     retrain_main([*common, *recipe, "--arch", str(baseline_file), "--out", str(out / "baseline")])
 
-    rows = [_row("searched", out / "derived", derived, args.lut), _row("tdnn_d", out / "baseline", baseline, args.lut)]
+    rows = [
+        _row("searched", out / "derived", derived, args.lut),
+        _row("tdnn_d", out / "baseline", baseline, args.lut),
+    ]
     table = format_table(rows)
-    (out / "demo.json").write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - start}, indent=2))
+    (out / "demo.json").write_text(
+        json.dumps({"rows": rows, "seconds": time.perf_counter() - start}, indent=2)
+    )
     print("\n" + table)
     print(f"\nparameter-free layers in the searched model: {derived.parameter_free_count}")
     print(f"run folder: {out}  ({time.perf_counter() - start:.0f} s in all)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,8 @@ def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
+    # argv comes from `supernet search`, whose own argv Lightning would otherwise warn about.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     argv = expand_shortcuts(list(argv or []))
     argv = [{"--space": "--model.space", "--method": "--model.method"}.get(a, a) for a in argv]
     cli = SearchCLI(
