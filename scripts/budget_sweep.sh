@@ -15,7 +15,7 @@ for budget in "${budgets[@]}"; do
     --model.latency_table "$lut" --model.penalty hinge --model.budget "$budget" --model.penalty_lambda 5
   supernet retrain --arch "$run/search/arch.yaml" --data "$data" --out "$run/retrain" --logger csv \
     --trainer.enable_progress_bar false
-  supernet latency-check --lut "$lut" --arch "$run/search/arch.yaml" --n 0 | tail -3
+  supernet latency-check --lut "$lut" --arch "$run/search/arch.yaml" --n 0
   runs+=("$run/retrain")
 done
 supernet pareto "${runs[@]}" --lut "$lut" --metric cer -o "$out/pareto_cer.png"

@@ -42,7 +42,7 @@ def read_run(path: Path, test_set: str | None, metric: str = "wer") -> dict[str,
         raise ValueError(f"{metrics_path}: field {metric!r} has no test set {test_set!r} (has {sorted(wer)})")
     key = test_set or ("test" if "test" in wer else None)
     return {
-        "run": metrics_path.parent.name,
+        "run": "/".join(metrics_path.parent.parts[-2:]),  # e.g. budget_5.4/retrain
         "arch": ArchSpec.from_yaml(arch_path),
         "wer": float(wer[key]) if key else sum(wer.values()) / len(wer),
         "params": int(metrics["params"]),
@@ -99,13 +99,13 @@ def run(args: argparse.Namespace) -> int:
         axes.insert(0, ("latency_ms", f"predicted latency (ms, {s['device_name']}, batch {s['batch']})"))
     fronts = {key: pareto_front([(r[key], r["wer"]) for r in runs]) for key, _ in axes}
     header = (
-        f"{'run':<20} {'arch':<24} {args.metric.upper():>7}"
+        f"{'run':<28} {'arch':<24} {args.metric.upper():>7}"
         + (f" {'latency ms':>11}" if args.lut else "")
         + f" {'params':>11}  front"
     )
     print(header)
     for i, r in enumerate(runs):
-        line = f"{r['run']:<20} {r['arch'].name:<24} {100 * r['wer']:6.2f}%"
+        line = f"{r['run']:<28} {r['arch'].name:<24} {100 * r['wer']:6.2f}%"
         if args.lut:
             line += f" {r['latency_ms']:11.3f}"
         marks = [

@@ -234,7 +234,7 @@ def test_pareto_front_and_command(tmp_path, capsys):
         (run / "metrics.json").write_text(json.dumps({"wer": {"test": wer}, "params": spec.params(5)}))
     runs = [str(tmp_path / f"run{i}") for i in range(3)]
     assert main(["pareto", *runs, "--lut", str(tmp_path / "lut.json"), "-o", str(tmp_path / "p.png")]) == 0
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    lines = {line.split()[0].split("/")[-1]: line for line in capsys.readouterr().out.splitlines()}
     # hand table: run0 20 ms, run1 23 ms, run2 22 ms; run1 has the fewest params, run0 the best WER
     assert lines["run0"].endswith("latency, params") and lines["run1"].endswith(" params")
     assert lines["run2"].endswith("-")  # slower, bigger and worse than run0
