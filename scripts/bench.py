@@ -118,8 +118,18 @@ def space_dict(k: int, dim: int) -> dict:
     block = CANDIDATES[k]
     layers = [{"name": f"block{i}", "choice": block} for i in (1, 2, 3)]
     layers += ["tdnn-k3-d1-s3"] + [{"name": f"block{i}", "choice": block} for i in (4, 5, 6)]
+    return stnas_fields(f"stnas_wsj_k{k}", dim, layers)
+
+
+def derived_spec(path: list[str], dim: int) -> ArchSpec:
+    layers = path[:3] + ["tdnn-k3-d1-s3"] + path[3:]
+    return ArchSpec.from_dict(stnas_fields("derived", dim, layers))
+
+
+def stnas_fields(name: str, dim: int, layers: list) -> dict:
+    """The ST-NAS WSJ layout's fixed fields around ``layers`` (choices or op specs)."""
     return {
-        "name": f"stnas_wsj_k{k}",
+        "name": name,
         "features": "fbank",
         "feature_dim": 80,
         "dim": dim,
@@ -128,22 +138,6 @@ def space_dict(k: int, dim: int) -> dict:
         "head": "linear",
         "dropout": 0.1,
     }
-
-
-def derived_spec(path: list[str], dim: int) -> ArchSpec:
-    layers = path[:3] + ["tdnn-k3-d1-s3"] + path[3:]
-    return ArchSpec.from_dict(
-        {
-            "name": "derived",
-            "features": "fbank",
-            "feature_dim": 80,
-            "dim": dim,
-            "input": "linear",
-            "layers": layers,
-            "head": "linear",
-            "dropout": 0.1,
-        }
-    )
 
 
 def make_batch(batch: int, frames: int, device, seed: int) -> dict:
