@@ -175,6 +175,16 @@ def parse_fields(data: Any, source: str, allowed_extra: tuple[str, ...] = ()) ->
     return fields
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document of ``path``; unreadable files and bad YAML name the file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ArchSpecError(f"{path}: cannot read the {what} file: {err}") from err
+    except yaml.YAMLError as err:
+        raise ArchSpecError(f"{path}: not valid YAML: {err}") from err
+
+
 @dataclass
 class ArchSpec:
     """A fixed architecture; validated on construction (see the module docstring)."""
@@ -213,13 +223,7 @@ class ArchSpec:
     @classmethod
     def from_yaml(cls, path: str | Path) -> ArchSpec:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ArchSpecError(f"{path}: cannot read the architecture file: {err}") from err
-        except yaml.YAMLError as err:
-            raise ArchSpecError(f"{path}: not valid YAML: {err}") from err
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_yaml(path, "architecture"), source=str(path))
 
     @classmethod
     def load(cls, arch: str | Path | dict | ArchSpec) -> ArchSpec:

@@ -95,6 +95,24 @@ class CTCModule(pl.LightningModule):
             )
         return self.metrics[key]
 
+    def weight_optimizer(self, params) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+        """AdamW over ``params`` (weight decay on matrices only, not biases and norms) and its
+        per-step schedule: warm-up, then ``hparams.schedule`` decay over the run's steps."""
+        params = [p for p in params if p.requires_grad]
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            ],
+            lr=hp.lr,
+        )
+        total = self.trainer.estimated_stepping_batches  # inf without a step/epoch limit: no decay
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, hp.warmup_steps, total, hp.schedule, hp.min_lr_ratio)
+        )
+        return optimizer, scheduler
+
     # --- evaluation -----------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
         loss, log_probs, out_lengths = self.ctc_loss(batch)
@@ -197,18 +215,5 @@ class ASRModule(CTCModule):
 
     # --- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
-        decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.hparams.lr,
-        )
-        total = self.trainer.estimated_stepping_batches  # inf without a step/epoch limit: no decay
-        hp = self.hparams
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, hp.warmup_steps, total, hp.schedule, hp.min_lr_ratio)
-        )
+        optimizer, scheduler = self.weight_optimizer(self.net.parameters())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

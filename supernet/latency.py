@@ -24,7 +24,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,18 @@ class SpaceCosts:
     metric: str
     fixed: float
     edges: dict[str, list[float]]
+    # per (device, dtype): the edges' cost vectors, made once; making them anew at every search
+    # step would be one blocking host-to-device copy per edge
+    _vectors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def vectors(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        key = (like.device, like.dtype)
+        if key not in self._vectors:
+            self._vectors[key] = {
+                name: torch.tensor(cost, dtype=like.dtype, device=like.device)
+                for name, cost in self.edges.items()
+            }
+        return self._vectors[key]
 
     def expected(self, probs: dict[str, torch.Tensor]) -> torch.Tensor:
         """``fixed + sum_edges sum_k p_k * cost_k``; carries the probabilities' graph."""
@@ -207,13 +219,14 @@ class SpaceCosts:
         if missing:
             raise KeyError(f"no probabilities for edge(s) {missing}")
         total = None
+        vectors = self.vectors(next(iter(probs.values())))
         for name, cost in self.edges.items():
             p = probs[name]
             if p.shape != (len(cost),):
                 raise ValueError(
                     f"edge {name!r}: {len(cost)} candidates, probabilities of shape {tuple(p.shape)}"
                 )
-            term = (p * torch.tensor(cost, dtype=p.dtype, device=p.device)).sum()
+            term = (p * vectors[name]).sum()
             total = term if total is None else total + term
         return total + self.fixed
 
@@ -718,6 +731,10 @@ class SearchCosts:
     params: SpaceCosts
     penalty: ResourcePenalty
     target: str  # latency | params
+
+    @property
+    def target_costs(self) -> SpaceCosts | None:
+        return self.params if self.target == "params" else self.latency
 
     def penalised(self, ce: torch.Tensor, probs: dict[str, torch.Tensor], choices: dict[str, int]):
         """``(loss, logs)``: the CE loss with the penalty, and the numbers to log every step."""

@@ -42,6 +42,3 @@ class Supernet(Encoder):
     def fix_path(self, choices: dict[str, int]) -> None:
         """Run one path (e.g. the argmax) with plain weights, for evaluation."""
         self.apply_plan({name: EdgePlan("single", index=int(i)) for name, i in choices.items()})
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]

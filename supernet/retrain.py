@@ -45,19 +45,31 @@ def expand_shortcuts(argv: list[str]) -> list[str]:
     return out
 
 
-# The links also run on the defaults, before --arch is known (arch None): give the data defaults.
-def _features_of(arch: str | dict | None) -> str:
-    return "fbank" if arch is None else ArchSpec.load(arch).features
+def link_features(parser: LightningArgumentParser, source: str, features_of) -> None:
+    """Link the data module's feature kind and size to ``source`` (an arch or a space), through
+    ``features_of(value) -> (features, feature_dim)``. The links also run on the defaults, before
+    the value is known (None): the data module's defaults then stand."""
+
+    def kind(value) -> str:
+        return "fbank" if value is None else features_of(value)[0]
+
+    def size_if(wanted: str, default: int):
+        def size(value) -> int:
+            if value is None:
+                return default
+            features, dim = features_of(value)
+            return dim if features == wanted else default
+
+        return size
+
+    parser.link_arguments(source, "data.features", compute_fn=kind)
+    parser.link_arguments(source, "data.n_mels", compute_fn=size_if("fbank", 80))
+    parser.link_arguments(source, "data.n_mfcc", compute_fn=size_if("mfcc", 40))
 
 
-def _n_mels_of(arch: str | dict | None) -> int:
-    spec = None if arch is None else ArchSpec.load(arch)
-    return spec.feature_dim if spec is not None and spec.features == "fbank" else 80
-
-
-def _n_mfcc_of(arch: str | dict | None) -> int:
-    spec = None if arch is None else ArchSpec.load(arch)
-    return spec.feature_dim if spec is not None and spec.features == "mfcc" else 40
+def _arch_features(arch: str | dict) -> tuple[str, int]:
+    spec = ArchSpec.load(arch)
+    return spec.features, spec.feature_dim
 
 
 def _vocab_of(tokenizer) -> list[str]:
@@ -79,9 +91,7 @@ class RetrainCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
-        parser.link_arguments("model.arch", "data.features", compute_fn=_features_of)
-        parser.link_arguments("model.arch", "data.n_mels", compute_fn=_n_mels_of)
-        parser.link_arguments("model.arch", "data.n_mfcc", compute_fn=_n_mfcc_of)
+        link_features(parser, "model.arch", _arch_features)
         parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any):

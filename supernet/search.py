@@ -26,29 +26,16 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from callbacks import AlphaLogger, StageSwitch, TemperatureSchedule
 from supernet.datamodule import SpeechDataModule
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
-from supernet.retrain import _checkpoint_dir, _vocab_of, expand_shortcuts
+from supernet.retrain import _checkpoint_dir, _vocab_of, expand_shortcuts, link_features
 from supernet.search_module import SearchDDPStrategy, SearchModule
 from supernet.space import SearchSpace
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "search.yaml"
 
 
-def _space_fields(space: str | dict | None) -> dict:
-    return {"features": "fbank", "feature_dim": 80} if space is None else SearchSpace.load(space).fields
-
-
-def _features_of(space) -> str:
-    return _space_fields(space)["features"]
-
-
-def _n_mels_of(space) -> int:
-    f = _space_fields(space)
-    return f["feature_dim"] if f["features"] == "fbank" else 80
-
-
-def _n_mfcc_of(space) -> int:
-    f = _space_fields(space)
-    return f["feature_dim"] if f["features"] == "mfcc" else 40
+def _space_features(space: str | dict) -> tuple[str, int]:
+    fields = SearchSpace.load(space).fields
+    return fields["features"], fields["feature_dim"]
 
 
 class SearchCLI(LightningCLI):
@@ -64,9 +51,7 @@ class SearchCLI(LightningCLI):
         parser.link_arguments("stage.warmup_epochs", "temperature.warmup_epochs")
         parser.link_arguments("seed_everything", "model.seed", compute_fn=lambda s: int(s or 0))
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
-        parser.link_arguments("model.space", "data.features", compute_fn=_features_of)
-        parser.link_arguments("model.space", "data.n_mels", compute_fn=_n_mels_of)
-        parser.link_arguments("model.space", "data.n_mfcc", compute_fn=_n_mfcc_of)
+        link_features(parser, "model.space", _space_features)
         parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
         parser.set_defaults({"data.search": True})
 

@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
-from supernet.asr_module import CTCModule, lr_factor
+from supernet.asr_module import CTCModule
 from supernet.latency import PENALTY_ARGS, search_costs
 from supernet.network import Supernet
 from supernet.relaxations import METHODS, make_plan
@@ -125,7 +125,6 @@ class SearchModule(CTCModule):
         # None means "read the buffer once": after loading a state dict or a checkpoint, at fit start
         self._host_step: int | None = None
         self.register_load_state_dict_post_hook(_forget_host_step)
-        self._cost_vectors: dict = {}  # per-edge cost tensors on the device, made once (see _expected_cost)
         self.stage = "warmup"  # StageSwitch sets it at every epoch start
         self.tau = 1.0  # TemperatureSchedule anneals it for gumbel
 
@@ -171,7 +170,7 @@ class SearchModule(CTCModule):
             for name, value in costs.items():
                 self.log(name, value, batch_size=batch["targets"].size(0))
         elif self.costs.penalty.kind != "none":  # the same penalty, every step, on the device
-            loss = self.costs.penalty(loss, self._expected_cost(probs))
+            loss = self.costs.penalty(loss, self.costs.target_costs.expected(probs))
         alphas = list(self.arch.alphas.values())
         grads = torch.autograd.grad(loss, alphas, allow_unused=True)
         for alpha, grad in zip(alphas, grads):
@@ -199,25 +198,6 @@ class SearchModule(CTCModule):
     def _log_now(self, step: int) -> bool:
         trainer = self._trainer  # None outside a Trainer (e.g. a bare module in a test): log always
         return trainer is None or step % max(1, trainer.log_every_n_steps) == 0
-
-    def _expected_cost(self, probs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``SearchCosts``' expected cost of the penalty target, term by term as
-        ``SpaceCosts.expected`` sums it (same result), from cost vectors kept on the device: making
-        them anew each step would be one blocking host-to-device copy per edge."""
-        costs = self.costs.params if self.costs.target == "params" else self.costs.latency
-        first = next(iter(probs.values()))
-        key = (first.device, first.dtype)
-        if key not in self._cost_vectors:
-            self._cost_vectors[key] = {
-                name: torch.tensor(cost, dtype=first.dtype, device=first.device)
-                for name, cost in costs.edges.items()
-            }
-        vectors = self._cost_vectors[key]
-        total = None
-        for name in costs.edges:
-            term = (probs[name] * vectors[name]).sum()
-            total = term if total is None else total + term
-        return total + costs.fixed
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         train_batch, arch_batch = (batch["train"], batch.get("arch")) if "train" in batch else (batch, None)
@@ -247,20 +227,10 @@ class SearchModule(CTCModule):
 
     # --- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self):
-        params = self.net.weight_parameters()
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
+        weight_opt, scheduler = self.weight_optimizer(self.net.parameters())
         hp = self.hparams
-        weight_opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr,
-        )
         arch_opt = torch.optim.Adam(
             self.arch.parameters(), lr=hp.arch_lr, betas=(0.5, 0.999), weight_decay=hp.arch_weight_decay
-        )
-        total = self.trainer.estimated_stepping_batches
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            weight_opt, lambda s: lr_factor(s, hp.warmup_steps, total, hp.schedule, hp.min_lr_ratio)
         )
         return [weight_opt, arch_opt], [{"scheduler": scheduler, "interval": "step"}]
 

@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from supernet.archspec import ArchSpec, ArchSpecError, OpInfo, _where, check_op, parse_fields
+from supernet.archspec import ArchSpec, ArchSpecError, OpInfo, _where, check_op, parse_fields, read_yaml
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "space"
 
@@ -98,11 +96,7 @@ class SearchSpace:
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         path = resolve_space_path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ArchSpecError(f"{path}: not valid YAML: {err}") from err
-        return cls(data, source=str(path))
+        return cls(read_yaml(path, "search space"), source=str(path))
 
     @classmethod
     def load(cls, space: str | Path | dict | SearchSpace) -> SearchSpace:

@@ -4,34 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-import ops
+from supernet.latency import param_costs
 from supernet.space import SearchSpace
-
-
-def _params(spec: str, in_dim: int, out_dim: int) -> int:
-    return sum(p.numel() for p in ops.build(spec, in_dim, out_dim).parameters())
 
 
 def space_summary(space: SearchSpace, vocab_size: int) -> dict:
     """Number of paths, the smallest and largest path's params, the candidates of each edge."""
-    f = space.fields
-    dim = f["dim"]
-    fixed = _params(f["input"], f["feature_dim"], dim) + _params(f["head"], dim, vocab_size)
-    low = high = fixed
-    edges = {}
-    for layer in space.layers:
-        if isinstance(layer, str):
-            n = _params(layer, dim, dim)
-            low, high = low + n, high + n
-            continue
-        counts = {c: _params(c, dim, dim) for c in layer.candidates}
-        low, high = low + min(counts.values()), high + max(counts.values())
-        edges[layer.name] = counts
+    costs = param_costs(space, vocab_size)
+    low = costs.fixed + sum(min(c) for c in costs.edges.values())
+    high = costs.fixed + sum(max(c) for c in costs.edges.values())
+    edges = {name: dict(zip(space.edges[name], map(int, c))) for name, c in costs.edges.items()}
     return {
         "name": space.name,
         "paths": space.num_paths,
-        "params_min": low,
-        "params_max": high,
+        "params_min": int(low),
+        "params_max": int(high),
         "edges": edges,
     }
 
@@ -49,12 +36,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"space: {s['name']} ({space.source})")
     print(f"paths: {s['paths']:,}")
     print(f"params: {s['params_min']:,} .. {s['params_max']:,} (vocabulary {args.vocab})")
-    layer_no = 0
     for layer in space.layers:
         if isinstance(layer, str):
             print(f"  fixed   {layer}")
             continue
         cands = ", ".join(f"{c} ({n / 1e3:.0f}k)" for c, n in s["edges"][layer.name].items())
         print(f"  {layer.name:<7} {cands}")
-        layer_no += 1
     return 0
