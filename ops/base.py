@@ -49,6 +49,10 @@ class Op(nn.Module):
     streamable: bool = True
     parameter_free: bool = False
     spec: str = ""
+    # Set by the network loop (``supernet.derived.Encoder``) on ops whose input is another op's
+    # output, whose padding is already zero: such an op may skip re-masking its input (one pass
+    # less, and a convolution then saves the previous op's output instead of a masked copy).
+    input_masked: bool = False
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

@@ -117,7 +117,7 @@ class TDNN(Op):
         # torch.where, not masked_fill: masked_fill copies its input first (an extra pass forward
         # and backward); where reads and writes once, and keeps the padding zero even for inf/nan
         padded = torch.arange(x.shape[1], device=lengths.device) >= lengths[:, None]  # (B, T): past the end
-        y = self._conv(torch.where(padded[..., None], 0.0, x))
+        y = self._conv(x if self.input_masked else torch.where(padded[..., None], 0.0, x))
         if self.stride > 1:
             lengths = strided_lengths(lengths, self.stride)
             padded = torch.arange(y.shape[1], device=lengths.device) >= lengths[:, None]
@@ -132,7 +132,7 @@ class TDNN(Op):
         st_nas, 1 thread, three checks of 20 architectures each, within 10% was 0.65-0.95 with the
         view and 0.85-1.00 with this path. The bench's "legacy tdnn" rows time this path on the GPU.
         """
-        x = F.pad(mask_padding(x, lengths).transpose(1, 2), self.padding)
+        x = F.pad((x if self.input_masked else mask_padding(x, lengths)).transpose(1, 2), self.padding)
         if self.separable:
             x = self.depthwise(x)
         x = self.conv(x)

@@ -80,7 +80,15 @@ class CTCModule(pl.LightningModule):
         """CTC loss of ``net`` (default ``self.net``) on a batch; also returns its outputs."""
         net = self.net if net is None else net
         log_probs, out_lengths = net(batch["features"], batch["feature_lengths"])
-        loss = ctc_loss(log_probs, out_lengths, batch["targets"], batch["target_lengths"])
+        host = batch.get("host_lengths")  # from SpeechDataModule: the lengths CTC needs, never on a device
+        host_lengths = (
+            None
+            if host is None
+            else (net.host_out_lengths(host["features"]), torch.tensor(host["targets"], dtype=torch.long))
+        )
+        loss = ctc_loss(
+            log_probs, out_lengths, batch["targets"], batch["target_lengths"], host_lengths=host_lengths
+        )
         return loss, log_probs, out_lengths
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:

@@ -247,6 +247,16 @@ class SpeechDataModule(pl.LightningDataModule):
         batch["features"], batch["feature_lengths"] = pipeline(audio, batch["audio_lengths"], augment=augment)
         return batch
 
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Keep the feature and target lengths on the host as lists (Lightning moves tensors only),
+        so that CTC on a GPU never copies lengths back (``losses.ctc.ctc_loss``)."""
+        for part in [batch] if "audio" in batch else batch.values():
+            part["host_lengths"] = {
+                "features": self.feature_pipeline.extractor.output_lengths(part["audio_lengths"]).tolist(),
+                "targets": part["target_lengths"].tolist(),
+            }
+        return batch
+
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         training = self.trainer is not None and self.trainer.training
         if "audio" in batch:

@@ -28,6 +28,22 @@ class Encoder(nn.Module):
         self.input = input_op
         self.layers = nn.ModuleList(layers)
         self.head = head
+        for module in [*self.layers, self.head]:
+            _mark_input_masked(module)
+
+    @property
+    def total_stride(self) -> int:
+        """Input frames per output frame: every op keeps ``ceil(lengths / stride)``, and nested
+        ceilings compose, so output lengths are ``ceil(feature lengths / total_stride)``."""
+        stride = 1
+        for module in [self.input, *self.layers, self.head]:
+            stride *= int(getattr(module, "stride", 1))
+        return stride
+
+    def host_out_lengths(self, feature_lengths: list[int]) -> torch.Tensor:
+        """Output lengths computed on the host from the features' (no device tensor read)."""
+        stride = self.total_stride
+        return torch.tensor([-(-n // stride) for n in feature_lengths], dtype=torch.long)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lengths = self.input(features, lengths)
@@ -35,6 +51,14 @@ class Encoder(nn.Module):
             x, lengths = layer(x, lengths)
         logits, lengths = self.head(x, lengths)
         return logits.float().log_softmax(dim=-1), lengths
+
+
+def _mark_input_masked(module: nn.Module) -> None:
+    """Tell the op at this position (or a mixed op's candidates) that its input is another op's
+    output, whose padding is zero already (the ``ops.base.Op`` contract)."""
+    for op in getattr(module, "candidates", [module]):
+        if isinstance(op, ops.Op):
+            op.input_masked = True
 
 
 class DerivedNet(Encoder):

@@ -10,15 +10,19 @@ candidates:
 - ``st``: only candidate ``i`` runs forward, and alpha gets the ST-NAS straight-through gradient
   ``dL/dalpha_j = sum_k <dL/dy, o_k(x)> * dp_k/dalpha_j`` (ST-NAS, Eq. 10). The unsampled
   candidates' outputs are recomputed in backward without their weight graphs, so the step keeps
-  about one model's activations.
+  about one model's activations. They are recomputed without dropout: the score's expectation
+  over dropout masks is the same (inverted dropout keeps the mean), its variance is lower and the
+  recompute does one pass less per candidate.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
 
 
 @dataclass
@@ -33,7 +37,9 @@ class _StraightThroughScores(torch.autograd.Function):
     """Identity on the sampled output ``y``; its backward also gives d loss / d probs.
 
     ``d loss / d p_k = <g, o_k(x)>`` where ``g`` is the gradient arriving at the edge output. The
-    sampled candidate's output is reused; the others are recomputed under ``no_grad``. Returning
+    sampled candidate's output is reused; the others are recomputed under ``no_grad`` without
+    dropout. Each score is one product in the gradient's dtype summed in float32 (at least): no
+    float32 copy of ``g``, and bf16 rounding of single products averages out in the sum. Returning
     ``y`` itself (a view) rather than ``y + zeros`` keeps the edge output and ``y`` one tensor, so
     the saved ``y`` of one edge is the saved ``x`` of the next: less memory, no extra pass.
     """
@@ -54,13 +60,29 @@ class _StraightThroughScores(torch.autograd.Function):
         x, lengths, sampled_out = ctx.saved_tensors
         device_type, enabled, dtype = ctx.autocast
         acc = torch.promote_types(grad_out.dtype, torch.float32)  # fp32 at least, fp64 stays fp64
-        g = grad_out.to(acc)
         scores = []
         with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
             for k, cand in enumerate(ctx.edge.candidates):
-                out = sampled_out if k == ctx.index else cand(x, lengths)[0]
-                scores.append((g * out).sum())  # promotes to g's dtype in the kernel: no cast pass
+                if k == ctx.index:
+                    out = sampled_out
+                else:
+                    with _dropout_off(ctx.edge.dropouts[k]):
+                        out = cand(x, lengths)[0]
+                scores.append(torch.sum(grad_out * out.to(grad_out.dtype), dtype=acc))
         return torch.stack(scores), grad_out, None, None, None, None
+
+
+@contextmanager
+def _dropout_off(dropouts: list[nn.Module]):
+    """Run with these dropout modules in eval mode, then restore their mode."""
+    modes = [m.training for m in dropouts]
+    for m in dropouts:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, mode in zip(dropouts, modes):
+            m.training = mode
 
 
 class MixedOp(nn.Module):
@@ -76,6 +98,8 @@ class MixedOp(nn.Module):
         self.name = name
         self.labels = list(labels)
         self.candidates = nn.ModuleList(candidates)
+        # each candidate's dropout modules, switched off while ST recomputes its output
+        self.dropouts = [[m for m in c.modules() if isinstance(m, _DropoutNd)] for c in candidates]
         self.stride = strides.pop()
         self.lookahead = max(int(getattr(c, "lookahead", 0)) for c in candidates)
         self.streamable = all(bool(getattr(c, "streamable", True)) for c in candidates)

@@ -240,6 +240,8 @@ class _Probe(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         self.seen.append(("train", batch["features"].shape, batch["feature_lengths"].max().item()))
+        assert batch["host_lengths"]["features"] == batch["feature_lengths"].tolist()  # a list: never moved
+        assert batch["host_lengths"]["targets"] == batch["target_lengths"].tolist()
         return self.layer(batch["features"]).mean()
 
     def validation_step(self, batch, batch_idx):

@@ -77,6 +77,43 @@ def test_st_alpha_gradient_equals_eq10_by_hand():
     torch.testing.assert_close(grad, expected)
 
 
+class DroppedLinear(CountingLinear):
+    """A toy op with dropout, as the real ops have."""
+
+    def __init__(self, dim, seed):
+        super().__init__(dim, seed)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x, lengths):
+        y, lengths = super().forward(x, lengths)
+        return self.drop(y), lengths
+
+
+def test_st_recomputes_unsampled_candidates_without_dropout():
+    """Eq. 10 with dropout: the sampled candidate's score uses the output the forward produced (its
+    dropout mask); the others' are their dropout-free outputs (the same expectation, lower variance),
+    and every dropout module is back in training mode afterwards."""
+    cands = [DroppedLinear(5, seed) for seed in range(3)]
+    edge = MixedOp("e0", cands, ["a", "b", "c"]).train()
+    arch = ArchParams({"e0": edge.labels}, seed=3, init_std=0.5).double()
+    x, lengths = torch.randn(2, 7, 5, dtype=torch.float64), torch.tensor([7, 5])
+    plan = make_plan(arch, "st", "arch", step=5)["e0"]
+    edge.plan = plan
+    y, _ = edge(x, lengths)
+    target = torch.randn_like(y)
+    (grad,) = torch.autograd.grad(((y - target) ** 2).sum(), [arch.alphas["e0"]])
+    assert all(c.drop.training for c in cands)
+
+    with torch.no_grad():
+        g = 2 * (y - target)
+        edge.eval()
+        outs = [y if k == plan.index else c(x, lengths)[0] for k, c in enumerate(cands)]
+        p = torch.softmax(arch.alphas["e0"], -1)
+        expected = (torch.diag(p) - torch.outer(p, p)) @ torch.stack([(g * o).sum() for o in outs])
+    torch.testing.assert_close(grad, expected)
+    assert not torch.equal(y, cands[plan.index](x, lengths)[0])  # the forward did drop
+
+
 def test_gumbel_hard_runs_one_candidate_and_soft_mixes_all():
     edge, arch, x, lengths = make_edge()
     edge.plan = make_plan(arch, "gumbel", "arch", step=2, tau=0.5, hard=True)["e0"]

@@ -241,3 +241,37 @@ def test_build_options():
     assert ops.build("conv2d4x", 20, 8, channels=4).conv1.out_channels == 4
     with pytest.raises(ValueError, match="unknown build options"):
         ops.build("tdnn-k3-d1", 8, heads=2)
+
+
+def test_network_skips_remasking_clean_inputs_and_padding_stays_invisible():
+    """Inside a network an op's input is another op's output (zero padding): the loop marks every
+    op after the input op so TDNN and skip do not mask it again. The network output must not change,
+    and garbage in the padding of the *features* must still be invisible."""
+    from supernet.derived import Encoder
+    from supernet.mixed_op import EdgePlan, MixedOp
+
+    torch.manual_seed(0)
+    layers = ["tdnn-k5-d2", "skip", "tdnn-k3-d1-s3", "tdnn-k3-d2"]
+    edge = MixedOp("e", [ops.build("skip", DIM), ops.build("tdnn-k3-d1", DIM)], ["skip", "tdnn-k3-d1"])
+    net = Encoder(
+        ops.build("linear", DIM, DIM),
+        [*(ops.build(s, DIM) for s in layers), edge],
+        ops.build("linear", DIM, 5),
+    )
+    net = net.double().eval()
+    assert not net.input.input_masked
+    assert all(op.input_masked for op in [*net.layers[:-1], *edge.candidates, net.head])
+    x = inputs("linear", 21, batch=2)
+    garbage = x.clone()
+    garbage[0, 13:] = 1e3 * torch.randn_like(garbage[0, 13:])
+    for index in range(2):
+        edge.plan = EdgePlan("single", index=index)
+        alone, _ = net(x[:1, :13], torch.tensor([13]))
+        batched, _ = net(garbage, torch.tensor([13, 21]))
+        assert torch.allclose(batched[0, : alone.shape[1]], alone[0], rtol=0, atol=1e-9)
+        for op in [*net.layers[:-1], *edge.candidates, net.head]:
+            op.input_masked = False
+        remasked, _ = net(garbage, torch.tensor([13, 21]))
+        for op in [*net.layers[:-1], *edge.candidates, net.head]:
+            op.input_masked = True
+        assert torch.equal(batched, remasked)

@@ -12,9 +12,11 @@ import torch
 import yaml
 
 from losses import ctc_loss
+from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule, lr_factor
 from supernet.cli import main as cli_main
 from supernet.decoding import greedy_ctc_ids
+from supernet.derived import DerivedNet
 from supernet.retrain import expand_shortcuts
 from supernet.tokenizer import CharTokenizer
 
@@ -48,6 +50,35 @@ def test_ctc_loss_known_answer():
     # bf16 input is computed in float32 and gives the same answer to bf16 precision.
     loss16 = ctc_loss(probs.log().bfloat16(), torch.tensor([1]), torch.tensor([[1]]), torch.tensor([1]))
     assert loss16.dtype == torch.float32 and loss16.item() == pytest.approx(-math.log(0.5), rel=1e-2)
+
+
+def test_host_lengths_match_the_network_and_give_the_same_loss():
+    """CTC with lengths computed on the host (no device read) == CTC with the network's own."""
+    spec = ArchSpec.from_dict(
+        {
+            "name": "s",
+            "features": "fbank",
+            "feature_dim": 80,
+            "input": "conv2d4x",
+            "layers": ["tdnn-k3-d1-s3", "skip"],
+            "head": "linear",
+            "dim": 16,
+        }
+    )
+    torch.manual_seed(0)
+    net = DerivedNet(spec, 7).double()
+    assert net.total_stride == 12
+    feature_lengths = [97, 60, 13, 12, 1]
+    features = torch.randn(5, 97, spec.feature_dim, dtype=torch.float64)
+    log_probs, out_lengths = net(features, torch.tensor(feature_lengths))
+    host = net.host_out_lengths(feature_lengths)
+    assert host.tolist() == out_lengths.tolist() == [9, 5, 2, 1, 1]
+    targets, target_lengths = torch.randint(1, 7, (5, 3)), torch.tensor([3, 2, 1, 1, 1])
+    device_loss = ctc_loss(log_probs, out_lengths, targets, target_lengths)
+    host_loss = ctc_loss(log_probs, out_lengths, targets, target_lengths, host_lengths=(host, target_lengths))
+    assert torch.equal(device_loss, host_loss)
+    wrong = ctc_loss(log_probs, out_lengths, targets, target_lengths, host_lengths=(host - 1, target_lengths))
+    assert not torch.equal(device_loss, wrong)  # the host lengths are really the ones used
 
 
 def test_greedy_decoding_merges_repeats_and_drops_blanks():
