@@ -30,6 +30,7 @@ class ArchParams(nn.Module):
                 for name, cands in self.labels.items()
             }
         )
+        self._prefetch: tuple | None = None  # (alpha versions, host copy, copy-done event): see prefetch
 
     @property
     def names(self) -> list[str]:
@@ -65,21 +66,56 @@ class ArchParams(nn.Module):
     def host_probs(self) -> dict[str, torch.Tensor]:
         """Every edge's softmax(alpha) on the CPU, from ONE device-to-host copy of all the alphas.
 
-        A copy to the host waits for the device queue to drain; one copy of the concatenated
-        alphas instead of one per edge keeps a step to a single such wait.
+        A blocking copy to the host waits for the whole device queue to drain. One copy of the
+        concatenated alphas instead of one per edge keeps it to one wait, and after ``prefetch``
+        (called right after the alphas change) the copy is already under way: the host then waits
+        only for the alpha update, not for the work queued behind it. A prefetched copy is used only
+        while no alpha has changed since (parameter versions), so it can never be stale.
         """
-        flat = torch.cat([alpha.detach().float().reshape(-1) for alpha in self.alphas.values()]).cpu()
+        flat = self._prefetched()
+        if flat is None:
+            flat = self._flat().cpu()
         sizes = [alpha.numel() for alpha in self.alphas.values()]
         return {name: torch.softmax(a, -1) for name, a in zip(self.alphas, flat.split(sizes))}
 
-    def sample(self, step: int, uniform: bool = False) -> dict[str, int]:
-        """One candidate per edge, from the alphas' softmax (or uniformly); uniform never syncs."""
+    def prefetch(self) -> None:
+        """Start copying the alphas to the host without waiting (pinned memory on a GPU)."""
+        flat = self._flat()
+        if flat.is_cuda:
+            host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+            host.copy_(flat, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        else:
+            host, done = flat.clone(), None
+        self._prefetch = (self._versions(), host, done)
+
+    def _prefetched(self) -> torch.Tensor | None:
+        prefetch = getattr(self, "_prefetch", None)
+        self._prefetch = None
+        if prefetch is None or prefetch[0] != self._versions():
+            return None
+        _, host, done = prefetch
+        if done is not None:
+            done.synchronize()
+        return host
+
+    def _flat(self) -> torch.Tensor:
+        return torch.cat([alpha.detach().float().reshape(-1) for alpha in self.alphas.values()])
+
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(alpha._version for alpha in self.alphas.values())
+
+    def sample(
+        self, step: int, uniform: bool = False, probs: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, int]:
+        """One candidate per edge, from the alphas' softmax (or uniformly, or from ``probs``: host
+        probabilities already read by ``host_probs``); uniform never syncs."""
         gen = self.generator(step)
-        probs = (
-            {name: torch.ones(len(cands)) for name, cands in self.labels.items()}
-            if uniform
-            else self.host_probs()
-        )
+        if uniform:
+            probs = {name: torch.ones(len(cands)) for name, cands in self.labels.items()}
+        elif probs is None:
+            probs = self.host_probs()
         return {name: int(torch.multinomial(p, 1, generator=gen)) for name, p in probs.items()}
 
     def gumbel_noise(self, step: int) -> dict[str, torch.Tensor]:

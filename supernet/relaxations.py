@@ -16,9 +16,19 @@ METHODS = ("darts", "gumbel", "st", "uniform")
 
 
 def make_plan(
-    arch: ArchParams, method: str, phase: str, step: int, tau: float = 1.0, hard: bool = False
+    arch: ArchParams,
+    method: str,
+    phase: str,
+    step: int,
+    tau: float = 1.0,
+    hard: bool = False,
+    host_probs: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, EdgePlan]:
-    """Plans for every edge. ``phase`` is "weight" (alphas frozen) or "arch" (alphas learn)."""
+    """Plans for every edge. ``phase`` is "weight" (alphas frozen) or "arch" (alphas learn).
+
+    ``host_probs`` (``ArchParams.host_probs()``): st samples from these instead of reading the
+    alphas again, so that a step's two paths cost one read of the alphas.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown search method {method!r}; choose one of {', '.join(METHODS)}")
     if phase not in ("weight", "arch"):
@@ -52,7 +62,7 @@ def make_plan(
         return plans
 
     # st: sample a path from the alphas; the arch phase adds the straight-through gradient.
-    choices = arch.sample(step)
+    choices = arch.sample(step, probs=host_probs)
     if not track:
         return {n: EdgePlan("single", index=i) for n, i in choices.items()}
     probs = arch.probs()

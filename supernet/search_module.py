@@ -13,9 +13,10 @@ The method is only a plan maker (``supernet.relaxations``); the path sampled at 
 paths as an uninterrupted one. The step counter lives in a buffer, saved in every checkpoint, with
 a host-side mirror read back after loading.
 
-The step reads nothing back from the device but the sampled path (one copy of all the alphas per
-sample) and what CTC needs; the argmax path, the costs and the entropy go to the log every
-``log_every_n_steps`` steps only, and the penalty stays on the device.
+The step reads nothing back from the device but the alphas, once per step (both of the step's
+paths are drawn from the alphas at its start; the copy is started right after the previous arch
+update), and CTC gets its lengths from the host; the losses, argmax path, costs and entropy go
+to the log every ``log_every_n_steps`` steps only, and the penalty stays on the device.
 
 Several GPUs: ``SearchDDPStrategy`` (``supernet search`` picks it for any DDP run). Lightning's
 plain DDP wraps the module in ``DistributedDataParallel``, whose reducer expects one backward per
@@ -150,19 +151,27 @@ class SearchModule(CTCModule):
             )
 
     # --- the search loop --------------------------------------------------------------------
-    def _plan(self, phase: str, step: int) -> None:
+    def _plan(self, phase: str, step: int, host_probs: dict[str, torch.Tensor] | None = None) -> None:
         method = "uniform" if self.stage == "warmup" else self.hparams.method
         # weight and arch steps draw from different generator streams of the same (seed, step)
         self.net.apply_plan(
             make_plan(
-                self.arch, method, phase, 2 * step + (phase == "arch"), tau=self.tau, hard=self.hparams.hard
+                self.arch,
+                method,
+                phase,
+                2 * step + (phase == "arch"),
+                tau=self.tau,
+                hard=self.hparams.hard,
+                host_probs=host_probs,
             )
         )
 
-    def arch_step(self, batch: dict[str, Any], step: int) -> torch.Tensor:
+    def arch_step(
+        self, batch: dict[str, Any], step: int, host_probs: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """One Adam step of the alphas on a held-out batch; the weights get no gradient."""
         _, arch_opt = self.optimizers()
-        self._plan("arch", step)
+        self._plan("arch", step, host_probs)
         loss, _, _ = self.ctc_loss(batch)
         probs = self.arch.probs()
         if self._log_now(step):  # the logged costs need the argmax path on the host: a sync
@@ -178,12 +187,15 @@ class SearchModule(CTCModule):
         average_gradients(alphas)  # one flat all-reduce: the same alphas on every rank
         arch_opt.step()
         arch_opt.zero_grad(set_to_none=True)
+        self.arch.prefetch()  # the next step's paths: copied while this step's weight update runs
         return loss.detach()
 
-    def weight_step(self, batch: dict[str, Any], step: int) -> torch.Tensor:
+    def weight_step(
+        self, batch: dict[str, Any], step: int, host_probs: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """One AdamW step of the network's weights with the alphas frozen."""
         weight_opt, _ = self.optimizers()
-        self._plan("weight", step)
+        self._plan("weight", step, host_probs)
         loss, _, _ = self.ctc_loss(batch)
         weight_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -206,18 +218,24 @@ class SearchModule(CTCModule):
         step = self._host_step
         searching = self.stage == "search" and self.hparams.method != "uniform"
         size = train_batch["targets"].size(0)
+        log_now = self._log_now(step)  # logged values are read on the host: only every few steps
+        # ST draws both of a step's paths from the alphas at the start of the step: one read of them,
+        # which prefetch started during the previous step's weight update
+        host_probs = self.arch.host_probs() if searching and self.hparams.method == "st" else None
         if searching:
             if arch_batch is None:
                 raise ValueError(
                     "the search stage needs arch batches: build the data module with search=True"
                 )
-            arch_loss = self.arch_step(arch_batch, step)
-            self.log("arch/loss", arch_loss, prog_bar=True, batch_size=arch_batch["targets"].size(0))
-        loss = self.weight_step(train_batch, step)
+            arch_loss = self.arch_step(arch_batch, step, host_probs)
+            if log_now:
+                self.log("arch/loss", arch_loss, prog_bar=True, batch_size=arch_batch["targets"].size(0))
+        loss = self.weight_step(train_batch, step, host_probs)
         self.search_step += 1
         self._host_step = step + 1
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        if searching and self._log_now(step):  # entropy syncs with the host
+        if log_now:
+            self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        if searching and log_now:
             self.log("arch/entropy", self.arch.mean_normalised_entropy(), batch_size=size)
 
     # --- evaluation: the current argmax path, with the shared weights ----------------------

@@ -132,3 +132,26 @@ def test_sampling_depends_on_seed_and_step_only():
     torch.randn(100)  # the global RNG must not matter
     assert [a.sample(s) for s in range(20)] == [b.sample(s) for s in range(20)]
     assert len({tuple(a.sample(s).values()) for s in range(20)}) > 1
+
+
+def test_prefetched_alphas_are_used_only_while_current():
+    """host_probs after prefetch == a fresh read; an optimizer step after the prefetch makes the
+    prefetched copy stale, and it must not be used (a stale path would silently differ per rank)."""
+    arch = ArchParams({"e0": list("abcd"), "e1": list("abc")}, seed=1, init_std=1.0)
+    opt = torch.optim.Adam(arch.parameters(), lr=0.5, foreach=True)
+
+    def fresh():
+        return {n: torch.softmax(a.detach(), -1) for n, a in arch.alphas.items()}
+
+    arch.prefetch()
+    for name, p in arch.host_probs().items():
+        torch.testing.assert_close(p, fresh()[name])
+    arch.prefetch()
+    before = fresh()
+    (arch.alphas["e0"][0] + arch.alphas["e1"][1]).backward()  # not a shift: the softmax changes
+    opt.step()
+    after = arch.host_probs()
+    assert not torch.allclose(after["e0"], before["e0"])
+    for name, p in after.items():
+        torch.testing.assert_close(p, fresh()[name])
+    assert arch.sample(3, probs=arch.host_probs()) == arch.sample(3)
