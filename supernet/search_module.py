@@ -26,7 +26,8 @@ DDP needs ``find_unused_parameters=True`` (a graph walk per step, and an all-red
 every unsampled candidate). Instead the strategy does not wrap the module: rank 0's weights are
 broadcast once, every rank samples the same path (the sampler depends on ``(seed, step)`` and on
 alphas that stay identical), the alpha gradients are averaged in ``arch_step`` and the weight
-gradients that exist (the sampled path's) in ``weight_step``, one flat all-reduce per bucket.
+gradients that exist (the sampled path's) during ``weight_step``'s backward, in buckets that are
+all-reduced while backward goes on (``supernet.grad_sync``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
 from supernet.asr_module import CTCModule
+from supernet.grad_sync import OverlappedGradientAverager, average_gradients, world_size
 from supernet.latency import PENALTY_ARGS, search_costs
 from supernet.network import Supernet
 from supernet.relaxations import METHODS, make_plan
@@ -126,6 +128,7 @@ class SearchModule(CTCModule):
         # None means "read the buffer once": after loading a state dict or a checkpoint, at fit start
         self._host_step: int | None = None
         self.register_load_state_dict_post_hook(_forget_host_step)
+        self._averager: OverlappedGradientAverager | None = None  # set at fit start on several ranks
         self.stage = "warmup"  # StageSwitch sets it at every epoch start
         self.tau = 1.0  # TemperatureSchedule anneals it for gumbel
 
@@ -143,12 +146,19 @@ class SearchModule(CTCModule):
 
     def on_fit_start(self) -> None:
         self._host_step = None  # DDP broadcasts rank 0's buffers before this hook
+        if world_size() > 1 and self._averager is None:
+            self._averager = OverlappedGradientAverager(self.net.parameters())
         if isinstance(self.trainer.strategy.model, DistributedDataParallel):
             raise ValueError(
                 "SearchModule under a DistributedDataParallel wrapper: its reducer cannot follow a search "
                 "step (two passes, unsampled candidates); use strategy=SearchDDPStrategy() or "
                 "--trainer.strategy search_ddp (the default of `supernet search` on several devices)"
             )
+
+    def on_fit_end(self) -> None:
+        if self._averager is not None:
+            self._averager.remove()
+            self._averager = None
 
     # --- the search loop --------------------------------------------------------------------
     def _plan(self, phase: str, step: int, host_probs: dict[str, torch.Tensor] | None = None) -> None:
@@ -198,8 +208,12 @@ class SearchModule(CTCModule):
         self._plan("weight", step, host_probs)
         loss, _, _ = self.ctc_loss(batch)
         weight_opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        average_gradients(self.net.parameters())  # before clipping, so every rank clips the same norm
+        if self._averager is None:
+            self.manual_backward(loss)
+        else:  # gradients averaged across ranks while backward runs, before clipping (same norm)
+            self._averager.start()
+            self.manual_backward(loss)
+            self._averager.finish()
         self.clip_gradients(
             weight_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
         )
@@ -259,31 +273,6 @@ def _forget_host_step(module: SearchModule, incompatible_keys) -> None:
 
 
 # --- several GPUs ---------------------------------------------------------------------------
-def average_gradients(params, bucket_bytes: int = 64 * 2**20) -> None:
-    """Average the existing ``.grad`` of ``params`` over all ranks (no-op on one process).
-
-    Only parameters with a gradient take part, so an ST or uniform step sends the sampled path's
-    gradients, not the whole supernet's. Every rank must hold the same set (the same path), which
-    the shared sampler guarantees. Gradients go in flat buckets of one dtype: few, large calls.
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    world = dist.get_world_size()
-    buckets: dict[torch.dtype, list[list[torch.Tensor]]] = {}
-    for grad in grads:
-        rows = buckets.setdefault(grad.dtype, [[]])
-        if rows[-1] and sum(g.numel() for g in rows[-1]) * grad.element_size() >= bucket_bytes:
-            rows.append([])
-        rows[-1].append(grad)
-    for rows in buckets.values():
-        for bucket in rows:
-            flat = torch.cat([g.reshape(-1) for g in bucket]).div_(world)
-            dist.all_reduce(flat)
-            for grad, part in zip(bucket, flat.split([g.numel() for g in bucket])):
-                grad.copy_(part.view_as(grad))
-
-
 class SearchDDPStrategy(DDPStrategy):
     """DDP for ``SearchModule``: one process per device, no ``DistributedDataParallel`` wrapper.
 
