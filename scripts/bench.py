@@ -148,6 +148,8 @@ def make_batch(batch: int, frames: int, device, seed: int) -> dict:
         "feature_lengths": torch.full((batch,), frames, dtype=torch.long).to(device),
         "targets": torch.randint(2, len(VOCAB), (batch, units), generator=gen).to(device),
         "target_lengths": torch.full((batch,), units, dtype=torch.long).to(device),
+        # as SpeechDataModule hands them over: the lengths CTC needs, kept on the host
+        "host_lengths": {"features": [frames] * batch, "targets": [units] * batch},
     }
 
 
@@ -155,7 +157,11 @@ def make_batch(batch: int, frames: int, device, seed: int) -> dict:
 def loss_of(net, batch, bf16: bool):
     with torch.autocast(batch["features"].device.type, dtype=torch.bfloat16, enabled=bf16):
         log_probs, lengths = net(batch["features"], batch["feature_lengths"])
-        return ctc_loss(log_probs, lengths, batch["targets"], batch["target_lengths"])
+        host = batch["host_lengths"]
+        host_lengths = (net.host_out_lengths(host["features"]), torch.tensor(host["targets"]))
+        return ctc_loss(
+            log_probs, lengths, batch["targets"], batch["target_lengths"], host_lengths=host_lengths
+        )
 
 
 def weight_step(net, opt, batch, bf16: bool) -> None:
@@ -243,6 +249,9 @@ def bench_steps(args, device, rows: list) -> None:
             **result,
             "params": params,
             "audio_s_per_s": audio_s / (result["ms"] / 1e3),
+            # the issue's measure: the step's own peak (above what was resident) + the stepped
+            # network's parameters (fp32)
+            "step_mem_gib": result["peak_gib"] - result["resident_gib"] + 4 * params / 2**30,
             **extra,
         }
         if spec is not None:
@@ -457,7 +466,9 @@ class GPUBatches:
     """``steps`` batches a epoch, made once on this rank's device (features need no transfer)."""
 
     def __init__(self, args, search: bool, steps: int):
-        self.args, self.search, self.steps, self.batches = args, search, steps, None
+        self.args, self.search, self.batches = args, search, None
+        # the search trains the weights on (1 - arch_fraction) of the corpus, the retrain on all of it
+        self.steps = max(1, round(steps * (1 - args.arch_fraction))) if search else steps
 
     def __len__(self) -> int:
         return self.steps
@@ -659,15 +670,16 @@ def bench_search_vs_retrain(args, out: dict) -> None:
     search_s, model, _ = fit_search(args, k, w, s, [search_timer])
     retrain_timer = Timer()
     retrain_s = fit_retrain(args, w + s, [retrain_timer])
+    search_epoch_steps = GPUBatches(args, True, args.epoch_steps).steps
     probe, retrain_probe = (
-        BusyProbe(args.epoch_steps + 2, args.profile_steps),
+        BusyProbe(search_epoch_steps + 2, args.profile_steps),
         BusyProbe(2, args.profile_steps),
     )
     fit_search(args, k, 1, 1, [probe])  # profiled apart: the profiler slows the steps it watches
     fit_retrain(args, 1, [retrain_probe])
-    syncs = SyncProbe(args.epoch_steps + 2, args.profile_steps)
+    syncs = SyncProbe(search_epoch_steps + 2, args.profile_steps)
     fit_search(args, k, 1, 1, [syncs])
-    steps = (w + s) * args.epoch_steps
+    steps = (w + s) * search_epoch_steps
 
     def busy_unprofiled(result: dict, epochs: list) -> float | None:
         """GPU work per step from the profile over the step time of the unprofiled run."""
@@ -681,9 +693,13 @@ def bench_search_vs_retrain(args, out: dict) -> None:
         "warmup_epochs": w,
         "search_epochs": s,
         "steps_per_epoch": args.epoch_steps,
+        "arch_fraction": args.arch_fraction,
+        "search_steps_per_epoch": search_epoch_steps,
         "search_wall_s": search_s,
         "retrain_wall_s": retrain_s,
         "ratio": search_s / retrain_s,
+        # the same ratio if the search's epochs were as long as the retrain's (no held-out split)
+        "ratio_equal_epoch_steps": search_s / retrain_s * args.epoch_steps / search_epoch_steps,
         "search_epoch_s": search_timer.epochs,
         "retrain_epoch_s": retrain_timer.epochs,
         "ratio_epoch_sum": sum(search_timer.epochs) / sum(retrain_timer.epochs),
@@ -712,6 +728,37 @@ def bench_search_vs_retrain(args, out: dict) -> None:
     print(f"  search epochs s: {[round(e, 3) for e in search_timer.epochs]}", flush=True)
     for site, n in syncs.result.items():
         print(f"  sync {n:5.2f}/step  {site}", flush=True)
+    out["busy_by_batch"] = [busy_at_batch(args, k, batch) for batch in args.busy_batches]
+
+
+def busy_at_batch(args, k: int, batch: int) -> dict:
+    """GPU busy during search and retrain at another batch size: one warm-up and two search epochs
+    (the last one profiled), and a three-epoch retrain (the last one profiled); busy = GPU work per
+    profiled step over the unprofiled step time of the epoch before."""
+    args = argparse.Namespace(**{**vars(args), "batch": batch})
+    search_steps = GPUBatches(args, True, args.epoch_steps).steps
+    timer, probe = Timer(), BusyProbe(2 * search_steps + 2, args.profile_steps)
+    fit_search(args, k, 1, 2, [timer, probe])
+    retrain_timer, retrain_probe = Timer(), BusyProbe(2 * args.epoch_steps + 2, args.profile_steps)
+    fit_retrain(args, 3, [retrain_timer, retrain_probe])  # epoch 1 autotunes the new shapes
+
+    def busy(result: dict, epoch_s: float, steps: int) -> float | None:
+        if "gpu_busy" not in result:
+            return None
+        return result["gpu_busy"] * result["span_ms"] / args.profile_steps / (1e3 * epoch_s / steps)
+
+    row = {
+        "batch": batch,
+        "audio_s_per_step": batch * args.frames / FRAME_RATE,
+        "search_step_ms": 1e3 * timer.epochs[1] / search_steps,
+        "retrain_step_ms": 1e3 * retrain_timer.epochs[1] / args.epoch_steps,
+        "search_busy_profiled": probe.result.get("gpu_busy"),
+        "retrain_busy_profiled": retrain_probe.result.get("gpu_busy"),
+        "search_busy_unprofiled": busy(probe.result, timer.epochs[1], search_steps),
+        "retrain_busy_unprofiled": busy(retrain_probe.result, retrain_timer.epochs[1], args.epoch_steps),
+    }
+    print(f"  busy at batch {batch}: {row}", flush=True)
+    return row
 
 
 class RankCheck(pl.Callback):
@@ -780,17 +827,18 @@ def environment(argv: list[str]) -> dict:
 def table(rows: list) -> str:
     base = {(r["candidates"], r["precision"]): r for r in rows if r["name"] == "derived typical"}
     lines = [
-        "| step | K | prec | ms | ratio | peak GiB | mem ratio | params | audio s/s | MFU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| step | K | prec | ms | ratio | peak GiB | mem ratio | step+params GiB | ratio | params | audio s/s | MFU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         b = base.get((r["candidates"], r["precision"])) or base.get((4, r["precision"]))
         mfu = f"{100 * r['mfu']:.0f}%" if "mfu" in r else ""
         mem = f"{r['peak_gib'] / b['peak_gib']:.2f}" if b and b["peak_gib"] else ""
+        step_mem = f"{r['step_mem_gib'] / b['step_mem_gib']:.2f}" if b and b["peak_gib"] else ""
         lines.append(
             f"| {r['name']} | {r['candidates'] or '-'} | {r['precision']} | {r['ms']:.2f} | "
-            f"{r['ms'] / b['ms']:.2f} | {r['peak_gib']:.2f} | {mem} | {r['params'] / 1e6:.1f}M | "
-            f"{r['audio_s_per_s']:,.0f} | {mfu} |"
+            f"{r['ms'] / b['ms']:.2f} | {r['peak_gib']:.2f} | {mem} | {r['step_mem_gib']:.2f} | {step_mem} | "
+            f"{r['params'] / 1e6:.1f}M | {r['audio_s_per_s']:,.0f} | {mfu} |"
         )
     return "\n".join(lines)
 
@@ -812,6 +860,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup_epochs", type=int, default=3)
     parser.add_argument("--search_epochs", type=int, default=5)
     parser.add_argument("--profile_steps", type=int, default=10)
+    parser.add_argument(
+        "--arch_fraction",
+        type=float,
+        default=0.1,
+        help="held out for arch steps (search.yaml's data.arch_fraction)",
+    )
+    parser.add_argument(
+        "--busy_batches", type=int, nargs="*", default=[], help="also GPU busy at these batch sizes"
+    )
     parser.add_argument(
         "--relaxations",
         nargs="+",

@@ -12,9 +12,9 @@
 # Environment:
 #   LUT              latency table: the search penalty, predictions and what latency-check measures
 #                    with (default scripts/configs/lut/conformer_h200_graph_bf16_b16.json)
-#   SEARCH_EPOCHS=14 WARMUP_EPOCHS=4 SEARCH_TIME=00:00:02:45   (max_time: a safety cap)
+#   SEARCH_EPOCHS=15 WARMUP_EPOCHS=6 SEARCH_TIME=00:00:02:45   (max_time: a safety cap)
 #   RETRAIN_EPOCHS=30 RETRAIN_TIME=00:00:02:45
-#   MAX_FRAMES=60000 LR=2e-3 LR_WARMUP_STEPS=200 ARCH_LR=3e-2 LAMBDA=5 SPACE=conformer
+#   MAX_FRAMES=60000 LR=2e-3 LR_WARMUP_STEPS=150 ARCH_LR=3e-2 LAMBDA=5 SPACE=conformer
 #   WORKERS          data-loader workers per run (default: the cores shared among the runs)
 #   CORPUS_DIR (/tmp/corpus_<M>m)  WORK (/tmp/gpu_budget_sweep: the run folders)  PYTHON (python3)
 #   SEARCH_ARGS, RETRAIN_ARGS      more options for every search / retrain (word-split)
@@ -88,10 +88,10 @@ search_one() {
   "$py" -m supernet.cli search --data "$corpus" --out "$run/search" --logger csv \
     --model.space "${SPACE:-conformer}" --model.latency_table "$lut" --model.penalty hinge \
     --model.budget "$1" --model.penalty_lambda "${LAMBDA:-5}" --model.arch_lr "${ARCH_LR:-3e-2}" \
-    --model.lr "${LR:-2e-3}" --model.warmup_steps "${LR_WARMUP_STEPS:-200}" \
-    --trainer.max_epochs "${SEARCH_EPOCHS:-14}" --stage.warmup_epochs "${WARMUP_EPOCHS:-4}" \
+    --model.lr "${LR:-2e-3}" --model.warmup_steps "${LR_WARMUP_STEPS:-150}" \
+    --trainer.max_epochs "${SEARCH_EPOCHS:-15}" --stage.warmup_epochs "${WARMUP_EPOCHS:-6}" \
     --trainer.max_time "${SEARCH_TIME:-00:00:02:45}" --trainer.enable_progress_bar false \
-    --trainer.log_every_n_steps 20 --data.max_frames "${MAX_FRAMES:-60000}" --data.num_workers "$workers" \
+    --trainer.log_every_n_steps 10 --data.max_frames "${MAX_FRAMES:-60000}" --data.num_workers "$workers" \
     --checkpoint.save_last false --alpha_logger.heatmap false ${SEARCH_ARGS:-}
   # the budget in the architecture's name: latency-check rows and pareto labels tell them apart
   sed "s/^name: .*/name: conformer_b$1/" "$run/search/arch.yaml" >"$run/arch.yaml"
@@ -104,7 +104,7 @@ retrain_one() {
     --trainer.max_epochs "${RETRAIN_EPOCHS:-30}" --trainer.max_time "${RETRAIN_TIME:-00:00:02:45}" \
     --trainer.enable_progress_bar false --trainer.log_every_n_steps 20 \
     --data.max_frames "${MAX_FRAMES:-60000}" --data.num_workers "$workers" \
-    --model.lr "${LR:-2e-3}" --model.warmup_steps "${LR_WARMUP_STEPS:-200}" \
+    --model.lr "${LR:-2e-3}" --model.warmup_steps "${LR_WARMUP_STEPS:-150}" \
     --early_stopping.patience 1000 --checkpoint.save_last false ${RETRAIN_ARGS:-}
 }
 
