@@ -635,7 +635,14 @@ def search_module(args, k: int) -> SearchModule:
     costs = (
         {"penalty_target": "params"} if "penalty_target" in inspect.signature(SearchModule).parameters else {}
     )
-    return SearchModule(space_dict(k, args.dim), vocab=VOCAB, method="st", warmup_steps=10, seed=0, **costs)
+    overlap = (
+        {"ddp_overlap": not args.no_overlap}
+        if "ddp_overlap" in inspect.signature(SearchModule).parameters
+        else {}
+    )
+    return SearchModule(
+        space_dict(k, args.dim), vocab=VOCAB, method="st", warmup_steps=10, seed=0, **costs, **overlap
+    )
 
 
 def fit_search(
@@ -732,13 +739,13 @@ def bench_search_vs_retrain(args, out: dict) -> None:
 
 
 def busy_at_batch(args, k: int, batch: int) -> dict:
-    """GPU busy during search and retrain at another batch size: one warm-up and two search epochs
+    """GPU busy during search and retrain at another batch size: one warm-up and three search epochs
     (the last one profiled), and a three-epoch retrain (the last one profiled); busy = GPU work per
     profiled step over the unprofiled step time of the epoch before."""
     args = argparse.Namespace(**{**vars(args), "batch": batch})
     search_steps = GPUBatches(args, True, args.epoch_steps).steps
-    timer, probe = Timer(), BusyProbe(2 * search_steps + 2, args.profile_steps)
-    fit_search(args, k, 1, 2, [timer, probe])
+    timer, probe = Timer(), BusyProbe(3 * search_steps + 2, args.profile_steps)
+    fit_search(args, k, 1, 3, [timer, probe])  # search epoch 1 autotunes the arch step's new shapes
     retrain_timer, retrain_probe = Timer(), BusyProbe(2 * args.epoch_steps + 2, args.profile_steps)
     fit_retrain(args, 3, [retrain_timer, retrain_probe])  # epoch 1 autotunes the new shapes
 
@@ -750,11 +757,11 @@ def busy_at_batch(args, k: int, batch: int) -> dict:
     row = {
         "batch": batch,
         "audio_s_per_step": batch * args.frames / FRAME_RATE,
-        "search_step_ms": 1e3 * timer.epochs[1] / search_steps,
+        "search_step_ms": 1e3 * timer.epochs[2] / search_steps,
         "retrain_step_ms": 1e3 * retrain_timer.epochs[1] / args.epoch_steps,
         "search_busy_profiled": probe.result.get("gpu_busy"),
         "retrain_busy_profiled": retrain_probe.result.get("gpu_busy"),
-        "search_busy_unprofiled": busy(probe.result, timer.epochs[1], search_steps),
+        "search_busy_unprofiled": busy(probe.result, timer.epochs[2], search_steps),
         "retrain_busy_unprofiled": busy(retrain_probe.result, retrain_timer.epochs[1], args.epoch_steps),
     }
     print(f"  busy at batch {batch}: {row}", flush=True)
@@ -834,6 +841,7 @@ def table(rows: list) -> str:
         b = base.get((r["candidates"], r["precision"])) or base.get((4, r["precision"]))
         mfu = f"{100 * r['mfu']:.0f}%" if "mfu" in r else ""
         mem = f"{r['peak_gib'] / b['peak_gib']:.2f}" if b and b["peak_gib"] else ""
+        r.setdefault("step_mem_gib", r["peak_gib"] - r.get("resident_gib", 0) + 4 * r["params"] / 2**30)
         step_mem = f"{r['step_mem_gib'] / b['step_mem_gib']:.2f}" if b and b["peak_gib"] else ""
         lines.append(
             f"| {r['name']} | {r['candidates'] or '-'} | {r['precision']} | {r['ms']:.2f} | "
@@ -884,6 +892,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_compile", action="store_true")
     parser.add_argument("--no_steps", action="store_true", help="skip the per-step table")
     parser.add_argument("--no_lightning", action="store_true")
+    parser.add_argument(
+        "--no_overlap", action="store_true", help="ddp: all-reduce after backward, not during it"
+    )
     args = parser.parse_args(argv)
 
     torch.backends.cudnn.benchmark = True

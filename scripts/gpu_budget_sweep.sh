@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue-5 acceptance on one GPU: latency-budgeted ST searches of the `conformer` space (6 layers,
-# each a conformer variant or skip), one per budget, side by side on the one GPU (each run is
-# bound by its host process, so three share it well); each derived model retrained, side by side,
+# each a conformer variant or skip), one per budget, side by side on the one GPU (one run keeps it
+# only partly busy: docs/benchmarks.md); each derived model retrained, side by side,
 # with the same recipe; then, the GPU idle, each derived model's latency measured with the table's
 # settings (latency-check), the Pareto plots and a table.
 #   usage: scripts/gpu_budget_sweep.sh OUT [MINUTES_OF_AUDIO=180] [BUDGET_MS ...=1.3 2.0 2.8]
@@ -19,8 +19,8 @@
 #   CORPUS_DIR (/tmp/corpus_<M>m)  WORK (/tmp/gpu_budget_sweep: the run folders)  PYTHON (python3)
 #   SEARCH_ARGS, RETRAIN_ARGS      more options for every search / retrain (word-split)
 # A CPU dry run at tiny scale (the CPU table; its settings are this repository's 2-core machine):
-#   LUT=scripts/configs/lut/conformer_cpu.json SEARCH_EPOCHS=2 WARMUP_EPOCHS=1 RETRAIN_EPOCHS=1 \
-#     MAX_FRAMES=4000 WORKERS=0 scripts/gpu_budget_sweep.sh /tmp/sweep_out 3 12 15.5 19
+#   PYTHON=.venv/bin/python LUT=scripts/configs/lut/conformer_cpu.json SEARCH_EPOCHS=3 WARMUP_EPOCHS=1 \
+#     RETRAIN_EPOCHS=2 MAX_FRAMES=4000 WORKERS=0 scripts/gpu_budget_sweep.sh /tmp/sweep_out 3 12 15.5 19
 set -euo pipefail
 out=${1:?usage: scripts/gpu_budget_sweep.sh OUT [MINUTES_OF_AUDIO=180] [BUDGET_MS ...]}
 minutes=${2:-180}
@@ -42,7 +42,10 @@ stamp() { echo "[$(($(date +%s) - start)) s] $*"; }
 
 finish() {  # also on failure: stop our own runs, bring back the logs (no checkpoints)
   local pid
-  for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
+  for pid in $(jobs -p); do
+    pkill -TERM -P "$pid" 2>/dev/null || true  # the job's python, then the job itself
+    kill "$pid" 2>/dev/null || true
+  done
   tar -C "$work" --exclude='*.ckpt' -czf "$out/runs.tar.gz" . 2>/dev/null || true
 }
 trap finish EXIT

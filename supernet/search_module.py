@@ -66,6 +66,8 @@ class SearchModule(CTCModule):
         penalty: ``none`` | ``additive`` | ``multiplicative`` | ``hinge`` (``losses.latency``) on
             ``penalty_target`` (``latency`` | ``params``) with ``penalty_lambda``, ``penalty_beta``,
             ``budget`` (hinge; ms or parameters) and ``reference`` (default: the uniform start).
+        ddp_overlap: on several ranks, all-reduce the weight gradients in buckets during backward
+            (``supernet.grad_sync``) instead of in one pass after it.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class SearchModule(CTCModule):
         penalty_beta: float = 0.6,
         budget: float | None = None,
         reference: float | None = None,
+        ddp_overlap: bool = True,
     ):
         super().__init__(vocab)
         if method not in METHODS:
@@ -118,6 +121,7 @@ class SearchModule(CTCModule):
                 "penalty_beta": penalty_beta,
                 "budget": budget,
                 "reference": reference,
+                "ddp_overlap": ddp_overlap,
             }
         )
         self.costs = search_costs(self.space, self.vocab_size, **{k: self.hparams[k] for k in PENALTY_ARGS})
@@ -146,7 +150,7 @@ class SearchModule(CTCModule):
 
     def on_fit_start(self) -> None:
         self._host_step = None  # DDP broadcasts rank 0's buffers before this hook
-        if world_size() > 1 and self._averager is None:
+        if world_size() > 1 and self._averager is None and self.hparams.ddp_overlap:
             self._averager = OverlappedGradientAverager(self.net.parameters())
         if isinstance(self.trainer.strategy.model, DistributedDataParallel):
             raise ValueError(
@@ -208,9 +212,11 @@ class SearchModule(CTCModule):
         self._plan("weight", step, host_probs)
         loss, _, _ = self.ctc_loss(batch)
         weight_opt.zero_grad(set_to_none=True)
+        # gradients averaged across ranks (no-op on one) before clipping, so every rank clips the same norm
         if self._averager is None:
             self.manual_backward(loss)
-        else:  # gradients averaged across ranks while backward runs, before clipping (same norm)
+            average_gradients(self.net.parameters())
+        else:  # ... in buckets while backward runs
             self._averager.start()
             self.manual_backward(loss)
             self._averager.finish()
