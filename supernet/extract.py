@@ -14,6 +14,7 @@ import torch
 
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
+from supernet.latency import PENALTY_ARGS, choose_path, search_costs
 from supernet.space import SearchSpace
 
 
@@ -36,9 +37,17 @@ def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, d
 
 
 def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchParams, dict]:
+    """The searched architecture: every edge's argmax or, when the search had a hinge budget, the
+    most probable path within it (as ``SearchModule.chosen_path``; needs the search's table)."""
     space, arch, hparams = load_search_checkpoint(ckpt)
     method = hparams.get("method", "search")
-    return space.derive(arch.argmax(), name=name or f"{space.name}-{method}"), arch, hparams
+    budget = hparams.get("budget") if hparams.get("penalty") == "hinge" else None
+    costs = None
+    if budget is not None:
+        penalty = {k: hparams[k] for k in PENALTY_ARGS if k in hparams}
+        costs = search_costs(space, len(hparams.get("vocab", [])) or 2, **penalty).target_costs
+    choices = choose_path(dict(arch.alphas), costs, budget)
+    return space.derive(choices, name=name or f"{space.name}-{method}"), arch, hparams
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -54,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     spec.to_yaml(args.output)
     probs = arch.probs()
-    for edge, label in arch.argmax_labels().items():
-        print(f"{edge}: {label}  (p={float(probs[edge].detach().max()):.2f})")
+    argmax = arch.argmax()
+    for edge, index in SearchSpace(hparams["space"]).index_of(spec).items():
+        note = "" if index == argmax[edge] else ", not the argmax: the argmax path is over the budget"
+        print(f"{edge}: {arch.labels[edge][index]}  (p={float(probs[edge].detach()[index]):.2f}{note})")
     vocab = len(hparams.get("vocab", [])) or 2
     print(f"parameter-free layers chosen: {spec.parameter_free_count} of {len(spec.layers)}")
     print(

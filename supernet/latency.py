@@ -234,6 +234,52 @@ class SpaceCosts:
         """The cost of one architecture (candidate index per edge)."""
         return self.fixed + sum(cost[int(choices[name])] for name, cost in self.edges.items())
 
+    def most_probable_within(
+        self, log_probs: dict[str, list[float]], budget: float, steps: int = 4000
+    ) -> dict[str, int] | None:
+        """The path of highest total log-probability whose cost is at most ``budget``; None if even
+        the cheapest path is over it.
+
+        Why: a penalty on the *expected* cost holds the expectation at the budget, but the argmax
+        of every edge can still be over it (several edges each slightly prefer a slow candidate).
+        This is a multiple-choice knapsack, solved exactly by dynamic programming on a grid of
+        ``budget / steps``; costs are rounded up to the grid, so the path found is truly within.
+        """
+        room = budget - self.fixed
+        if room < 0:
+            return None
+        unit = room / steps if room > 0 else 1.0
+        best = [0.0] * (steps + 1)  # best[b]: top log-probability of the edges so far in <= b units
+        trace = []
+        for name, costs in self.edges.items():
+            units = [max(0, math.ceil(c / unit - 1e-9)) for c in costs]
+            scores = log_probs[name]
+            new, pick = [-math.inf] * (steps + 1), [-1] * (steps + 1)
+            for b in range(steps + 1):
+                for k, (w, score) in enumerate(zip(units, scores)):
+                    if w <= b and best[b - w] + score > new[b]:
+                        new[b], pick[b] = best[b - w] + score, k
+            trace.append((name, pick, units))
+            best = new
+        if best[steps] == -math.inf:
+            return None
+        choices, b = {}, steps
+        for name, pick, units in reversed(trace):
+            choices[name] = pick[b]
+            b -= units[pick[b]]
+        return {name: choices[name] for name in self.edges}
+
+
+def choose_path(
+    alphas: dict[str, torch.Tensor], costs: SpaceCosts | None, budget: float | None
+) -> dict[str, int]:
+    """Every edge's argmax; with a budget, the most probable path within it when the argmax is over."""
+    choices = {name: int(alpha.detach().argmax()) for name, alpha in alphas.items()}
+    if budget is None or costs is None or costs.at(choices) <= budget:
+        return choices
+    log_probs = {n: torch.log_softmax(a.detach().double().cpu(), -1).tolist() for n, a in alphas.items()}
+    return costs.most_probable_within(log_probs, budget) or choices
+
 
 def param_costs(space: SearchSpace, vocab: int) -> SpaceCosts:
     """Trainable parameters per candidate, from the ops themselves (no table needed)."""

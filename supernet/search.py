@@ -105,7 +105,8 @@ def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str
         "space": model.space.name,
         "method": model.hparams.method,
         "arch": spec.to_dict(),
-        "choices": model.arch.argmax_labels(),
+        "choices": model.arch.argmax_labels(),  # each edge's argmax; "arch" may differ under a budget
+        "argmax_over_budget": model.chosen_path() != model.arch.argmax(),
         "probs": {n: p.detach().cpu().tolist() for n, p in model.arch.probs().items()},
         "entropy": model.arch.mean_normalised_entropy(),
         "parameter_free": spec.parameter_free_count,

@@ -44,7 +44,7 @@ from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
 from supernet.asr_module import CTCModule
 from supernet.grad_sync import OverlappedGradientAverager, average_gradients, world_size
-from supernet.latency import PENALTY_ARGS, search_costs
+from supernet.latency import PENALTY_ARGS, choose_path, search_costs
 from supernet.network import Supernet
 from supernet.relaxations import METHODS, make_plan
 from supernet.space import SearchSpace
@@ -136,8 +136,14 @@ class SearchModule(CTCModule):
         self.stage = "warmup"  # StageSwitch sets it at every epoch start
         self.tau = 1.0  # TemperatureSchedule anneals it for gumbel
 
+    def chosen_path(self) -> dict[str, int]:
+        """The argmax of every edge; under a hinge budget, the most probable path within the budget
+        when the argmax is over it (``SpaceCosts.most_probable_within``)."""
+        budget = self.hparams.budget if self.hparams.penalty == "hinge" else None
+        return choose_path(dict(self.arch.alphas), self.costs.target_costs, budget)
+
     def current_archspec(self) -> ArchSpec:
-        return self.space.derive(self.arch.argmax(), name=f"{self.space.name}-{self.hparams.method}")
+        return self.space.derive(self.chosen_path(), name=f"{self.space.name}-{self.hparams.method}")
 
     def setup(self, stage: str) -> None:
         self.check_feature_dim(
@@ -260,7 +266,7 @@ class SearchModule(CTCModule):
 
     # --- evaluation: the current argmax path, with the shared weights ----------------------
     def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
-        self.net.fix_path(self.arch.argmax())
+        self.net.fix_path(self.chosen_path())
         return super()._eval_step(batch, split)
 
     # --- optimisation -----------------------------------------------------------------------

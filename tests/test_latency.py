@@ -308,3 +308,29 @@ def test_settle_runs_the_networks_for_the_given_time(monkeypatch):
     monkeypatch.setattr(latency.NetworkRunner, "total_times", lambda self, w, r: passes.append(1) or [0.0])
     assert settle([runner], 0.0) < 0.01 and not passes
     assert settle([runner], 0.05) >= 0.05 and passes
+
+
+def test_most_probable_path_within_budget_is_exact_and_within():
+    """Brute force over every path of a small space: the knapsack finds the most probable path whose
+    cost is within the budget; the argmax path is over it here (the case it exists for)."""
+    import itertools
+
+    from supernet.latency import SpaceCosts, choose_path
+
+    costs = SpaceCosts("latency", 1.0, {"a": [0.5, 2.0, 3.1], "b": [0.2, 1.7], "c": [0.0, 0.9, 2.5, 1.3]})
+    torch.manual_seed(0)
+    alphas = {"a": torch.tensor([0.1, 1.0, 2.0]), "b": torch.tensor([0.0, 1.5]), "c": torch.randn(4)}
+    log_probs = {n: torch.log_softmax(a.double(), -1).tolist() for n, a in alphas.items()}
+    for budget in (1.75, 2.5, 3.3, 4.05, 5.0, 8.0):
+        paths = [dict(zip(costs.edges, ks)) for ks in itertools.product(range(3), range(2), range(4))]
+        within = [p for p in paths if costs.at(p) <= budget]
+        best = max(within, key=lambda p: sum(log_probs[n][k] for n, k in p.items()))
+        found = costs.most_probable_within(log_probs, budget)
+        assert found == best, budget
+        assert costs.at(found) <= budget
+        chosen = choose_path(alphas, costs, budget)
+        argmax = {n: int(a.argmax()) for n, a in alphas.items()}
+        assert chosen == (argmax if costs.at(argmax) <= budget else best)
+    assert costs.at({n: int(a.argmax()) for n, a in alphas.items()}) > 5.0  # the argmax is over most budgets
+    assert costs.most_probable_within(log_probs, 1.65) is None  # even the cheapest path (1.7) is over
+    assert choose_path(alphas, costs, None) == {n: int(a.argmax()) for n, a in alphas.items()}
