@@ -180,6 +180,7 @@ def arch_step(net, arch, arch_opt, batch, bf16: bool) -> None:
         alpha.grad = torch.zeros_like(alpha) if grad is None else grad
     arch_opt.step()
     arch_opt.zero_grad(set_to_none=True)
+    arch.prefetch()
 
 
 def sync(device) -> None:
@@ -325,8 +326,14 @@ def relaxation_stepper(space: SearchSpace, batches: list, bf16: bool, device):
     fill_adam_state(opt, list(net.parameters()))
     arch_opt = torch.optim.Adam(arch.parameters(), lr=1e-3, betas=(0.5, 0.999))
 
+    weight_probs = arch.host_probs()  # weight rows never change the alphas
+
     def step(i, method, hard, phase):
-        net.apply_plan(make_plan(arch, method, phase, 2 * i + (phase == "arch"), tau=1.0, hard=hard))
+        # as SearchModule: the arch step reads the alphas (a copy prefetched after the last update),
+        # the weight step reuses the step's read and reads nothing itself
+        probs = (arch.host_probs() if phase == "arch" else weight_probs) if method == "st" else None
+        plan = make_plan(arch, method, phase, 2 * i + (phase == "arch"), tau=1.0, hard=hard, host_probs=probs)
+        net.apply_plan(plan)
         if phase == "arch":
             arch_step(net, arch, arch_opt, batches[i % 2], bf16)
         else:
