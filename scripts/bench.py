@@ -78,8 +78,6 @@ TYPICAL = [
 LARGEST = {4: ["tdnn-k5-d2"] * 6, 8: ["tdnn-k7-d2"] * 6}
 VOCAB = [BLANK, UNKNOWN] + [chr(0x4E00 + i) for i in range(68)]  # 70 tokens, as a WSJ character set
 FRAME_RATE = 100
-# --native_ctc: PyTorch's CUDA CTC for the bare-loop steps (host lengths only), against cuDNN's
-CTC_LABELS = "--native_ctc" not in sys.argv
 # bf16 dense tensor-core peaks (TFLOP/s) from the datasheets: SXM parts; PCIe H100 756. TF32 (the
 # fp32 rows, TF32 on) is half of it.
 PEAK_BF16 = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0}
@@ -145,18 +143,13 @@ def stnas_fields(name: str, dim: int, layers: list) -> dict:
 def make_batch(batch: int, frames: int, device, seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
     units = max(2, frames // 8)  # ~100 tokens in 8 s, well under the 267 output frames
-    targets = torch.randint(2, len(VOCAB), (batch, units), generator=gen)
     return {
         "features": torch.randn(batch, frames, 80, generator=gen).to(device),
         "feature_lengths": torch.full((batch,), frames, dtype=torch.long).to(device),
-        "targets": targets.to(device),
+        "targets": torch.randint(2, len(VOCAB), (batch, units), generator=gen).to(device),
         "target_lengths": torch.full((batch,), units, dtype=torch.long).to(device),
         # as SpeechDataModule hands them over: the lengths CTC needs, kept on the host
-        "host_lengths": {
-            "features": [frames] * batch,
-            "targets": [units] * batch,
-            "labels": targets.reshape(-1).tolist(),
-        },
+        "host_lengths": {"features": [frames] * batch, "targets": [units] * batch},
     }
 
 
@@ -166,9 +159,8 @@ def loss_of(net, batch, bf16: bool):
         log_probs, lengths = net(batch["features"], batch["feature_lengths"])
         host = batch["host_lengths"]
         host_lengths = (net.host_out_lengths(host["features"]), torch.tensor(host["targets"]))
-        labels = torch.tensor(host["labels"], dtype=torch.int32) if CTC_LABELS else None
         return ctc_loss(
-            log_probs, lengths, batch["targets"], batch["target_lengths"], host_lengths, host_labels=labels
+            log_probs, lengths, batch["targets"], batch["target_lengths"], host_lengths=host_lengths
         )
 
 
@@ -909,9 +901,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_lightning", action="store_true")
     parser.add_argument(
         "--no_overlap", action="store_true", help="ddp: all-reduce after backward, not during it"
-    )
-    parser.add_argument(
-        "--native_ctc", action="store_true", help="bare-loop steps: PyTorch's CUDA CTC instead of cuDNN's"
     )
     args = parser.parse_args(argv)
 

@@ -86,16 +86,8 @@ class CTCModule(pl.LightningModule):
             if host is None
             else (net.host_out_lengths(host["features"]), torch.tensor(host["targets"], dtype=torch.long))
         )
-        labels = (
-            None if host is None or "labels" not in host else torch.tensor(host["labels"], dtype=torch.int32)
-        )
         loss = ctc_loss(
-            log_probs,
-            out_lengths,
-            batch["targets"],
-            batch["target_lengths"],
-            host_lengths=host_lengths,
-            host_labels=labels,
+            log_probs, out_lengths, batch["targets"], batch["target_lengths"], host_lengths=host_lengths
         )
         return loss, log_probs, out_lengths
 

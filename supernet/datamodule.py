@@ -248,15 +248,12 @@ class SpeechDataModule(pl.LightningDataModule):
         return batch
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """Keep the feature and target lengths and the concatenated labels on the host as lists
-        (Lightning moves tensors only), so that CTC on a GPU never reads them back from the device
-        (``losses.ctc.ctc_loss``)."""
+        """Keep the feature and target lengths on the host as lists (Lightning moves tensors only),
+        so that CTC on a GPU never copies lengths back (``losses.ctc.ctc_loss``)."""
         for part in [batch] if "audio" in batch else batch.values():
-            lengths = part["target_lengths"]
             part["host_lengths"] = {
                 "features": self.feature_pipeline.extractor.output_lengths(part["audio_lengths"]).tolist(),
-                "targets": lengths.tolist(),
-                "labels": part["targets"][torch.arange(part["targets"].shape[1]) < lengths[:, None]].tolist(),
+                "targets": part["target_lengths"].tolist(),
             }
         return batch
 
