@@ -14,7 +14,7 @@ import torch
 
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
-from supernet.latency import PENALTY_ARGS, choose_path, search_costs
+from supernet.latency import PENALTY_ARGS, SpaceCosts, choose_path, search_costs
 from supernet.space import SearchSpace
 
 
@@ -24,7 +24,8 @@ def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, d
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = state.get("hyper_parameters", {})
+    # the search's costs of the budget's metric travel with the checkpoint (SearchModule.on_save_checkpoint)
+    hparams = {**state.get("hyper_parameters", {}), "target_costs": state.get("target_costs")}
     if "space" not in hparams:
         raise ValueError(f"{path}: not a search checkpoint (no 'space' in its hyper-parameters)")
     space = SearchSpace(hparams["space"], source=f"{path}:space")
@@ -42,8 +43,9 @@ def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchPa
     space, arch, hparams = load_search_checkpoint(ckpt)
     method = hparams.get("method", "search")
     budget = hparams.get("budget") if hparams.get("penalty") == "hinge" else None
-    costs = None
-    if budget is not None:
+    costs = hparams.get("target_costs")  # saved with the checkpoint: the table need not be at hand
+    costs = SpaceCosts(costs["metric"], costs["fixed"], costs["edges"]) if costs else None
+    if budget is not None and costs is None:
         penalty = {k: hparams[k] for k in PENALTY_ARGS if k in hparams}
         costs = search_costs(space, len(hparams.get("vocab", [])) or 2, **penalty).target_costs
     choices = choose_path(dict(arch.alphas), costs, budget)

@@ -91,6 +91,10 @@ class OverlappedGradientAverager:
             _write_back(bucket, flat)
         self.in_flight, self.active = [], False
 
+    def reset(self) -> None:
+        """Forget a backward that failed half-way (its buckets and collectives in flight)."""
+        self.buckets, self.in_flight, self.active = {}, [], False
+
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()

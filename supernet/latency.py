@@ -23,6 +23,7 @@ import math
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,50 +236,60 @@ class SpaceCosts:
         return self.fixed + sum(cost[int(choices[name])] for name, cost in self.edges.items())
 
     def most_probable_within(
-        self, log_probs: dict[str, list[float]], budget: float, steps: int = 4000
+        self, log_probs: dict[str, list[float]], budget: float, max_states: int = 100_000
     ) -> dict[str, int] | None:
-        """The path of highest total log-probability whose cost is at most ``budget``; None if even
-        the cheapest path is over it.
+        """The path of highest total log-probability whose cost (``at``) is at most ``budget``; None
+        if even the cheapest path is over it.
 
         Why: a penalty on the *expected* cost holds the expectation at the budget, but the argmax
         of every edge can still be over it (several edges each slightly prefer a slow candidate).
-        This is a multiple-choice knapsack, solved exactly by dynamic programming on a grid of
-        ``budget / steps``; costs are rounded up to the grid, so the path found is truly within.
+        This is a multiple-choice knapsack, solved exactly edge by edge on the Pareto front of
+        (cost so far, log-probability so far): a partial path that costs more and is less probable
+        than another can never end better. Costs add up in the order ``at`` adds them, so "within"
+        means what ``at`` says. Past ``max_states`` partial paths the front is thinned (evenly in
+        cost), and the answer is then only near the best; spaces of a few dozen edges stay far below.
         """
-        room = budget - self.fixed
-        if room < 0:
-            return None
-        unit = room / steps if room > 0 else 1.0
-        best = [0.0] * (steps + 1)  # best[b]: top log-probability of the edges so far in <= b units
-        trace = []
+        states = [(0.0, 0.0, ())]  # (cost so far, log-probability so far, choices so far)
         for name, costs in self.edges.items():
-            units = [max(0, math.ceil(c / unit - 1e-9)) for c in costs]
             scores = log_probs[name]
-            new, pick = [-math.inf] * (steps + 1), [-1] * (steps + 1)
-            for b in range(steps + 1):
-                for k, (w, score) in enumerate(zip(units, scores)):
-                    if w <= b and best[b - w] + score > new[b]:
-                        new[b], pick[b] = best[b - w] + score, k
-            trace.append((name, pick, units))
-            best = new
-        if best[steps] == -math.inf:
-            return None
-        choices, b = {}, steps
-        for name, pick, units in reversed(trace):
-            choices[name] = pick[b]
-            b -= units[pick[b]]
-        return {name: choices[name] for name in self.edges}
+            grown = [
+                (cost + c, score + lp, picks + (k,))
+                for cost, score, picks in states
+                for k, (c, lp) in enumerate(zip(costs, scores))
+                if self.fixed + (cost + c) <= budget  # costs are >= 0: a partial path over stays over
+            ]
+            grown.sort(key=lambda state: (state[0], -state[1]))
+            states, best = [], -math.inf
+            for state in grown:  # keep the Pareto front: each kept state beats every cheaper one
+                if state[1] > best:
+                    states.append(state)
+                    best = state[1]
+            if len(states) > max_states:
+                states = states[:: math.ceil(len(states) / max_states)] + [states[-1]]
+            if not states:
+                return None
+        return dict(zip(self.edges, max(states, key=lambda state: state[1])[2]))
 
 
 def choose_path(
     alphas: dict[str, torch.Tensor], costs: SpaceCosts | None, budget: float | None
 ) -> dict[str, int]:
-    """Every edge's argmax; with a budget, the most probable path within it when the argmax is over."""
-    choices = {name: int(alpha.detach().argmax()) for name, alpha in alphas.items()}
+    """Every edge's argmax; with a budget, the most probable path within it when the argmax is over
+    (a warning, and the argmax, when no path fits)."""
+    indices = torch.stack([alpha.detach().argmax() for alpha in alphas.values()]).tolist()  # one copy
+    choices = dict(zip(alphas, indices))
     if budget is None or costs is None or costs.at(choices) <= budget:
         return choices
     log_probs = {n: torch.log_softmax(a.detach().double().cpu(), -1).tolist() for n, a in alphas.items()}
-    return costs.most_probable_within(log_probs, budget) or choices
+    within = costs.most_probable_within(log_probs, budget)
+    if within is None:
+        warnings.warn(
+            f"no path of the space costs at most the budget {budget:g} {costs.metric} (the cheapest costs "
+            f"more); keeping the argmax path ({costs.at(choices):g})",
+            stacklevel=2,
+        )
+        return choices
+    return within
 
 
 def param_costs(space: SearchSpace, vocab: int) -> SpaceCosts:

@@ -10,9 +10,9 @@ candidates:
 - ``st``: only candidate ``i`` runs forward, and alpha gets the ST-NAS straight-through gradient
   ``dL/dalpha_j = sum_k <dL/dy, o_k(x)> * dp_k/dalpha_j`` (ST-NAS, Eq. 10). The unsampled
   candidates' outputs are recomputed in backward without their weight graphs, so the step keeps
-  about one model's activations. They are recomputed without dropout: the score's expectation
-  over dropout masks is the same (inverted dropout keeps the mean), its variance is lower and the
-  recompute does one pass less per candidate.
+  about one model's activations. They are recomputed without dropout (the score's expectation
+  over dropout masks is the same, inverted dropout keeps the mean; its variance is lower) and
+  without updating their BatchNorm running statistics (they did not run in this step).
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
+
+from ops.attention import MultiHeadSelfAttention
+
+# modules whose training flag means "drop": nn.Dropout*, and attention's fused dropout
+DROPOUTS = (_DropoutNd, MultiHeadSelfAttention)
 
 
 @dataclass
@@ -37,9 +43,8 @@ class _StraightThroughScores(torch.autograd.Function):
     """Identity on the sampled output ``y``; its backward also gives d loss / d probs.
 
     ``d loss / d p_k = <g, o_k(x)>`` where ``g`` is the gradient arriving at the edge output. The
-    sampled candidate's output is reused; the others are recomputed under ``no_grad`` without
-    dropout. Each score is one product in the gradient's dtype summed in float32 (at least): no
-    float32 copy of ``g``, and bf16 rounding of single products averages out in the sum. Returning
+    sampled candidate's output is reused; the others are recomputed under ``no_grad`` (see
+    ``_recompute_mode``). Returning
     ``y`` itself (a view) rather than ``y + zeros`` keeps the edge output and ``y`` one tensor, so
     the saved ``y`` of one edge is the saved ``x`` of the next: less memory, no extra pass.
     """
@@ -59,30 +64,38 @@ class _StraightThroughScores(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, lengths, sampled_out = ctx.saved_tensors
         device_type, enabled, dtype = ctx.autocast
-        acc = torch.promote_types(grad_out.dtype, torch.float32)  # fp32 at least, fp64 stays fp64
+        # fp32 at least (fp64 stays fp64): Eq. 10 uses differences of the scores, which bf16
+        # products would blur; the fp32 product of two bf16 values is exact
+        g = grad_out.to(torch.promote_types(grad_out.dtype, torch.float32))
         scores = []
         with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
             for k, cand in enumerate(ctx.edge.candidates):
                 if k == ctx.index:
                     out = sampled_out
                 else:
-                    with _dropout_off(ctx.edge.dropouts[k]):
+                    with _recompute_mode(ctx.edge.dropouts[k], ctx.edge.norms[k]):
                         out = cand(x, lengths)[0]
-                scores.append(torch.sum(grad_out * out.to(grad_out.dtype), dtype=acc))
+                scores.append((g * out).sum())  # promotes to g's dtype in the kernel: no cast pass
         return torch.stack(scores), grad_out, None, None, None, None
 
 
 @contextmanager
-def _dropout_off(dropouts: list[nn.Module]):
-    """Run with these dropout modules in eval mode, then restore their mode."""
-    modes = [m.training for m in dropouts]
+def _recompute_mode(dropouts: list[nn.Module], norms: list[nn.Module]):
+    """Dropout off (dropout modules and attention's own dropout) and BatchNorm running statistics
+    frozen (momentum 0: batch statistics still normalise, as in the forward): a recompute for a
+    score must not train the running statistics of a candidate that did not run."""
+    modes, momenta = [m.training for m in dropouts], [m.momentum for m in norms]
     for m in dropouts:
         m.training = False
+    for m in norms:
+        m.momentum = 0.0
     try:
         yield
     finally:
         for m, mode in zip(dropouts, modes):
             m.training = mode
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 class MixedOp(nn.Module):
@@ -98,8 +111,9 @@ class MixedOp(nn.Module):
         self.name = name
         self.labels = list(labels)
         self.candidates = nn.ModuleList(candidates)
-        # each candidate's dropout modules, switched off while ST recomputes its output
-        self.dropouts = [[m for m in c.modules() if isinstance(m, _DropoutNd)] for c in candidates]
+        # each candidate's dropouts and BatchNorms, set aside while ST recomputes its output
+        self.dropouts = [[m for m in c.modules() if isinstance(m, DROPOUTS)] for c in candidates]
+        self.norms = [[m for m in c.modules() if isinstance(m, _BatchNorm)] for c in candidates]
         self.stride = strides.pop()
         self.lookahead = max(int(getattr(c, "lookahead", 0)) for c in candidates)
         self.streamable = all(bool(getattr(c, "streamable", True)) for c in candidates)

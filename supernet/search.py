@@ -106,7 +106,11 @@ def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str
         "method": model.hparams.method,
         "arch": spec.to_dict(),
         "choices": model.arch.argmax_labels(),  # each edge's argmax; "arch" may differ under a budget
-        "argmax_over_budget": model.chosen_path() != model.arch.argmax(),
+        "argmax_over_budget": bool(
+            model.path_budget is not None
+            and model.costs.target_costs is not None
+            and model.costs.target_costs.at(model.arch.argmax()) > model.path_budget
+        ),
         "probs": {n: p.detach().cpu().tolist() for n, p in model.arch.probs().items()},
         "entropy": model.arch.mean_normalised_entropy(),
         "parameter_free": spec.parameter_free_count,

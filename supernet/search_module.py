@@ -139,8 +139,12 @@ class SearchModule(CTCModule):
     def chosen_path(self) -> dict[str, int]:
         """The argmax of every edge; under a hinge budget, the most probable path within the budget
         when the argmax is over it (``SpaceCosts.most_probable_within``)."""
-        budget = self.hparams.budget if self.hparams.penalty == "hinge" else None
-        return choose_path(dict(self.arch.alphas), self.costs.target_costs, budget)
+        return choose_path(dict(self.arch.alphas), self.costs.target_costs, self.path_budget)
+
+    @property
+    def path_budget(self) -> float | None:
+        """The budget an extracted path must meet: the hinge penalty's, else none."""
+        return self.hparams.budget if self.hparams.penalty == "hinge" else None
 
     def current_archspec(self) -> ArchSpec:
         return self.space.derive(self.chosen_path(), name=f"{self.space.name}-{self.hparams.method}")
@@ -149,6 +153,12 @@ class SearchModule(CTCModule):
         self.check_feature_dim(
             self.space.fields["feature_dim"], self.space.source, f"space {self.space.name!r}"
         )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        costs = self.costs.target_costs
+        if costs is not None:  # what `supernet extract` needs to honour the budget without the table
+            checkpoint["target_costs"] = {"metric": costs.metric, "fixed": costs.fixed, "edges": costs.edges}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -207,7 +217,8 @@ class SearchModule(CTCModule):
         average_gradients(alphas)  # one flat all-reduce: the same alphas on every rank
         arch_opt.step()
         arch_opt.zero_grad(set_to_none=True)
-        self.arch.prefetch()  # the next step's paths: copied while this step's weight update runs
+        if self.hparams.method == "st":  # the next step's paths: copied while this step's weight update runs
+            self.arch.prefetch()
         return loss.detach()
 
     def weight_step(
@@ -224,7 +235,11 @@ class SearchModule(CTCModule):
             average_gradients(self.net.parameters())
         else:  # ... in buckets while backward runs
             self._averager.start()
-            self.manual_backward(loss)
+            try:
+                self.manual_backward(loss)
+            except BaseException:
+                self._averager.reset()
+                raise
             self._averager.finish()
         self.clip_gradients(
             weight_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
@@ -235,7 +250,8 @@ class SearchModule(CTCModule):
 
     def _log_now(self, step: int) -> bool:
         trainer = self._trainer  # None outside a Trainer (e.g. a bare module in a test): log always
-        return trainer is None or step % max(1, trainer.log_every_n_steps) == 0
+        # the steps whose logs Lightning writes: (batches so far + 1) % log_every_n_steps == 0
+        return trainer is None or (step + 1) % max(1, trainer.log_every_n_steps) == 0
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         train_batch, arch_batch = (batch["train"], batch.get("arch")) if "train" in batch else (batch, None)
@@ -265,8 +281,13 @@ class SearchModule(CTCModule):
             self.log("arch/entropy", self.arch.mean_normalised_entropy(), batch_size=size)
 
     # --- evaluation: the current argmax path, with the shared weights ----------------------
+    def on_validation_epoch_start(self) -> None:
+        self._eval_path = self.chosen_path()  # once per evaluation: it reads the alphas back
+
+    on_test_epoch_start = on_validation_epoch_start
+
     def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
-        self.net.fix_path(self.chosen_path())
+        self.net.fix_path(getattr(self, "_eval_path", None) or self.chosen_path())
         return super()._eval_step(batch, split)
 
     # --- optimisation -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -80,9 +81,12 @@ class RecordPerRank(pl.Callback):
             json.dump(record, f)
 
 
-def test_two_ranks_sample_the_same_paths_and_end_identical(tmp_path):
+@pytest.mark.parametrize("overlap", [True, False], ids=["all-reduce during backward", "after backward"])
+def test_two_ranks_sample_the_same_paths_and_end_identical(tmp_path, overlap):
     pl.seed_everything(0)
-    model = SearchModule(SPACE, vocab=VOCAB, method="st", lr=0.05, warmup_steps=1, arch_lr=0.1, seed=3)
+    model = SearchModule(
+        SPACE, vocab=VOCAB, method="st", lr=0.05, warmup_steps=1, arch_lr=0.1, seed=3, ddp_overlap=overlap
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,

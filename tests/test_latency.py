@@ -321,8 +321,9 @@ def test_most_probable_path_within_budget_is_exact_and_within():
     torch.manual_seed(0)
     alphas = {"a": torch.tensor([0.1, 1.0, 2.0]), "b": torch.tensor([0.0, 1.5]), "c": torch.randn(4)}
     log_probs = {n: torch.log_softmax(a.double(), -1).tolist() for n, a in alphas.items()}
-    for budget in (1.75, 2.5, 3.3, 4.05, 5.0, 8.0):
-        paths = [dict(zip(costs.edges, ks)) for ks in itertools.product(range(3), range(2), range(4))]
+    paths = [dict(zip(costs.edges, ks)) for ks in itertools.product(range(3), range(2), range(4))]
+    exact = [costs.at(p) for p in paths[::5]]  # budgets that some path meets exactly
+    for budget in (1.75, 2.5, 3.3, 4.05, 5.0, 8.0, *exact):
         within = [p for p in paths if costs.at(p) <= budget]
         best = max(within, key=lambda p: sum(log_probs[n][k] for n, k in p.items()))
         found = costs.most_probable_within(log_probs, budget)
@@ -333,4 +334,40 @@ def test_most_probable_path_within_budget_is_exact_and_within():
         assert chosen == (argmax if costs.at(argmax) <= budget else best)
     assert costs.at({n: int(a.argmax()) for n, a in alphas.items()}) > 5.0  # the argmax is over most budgets
     assert costs.most_probable_within(log_probs, 1.65) is None  # even the cheapest path (1.7) is over
+    thirds = SpaceCosts("latency", 0.0, {e: [1 / 3, 1.0] for e in "xyz"})
+    uniform = {e: [math.log(0.4), math.log(0.6)] for e in "xyz"}
+    assert thirds.most_probable_within(uniform, 1.0) == {"x": 0, "y": 0, "z": 0}  # costs exactly 1.0
     assert choose_path(alphas, costs, None) == {n: int(a.argmax()) for n, a in alphas.items()}
+
+
+def test_search_and_extract_keep_the_budget_without_the_table(tmp_path):
+    """A hinge-budget search whose argmax is over the budget: the module's path, search.json's flag
+    and `extract` all give the most probable path within it, and `extract` needs only the checkpoint
+    (the costs travel with it; the table is gone)."""
+    from supernet.extract import extract
+    from supernet.search import search_summary
+    from supernet.search_module import SearchModule
+
+    space = SearchSpace(TINY)
+    table, _ = hand_table(space, settings())
+    table.save(tmp_path / "lut.json")
+    costs = search_costs(space, 5, tmp_path / "lut.json", "hinge", "latency", budget=1.0).target_costs
+    dearest = {n: max(range(len(c)), key=c.__getitem__) for n, c in costs.edges.items()}
+    cheapest = {n: min(range(len(c)), key=c.__getitem__) for n, c in costs.edges.items()}
+    budget = (costs.at(dearest) + costs.at(cheapest)) / 2
+    vocab = ["<blank>", "<unk>", "a", "b", "c"]
+    lut = str(tmp_path / "lut.json")
+    module = SearchModule(TINY, vocab=vocab, latency_table=lut, penalty="hinge", budget=budget)
+    with torch.no_grad():
+        for name, alpha in module.arch.alphas.items():
+            alpha.zero_()
+            alpha[dearest[name]] = 1.0  # the argmax is the dearest path: over the budget
+    chosen = module.chosen_path()
+    assert chosen != dearest and costs.at(chosen) <= budget
+    assert search_summary(module, 1.0, 1)["argmax_over_budget"] is True
+    checkpoint = {"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "search.ckpt")
+    (tmp_path / "lut.json").unlink()
+    spec, _, _ = extract(tmp_path / "search.ckpt")
+    assert space.index_of(spec) == chosen

@@ -155,3 +155,39 @@ def test_prefetched_alphas_are_used_only_while_current():
     for name, p in after.items():
         torch.testing.assert_close(p, fresh()[name])
     assert arch.sample(3, probs=arch.host_probs()) == arch.sample(3)
+
+
+def test_st_recompute_turns_off_attention_dropout_and_keeps_batchnorm_statistics():
+    """The recomputed candidates run without attention dropout (fused into the attention call, not
+    an nn.Dropout) and do not train their BatchNorm running statistics (they did not run)."""
+    import ops
+    from supernet.mixed_op import DROPOUTS
+
+    torch.manual_seed(0)
+    specs = ["skip", "transformer-f2-abs", "tdnn-k3-d1"]
+    cands = [ops.build(s, 8, 8, dropout=0.5) for s in specs]
+    edge = MixedOp("e0", cands, specs).double().train()
+    arch = ArchParams({"e0": specs}, seed=0).double()
+    with torch.no_grad():
+        arch.alphas["e0"][:] = torch.tensor([0.5, 0.0, 0.0])
+    step = next(s for s in range(100) if make_plan(arch, "st", "arch", step=s)["e0"].index == 0)
+    edge.plan = make_plan(arch, "st", "arch", step=step)["e0"]  # skip runs; the others are recomputed
+    x, lengths = torch.randn(2, 9, 8, dtype=torch.float64), torch.tensor([9, 6])
+    bn = cands[2].norm.norm
+    before = bn.running_mean.clone()
+    y, _ = edge(x, lengths)
+    target = torch.randn_like(y)
+    (grad,) = torch.autograd.grad(((y - target) ** 2).sum(), [arch.alphas["e0"]])
+    assert torch.equal(bn.running_mean, before)
+
+    with torch.no_grad():
+        for m in edge.modules():
+            if isinstance(m, DROPOUTS):
+                m.training = False
+        bn.momentum = 0.0
+        outs = [y] + [c(x, lengths)[0] for c in cands[1:]]
+        g = 2 * (y - target)
+        p = torch.softmax(arch.alphas["e0"], -1)
+        expected = (torch.diag(p) - torch.outer(p, p)) @ torch.stack([(g * o).sum() for o in outs])
+    torch.testing.assert_close(grad, expected)
+    assert grad.abs().max() > 1e-3  # not a degenerate (one-hot) distribution

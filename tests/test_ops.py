@@ -251,7 +251,7 @@ def test_network_skips_remasking_clean_inputs_and_padding_stays_invisible():
     from supernet.mixed_op import EdgePlan, MixedOp
 
     torch.manual_seed(0)
-    layers = ["tdnn-k5-d2", "skip", "tdnn-k3-d1-s3", "tdnn-k3-d2"]
+    layers = ["tdnn-k5-d2", "skip", "tdnn-k3-d1-s3", "skip-s2", "tdnn-k3-d2"]
     edge = MixedOp("e", [ops.build("skip", DIM), ops.build("tdnn-k3-d1", DIM)], ["skip", "tdnn-k3-d1"])
     net = Encoder(
         ops.build("linear", DIM, DIM),

@@ -81,6 +81,26 @@ def test_host_lengths_match_the_network_and_give_the_same_loss():
     assert not torch.equal(device_loss, wrong)  # the host lengths are really the ones used
 
 
+def test_ctc_reduction_is_pytorchs_mean_with_unequal_and_empty_targets():
+    """Our per-utterance division (by the device target lengths) == F.ctc_loss(reduction="mean")."""
+    torch.manual_seed(0)
+    log_probs = torch.randn(4, 20, 6, dtype=torch.float64).log_softmax(-1)
+    out_lengths, target_lengths = (
+        torch.tensor([20, 14, 9, 5]),
+        torch.tensor([7, 3, 0, 6]),
+    )  # the last: infeasible
+    targets = torch.randint(1, 6, (4, 7))
+    expected = torch.nn.functional.ctc_loss(
+        log_probs.transpose(0, 1), targets, out_lengths, target_lengths, reduction="mean", zero_infinity=True
+    )
+    ours = ctc_loss(log_probs, out_lengths, targets, target_lengths)
+    host = ctc_loss(
+        log_probs, out_lengths, targets, target_lengths, host_lengths=(out_lengths, target_lengths)
+    )
+    torch.testing.assert_close(ours.double(), expected)
+    torch.testing.assert_close(host.double(), expected)
+
+
 def test_greedy_decoding_merges_repeats_and_drops_blanks():
     ids = torch.tensor([[2, 2, 0, 2, 3, 3, 0, 4], [3, 0, 0, 3, 3, 2, 2, 2]])
     log_probs = torch.nn.functional.one_hot(ids, 5).float().log()
