@@ -1,5 +1,6 @@
 """Known-answer checks of the relaxations on a toy edge."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -191,3 +192,20 @@ def test_st_recompute_turns_off_attention_dropout_and_keeps_batchnorm_statistics
         expected = (torch.diag(p) - torch.outer(p, p)) @ torch.stack([(g * o).sum() for o in outs])
     torch.testing.assert_close(grad, expected)
     assert grad.abs().max() > 1e-3  # not a degenerate (one-hot) distribution
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the bf16 GEMM score runs on a GPU")
+def test_bf16_scores_on_a_gpu_are_float32_accurate():
+    from supernet.mixed_op import _score
+
+    torch.manual_seed(0)
+    base = torch.randn(8, 200, 64, device="cuda")
+    g = (base + 0.01 * torch.randn_like(base)).bfloat16()
+    outs = [(base + 0.02 * k * torch.randn_like(base)).bfloat16() for k in range(3)]
+    exact = torch.stack([(g.double() * o.double()).sum() for o in outs])
+    ours = torch.stack([_score(g, o) for o in outs]).double()
+    assert ours.dtype == torch.float64 and _score(g, outs[0]).dtype == torch.float32
+    torch.testing.assert_close(ours, exact, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(
+        ours - ours[0], exact - exact[0], rtol=1e-3, atol=1e-2
+    )  # the differences Eq. 10 uses
