@@ -243,18 +243,7 @@ def bench_steps(args, device, rows: list) -> None:
     peak = peak_tflops(device)
 
     def record(name, k, precision, result, params, spec=None, **extra):
-        row = {
-            "name": name,
-            "candidates": k,
-            "precision": precision,
-            **result,
-            "params": params,
-            "audio_s_per_s": audio_s / (result["ms"] / 1e3),
-            # the issue's measure: the step's own peak (above what was resident) + the stepped
-            # network's parameters (fp32)
-            "step_mem_gib": result["peak_gib"] - result["resident_gib"] + 4 * params / 2**30,
-            **extra,
-        }
+        row = step_row(name, k, precision, result, params, audio_s, **extra)
         if spec is not None:
             add_mfu(row, spec, audio_s, peak)
         rows.append(row)
@@ -285,6 +274,22 @@ def bench_steps(args, device, rows: list) -> None:
                     record(f"{label} (legacy tdnn)", k, precision, result, params, derived_spec(TYPICAL, dim))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def step_row(name: str, k: int, precision: str, result: dict, params: int, audio_s: float, **extra) -> dict:
+    """One row of the per-step table: ``measure``'s result, throughput and the issue's memory
+    measure (the step's own peak above what was resident, plus the stepped network's fp32
+    parameters)."""
+    return {
+        "name": name,
+        "candidates": k,
+        "precision": precision,
+        **result,
+        "params": params,
+        "audio_s_per_s": audio_s / (result["ms"] / 1e3),
+        "step_mem_gib": result["peak_gib"] - result["resident_gib"] + 4 * params / 2**30,
+        **extra,
+    }
 
 
 def time_derived(spec: ArchSpec, batches: list, bf16: bool, args, device, compile_: bool = False):
@@ -451,14 +456,7 @@ def bench_compiled(args, device, rows: list) -> None:
     peak = peak_tflops(device)
     for precision in args.precisions:
         result, params = time_derived(spec, batches, precision == "bf16", args, device, compile_=True)
-        row = {
-            "name": "derived typical compiled",
-            "candidates": 0,
-            "precision": precision,
-            **result,
-            "params": params,
-            "audio_s_per_s": audio_s / (result["ms"] / 1e3),
-        }
+        row = step_row("derived typical compiled", 0, precision, result, params, audio_s)
         add_mfu(row, spec, audio_s, peak)
         rows.append(row)
         print(
@@ -848,7 +846,6 @@ def table(rows: list) -> str:
         b = base.get((r["candidates"], r["precision"])) or base.get((4, r["precision"]))
         mfu = f"{100 * r['mfu']:.0f}%" if "mfu" in r else ""
         mem = f"{r['peak_gib'] / b['peak_gib']:.2f}" if b and b["peak_gib"] else ""
-        r.setdefault("step_mem_gib", r["peak_gib"] - r.get("resident_gib", 0) + 4 * r["params"] / 2**30)
         step_mem = f"{r['step_mem_gib'] / b['step_mem_gib']:.2f}" if b and b["peak_gib"] else ""
         lines.append(
             f"| {r['name']} | {r['candidates'] or '-'} | {r['precision']} | {r['ms']:.2f} | "

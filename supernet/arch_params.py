@@ -91,8 +91,7 @@ class ArchParams(nn.Module):
         self._prefetch = (self._versions(), host, done)
 
     def _prefetched(self) -> torch.Tensor | None:
-        prefetch = getattr(self, "_prefetch", None)
-        self._prefetch = None
+        prefetch, self._prefetch = self._prefetch, None
         if prefetch is None or prefetch[0] != self._versions():
             return None
         _, host, done = prefetch

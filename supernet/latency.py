@@ -271,6 +271,11 @@ class SpaceCosts:
         return dict(zip(self.edges, max(states, key=lambda state: state[1])[2]))
 
 
+def over_budget(choices: dict[str, int], costs: SpaceCosts | None, budget: float | None) -> bool:
+    """Whether a path costs more than a budget (never, without a budget or its costs)."""
+    return budget is not None and costs is not None and costs.at(choices) > budget
+
+
 def choose_path(
     alphas: dict[str, torch.Tensor], costs: SpaceCosts | None, budget: float | None
 ) -> dict[str, int]:
@@ -278,7 +283,7 @@ def choose_path(
     (a warning, and the argmax, when no path fits)."""
     indices = torch.stack([alpha.detach().argmax() for alpha in alphas.values()]).tolist()  # one copy
     choices = dict(zip(alphas, indices))
-    if budget is None or costs is None or costs.at(choices) <= budget:
+    if not over_budget(choices, costs, budget):
         return choices
     log_probs = {n: torch.log_softmax(a.detach().double().cpu(), -1).tolist() for n, a in alphas.items()}
     within = costs.most_probable_within(log_probs, budget)

@@ -25,6 +25,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import AlphaLogger, StageSwitch, TemperatureSchedule
 from supernet.datamodule import SpeechDataModule
+from supernet.latency import over_budget
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
 from supernet.retrain import _checkpoint_dir, _vocab_of, expand_shortcuts, link_features
 from supernet.search_module import SearchDDPStrategy, SearchModule
@@ -106,11 +107,7 @@ def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str
         "method": model.hparams.method,
         "arch": spec.to_dict(),
         "choices": model.arch.argmax_labels(),  # each edge's argmax; "arch" may differ under a budget
-        "argmax_over_budget": bool(
-            model.path_budget is not None
-            and model.costs.target_costs is not None
-            and model.costs.target_costs.at(model.arch.argmax()) > model.path_budget
-        ),
+        "argmax_over_budget": over_budget(model.arch.argmax(), model.costs.target_costs, model.path_budget),
         "probs": {n: p.detach().cpu().tolist() for n, p in model.arch.probs().items()},
         "entropy": model.arch.mean_normalised_entropy(),
         "parameter_free": spec.parameter_free_count,

@@ -133,6 +133,7 @@ class SearchModule(CTCModule):
         self._host_step: int | None = None
         self.register_load_state_dict_post_hook(_forget_host_step)
         self._averager: OverlappedGradientAverager | None = None  # set at fit start on several ranks
+        self._eval_path: dict[str, int] | None = None  # the path evaluated, read once per evaluation
         self.stage = "warmup"  # StageSwitch sets it at every epoch start
         self.tau = 1.0  # TemperatureSchedule anneals it for gumbel
 
@@ -287,7 +288,7 @@ class SearchModule(CTCModule):
     on_test_epoch_start = on_validation_epoch_start
 
     def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
-        self.net.fix_path(getattr(self, "_eval_path", None) or self.chosen_path())
+        self.net.fix_path(self._eval_path or self.chosen_path())
         return super()._eval_step(batch, split)
 
     # --- optimisation -----------------------------------------------------------------------
