@@ -5,6 +5,10 @@ results are averaged over the batch (PyTorch's ``reduction="mean"``). Dividing b
 length keeps long and short utterances on one scale, so the learning rate does not depend on
 the corpus' utterance lengths. Infinite losses (an output shorter than its target can need)
 are zeroed (``zero_infinity``) rather than poisoning the batch.
+
+Implementations: on a GPU the sum over paths runs in two Triton kernels that read every length
+on the device (:mod:`losses.ctc_triton`); PyTorch's CUDA CTC makes the host wait for the GPU 11
+times per loss. ``"torch"`` forces PyTorch's, which is also what runs on the CPU.
 """
 
 from __future__ import annotations
@@ -14,6 +18,23 @@ import torch.nn.functional as F
 from torch import nn
 
 BLANK = 0
+IMPLEMENTATIONS = ("auto", "triton", "torch")
+
+
+def _use_triton(implementation: str, device: torch.device) -> bool:
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown CTC implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
+    if implementation == "triton":
+        if device.type != "cuda":
+            raise ValueError(f"the Triton CTC runs on CUDA tensors, got {device.type}")
+        return True
+    if implementation == "torch" or device.type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401  (ships with PyTorch's CUDA wheels)
+    except ImportError:
+        return False
+    return True
 
 
 def ctc_loss(
@@ -23,6 +44,7 @@ def ctc_loss(
     target_lengths: torch.Tensor,
     blank: int = BLANK,
     host_lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
+    implementation: str = "auto",
 ) -> torch.Tensor:
     """Mean over the batch of per-utterance CTC loss / target length.
 
@@ -33,21 +55,28 @@ def ctc_loss(
     ``host_lengths``: the same ``(out_lengths, target_lengths)`` as CPU tensors. PyTorch's CUDA CTC
     needs the lengths on the host; given device tensors it copies them back, and every such copy
     makes the host wait for the GPU to finish all queued work (16 waits per loss measured on an
-    H200). The per-utterance division uses the device ``target_lengths``: no copy either way.
+    H200). The per-utterance division uses the device ``target_lengths``: no copy either way. The
+    Triton implementation (``implementation="auto"`` on CUDA) needs no host lengths at all.
     """
     if log_probs.dim() != 3:
         raise ValueError(f"ctc_loss expects log_probs of shape (B, T, V), got {tuple(log_probs.shape)}")
-    input_lengths, label_lengths = (out_lengths, target_lengths) if host_lengths is None else host_lengths
     with torch.autocast(device_type=log_probs.device.type, enabled=False):
-        nll = F.ctc_loss(
-            log_probs.float().transpose(0, 1),
-            targets.long(),
-            input_lengths.long(),
-            label_lengths.long(),
-            blank=blank,
-            reduction="none",
-            zero_infinity=True,
-        )
+        if _use_triton(implementation, log_probs.device):
+            from losses.ctc_triton import ctc_nll
+
+            nll = ctc_nll(log_probs.float(), targets, out_lengths, target_lengths, blank=blank)
+            nll = torch.where(torch.isinf(nll), torch.zeros_like(nll), nll)
+        else:
+            input_lengths, label_lengths = (out_lengths, target_lengths) if host_lengths is None else host_lengths
+            nll = F.ctc_loss(
+                log_probs.float().transpose(0, 1),
+                targets.long(),
+                input_lengths.long(),
+                label_lengths.long(),
+                blank=blank,
+                reduction="none",
+                zero_infinity=True,
+            )
         return (nll / target_lengths.to(nll.dtype).clamp(min=1)).mean()
 
 

@@ -154,13 +154,21 @@ def make_batch(batch: int, frames: int, device, seed: int) -> dict:
 
 
 # --- one step, as SearchModule / ASRModule run it -------------------------------------------
+CTC_IMPLEMENTATION = "auto"  # --ctc: "auto" (Triton on the GPU) or "torch" (PyTorch's CUDA CTC)
+
+
 def loss_of(net, batch, bf16: bool):
     with torch.autocast(batch["features"].device.type, dtype=torch.bfloat16, enabled=bf16):
         log_probs, lengths = net(batch["features"], batch["feature_lengths"])
         host = batch["host_lengths"]
         host_lengths = (net.host_out_lengths(host["features"]), torch.tensor(host["targets"]))
         return ctc_loss(
-            log_probs, lengths, batch["targets"], batch["target_lengths"], host_lengths=host_lengths
+            log_probs,
+            lengths,
+            batch["targets"],
+            batch["target_lengths"],
+            host_lengths=host_lengths,
+            implementation=CTC_IMPLEMENTATION,
         )
 
 
@@ -645,9 +653,11 @@ def search_module(args, k: int) -> SearchModule:
         if "ddp_overlap" in inspect.signature(SearchModule).parameters
         else {}
     )
-    return SearchModule(
+    model = SearchModule(
         space_dict(k, args.dim), vocab=VOCAB, method="st", warmup_steps=10, seed=0, **costs, **overlap
     )
+    model.ctc_implementation = CTC_IMPLEMENTATION
+    return model
 
 
 def fit_search(
@@ -664,6 +674,7 @@ def fit_search(
 
 def fit_retrain(args, epochs: int, callbacks: list) -> float:
     model = ASRModule(derived_spec(TYPICAL, args.dim).to_dict(), vocab=VOCAB, warmup_steps=10)
+    model.ctc_implementation = CTC_IMPLEMENTATION
     trainer = trainer_for(args, epochs, callbacks)
     trainer.gradient_clip_val = 5.0  # as SearchModule clips
     start = time.perf_counter()
@@ -899,7 +910,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no_overlap", action="store_true", help="ddp: all-reduce after backward, not during it"
     )
+    parser.add_argument(
+        "--ctc", choices=["auto", "torch"], default="auto", help="torch: PyTorch's CUDA CTC (syncs the host)"
+    )
     args = parser.parse_args(argv)
+    global CTC_IMPLEMENTATION
+    CTC_IMPLEMENTATION = args.ctc
 
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -50,7 +50,12 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
 
 class CTCModule(pl.LightningModule):
     """The recipe shared by retraining and search: a tokenizer, CTC on ``self.net``, greedy
-    decoding, and WER/CER per dev and test set. Subclasses build ``self.net`` and the optimizers."""
+    decoding, and WER/CER per dev and test set. Subclasses build ``self.net`` and the optimizers.
+
+    ``ctc_implementation``: ``"auto"`` (Triton on a GPU, PyTorch on the CPU) or ``"torch"``;
+    benchmarks set it on an instance to compare the two."""
+
+    ctc_implementation = "auto"
 
     def __init__(self, vocab: list[str] | None):
         super().__init__()
@@ -87,7 +92,12 @@ class CTCModule(pl.LightningModule):
             else (net.host_out_lengths(host["features"]), torch.tensor(host["targets"], dtype=torch.long))
         )
         loss = ctc_loss(
-            log_probs, out_lengths, batch["targets"], batch["target_lengths"], host_lengths=host_lengths
+            log_probs,
+            out_lengths,
+            batch["targets"],
+            batch["target_lengths"],
+            host_lengths=host_lengths,
+            implementation=self.ctc_implementation,
         )
         return loss, log_probs, out_lengths
 
