@@ -222,7 +222,8 @@ def measure(step_fn, device, warmup: int, steps: int) -> dict:
 
 
 def adamw(params):
-    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, foreach=True)
+    params = list(params)  # as CTCModule.weight_optimizer: fused on the GPU
+    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=all(p.is_cuda for p in params))
 
 
 def fill_adam_state(opt, params) -> None:
@@ -282,6 +283,50 @@ def bench_steps(args, device, rows: list) -> None:
                     record(f"{label} (legacy tdnn)", k, precision, result, params, derived_spec(TYPICAL, dim))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def bench_interleaved(args, device, out: dict) -> None:
+    """ST step / derived step time ratios from rounds that alternate the three steps.
+
+    The hosts of these machines drift by 30-50% over a minute at batch 32, where the steps are
+    bound by the host; timing each step in its own stretch makes the ratios follow the drift. Each
+    round times ``--steps`` of every step back to back, in an order that rotates, and the ratios
+    are taken within the round: the median over rounds, and the range."""
+    out["interleaved"] = {}
+    for precision in args.precisions:
+        ratios, rounds = interleaved_ratios(args, device, precision == "bf16")
+        out["interleaved"][precision] = {
+            "rounds": rounds,
+            **{f"{name} ratio": statistics.median(v) for name, v in ratios.items()},
+            **{f"{name} ratio range": [v[0], v[-1]] for name, v in ratios.items()},
+        }
+        summary = ", ".join(
+            f"{name} {statistics.median(v):.2f}x ({v[0]:.2f}-{v[-1]:.2f})" for name, v in ratios.items()
+        )
+        print(f"  interleaved {precision}: {summary} over {args.interleave} rounds", flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def interleaved_ratios(args, device, bf16: bool) -> tuple[dict, list]:
+    batches = [make_batch(args.batch, args.frames, device, seed) for seed in range(2)]
+    torch.manual_seed(0)
+    net = DerivedNet(derived_spec(TYPICAL, args.dim), len(VOCAB)).to(device).train()
+    opt = adamw(net.parameters())
+    st_step, _ = relaxation_stepper(
+        SearchSpace(space_dict(args.candidates[0], args.dim)), batches, bf16, device
+    )
+    steps = {
+        "derived": lambda i: weight_step(net, opt, batches[i % 2], bf16),
+        "st weight": lambda i: st_step(i, "st", False, "weight"),
+        "st arch": lambda i: st_step(i, "st", False, "arch"),
+    }
+    names, rounds = list(steps), []
+    for r in range(args.interleave):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        rounds.append({name: measure(steps[name], device, 1, args.steps)["ms"] for name in order})
+    ratios = {name: sorted(row[name] / row["derived"] for row in rounds) for name in names[1:]}
+    return ratios, rounds
 
 
 def step_row(name: str, k: int, precision: str, result: dict, params: int, audio_s: float, **extra) -> dict:
@@ -911,6 +956,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no_overlap", action="store_true", help="ddp: all-reduce after backward, not during it"
     )
     parser.add_argument(
+        "--interleave", type=int, default=0, help="ST/derived ratios from this many alternating rounds"
+    )
+    parser.add_argument(
         "--ctc", choices=["auto", "torch"], default="auto", help="torch: PyTorch's CUDA CTC (syncs the host)"
     )
     args = parser.parse_args(argv)
@@ -930,6 +978,9 @@ def main(argv: list[str] | None = None) -> int:
             bench_steps(args, device, rows)
         if not args.no_compile:
             bench_compiled(args, device, rows)
+        if args.interleave:
+            print("ratios from interleaved rounds", flush=True)
+            bench_interleaved(args, device, out)
         if args.kernels:
             print("GPU time by kernel kind", flush=True)
             bench_kernels(args, device, out)

@@ -60,6 +60,7 @@ class OverlappedGradientAverager:
         self.bucket_bytes = bucket_bytes
         self.active = False
         self.buckets: dict[torch.dtype, list[torch.Tensor]] = {}
+        self.bucket_sizes: dict[torch.dtype, int] = {}  # bytes in each open bucket
         self.in_flight: list[tuple[dist.Work, torch.Tensor, list[torch.Tensor]]] = []
         self.handles = [p.register_post_accumulate_grad_hook(self._ready) for p in params if p.requires_grad]
 
@@ -71,13 +72,17 @@ class OverlappedGradientAverager:
     def _ready(self, param: torch.Tensor) -> None:
         if not self.active:
             return
-        bucket = self.buckets.setdefault(param.grad.dtype, [])
-        bucket.append(param.grad)
-        if sum(g.numel() for g in bucket) * param.grad.element_size() >= self.bucket_bytes:
-            self._launch(param.grad.dtype)
+        dtype = param.grad.dtype
+        self.buckets.setdefault(dtype, []).append(param.grad)
+        self.bucket_sizes[dtype] = (
+            self.bucket_sizes.get(dtype, 0) + param.grad.numel() * param.grad.element_size()
+        )
+        if self.bucket_sizes[dtype] >= self.bucket_bytes:
+            self._launch(dtype)
 
     def _launch(self, dtype: torch.dtype) -> None:
         bucket = self.buckets.pop(dtype, [])
+        self.bucket_sizes.pop(dtype, None)
         if bucket:
             flat = torch.cat([g.reshape(-1) for g in bucket]).div_(self.world)
             self.in_flight.append((dist.all_reduce(flat, async_op=True), flat, bucket))
@@ -93,7 +98,7 @@ class OverlappedGradientAverager:
 
     def reset(self) -> None:
         """Forget a backward that failed half-way (its buckets and collectives in flight)."""
-        self.buckets, self.in_flight, self.active = {}, [], False
+        self.buckets, self.bucket_sizes, self.in_flight, self.active = {}, {}, [], False
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -102,5 +107,7 @@ class OverlappedGradientAverager:
 
 
 def _write_back(grads: list[torch.Tensor], flat: torch.Tensor) -> None:
-    for grad, part in zip(grads, flat.split([g.numel() for g in grads])):
-        grad.copy_(part.view_as(grad))
+    """One multi-tensor copy rather than a copy per gradient: at batch 32 the step is bound by
+    the host, and every launch counts."""
+    parts = [part.view_as(grad) for grad, part in zip(grads, flat.split([g.numel() for g in grads]))]
+    torch._foreach_copy_(grads, parts)
