@@ -222,8 +222,7 @@ def measure(step_fn, device, warmup: int, steps: int) -> dict:
 
 
 def adamw(params):
-    params = list(params)  # as CTCModule.weight_optimizer: fused on the GPU
-    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=all(p.is_cuda for p in params))
+    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, foreach=True)
 
 
 def fill_adam_state(opt, params) -> None:
