@@ -67,7 +67,9 @@ def ctc_loss(
             nll = ctc_nll(log_probs.float(), targets, out_lengths, target_lengths, blank=blank)
             nll = torch.where(torch.isinf(nll), torch.zeros_like(nll), nll)
         else:
-            input_lengths, label_lengths = (out_lengths, target_lengths) if host_lengths is None else host_lengths
+            input_lengths, label_lengths = (
+                (out_lengths, target_lengths) if host_lengths is None else host_lengths
+            )
             nll = F.ctc_loss(
                 log_probs.float().transpose(0, 1),
                 targets.long(),

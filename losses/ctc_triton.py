@@ -42,8 +42,19 @@ def _logsumexp3(a, b, c):
 
 @triton.jit
 def _ctc_forward_kernel(
-    log_probs_ptr, targets_ptr, input_lengths_ptr, target_lengths_ptr, alpha_ptr, nll_ptr,
-    U, stride_lb, stride_lt, stride_tb, blank, BLOCK_S: tl.constexpr, T_LOOP: tl.constexpr,
+    log_probs_ptr,
+    targets_ptr,
+    input_lengths_ptr,
+    target_lengths_ptr,
+    alpha_ptr,
+    nll_ptr,
+    U,
+    stride_lb,
+    stride_lt,
+    stride_tb,
+    blank,
+    BLOCK_S: tl.constexpr,
+    T_LOOP: tl.constexpr,
 ):
     b = tl.program_id(0)
     s = tl.arange(0, BLOCK_S)
@@ -78,9 +89,24 @@ def _ctc_forward_kernel(
 
 @triton.jit
 def _ctc_backward_kernel(
-    log_probs_ptr, targets_ptr, input_lengths_ptr, target_lengths_ptr, alpha_ptr, nll_ptr,
-    grad_nll_ptr, beta_ptr, grad_ptr,
-    U, stride_lb, stride_lt, stride_tb, stride_gb, stride_gt, blank, BLOCK_S: tl.constexpr, T_LOOP: tl.constexpr,
+    log_probs_ptr,
+    targets_ptr,
+    input_lengths_ptr,
+    target_lengths_ptr,
+    alpha_ptr,
+    nll_ptr,
+    grad_nll_ptr,
+    beta_ptr,
+    grad_ptr,
+    U,
+    stride_lb,
+    stride_lt,
+    stride_tb,
+    stride_gb,
+    stride_gt,
+    blank,
+    BLOCK_S: tl.constexpr,
+    T_LOOP: tl.constexpr,
 ):
     b = tl.program_id(0)
     nll = tl.load(nll_ptr + b)
@@ -136,9 +162,20 @@ class TritonCTC(torch.autograd.Function):
         alpha = torch.empty(batch, _loop_length(frames), block, device=log_probs.device, dtype=torch.float32)
         nll = torch.empty(batch, device=log_probs.device, dtype=torch.float32)
         _ctc_forward_kernel[(batch,)](
-            log_probs, targets, input_lengths, target_lengths, alpha, nll,
-            targets.shape[1], log_probs.stride(0), log_probs.stride(1), targets.stride(0),
-            blank, BLOCK_S=block, T_LOOP=_loop_length(frames), num_warps=_warps(block),
+            log_probs,
+            targets,
+            input_lengths,
+            target_lengths,
+            alpha,
+            nll,
+            targets.shape[1],
+            log_probs.stride(0),
+            log_probs.stride(1),
+            targets.stride(0),
+            blank,
+            BLOCK_S=block,
+            T_LOOP=_loop_length(frames),
+            num_warps=_warps(block),
         )
         ctx.save_for_backward(log_probs, targets, input_lengths, target_lengths, alpha, nll)
         ctx.blank = blank
@@ -152,10 +189,25 @@ class TritonCTC(torch.autograd.Function):
         grad = torch.zeros_like(log_probs, dtype=torch.float32)
         beta = torch.empty(batch, 2, block, device=log_probs.device, dtype=torch.float32)
         _ctc_backward_kernel[(batch,)](
-            log_probs, targets, input_lengths, target_lengths, alpha, nll,
-            grad_nll.contiguous(), beta, grad,
-            targets.shape[1], log_probs.stride(0), log_probs.stride(1), targets.stride(0),
-            grad.stride(0), grad.stride(1), ctx.blank, BLOCK_S=block, T_LOOP=_loop_length(frames), num_warps=_warps(block),
+            log_probs,
+            targets,
+            input_lengths,
+            target_lengths,
+            alpha,
+            nll,
+            grad_nll.contiguous(),
+            beta,
+            grad,
+            targets.shape[1],
+            log_probs.stride(0),
+            log_probs.stride(1),
+            targets.stride(0),
+            grad.stride(0),
+            grad.stride(1),
+            ctx.blank,
+            BLOCK_S=block,
+            T_LOOP=_loop_length(frames),
+            num_warps=_warps(block),
         )
         return grad.to(log_probs.dtype), None, None, None, None
 

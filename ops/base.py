@@ -13,14 +13,44 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 # Look-ahead of full-utterance ops (BLSTM, abs/rel attention): "reads the whole future".
 UNBOUNDED = 10**9
 
 
-def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """`(B,)` lengths -> `(B, max_len)` bool, True at valid frames."""
-    return torch.arange(max_len, device=lengths.device) < lengths[:, None]
+# lengths tensor -> {(what, size, lengths' version): tensor}; an entry goes with its tensor
+_DERIVED = WeakIdKeyDictionary()
+
+
+def _derived(lengths: torch.Tensor, what: str, size: int, make) -> torch.Tensor:
+    """``make()``, made once per lengths tensor and ``(what, size)``.
+
+    The ops of one forward pass share one lengths tensor, so its masks and strided lengths are
+    made once and reused: at batch 32 a search step is bound by the host's kernel launches, and an
+    ST arch step would otherwise rebuild them for every candidate it recomputes. The key holds the
+    tensor's version, so an in-place change of the lengths makes new ones. Nothing is kept while
+    compiling or in inference mode (a tensor made there must not leak into training)."""
+    if torch.compiler.is_compiling() or torch.is_inference_mode_enabled():
+        return make()
+    made = _DERIVED.get(lengths)
+    if made is None:
+        made = _DERIVED[lengths] = {}
+    key = (what, size, lengths._version)
+    if key not in made:
+        made[key] = make()
+    return made[key]
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int, valid: bool = True) -> torch.Tensor:
+    """`(B,)` lengths -> `(B, max_len)` bool: True at valid frames, or past the end (`valid=False`).
+    Shared by the ops of a forward pass (see ``_derived``)."""
+
+    def make():
+        frames = torch.arange(max_len, device=lengths.device)
+        return frames < lengths[:, None] if valid else frames >= lengths[:, None]
+
+    return _derived(lengths, "valid" if valid else "padded", max_len, make)
 
 
 def mask_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -30,8 +60,13 @@ def mask_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def strided_lengths(lengths: torch.Tensor, stride: int) -> torch.Tensor:
-    """Lengths after a time stride: `ceil(lengths / stride)` (integer arithmetic, any device)."""
-    return torch.div(lengths + stride - 1, stride, rounding_mode="floor")
+    """Lengths after a time stride: `ceil(lengths / stride)` (integer arithmetic, any device).
+    The same tensor for every op of a forward pass (see ``_derived``)."""
+    if stride == 1:
+        return lengths
+    return _derived(
+        lengths, "stride", stride, lambda: torch.div(lengths + stride - 1, stride, rounding_mode="floor")
+    )
 
 
 def same_padding(kernel: int, dilation: int, causal: bool) -> tuple[int, int]:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ops.base import Op, mask_padding, same_padding, strided_lengths
+from ops.base import Op, lengths_to_mask, mask_padding, same_padding, strided_lengths
 from ops.registry import Spec, register
 
 
@@ -116,11 +116,11 @@ class TDNN(Op):
             return self.forward_channels_first(x, lengths)
         # torch.where, not masked_fill: masked_fill copies its input first (an extra pass forward
         # and backward); where reads and writes once, and keeps the padding zero even for inf/nan
-        padded = torch.arange(x.shape[1], device=lengths.device) >= lengths[:, None]  # (B, T): past the end
+        padded = lengths_to_mask(lengths, x.shape[1], valid=False)  # (B, T): past the end
         y = self._conv(x if self.input_masked else torch.where(padded[..., None], 0.0, x))
         if self.stride > 1:
             lengths = strided_lengths(lengths, self.stride)
-            padded = torch.arange(y.shape[1], device=lengths.device) >= lengths[:, None]
+            padded = lengths_to_mask(lengths, y.shape[1], valid=False)
         y = self.dropout(torch.relu(self.norm(y)))
         return torch.where(padded[..., None], 0.0, y), lengths
 

@@ -35,8 +35,12 @@ def loss_and_grad(implementation, logits, lengths, targets, labels):
     logits = logits.detach().requires_grad_()
     host = (lengths, labels) if implementation == "torch" else None
     loss = ctc_loss(
-        logits.log_softmax(-1), lengths.cuda(non_blocking=True), targets, labels.cuda(non_blocking=True),
-        host_lengths=host, implementation=implementation,
+        logits.log_softmax(-1),
+        lengths.cuda(non_blocking=True),
+        targets,
+        labels.cuda(non_blocking=True),
+        host_lengths=host,
+        implementation=implementation,
     )
     loss.backward()
     return loss.detach(), logits.grad

@@ -69,7 +69,11 @@ def _compare(device: str, interpret: bool) -> dict:
         env["TRITON_INTERPRET"] = "1"
     done = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", COMPARE, device],
-        env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

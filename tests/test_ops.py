@@ -275,3 +275,47 @@ def test_network_skips_remasking_clean_inputs_and_padding_stays_invisible():
         for op in [*net.layers[:-1], *edge.candidates, net.head]:
             op.input_masked = True
         assert torch.equal(batched, remasked)
+
+
+def test_masks_and_strided_lengths_are_shared_within_a_pass_and_follow_in_place_changes():
+    """Ops of one pass reuse the lengths' masks (one launch, not one per candidate), yet an in-place
+    change of the lengths, inference mode or a new lengths tensor never gets a stale mask."""
+    from ops.base import lengths_to_mask, strided_lengths
+
+    lengths = torch.tensor([5, 2])
+    mask = lengths_to_mask(lengths, 6)
+    assert lengths_to_mask(lengths, 6) is mask
+    assert lengths_to_mask(lengths, 6, valid=False) is not mask
+    assert torch.equal(lengths_to_mask(lengths, 6, valid=False), ~mask)
+    assert strided_lengths(lengths, 2) is strided_lengths(lengths, 2)
+    assert strided_lengths(lengths, 2).tolist() == [3, 1]
+    lengths[1] = 4  # in place: a new version, so new masks and strided lengths
+    assert lengths_to_mask(lengths, 6).tolist() == [[True] * 5 + [False], [True] * 4 + [False] * 2]
+    assert strided_lengths(lengths, 2).tolist() == [3, 2]
+    assert mask.tolist()[1] == [True] * 2 + [False] * 4  # the old mask is untouched
+    with torch.inference_mode():
+        inference_lengths = torch.tensor([3])
+        assert lengths_to_mask(inference_lengths, 4) is not lengths_to_mask(inference_lengths, 4)
+    assert torch.equal(lengths_to_mask(torch.tensor([5, 2]), 6), mask)  # another tensor: its own mask
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the channels-last TDNN runs on a GPU")
+@pytest.mark.parametrize(
+    "spec", ["tdnn-k5-d2", "tdnn-k3-d1-s3", "tdnn-k4-d1-s2", "septdnn-k5-d2", "tdnn-k3-d2-causal"]
+)
+def test_gpu_tdnn_equals_the_cpu_path(spec):
+    """The GPU's channels-last TDNN (shared masks, NHWC convolution) gives the CPU path's numbers,
+    padding included, on a batch of unequal lengths whose padding holds garbage."""
+    op = make(spec).cuda()
+    x = inputs(spec, 23, batch=3).cuda()
+    x[1, 9:] = 1e3
+    lengths = torch.tensor([23, 9, 17], device="cuda")
+    for masked_input in (False, True):
+        op.input_masked = masked_input
+        source = (
+            x if not masked_input else torch.where(ops.base.lengths_to_mask(lengths, 23)[..., None], x, 0.0)
+        )
+        gpu, gpu_lengths = op(source, lengths)
+        cpu, cpu_lengths = op.forward_channels_first(source, lengths)
+        assert torch.equal(gpu_lengths, cpu_lengths)
+        assert torch.allclose(gpu, cpu, rtol=1e-9, atol=1e-9), (spec, masked_input)
