@@ -21,15 +21,16 @@ BLANK = 0
 IMPLEMENTATIONS = ("auto", "triton", "torch")
 
 
-def _use_triton(implementation: str, device: torch.device) -> bool:
+def use_triton(implementation: str, device: torch.device) -> bool:
+    """Whether :func:`ctc_loss` runs the Triton kernels (and needs no host lengths)."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown CTC implementation {implementation!r}; choose one of {IMPLEMENTATIONS}")
     if implementation == "triton":
         if device.type != "cuda":
             raise ValueError(f"the Triton CTC runs on CUDA tensors, got {device.type}")
         return True
-    if implementation == "torch" or device.type != "cuda":
-        return False
+    if implementation == "torch" or device.type != "cuda" or torch.are_deterministic_algorithms_enabled():
+        return False  # the kernels' gradient adds with atomics: not bitwise deterministic
     try:
         import triton  # noqa: F401  (ships with PyTorch's CUDA wheels)
     except ImportError:
@@ -61,7 +62,7 @@ def ctc_loss(
     if log_probs.dim() != 3:
         raise ValueError(f"ctc_loss expects log_probs of shape (B, T, V), got {tuple(log_probs.shape)}")
     with torch.autocast(device_type=log_probs.device.type, enabled=False):
-        if _use_triton(implementation, log_probs.device):
+        if use_triton(implementation, log_probs.device):
             from losses.ctc_triton import ctc_nll
 
             nll = ctc_nll(log_probs.float(), targets, out_lengths, target_lengths, blank=blank)

@@ -10,6 +10,12 @@ One program per utterance runs the alpha recursion over time (forward) and the b
 (backward), with the 2U+1 CTC states spread over the program's threads. The alphas are kept for
 the backward: ``B x T x next_pow2(2U+1)`` float32, 9 MB at batch 32 x 267 frames x 120 labels.
 
+Lengths past the tensors' sizes give a NaN loss (PyTorch's CTC raises; raising here would need
+the host to read the lengths). Each padded length (rounded up to 32 frames) and label width
+(rounded up to a power of two) compiles its own kernel once, cached on disk by Triton. The
+gradient adds with atomics, so it is not bitwise deterministic: under
+``torch.use_deterministic_algorithms`` ``losses.ctc`` uses PyTorch's CTC instead.
+
 The gradient returned is the exact derivative of the NLL with respect to ``log_probs``, minus the
 occupation probabilities. PyTorch's CTC returns ``exp(log_probs)`` minus the same, a difference
 that vanishes through the log-softmax before it; both give the same gradient on the logits.
@@ -34,6 +40,18 @@ def _labels(targets_ptr, s, S, U):
 
 
 @triton.jit
+def _lengths(input_lengths_ptr, target_lengths_ptr, b, T, U):
+    """Utterance ``b``'s frame and label counts, clamped to the tensors' sizes so that no access
+    leaves them, and whether they were in range."""
+    n_frames = tl.load(input_lengths_ptr + b).to(tl.int32)
+    n_labels = tl.load(target_lengths_ptr + b).to(tl.int32)
+    in_range = (n_frames >= 0) & (n_frames <= T) & (n_labels >= 0) & (n_labels <= U)
+    n_frames = tl.minimum(tl.maximum(n_frames, 0), T)
+    n_labels = tl.minimum(tl.maximum(n_labels, 0), U)
+    return n_frames, n_labels, in_range
+
+
+@triton.jit
 def _logsumexp3(a, b, c):
     m = tl.maximum(tl.maximum(a, b), c)
     m_safe = tl.where(m == float("-inf"), 0.0, m)
@@ -48,6 +66,7 @@ def _ctc_forward_kernel(
     target_lengths_ptr,
     alpha_ptr,
     nll_ptr,
+    T,
     U,
     stride_lb,
     stride_lt,
@@ -58,8 +77,7 @@ def _ctc_forward_kernel(
 ):
     b = tl.program_id(0)
     s = tl.arange(0, BLOCK_S)
-    n_frames = tl.load(input_lengths_ptr + b).to(tl.int32)
-    n_labels = tl.load(target_lengths_ptr + b).to(tl.int32)
+    n_frames, n_labels, in_range = _lengths(input_lengths_ptr, target_lengths_ptr, b, T, U)
     S = 2 * n_labels + 1
     valid = s < S
     label, is_label, can_skip = _labels(targets_ptr + b * stride_tb, s, S, U)
@@ -84,7 +102,8 @@ def _ctc_forward_kernel(
     before_last = tl.max(tl.where(s == S - 2, alpha, neg_inf), axis=0)
     log_likelihood = _logsumexp3(last, before_last, neg_inf)
     log_likelihood = tl.where(n_frames > 0, log_likelihood, neg_inf)
-    tl.store(nll_ptr + b, -log_likelihood)
+    # lengths past the tensors' sizes: NaN, which zero_infinity does not hide (PyTorch raises)
+    tl.store(nll_ptr + b, tl.where(in_range, -log_likelihood, float("nan")))
 
 
 @triton.jit
@@ -98,6 +117,7 @@ def _ctc_backward_kernel(
     grad_nll_ptr,
     beta_ptr,
     grad_ptr,
+    T,
     U,
     stride_lb,
     stride_lt,
@@ -111,8 +131,7 @@ def _ctc_backward_kernel(
     b = tl.program_id(0)
     nll = tl.load(nll_ptr + b)
     s = tl.arange(0, BLOCK_S)
-    n_frames = tl.load(input_lengths_ptr + b).to(tl.int32)
-    n_labels = tl.load(target_lengths_ptr + b).to(tl.int32)
+    n_frames, n_labels, _ = _lengths(input_lengths_ptr, target_lengths_ptr, b, T, U)
     S = 2 * n_labels + 1
     valid = s < S
     label, is_label, _ = _labels(targets_ptr + b * stride_tb, s, S, U)
@@ -155,8 +174,8 @@ class TritonCTC(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, log_probs, targets, input_lengths, target_lengths, blank: int):
-        log_probs = log_probs.contiguous()
-        targets = targets.contiguous()
+        log_probs, targets = log_probs.contiguous(), targets.contiguous()
+        input_lengths, target_lengths = input_lengths.contiguous(), target_lengths.contiguous()
         batch, frames, _ = log_probs.shape
         block = _block_size(targets.shape[1])
         alpha = torch.empty(batch, _loop_length(frames), block, device=log_probs.device, dtype=torch.float32)
@@ -168,6 +187,7 @@ class TritonCTC(torch.autograd.Function):
             target_lengths,
             alpha,
             nll,
+            frames,
             targets.shape[1],
             log_probs.stride(0),
             log_probs.stride(1),
@@ -198,6 +218,7 @@ class TritonCTC(torch.autograd.Function):
             grad_nll.contiguous(),
             beta,
             grad,
+            frames,
             targets.shape[1],
             log_probs.stride(0),
             log_probs.stride(1),

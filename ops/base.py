@@ -19,7 +19,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 UNBOUNDED = 10**9
 
 
-# lengths tensor -> {(what, size, lengths' version): tensor}; an entry goes with its tensor
+# lengths tensor -> (its version, {(what, size): tensor}); an entry goes with its tensor
 _DERIVED = WeakIdKeyDictionary()
 
 
@@ -28,18 +28,26 @@ def _derived(lengths: torch.Tensor, what: str, size: int, make) -> torch.Tensor:
 
     The ops of one forward pass share one lengths tensor, so its masks and strided lengths are
     made once and reused: at batch 32 a search step is bound by the host's kernel launches, and an
-    ST arch step would otherwise rebuild them for every candidate it recomputes. The key holds the
-    tensor's version, so an in-place change of the lengths makes new ones. Nothing is kept while
-    compiling or in inference mode (a tensor made there must not leak into training)."""
-    if torch.compiler.is_compiling() or torch.is_inference_mode_enabled():
+    ST arch step would otherwise rebuild them for every candidate it recomputes. An in-place change
+    of the lengths (a new version) drops what was made from the old values; a write that bypasses
+    the version counter (``.data``, a shared NumPy array) is not seen, so lengths must not be
+    changed that way. Nothing is kept while compiling, while capturing a CUDA graph, or for
+    inference tensors (what is made there must not leak into training)."""
+    if (
+        torch.compiler.is_compiling()
+        or torch.is_inference_mode_enabled()
+        or lengths.is_inference()
+        or (lengths.is_cuda and torch.cuda.is_current_stream_capturing())
+    ):
         return make()
-    made = _DERIVED.get(lengths)
-    if made is None:
-        made = _DERIVED[lengths] = {}
-    key = (what, size, lengths._version)
-    if key not in made:
-        made[key] = make()
-    return made[key]
+    version = lengths._version
+    entry = _DERIVED.get(lengths)
+    if entry is None or entry[0] != version:
+        entry = _DERIVED[lengths] = (version, {})
+    made = entry[1]
+    if (what, size) not in made:
+        made[what, size] = make()
+    return made[what, size]
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int, valid: bool = True) -> torch.Tensor:

@@ -42,7 +42,7 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.stage import StageSwitch
-from losses.ctc import ctc_loss
+from losses.ctc import ctc_loss, use_triton
 from ops.tdnn import TDNN
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
@@ -159,9 +159,14 @@ CTC_IMPLEMENTATION = "auto"  # --ctc: "auto" (Triton on the GPU) or "torch" (PyT
 
 def loss_of(net, batch, bf16: bool):
     with torch.autocast(batch["features"].device.type, dtype=torch.bfloat16, enabled=bf16):
-        log_probs, lengths = net(batch["features"], batch["feature_lengths"])
+        # a new lengths tensor every step, as each batch brings (the ops' masks are made per tensor)
+        log_probs, lengths = net(batch["features"], batch["feature_lengths"].clone())
         host = batch["host_lengths"]
-        host_lengths = (net.host_out_lengths(host["features"]), torch.tensor(host["targets"]))
+        host_lengths = (
+            None
+            if use_triton(CTC_IMPLEMENTATION, log_probs.device)
+            else (net.host_out_lengths(host["features"]), torch.tensor(host["targets"]))
+        )
         return ctc_loss(
             log_probs,
             lengths,
@@ -522,6 +527,12 @@ def bench_compiled(args, device, rows: list) -> None:
 
 
 # --- the Lightning runs ------------------------------------------------------------------
+def fresh(batch: dict) -> dict:
+    """The batch with a new lengths tensor, as a transfer makes for every real batch: the ops' masks
+    are made once per lengths tensor, and reusing one tensor for every step would skip them."""
+    return {**batch, "feature_lengths": batch["feature_lengths"].clone()}
+
+
 class GPUBatches:
     """``steps`` batches a epoch, made once on this rank's device (features need no transfer)."""
 
@@ -542,7 +553,7 @@ class GPUBatches:
             ]
         for i in range(self.steps):
             b = self.batches
-            yield {"train": b[i % 2], "arch": b[2 + i % 2]} if self.search else b[i % 2]
+            yield {"train": fresh(b[i % 2]), "arch": fresh(b[2 + i % 2])} if self.search else fresh(b[i % 2])
 
 
 class Timer(pl.Callback):

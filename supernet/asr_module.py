@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from losses.ctc import ctc_loss
+from losses.ctc import ctc_loss, use_triton
 from supernet.archspec import ArchSpec
 from supernet.decoding import greedy_ctc_decode
 from supernet.derived import DerivedNet
@@ -85,10 +85,12 @@ class CTCModule(pl.LightningModule):
         """CTC loss of ``net`` (default ``self.net``) on a batch; also returns its outputs."""
         net = self.net if net is None else net
         log_probs, out_lengths = net(batch["features"], batch["feature_lengths"])
-        host = batch.get("host_lengths")  # from SpeechDataModule: the lengths CTC needs, never on a device
+        host = batch.get(
+            "host_lengths"
+        )  # from SpeechDataModule, for PyTorch's CTC (the Triton one needs none)
         host_lengths = (
             None
-            if host is None
+            if host is None or use_triton(self.ctc_implementation, log_probs.device)
             else (net.host_out_lengths(host["features"]), torch.tensor(host["targets"], dtype=torch.long))
         )
         loss = ctc_loss(

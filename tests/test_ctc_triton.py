@@ -27,24 +27,26 @@ from losses.ctc_triton import ctc_nll
 device = sys.argv[1]
 torch.manual_seed(0)
 cases = {
-    # name: (frames, vocab, input lengths, target lengths, repeated labels, blank)
-    "unequal_lengths": (13, 6, [13, 9, 7, 1], [4, 3, 0, 1], False, 0),
-    "repeats_need_blanks": (10, 4, [10, 7, 5], [5, 3, 3], True, 0),
-    "infeasible": (6, 4, [6, 3], [4, 3], True, 0),
-    "blank_last": (9, 5, [9, 8], [3, 4], False, 4),
-    "long": (70, 9, [70, 64, 33], [20, 17, 9], False, 0),
+    # name: (frames, vocab, input lengths, target lengths, repeated labels, blank, index dtype)
+    "unequal_lengths": (13, 6, [13, 9, 7, 1], [4, 3, 0, 1], False, 0, torch.long),
+    "repeats_need_blanks": (10, 4, [10, 7, 5], [5, 3, 3], True, 0, torch.long),
+    "infeasible": (6, 4, [6, 3], [4, 3], True, 0, torch.long),
+    "blank_last": (9, 5, [9, 8], [3, 4], False, 4, torch.long),
+    "int32_one_utterance": (40, 7, [40], [12], False, 0, torch.int32),
+    "states_fill_the_block": (64, 9, [64, 50], [15, 16], True, 0, torch.long),  # 2U+1 = 31, 33
+    "long": (70, 9, [70, 64, 33], [32, 17, 9], False, 0, torch.long),
 }
 report = {}
-for name, (frames, vocab, inputs, labels, repeat, blank) in cases.items():
+for name, (frames, vocab, inputs, labels, repeat, blank, index) in cases.items():
     batch, width = len(inputs), max(labels + [1])
     logits = torch.randn(batch, frames, vocab, dtype=torch.float64).float().to(device).requires_grad_()
     symbols = [c for c in range(vocab) if c != blank]
     targets = torch.tensor(symbols)[torch.randint(len(symbols), (batch, width))]
     if repeat:
         targets[:, 1::2] = targets[:, 0::2][:, : targets[:, 1::2].shape[1]]
-    targets = targets.to(device)
-    inputs_t = torch.tensor(inputs, device=device)
-    labels_t = torch.tensor(labels, device=device)
+    targets = targets.to(device, index)
+    inputs_t = torch.tensor(inputs, device=device, dtype=index)
+    labels_t = torch.tensor(labels, device=device, dtype=index)
     weights = torch.rand(batch, device=device)
 
     expected = F.ctc_loss(logits.log_softmax(-1).transpose(0, 1).cpu(), targets.cpu(), inputs_t.cpu(),
@@ -59,6 +61,17 @@ for name, (frames, vocab, inputs, labels, repeat, blank) in cases.items():
         "grad_error": (grad_ours.cpu() - grad_expected.cpu()).abs().max().item(),
         "grad_scale": grad_expected.abs().max().item(),
     }
+
+# lengths as strided views, and lengths past the tensors' sizes (NaN: PyTorch's CTC raises)
+log_probs = torch.randn(3, 20, 5, device=device).log_softmax(-1)
+targets = torch.randint(1, 5, (3, 4), device=device)
+lengths = torch.tensor([[20, 0], [15, 0], [11, 0]], device=device)
+labels = torch.tensor([[4, 0], [2, 0], [3, 0]], device=device)
+view = ctc_nll(log_probs, targets, lengths[:, 0], labels[:, 0])
+copy = ctc_nll(log_probs, targets, lengths[:, 0].contiguous(), labels[:, 0].contiguous())
+report["strided_lengths_equal_contiguous"] = torch.equal(view, copy)
+bad = ctc_nll(log_probs, targets, torch.tensor([21, 15, 11], device=device), torch.tensor([4, 5, 3], device=device))
+report["out_of_range_is_nan"] = [v != v for v in bad.tolist()]
 print(json.dumps(report))
 """
 
@@ -80,6 +93,8 @@ def _compare(device: str, interpret: bool) -> dict:
 
 
 def _check(report: dict) -> None:
+    assert report.pop("strided_lengths_equal_contiguous")
+    assert report.pop("out_of_range_is_nan") == [True, True, False]  # 21 > 20 frames, 5 > 4 labels
     for name, case in report.items():
         for expected, ours in zip(case["expected"], case["ours"]):
             if expected == 0.0:  # PyTorch's zero_infinity: no alignment fits
@@ -97,3 +112,19 @@ def test_triton_ctc_matches_pytorch_in_the_interpreter():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_triton_ctc_matches_pytorch_on_the_gpu():
     _check(_compare("cuda", interpret=False))
+
+
+def test_implementation_choice():
+    from losses.ctc import use_triton
+
+    assert not use_triton("auto", torch.device("cpu"))
+    assert not use_triton("torch", torch.device("cuda"))
+    with pytest.raises(ValueError, match="runs on CUDA"):
+        use_triton("triton", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown CTC implementation 'cudnn'"):
+        use_triton("cudnn", torch.device("cuda"))
+    torch.use_deterministic_algorithms(True)
+    try:  # the kernels add with atomics: PyTorch's CTC then decides
+        assert not use_triton("auto", torch.device("cuda"))
+    finally:
+        torch.use_deterministic_algorithms(False)

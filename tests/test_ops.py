@@ -293,9 +293,15 @@ def test_masks_and_strided_lengths_are_shared_within_a_pass_and_follow_in_place_
     assert lengths_to_mask(lengths, 6).tolist() == [[True] * 5 + [False], [True] * 4 + [False] * 2]
     assert strided_lengths(lengths, 2).tolist() == [3, 2]
     assert mask.tolist()[1] == [True] * 2 + [False] * 4  # the old mask is untouched
+    from ops.base import _DERIVED
+
+    assert _DERIVED[lengths][0] == lengths._version  # only the latest version's tensors are kept
+    assert set(_DERIVED[lengths][1]) == {("valid", 6), ("stride", 2)}
     with torch.inference_mode():
         inference_lengths = torch.tensor([3])
         assert lengths_to_mask(inference_lengths, 4) is not lengths_to_mask(inference_lengths, 4)
+    # an inference tensor used outside inference mode (it has no version counter): made, not kept
+    assert lengths_to_mask(inference_lengths, 4).tolist() == [[True] * 3 + [False]]
     assert torch.equal(lengths_to_mask(torch.tensor([5, 2]), 6), mask)  # another tensor: its own mask
 
 
@@ -317,5 +323,6 @@ def test_gpu_tdnn_equals_the_cpu_path(spec):
         )
         gpu, gpu_lengths = op(source, lengths)
         cpu, cpu_lengths = op.forward_channels_first(source, lengths)
-        assert torch.equal(gpu_lengths, cpu_lengths)
+        stride = op.stride
+        assert gpu_lengths.tolist() == cpu_lengths.tolist() == [-(-n // stride) for n in (23, 9, 17)]
         assert torch.allclose(gpu, cpu, rtol=1e-9, atol=1e-9), (spec, masked_input)
