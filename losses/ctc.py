@@ -7,8 +7,8 @@ the corpus' utterance lengths. Infinite losses (an output shorter than its targe
 are zeroed (``zero_infinity``) rather than poisoning the batch.
 
 Implementations: on a GPU the sum over paths runs in two Triton kernels that read every length
-on the device (:mod:`losses.ctc_triton`); PyTorch's CUDA CTC makes the host wait for the GPU 11
-times per loss. ``"torch"`` forces PyTorch's, which is also what runs on the CPU.
+on the device (:mod:`losses.ctc_triton`); PyTorch's CUDA CTC makes the host wait for the GPU 9
+times per loss and gradient, even given host lengths (``scripts/bench_ctc.py`` on an H200). ``"torch"`` forces PyTorch's, which is also what runs on the CPU.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """CTC negative log-likelihood as two Triton kernels that never make the host wait.
 
 Why: PyTorch's CUDA CTC copies lengths and offsets between host and device inside every call,
-and each copy waits for all queued GPU work (8 waits in the forward and 3 in the backward per
-loss, measured on an H200). A search step is short enough at batch 32 that these waits leave the
+and each copy waits for all queued GPU work (9 waits per loss and gradient, given host lengths,
+measured on an H200 by ``scripts/bench_ctc.py``). A search step is short enough at batch 32 that these waits leave the
 GPU idle while the host catches up. Here every length stays on the device: the state count comes
 from the padded target width, and each utterance's own lengths are read inside the kernel.
 

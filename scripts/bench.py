@@ -42,11 +42,11 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.stage import StageSwitch
-from losses.ctc import ctc_loss, use_triton
+from losses.ctc import ctc_loss
 from ops.tdnn import TDNN
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
-from supernet.asr_module import ASRModule
+from supernet.asr_module import ASRModule, ctc_host_lengths
 from supernet.derived import DerivedNet
 from supernet.network import Supernet
 from supernet.relaxations import make_plan
@@ -161,12 +161,7 @@ def loss_of(net, batch, bf16: bool):
     with torch.autocast(batch["features"].device.type, dtype=torch.bfloat16, enabled=bf16):
         # a new lengths tensor every step, as each batch brings (the ops' masks are made per tensor)
         log_probs, lengths = net(batch["features"], batch["feature_lengths"].clone())
-        host = batch["host_lengths"]
-        host_lengths = (
-            None
-            if use_triton(CTC_IMPLEMENTATION, log_probs.device)
-            else (net.host_out_lengths(host["features"]), torch.tensor(host["targets"]))
-        )
+        host_lengths = ctc_host_lengths(batch, net, CTC_IMPLEMENTATION, log_probs.device)
         return ctc_loss(
             log_probs,
             lengths,

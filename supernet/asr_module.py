@@ -48,6 +48,16 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def ctc_host_lengths(batch: dict[str, Any], net: nn.Module, implementation: str, device: torch.device):
+    """``(output lengths, target lengths)`` on the host, from the lists ``SpeechDataModule`` keeps
+    in ``batch["host_lengths"]``, for PyTorch's CTC; None when the Triton CTC runs (it reads the
+    lengths on the device) or the batch has no host lengths."""
+    host = batch.get("host_lengths")
+    if host is None or use_triton(implementation, device):
+        return None
+    return net.host_out_lengths(host["features"]), torch.tensor(host["targets"], dtype=torch.long)
+
+
 class CTCModule(pl.LightningModule):
     """The recipe shared by retraining and search: a tokenizer, CTC on ``self.net``, greedy
     decoding, and WER/CER per dev and test set. Subclasses build ``self.net`` and the optimizers.
@@ -85,20 +95,12 @@ class CTCModule(pl.LightningModule):
         """CTC loss of ``net`` (default ``self.net``) on a batch; also returns its outputs."""
         net = self.net if net is None else net
         log_probs, out_lengths = net(batch["features"], batch["feature_lengths"])
-        host = batch.get(
-            "host_lengths"
-        )  # from SpeechDataModule, for PyTorch's CTC (the Triton one needs none)
-        host_lengths = (
-            None
-            if host is None or use_triton(self.ctc_implementation, log_probs.device)
-            else (net.host_out_lengths(host["features"]), torch.tensor(host["targets"], dtype=torch.long))
-        )
         loss = ctc_loss(
             log_probs,
             out_lengths,
             batch["targets"],
             batch["target_lengths"],
-            host_lengths=host_lengths,
+            host_lengths=ctc_host_lengths(batch, net, self.ctc_implementation, log_probs.device),
             implementation=self.ctc_implementation,
         )
         return loss, log_probs, out_lengths
