@@ -59,31 +59,45 @@ def _logsumexp3(a, b, c):
 
 
 @triton.jit
-def _ctc_forward_kernel(
+def _utterance(
+    b,
     log_probs_ptr,
     targets_ptr,
     input_lengths_ptr,
     target_lengths_ptr,
     alpha_ptr,
-    nll_ptr,
     T,
     U,
     stride_lb,
-    stride_lt,
     stride_tb,
     blank,
     BLOCK_S: tl.constexpr,
     T_LOOP: tl.constexpr,
 ):
-    b = tl.program_id(0)
+    """What both kernels know of utterance ``b``: its frame count, state count, the valid states,
+    each state's symbol, its row of log-probs and of alphas, and whether its lengths fit."""
     s = tl.arange(0, BLOCK_S)
     n_frames, n_labels, in_range = _lengths(input_lengths_ptr, target_lengths_ptr, b, T, U)
     S = 2 * n_labels + 1
-    valid = s < S
-    label, is_label, can_skip = _labels(targets_ptr + b * stride_tb, s, S, U)
+    label, is_label, _ = _labels(targets_ptr + b * stride_tb, s, S, U)
     symbol = tl.where(is_label, label, blank)
     lp_row = log_probs_ptr + b * stride_lb
     alpha_row = alpha_ptr + b * T_LOOP * BLOCK_S
+    return s, n_frames, S, s < S, symbol, lp_row, alpha_row, in_range
+
+
+# both kernels take these arguments first, in this order (``_shared_arguments`` builds them)
+@triton.jit
+def _ctc_forward_kernel(
+    log_probs_ptr, targets_ptr, input_lengths_ptr, target_lengths_ptr, alpha_ptr, nll_ptr,
+    T, U, stride_lb, stride_lt, stride_tb, blank, BLOCK_S: tl.constexpr, T_LOOP: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0)
+    s, n_frames, S, valid, symbol, lp_row, alpha_row, in_range = _utterance(
+        b, log_probs_ptr, targets_ptr, input_lengths_ptr, target_lengths_ptr, alpha_ptr,
+        T, U, stride_lb, stride_tb, blank, BLOCK_S, T_LOOP,
+    )  # fmt: skip
+    _, _, can_skip = _labels(targets_ptr + b * stride_tb, s, S, U)
     neg_inf = float("-inf")
 
     alpha = tl.load(lp_row + symbol, mask=valid & (s < 2), other=neg_inf).to(tl.float32)
@@ -108,38 +122,18 @@ def _ctc_forward_kernel(
 
 @triton.jit
 def _ctc_backward_kernel(
-    log_probs_ptr,
-    targets_ptr,
-    input_lengths_ptr,
-    target_lengths_ptr,
-    alpha_ptr,
-    nll_ptr,
-    grad_nll_ptr,
-    beta_ptr,
-    grad_ptr,
-    T,
-    U,
-    stride_lb,
-    stride_lt,
-    stride_tb,
-    stride_gb,
-    stride_gt,
-    blank,
-    BLOCK_S: tl.constexpr,
-    T_LOOP: tl.constexpr,
-):
+    log_probs_ptr, targets_ptr, input_lengths_ptr, target_lengths_ptr, alpha_ptr, nll_ptr,
+    T, U, stride_lb, stride_lt, stride_tb, blank,
+    grad_nll_ptr, beta_ptr, grad_ptr, stride_gb, stride_gt, BLOCK_S: tl.constexpr, T_LOOP: tl.constexpr,
+):  # fmt: skip
     b = tl.program_id(0)
-    nll = tl.load(nll_ptr + b)
-    s = tl.arange(0, BLOCK_S)
-    n_frames, n_labels, _ = _lengths(input_lengths_ptr, target_lengths_ptr, b, T, U)
-    S = 2 * n_labels + 1
-    valid = s < S
-    label, is_label, _ = _labels(targets_ptr + b * stride_tb, s, S, U)
-    symbol = tl.where(is_label, label, blank)
+    s, n_frames, S, valid, symbol, lp_row, alpha_row, _ = _utterance(
+        b, log_probs_ptr, targets_ptr, input_lengths_ptr, target_lengths_ptr, alpha_ptr,
+        T, U, stride_lb, stride_tb, blank, BLOCK_S, T_LOOP,
+    )  # fmt: skip
     # the transition s -> s + 2 is allowed when state s + 2 may skip back to s
     _, _, skip_from_here = _labels(targets_ptr + b * stride_tb, s + 2, S, U)
-    lp_row = log_probs_ptr + b * stride_lb
-    alpha_row = alpha_ptr + b * T_LOOP * BLOCK_S
+    nll = tl.load(nll_ptr + b)
     beta_row = beta_ptr + b * BLOCK_S * 2  # two alternating rows: the beta of t + 1 and of t
     grad_row = grad_ptr + b * stride_gb
     scale = -tl.load(grad_nll_ptr + b).to(tl.float32)
@@ -165,6 +159,17 @@ def _ctc_backward_kernel(
         tl.atomic_add(grad_row + t * stride_gt + symbol, tl.where(live, occupancy, 0.0) * scale, mask=live)
 
 
+def _shared_arguments(log_probs, targets, input_lengths, target_lengths, alpha, nll, blank) -> tuple:
+    return (
+        log_probs, targets, input_lengths, target_lengths, alpha, nll,
+        log_probs.shape[1], targets.shape[1], log_probs.stride(0), log_probs.stride(1), targets.stride(0), blank,
+    )  # fmt: skip
+
+
+def _launch_options(frames: int, block: int) -> dict:
+    return {"BLOCK_S": block, "T_LOOP": _loop_length(frames), "num_warps": _warps(block)}
+
+
 def _block_size(max_labels: int) -> int:
     return max(32, triton.next_power_of_2(2 * max_labels + 1))
 
@@ -180,23 +185,8 @@ class TritonCTC(torch.autograd.Function):
         block = _block_size(targets.shape[1])
         alpha = torch.empty(batch, _loop_length(frames), block, device=log_probs.device, dtype=torch.float32)
         nll = torch.empty(batch, device=log_probs.device, dtype=torch.float32)
-        _ctc_forward_kernel[(batch,)](
-            log_probs,
-            targets,
-            input_lengths,
-            target_lengths,
-            alpha,
-            nll,
-            frames,
-            targets.shape[1],
-            log_probs.stride(0),
-            log_probs.stride(1),
-            targets.stride(0),
-            blank,
-            BLOCK_S=block,
-            T_LOOP=_loop_length(frames),
-            num_warps=_warps(block),
-        )
+        shared = _shared_arguments(log_probs, targets, input_lengths, target_lengths, alpha, nll, blank)
+        _ctc_forward_kernel[(batch,)](*shared, **_launch_options(frames, block))
         ctx.save_for_backward(log_probs, targets, input_lengths, target_lengths, alpha, nll)
         ctx.blank = blank
         return nll
@@ -208,28 +198,11 @@ class TritonCTC(torch.autograd.Function):
         block = alpha.shape[2]
         grad = torch.zeros_like(log_probs, dtype=torch.float32)
         beta = torch.empty(batch, 2, block, device=log_probs.device, dtype=torch.float32)
+        shared = _shared_arguments(log_probs, targets, input_lengths, target_lengths, alpha, nll, ctx.blank)
         _ctc_backward_kernel[(batch,)](
-            log_probs,
-            targets,
-            input_lengths,
-            target_lengths,
-            alpha,
-            nll,
-            grad_nll.contiguous(),
-            beta,
-            grad,
-            frames,
-            targets.shape[1],
-            log_probs.stride(0),
-            log_probs.stride(1),
-            targets.stride(0),
-            grad.stride(0),
-            grad.stride(1),
-            ctx.blank,
-            BLOCK_S=block,
-            T_LOOP=_loop_length(frames),
-            num_warps=_warps(block),
-        )
+            *shared, grad_nll.contiguous(), beta, grad, grad.stride(0), grad.stride(1),
+            **_launch_options(frames, block),
+        )  # fmt: skip
         return grad.to(log_probs.dtype), None, None, None, None
 
 

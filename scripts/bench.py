@@ -312,14 +312,12 @@ def bench_interleaved(args, device, out: dict) -> None:
 
 def interleaved_ratios(args, device, bf16: bool) -> tuple[dict, list]:
     batches = [make_batch(args.batch, args.frames, device, seed) for seed in range(2)]
-    torch.manual_seed(0)
-    net = DerivedNet(derived_spec(TYPICAL, args.dim), len(VOCAB)).to(device).train()
-    opt = adamw(net.parameters())
+    derived_step, _ = derived_stepper(derived_spec(TYPICAL, args.dim), batches, bf16, device)
     st_step, _ = relaxation_stepper(
         SearchSpace(space_dict(args.candidates[0], args.dim)), batches, bf16, device
     )
     steps = {
-        "derived": lambda i: weight_step(net, opt, batches[i % 2], bf16),
+        "derived": derived_step,
         "st weight": lambda i: st_step(i, "st", False, "weight"),
         "st arch": lambda i: st_step(i, "st", False, "arch"),
     }
@@ -347,18 +345,25 @@ def step_row(name: str, k: int, precision: str, result: dict, params: int, audio
     }
 
 
-def time_derived(spec: ArchSpec, batches: list, bf16: bool, args, device, compile_: bool = False):
-    """One training step of the derived model (``ASRModule``'s: forward, CTC, backward, clip, AdamW)."""
+def derived_stepper(spec: ArchSpec, batches: list, bf16: bool, device, compile_: bool = False):
+    """``(step(i), params)``: one training step of the derived model on batch ``i % 2``, as
+    ``ASRModule`` runs it (forward, CTC, backward, clip, AdamW); compiled when ``compile_``."""
     torch.manual_seed(0)
     net = DerivedNet(spec, len(VOCAB)).to(device).train()
     opt = adamw(net.parameters())
     model = torch.compile(net) if compile_ else net
+    return lambda i: weight_step(model, opt, batches[i % 2], bf16), sum(p.numel() for p in net.parameters())
+
+
+def time_derived(spec: ArchSpec, batches: list, bf16: bool, args, device, compile_: bool = False):
+    """``measure`` of the derived model's step, and the time of its first step (the compile)."""
+    step, params = derived_stepper(spec, batches, bf16, device, compile_)
     start = time.perf_counter()
-    weight_step(model, opt, batches[0], bf16)  # compiles when compile_
+    step(0)
     sync(device)
     first_s = time.perf_counter() - start
-    result = measure(lambda i: weight_step(model, opt, batches[i % 2], bf16), device, args.warmup, args.steps)
-    return {**result, "first_step_s": first_s}, sum(p.numel() for p in net.parameters())
+    result = measure(step, device, args.warmup, args.steps)
+    return {**result, "first_step_s": first_s}, params
 
 
 def add_mfu(row: dict, spec: ArchSpec, audio_s: float, peak: float | None) -> None:
@@ -479,13 +484,8 @@ def bench_kernels(args, device, out: dict) -> None:
         bf16 = precision == "bf16"
         for legacy in (False, True) if args.legacy_tdnn else (False,):
             with tdnn_impl(legacy):
-                torch.manual_seed(0)
-                net = DerivedNet(spec, len(VOCAB)).to(device).train()
-                opt = adamw(net.parameters())
                 name = f"derived typical{' (legacy tdnn)' if legacy else ''} {precision}"
-                result[name] = kernel_profile(
-                    lambda i, n=net, o=opt, b=bf16: weight_step(n, o, batches[i % 2], b), device
-                )
+                result[name] = kernel_profile(derived_stepper(spec, batches, bf16, device)[0], device)
         step, _ = relaxation_stepper(space, batches, bf16, device)
         for phase in ("weight", "arch"):
             result[f"st {phase} {precision}"] = kernel_profile(

@@ -21,7 +21,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (the bench's steps, shapes and batches)
 
-from supernet.derived import DerivedNet  # noqa: E402
 from supernet.space import SearchSpace  # noqa: E402
 
 
@@ -74,11 +73,10 @@ def main(argv=None) -> int:
     torch.backends.cudnn.benchmark = True
     bf16 = args.precision == "bf16"
     batches = [bench.make_batch(args.batch, args.frames, device, seed) for seed in range(2)]
-    net = DerivedNet(bench.derived_spec(bench.TYPICAL, args.dim), len(bench.VOCAB)).to(device).train()
-    opt = bench.adamw(net.parameters())
-    profile(
-        "derived typical", lambda i: bench.weight_step(net, opt, batches[i % 2], bf16), args.steps, args.top
+    derived_step, _ = bench.derived_stepper(
+        bench.derived_spec(bench.TYPICAL, args.dim), batches, bf16, device
     )
+    profile("derived typical", derived_step, args.steps, args.top)
     step, _ = bench.relaxation_stepper(SearchSpace(bench.space_dict(4, args.dim)), batches, bf16, device)
     for phase in ("weight", "arch"):
         profile(f"st {phase}", lambda i, p=phase: step(i, "st", False, p), args.steps, args.top)
