@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import os
 import platform
@@ -698,16 +697,14 @@ def trainer_for(args, epochs: int, callbacks: list, devices: int = 1, strategy="
 
 def search_module(args, k: int) -> SearchModule:
     # no latency table on a synthetic run: no penalty, and the cost logged is the expected size
-    costs = (
-        {"penalty_target": "params"} if "penalty_target" in inspect.signature(SearchModule).parameters else {}
-    )
-    overlap = (
-        {"ddp_overlap": not args.no_overlap}
-        if "ddp_overlap" in inspect.signature(SearchModule).parameters
-        else {}
-    )
     model = SearchModule(
-        space_dict(k, args.dim), vocab=VOCAB, method="st", warmup_steps=10, seed=0, **costs, **overlap
+        space_dict(k, args.dim),
+        vocab=VOCAB,
+        method="st",
+        warmup_steps=10,
+        seed=0,
+        penalty_target="params",
+        ddp_overlap=not args.no_overlap,
     )
     model.ctc_implementation = CTC_IMPLEMENTATION
     return model
