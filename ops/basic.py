@@ -53,6 +53,8 @@ class Zero(Op):
 class Linear(Op):
     """Frame-wise `nn.Linear`: input projection, CTC head, or a cheap candidate."""
 
+    graph_safe = True
+
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
         self.proj = nn.Linear(in_dim, out_dim)

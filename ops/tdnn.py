@@ -67,6 +67,8 @@ class TDNN(Op):
     convolution's own (no padded copy of the input) wherever the stride allows it.
     """
 
+    graph_safe = True
+
     def __init__(
         self,
         in_dim: int,

@@ -154,6 +154,7 @@ def make_batch(batch: int, frames: int, device, seed: int) -> dict:
 
 # --- one step, as SearchModule / ASRModule run it -------------------------------------------
 CTC_IMPLEMENTATION = "auto"  # --ctc: "auto" (Triton on the GPU) or "torch" (PyTorch's CUDA CTC)
+CUDA_GRAPHS = False  # --cuda_graphs: every network here replays its ops as CUDA graphs
 
 
 def loss_of(net, batch, bf16: bool):
@@ -349,6 +350,7 @@ def derived_stepper(spec: ArchSpec, batches: list, bf16: bool, device, compile_:
     ``ASRModule`` runs it (forward, CTC, backward, clip, AdamW); compiled when ``compile_``."""
     torch.manual_seed(0)
     net = DerivedNet(spec, len(VOCAB)).to(device).train()
+    net.use_cuda_graphs(CUDA_GRAPHS and not compile_)
     opt = adamw(net.parameters())
     model = torch.compile(net) if compile_ else net
     return lambda i: weight_step(model, opt, batches[i % 2], bf16), sum(p.numel() for p in net.parameters())
@@ -380,6 +382,7 @@ def relaxation_stepper(space: SearchSpace, batches: list, bf16: bool, device):
     typical path, with every parameter's AdamW state in place."""
     torch.manual_seed(0)
     net = Supernet(space, len(VOCAB)).to(device).train()
+    net.use_cuda_graphs(CUDA_GRAPHS)
     arch = ArchParams(space.edges, seed=0).to(device)
     with torch.no_grad():
         for i, choice in enumerate(space.choices):
@@ -705,6 +708,7 @@ def search_module(args, k: int) -> SearchModule:
         seed=0,
         penalty_target="params",
         ddp_overlap=not args.no_overlap,
+        cuda_graphs=CUDA_GRAPHS,
     )
     model.ctc_implementation = CTC_IMPLEMENTATION
     return model
@@ -723,7 +727,9 @@ def fit_search(
 
 
 def fit_retrain(args, epochs: int, callbacks: list) -> float:
-    model = ASRModule(derived_spec(TYPICAL, args.dim).to_dict(), vocab=VOCAB, warmup_steps=10)
+    model = ASRModule(
+        derived_spec(TYPICAL, args.dim).to_dict(), vocab=VOCAB, warmup_steps=10, cuda_graphs=CUDA_GRAPHS
+    )
     model.ctc_implementation = CTC_IMPLEMENTATION
     trainer = trainer_for(args, epochs, callbacks)
     trainer.gradient_clip_val = 5.0  # as SearchModule clips
@@ -966,9 +972,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ctc", choices=["auto", "torch"], default="auto", help="torch: PyTorch's CUDA CTC (syncs the host)"
     )
+    parser.add_argument(
+        "--cuda_graphs", action="store_true", help="replay ops as CUDA graphs (supernet.cuda_graphs)"
+    )
     args = parser.parse_args(argv)
-    global CTC_IMPLEMENTATION
-    CTC_IMPLEMENTATION = args.ctc
+    global CTC_IMPLEMENTATION, CUDA_GRAPHS
+    CTC_IMPLEMENTATION, CUDA_GRAPHS = args.ctc, args.cuda_graphs
 
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True

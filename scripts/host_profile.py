@@ -68,7 +68,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--cuda_graphs", action="store_true", help="replay the ops as CUDA graphs")
     args = parser.parse_args(argv)
+    bench.CUDA_GRAPHS = args.cuda_graphs
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
     bf16 = args.precision == "bf16"

@@ -91,6 +91,13 @@ class CTCModule(pl.LightningModule):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor):
         return self.net(features, lengths)
 
+    def on_train_start(self) -> None:
+        """CUDA graphs for the training steps (``hparams.cuda_graphs``), made anew for each fit."""
+        self.net.use_cuda_graphs(bool(self.hparams.get("cuda_graphs")) and self.device.type == "cuda")
+
+    def on_train_end(self) -> None:
+        self.net.use_cuda_graphs(False)  # frees the graphs' memory pools and buffers
+
     def ctc_loss(self, batch: dict[str, Any], net: nn.Module | None = None):
         """CTC loss of ``net`` (default ``self.net``) on a batch; also returns its outputs."""
         net = self.net if net is None else net
@@ -196,6 +203,9 @@ class ASRModule(CTCModule):
         lr: peak learning rate of AdamW. warmup_steps: linear warm-up length in optimizer steps.
         weight_decay: AdamW decay, on weight matrices only (not on biases and norms).
         schedule: ``cosine`` (to ``min_lr_ratio * lr`` at the last step), ``noam`` or ``constant``.
+        cuda_graphs: on a GPU, replay each op's training forward and backward as CUDA graphs
+            (``supernet.cuda_graphs``): fewer host launches where they bind the step; costs a
+            capture per op and batch shape (pad features with ``data.pad_frames`` to keep few).
     """
 
     def __init__(
@@ -207,6 +217,7 @@ class ASRModule(CTCModule):
         weight_decay: float = 0.01,
         schedule: str = "cosine",
         min_lr_ratio: float = 0.05,
+        cuda_graphs: bool = False,
     ):
         super().__init__(vocab)
         if schedule not in SCHEDULES:
@@ -221,6 +232,7 @@ class ASRModule(CTCModule):
                 "weight_decay": weight_decay,
                 "schedule": schedule,
                 "min_lr_ratio": min_lr_ratio,
+                "cuda_graphs": cuda_graphs,
             }
         )
         self.net = self.build_net()

@@ -126,9 +126,13 @@ class SpeechDataModule(pl.LightningDataModule):
         num_buckets: int = 16,
         tokenizer_path: str | None = None,
         pin_memory: bool | None = None,
+        pad_frames: int = 1,
     ):
         """`max_frames`: cap on `batch size x longest item` in 10 ms frames. `tokenizer_path`: reuse a
-        saved tokenizer (retrain/evaluate) instead of building one from the train manifest."""
+        saved tokenizer (retrain/evaluate) instead of building one from the train manifest.
+        `pad_frames`: pad each batch's features with zero frames to a multiple of this, so that
+        batches come in few shapes (each new shape is a capture under `model.cuda_graphs`); the
+        lengths are unchanged, and every op ignores frames past them."""
         super().__init__()
         self.save_hyperparameters()
         self.data = Path(data)
@@ -141,6 +145,9 @@ class SpeechDataModule(pl.LightningDataModule):
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.tokenizer_path = tokenizer_path
+        if pad_frames < 1:
+            raise ValueError(f"data.pad_frames must be at least 1, got {pad_frames}")
+        self.pad_frames = pad_frames
         self.feature_pipeline = FeaturePipeline(
             features, spec_augment=spec_augment, sample_rate=sample_rate, n_mels=n_mels, n_mfcc=n_mfcc
         )
@@ -244,7 +251,9 @@ class SpeechDataModule(pl.LightningDataModule):
         """Adds `features (B, T, F)` and `feature_lengths (B,)` computed on the batch's device."""
         audio = batch["audio"]
         pipeline = self.feature_pipeline.to(audio.device)
-        batch["features"], batch["feature_lengths"] = pipeline(audio, batch["audio_lengths"], augment=augment)
+        features, batch["feature_lengths"] = pipeline(audio, batch["audio_lengths"], augment=augment)
+        extra = -features.shape[1] % self.pad_frames
+        batch["features"] = torch.nn.functional.pad(features, (0, 0, 0, extra)) if extra else features
         return batch
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

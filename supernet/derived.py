@@ -14,6 +14,7 @@ from torch import nn
 
 import ops
 from supernet.archspec import ArchSpec
+from supernet.cuda_graphs import OpGraphs
 
 
 class Encoder(nn.Module):
@@ -22,6 +23,8 @@ class Encoder(nn.Module):
     Regularisation lives in the ops (each takes the network's dropout when built), so the loop
     adds nothing between them and a skip layer is a true identity.
     """
+
+    graphs: OpGraphs | None = None  # set by ``use_cuda_graphs``
 
     def __init__(self, input_op: nn.Module, layers: Iterable[nn.Module], head: nn.Module):
         super().__init__()
@@ -45,12 +48,26 @@ class Encoder(nn.Module):
         stride = self.total_stride
         return torch.tensor([-(-n // stride) for n in feature_lengths], dtype=torch.long)
 
+    def use_cuda_graphs(self, enabled: bool = True) -> OpGraphs | None:
+        """Replay the graph-safe ops of training steps as CUDA graphs (``supernet.cuda_graphs``),
+        or stop. The search's edges share the same graphs."""
+        self.graphs = OpGraphs() if enabled else None
+        for module in self.modules():
+            if hasattr(module, "graphs"):
+                module.graphs = self.graphs
+        return self.graphs
+
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, lengths = self.input(features, lengths)
+        x, lengths = self._run(self.input, features, lengths)
         for layer in self.layers:
-            x, lengths = layer(x, lengths)
-        logits, lengths = self.head(x, lengths)
+            x, lengths = self._run(layer, x, lengths)
+        logits, lengths = self._run(self.head, x, lengths)
         return logits.float().log_softmax(dim=-1), lengths
+
+    def _run(self, op: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
+        if self.graphs is None or not getattr(op, "graph_safe", False):
+            return op(x, lengths)
+        return self.graphs(op, x, lengths, group=op, name=getattr(op, "spec", "") or type(op).__name__)
 
 
 def _mark_input_masked(module: nn.Module) -> None:

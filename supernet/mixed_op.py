@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
 from ops.attention import MultiHeadSelfAttention
+from supernet.cuda_graphs import OpGraphs, scorable
 
 # modules whose training flag means "drop": nn.Dropout*, and attention's fused dropout
 DROPOUTS = (_DropoutNd, MultiHeadSelfAttention)
@@ -64,15 +66,19 @@ class _StraightThroughScores(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, lengths, sampled_out = ctx.saved_tensors
         device_type, enabled, dtype = ctx.autocast
+        edge, graphs, graph_inputs = ctx.edge, ctx.edge.graphs, None
         scores = []
         with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
-            for k, cand in enumerate(ctx.edge.candidates):
+            for k, cand in enumerate(edge.candidates):
+                mode = partial(_recompute_mode, edge.dropouts[k], edge.norms[k])
                 if k == ctx.index:
-                    out = sampled_out
+                    scores.append(_score(grad_out, sampled_out))
+                elif graphs is not None and scorable(cand, x):  # one replay per candidate
+                    graph_inputs = graph_inputs or graphs.score_inputs(x, lengths, grad_out)
+                    scores.append(graphs.score(cand, graph_inputs, _score, mode))
                 else:
-                    with _recompute_mode(ctx.edge.dropouts[k], ctx.edge.norms[k]):
-                        out = cand(x, lengths)[0]
-                scores.append(_score(grad_out, out))
+                    with mode():
+                        scores.append(_score(grad_out, cand(x, lengths)[0]))
         return torch.stack(scores), grad_out, None, None, None, None
 
 
@@ -109,7 +115,13 @@ def _recompute_mode(dropouts: list[nn.Module], norms: list[nn.Module]):
 
 
 class MixedOp(nn.Module):
-    """A choice between candidate ops that share stride and shapes."""
+    """A choice between candidate ops that share stride and shapes.
+
+    With CUDA graphs on (``Encoder.use_cuda_graphs``), the candidate that runs alone is replayed
+    from its graphs; the candidates share one memory pool, since only one of them runs per pass.
+    A sum over candidates runs eagerly."""
+
+    graphs: OpGraphs | None = None
 
     def __init__(self, name: str, candidates: list[nn.Module], labels: list[str]):
         super().__init__()
@@ -142,9 +154,14 @@ class MixedOp(nn.Module):
                 y, out_lengths = cand(x, lengths)
                 out = w * y if out is None else out + w * y
             return out, out_lengths
-        y, out_lengths = self.candidates[plan.index](x, lengths)
+        y, out_lengths = self._run_alone(self.candidates[plan.index], x, lengths)
         if plan.mode == "single":
             return (y if plan.weights is None else plan.weights[plan.index] * y), out_lengths
         if plan.mode == "st":
             return _StraightThroughScores.apply(plan.probs, y, x, lengths, self, plan.index), out_lengths
         raise ValueError(f"edge {self.name!r}: unknown plan mode {plan.mode!r}")
+
+    def _run_alone(self, cand: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
+        if self.graphs is None or not getattr(cand, "graph_safe", False):
+            return cand(x, lengths)
+        return self.graphs(cand, x, lengths, group=self, name=f"edge {self.name!r}")

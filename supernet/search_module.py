@@ -68,6 +68,9 @@ class SearchModule(CTCModule):
             ``budget`` (hinge; ms or parameters) and ``reference`` (default: the uniform start).
         ddp_overlap: on several ranks, all-reduce the weight gradients in buckets during backward
             (``supernet.grad_sync``) instead of in one pass after it.
+        cuda_graphs: on a GPU, replay each sampled op's forward and backward, and ST's recomputed
+            scores, as CUDA graphs (``supernet.cuda_graphs``); darts and soft gumbel, which run
+            every candidate in one pass, stay eager.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class SearchModule(CTCModule):
         budget: float | None = None,
         reference: float | None = None,
         ddp_overlap: bool = True,
+        cuda_graphs: bool = False,
     ):
         super().__init__(vocab)
         if method not in METHODS:
@@ -122,6 +126,7 @@ class SearchModule(CTCModule):
                 "budget": budget,
                 "reference": reference,
                 "ddp_overlap": ddp_overlap,
+                "cuda_graphs": cuda_graphs,
             }
         )
         self.costs = search_costs(self.space, self.vocab_size, **{k: self.hparams[k] for k in PENALTY_ARGS})

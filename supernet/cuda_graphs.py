@@ -1,0 +1,417 @@
+"""CUDA graphs of single ops, for training steps bound by the host's kernel launches.
+
+At batch 32 x 8 s a search step launches 300-560 kernels, and each costs the host 30-55 us of
+Python, dispatch and launch: the GPU waits. A CUDA graph replays an op's whole forward, or its
+whole backward, as one launch. The sampled path changes every step, so graphs are made per op and
+per input shape, not per network, the first time an op meets a shape:
+
+- a forward graph, and two backward graphs: with the weight gradients, and without them (an ST
+  arch step needs only the gradient that flows back to earlier edges); ST's recomputed scores
+  (``supernet.mixed_op``) get a no-grad graph per candidate and shape;
+- the ops of one *group* never run in the same pass (the candidates of one edge: one runs per
+  step), so a group shares one memory pool, and the pools hold about one path's activations,
+  not every candidate's;
+- inputs are copied into, and outputs read from, flat buffers outside the pools, one per role and
+  group, viewed at each shape: memory does not grow with the number of shapes. Nothing a graph
+  leaves behind may live in a pool: after a capture, its blocks count as free, and the graphs
+  captured next use them as scratch space.
+
+What a caller must keep, checked with a clear error: after a group's forward, its backward runs
+before the group's next forward (so no DARTS sum of candidates, which runs every candidate of an
+edge in one pass; the edges run those eagerly). Outputs are overwritten by the op's next run: a
+training step uses them before that. Only ops that declare ``graph_safe`` (no host reads, no
+data-dependent shapes) are graphed; evaluation, the CPU, ``torch.compile`` and no-grad passes run
+eagerly. Every distinct batch shape is a capture: pad features to a multiple of a few frames
+(``SpeechDataModule(pad_frames=...)``) to keep them few.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ops.base import strided_lengths
+
+
+def graphable(op: nn.Module, x: torch.Tensor) -> bool:
+    """Whether this call of ``op`` may replay a graph: a training-mode, graph-safe op on CUDA."""
+    return (
+        x.is_cuda
+        and op.training
+        and getattr(op, "graph_safe", False)
+        and torch.is_grad_enabled()
+        and not torch.is_inference_mode_enabled()
+        and not torch.compiler.is_compiling()
+        and not torch.cuda.is_current_stream_capturing()
+    )
+
+
+def scorable(op: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ST's no-grad recomputation of ``op`` (in a backward) may replay a graph."""
+    return (
+        x.is_cuda
+        and getattr(op, "graph_safe", False)
+        and not torch.compiler.is_compiling()
+        and not torch.cuda.is_current_stream_capturing()
+    )
+
+
+class _Buffers:
+    """Flat tensors by (role, dtype) outside every graph pool, viewed at any shape. Growing one
+    moves it, so the graphs that read the old one are stale: ``generation`` says when."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.flat: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self.generation = 0
+
+    def view(self, role: str, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        numel = math.prod(shape)
+        flat = self.flat.get((role, dtype))
+        if flat is None or flat.numel() < numel:
+            size = numel if flat is None else max(numel, flat.numel() * 3 // 2)  # few regrowths
+            flat = self.flat[role, dtype] = torch.empty(size, dtype=dtype, device=self.device)
+            self.generation += 1
+        return flat[:numel].view(shape)
+
+
+@dataclass
+class _Group:
+    """Ops that never run in one pass: one memory pool, one set of input/output buffers."""
+
+    name: str
+    pool: tuple
+    buffers: _Buffers
+    run: int = 0  # bumped by every forward replay; a backward checks it is still its own
+
+
+@dataclass
+class _TrainEntry:
+    """One op's graphs at one input shape."""
+
+    group: _Group
+    generation: int
+    params: list[nn.Parameter]
+    pointers: tuple[int, ...]  # the parameters' storage, as captured
+    x: torch.Tensor
+    lengths: torch.Tensor
+    y: torch.Tensor
+    grad_y: torch.Tensor
+    grad_x: torch.Tensor | None
+    param_grads: list[torch.Tensor | None]
+    forward: torch.cuda.CUDAGraph
+    backward_full: torch.cuda.CUDAGraph
+    backward_input: torch.cuda.CUDAGraph | None
+
+
+@dataclass
+class _ScoreEntry:
+    generation: int
+    pointers: tuple[int, ...]
+    score: torch.Tensor
+    graph: torch.cuda.CUDAGraph
+
+
+@dataclass
+class _Stats:
+    captures: int = 0
+    replays: int = 0
+    eager: int = 0
+    recaptures: list[str] = field(default_factory=list)
+
+
+class _Replay(torch.autograd.Function):
+    """An op's forward as one graph replay; its backward as another."""
+
+    @staticmethod
+    def forward(ctx, entry: _TrainEntry, x: torch.Tensor, lengths: torch.Tensor, *params):
+        entry.x.copy_(x)
+        entry.lengths.copy_(lengths)
+        entry.forward.replay()
+        entry.group.run += 1
+        ctx.entry, ctx.run = entry, entry.group.run
+        return entry.y.detach()
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        entry: _TrainEntry = ctx.entry
+        if entry.group.run != ctx.run:
+            raise RuntimeError(
+                f"CUDA graphs: {entry.group.name} ran forward again before the backward of its earlier "
+                "run, whose saved activations are now overwritten (two forward passes before one "
+                "backward). Run such passes without graphs (cuda_graphs=False)."
+            )
+        entry.grad_y.copy_(grad_y)
+        want_params = any(ctx.needs_input_grad[3:])
+        if want_params or entry.backward_input is None:
+            entry.backward_full.replay()
+        else:
+            entry.backward_input.replay()
+        grad_x = entry.grad_x.detach() if ctx.needs_input_grad[1] else None
+        # the parameter gradients are returned as the buffers themselves, not detached views: a
+        # view nobody else holds would be taken over as ``p.grad``, and the next replay would
+        # overwrite it; a held buffer is copied (or added) into ``p.grad`` by autograd
+        grads = entry.param_grads if want_params else [None] * len(entry.params)
+        return (None, grad_x, None, *grads)
+
+
+def _autocast_state(device_type: str) -> tuple[bool, torch.dtype]:
+    return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+
+
+def _uncached_autocast(device_type: str, state: tuple[bool, torch.dtype]) -> AbstractContextManager:
+    """The caller's autocast, without its cache of cast weights: a graph must cast the weights
+    itself at every replay, not read a cast that the cache frees when the region ends."""
+    enabled, dtype = state
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device_type, dtype=dtype, cache_enabled=False)
+
+
+class OpGraphs:
+    """Replays ops as CUDA graphs, captured per op and input shape (see the module docstring).
+
+    ``graphs(op, x, lengths, group)`` runs ``op`` like ``op(x, lengths)``; ``group`` names the ops
+    that never run in one pass (an edge's name, or the op for a fixed layer).
+    """
+
+    def __init__(self):
+        self.groups: dict[object, _Group] = {}
+        self.train: dict[tuple, _TrainEntry] = {}
+        self.scores: dict[tuple, _ScoreEntry] = {}
+        self.score_pool: tuple | None = None
+        self.score_buffers: _Buffers | None = None
+        self.stream: torch.cuda.Stream | None = None
+        self.stats = _Stats()
+
+    # --- training: forward and backward graphs ------------------------------------------------
+    def __call__(self, op: nn.Module, x: torch.Tensor, lengths: torch.Tensor, group: object, name: str = ""):
+        params = [p for p in op.parameters() if p.requires_grad]
+        if not graphable(op, x) or not (params or x.requires_grad):
+            self.stats.eager += 1
+            return op(x, lengths)
+        key = (
+            id(op),
+            x.shape,
+            x.dtype,
+            x.requires_grad,
+            lengths.shape,
+            lengths.dtype,
+            _autocast_state(x.device.type),
+        )
+        entry = self.train.get(key)
+        if entry is None or not self._current(entry, entry.group.buffers, params):
+            if entry is not None:
+                self.stats.recaptures.append(name or type(op).__name__)
+            entry = self.train[key] = self._capture_train(op, x, lengths, params, self._group(group, name, x))
+        self.stats.replays += 1
+        y = _Replay.apply(entry, x, lengths, *entry.params)
+        return y, _out_lengths(op, lengths)
+
+    def _group(self, key: object, name: str, x: torch.Tensor) -> _Group:
+        group = self.groups.get(id(key))
+        if group is None:
+            label = name or type(key).__name__
+            group = self.groups[id(key)] = _Group(label, torch.cuda.graph_pool_handle(), _Buffers(x.device))
+        return group
+
+    @staticmethod
+    def _current(entry, buffers: _Buffers, params: list[nn.Parameter]) -> bool:
+        """Captured against today's buffers and parameter storage (``module.to()`` makes new ones)."""
+        return entry.generation == buffers.generation and entry.pointers == tuple(
+            p.data_ptr() for p in params
+        )
+
+    def _side_stream(self) -> torch.cuda.Stream:
+        if self.stream is None:
+            self.stream = torch.cuda.Stream()
+        return self.stream
+
+    def _capture_train(self, op, x, lengths, params, group: _Group) -> _TrainEntry:
+        buffers, device_type = group.buffers, x.device.type
+        autocast = _autocast_state(device_type)
+        with _frozen_buffers(op), self._on_side_stream():
+            sx = buffers.view("x", x.shape, x.dtype)
+            sl = buffers.view("lengths", lengths.shape, lengths.dtype)
+            sx.copy_(x)
+            sl.copy_(lengths)
+            leaf = sx.detach().requires_grad_(x.requires_grad)
+            inputs = ([leaf] if x.requires_grad else []) + params
+            # one warm-up pass (cuDNN picks its kernels, workspaces are made); it trains nothing
+            with torch.enable_grad(), _uncached_autocast(device_type, autocast):
+                y, _ = op(leaf, sl)
+            used = [
+                g is not None for g in torch.autograd.grad(y, inputs, torch.ones_like(y), allow_unused=True)
+            ]
+            sy, sgy = buffers.view("y", y.shape, y.dtype), buffers.view("grad_y", y.shape, y.dtype)
+            sgx = buffers.view("grad_x", x.shape, x.dtype) if x.requires_grad else None
+            del y
+            if x.requires_grad:
+                used = used[1:]
+            param_grads = [torch.empty_like(p) if u else None for p, u in zip(params, used)]
+            wanted = [leaf] if x.requires_grad else []
+            wanted += [p for p, u in zip(params, used) if u]
+
+            forward = torch.cuda.CUDAGraph()
+            with _Capture(forward, group.pool), torch.enable_grad():
+                with _uncached_autocast(device_type, autocast):
+                    y, _ = op(leaf, sl)
+                sy.copy_(y)
+            backward_input = None
+            if x.requires_grad:  # the input gradient alone: what an ST arch step's backward needs
+                backward_input = torch.cuda.CUDAGraph()
+                with _Capture(backward_input, group.pool):
+                    (grad_x,) = torch.autograd.grad(y, [leaf], sgy, retain_graph=True)
+                    sgx.copy_(grad_x)
+            backward_full = torch.cuda.CUDAGraph()
+            with _Capture(backward_full, group.pool):
+                grads = list(torch.autograd.grad(y, wanted, sgy))
+                if x.requires_grad:
+                    sgx.copy_(grads.pop(0))
+                if grads:
+                    torch._foreach_copy_([b for b in param_grads if b is not None], grads)
+            del y, grads
+        self.stats.captures += 1
+        return _TrainEntry(
+            group=group,
+            generation=buffers.generation,
+            params=params,
+            pointers=tuple(p.data_ptr() for p in params),
+            x=sx,
+            lengths=sl,
+            y=sy,
+            grad_y=sgy,
+            grad_x=sgx,
+            param_grads=param_grads,
+            forward=forward,
+            backward_full=backward_full,
+            backward_input=backward_input,
+        )
+
+    # --- ST scores: no-grad graphs -----------------------------------------------------------
+    def score_inputs(self, x: torch.Tensor, lengths: torch.Tensor, grad: torch.Tensor):
+        """Copy one edge's input, lengths and output gradient into the score graphs' buffers, once
+        for all of the edge's candidates; returns the views they read."""
+        if self.score_buffers is None:
+            self.score_buffers = _Buffers(x.device)
+            self.score_pool = torch.cuda.graph_pool_handle()
+        views = (
+            self.score_buffers.view("x", x.shape, x.dtype),
+            self.score_buffers.view("lengths", lengths.shape, lengths.dtype),
+            self.score_buffers.view("grad", grad.shape, grad.dtype),
+        )
+        for view, value in zip(views, (x, lengths, grad)):
+            view.copy_(value)
+        return views
+
+    def score(
+        self,
+        op: nn.Module,
+        inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        mode: Callable[[], AbstractContextManager],
+    ) -> torch.Tensor:
+        """``score_fn(grad, op(x, lengths)[0])`` under ``mode()`` and no grad, as one replay.
+        ``inputs`` come from ``score_inputs``; the result is a scalar overwritten by the next replay
+        of the same graph."""
+        x, lengths, grad = inputs
+        params = list(op.parameters())
+        autocast = _autocast_state(x.device.type)
+        key = (id(op), x.shape, x.dtype, lengths.shape, grad.shape, grad.dtype, autocast)
+        entry = self.scores.get(key)
+        if entry is None or not self._current(entry, self.score_buffers, params):
+            entry = self.scores[key] = self._capture_score(op, inputs, score_fn, mode, params, autocast)
+        entry.graph.replay()
+        self.stats.replays += 1
+        return entry.score
+
+    def _capture_score(self, op, inputs, score_fn, mode, params, autocast) -> _ScoreEntry:
+        x, lengths, grad = inputs
+        device_type = x.device.type
+
+        def run():
+            with torch.no_grad(), mode(), _uncached_autocast(device_type, autocast):
+                return score_fn(grad, op(x, lengths)[0])
+
+        with _frozen_buffers(op), self._on_side_stream():
+            # the result lives outside the pool: the pool's free blocks are other graphs' scratch
+            # space, which their replays overwrite
+            score = run()  # warm-up
+            graph = torch.cuda.CUDAGraph()
+            with _Capture(graph, self.score_pool):
+                score.copy_(run())
+        self.stats.captures += 1
+        return _ScoreEntry(self.score_buffers.generation, tuple(p.data_ptr() for p in params), score, graph)
+
+    # --- streams and capture -------------------------------------------------------------------
+    def _on_side_stream(self) -> AbstractContextManager:
+        """Warm-up and capture on one side stream (what capture needs), ordered after the work
+        queued so far and before the work queued next."""
+        return _SideStream(self._side_stream())
+
+    def summary(self) -> str:
+        s = self.stats
+        return (
+            f"{s.captures} captures, {s.replays} replays, {s.eager} eager calls, "
+            f"{len(s.recaptures)} recaptures"
+        )
+
+
+def _out_lengths(op: nn.Module, lengths: torch.Tensor) -> torch.Tensor:
+    """``ceil(lengths / stride)``, the ``ops.base.Op`` contract, made outside the graph: a fresh
+    tensor each step (the padding masks of the eager ops that follow are keyed by it)."""
+    return strided_lengths(lengths, int(getattr(op, "stride", 1)))
+
+
+class _SideStream:
+    def __init__(self, stream: torch.cuda.Stream):
+        self.stream = stream
+        self.context = torch.cuda.stream(stream)
+
+    def __enter__(self):
+        self.stream.wait_stream(torch.cuda.current_stream())
+        self.context.__enter__()
+        return self.stream
+
+    def __exit__(self, *exc):
+        self.context.__exit__(*exc)
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return False
+
+
+class _Capture:
+    """``graph.capture_begin``/``capture_end`` on the current (side) stream. Unlike
+    ``torch.cuda.graph`` it does not synchronise the device or empty the allocator's cache at every
+    capture; errors are thread-local, so a data loader's pinning thread may go on."""
+
+    def __init__(self, graph: torch.cuda.CUDAGraph, pool: tuple):
+        self.graph, self.pool = graph, pool
+
+    def __enter__(self):
+        self.graph.capture_begin(pool=self.pool, capture_error_mode="thread_local")
+        return self.graph
+
+    def __exit__(self, *exc):
+        self.graph.capture_end()
+        return False
+
+
+class _frozen_buffers:
+    """Restores an op's buffers (BatchNorm statistics and step counts) after a warm-up pass."""
+
+    def __init__(self, op: nn.Module):
+        self.op = op
+
+    def __enter__(self):
+        self.saved = [(b, b.detach().clone()) for b in self.op.buffers()]
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for buffer, value in self.saved:
+                buffer.copy_(value)
+        return False

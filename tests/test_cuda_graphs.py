@@ -1,0 +1,224 @@
+"""CUDA graphs of ops (``supernet.cuda_graphs``): the same numbers as eager, or eager where they
+cannot run. The GPU tests compare a graphed network with an eager copy, step by step."""
+
+import copy
+
+import pytest
+import torch
+
+from supernet.arch_params import ArchParams
+from supernet.archspec import ArchSpec
+from supernet.cuda_graphs import _Buffers
+from supernet.derived import DerivedNet
+from supernet.network import Supernet
+from supernet.relaxations import make_plan
+from supernet.space import SearchSpace
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+FIELDS = {"features": "fbank", "feature_dim": 12, "dim": 24, "input": "linear", "head": "linear"}
+CHOICE = ["tdnn-k3-d1", "tdnn-k5-d1-ln", "tdnn-k3-d2", "septdnn-k5-d1"]
+
+
+def space(dropout: float = 0.0) -> SearchSpace:
+    layers = [{"name": "e1", "choice": CHOICE}, "tdnn-k3-d1-s3", {"name": "e2", "choice": CHOICE}]
+    return SearchSpace({"name": "toy", **FIELDS, "layers": layers, "dropout": dropout})
+
+
+def derived(dropout: float = 0.0) -> DerivedNet:
+    layers = ["tdnn-k3-d1", "tdnn-k3-d1-s3", "tdnn-k5-d1-ln"]
+    return DerivedNet(ArchSpec.from_dict({"name": "toy", **FIELDS, "layers": layers, "dropout": dropout}), 9)
+
+
+def batch(b: int, frames: int, device, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, frames, 12, generator=gen).to(device)
+    lengths = torch.randint(frames // 2, frames + 1, (b,), generator=gen)
+    lengths[0] = frames
+    weights = torch.randn(b, -(-frames // 3), 9, generator=gen).to(device)
+    return x, lengths.to(device), weights
+
+
+def loss_of(net, x, lengths, weights, bf16=False):
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        log_probs, out_lengths = net(x, lengths.clone())  # a new lengths tensor, as every batch brings
+    valid = torch.arange(log_probs.shape[1], device=x.device) < out_lengths[:, None]
+    return (log_probs * weights * valid[..., None]).sum() / x.shape[0]
+
+
+def test_buffers_view_any_shape_and_grow_with_a_new_generation():
+    buffers = _Buffers(torch.device("cpu"))
+    a = buffers.view("x", torch.Size([2, 3]), torch.float32)
+    generation = buffers.generation
+    b = buffers.view("x", torch.Size([3, 2]), torch.float32)
+    assert b.data_ptr() == a.data_ptr() and b.is_contiguous() and buffers.generation == generation
+    buffers.view("x", torch.Size([4, 4]), torch.float32)  # larger: a new tensor, stale graphs
+    assert buffers.generation == generation + 1
+    assert buffers.flat["x", torch.float32].numel() >= 16
+    buffers.view("x", torch.Size([17]), torch.float32)
+    assert buffers.flat["x", torch.float32].numel() == 24  # grows by half at least: few regrowths
+
+
+def test_on_the_cpu_everything_runs_eagerly_with_the_same_numbers():
+    torch.manual_seed(0)
+    net = derived()
+    twin = copy.deepcopy(net)
+    graphs = net.use_cuda_graphs()
+    x, lengths, weights = batch(3, 20, "cpu", 0)
+    torch.testing.assert_close(loss_of(net, x, lengths, weights), loss_of(twin, x, lengths, weights))
+    assert graphs.stats.captures == 0 and graphs.stats.eager == 5  # input, three layers, head
+    assert net.use_cuda_graphs(False) is None and net.graphs is None
+
+
+def _steps(eager, graphed, run_step, shapes, device):
+    """Run the same steps on both networks; compare losses and every gradient."""
+    for i, (b, frames) in enumerate(shapes):
+        x, lengths, weights = batch(b, frames, device, i)
+        results = [run_step(net, i, x, lengths, weights) for net in (eager, graphed)]
+        torch.testing.assert_close(results[1], results[0], rtol=2e-4, atol=2e-5)
+
+
+def _assert_same_parameters(a, b):
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(q, p, rtol=2e-4, atol=2e-5, msg=name)
+    for (name, p), q in zip(a.named_buffers(), b.buffers()):
+        torch.testing.assert_close(q, p, rtol=2e-4, atol=2e-5, msg=name)
+
+
+@pytest.fixture
+def exact_gpu():
+    """fp32 without TF32, so that eager and graphed runs of the same kernels agree closely."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield torch.device("cuda")
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+SHAPES = [(3, 40), (2, 56), (3, 40), (3, 40), (2, 56), (4, 24)]
+
+
+@gpu
+def test_derived_training_steps_match_eager(exact_gpu):
+    torch.manual_seed(0)
+    eager = derived().to(exact_gpu).train()
+    graphed = copy.deepcopy(eager)
+    graphs = graphed.use_cuda_graphs()
+    optimizers = {id(n): torch.optim.AdamW(n.parameters(), lr=1e-2) for n in (eager, graphed)}
+
+    def step(net, i, x, lengths, weights):
+        opt = optimizers[id(net)]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of(net, x, lengths, weights)
+        loss.backward()
+        grads = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+        opt.step()
+        return torch.cat([loss.detach().reshape(1), grads])
+
+    _steps(eager, graphed, step, SHAPES, exact_gpu)
+    _assert_same_parameters(eager, graphed)  # BatchNorm statistics too: warm-ups train nothing
+    assert graphs.stats.captures == 3 * 5 and graphs.stats.replays == len(SHAPES) * 5
+    assert graphs.stats.recaptures == []
+    for entry in graphs.train.values():  # autograd copied the gradients out of the graphs' buffers
+        owned = {b.data_ptr() for b in entry.param_grads if b is not None}
+        assert not owned & {p.grad.data_ptr() for p in entry.params}
+
+
+@gpu
+def test_accumulated_gradients_over_two_batches_match_eager(exact_gpu):
+    torch.manual_seed(1)
+    eager = derived().to(exact_gpu).train()
+    graphed = copy.deepcopy(eager)
+    graphed.use_cuda_graphs()
+
+    def step(net, i, x, lengths, weights):
+        net.zero_grad(set_to_none=True)
+        for half in (slice(0, 2), slice(2, 4)):
+            loss_of(net, x[half], lengths[half], weights[half]).backward()
+        return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+
+    _steps(eager, graphed, step, [(4, 40), (4, 40)], exact_gpu)
+
+
+@gpu
+def test_st_arch_and_weight_steps_match_eager(exact_gpu):
+    torch.manual_seed(0)
+    eager = Supernet(space(), 9).to(exact_gpu).train()
+    graphed = copy.deepcopy(eager)
+    graphs = graphed.use_cuda_graphs()
+    arch = ArchParams(space().edges, seed=0).to(exact_gpu)
+    alphas = list(arch.alphas.values())
+
+    def step(net, i, x, lengths, weights):
+        net.apply_plan(make_plan(arch, "st", "arch", 2 * i + 1))
+        arch_grads = torch.autograd.grad(loss_of(net, x, lengths, weights), alphas)
+        net.apply_plan(make_plan(arch, "st", "weight", 2 * i))
+        net.zero_grad(set_to_none=True)
+        loss = loss_of(net, x, lengths, weights)
+        loss.backward()
+        grads = [p.grad.reshape(-1) for p in net.parameters() if p.grad is not None]
+        with torch.no_grad():
+            for p in net.parameters():
+                if p.grad is not None:
+                    p -= 0.05 * p.grad
+        return torch.cat([loss.detach().reshape(1), *arch_grads, *grads])
+
+    _steps(eager, graphed, step, SHAPES, exact_gpu)
+    _assert_same_parameters(eager, graphed)
+    assert graphs.scores, "the unsampled candidates' scores were not replayed"
+
+
+@gpu
+def test_bf16_autocast_casts_the_current_weights_at_every_replay():
+    torch.manual_seed(0)
+    device = torch.device("cuda")
+    eager = derived().to(device).train()
+    graphed = copy.deepcopy(eager)
+    graphed.use_cuda_graphs()
+    optimizers = [torch.optim.SGD(n.parameters(), lr=0.5) for n in (eager, graphed)]
+    x, lengths, weights = batch(3, 40, device, 0)
+    for _ in range(3):  # the weights change: a graph that kept a cast from its capture would drift
+        losses = []
+        for net, opt in zip((eager, graphed), optimizers):
+            opt.zero_grad()
+            loss = loss_of(net, x, lengths, weights, bf16=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], rtol=2e-2, atol=1e-3)
+
+
+@gpu
+def test_dropout_draws_new_masks_at_every_replay():
+    torch.manual_seed(0)
+    net = derived(dropout=0.5).cuda().train()
+    net.use_cuda_graphs()
+    x, lengths, weights = batch(3, 40, "cuda", 0)
+    first = loss_of(net, x, lengths, weights)
+    first.backward()
+    second = loss_of(net, x, lengths, weights)
+    second.backward()
+    assert not torch.equal(first, second)
+
+
+@gpu
+def test_a_second_forward_before_the_backward_is_an_error():
+    net = derived().cuda().train()
+    net.use_cuda_graphs()
+    x, lengths, weights = batch(3, 40, "cuda", 0)
+    first = loss_of(net, x, lengths, weights)
+    loss_of(net, x, lengths, weights).backward()
+    with pytest.raises(RuntimeError, match="ran forward again before the backward"):
+        first.backward()
+
+
+@gpu
+def test_evaluation_and_darts_run_eagerly():
+    net = Supernet(space(), 9).cuda()
+    graphs = net.use_cuda_graphs()
+    arch = ArchParams(space().edges, seed=0).cuda()
+    x, lengths, weights = batch(3, 40, "cuda", 0)
+    net.apply_plan(make_plan(arch, "darts", "arch", 0))
+    loss_of(net, x, lengths, weights).backward()  # every candidate of an edge in one pass
+    net.eval()
+    with torch.no_grad():
+        net(x, lengths)
+    assert graphs.stats.captures == 3  # the fixed layers only: input, strided TDNN, head
