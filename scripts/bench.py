@@ -199,8 +199,10 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(step_fn, device, warmup: int, steps: int) -> dict:
-    """Median wall time of ``step_fn(i)`` (synchronised), and the peak memory of one step."""
+def measure(step_fn, device, warmup: int, steps: int, graphs=None) -> dict:
+    """Median wall time of ``step_fn(i)`` (synchronised), and the peak memory of one step; with
+    CUDA graphs (``graphs``, the network's ``OpGraphs``), also what they hold: their pools, which
+    ``max_memory_allocated`` does not see while replays use them, and their buffers."""
     for i in range(warmup):
         step_fn(i)
     sync(device)
@@ -216,11 +218,14 @@ def measure(step_fn, device, warmup: int, steps: int) -> dict:
         times.append(time.perf_counter() - start)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated()
+    held = graphs.memory_bytes() if graphs is not None else {"pools": 0, "buffers": 0}
     return {
         "ms": 1e3 * statistics.median(times),
         "ms_min": 1e3 * min(times),
         "peak_gib": peak / 2**30,
         "resident_gib": resident / 2**30,
+        "graph_pools_gib": held["pools"] / 2**30,
+        "graph_buffers_gib": held["buffers"] / 2**30,
     }
 
 
@@ -340,7 +345,12 @@ def step_row(name: str, k: int, precision: str, result: dict, params: int, audio
         **result,
         "params": params,
         "audio_s_per_s": audio_s / (result["ms"] / 1e3),
-        "step_mem_gib": result["peak_gib"] - result["resident_gib"] + 4 * params / 2**30,
+        # with CUDA graphs, their pools and buffers too (the buffers are part of the resident)
+        "step_mem_gib": result["peak_gib"]
+        - result["resident_gib"]
+        + 4 * params / 2**30
+        + result.get("graph_pools_gib", 0)
+        + result.get("graph_buffers_gib", 0),
         **extra,
     }
 
@@ -353,7 +363,12 @@ def derived_stepper(spec: ArchSpec, batches: list, bf16: bool, device, compile_:
     net.use_cuda_graphs(CUDA_GRAPHS and not compile_)
     opt = adamw(net.parameters())
     model = torch.compile(net) if compile_ else net
-    return lambda i: weight_step(model, opt, batches[i % 2], bf16), sum(p.numel() for p in net.parameters())
+
+    def step(i):
+        weight_step(model, opt, batches[i % 2], bf16)
+
+    step.graphs = net.graphs
+    return step, sum(p.numel() for p in net.parameters())
 
 
 def time_derived(spec: ArchSpec, batches: list, bf16: bool, args, device, compile_: bool = False):
@@ -363,7 +378,7 @@ def time_derived(spec: ArchSpec, batches: list, bf16: bool, args, device, compil
     step(0)
     sync(device)
     first_s = time.perf_counter() - start
-    result = measure(step, device, args.warmup, args.steps)
+    result = measure(step, device, args.warmup, args.steps, step.graphs)
     return {**result, "first_step_s": first_s}, params
 
 
@@ -406,6 +421,7 @@ def relaxation_stepper(space: SearchSpace, batches: list, bf16: bool, device):
         else:
             weight_step(net, opt, batches[i % 2], bf16)
 
+    step.graphs = net.graphs
     return step, sum(p.numel() for p in net.parameters())
 
 
@@ -416,7 +432,11 @@ def time_relaxations(space: SearchSpace, batches: list, bf16: bool, args, device
         if label not in (only or args.relaxations):
             continue
         result = measure(
-            lambda i, m=method, h=hard, p=phase: step(i, m, h, p), device, args.warmup, args.steps
+            lambda i, m=method, h=hard, p=phase: step(i, m, h, p),
+            device,
+            args.warmup,
+            args.steps,
+            step.graphs,
         )
         yield label, result, params, method == "st" or hard
 

@@ -241,10 +241,19 @@ class OpGraphs:
             sx.copy_(x)
             sl.copy_(lengths)
             leaf = sx.detach().requires_grad_(x.requires_grad)
-            inputs = ([leaf] if x.requires_grad else []) + params
-            # one warm-up pass (cuDNN picks its kernels, workspaces are made); it trains nothing
-            with torch.enable_grad(), _uncached_autocast(device_type, autocast):
-                y, _ = op(leaf, sl)
+            # The op runs on leaf aliases of its parameters (same storage, so replays read the
+            # current weights): the parameters' own gradient accumulators may belong to the
+            # default stream, and a capture that fed them would make it wait on the capture
+            aliases = {
+                name: p.detach().requires_grad_() for name, p in op.named_parameters() if p.requires_grad
+            }
+            inputs = ([leaf] if x.requires_grad else []) + list(aliases.values())
+
+            def run():
+                with torch.enable_grad(), _uncached_autocast(device_type, autocast):
+                    return torch.func.functional_call(op, aliases, (leaf, sl))[0]
+
+            y = run()  # one warm-up pass (cuDNN picks its kernels, workspaces are made); it trains nothing
             used = [
                 g is not None for g in torch.autograd.grad(y, inputs, torch.ones_like(y), allow_unused=True)
             ]
@@ -255,12 +264,11 @@ class OpGraphs:
                 used = used[1:]
             param_grads = [torch.empty_like(p) if u else None for p, u in zip(params, used)]
             wanted = [leaf] if x.requires_grad else []
-            wanted += [p for p, u in zip(params, used) if u]
+            wanted += [a for a, u in zip(aliases.values(), used) if u]
 
             forward = torch.cuda.CUDAGraph()
-            with _Capture(forward, group.pool), torch.enable_grad():
-                with _uncached_autocast(device_type, autocast):
-                    y, _ = op(leaf, sl)
+            with _Capture(forward, group.pool):
+                y = run()
                 sy.copy_(y)
             backward_input = None
             if x.requires_grad:  # the input gradient alone: what an ST arch step's backward needs
@@ -353,6 +361,30 @@ class OpGraphs:
         """Warm-up and capture on one side stream (what capture needs), ordered after the work
         queued so far and before the work queued next."""
         return _SideStream(self._side_stream())
+
+    def memory_bytes(self) -> dict[str, int]:
+        """What the graphs hold between steps: their pools (reserved by the allocator, not counted
+        by ``torch.cuda.max_memory_allocated`` while a replay uses them) and the buffers outside."""
+        buffers = [*self.train.values()]
+        outside = {
+            t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+            for holder in [*(g.buffers for g in self.groups.values()), self.score_buffers]
+            if holder is not None
+            for t in holder.flat.values()
+        }
+        for entry in buffers:
+            for grad in entry.param_grads:
+                if grad is not None:
+                    outside[grad.data_ptr()] = grad.untyped_storage().nbytes()
+        pools = {tuple(g.pool) for g in self.groups.values()}
+        if self.score_pool is not None:
+            pools.add(tuple(self.score_pool))
+        pooled = 0
+        if pools:
+            for segment in torch.cuda.memory_snapshot():
+                if tuple(segment.get("segment_pool_id", (0, 0))) in pools:
+                    pooled += segment["total_size"]
+        return {"pools": pooled, "buffers": sum(outside.values())}
 
     def summary(self) -> str:
         s = self.stats

@@ -211,14 +211,22 @@ def test_a_second_forward_before_the_backward_is_an_error():
 
 
 @gpu
-def test_evaluation_and_darts_run_eagerly():
+def test_darts_and_evaluation_run_eagerly_and_captures_ignore_older_graphs():
     net = Supernet(space(), 9).cuda()
     graphs = net.use_cuda_graphs()
     arch = ArchParams(space().edges, seed=0).cuda()
     x, lengths, weights = batch(3, 40, "cuda", 0)
     net.apply_plan(make_plan(arch, "darts", "arch", 0))
-    loss_of(net, x, lengths, weights).backward()  # every candidate of an edge in one pass
+    darts_loss = loss_of(net, x, lengths, weights)  # every candidate of an edge in one pass
+    darts_loss.backward()
+    assert graphs.stats.captures == 3  # the fixed layers only: input, strided TDNN, head
     net.eval()
     with torch.no_grad():
         net(x, lengths)
-    assert graphs.stats.captures == 3  # the fixed layers only: input, strided TDNN, head
+    assert graphs.stats.captures == 3
+    # the darts graph, still alive through its loss, holds every parameter's gradient accumulator
+    # (made on the default stream); capturing the candidates must not feed those
+    net.train()
+    net.apply_plan(make_plan(arch, "st", "weight", 0))
+    loss_of(net, x, lengths, weights).backward()
+    assert graphs.stats.captures == 5 and darts_loss.grad_fn is not None
