@@ -674,13 +674,20 @@ def is_gpu_work(evt) -> bool:
     return not evt.name.startswith(("Optimizer.", "ProfilerStep", "## "))
 
 
+HOST_WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
 def gpu_busy(prof) -> dict:
-    gpu, span = [], [float("inf"), 0.0]
+    gpu, span, nccl_us, host_wait_us = [], [float("inf"), 0.0], 0.0, 0.0
     for evt in prof.events():
         start, end = evt.time_range.start, evt.time_range.end
         span = [min(span[0], start), max(span[1], end)]
         if is_gpu_work(evt):
             gpu.append((start, end))
+            if "nccl" in evt.name.lower():  # collectives: partly waiting for the other ranks
+                nccl_us += end - start
+        elif evt.name in HOST_WAITS:
+            host_wait_us += end - start
     gpu.sort()
     busy, cur_start, cur_end = 0.0, None, None
     for start, end in gpu:
@@ -696,6 +703,8 @@ def gpu_busy(prof) -> dict:
         "gpu_busy": busy / max(1e-9, span[1] - span[0]),
         "kernels": len(gpu),
         "span_ms": (span[1] - span[0]) / 1e3,
+        "nccl_ms": nccl_us / 1e3,
+        "host_wait_ms": host_wait_us / 1e3,
     }
 
 
@@ -882,23 +891,46 @@ class RankCheck(pl.Callback):
         }
 
 
+PROBE_KEYS = ("gpu_busy", "span_ms", "nccl_ms", "host_wait_ms")
+
+
+class ProbeGather(pl.Callback):
+    """Every rank's ``BusyProbe`` figures, gathered before the strategy tears down."""
+
+    def __init__(self, probe: BusyProbe):
+        self.probe, self.result = probe, []
+
+    def on_train_end(self, trainer, pl_module):
+        mine = torch.tensor(
+            [self.probe.result.get(k, float("nan")) for k in PROBE_KEYS], device=pl_module.device
+        )
+        every = trainer.strategy.all_gather(mine).reshape(-1, len(PROBE_KEYS))
+        self.result = [dict(zip(PROBE_KEYS, row.tolist())) for row in every]
+
+
 def bench_ddp(args, out: dict) -> None:
+    """Search throughput on ``--devices`` GPUs; one more search epoch at the end is profiled on
+    every rank (GPU busy, time in collectives, host waits) and left out of the throughput."""
     timer, check = Timer(), RankCheck()
     strategy = SearchDDPStrategy() if args.devices > 1 else "auto"
     k = args.candidates[0]
+    w, s = args.warmup_epochs, args.search_epochs
+    search_steps = GPUBatches(args, True, args.epoch_steps).steps
+    probe = BusyProbe(search_steps * (w + s) + 2, min(args.profile_steps, search_steps - 3))
+    gather = ProbeGather(probe)
     wall, model, trainer = fit_search(
-        args, k, args.warmup_epochs, args.search_epochs, [timer, check], args.devices, strategy
+        args, k, w, s + 1, [timer, check, probe, gather], args.devices, strategy
     )
-    per_epoch_audio = trainer.world_size * args.epoch_steps * args.batch * args.frames / FRAME_RATE
-    w = args.warmup_epochs
+    per_epoch_audio = trainer.world_size * search_steps * args.batch * args.frames / FRAME_RATE
     out["ddp"] = {
         "devices": trainer.world_size,
         "candidates": k,
         "epoch_s": timer.epochs,
         "wall_s": wall,
         "warmup_audio_s_per_s": per_epoch_audio / statistics.median(timer.epochs[1:w] or timer.epochs[:w]),
-        "search_audio_s_per_s": per_epoch_audio / statistics.median(timer.epochs[w:]),
+        "search_audio_s_per_s": per_epoch_audio / statistics.median(timer.epochs[w : w + s]),
         **check.result,
+        "profile_by_rank": gather.result,
     }
     out["_write"] = trainer.is_global_zero
     print(f"  ddp x{trainer.world_size}: {out['ddp']}", flush=True)
