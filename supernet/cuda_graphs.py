@@ -9,12 +9,14 @@ per input shape, not per network, the first time an op meets a shape:
   arch step needs only the gradient that flows back to earlier edges); ST's recomputed scores
   (``supernet.mixed_op``) get a no-grad graph per candidate and shape;
 - the ops of one *group* never run in the same pass (the candidates of one edge: one runs per
-  step), so a group shares one memory pool, and the pools hold about one path's activations,
-  not every candidate's;
+  step), so a group's forward graphs share one memory pool, which keeps what the backward needs;
+  the pools hold about one path's activations, not every candidate's. Backward and score graphs
+  leave nothing behind, so they all share one scratch pool;
 - inputs are copied into, and outputs read from, flat buffers outside the pools, one per role and
-  group, viewed at each shape: memory does not grow with the number of shapes. Nothing a graph
-  leaves behind may live in a pool: after a capture, its blocks count as free, and the graphs
-  captured next use them as scratch space.
+  group, viewed at each shape: memory does not grow with the number of shapes. An input that is
+  another graph's output buffer is read in place, without a copy. Nothing a graph leaves behind
+  may live in a pool: after a capture, its blocks count as free, and the graphs captured next
+  use them as scratch space.
 
 What a caller must keep, checked with a clear error: after a group's forward, its backward runs
 before the group's next forward (so no DARTS sum of candidates, which runs every candidate of an
@@ -65,17 +67,23 @@ class _Buffers:
     """Flat tensors by (role, dtype) outside every graph pool, viewed at any shape. Growing one
     moves it, so the graphs that read the old one are stale: ``generation`` says when."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, outputs: set[int] | None = None):
         self.device = device
         self.flat: dict[tuple[str, torch.dtype], torch.Tensor] = {}
         self.generation = 0
+        self.outputs = outputs  # where the "y" buffers start, shared by all groups: inputs read in place
 
     def view(self, role: str, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
         numel = math.prod(shape)
         flat = self.flat.get((role, dtype))
         if flat is None or flat.numel() < numel:
             size = numel if flat is None else max(numel, flat.numel() * 3 // 2)  # few regrowths
+            if role == "y" and self.outputs is not None:
+                if flat is not None:
+                    self.outputs.discard(flat.data_ptr())
             flat = self.flat[role, dtype] = torch.empty(size, dtype=dtype, device=self.device)
+            if role == "y" and self.outputs is not None:
+                self.outputs.add(flat.data_ptr())
             self.generation += 1
         return flat[:numel].view(shape)
 
@@ -96,6 +104,7 @@ class _TrainEntry:
 
     group: _Group
     generation: int
+    bound: bool  # ``x`` is another graph's output buffer, read in place
     params: list[nn.Parameter]
     pointers: tuple[int, ...]  # the parameters' storage, as captured
     x: torch.Tensor
@@ -130,7 +139,8 @@ class _Replay(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, entry: _TrainEntry, x: torch.Tensor, lengths: torch.Tensor, *params):
-        entry.x.copy_(x)
+        if not entry.bound:
+            entry.x.copy_(x)
         entry.lengths.copy_(lengths)
         entry.forward.replay()
         entry.group.run += 1
@@ -184,8 +194,9 @@ class OpGraphs:
         self.groups: dict[object, _Group] = {}
         self.train: dict[tuple, _TrainEntry] = {}
         self.scores: dict[tuple, _ScoreEntry] = {}
-        self.score_pool: tuple | None = None
+        self.scratch_pool: tuple | None = None  # backward and score graphs: nothing outlives a replay
         self.score_buffers: _Buffers | None = None
+        self.outputs: set[int] = set()
         self.stream: torch.cuda.Stream | None = None
         self.stats = _Stats()
 
@@ -195,20 +206,28 @@ class OpGraphs:
         if not graphable(op, x) or not (params or x.requires_grad):
             self.stats.eager += 1
             return op(x, lengths)
+        bound = x.data_ptr() in self.outputs and x.is_contiguous()
         key = (
             id(op),
             x.shape,
             x.dtype,
             x.requires_grad,
+            bound,
             lengths.shape,
             lengths.dtype,
             _autocast_state(x.device.type),
         )
         entry = self.train.get(key)
-        if entry is None or not self._current(entry, entry.group.buffers, params):
+        if (
+            entry is None
+            or not self._current(entry, entry.group.buffers, params)
+            or (bound and entry.x.data_ptr() != x.data_ptr())  # the producer's buffer moved
+        ):
             if entry is not None:
                 self.stats.recaptures.append(name or type(op).__name__)
-            entry = self.train[key] = self._capture_train(op, x, lengths, params, self._group(group, name, x))
+            entry = self.train[key] = self._capture_train(
+                op, x, lengths, params, self._group(group, name, x), bound
+            )
         self.stats.replays += 1
         y = _Replay.apply(entry, x, lengths, *entry.params)
         return y, _out_lengths(op, lengths)
@@ -217,7 +236,9 @@ class OpGraphs:
         group = self.groups.get(id(key))
         if group is None:
             label = name or type(key).__name__
-            group = self.groups[id(key)] = _Group(label, torch.cuda.graph_pool_handle(), _Buffers(x.device))
+            group = self.groups[id(key)] = _Group(
+                label, torch.cuda.graph_pool_handle(), _Buffers(x.device, self.outputs)
+            )
         return group
 
     @staticmethod
@@ -227,18 +248,24 @@ class OpGraphs:
             p.data_ptr() for p in params
         )
 
+    def _scratch(self) -> tuple:
+        if self.scratch_pool is None:
+            self.scratch_pool = torch.cuda.graph_pool_handle()
+        return self.scratch_pool
+
     def _side_stream(self) -> torch.cuda.Stream:
         if self.stream is None:
             self.stream = torch.cuda.Stream()
         return self.stream
 
-    def _capture_train(self, op, x, lengths, params, group: _Group) -> _TrainEntry:
+    def _capture_train(self, op, x, lengths, params, group: _Group, bound: bool) -> _TrainEntry:
         buffers, device_type = group.buffers, x.device.type
         autocast = _autocast_state(device_type)
         with _frozen_buffers(op), self._on_side_stream():
-            sx = buffers.view("x", x.shape, x.dtype)
+            sx = x.detach() if bound else buffers.view("x", x.shape, x.dtype)
             sl = buffers.view("lengths", lengths.shape, lengths.dtype)
-            sx.copy_(x)
+            if not bound:
+                sx.copy_(x)
             sl.copy_(lengths)
             leaf = sx.detach().requires_grad_(x.requires_grad)
             # The op runs on leaf aliases of its parameters (same storage, so replays read the
@@ -273,11 +300,11 @@ class OpGraphs:
             backward_input = None
             if x.requires_grad:  # the input gradient alone: what an ST arch step's backward needs
                 backward_input = torch.cuda.CUDAGraph()
-                with _Capture(backward_input, group.pool):
+                with _Capture(backward_input, self._scratch()):
                     (grad_x,) = torch.autograd.grad(y, [leaf], sgy, retain_graph=True)
                     sgx.copy_(grad_x)
             backward_full = torch.cuda.CUDAGraph()
-            with _Capture(backward_full, group.pool):
+            with _Capture(backward_full, self._scratch()):
                 grads = list(torch.autograd.grad(y, wanted, sgy))
                 if x.requires_grad:
                     sgx.copy_(grads.pop(0))
@@ -288,6 +315,7 @@ class OpGraphs:
         return _TrainEntry(
             group=group,
             generation=buffers.generation,
+            bound=bound,
             params=params,
             pointers=tuple(p.data_ptr() for p in params),
             x=sx,
@@ -307,7 +335,6 @@ class OpGraphs:
         for all of the edge's candidates; returns the views they read."""
         if self.score_buffers is None:
             self.score_buffers = _Buffers(x.device)
-            self.score_pool = torch.cuda.graph_pool_handle()
         views = (
             self.score_buffers.view("x", x.shape, x.dtype),
             self.score_buffers.view("lengths", lengths.shape, lengths.dtype),
@@ -351,7 +378,7 @@ class OpGraphs:
             # space, which their replays overwrite
             score = run()  # warm-up
             graph = torch.cuda.CUDAGraph()
-            with _Capture(graph, self.score_pool):
+            with _Capture(graph, self._scratch()):
                 score.copy_(run())
         self.stats.captures += 1
         return _ScoreEntry(self.score_buffers.generation, tuple(p.data_ptr() for p in params), score, graph)
@@ -377,8 +404,8 @@ class OpGraphs:
                 if grad is not None:
                     outside[grad.data_ptr()] = grad.untyped_storage().nbytes()
         pools = {tuple(g.pool) for g in self.groups.values()}
-        if self.score_pool is not None:
-            pools.add(tuple(self.score_pool))
+        if self.scratch_pool is not None:
+            pools.add(tuple(self.scratch_pool))
         pooled = 0
         if pools:
             for segment in torch.cuda.memory_snapshot():

@@ -58,6 +58,16 @@ def test_buffers_view_any_shape_and_grow_with_a_new_generation():
     assert buffers.flat["x", torch.float32].numel() == 24  # grows by half at least: few regrowths
 
 
+def test_output_buffers_are_registered_where_they_start_so_inputs_can_be_read_in_place():
+    outputs = set()
+    buffers = _Buffers(torch.device("cpu"), outputs)
+    y = buffers.view("y", torch.Size([2, 3]), torch.float32)
+    buffers.view("x", torch.Size([2, 3]), torch.float32)
+    assert outputs == {y.data_ptr()}
+    moved = buffers.view("y", torch.Size([5, 3]), torch.float32)
+    assert outputs == {moved.data_ptr()} != {y.data_ptr()}
+
+
 def test_on_the_cpu_everything_runs_eagerly_with_the_same_numbers():
     torch.manual_seed(0)
     net = derived()
@@ -117,6 +127,8 @@ def test_derived_training_steps_match_eager(exact_gpu):
     _assert_same_parameters(eager, graphed)  # BatchNorm statistics too: warm-ups train nothing
     assert graphs.stats.captures == 3 * 5 and graphs.stats.replays == len(SHAPES) * 5
     assert graphs.stats.recaptures == []
+    bound = [entry.bound for entry in graphs.train.values()]
+    assert sum(bound) == 3 * 4, "every layer after the input reads its producer's output in place"
     for entry in graphs.train.values():  # autograd copied the gradients out of the graphs' buffers
         owned = {b.data_ptr() for b in entry.param_grads if b is not None}
         assert not owned & {p.grad.data_ptr() for p in entry.params}
@@ -229,4 +241,6 @@ def test_darts_and_evaluation_run_eagerly_and_captures_ignore_older_graphs():
     net.train()
     net.apply_plan(make_plan(arch, "st", "weight", 0))
     loss_of(net, x, lengths, weights).backward()
-    assert graphs.stats.captures == 5 and darts_loss.grad_fn is not None
+    # two candidates, and the strided TDNN and head again: their inputs are now graph outputs,
+    # read in place (a new capture each); the input layer replays
+    assert graphs.stats.captures == 7 and darts_loss.grad_fn is not None
