@@ -168,6 +168,8 @@ ATTENTION_NUMBERS = {"h": 4, "w": None, "l": None, "c": None}
 class AttentionBlock(Op):
     """Pre-LN residual self-attention: `x + dropout(MHSA(LayerNorm(x)))` (projected if dims differ)."""
 
+    graph_safe = True
+
     def __init__(self, attention: MultiHeadSelfAttention, in_dim: int, dropout: float = 0.1):
         super().__init__()
         dim = attention.dim

@@ -69,6 +69,8 @@ class ConvModule(nn.Module):
 class _Block(Op):
     """Shared plumbing: optional input projection, masks, flops of the input projection."""
 
+    graph_safe = True  # conformer and transformer layers
+
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
         self.proj = nn.Linear(in_dim, dim) if in_dim != dim else None

@@ -20,6 +20,7 @@ from ops.registry import Spec, register
 class Conv2dSubsampling4(Op):
     stride = 4
     lookahead = 3
+    graph_safe = True
 
     def __init__(self, in_dim: int, out_dim: int, channels: int | None = None, dropout: float = 0.1):
         super().__init__()

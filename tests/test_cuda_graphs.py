@@ -6,9 +6,10 @@ import copy
 import pytest
 import torch
 
+import ops
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
-from supernet.cuda_graphs import _Buffers
+from supernet.cuda_graphs import OpGraphs, _Buffers
 from supernet.derived import DerivedNet
 from supernet.network import Supernet
 from supernet.relaxations import make_plan
@@ -244,3 +245,47 @@ def test_darts_and_evaluation_run_eagerly_and_captures_ignore_older_graphs():
     # two candidates, and the strided TDNN and head again: their inputs are now graph outputs,
     # read in place (a new capture each); the input layer replays
     assert graphs.stats.captures == 7 and darts_loss.grad_fn is not None
+
+
+# every op family that declares ``graph_safe``, and the variants that take other code paths
+GRAPH_SAFE_SPECS = [
+    "linear",
+    "tdnn-k3-d2",
+    "tdnn-k3-d1-s3",
+    "tdnn-k4-d1-bn-s2",
+    "septdnn-k5-d1-ln",
+    "conv2d4x",
+    "mhsa-h2-chunk-c4",
+    "transformer-f4-rel",
+    "transformer-f2-local-w3",
+    "conformer-k15-f4-abs",
+    "conformer-k5-f2-local-w4-l1-ln",
+]
+
+
+@gpu
+@pytest.mark.parametrize("spec", GRAPH_SAFE_SPECS)
+def test_every_graph_safe_op_family_matches_eager(spec, exact_gpu):
+    torch.manual_seed(0)
+    eager = ops.build(spec, 16, 16, dropout=0.0).to(exact_gpu).train()
+    graphed = copy.deepcopy(eager)
+    assert graphed.graph_safe
+    graphs = OpGraphs()
+    for i, (b, frames) in enumerate([(3, 40), (2, 24), (3, 40)]):
+        gen = torch.Generator().manual_seed(i)
+        x = torch.randn(b, frames, 16, generator=gen).to(exact_gpu)
+        lengths = torch.tensor([frames] + [frames // 2 + 1] * (b - 1), device=exact_gpu)
+        results = []
+        for op in (eager, graphed):
+            xi = x.clone().requires_grad_()
+            if op is graphed:
+                y, out_lengths = graphs(op, xi, lengths, group=op)
+            else:
+                y, out_lengths = op(xi, lengths)
+            g = torch.randn(y.shape, generator=torch.Generator().manual_seed(10 + i)).to(exact_gpu)
+            grads = torch.autograd.grad(y, [xi, *op.parameters()], g, allow_unused=True)
+            results.append([y, out_lengths, *[torch.zeros(0) if gr is None else gr for gr in grads]])
+        for got, want in zip(*results[::-1]):
+            torch.testing.assert_close(got, want, rtol=2e-4, atol=2e-5, msg=spec)
+    _assert_same_parameters(eager, graphed)  # BatchNorm statistics
+    assert graphs.stats.captures == 2 and graphs.stats.replays == 3

@@ -272,3 +272,25 @@ def test_trainer_runs_features_through_on_after_batch_transfer(tmp_path):
     assert kinds.count("train") == 3 and "val" in kinds
     for _, shape, longest in probe.seen:
         assert shape[1] == longest and shape[2] == 80
+
+
+def test_pad_frames_pads_features_to_a_multiple_and_keeps_lengths(tmp_path):
+    corpus = write_corpus(tmp_path / "c", {"train": 6, "dev": 2})
+    plain = SpeechDataModule(
+        str(corpus), num_workers=0, max_frames=300, arch_fraction=0.0, spec_augment=False
+    )
+    padded = SpeechDataModule(
+        str(corpus), num_workers=0, max_frames=300, arch_fraction=0.0, spec_augment=False, pad_frames=16
+    )
+    for dm in (plain, padded):
+        dm.setup("fit")
+    batch = next(iter(plain.train_dataloader()))
+    a = plain.featurize({k: v for k, v in batch.items()}, augment=False)
+    b = padded.featurize({k: v for k, v in batch.items()}, augment=False)
+    frames = a["features"].shape[1]
+    assert b["features"].shape[1] == -(-frames // 16) * 16 > frames or frames % 16 == 0
+    assert torch.equal(b["features"][:, :frames], a["features"])
+    assert not b["features"][:, frames:].any()  # zero frames, past every length
+    assert torch.equal(b["feature_lengths"], a["feature_lengths"])
+    with pytest.raises(ValueError, match="pad_frames"):
+        SpeechDataModule(str(corpus), pad_frames=0)
