@@ -17,6 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
@@ -96,6 +97,8 @@ class CTCModule(pl.LightningModule):
         self.net.use_cuda_graphs(bool(self.hparams.get("cuda_graphs")) and self.device.type == "cuda")
 
     def on_train_end(self) -> None:
+        if self.net.graphs is not None:
+            rank_zero_info(f"CUDA graphs: {self.net.graphs.summary()}")
         self.net.use_cuda_graphs(False)  # frees the graphs' memory pools and buffers
 
     def ctc_loss(self, batch: dict[str, Any], net: nn.Module | None = None):

@@ -30,6 +30,7 @@ eagerly. Every distinct batch shape is a capture: pad features to a multiple of 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ import torch
 from torch import nn
 
 from ops.base import strided_lengths
+
+MANY_SHAPES = 64  # captures of one op that suggest padding the batches to fewer shapes
 
 
 def graphable(op: nn.Module, x: torch.Tensor) -> bool:
@@ -197,6 +200,8 @@ class OpGraphs:
         self.scratch_pool: tuple | None = None  # backward and score graphs: nothing outlives a replay
         self.score_buffers: _Buffers | None = None
         self.outputs: set[int] = set()
+        self.grads: dict[tuple, list[torch.Tensor]] = {}
+        self.shapes: dict[int, int] = {}  # shapes captured per op
         self.stream: torch.cuda.Stream | None = None
         self.stats = _Stats()
 
@@ -225,12 +230,32 @@ class OpGraphs:
         ):
             if entry is not None:
                 self.stats.recaptures.append(name or type(op).__name__)
+            else:
+                self._count_shape(op)
             entry = self.train[key] = self._capture_train(
                 op, x, lengths, params, self._group(group, name, x), bound
             )
         self.stats.replays += 1
         y = _Replay.apply(entry, x, lengths, *entry.params)
         return y, _out_lengths(op, lengths)
+
+    def _count_shape(self, op: nn.Module) -> None:
+        """Warn once per op when it has met many shapes: each one is a capture and its memory."""
+        shapes = self.shapes[id(op)] = self.shapes.get(id(op), 0) + 1
+        if shapes == MANY_SHAPES:
+            warnings.warn(
+                f"CUDA graphs: {type(op).__name__} met {shapes} input shapes, a capture each; pad the "
+                "features (data.pad_frames) so that batches come in fewer shapes",
+                stacklevel=4,
+            )
+
+    def _grad_buffers(self, op: nn.Module, params: list[nn.Parameter]) -> list[torch.Tensor]:
+        """The buffers an op's backward graphs write its weight gradients to, one set per op for all
+        its shapes (autograd copies them out at once, and an op has one backward in flight)."""
+        key = (id(op), tuple(p.data_ptr() for p in params))
+        if key not in self.grads:
+            self.grads[key] = [torch.empty_like(p) for p in params]
+        return self.grads[key]
 
     def _group(self, key: object, name: str, x: torch.Tensor) -> _Group:
         group = self.groups.get(id(key))
@@ -289,7 +314,8 @@ class OpGraphs:
             del y
             if x.requires_grad:
                 used = used[1:]
-            param_grads = [torch.empty_like(p) if u else None for p, u in zip(params, used)]
+            shared = self._grad_buffers(op, params)
+            param_grads = [buf if u else None for buf, u in zip(shared, used)]
             wanted = [leaf] if x.requires_grad else []
             wanted += [a for a, u in zip(aliases.values(), used) if u]
 
@@ -392,17 +418,10 @@ class OpGraphs:
     def memory_bytes(self) -> dict[str, int]:
         """What the graphs hold between steps: their pools (reserved by the allocator, not counted
         by ``torch.cuda.max_memory_allocated`` while a replay uses them) and the buffers outside."""
-        buffers = [*self.train.values()]
-        outside = {
-            t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-            for holder in [*(g.buffers for g in self.groups.values()), self.score_buffers]
-            if holder is not None
-            for t in holder.flat.values()
-        }
-        for entry in buffers:
-            for grad in entry.param_grads:
-                if grad is not None:
-                    outside[grad.data_ptr()] = grad.untyped_storage().nbytes()
+        holders = [*(g.buffers for g in self.groups.values()), self.score_buffers]
+        tensors = [t for h in holders if h is not None for t in h.flat.values()]
+        tensors += [t for grads in self.grads.values() for t in grads]
+        outside = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
         pools = {tuple(g.pool) for g in self.groups.values()}
         if self.scratch_pool is not None:
             pools.add(tuple(self.scratch_pool))

@@ -2,6 +2,7 @@
 cannot run. The GPU tests compare a graphed network with an eager copy, step by step."""
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 import ops
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
-from supernet.cuda_graphs import OpGraphs, _Buffers
+from supernet.cuda_graphs import MANY_SHAPES, OpGraphs, _Buffers
 from supernet.derived import DerivedNet
 from supernet.network import Supernet
 from supernet.relaxations import make_plan
@@ -67,6 +68,17 @@ def test_output_buffers_are_registered_where_they_start_so_inputs_can_be_read_in
     assert outputs == {y.data_ptr()}
     moved = buffers.view("y", torch.Size([5, 3]), torch.float32)
     assert outputs == {moved.data_ptr()} != {y.data_ptr()}
+
+
+def test_many_shapes_of_one_op_warn_once_to_pad_the_batches():
+    graphs, op = OpGraphs(), torch.nn.Linear(2, 2)
+    for _ in range(MANY_SHAPES - 1):
+        graphs._count_shape(op)
+    with pytest.warns(UserWarning, match="data.pad_frames"):
+        graphs._count_shape(op)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graphs._count_shape(op)
 
 
 def test_on_the_cpu_everything_runs_eagerly_with_the_same_numbers():
