@@ -5,8 +5,8 @@ Python, dispatch and launch: the GPU waits. A CUDA graph replays an op's whole f
 whole backward, as one launch. The sampled path changes every step, so graphs are made per op and
 per input shape, not per network, the first time an op meets a shape:
 
-- a forward graph, and two backward graphs: with the weight gradients, and without them (an ST
-  arch step needs only the gradient that flows back to earlier edges); ST's recomputed scores
+- a forward graph and a backward graph (input and weight gradients: a graphed ST arch step
+  computes weight gradients it throws away, which an eager one does not); ST's recomputed scores
   (``supernet.mixed_op``) get a no-grad graph per candidate and shape;
 - the ops of one *group* never run in the same pass (the candidates of one edge: one runs per
   step), so a group's forward graphs share one memory pool, which keeps what the backward needs;
@@ -18,9 +18,11 @@ per input shape, not per network, the first time an op meets a shape:
   may live in a pool: after a capture, its blocks count as free, and the graphs captured next
   use them as scratch space.
 
-What a caller must keep, checked with a clear error: after a group's forward, its backward runs
-before the group's next forward (so no DARTS sum of candidates, which runs every candidate of an
-edge in one pass; the edges run those eagerly). Outputs are overwritten by the op's next run: a
+What a caller must keep: after a group's forward, its backward runs before the group's next
+forward (so no DARTS sum of candidates, which runs every candidate of an edge in one pass; the
+edges run those eagerly). A backward that finds its own group run again raises a clear error; a
+consumer that read an overwritten output of another group is not detected, so two forward passes
+before one backward need ``cuda_graphs=False``. Outputs are overwritten by the op's next run: a
 training step uses them before that. Only ops that declare ``graph_safe`` (no host reads, no
 data-dependent shapes) are graphed; evaluation, the CPU, ``torch.compile`` and no-grad passes run
 eagerly. Every distinct batch shape is a capture: pad features to a multiple of a few frames
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ops.base import strided_lengths
 
@@ -54,6 +57,13 @@ def graphable(op: nn.Module, x: torch.Tensor) -> bool:
         and not torch.compiler.is_compiling()
         and not torch.cuda.is_current_stream_capturing()
     )
+
+
+def run_op(graphs: OpGraphs | None, op: nn.Module, x, lengths, group: object, name: str):
+    """``op(x, lengths)``, replayed from ``graphs`` when there are graphs and the op is graph-safe."""
+    if graphs is None or not getattr(op, "graph_safe", False):
+        return op(x, lengths)
+    return graphs(op, x, lengths, group=group, name=name)
 
 
 def scorable(op: nn.Module, x: torch.Tensor) -> bool:
@@ -117,8 +127,7 @@ class _TrainEntry:
     grad_x: torch.Tensor | None
     param_grads: list[torch.Tensor | None]
     forward: torch.cuda.CUDAGraph
-    backward_full: torch.cuda.CUDAGraph
-    backward_input: torch.cuda.CUDAGraph | None
+    backward: torch.cuda.CUDAGraph
 
 
 @dataclass
@@ -151,6 +160,7 @@ class _Replay(torch.autograd.Function):
         return entry.y.detach()
 
     @staticmethod
+    @once_differentiable  # the gradients come from a replay: no graph of them to differentiate
     def backward(ctx, grad_y: torch.Tensor):
         entry: _TrainEntry = ctx.entry
         if entry.group.run != ctx.run:
@@ -160,17 +170,12 @@ class _Replay(torch.autograd.Function):
                 "backward). Run such passes without graphs (cuda_graphs=False)."
             )
         entry.grad_y.copy_(grad_y)
-        want_params = any(ctx.needs_input_grad[3:])
-        if want_params or entry.backward_input is None:
-            entry.backward_full.replay()
-        else:
-            entry.backward_input.replay()
+        entry.backward.replay()
         grad_x = entry.grad_x.detach() if ctx.needs_input_grad[1] else None
         # the parameter gradients are returned as the buffers themselves, not detached views: a
         # view nobody else holds would be taken over as ``p.grad``, and the next replay would
         # overwrite it; a held buffer is copied (or added) into ``p.grad`` by autograd
-        grads = entry.param_grads if want_params else [None] * len(entry.params)
-        return (None, grad_x, None, *grads)
+        return (None, grad_x, None, *entry.param_grads)
 
 
 def _autocast_state(device_type: str) -> tuple[bool, torch.dtype]:
@@ -217,17 +222,13 @@ class OpGraphs:
             x.shape,
             x.dtype,
             x.requires_grad,
-            bound,
+            x.data_ptr() if bound else 0,  # which output it reads: a skip edge changes the producer
             lengths.shape,
             lengths.dtype,
             _autocast_state(x.device.type),
         )
         entry = self.train.get(key)
-        if (
-            entry is None
-            or not self._current(entry, entry.group.buffers, params)
-            or (bound and entry.x.data_ptr() != x.data_ptr())  # the producer's buffer moved
-        ):
+        if entry is None or not self._current(entry, entry.group.buffers, params):
             if entry is not None:
                 self.stats.recaptures.append(name or type(op).__name__)
             else:
@@ -323,14 +324,8 @@ class OpGraphs:
             with _Capture(forward, group.pool):
                 y = run()
                 sy.copy_(y)
-            backward_input = None
-            if x.requires_grad:  # the input gradient alone: what an ST arch step's backward needs
-                backward_input = torch.cuda.CUDAGraph()
-                with _Capture(backward_input, self._scratch()):
-                    (grad_x,) = torch.autograd.grad(y, [leaf], sgy, retain_graph=True)
-                    sgx.copy_(grad_x)
-            backward_full = torch.cuda.CUDAGraph()
-            with _Capture(backward_full, self._scratch()):
+            backward = torch.cuda.CUDAGraph()
+            with _Capture(backward, self._scratch()):
                 grads = list(torch.autograd.grad(y, wanted, sgy))
                 if x.requires_grad:
                     sgx.copy_(grads.pop(0))
@@ -351,8 +346,7 @@ class OpGraphs:
             grad_x=sgx,
             param_grads=param_grads,
             forward=forward,
-            backward_full=backward_full,
-            backward_input=backward_input,
+            backward=backward,
         )
 
     # --- ST scores: no-grad graphs -----------------------------------------------------------
@@ -474,8 +468,12 @@ class _Capture:
         self.graph.capture_begin(pool=self.pool, capture_error_mode="thread_local")
         return self.graph
 
-    def __exit__(self, *exc):
-        self.graph.capture_end()
+    def __exit__(self, kind, error, traceback):
+        try:
+            self.graph.capture_end()
+        except Exception:
+            if error is None:  # an error in the captured code explains a failed capture better
+                raise
         return False
 
 

@@ -132,7 +132,9 @@ class SpeechDataModule(pl.LightningDataModule):
         saved tokenizer (retrain/evaluate) instead of building one from the train manifest.
         `pad_frames`: pad each batch's features with zero frames to a multiple of this, so that
         batches come in few shapes (each new shape is a capture under `model.cuda_graphs`); the
-        lengths are unchanged, and every op ignores frames past them."""
+        lengths are unchanged, and every op zeroes the frames past them. BatchNorm in training
+        still takes its statistics over every frame, padding included, so padding changes them
+        a little (as the bucketed batches' own padding does)."""
         super().__init__()
         self.save_hyperparameters()
         self.data = Path(data)

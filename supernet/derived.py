@@ -14,7 +14,7 @@ from torch import nn
 
 import ops
 from supernet.archspec import ArchSpec
-from supernet.cuda_graphs import OpGraphs
+from supernet.cuda_graphs import OpGraphs, run_op
 
 
 class Encoder(nn.Module):
@@ -65,9 +65,7 @@ class Encoder(nn.Module):
         return logits.float().log_softmax(dim=-1), lengths
 
     def _run(self, op: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
-        if self.graphs is None or not getattr(op, "graph_safe", False):
-            return op(x, lengths)
-        return self.graphs(op, x, lengths, group=op, name=getattr(op, "spec", "") or type(op).__name__)
+        return run_op(self.graphs, op, x, lengths, op, getattr(op, "spec", "") or type(op).__name__)
 
 
 def _mark_input_masked(module: nn.Module) -> None:

@@ -27,7 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
 from ops.attention import MultiHeadSelfAttention
-from supernet.cuda_graphs import OpGraphs, scorable
+from supernet.cuda_graphs import OpGraphs, run_op, scorable
 
 # modules whose training flag means "drop": nn.Dropout*, and attention's fused dropout
 DROPOUTS = (_DropoutNd, MultiHeadSelfAttention)
@@ -162,6 +162,4 @@ class MixedOp(nn.Module):
         raise ValueError(f"edge {self.name!r}: unknown plan mode {plan.mode!r}")
 
     def _run_alone(self, cand: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
-        if self.graphs is None or not getattr(cand, "graph_safe", False):
-            return cand(x, lengths)
-        return self.graphs(cand, x, lengths, group=self, name=f"edge {self.name!r}")
+        return run_op(self.graphs, cand, x, lengths, self, f"edge {self.name!r}")

@@ -5,8 +5,9 @@ search loop, in the shape of NNI's ``DartsLightningModule``:
 
 - stage ``warmup`` (set by ``callbacks.StageSwitch``): uniform single-path sampling, weights only;
 - stage ``search``: an architecture step on an ``arch`` batch (gradient for the alphas only:
-  ``torch.autograd.grad`` never computes the weight gradients it would throw away), then a
-  weight step on a ``train`` batch with the alphas frozen.
+  ``torch.autograd.grad`` never computes the weight gradients it would throw away, except in ops
+  replayed as CUDA graphs, whose one backward graph computes them all), then a weight step on a
+  ``train`` batch with the alphas frozen.
 
 The method is only a plan maker (``supernet.relaxations``); the path sampled at a step depends on
 ``(seed, step)`` alone, so every DDP rank runs the same path and a resumed run draws the same
