@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -46,16 +46,22 @@ from ops.base import strided_lengths
 MANY_SHAPES = 64  # captures of one op that suggest padding the batches to fewer shapes
 
 
-def graphable(op: nn.Module, x: torch.Tensor) -> bool:
-    """Whether this call of ``op`` may replay a graph: a training-mode, graph-safe op on CUDA."""
+def scorable(op: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ST's no-grad recomputation of ``op`` (in a backward) may replay a graph: a
+    graph-safe op on CUDA, outside compiling and capturing."""
     return (
         x.is_cuda
-        and op.training
         and getattr(op, "graph_safe", False)
-        and torch.is_grad_enabled()
-        and not torch.is_inference_mode_enabled()
         and not torch.compiler.is_compiling()
         and not torch.cuda.is_current_stream_capturing()
+    )
+
+
+def graphable(op: nn.Module, x: torch.Tensor) -> bool:
+    """Whether this call of ``op`` may replay a training graph: ``scorable``, in training mode,
+    with grad enabled."""
+    return (
+        scorable(op, x) and op.training and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
     )
 
 
@@ -64,16 +70,6 @@ def run_op(graphs: OpGraphs | None, op: nn.Module, x, lengths, group: object, na
     if graphs is None or not getattr(op, "graph_safe", False):
         return op(x, lengths)
     return graphs(op, x, lengths, group=group, name=name)
-
-
-def scorable(op: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ST's no-grad recomputation of ``op`` (in a backward) may replay a graph."""
-    return (
-        x.is_cuda
-        and getattr(op, "graph_safe", False)
-        and not torch.compiler.is_compiling()
-        and not torch.cuda.is_current_stream_capturing()
-    )
 
 
 class _Buffers:
@@ -91,11 +87,11 @@ class _Buffers:
         flat = self.flat.get((role, dtype))
         if flat is None or flat.numel() < numel:
             size = numel if flat is None else max(numel, flat.numel() * 3 // 2)  # few regrowths
+            old, flat = flat, torch.empty(size, dtype=dtype, device=self.device)
+            self.flat[role, dtype] = flat
             if role == "y" and self.outputs is not None:
-                if flat is not None:
-                    self.outputs.discard(flat.data_ptr())
-            flat = self.flat[role, dtype] = torch.empty(size, dtype=dtype, device=self.device)
-            if role == "y" and self.outputs is not None:
+                if old is not None:
+                    self.outputs.discard(old.data_ptr())
                 self.outputs.add(flat.data_ptr())
             self.generation += 1
         return flat[:numel].view(shape)
@@ -279,11 +275,6 @@ class OpGraphs:
             self.scratch_pool = torch.cuda.graph_pool_handle()
         return self.scratch_pool
 
-    def _side_stream(self) -> torch.cuda.Stream:
-        if self.stream is None:
-            self.stream = torch.cuda.Stream()
-        return self.stream
-
     def _capture_train(self, op, x, lengths, params, group: _Group, bound: bool) -> _TrainEntry:
         buffers, device_type = group.buffers, x.device.type
         autocast = _autocast_state(device_type)
@@ -404,10 +395,18 @@ class OpGraphs:
         return _ScoreEntry(self.score_buffers.generation, tuple(p.data_ptr() for p in params), score, graph)
 
     # --- streams and capture -------------------------------------------------------------------
-    def _on_side_stream(self) -> AbstractContextManager:
+    @contextmanager
+    def _on_side_stream(self):
         """Warm-up and capture on one side stream (what capture needs), ordered after the work
         queued so far and before the work queued next."""
-        return _SideStream(self._side_stream())
+        if self.stream is None:
+            self.stream = torch.cuda.Stream()
+        self.stream.wait_stream(torch.cuda.current_stream())
+        try:
+            with torch.cuda.stream(self.stream):
+                yield self.stream
+        finally:
+            torch.cuda.current_stream().wait_stream(self.stream)
 
     def memory_bytes(self) -> dict[str, int]:
         """What the graphs hold between steps: their pools (reserved by the allocator, not counted
@@ -438,22 +437,6 @@ def _out_lengths(op: nn.Module, lengths: torch.Tensor) -> torch.Tensor:
     """``ceil(lengths / stride)``, the ``ops.base.Op`` contract, made outside the graph: a fresh
     tensor each step (the padding masks of the eager ops that follow are keyed by it)."""
     return strided_lengths(lengths, int(getattr(op, "stride", 1)))
-
-
-class _SideStream:
-    def __init__(self, stream: torch.cuda.Stream):
-        self.stream = stream
-        self.context = torch.cuda.stream(stream)
-
-    def __enter__(self):
-        self.stream.wait_stream(torch.cuda.current_stream())
-        self.context.__enter__()
-        return self.stream
-
-    def __exit__(self, *exc):
-        self.context.__exit__(*exc)
-        torch.cuda.current_stream().wait_stream(self.stream)
-        return False
 
 
 class _Capture:
