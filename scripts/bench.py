@@ -184,7 +184,8 @@ def weight_step(net, opt, batch, bf16: bool) -> None:
 
 
 def arch_step(net, arch, arch_opt, batch, bf16: bool) -> None:
-    loss = loss_of(net, batch, bf16)
+    with net.input_grads_only():  # as SearchModule.arch_step
+        loss = loss_of(net, batch, bf16)
     alphas = list(arch.alphas.values())
     grads = torch.autograd.grad(loss, alphas, allow_unused=True)
     for alpha, grad in zip(alphas, grads):
@@ -738,6 +739,7 @@ def search_module(args, k: int) -> SearchModule:
         penalty_target="params",
         ddp_overlap=not args.no_overlap,
         cuda_graphs=CUDA_GRAPHS,
+        sample_ahead=args.sample_ahead,
     )
     model.ctc_implementation = CTC_IMPLEMENTATION
     return model
@@ -1026,6 +1028,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cuda_graphs", action="store_true", help="replay ops as CUDA graphs (supernet.cuda_graphs)"
+    )
+    parser.add_argument(
+        "--sample_ahead",
+        action="store_true",
+        help="Lightning search runs: st samples from the alphas one update old (SearchModule(sample_ahead))",
     )
     args = parser.parse_args(argv)
     global CTC_IMPLEMENTATION, CUDA_GRAPHS

@@ -30,7 +30,8 @@ class ArchParams(nn.Module):
                 for name, cands in self.labels.items()
             }
         )
-        self._prefetch: tuple | None = None  # (alpha versions, host copy, copy-done event): see prefetch
+        # (alpha versions, host copy, copy-done event) after each of the last two updates: see prefetch
+        self._copies: list[tuple] = []
 
     @property
     def names(self) -> list[str]:
@@ -72,14 +73,24 @@ class ArchParams(nn.Module):
         only for the alpha update, not for the work queued behind it. A prefetched copy is used only
         while no alpha has changed since (parameter versions), so it can never be stale.
         """
-        flat = self._prefetched()
-        if flat is None:
-            flat = self._flat().cpu()
-        sizes = [alpha.numel() for alpha in self.alphas.values()]
-        return {name: torch.softmax(a, -1) for name, a in zip(self.alphas, flat.split(sizes))}
+        latest = self._copies[-1] if self._copies else None
+        if latest is not None and latest[0] == self._versions():
+            return self._softmax(_finished(latest))
+        return self._softmax(self._flat().cpu())
+
+    def lagged_host_probs(self) -> dict[str, torch.Tensor]:
+        """``host_probs`` of the alphas as they were before their latest update (the same as now
+        before any update): that copy was started a whole step ago and is done, so the host does not
+        wait for the device at all, and on several ranks it does not wait for the other ranks' last
+        alpha all-reduce either (``SearchModule(sample_ahead=True)``)."""
+        if not self._copies:  # no update seen yet: the alphas as they are now, read once
+            flat = self._flat()
+            self._copies = [((), flat.cpu() if flat.is_cuda else flat.clone(), None)]
+        return self._softmax(_finished(self._copies[-2] if len(self._copies) > 1 else self._copies[0]))
 
     def prefetch(self) -> None:
-        """Start copying the alphas to the host without waiting (pinned memory on a GPU)."""
+        """Start copying the alphas to the host without waiting (pinned memory on a GPU); call it
+        after every update. The last two copies are kept (see ``lagged_host_probs``)."""
         flat = self._flat()
         if flat.is_cuda:
             host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
@@ -88,16 +99,23 @@ class ArchParams(nn.Module):
             done.record()
         else:
             host, done = flat.clone(), None
-        self._prefetch = (self._versions(), host, done)
+        self._copies = [*self._copies[-1:], (self._versions(), host, done)]
 
-    def _prefetched(self) -> torch.Tensor | None:
-        prefetch, self._prefetch = self._prefetch, None
-        if prefetch is None or prefetch[0] != self._versions():
-            return None
-        _, host, done = prefetch
-        if done is not None:
-            done.synchronize()
-        return host
+    def host_copies(self) -> list[torch.Tensor]:
+        """The kept host copies, oldest first (what a checkpoint needs to resume lagged sampling)."""
+        return [_finished(copy) for copy in self._copies]
+
+    def restore_host_copies(self, copies: list[torch.Tensor]) -> None:
+        """Put back ``host_copies`` from a checkpoint (the versions are unknown: lagged use only)."""
+        self._copies = [((-1,), flat.clone(), None) for flat in copies[-2:]]
+
+    def forget_host_copies(self) -> None:
+        """After alphas were loaded: the kept copies describe other alphas."""
+        self._copies = []
+
+    def _softmax(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        sizes = [alpha.numel() for alpha in self.alphas.values()]
+        return {name: torch.softmax(a, -1) for name, a in zip(self.alphas, flat.split(sizes))}
 
     def _flat(self) -> torch.Tensor:
         return torch.cat([alpha.detach().float().reshape(-1) for alpha in self.alphas.values()])
@@ -136,3 +154,11 @@ class ArchParams(nn.Module):
             for label, value in zip(self.labels[name], p.detach().cpu().tolist()):
                 rows.append({"edge": name, "candidate": label, "prob": value})
         return rows
+
+
+def _finished(copy: tuple) -> torch.Tensor:
+    """A kept host copy, once its device-to-host transfer is done."""
+    _, host, done = copy
+    if done is not None:
+        done.synchronize()
+    return host

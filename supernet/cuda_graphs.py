@@ -5,9 +5,11 @@ Python, dispatch and launch: the GPU waits. A CUDA graph replays an op's whole f
 whole backward, as one launch. The sampled path changes every step, so graphs are made per op and
 per input shape, not per network, the first time an op meets a shape:
 
-- a forward graph and a backward graph (input and weight gradients: a graphed ST arch step
-  computes weight gradients it throws away, which an eager one does not); ST's recomputed scores
-  (``supernet.mixed_op``) get a no-grad graph per candidate and shape;
+- a forward graph and a backward graph (input and weight gradients), and, for an op whose input
+  needs a gradient, a second backward graph of the input gradient alone: passes run under
+  ``input_grads_only()`` replay it (an architecture step, whose ``autograd.grad`` wants the alphas'
+  gradients only, would otherwise compute every weight gradient and throw it away); ST's
+  recomputed scores (``supernet.mixed_op``) get a no-grad graph per candidate and shape;
 - the ops of one *group* never run in the same pass (the candidates of one edge: one runs per
   step), so a group's forward graphs share one memory pool, which keeps what the backward needs;
   the pools hold about one path's activations, not every candidate's. Backward and score graphs
@@ -124,6 +126,7 @@ class _TrainEntry:
     param_grads: list[torch.Tensor | None]
     forward: torch.cuda.CUDAGraph
     backward: torch.cuda.CUDAGraph
+    backward_input: torch.cuda.CUDAGraph | None  # the input gradient alone (``x`` needs one)
 
 
 @dataclass
@@ -138,6 +141,7 @@ class _ScoreEntry:
 class _Stats:
     captures: int = 0
     replays: int = 0
+    input_only_backwards: int = 0
     eager: int = 0
     recaptures: list[str] = field(default_factory=list)
 
@@ -146,13 +150,13 @@ class _Replay(torch.autograd.Function):
     """An op's forward as one graph replay; its backward as another."""
 
     @staticmethod
-    def forward(ctx, entry: _TrainEntry, x: torch.Tensor, lengths: torch.Tensor, *params):
+    def forward(ctx, entry: _TrainEntry, input_only: bool, x: torch.Tensor, lengths: torch.Tensor, *params):
         if not entry.bound:
             entry.x.copy_(x)
         entry.lengths.copy_(lengths)
         entry.forward.replay()
         entry.group.run += 1
-        ctx.entry, ctx.run = entry, entry.group.run
+        ctx.entry, ctx.run, ctx.input_only = entry, entry.group.run, input_only
         return entry.y.detach()
 
     @staticmethod
@@ -166,12 +170,15 @@ class _Replay(torch.autograd.Function):
                 "backward). Run such passes without graphs (cuda_graphs=False)."
             )
         entry.grad_y.copy_(grad_y)
+        if ctx.input_only:
+            entry.backward_input.replay()
+            return (None, None, entry.grad_x.detach(), None, *(None for _ in entry.param_grads))
         entry.backward.replay()
-        grad_x = entry.grad_x.detach() if ctx.needs_input_grad[1] else None
+        grad_x = entry.grad_x.detach() if ctx.needs_input_grad[2] else None
         # the parameter gradients are returned as the buffers themselves, not detached views: a
         # view nobody else holds would be taken over as ``p.grad``, and the next replay would
         # overwrite it; a held buffer is copied (or added) into ``p.grad`` by autograd
-        return (None, grad_x, None, *entry.param_grads)
+        return (None, None, grad_x, None, *entry.param_grads)
 
 
 def _autocast_state(device_type: str) -> tuple[bool, torch.dtype]:
@@ -203,8 +210,21 @@ class OpGraphs:
         self.outputs: set[int] = set()
         self.grads: dict[tuple, list[torch.Tensor]] = {}
         self.shapes: dict[int, int] = {}  # shapes captured per op
+        self.seen: set[tuple] = set()  # every training key ever captured: a second capture is a recapture
         self.stream: torch.cuda.Stream | None = None
+        self.weight_grads = True  # False under ``input_grads_only``
         self.stats = _Stats()
+
+    @contextmanager
+    def input_grads_only(self):
+        """Forward passes in this block get backward graphs without the weight gradients: for a
+        backward that wants no weight gradient (``autograd.grad`` of the alphas in an architecture
+        step). A backward that wanted them would get none from the graphed ops."""
+        saved, self.weight_grads = self.weight_grads, False
+        try:
+            yield self
+        finally:
+            self.weight_grads = saved
 
     # --- training: forward and backward graphs ------------------------------------------------
     def __call__(self, op: nn.Module, x: torch.Tensor, lengths: torch.Tensor, group: object, name: str = ""):
@@ -225,15 +245,21 @@ class OpGraphs:
         )
         entry = self.train.get(key)
         if entry is None or not self._current(entry, entry.group.buffers, params):
-            if entry is not None:
+            if key in self.seen:
                 self.stats.recaptures.append(name or type(op).__name__)
             else:
+                self.seen.add(key)
                 self._count_shape(op)
+            generations = self._generations()
             entry = self.train[key] = self._capture_train(
                 op, x, lengths, params, self._group(group, name, x), bound
             )
+            if self._generations() != generations:
+                self._drop_stale()
         self.stats.replays += 1
-        y = _Replay.apply(entry, x, lengths, *entry.params)
+        input_only = not self.weight_grads and entry.backward_input is not None
+        self.stats.input_only_backwards += input_only
+        y = _Replay.apply(entry, input_only, x, lengths, *entry.params)
         return y, _out_lengths(op, lengths)
 
     def _count_shape(self, op: nn.Module) -> None:
@@ -262,6 +288,18 @@ class OpGraphs:
                 label, torch.cuda.graph_pool_handle(), _Buffers(x.device, self.outputs)
             )
         return group
+
+    def _generations(self) -> tuple[int, ...]:
+        return tuple(g.buffers.generation for g in self.groups.values())
+
+    def _drop_stale(self) -> None:
+        """Forget the graphs a buffer's regrowth made stale: they would be recaptured anyway, and
+        one that reads an old output buffer in place keeps that buffer alive."""
+        self.train = {
+            key: e
+            for key, e in self.train.items()
+            if e.generation == e.group.buffers.generation and (not e.bound or e.x.data_ptr() in self.outputs)
+        }
 
     @staticmethod
     def _current(entry, buffers: _Buffers, params: list[nn.Parameter]) -> bool:
@@ -315,6 +353,13 @@ class OpGraphs:
             with _Capture(forward, group.pool):
                 y = run()
                 sy.copy_(y)
+            backward_input = None
+            if x.requires_grad and len(wanted) > 1:  # the input gradient alone, from the same forward
+                backward_input = torch.cuda.CUDAGraph()
+                with _Capture(backward_input, self._scratch()):
+                    (grad_x,) = torch.autograd.grad(y, [leaf], sgy, retain_graph=True)
+                    sgx.copy_(grad_x)
+                del grad_x
             backward = torch.cuda.CUDAGraph()
             with _Capture(backward, self._scratch()):
                 grads = list(torch.autograd.grad(y, wanted, sgy))
@@ -338,6 +383,7 @@ class OpGraphs:
             param_grads=param_grads,
             forward=forward,
             backward=backward,
+            backward_input=backward_input,
         )
 
     # --- ST scores: no-grad graphs -----------------------------------------------------------

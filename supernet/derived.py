@@ -8,6 +8,7 @@ ops as layers. ``DerivedNet`` fills it with the ops an ``ArchSpec`` names.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
@@ -56,6 +57,11 @@ class Encoder(nn.Module):
             if hasattr(module, "graphs"):
                 module.graphs = self.graphs
         return self.graphs
+
+    def input_grads_only(self) -> AbstractContextManager:
+        """For passes whose backward wants no weight gradient (an architecture step): graphed ops
+        replay a backward graph of their input gradient alone (``OpGraphs.input_grads_only``)."""
+        return nullcontext() if self.graphs is None else self.graphs.input_grads_only()
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lengths = self._run(self.input, features, lengths)

@@ -5,8 +5,8 @@ search loop, in the shape of NNI's ``DartsLightningModule``:
 
 - stage ``warmup`` (set by ``callbacks.StageSwitch``): uniform single-path sampling, weights only;
 - stage ``search``: an architecture step on an ``arch`` batch (gradient for the alphas only:
-  ``torch.autograd.grad`` never computes the weight gradients it would throw away, except in ops
-  replayed as CUDA graphs, whose one backward graph computes them all), then a weight step on a
+  ``torch.autograd.grad`` never computes the weight gradients it would throw away, nor do ops
+  replayed as CUDA graphs, which replay a backward graph of their input gradient alone), then a weight step on a
   ``train`` batch with the alphas frozen.
 
 The method is only a plan maker (``supernet.relaxations``); the path sampled at a step depends on
@@ -16,8 +16,9 @@ a host-side mirror read back after loading.
 
 The step reads nothing back from the device but the alphas, once per step (both of the step's
 paths are drawn from the alphas at its start; the copy is started right after the previous arch
-update), and CTC gets its lengths from the host; the losses, argmax path, costs and entropy go
-to the log every ``log_every_n_steps`` steps only, and the penalty stays on the device.
+update; with ``sample_ahead``, the copy of the update before, which is done: no wait), and CTC
+gets its lengths from the host; the losses, argmax path, costs and entropy go to the log every
+``log_every_n_steps`` steps only, and the penalty stays on the device.
 
 Several GPUs: ``SearchDDPStrategy`` (``supernet search`` picks it for any DDP run). Lightning's
 plain DDP wraps the module in ``DistributedDataParallel``, whose reducer expects one backward per
@@ -72,6 +73,11 @@ class SearchModule(CTCModule):
         cuda_graphs: on a GPU, replay each sampled op's forward and backward, and ST's recomputed
             scores, as CUDA graphs (``supernet.cuda_graphs``); darts and soft gumbel, which run
             every candidate in one pass, stay eager.
+        sample_ahead: st only. Draw a step's paths from the alphas as they were before the last
+            arch update (one update old; the same on every rank, and saved in checkpoints), so
+            that the host never waits for the device to finish that update, nor, on several GPUs,
+            for the other ranks' alpha all-reduce. Off: the paper's recipe, which samples from the
+            current alphas and waits for them once per step.
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class SearchModule(CTCModule):
         reference: float | None = None,
         ddp_overlap: bool = True,
         cuda_graphs: bool = False,
+        sample_ahead: bool = False,
     ):
         super().__init__(vocab)
         if method not in METHODS:
@@ -128,6 +135,7 @@ class SearchModule(CTCModule):
                 "reference": reference,
                 "ddp_overlap": ddp_overlap,
                 "cuda_graphs": cuda_graphs,
+                "sample_ahead": sample_ahead,
             }
         )
         self.costs = search_costs(self.space, self.vocab_size, **{k: self.hparams[k] for k in PENALTY_ARGS})
@@ -137,6 +145,7 @@ class SearchModule(CTCModule):
         # a host mirror of ``search_step`` (reading the buffer every step would sync with the device);
         # None means "read the buffer once": after loading a state dict or a checkpoint, at fit start
         self._host_step: int | None = None
+        self._restored_copies: list[torch.Tensor] | None = None  # sample_ahead's, from a checkpoint
         self.register_load_state_dict_post_hook(_forget_host_step)
         self._averager: OverlappedGradientAverager | None = None  # set at fit start on several ranks
         self._eval_path: dict[str, int] | None = None  # the path evaluated, read once per evaluation
@@ -166,10 +175,14 @@ class SearchModule(CTCModule):
         costs = self.costs.target_costs
         if costs is not None:  # what `supernet extract` needs to honour the budget without the table
             checkpoint["target_costs"] = {"metric": costs.metric, "fixed": costs.fixed, "edges": costs.edges}
+        if self.hparams.get("sample_ahead"):  # the alphas one update old, which the next step samples from
+            checkpoint["sampling_alphas"] = self.arch.host_copies()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self._host_step = None
+        # put back at the first step: loading the state dict, which comes next, forgets the copies
+        self._restored_copies = checkpoint.get("sampling_alphas")
 
     def on_fit_start(self) -> None:
         self._host_step = None  # DDP broadcasts rank 0's buffers before this hook
@@ -209,7 +222,8 @@ class SearchModule(CTCModule):
         """One Adam step of the alphas on a held-out batch; the weights get no gradient."""
         _, arch_opt = self.optimizers()
         self._plan("arch", step, host_probs)
-        loss, _, _ = self.ctc_loss(batch)
+        with self.net.input_grads_only():  # graphed ops: no weight gradients, which nobody reads
+            loss, _, _ = self.ctc_loss(batch)
         probs = self.arch.probs()
         if self._log_now(step):  # the logged costs need the argmax path on the host: a sync
             loss, costs = self.costs.penalised(loss, probs, self.arch.argmax())
@@ -264,13 +278,21 @@ class SearchModule(CTCModule):
         train_batch, arch_batch = (batch["train"], batch.get("arch")) if "train" in batch else (batch, None)
         if self._host_step is None:
             self._host_step = int(self.search_step)
+            if self._restored_copies is not None:
+                self.arch.restore_host_copies(self._restored_copies)
+                self._restored_copies = None
         step = self._host_step
         searching = self.stage == "search" and self.hparams.method != "uniform"
         size = train_batch["targets"].size(0)
         log_now = self._log_now(step)  # logged values are read on the host: only every few steps
         # ST draws both of a step's paths from the alphas at the start of the step: one read of them,
-        # which prefetch started during the previous step's weight update
-        host_probs = self.arch.host_probs() if searching and self.hparams.method == "st" else None
+        # which prefetch started during the previous step's weight update (or, with sample_ahead,
+        # the step before, which is done)
+        host_probs = None
+        if searching and self.hparams.method == "st":
+            host_probs = (
+                self.arch.lagged_host_probs() if self.hparams.sample_ahead else self.arch.host_probs()
+            )
         if searching:
             if arch_batch is None:
                 raise ValueError(
@@ -308,8 +330,10 @@ class SearchModule(CTCModule):
 
 
 def _forget_host_step(module: SearchModule, incompatible_keys) -> None:
-    """After ``load_state_dict``: the host step mirror is read from the loaded buffer again."""
+    """After ``load_state_dict``: the host step mirror is read from the loaded buffer again, and
+    the host copies of older alphas are forgotten."""
     module._host_step = None
+    module.arch.forget_host_copies()
 
 
 # --- several GPUs ---------------------------------------------------------------------------

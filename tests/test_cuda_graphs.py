@@ -21,8 +21,8 @@ FIELDS = {"features": "fbank", "feature_dim": 12, "dim": 24, "input": "linear", 
 CHOICE = ["tdnn-k3-d1", "tdnn-k5-d1-ln", "tdnn-k3-d2", "septdnn-k5-d1"]
 
 
-def space(dropout: float = 0.0) -> SearchSpace:
-    layers = [{"name": "e1", "choice": CHOICE}, "tdnn-k3-d1-s3", {"name": "e2", "choice": CHOICE}]
+def space(dropout: float = 0.0, choice: list[str] = CHOICE) -> SearchSpace:
+    layers = [{"name": "e1", "choice": choice}, "tdnn-k3-d1-s3", {"name": "e2", "choice": choice}]
     return SearchSpace({"name": "toy", **FIELDS, "layers": layers, "dropout": dropout})
 
 
@@ -165,17 +165,25 @@ def test_accumulated_gradients_over_two_batches_match_eager(exact_gpu):
 
 @gpu
 def test_st_arch_and_weight_steps_match_eager(exact_gpu):
+    """With a skip candidate: the layer after an edge reads another producer's output in place
+    when the skip is drawn. The arch step replays input-only backward graphs."""
     torch.manual_seed(0)
-    eager = Supernet(space(), 9).to(exact_gpu).train()
+    skip_space = space(choice=[*CHOICE, "skip"])
+    eager = Supernet(skip_space, 9).to(exact_gpu).train()
     graphed = copy.deepcopy(eager)
     graphs = graphed.use_cuda_graphs()
-    arch = ArchParams(space().edges, seed=0).to(exact_gpu)
+    arch = ArchParams(skip_space.edges, seed=0).to(exact_gpu)
     alphas = list(arch.alphas.values())
+    drawn = set()
 
     def step(net, i, x, lengths, weights):
         net.apply_plan(make_plan(arch, "st", "arch", 2 * i + 1))
-        arch_grads = torch.autograd.grad(loss_of(net, x, lengths, weights), alphas)
-        net.apply_plan(make_plan(arch, "st", "weight", 2 * i))
+        with net.input_grads_only():  # as SearchModule.arch_step
+            arch_loss = loss_of(net, x, lengths, weights)
+        arch_grads = torch.autograd.grad(arch_loss, alphas)
+        plan = make_plan(arch, "st", "weight", 2 * i)
+        drawn.update(p.index for p in plan.values())
+        net.apply_plan(plan)
         net.zero_grad(set_to_none=True)
         loss = loss_of(net, x, lengths, weights)
         loss.backward()
@@ -189,6 +197,37 @@ def test_st_arch_and_weight_steps_match_eager(exact_gpu):
     _steps(eager, graphed, step, SHAPES, exact_gpu)
     _assert_same_parameters(eager, graphed)
     assert graphs.scores, "the unsampled candidates' scores were not replayed"
+    assert graphs.stats.input_only_backwards > 0
+    assert CHOICE.__len__() in drawn, "the skip candidate was never drawn for a weight step"
+    assert graphs.stats.recaptures == []
+
+
+@gpu
+def test_batches_that_grow_and_come_back_recapture_and_drop_stale_graphs(exact_gpu):
+    """A larger batch regrows the buffers: the graphs of the smaller shape are dropped (they held
+    the old buffers) and captured again when it comes back, with the same numbers as eager."""
+    torch.manual_seed(0)
+    eager = derived().to(exact_gpu).train()
+    graphed = copy.deepcopy(eager)
+    graphs = graphed.use_cuda_graphs()
+
+    def step(net, i, x, lengths, weights):
+        net.zero_grad(set_to_none=True)
+        loss = loss_of(net, x, lengths, weights)
+        loss.backward()
+        with torch.no_grad():
+            for p in net.parameters():
+                p -= 0.05 * p.grad
+        return torch.cat([loss.detach().reshape(1), *(p.grad.reshape(-1) for p in net.parameters())])
+
+    _steps(eager, graphed, step, [(2, 24), (4, 64), (2, 24), (4, 64), (2, 24)], exact_gpu)
+    _assert_same_parameters(eager, graphed)
+    # the input layer's small shape, when it came back (the layers after it read its new output
+    # buffer in place: for them it is a new key)
+    assert len(graphs.stats.recaptures) == 1
+    assert len(graphs.train) == 2 * 5, "stale graphs were kept"
+    for entry in graphs.train.values():
+        assert entry.generation == entry.group.buffers.generation
 
 
 @gpu

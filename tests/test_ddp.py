@@ -81,11 +81,23 @@ class RecordPerRank(pl.Callback):
             json.dump(record, f)
 
 
-@pytest.mark.parametrize("overlap", [True, False], ids=["all-reduce during backward", "after backward"])
-def test_two_ranks_sample_the_same_paths_and_end_identical(tmp_path, overlap):
+@pytest.mark.parametrize(
+    "overlap, sample_ahead",
+    [(True, False), (False, False), (True, True)],
+    ids=["all-reduce during backward", "after backward", "sampled from alphas one update old"],
+)
+def test_two_ranks_sample_the_same_paths_and_end_identical(tmp_path, overlap, sample_ahead):
     pl.seed_everything(0)
     model = SearchModule(
-        SPACE, vocab=VOCAB, method="st", lr=0.05, warmup_steps=1, arch_lr=0.1, seed=3, ddp_overlap=overlap
+        SPACE,
+        vocab=VOCAB,
+        method="st",
+        lr=0.05,
+        warmup_steps=1,
+        arch_lr=0.1,
+        seed=3,
+        ddp_overlap=overlap,
+        sample_ahead=sample_ahead,
     )
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -158,6 +158,41 @@ def test_prefetched_alphas_are_used_only_while_current():
     assert arch.sample(3, probs=arch.host_probs()) == arch.sample(3)
 
 
+def test_lagged_probs_are_the_alphas_before_the_latest_update_and_survive_a_checkpoint():
+    """sample_ahead reads the alphas one update old: before any update, the alphas as they are;
+    after update n, those after update n-1. The kept copies go through a checkpoint."""
+    arch = ArchParams({"e0": list("abcd"), "e1": list("abc")}, seed=1, init_std=1.0)
+    opt = torch.optim.Adam(arch.parameters(), lr=0.5)
+
+    def now():
+        return {n: torch.softmax(a.detach().clone(), -1) for n, a in arch.alphas.items()}
+
+    def update(i):
+        (arch.alphas["e0"][i % 4] + arch.alphas["e1"][i % 3]).backward()
+        opt.step()
+        opt.zero_grad()
+        arch.prefetch()
+
+    history = [now()]
+    first = arch.lagged_host_probs()
+    for i in range(4):
+        update(i)
+        history.append(now())
+        lagged = arch.lagged_host_probs()
+        for name in lagged:
+            torch.testing.assert_close(lagged[name], history[-2][name])
+            assert not torch.allclose(lagged[name], history[-1][name])
+    for name in first:
+        torch.testing.assert_close(first[name], history[0][name])
+
+    saved = arch.host_copies()
+    arch.forget_host_copies()  # what loading a state dict does
+    arch.restore_host_copies(saved)
+    update(5)
+    for name, p in arch.lagged_host_probs().items():
+        torch.testing.assert_close(p, history[-1][name])
+
+
 def test_st_recompute_turns_off_attention_dropout_and_keeps_batchnorm_statistics():
     """The recomputed candidates run without attention dropout (fused into the attention call, not
     an nn.Dropout) and do not train their BatchNorm running statistics (they did not run)."""

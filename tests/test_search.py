@@ -121,16 +121,23 @@ def test_search_writes_arch_extract_agrees_and_same_seed_same_arch(corpus, space
         assert torch.equal(v, alphas_of(second)[k]), k
 
 
-def test_resume_equals_uninterrupted(corpus, space_file, tmp_path):
-    straight = run_search(corpus, space_file, tmp_path / "straight", epochs=3, method="darts")
-    run_search(corpus, space_file, tmp_path / "cut", epochs=2, method="darts")
+@pytest.mark.parametrize(
+    "method, extra",
+    # st samples from the alphas one update old, which the checkpoint keeps; a large arch lr makes
+    # a path drawn from other alphas show (the test fails if the checkpoint loses them)
+    [("darts", ()), ("st", ("--model.sample_ahead", "true", "--model.arch_lr", "3"))],
+    ids=["darts", "st-sample-ahead"],
+)
+def test_resume_equals_uninterrupted(corpus, space_file, tmp_path, method, extra):
+    straight = run_search(corpus, space_file, tmp_path / "straight", epochs=3, method=method, extra=extra)
+    run_search(corpus, space_file, tmp_path / "cut", epochs=2, method=method, extra=extra)
     resumed = run_search(
         corpus,
         space_file,
         tmp_path / "cut",
         epochs=3,
-        method="darts",
-        extra=("--ckpt_path", str(tmp_path / "cut" / "checkpoints" / "last.ckpt")),
+        method=method,
+        extra=(*extra, "--ckpt_path", str(tmp_path / "cut" / "checkpoints" / "last.ckpt")),
     )
     assert int(resumed["state_dict"]["search_step"]) == int(straight["state_dict"]["search_step"])
     for k, v in alphas_of(straight).items():

@@ -23,9 +23,11 @@ def toy_batch(gen, batch=16, frames=40, dim=8):
 
 
 @pytest.mark.parametrize(
-    "method,hard", [("darts", False), ("gumbel", False), ("gumbel", True), ("st", False)]
+    "method,hard,ahead",
+    [("darts", False, False), ("gumbel", False, False), ("gumbel", True, False), ("st", False, False)]
+    + [("st", False, True)],  # st with sample_ahead: paths drawn from the alphas one update old
 )
-def test_every_method_finds_the_wide_receptive_field(method, hard):
+def test_every_method_finds_the_wide_receptive_field(method, hard, ahead):
     torch.manual_seed(0)
     dim = 8
     edge = MixedOp("e", [ops.build(c, dim, 32, dropout=0.0) for c in CANDIDATES], CANDIDATES)
@@ -42,17 +44,21 @@ def test_every_method_finds_the_wide_receptive_field(method, hard):
 
     for step in range(150):
         tau = 2.0 * (0.3 / 2.0) ** (step / 150)
+        probs = arch.lagged_host_probs() if ahead and step >= 30 else None
         edge.plan = make_plan(
-            arch, "uniform" if step < 30 else method, "weight", 2 * step, tau=tau, hard=hard
+            arch, "uniform" if step < 30 else method, "weight", 2 * step, tau=tau, hard=hard, host_probs=probs
         )["e"]
         weight_opt.zero_grad()
         loss_on(toy_batch(gen)).backward()
         weight_opt.step()
         if step >= 30:
-            edge.plan = make_plan(arch, method, "arch", 2 * step + 1, tau=tau, hard=hard)["e"]
+            edge.plan = make_plan(arch, method, "arch", 2 * step + 1, tau=tau, hard=hard, host_probs=probs)[
+                "e"
+            ]
             arch_opt.zero_grad()
             (grad,) = torch.autograd.grad(loss_on(toy_batch(gen)), [arch.alphas["e"]])
             arch.alphas["e"].grad = grad
             arch_opt.step()
+            arch.prefetch()
     probs = arch.probs()["e"].detach()
     assert CANDIDATES[int(probs.argmax())] == ANSWER, dict(zip(CANDIDATES, probs.tolist()))
