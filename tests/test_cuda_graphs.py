@@ -140,8 +140,11 @@ def test_derived_training_steps_match_eager(exact_gpu):
     _assert_same_parameters(eager, graphed)  # BatchNorm statistics too: warm-ups train nothing
     assert graphs.stats.captures == 3 * 5 and graphs.stats.replays == len(SHAPES) * 5
     assert graphs.stats.recaptures == []
+    # the last batch (4 utterances) regrew the lengths buffers: only its graphs are kept
     bound = [entry.bound for entry in graphs.train.values()]
-    assert sum(bound) == 3 * 4, "every layer after the input reads its producer's output in place"
+    assert len(bound) == 5 and sum(bound) == 4, (
+        "every layer after the input reads its producer's output in place"
+    )
     for entry in graphs.train.values():  # autograd copied the gradients out of the graphs' buffers
         owned = {b.data_ptr() for b in entry.param_grads if b is not None}
         assert not owned & {p.grad.data_ptr() for p in entry.params}
