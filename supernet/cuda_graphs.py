@@ -300,6 +300,12 @@ class OpGraphs:
             for key, e in self.train.items()
             if e.generation == e.group.buffers.generation and (not e.bound or e.x.data_ptr() in self.outputs)
         }
+        # a pool whose graphs are all gone is being released: the allocator refuses new captures
+        # into it, so a group left without graphs starts a new one
+        live = {id(e.group) for e in self.train.values()}
+        for group in self.groups.values():
+            if id(group) not in live:
+                group.pool = torch.cuda.graph_pool_handle()
 
     @staticmethod
     def _current(entry, buffers: _Buffers, params: list[nn.Parameter]) -> bool:
