@@ -893,7 +893,7 @@ class RankCheck(pl.Callback):
         }
 
 
-PROBE_KEYS = ("gpu_busy", "span_ms", "nccl_ms", "host_wait_ms")
+PROBE_KEYS = ("gpu_busy", "span_ms", "nccl_ms", "host_wait_ms", "cpus")  # cpus: the rank's affinity
 
 
 class ProbeGather(pl.Callback):
@@ -904,7 +904,9 @@ class ProbeGather(pl.Callback):
 
     def on_train_end(self, trainer, pl_module):
         mine = torch.tensor(
-            [self.probe.result.get(k, float("nan")) for k in PROBE_KEYS], device=pl_module.device
+            [self.probe.result.get(k, float("nan")) for k in PROBE_KEYS[:-1]]
+            + [len(os.sched_getaffinity(0))],
+            device=pl_module.device,
         )
         every = trainer.strategy.all_gather(mine).reshape(-1, len(PROBE_KEYS))
         self.result = [dict(zip(PROBE_KEYS, row.tolist())) for row in every]
@@ -914,7 +916,7 @@ def bench_ddp(args, out: dict) -> None:
     """Search throughput on ``--devices`` GPUs; one more search epoch at the end is profiled on
     every rank (GPU busy, time in collectives, host waits) and left out of the throughput."""
     timer, check = Timer(), RankCheck()
-    strategy = SearchDDPStrategy() if args.devices > 1 else "auto"
+    strategy = SearchDDPStrategy(bind_cpus=args.bind_cpus) if args.devices > 1 else "auto"
     k = args.candidates[0]
     w, s = args.warmup_epochs, args.search_epochs
     search_steps = GPUBatches(args, True, args.epoch_steps).steps
@@ -1028,6 +1030,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cuda_graphs", action="store_true", help="replay ops as CUDA graphs (supernet.cuda_graphs)"
+    )
+    parser.add_argument(
+        "--bind_cpus",
+        action="store_true",
+        help="ddp: pin each rank to cores next to its GPU (SearchDDPStrategy)",
     )
     parser.add_argument(
         "--sample_ahead",

@@ -5,7 +5,7 @@ repeats rather than in the ratio, then a table of audio s/s, scaling and per-ran
     python3 scripts/ddp_scaling.py OUT_DIR [--repeats 2] [--variants graphs graphs+ahead] [bench args]
 
 A variant is ``+``-joined flags of ``bench.py``: ``graphs`` (--cuda_graphs), ``ahead``
-(--sample_ahead), ``eager`` (none). Other arguments go to every ``bench.py ddp`` run.
+(--sample_ahead), ``bind`` (--bind_cpus), ``eager`` (none). Other arguments go to every ``bench.py ddp`` run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FLAGS = {"graphs": ["--cuda_graphs"], "ahead": ["--sample_ahead"], "eager": []}
+FLAGS = {"graphs": ["--cuda_graphs"], "ahead": ["--sample_ahead"], "bind": ["--bind_cpus"], "eager": []}
 DEFAULT_BENCH = [
     "--candidates", "4", "--batch", "32", "--epoch_steps", "100",
     "--warmup_epochs", "2", "--search_epochs", "4",
@@ -82,7 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             nccl = "; ".join(
                 "/".join(f"{p['nccl_ms']:.0f}" for p in r["profile_by_rank"]) for r in runs if devices > 1
             )
-            busy = "; ".join("/".join(f"{p['gpu_busy']:.0%}" for p in r["profile_by_rank"]) for r in runs)
+            busy = "; ".join(
+                "/".join(
+                    f"{p['gpu_busy']:.0%} ({p.get('cpus', float('nan')):.0f} cpus)"
+                    for p in r["profile_by_rank"]
+                )
+                for r in runs
+            )
             same = all(r["identical_on_all_ranks"] for r in runs)
             ratio = f"{scaling:.2f}x" if devices == 2 else ""
             lines.append(

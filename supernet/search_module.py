@@ -45,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
 from supernet.asr_module import CTCModule
+from supernet.cpu_affinity import bind_rank
 from supernet.grad_sync import OverlappedGradientAverager, average_gradients, world_size
 from supernet.latency import PENALTY_ARGS, choose_path, search_costs
 from supernet.network import Supernet
@@ -343,7 +344,19 @@ class SearchDDPStrategy(DDPStrategy):
     The module syncs itself (see the module docstring): this strategy only starts the processes,
     broadcasts rank 0's parameters and buffers before fitting, and broadcasts the buffers again
     before each validation (BatchNorm statistics, which are not gradients, would drift apart).
+    ``bind_cpus=True`` pins each rank to its share of the cores next to its GPU
+    (``supernet.cpu_affinity``).
     """
+
+    def __init__(self, *args: Any, bind_cpus: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.bind_cpus = bind_cpus
+
+    def setup_environment(self) -> None:
+        super().setup_environment()
+        if self.bind_cpus and self.root_device.type == "cuda":
+            indices = [device.index for device in self.parallel_devices]
+            bind_rank(self.local_rank, indices)
 
     def configure_ddp(self) -> None:
         _sync_module_states(self.model)
