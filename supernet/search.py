@@ -45,6 +45,12 @@ class SearchCLI(LightningCLI):
             "--logger", type=str, default="wandb", help=f"{', '.join(LOGGER_KINDS)} (W&B offline)"
         )
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume from this checkpoint")
+        parser.add_argument(
+            "--bind_cpus",
+            type=bool,
+            default=False,
+            help="DDP on GPUs: pin each rank to its share of the cores next to its GPU (multi-socket hosts)",
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(StageSwitch, "stage")
         parser.add_lightning_class_args(TemperatureSchedule, "temperature")
@@ -62,7 +68,7 @@ class SearchCLI(LightningCLI):
             root = trainer_config.get("default_root_dir") or "."
             name = f"search-{self.model.space.name}-{self.model.hparams.method}"
             kwargs["logger"] = make_logger(self.config_init["logger"], root, name=name)
-        strategy = search_strategy(trainer_config)
+        strategy = search_strategy(trainer_config, bind_cpus=bool(self.config_init.get("bind_cpus")))
         if strategy is not None:
             kwargs["strategy"] = strategy
         return super().instantiate_trainer(**kwargs)
@@ -83,7 +89,7 @@ def _device_count(trainer_config: dict) -> int:
     return gpus if int(devices) == -1 else int(devices)
 
 
-def search_strategy(trainer_config: dict) -> SearchDDPStrategy | None:
+def search_strategy(trainer_config: dict, bind_cpus: bool = False) -> SearchDDPStrategy | None:
     """``SearchDDPStrategy`` for any DDP run (named ``ddp*``, or ``auto`` on several devices or
     nodes), with the same start method; plain DDP cannot follow a search step (see
     ``supernet.search_module``). ``None`` keeps the trainer's own choice."""
@@ -92,10 +98,10 @@ def search_strategy(trainer_config: dict) -> SearchDDPStrategy | None:
         return None
     base = strategy.replace("_find_unused_parameters_true", "").replace("_find_unused_parameters_false", "")
     if base in DDP_START_METHODS:
-        return SearchDDPStrategy(start_method=DDP_START_METHODS[base])
+        return SearchDDPStrategy(start_method=DDP_START_METHODS[base], bind_cpus=bind_cpus)
     processes = _device_count(trainer_config) * int(trainer_config.get("num_nodes", 1) or 1)
     if base == "auto" and processes > 1:
-        return SearchDDPStrategy()
+        return SearchDDPStrategy(bind_cpus=bind_cpus)
     return None
 
 

@@ -15,3 +15,12 @@ def test_ranks_on_one_node_split_its_cores_without_overlap():
     assert sorted(c for s in shares for c in s) == cores
     assert share_of(cores, 3, [1, 3]) == list(range(8, 16))  # the second of two ranks on the node
     assert share_of([0, 1], 1, [0, 1, 2]) == [0, 1]  # more ranks than cores: share them all
+
+
+def test_the_cli_option_reaches_the_search_strategy():
+    from supernet.search import search_strategy
+
+    strategy = search_strategy({"strategy": "ddp_spawn", "devices": 2}, bind_cpus=True)
+    assert strategy.bind_cpus and strategy._start_method == "spawn"
+    assert not search_strategy({"strategy": "ddp", "devices": 2}).bind_cpus
+    assert search_strategy({"strategy": "auto", "devices": 1, "accelerator": "cpu"}) is None
