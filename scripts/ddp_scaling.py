@@ -5,7 +5,8 @@ repeats rather than in the ratio, then a table of audio s/s, scaling and per-ran
     python3 scripts/ddp_scaling.py OUT_DIR [--repeats 2] [--variants graphs graphs+ahead] [bench args]
 
 A variant is ``+``-joined flags of ``bench.py``: ``graphs`` (--cuda_graphs), ``ahead``
-(--sample_ahead), ``bind`` (--bind_cpus), ``eager`` (none). Other arguments go to every ``bench.py ddp`` run.
+(--sample_ahead), ``bind`` (--bind_cpus), ``after`` (--no_overlap: all-reduce after backward), ``eager``
+(none). Other arguments go to every ``bench.py ddp`` run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-FLAGS = {"graphs": ["--cuda_graphs"], "ahead": ["--sample_ahead"], "bind": ["--bind_cpus"], "eager": []}
+FLAGS = {
+    "graphs": ["--cuda_graphs"],
+    "ahead": ["--sample_ahead"],
+    "bind": ["--bind_cpus"],
+    "after": ["--no_overlap"],
+    "eager": [],
+}
 DEFAULT_BENCH = [
     "--candidates", "4", "--batch", "32", "--epoch_steps", "100",
     "--warmup_epochs", "2", "--search_epochs", "4",
