@@ -791,12 +791,13 @@ def bench_search_vs_retrain(args, out: dict) -> None:
     fit_search(args, k, 1, 1, [syncs])
     steps = (w + s) * search_epoch_steps
 
-    def busy_unprofiled(result: dict, epochs: list) -> float | None:
-        """GPU work per step from the profile over the step time of the unprofiled run."""
+    def busy_unprofiled(result: dict, epochs: list, epoch_steps: int) -> float | None:
+        """GPU work per step from the profile over the step time of the unprofiled run (a search
+        epoch has ``search_epoch_steps`` steps, fewer than the retrain's: the held-out arch split)."""
         if "gpu_busy" not in result:
             return None
         work_ms = result["gpu_busy"] * result["span_ms"] / args.profile_steps
-        return work_ms / (1e3 * statistics.median(epochs) / args.epoch_steps)
+        return work_ms / (1e3 * statistics.median(epochs) / epoch_steps)
 
     out["search_vs_retrain"] = {
         "candidates": k,
@@ -821,8 +822,12 @@ def bench_search_vs_retrain(args, out: dict) -> None:
         / statistics.median(search_timer.epochs[w:]),
         "profile": probe.result,
         "profile_retrain": retrain_probe.result,
-        "gpu_busy_unprofiled_search": busy_unprofiled(probe.result, search_timer.epochs[w:]),
-        "gpu_busy_unprofiled_retrain": busy_unprofiled(retrain_probe.result, retrain_timer.epochs),
+        "gpu_busy_unprofiled_search": busy_unprofiled(
+            probe.result, search_timer.epochs[w:], search_epoch_steps
+        ),
+        "gpu_busy_unprofiled_retrain": busy_unprofiled(
+            retrain_probe.result, retrain_timer.epochs, args.epoch_steps
+        ),
         "syncs_per_search_step": syncs.result,
         "search_steps": int(model.search_step),
         "expected_steps": steps,
@@ -842,32 +847,43 @@ def bench_search_vs_retrain(args, out: dict) -> None:
 
 
 def busy_at_batch(args, k: int, batch: int) -> dict:
-    """GPU busy during search and retrain at another batch size: one warm-up and three search epochs
-    (the last one profiled), and a three-epoch retrain (the last one profiled); busy = GPU work per
-    profiled step over the unprofiled step time of the epoch before."""
+    """GPU busy during search and retrain at a batch size: one warm-up and four search epochs (the
+    first autotunes the arch step's shapes, the last is profiled), and a four-epoch retrain (the
+    last profiled); busy = GPU work per profiled step over the median unprofiled step time of the
+    two epochs before the profiled one. (``--no_lightning --busy_batches 32`` runs only this.)"""
     args = argparse.Namespace(**{**vars(args), "batch": batch})
     search_steps = GPUBatches(args, True, args.epoch_steps).steps
-    timer, probe = Timer(), BusyProbe(3 * search_steps + 2, args.profile_steps)
-    fit_search(args, k, 1, 3, [timer, probe])  # search epoch 1 autotunes the arch step's new shapes
-    retrain_timer, retrain_probe = Timer(), BusyProbe(2 * args.epoch_steps + 2, args.profile_steps)
-    fit_retrain(args, 3, [retrain_timer, retrain_probe])  # epoch 1 autotunes the new shapes
+    timer, probe = Timer(), BusyProbe(4 * search_steps + 2, args.profile_steps)
+    fit_search(args, k, 1, 4, [timer, probe])
+    retrain_timer, retrain_probe = Timer(), BusyProbe(3 * args.epoch_steps + 2, args.profile_steps)
+    fit_retrain(args, 4, [retrain_timer, retrain_probe])
+    search_ms = 1e3 * statistics.median(timer.epochs[2:4]) / search_steps
+    retrain_ms = 1e3 * statistics.median(retrain_timer.epochs[1:3]) / args.epoch_steps
 
-    def busy(result: dict, epoch_s: float, steps: int) -> float | None:
-        if "gpu_busy" not in result:
-            return None
-        return result["gpu_busy"] * result["span_ms"] / args.profile_steps / (1e3 * epoch_s / steps)
+    def work_ms(result: dict) -> float | None:
+        return result["gpu_busy"] * result["span_ms"] / args.profile_steps if "gpu_busy" in result else None
 
+    search_work, retrain_work = work_ms(probe.result), work_ms(retrain_probe.result)
     row = {
         "batch": batch,
         "audio_s_per_step": batch * args.frames / FRAME_RATE,
-        "search_step_ms": 1e3 * timer.epochs[2] / search_steps,
-        "retrain_step_ms": 1e3 * retrain_timer.epochs[1] / args.epoch_steps,
+        "search_step_ms": search_ms,
+        "retrain_step_ms": retrain_ms,
+        "search_epoch_s": timer.epochs,
+        "retrain_epoch_s": retrain_timer.epochs,
+        "search_gpu_ms_per_step": search_work,
+        "retrain_gpu_ms_per_step": retrain_work,
         "search_busy_profiled": probe.result.get("gpu_busy"),
         "retrain_busy_profiled": retrain_probe.result.get("gpu_busy"),
-        "search_busy_unprofiled": busy(probe.result, timer.epochs[2], search_steps),
-        "retrain_busy_unprofiled": busy(retrain_probe.result, retrain_timer.epochs[1], args.epoch_steps),
+        "search_busy_unprofiled": search_work / search_ms if search_work else None,
+        "retrain_busy_unprofiled": retrain_work / retrain_ms if retrain_work else None,
     }
-    print(f"  busy at batch {batch}: {row}", flush=True)
+    print(
+        f"  batch {batch}: search {search_ms:.2f} ms/step (GPU {search_work or 0:.2f} ms, busy "
+        f"{row['search_busy_unprofiled'] or 0:.0%}), retrain {retrain_ms:.2f} ms/step (GPU "
+        f"{retrain_work or 0:.2f} ms, busy {row['retrain_busy_unprofiled'] or 0:.0%})",
+        flush=True,
+    )
     return row
 
 
@@ -978,8 +994,8 @@ def table(rows: list) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def main_args(argv: list[str]) -> argparse.Namespace:
+    """The bench's arguments (also what ``host_profile.py`` runs the Lightning search with)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["single", "ddp"])
     parser.add_argument("--out", default="bench.json")
@@ -1041,7 +1057,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Lightning search runs: st samples from the alphas one update old (SearchModule(sample_ahead))",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = main_args(argv)
     global CTC_IMPLEMENTATION, CUDA_GRAPHS
     CTC_IMPLEMENTATION, CUDA_GRAPHS = args.ctc, args.cuda_graphs
 
@@ -1068,6 +1089,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_lightning:
             print("whole search vs retrain (Lightning)", flush=True)
             bench_search_vs_retrain(args, out)
+        elif args.busy_batches:
+            out["busy_by_batch"] = [busy_at_batch(args, args.candidates[0], b) for b in args.busy_batches]
         print(table(rows))
     else:
         bench_ddp(args, out)

@@ -3,7 +3,9 @@
 At batch 32 x 8 s the GPU finishes a step's kernels faster than Python issues them. This runs the
 bench's bare steps (derived model, ST weight, ST arch; bf16) under cProfile and prints, per step:
 the wall time, the kernels launched (torch.profiler) and the Python functions with the most time
-of their own. One device call: ``python3 scripts/host_profile.py``.
+of their own. ``--lightning`` profiles the real Lightning search instead (``SearchModule``, st,
+bf16-mixed, as ``bench.py single`` runs it): the search steps after one warm-up and one search
+epoch, and the retrain's steps likewise. One device call: ``python3 scripts/host_profile.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,6 +34,59 @@ def kernels_per_step(step_fn, steps: int) -> float:
             step_fn(i)
         torch.cuda.synchronize()
     return sum(1 for e in prof.events() if bench.is_gpu_work(e)) / steps
+
+
+def print_stats(profiler: cProfile.Profile, top: int) -> None:
+    for order in ("tottime", "cumulative"):
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(top)
+        body = text.getvalue()
+        print(f"### by {order}")
+        print(body[body.find("   ncalls") :].replace(str(Path.cwd()) + "/", ""))
+
+
+class CProfileSteps(pl.Callback):
+    """cProfile over ``count`` training steps from batch ``start`` (counted over the whole fit)."""
+
+    def __init__(self, start: int, count: int):
+        self.start, self.count, self.batches, self.profiler, self.wall = start, count, -1, None, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches += 1
+        if self.batches == self.start:
+            bench.sync(pl_module.device)
+            self.profiler, self.t0 = cProfile.Profile(), time.perf_counter()
+            self.profiler.enable()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.profiler is not None and self.batches == self.start + self.count - 1:
+            bench.sync(pl_module.device)
+            self.profiler.disable()
+            self.wall = time.perf_counter() - self.t0
+
+
+def profile_lightning(args) -> None:
+    """The Lightning search's and retrain's steps under cProfile, with their unprofiled step times."""
+    bench_args = bench.main_args(
+        ["single", "--epoch_steps", str(args.steps), "--batch", str(args.batch)]
+        + ["--frames", str(args.frames), "--dim", str(args.dim)]
+    )
+    bench_args.cuda_graphs = args.cuda_graphs
+    search_steps = bench.GPUBatches(bench_args, True, bench_args.epoch_steps).steps
+    timer, probe = bench.Timer(), CProfileSteps(2 * search_steps, search_steps)
+    bench.fit_search(bench_args, 4, 1, 2, [timer, probe])  # epoch 0 warm-up, 1 search, 2 profiled
+    print(
+        f"\n## Lightning search: {1e3 * timer.epochs[1] / search_steps:.2f} ms per step unprofiled, "
+        f"{1e3 * probe.wall / search_steps:.2f} profiled"
+    )
+    print_stats(probe.profiler, args.top)
+    timer, probe = bench.Timer(), CProfileSteps(2 * args.steps, args.steps)
+    bench.fit_retrain(bench_args, 3, [timer, probe])
+    print(
+        f"\n## Lightning retrain: {1e3 * timer.epochs[1] / args.steps:.2f} ms per step unprofiled, "
+        f"{1e3 * probe.wall / args.steps:.2f} profiled"
+    )
+    print_stats(probe.profiler, args.top)
 
 
 def profile(name: str, step_fn, steps: int, top: int) -> None:
@@ -49,15 +105,11 @@ def profile(name: str, step_fn, steps: int, top: int) -> None:
         step_fn(i)
     torch.cuda.synchronize()
     profiler.disable()
-    text = io.StringIO()
-    stats = pstats.Stats(profiler, stream=text)
-    stats.sort_stats("tottime").print_stats(top)
     print(
         f"\n## {name}: {wall_ms:.2f} ms per step, {kernels:.0f} kernels per step "
         f"({1e3 * wall_ms / max(kernels, 1):.1f} us of host per kernel)"
     )
-    body = text.getvalue()
-    print(body[body.find("   ncalls") :].replace(str(Path.cwd()) + "/", ""))
+    print_stats(profiler, top)
 
 
 def main(argv=None) -> int:
@@ -69,7 +121,12 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     parser.add_argument("--cuda_graphs", action="store_true", help="replay the ops as CUDA graphs")
+    parser.add_argument("--lightning", action="store_true", help="profile the Lightning search and retrain")
     args = parser.parse_args(argv)
+    if args.lightning:
+        bench.CUDA_GRAPHS = args.cuda_graphs
+        profile_lightning(args)
+        return 0
     bench.CUDA_GRAPHS = args.cuda_graphs
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True

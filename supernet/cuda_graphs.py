@@ -214,6 +214,16 @@ class OpGraphs:
         self.stream: torch.cuda.Stream | None = None
         self.weight_grads = True  # False under ``input_grads_only``
         self.stats = _Stats()
+        self._params: dict[int, tuple[nn.Module, list[nn.Parameter]]] = {}
+
+    def _op_params(self, op: nn.Module) -> list[nn.Parameter]:
+        """``op``'s parameters, walked once per op: ``op.parameters()`` walks its submodules, about
+        10 us a call, and a search step makes 30-60 of them. An op's parameters are fixed once it
+        is built (``module.to()`` moves their storage, which ``_current`` checks)."""
+        known = self._params.get(id(op))
+        if known is None or known[0] is not op:
+            known = self._params[id(op)] = (op, list(op.parameters()))
+        return known[1]
 
     @contextmanager
     def input_grads_only(self):
@@ -228,7 +238,7 @@ class OpGraphs:
 
     # --- training: forward and backward graphs ------------------------------------------------
     def __call__(self, op: nn.Module, x: torch.Tensor, lengths: torch.Tensor, group: object, name: str = ""):
-        params = [p for p in op.parameters() if p.requires_grad]
+        params = [p for p in self._op_params(op) if p.requires_grad]
         if not graphable(op, x) or not (params or x.requires_grad):
             self.stats.eager += 1
             return op(x, lengths)
@@ -418,7 +428,7 @@ class OpGraphs:
         ``inputs`` come from ``score_inputs``; the result is a scalar overwritten by the next replay
         of the same graph."""
         x, lengths, grad = inputs
-        params = list(op.parameters())
+        params = self._op_params(op)
         autocast = _autocast_state(x.device.type)
         key = (id(op), x.shape, x.dtype, lengths.shape, grad.shape, grad.dtype, autocast)
         entry = self.scores.get(key)

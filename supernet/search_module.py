@@ -225,13 +225,12 @@ class SearchModule(CTCModule):
         self._plan("arch", step, host_probs)
         with self.net.input_grads_only():  # graphed ops: no weight gradients, which nobody reads
             loss, _, _ = self.ctc_loss(batch)
-        probs = self.arch.probs()
         if self._log_now(step):  # the logged costs need the argmax path on the host: a sync
-            loss, costs = self.costs.penalised(loss, probs, self.arch.argmax())
+            loss, costs = self.costs.penalised(loss, self.arch.probs(), self.arch.argmax())
             for name, value in costs.items():
                 self.log(name, value, batch_size=batch["targets"].size(0))
         elif self.costs.penalty.kind != "none":  # the same penalty, every step, on the device
-            loss = self.costs.penalty(loss, self.costs.target_costs.expected(probs))
+            loss = self.costs.penalty(loss, self.costs.target_costs.expected(self.arch.probs()))
         alphas = list(self.arch.alphas.values())
         grads = torch.autograd.grad(loss, alphas, allow_unused=True)
         for alpha, grad in zip(alphas, grads):

@@ -135,6 +135,24 @@ def test_sampling_depends_on_seed_and_step_only():
     assert len({tuple(a.sample(s).values()) for s in range(20)}) > 1
 
 
+def test_sampling_follows_the_probabilities():
+    """Frequencies over 4000 steps match softmax(alpha) within 4 standard errors; a candidate of
+    probability 0 is never drawn; uniform sampling reaches every candidate about equally."""
+    arch = ArchParams({"e0": list("abcd"), "e1": list("abc")}, seed=3)
+    with torch.no_grad():
+        arch.alphas["e0"].copy_(torch.tensor([0.0, 1.0, 2.0, -1.0]))
+    probs = {"e0": torch.softmax(arch.alphas["e0"].detach(), -1), "e1": torch.tensor([0.7, 0.0, 0.3])}
+    n = 4000
+    draws = [arch.sample(s, probs=probs) for s in range(n)]
+    for name, p in probs.items():
+        counts = torch.bincount(torch.tensor([d[name] for d in draws]), minlength=len(p)).double()
+        err = (p.double() * (1 - p.double()) / n).sqrt()
+        assert ((counts / n - p.double()).abs() <= 4 * err + 1e-12).all(), (name, counts / n, p)
+    assert all(d["e1"] != 1 for d in draws)
+    uniform = torch.tensor([arch.sample(s, uniform=True)["e0"] for s in range(n)])
+    assert (torch.bincount(uniform, minlength=4).double() / n - 0.25).abs().max() < 0.03
+
+
 def test_prefetched_alphas_are_used_only_while_current():
     """host_probs after prefetch == a fresh read; an optimizer step after the prefetch makes the
     prefetched copy stale, and it must not be used (a stale path would silently differ per rank)."""

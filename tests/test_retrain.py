@@ -229,3 +229,24 @@ def test_evaluate_report(trained_run, tmp_path):
     cpu = report["latency"]["cpu"]
     assert cpu["median_ms"] > 0 and cpu["rtf"] == pytest.approx(cpu["median_ms"] / 1000 / 1.0)
     assert report["total_stride"] == 2 and report["streamable"] is True
+
+
+def test_move_batch_moves_every_tensor_and_leaves_plain_lists_alone():
+    """The module's batch transfer (a fast path beside Lightning's): tensors in dicts, lists and
+    named tuples move; lists of ints or strings (host lengths, texts) come back as the same object."""
+    from collections import namedtuple
+
+    from supernet.asr_module import move_batch
+
+    Pair = namedtuple("Pair", "a b")
+    texts, lengths = ["a b", "c"], [3, 1]
+    batch = {
+        "train": {"features": torch.zeros(2, 3), "texts": texts, "host_lengths": {"features": lengths}},
+        "list": [torch.ones(1), "x"],
+        "pair": Pair(torch.ones(2), 5),
+    }
+    moved = move_batch(batch, torch.device("meta"))
+    assert moved["train"]["features"].device.type == "meta"
+    assert moved["train"]["texts"] is texts and moved["train"]["host_lengths"]["features"] is lengths
+    assert moved["list"][0].device.type == "meta" and moved["list"][1] == "x"
+    assert isinstance(moved["pair"], Pair) and moved["pair"].a.device.type == "meta" and moved["pair"].b == 5
