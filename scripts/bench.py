@@ -605,8 +605,9 @@ class BusyProbe(pl.Callback):
     """Profiles ``count`` training steps from ``start`` and keeps the fraction of wall time in which
     a GPU kernel or copy ran (union of their intervals over the window's span)."""
 
-    def __init__(self, start: int, count: int):
+    def __init__(self, start: int, count: int, cpu_table: int = 0):
         self.start, self.count, self.prof, self.result = start, count, None, {}
+        self.cpu_table, self.table = cpu_table, ""  # cpu_table > 0: keep that many ops by host self time
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batches = getattr(self, "batches", -1) + 1
@@ -623,6 +624,9 @@ class BusyProbe(pl.Callback):
         self.prof.stop()
         try:
             self.result = gpu_busy(self.prof)
+            if self.cpu_table:
+                averages = self.prof.key_averages()
+                self.table = averages.table(sort_by="self_cpu_time_total", row_limit=self.cpu_table)
         except Exception as err:  # the profiler's event API moves between releases
             self.result = {"error": repr(err)}
         self.prof = None

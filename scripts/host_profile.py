@@ -80,6 +80,9 @@ def profile_lightning(args) -> None:
         f"{1e3 * probe.wall / search_steps:.2f} profiled"
     )
     print_stats(probe.profiler, args.top)
+    torch_probe = bench.BusyProbe(2 * search_steps, 10, cpu_table=args.top)
+    bench.fit_search(bench_args, 4, 1, 2, [torch_probe])
+    print(f"### torch.profiler, 10 search steps: {torch_probe.result}\n{torch_probe.table}")
     timer, probe = bench.Timer(), CProfileSteps(2 * args.steps, args.steps)
     bench.fit_retrain(bench_args, 3, [timer, probe])
     print(

@@ -250,3 +250,34 @@ def test_move_batch_moves_every_tensor_and_leaves_plain_lists_alone():
     assert moved["train"]["texts"] is texts and moved["train"]["host_lengths"]["features"] is lengths
     assert moved["list"][0].device.type == "meta" and moved["list"][1] == "x"
     assert isinstance(moved["pair"], Pair) and moved["pair"].a.device.type == "meta" and moved["pair"].b == 5
+
+
+def test_train_loss_is_logged_at_the_steps_lightning_writes(tmp_path):
+    """``train/loss`` is logged only at the steps whose logs Lightning writes (every
+    ``log_every_n_steps``), and is then in the logger's file at every one of them."""
+    import csv
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.build(["abc"])
+    module = ASRModule(TINY_ARCH, vocab=tokenizer.vocab, warmup_steps=1)
+    batch = token_batch([[2, 3, 4, 2], [4, 3], [2, 2, 4], [3]])
+    logged_at = []
+    real_log = module.log
+    module.log = lambda name, *a, **k: (logged_at.append(module.global_step), real_log(name, *a, **k))
+    trainer = pl.Trainer(
+        max_steps=7,
+        log_every_n_steps=3,
+        logger=CSVLogger(tmp_path, name="run"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch] * 7, batch_size=None))
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    written = [int(r["step"]) for r in rows if r.get("train/loss")]
+    assert logged_at == [2, 5]  # batches 3 and 6: every 3rd
+    assert written == logged_at
