@@ -438,6 +438,81 @@ class OpGraphs:
         self.stats.replays += 1
         return entry.score
 
+    def edge_scores(
+        self,
+        edge: object,
+        candidates: list[nn.Module],
+        index: int,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        grad: torch.Tensor,
+        y: torch.Tensor,
+        score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        mode_for: Callable[[int], Callable[[], AbstractContextManager]],
+    ) -> torch.Tensor | None:
+        """Every candidate's ``score_fn(grad, o_k(x))`` of one ST edge as ONE replay, stacked: the
+        sampled candidate ``index`` from its output ``y``, the others recomputed under no grad and
+        ``mode_for(k)()``. ``x`` and ``y`` are read in place (other graphs' output buffers, which
+        hold them until the edge's next forward); only ``lengths`` and ``grad`` are copied. None
+        when ``x`` or ``y`` is no output buffer or a candidate is not graph-safe: the caller then
+        scores candidate by candidate (``score``). Against per-candidate replays, an edge of four
+        saves two graph launches, a copy and four kernel launches of the host's time."""
+        if not (self._in_place(x) and self._in_place(y) and all(scorable(c, x) for c in candidates)):
+            return None
+        if self.score_buffers is None:
+            self.score_buffers = _Buffers(x.device)
+        sl = self.score_buffers.view("lengths", lengths.shape, lengths.dtype)
+        sg = self.score_buffers.view("grad", grad.shape, grad.dtype)
+        sl.copy_(lengths)
+        sg.copy_(grad)
+        params = [p for c in candidates for p in self._op_params(c)]
+        autocast = _autocast_state(x.device.type)
+        key = (
+            "edge",
+            id(edge),
+            index,
+            x.shape,
+            x.dtype,
+            x.data_ptr(),
+            y.data_ptr(),
+            lengths.shape,
+            lengths.dtype,
+        )
+        key += (grad.shape, grad.dtype, autocast)
+        entry = self.scores.get(key)
+        if entry is None or not self._current(entry, self.score_buffers, params):
+            device_type = x.device.type
+
+            def run():
+                scores = []
+                with torch.no_grad(), _uncached_autocast(device_type, autocast):
+                    for k, cand in enumerate(candidates):
+                        if k == index:
+                            scores.append(score_fn(sg, y))
+                        else:
+                            with mode_for(k)():
+                                scores.append(score_fn(sg, cand(x, sl)[0]))
+                    return torch.stack(scores)
+
+            entry = self.scores[key] = self._capture_scores(nn.ModuleList(candidates), run, params)
+        entry.graph.replay()
+        self.stats.replays += 1
+        return entry.score.clone()  # the buffer is overwritten by this edge's next replay
+
+    def _in_place(self, t: torch.Tensor) -> bool:
+        """``t`` is (the start of) a graph's current output buffer, which a graph may read in place."""
+        return t.is_cuda and t.data_ptr() in self.outputs and t.is_contiguous()
+
+    def _capture_scores(self, module: nn.Module, run: Callable[[], torch.Tensor], params) -> _ScoreEntry:
+        with _frozen_buffers(module), self._on_side_stream():
+            # the result lives outside the pool: the pool's free blocks are other graphs' scratch space
+            score = run()  # warm-up
+            graph = torch.cuda.CUDAGraph()
+            with _Capture(graph, self._scratch()):
+                score.copy_(run())
+        self.stats.captures += 1
+        return _ScoreEntry(self.score_buffers.generation, tuple(p.data_ptr() for p in params), score, graph)
+
     def _capture_score(self, op, inputs, score_fn, mode, params, autocast) -> _ScoreEntry:
         x, lengths, grad = inputs
         device_type = x.device.type
@@ -446,15 +521,7 @@ class OpGraphs:
             with torch.no_grad(), mode(), _uncached_autocast(device_type, autocast):
                 return score_fn(grad, op(x, lengths)[0])
 
-        with _frozen_buffers(op), self._on_side_stream():
-            # the result lives outside the pool: the pool's free blocks are other graphs' scratch
-            # space, which their replays overwrite
-            score = run()  # warm-up
-            graph = torch.cuda.CUDAGraph()
-            with _Capture(graph, self._scratch()):
-                score.copy_(run())
-        self.stats.captures += 1
-        return _ScoreEntry(self.score_buffers.generation, tuple(p.data_ptr() for p in params), score, graph)
+        return self._capture_scores(op, run, params)
 
     # --- streams and capture -------------------------------------------------------------------
     @contextmanager

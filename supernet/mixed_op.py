@@ -69,8 +69,22 @@ class _StraightThroughScores(torch.autograd.Function):
         edge, graphs, graph_inputs = ctx.edge, ctx.edge.graphs, None
         scores = []
         with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
+            if graphs is not None:  # the whole edge in one replay, where its inputs can be read in place
+                whole = graphs.edge_scores(
+                    edge,
+                    edge.candidates,
+                    ctx.index,
+                    x,
+                    lengths,
+                    grad_out,
+                    sampled_out,
+                    _score,
+                    edge.recompute_mode,
+                )
+                if whole is not None:
+                    return whole, grad_out, None, None, None, None
             for k, cand in enumerate(edge.candidates):
-                mode = partial(_recompute_mode, edge.dropouts[k], edge.norms[k])
+                mode = edge.recompute_mode(k)
                 if k == ctx.index:
                     scores.append(_score(grad_out, sampled_out))
                 elif graphs is not None and scorable(cand, x):  # one replay per candidate
@@ -160,6 +174,10 @@ class MixedOp(nn.Module):
         if plan.mode == "st":
             return _StraightThroughScores.apply(plan.probs, y, x, lengths, self, plan.index), out_lengths
         raise ValueError(f"edge {self.name!r}: unknown plan mode {plan.mode!r}")
+
+    def recompute_mode(self, k: int):
+        """The context ST recomputes candidate ``k``'s output in (``_recompute_mode``)."""
+        return partial(_recompute_mode, self.dropouts[k], self.norms[k])
 
     def _run_alone(self, cand: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
         return run_op(self.graphs, cand, x, lengths, self, f"edge {self.name!r}")

@@ -167,11 +167,14 @@ def test_accumulated_gradients_over_two_batches_match_eager(exact_gpu):
 
 
 @gpu
-def test_st_arch_and_weight_steps_match_eager(exact_gpu):
+@pytest.mark.parametrize("with_skip", [True, False], ids=["skip-candidate", "graph-safe-candidates"])
+def test_st_arch_and_weight_steps_match_eager(exact_gpu, with_skip):
     """With a skip candidate: the layer after an edge reads another producer's output in place
-    when the skip is drawn. The arch step replays input-only backward graphs."""
+    when the skip is drawn, and the scores are replayed candidate by candidate (the skip has no
+    graph). Without it: each edge's scores are one replay (``OpGraphs.edge_scores``). The arch
+    step replays input-only backward graphs."""
     torch.manual_seed(0)
-    skip_space = space(choice=[*CHOICE, "skip"])
+    skip_space = space(choice=[*CHOICE, "skip"] if with_skip else CHOICE)
     eager = Supernet(skip_space, 9).to(exact_gpu).train()
     graphed = copy.deepcopy(eager)
     graphs = graphed.use_cuda_graphs()
@@ -199,9 +202,12 @@ def test_st_arch_and_weight_steps_match_eager(exact_gpu):
 
     _steps(eager, graphed, step, SHAPES, exact_gpu)
     _assert_same_parameters(eager, graphed)
+    whole_edges = [key for key in graphs.scores if key[0] == "edge"]
     assert graphs.scores, "the unsampled candidates' scores were not replayed"
+    assert bool(whole_edges) != with_skip, "edge scores as one replay exactly when every candidate has graphs"
     assert graphs.stats.input_only_backwards > 0
-    assert CHOICE.__len__() in drawn, "the skip candidate was never drawn for a weight step"
+    if with_skip:
+        assert CHOICE.__len__() in drawn, "the skip candidate was never drawn for a weight step"
     assert graphs.stats.recaptures == []
 
 
