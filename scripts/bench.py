@@ -785,12 +785,15 @@ def bench_search_vs_retrain(args, out: dict) -> None:
     retrain_timer = Timer()
     retrain_s = fit_retrain(args, w + s, [retrain_timer])
     search_epoch_steps = GPUBatches(args, True, args.epoch_steps).steps
+    # profiled apart (the profiler slows the steps it watches), in the second search epoch and the
+    # second retrain epoch: the first ones still capture graphs (ST captures a whole edge's scores
+    # per sampled candidate as it is first drawn), which would count as the steps' GPU work
     probe, retrain_probe = (
-        BusyProbe(search_epoch_steps + 2, args.profile_steps),
-        BusyProbe(2, args.profile_steps),
+        BusyProbe(2 * search_epoch_steps + 2, args.profile_steps),
+        BusyProbe(args.epoch_steps + 2, args.profile_steps),
     )
-    fit_search(args, k, 1, 1, [probe])  # profiled apart: the profiler slows the steps it watches
-    fit_retrain(args, 1, [retrain_probe])
+    fit_search(args, k, 1, 2, [probe])
+    fit_retrain(args, 2, [retrain_probe])
     syncs = SyncProbe(search_epoch_steps + 2, args.profile_steps)
     fit_search(args, k, 1, 1, [syncs])
     steps = (w + s) * search_epoch_steps
