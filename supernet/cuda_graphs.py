@@ -8,8 +8,10 @@ per input shape, not per network, the first time an op meets a shape:
 - a forward graph and a backward graph (input and weight gradients), and, for an op whose input
   needs a gradient, a second backward graph of the input gradient alone: passes run under
   ``input_grads_only()`` replay it (an architecture step, whose ``autograd.grad`` wants the alphas'
-  gradients only, would otherwise compute every weight gradient and throw it away); ST's
-  recomputed scores (``supernet.mixed_op``) get a no-grad graph per candidate and shape;
+  gradients only, would otherwise compute every weight gradient and throw it away); ST's scores
+  (``supernet.mixed_op``) get one no-grad graph per edge, sampled candidate and shape, which
+  recomputes the other candidates (``edge_scores``), or, on an edge with a candidate that has no
+  graph, one per candidate and shape (``score``);
 - the ops of one *group* never run in the same pass (the candidates of one edge: one runs per
   step), so a group's forward graphs share one memory pool, which keeps what the backward needs;
   the pools hold about one path's activations, not every candidate's. Backward and score graphs
@@ -218,7 +220,7 @@ class OpGraphs:
 
     def _op_params(self, op: nn.Module) -> list[nn.Parameter]:
         """``op``'s parameters, walked once per op: ``op.parameters()`` walks its submodules, about
-        10 us a call, and a search step makes 30-60 of them. An op's parameters are fixed once it
+        10 us a call, and a search step makes about 36 of them. An op's parameters are fixed once it
         is built (``module.to()`` moves their storage, which ``_current`` checks)."""
         known = self._params.get(id(op))
         if known is None or known[0] is not op:
