@@ -138,7 +138,7 @@ class ArchParams(nn.Module):
             }
         if probs is None:
             probs = self.host_probs()
-        return {name: _inverse_cdf(p.tolist(), u) for (name, p), u in zip(probs.items(), draws)}
+        return {name: _inverse_cdf(p.tolist(), u, name) for (name, p), u in zip(probs.items(), draws)}
 
     def gumbel_noise(self, step: int) -> dict[str, torch.Tensor]:
         """Gumbel(0, 1) noise per edge, drawn from the same (seed, step) generator in one draw and
@@ -161,10 +161,16 @@ class ArchParams(nn.Module):
         return rows
 
 
-def _inverse_cdf(weights: list[float], u: float) -> int:
+def _inverse_cdf(weights: list[float], u: float, edge: str = "") -> int:
     """The index ``i`` where ``u`` in [0, 1) falls among the cumulative ``weights`` (any positive
-    scale); an index of weight 0 is never drawn."""
-    target, total, last = u * sum(weights), 0.0, 0
+    scale); an index of weight 0 is never drawn. Weights that are not a distribution (NaN from
+    diverged alphas, negative, all zero) raise, as ``torch.multinomial`` did."""
+    whole = sum(weights)
+    if not math.isfinite(whole) or whole <= 0 or min(weights) < 0:
+        raise ValueError(
+            f"edge {edge!r}: cannot sample from probabilities {weights} (the alphas may have diverged)"
+        )
+    target, total, last = u * whole, 0.0, 0
     for i, w in enumerate(weights):
         if w > 0:
             total, last = total + w, i

@@ -62,24 +62,39 @@ def ctc_host_lengths(batch: dict[str, Any], net: nn.Module, implementation: str,
 def logs_written_now(trainer: pl.Trainer | None) -> bool:
     """Whether Lightning writes this training step's logs (every ``log_every_n_steps``). A
     ``self.log`` costs the host about 0.5 ms (the value's bookkeeping and device moves), which a
-    step bound by the host feels; a value logged at any other step is never written anyway."""
+    step bound by the host feels; a value logged at any other step reaches no logger (only the
+    callbacks' metrics: see ``CTCModule.monitored``)."""
     if trainer is None:  # a bare module, outside a Trainer
         return True
     return trainer._logger_connector.should_update_logs
 
 
+def monitored_metrics(trainer: pl.Trainer | None) -> set[str]:
+    """The metrics the trainer's callbacks monitor (``ModelCheckpoint``, ``EarlyStopping``, ...):
+    a training metric among them is logged at every step, since those callbacks read the latest
+    step's values whether or not a logger writes them."""
+    if trainer is None:
+        return set()
+    return {m for cb in trainer.callbacks if isinstance(m := getattr(cb, "monitor", None), str)}
+
+
 def move_batch(batch: Any, device: torch.device) -> Any:
     """Every tensor of ``batch`` (dicts, lists and tuples of them) on ``device``, copied without
-    blocking the host (as Lightning's ``move_data_to_device``); a list or tuple with no tensor,
-    dict, list or tuple in it is returned as it is."""
+    blocking the host except to the CPU and MPS (as Lightning's ``move_data_to_device``); a list or
+    tuple with no tensor, dict, list or tuple in it is returned as it is."""
+    device = torch.device(device)
+    return _move(batch, device, device.type not in ("cpu", "mps"))
+
+
+def _move(batch: Any, device: torch.device, non_blocking: bool) -> Any:
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, dict):
-        return {key: move_batch(value, device) for key, value in batch.items()}
+        return {key: _move(value, device, non_blocking) for key, value in batch.items()}
     if isinstance(batch, (list, tuple)) and any(
         isinstance(v, (torch.Tensor, dict, list, tuple)) for v in batch
     ):
-        moved = [move_batch(value, device) for value in batch]
+        moved = [_move(value, device, non_blocking) for value in batch]
         return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
     return batch
 
@@ -104,6 +119,7 @@ class CTCModule(pl.LightningModule):
         self.tokenizer = CharTokenizer(list(vocab[2:]))
         self.vocab_size = len(self.tokenizer)
         self.metrics = nn.ModuleDict()  # split key -> ModuleDict(wer, cer), made on first use
+        self.monitored: set[str] = set()  # metrics the callbacks monitor, read at each fit's start
 
     def check_feature_dim(self, expected: int, source: str, what: str) -> None:
         """A clear error when the data module's features do not fit the network's input."""
@@ -124,8 +140,10 @@ class CTCModule(pl.LightningModule):
         return move_batch(batch, device)
 
     def on_train_start(self) -> None:
-        """CUDA graphs for the training steps (``hparams.cuda_graphs``), made anew for each fit."""
+        """CUDA graphs for the training steps (``hparams.cuda_graphs``), made anew for each fit;
+        the metrics the callbacks monitor (``monitored_metrics``)."""
         self.net.use_cuda_graphs(bool(self.hparams.get("cuda_graphs")) and self.device.type == "cuda")
+        self.monitored = monitored_metrics(self._trainer)
 
     def on_train_end(self) -> None:
         if self.net.graphs is not None:
@@ -281,7 +299,7 @@ class ASRModule(CTCModule):
     # --- training -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.ctc_loss(batch)
-        if logs_written_now(self._trainer):
+        if "train/loss" in self.monitored or logs_written_now(self._trainer):
             self.log("train/loss", loss, prog_bar=True, batch_size=batch["targets"].size(0))
         return loss
 

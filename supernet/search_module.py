@@ -299,12 +299,12 @@ class SearchModule(CTCModule):
                     "the search stage needs arch batches: build the data module with search=True"
                 )
             arch_loss = self.arch_step(arch_batch, step, host_probs)
-            if log_now:
+            if log_now or "arch/loss" in self.monitored:
                 self.log("arch/loss", arch_loss, prog_bar=True, batch_size=arch_batch["targets"].size(0))
         loss = self.weight_step(train_batch, step, host_probs)
         self.search_step += 1
         self._host_step = step + 1
-        if log_now:
+        if log_now or "train/loss" in self.monitored:  # monitoring callbacks read every step's value
             self.log("train/loss", loss, prog_bar=True, batch_size=size)
         if searching and log_now:
             self.log("arch/entropy", self.arch.mean_normalised_entropy(), batch_size=size)

@@ -153,6 +153,13 @@ def test_sampling_follows_the_probabilities():
     assert (torch.bincount(uniform, minlength=4).double() / n - 0.25).abs().max() < 0.03
 
 
+@pytest.mark.parametrize("bad", [[float("nan"), 0.5, 0.5], [0.0, 0.0, 0.0], [-0.1, 0.6, 0.5]])
+def test_sampling_from_probabilities_that_are_no_distribution_names_the_edge(bad):
+    arch = ArchParams({"e0": list("abc")}, seed=0)
+    with pytest.raises(ValueError, match="edge 'e0'"):
+        arch.sample(0, probs={"e0": torch.tensor(bad)})
+
+
 def test_prefetched_alphas_are_used_only_while_current():
     """host_probs after prefetch == a fresh read; an optimizer step after the prefetch makes the
     prefetched copy stale, and it must not be used (a stale path would silently differ per rank)."""

@@ -281,3 +281,27 @@ def test_train_loss_is_logged_at_the_steps_lightning_writes(tmp_path):
     written = [int(r["step"]) for r in rows if r.get("train/loss")]
     assert logged_at == [2, 5]  # batches 3 and 6: every 3rd
     assert written == logged_at
+
+
+def test_a_callback_monitoring_train_loss_sees_it_at_every_step(tmp_path):
+    """Between the steps Lightning writes, ``train/loss`` is still logged when a callback monitors
+    it: early stopping on it at the end of an epoch shorter than ``log_every_n_steps`` works."""
+    import pytorch_lightning as pl
+
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.build(["abc"])
+    module = ASRModule(TINY_ARCH, vocab=tokenizer.vocab, warmup_steps=1)
+    batch = token_batch([[2, 3, 4, 2], [4, 3], [2, 2, 4], [3]])
+    stop = pl.callbacks.EarlyStopping(monitor="train/loss", check_on_train_epoch_end=True, patience=100)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        log_every_n_steps=50,
+        logger=False,
+        callbacks=[stop],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch] * 3, batch_size=None))
+    assert "train/loss" in trainer.callback_metrics and torch.isfinite(stop.best_score)
