@@ -620,6 +620,13 @@ class BusyProbe(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.prof is None or self.batches < self.start + self.count - 1:
             return
+        self._stop()
+
+    def on_train_end(self, trainer, pl_module):
+        if self.prof is not None:  # the fit ended inside the window: keep what was profiled
+            self._stop()
+
+    def _stop(self):
         torch.cuda.synchronize()
         self.prof.stop()
         try:
@@ -794,8 +801,8 @@ def bench_search_vs_retrain(args, out: dict) -> None:
     )
     fit_search(args, k, 1, 2, [probe])
     fit_retrain(args, 2, [retrain_probe])
-    syncs = SyncProbe(search_epoch_steps + 2, args.profile_steps)
-    fit_search(args, k, 1, 1, [syncs])
+    syncs = SyncProbe(2 * search_epoch_steps + 2, args.profile_steps)  # after the captures, too
+    fit_search(args, k, 1, 2, [syncs])
     steps = (w + s) * search_epoch_steps
 
     def busy_unprofiled(result: dict, epochs: list, epoch_steps: int) -> float | None:
@@ -822,7 +829,7 @@ def bench_search_vs_retrain(args, out: dict) -> None:
         "retrain_epoch_s": retrain_timer.epochs,
         "ratio_epoch_sum": sum(search_timer.epochs) / sum(retrain_timer.epochs),
         "host_wait_fraction_search": search_timer.wait / max(1e-9, search_timer.wait + search_timer.busy_cpu),
-        "audio_s_per_s_search_epoch": args.epoch_steps
+        "audio_s_per_s_search_epoch": search_epoch_steps  # weight-step audio; the arch batches' not counted
         * args.batch
         * args.frames
         / FRAME_RATE
@@ -830,7 +837,7 @@ def bench_search_vs_retrain(args, out: dict) -> None:
         "profile": probe.result,
         "profile_retrain": retrain_probe.result,
         "gpu_busy_unprofiled_search": busy_unprofiled(
-            probe.result, search_timer.epochs[w:], search_epoch_steps
+            probe.result, search_timer.epochs[w + 1 :] or search_timer.epochs[w:], search_epoch_steps
         ),
         "gpu_busy_unprofiled_retrain": busy_unprofiled(
             retrain_probe.result, retrain_timer.epochs, args.epoch_steps

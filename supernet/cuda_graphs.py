@@ -312,6 +312,12 @@ class OpGraphs:
             for key, e in self.train.items()
             if e.generation == e.group.buffers.generation and (not e.bound or e.x.data_ptr() in self.outputs)
         }
+        # whole-edge score graphs that read a moved output buffer in place would never match again
+        self.scores = {
+            key: e
+            for key, e in self.scores.items()
+            if key[0] != "edge" or (key[5] in self.outputs and key[6] in self.outputs)
+        }
         # a pool whose graphs are all gone is being released: the allocator refuses new captures
         # into it, so a group left without graphs starts a new one
         live = {id(e.group) for e in self.train.values()}
@@ -475,7 +481,7 @@ class OpGraphs:
             index,
             x.shape,
             x.dtype,
-            x.data_ptr(),
+            x.data_ptr(),  # key[5] and key[6]: ``_drop_stale`` checks they are still output buffers
             y.data_ptr(),
             lengths.shape,
             lengths.dtype,
