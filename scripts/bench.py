@@ -720,6 +720,11 @@ def gpu_busy(prof) -> dict:
     }
 
 
+def gpu_ms_per_step(result: dict, steps: int) -> float | None:
+    """GPU work per profiled step from a ``BusyProbe`` result (None if the profile failed)."""
+    return result["gpu_busy"] * result["span_ms"] / steps if "gpu_busy" in result else None
+
+
 def trainer_for(args, epochs: int, callbacks: list, devices: int = 1, strategy="auto") -> pl.Trainer:
     return pl.Trainer(
         accelerator="auto",
@@ -808,10 +813,8 @@ def bench_search_vs_retrain(args, out: dict) -> None:
     def busy_unprofiled(result: dict, epochs: list, epoch_steps: int) -> float | None:
         """GPU work per step from the profile over the step time of the unprofiled run (a search
         epoch has ``search_epoch_steps`` steps, fewer than the retrain's: the held-out arch split)."""
-        if "gpu_busy" not in result:
-            return None
-        work_ms = result["gpu_busy"] * result["span_ms"] / args.profile_steps
-        return work_ms / (1e3 * statistics.median(epochs) / epoch_steps)
+        work_ms = gpu_ms_per_step(result, args.profile_steps)
+        return None if work_ms is None else work_ms / (1e3 * statistics.median(epochs) / epoch_steps)
 
     out["search_vs_retrain"] = {
         "candidates": k,
@@ -874,10 +877,8 @@ def busy_at_batch(args, k: int, batch: int) -> dict:
     search_ms = 1e3 * statistics.median(timer.epochs[2:4]) / search_steps
     retrain_ms = 1e3 * statistics.median(retrain_timer.epochs[1:3]) / args.epoch_steps
 
-    def work_ms(result: dict) -> float | None:
-        return result["gpu_busy"] * result["span_ms"] / args.profile_steps if "gpu_busy" in result else None
-
-    search_work, retrain_work = work_ms(probe.result), work_ms(retrain_probe.result)
+    search_work = gpu_ms_per_step(probe.result, args.profile_steps)
+    retrain_work = gpu_ms_per_step(retrain_probe.result, args.profile_steps)
     row = {
         "batch": batch,
         "audio_s_per_step": batch * args.frames / FRAME_RATE,

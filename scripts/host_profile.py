@@ -128,11 +128,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cuda_graphs", action="store_true", help="replay the ops as CUDA graphs")
     parser.add_argument("--lightning", action="store_true", help="profile the Lightning search and retrain")
     args = parser.parse_args(argv)
+    bench.CUDA_GRAPHS = args.cuda_graphs
     if args.lightning:
-        bench.CUDA_GRAPHS = args.cuda_graphs
         profile_lightning(args)
         return 0
-    bench.CUDA_GRAPHS = args.cuda_graphs
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
     bf16 = args.precision == "bf16"

@@ -137,6 +137,7 @@ class _ScoreEntry:
     pointers: tuple[int, ...]
     score: torch.Tensor
     graph: torch.cuda.CUDAGraph
+    reads: tuple[int, ...] = ()  # output buffers the graph reads in place (``edge_scores``)
 
 
 @dataclass
@@ -244,7 +245,7 @@ class OpGraphs:
         if not graphable(op, x) or not (params or x.requires_grad):
             self.stats.eager += 1
             return op(x, lengths)
-        bound = x.data_ptr() in self.outputs and x.is_contiguous()
+        bound = self._in_place(x)
         key = (
             id(op),
             x.shape,
@@ -312,12 +313,8 @@ class OpGraphs:
             for key, e in self.train.items()
             if e.generation == e.group.buffers.generation and (not e.bound or e.x.data_ptr() in self.outputs)
         }
-        # whole-edge score graphs that read a moved output buffer in place would never match again
-        self.scores = {
-            key: e
-            for key, e in self.scores.items()
-            if key[0] != "edge" or (key[5] in self.outputs and key[6] in self.outputs)
-        }
+        # score graphs that read a moved output buffer in place would never match again
+        self.scores = {key: e for key, e in self.scores.items() if all(p in self.outputs for p in e.reads)}
         # a pool whose graphs are all gone is being released: the allocator refuses new captures
         # into it, so a group left without graphs starts a new one
         live = {id(e.group) for e in self.train.values()}
@@ -481,7 +478,7 @@ class OpGraphs:
             index,
             x.shape,
             x.dtype,
-            x.data_ptr(),  # key[5] and key[6]: ``_drop_stale`` checks they are still output buffers
+            x.data_ptr(),
             y.data_ptr(),
             lengths.shape,
             lengths.dtype,
@@ -502,7 +499,9 @@ class OpGraphs:
                                 scores.append(score_fn(sg, cand(x, sl)[0]))
                     return torch.stack(scores)
 
-            entry = self.scores[key] = self._capture_scores(nn.ModuleList(candidates), run, params)
+            entry = self.scores[key] = self._capture_scores(
+                nn.ModuleList(candidates), run, params, reads=(x.data_ptr(), y.data_ptr())
+            )
         entry.graph.replay()
         self.stats.replays += 1
         return entry.score.clone()  # the buffer is overwritten by this edge's next replay
@@ -511,7 +510,9 @@ class OpGraphs:
         """``t`` is (the start of) a graph's current output buffer, which a graph may read in place."""
         return t.is_cuda and t.data_ptr() in self.outputs and t.is_contiguous()
 
-    def _capture_scores(self, module: nn.Module, run: Callable[[], torch.Tensor], params) -> _ScoreEntry:
+    def _capture_scores(
+        self, module: nn.Module, run: Callable[[], torch.Tensor], params, reads: tuple[int, ...] = ()
+    ) -> _ScoreEntry:
         with _frozen_buffers(module), self._on_side_stream():
             # the result lives outside the pool: the pool's free blocks are other graphs' scratch space
             score = run()  # warm-up
@@ -519,7 +520,8 @@ class OpGraphs:
             with _Capture(graph, self._scratch()):
                 score.copy_(run())
         self.stats.captures += 1
-        return _ScoreEntry(self.score_buffers.generation, tuple(p.data_ptr() for p in params), score, graph)
+        pointers = tuple(p.data_ptr() for p in params)
+        return _ScoreEntry(self.score_buffers.generation, pointers, score, graph, reads)
 
     def _capture_score(self, op, inputs, score_fn, mode, params, autocast) -> _ScoreEntry:
         x, lengths, grad = inputs

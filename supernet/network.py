@@ -37,7 +37,7 @@ class Supernet(Encoder):
         if missing:
             raise ValueError(f"no plan for edge(s) {sorted(missing)}")
         for name, edge in self.edges.items():
-            edge.__dict__["plan"] = plans[name]  # a plain attribute: skips nn.Module.__setattr__'s checks
+            edge.plan = plans[name]
 
     def fix_path(self, choices: dict[str, int]) -> None:
         """Run one path (e.g. the argmax) with plain weights, for evaluation."""
