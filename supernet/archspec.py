@@ -29,6 +29,7 @@ from torch import nn
 
 import ops
 from ops.base import UNBOUNDED
+from supernet.errors import UserError, atomic_write_text
 
 FEATURE_KINDS = ("fbank", "mfcc", "raw")
 FRAME_RATE = 100  # feature frames per second (10 ms hop) for fbank and mfcc
@@ -48,7 +49,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], bool, Any]] = {
 }
 
 
-class ArchSpecError(ValueError):
+class ArchSpecError(UserError, ValueError):
     """A malformed architecture file; the message names the file and the field."""
 
 
@@ -247,7 +248,7 @@ class ArchSpec:
         }
 
     def to_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None))
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None))
 
     # --- what the architecture costs ------------------------------------------------------
     @property

@@ -14,10 +14,12 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from supernet.errors import UserError
+
 TARGET_SAMPLE_RATE = 16000
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An audio file that is missing, unreadable, corrupt or empty."""
 
 

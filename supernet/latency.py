@@ -35,6 +35,7 @@ from torch import nn
 import ops
 from losses.latency import TARGETS, ResourcePenalty
 from supernet.archspec import ArchSpec, OpInfo
+from supernet.errors import UserError
 from supernet.space import SearchSpace
 
 FORMAT = "supernet-latency-table"
@@ -58,7 +59,7 @@ METRICS = ("ms", "params", "bytes")
 CLOCKS_NAMES = ("wall", "cpu")
 
 
-class LatencyTableError(ValueError):
+class LatencyTableError(UserError, ValueError):
     """A table that cannot answer: wrong settings, a missing op, an op that cannot stream."""
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from supernet.audio import AudioError, audio_info
+from supernet.errors import UserError
 from supernet.manifest import Utterance, write_manifest
 from supernet.tokenizer import normalize_text
 
 TRANSCRIPT_SUFFIX = ".trans.txt"
 
 
-class LibriSpeechError(ValueError):
+class LibriSpeechError(UserError, ValueError):
     """A tree that is not LibriSpeech-shaped, or one with unmatched files (listed in the message)."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from supernet.audio import TARGET_SAMPLE_RATE, AudioError, audio_info, read_audio
+from supernet.errors import UserError
 from supernet.tokenizer import CharTokenizer, normalize_text
 
 REQUIRED_FIELDS = ("audio_filepath", "duration", "text")
@@ -25,7 +26,7 @@ OPTIONAL_STR_FIELDS = ("lang", "speaker", "id")
 DURATION_TOLERANCE_S = 0.1
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest line that is not valid JSON or lacks a field; the message names file and line."""
 
 
