@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from supernet.audio import TARGET_SAMPLE_RATE
+from supernet.errors import UserError, check_writable
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +26,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     check.add_argument("--sample-rate", type=int, default=TARGET_SAMPLE_RATE, help="target rate (Hz)")
     check.add_argument("--skip-bad", action="store_true", help="count bad lines instead of failing")
-    check.add_argument("--fix-out", type=Path, help="write the good lines to this manifest")
-    check.add_argument("--header-only", action="store_true", help="read audio headers only (faster)")
+    check.add_argument(
+        "--fix-out", type=Path, help="write the good lines to this manifest (not the one checked; atomic)"
+    )
+    check.add_argument(
+        "--header-only",
+        action="store_true",
+        help="read audio headers and last frames only (faster; catches truncated files)",
+    )
 
 
 def _import_librispeech(args: argparse.Namespace) -> int:
@@ -48,10 +56,25 @@ def _import_librispeech(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_overwriting_input(out: Path, manifest: Path) -> None:
+    """`--fix-out` onto the manifest being checked would replace the evidence with its clean part."""
+    same = out.resolve() == manifest.resolve() or (
+        out.exists() and manifest.exists() and os.path.samefile(out, manifest)
+    )
+    if same:
+        raise UserError(
+            f"--fix-out {out} is the manifest being checked ({manifest}); write the clean manifest "
+            "to another file and replace the original yourself if you want to"
+        )
+
+
 def _check(args: argparse.Namespace) -> int:
     from supernet.manifest import check_manifest, write_clean_manifest
     from supernet.tokenizer import CharTokenizer
 
+    if args.fix_out:
+        _refuse_overwriting_input(args.fix_out, args.manifest)
+        check_writable(args.fix_out, "--fix-out")
     tokenizer = CharTokenizer.load(args.tokenizer) if args.tokenizer else None
     report = check_manifest(
         args.manifest,

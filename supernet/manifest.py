@@ -17,8 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from supernet.audio import TARGET_SAMPLE_RATE, AudioError, audio_info, read_audio
-from supernet.errors import UserError
+from supernet.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, audio_info, probe_audio, read_audio
+from supernet.errors import UserError, atomic_write_text
 from supernet.tokenizer import CharTokenizer, normalize_text
 
 REQUIRED_FIELDS = ("audio_filepath", "duration", "text")
@@ -133,14 +133,12 @@ def write_manifest(path: str | Path, rows: Iterable[dict | Utterance]) -> int:
     """Write rows (dicts with an `audio_filepath` that exists as given, or `Utterance`s) as JSONL,
     audio paths relative to the manifest's folder. Returns the number of lines."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            row = row.to_row(path.parent) if isinstance(row, Utterance) else row
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    return count
+    lines = [
+        json.dumps(row.to_row(path.parent) if isinstance(row, Utterance) else row, ensure_ascii=False) + "\n"
+        for row in rows
+    ]
+    atomic_write_text(path, "".join(lines))  # a run killed mid-write leaves the old manifest whole
+    return len(lines)
 
 
 # --------------------------------------------------------------------------------------- check
@@ -216,13 +214,24 @@ class CheckReport:
 def _check_audio(utt: Utterance, sample_rate: int, tolerance: float, decode: bool) -> list[Problem]:
     audio = utt.audio_filepath
     try:
-        info = audio_info(audio)
-        if info.frames == 0:
-            raise AudioError(f"{audio}: audio has zero length")
         if decode:
+            audio_info(audio)  # a bad header is named as such, before the decoder's message
             read_audio(audio)
+        info = probe_audio(audio)  # also catches a WAV cut short, which decodes without a word
     except AudioError as err:
         return [Problem(utt.source, str(err), "error")]
+    return audio_problems(utt, info, sample_rate, tolerance)
+
+
+def audio_problems(
+    utt: Utterance,
+    info: AudioInfo,
+    sample_rate: int = TARGET_SAMPLE_RATE,
+    tolerance: float = DURATION_TOLERANCE_S,
+) -> list[Problem]:
+    """What the header says against the manifest line: a duration off by more than `tolerance`
+    is an error (it would mislead the bucketing); another rate or channel count is a warning."""
+    audio = utt.audio_filepath
     problems = []
     if info.sample_rate != sample_rate:
         problems.append(
@@ -257,7 +266,8 @@ def check_manifest(
 ) -> CheckReport:
     """Validate every line and its audio; collect problems instead of stopping at the first.
 
-    `decode=False` reads only the headers (fast, but misses files whose body is corrupt).
+    `decode=False` reads only the headers and the last frames (fast; catches truncated files, but
+    not a body corrupt in the middle).
     """
     path = Path(path)
     report = CheckReport(manifest=path, vocab_checked=tokenizer is not None)

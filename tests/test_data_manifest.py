@@ -13,6 +13,7 @@ import torch
 
 from supernet import data_cli
 from supernet.audio import AudioError, load_audio
+from supernet.errors import UserError
 from supernet.manifest import ManifestError, check_manifest, read_manifest
 from supernet.tokenizer import BLANK_ID, UNKNOWN_ID, UNKNOWN_SYMBOL, CharTokenizer, normalize_text
 
@@ -177,8 +178,45 @@ def test_check_reports_every_bad_input_by_line(tmp_path, capsys):
     assert "speakers: 3" in out.out and "languages: de 1, en 2" in out.out
     assert all(f"{c!r} x1" in out.out for c in "staß")  # the letters of "straße" not in "hello world"
     assert "7 bad line(s)" in out.err
-    # Reading only the headers is faster but cannot see a corrupt body.
-    assert check_manifest(manifest, decode=False).bad_lines == 6
+    # Reading only the headers (and the last frames) is faster, and still sees the truncated FLAC.
+    header_only = check_manifest(manifest, decode=False)
+    assert header_only.bad_lines == 7
+    (truncated,) = [p for p in header_only.errors if p.where.endswith("train.jsonl:10")]
+    assert "truncated.flac: truncated or corrupt" in truncated.message
+
+
+@pytest.mark.parametrize("fmt", ["FLAC", "WAV"])
+@pytest.mark.parametrize("kept", [0.5, 0.98])
+def test_header_only_check_catches_truncated_audio(tmp_path, capsys, fmt, kept):
+    """A file cut short keeps its header; `--header-only` must still fail it (a cut WAV even
+    decodes without a word: libsndfile shortens it to what is there)."""
+    suffix = fmt.lower()
+    whole = write_tone(tmp_path / f"whole.{suffix}", 2.0, fmt=fmt).read_bytes()
+    (tmp_path / f"cut.{suffix}").write_bytes(whole[: int(len(whole) * kept)])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"audio_filepath": f"whole.{suffix}", "duration": 2.0, "text": "fine"},
+            {"audio_filepath": f"cut.{suffix}", "duration": 2.0, "text": "cut short"},
+        ],
+    )
+    assert main(["data", "check", str(manifest), "--header-only"]) == 1
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if "m.jsonl:2:" in line]
+    assert line.strip().startswith("error") and f"cut.{suffix}: truncated" in line
+    assert not any("m.jsonl:1:" in line for line in out.splitlines())
+
+
+def test_fix_out_onto_the_checked_manifest_is_refused_and_leaves_it_alone(tmp_path):
+    manifest = make_checked_corpus(tmp_path)
+    before = manifest.read_bytes()
+    for same in (manifest, tmp_path / "audio" / ".." / "train.jsonl"):
+        with pytest.raises(UserError, match=r"--fix-out .*train\.jsonl is the manifest being checked"):
+            main(["data", "check", str(manifest), "--skip-bad", "--fix-out", str(same)])
+    (tmp_path / "link.jsonl").symlink_to(manifest)
+    with pytest.raises(UserError, match="is the manifest being checked"):
+        main(["data", "check", str(tmp_path / "link.jsonl"), "--fix-out", str(manifest)])
+    assert manifest.read_bytes() == before
 
 
 def test_check_skip_bad_counts_and_writes_clean_manifest(tmp_path, capsys):
