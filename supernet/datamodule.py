@@ -5,6 +5,12 @@ computed after the batch reaches the model's device (`on_after_batch_transfer`).
 or one manifest (split 90/10 into train/dev by a hash of the id; the test set is that dev set).
 `arch` is a deterministic `arch_fraction` of train, removed from train, for architecture steps; set
 `arch_fraction=0` to retrain a derived model on all of train.
+
+`setup` checks every split's audio before the first step (`supernet.preflight.check_audio`, cached):
+a missing, corrupt or truncated file, or a duration that lies, stops the run naming manifest and
+line, or with `skip_bad` is dropped and counted. Batching then uses the headers' true lengths.
+`check_ctc` (called by the model, which knows its stride) drops or refuses utterances too short for
+their transcripts.
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import CombinedLoader, rank_zero_info
+from pytorch_lightning.utilities import CombinedLoader, rank_zero_info, rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
-from supernet.audio import TARGET_SAMPLE_RATE, load_audio
+from supernet import preflight
+from supernet.audio import TARGET_SAMPLE_RATE, AudioInfo, load_audio
 from supernet.buckets import DurationBucketSampler
+from supernet.errors import UserError
 from supernet.features import FeaturePipeline, num_frames
-from supernet.manifest import ManifestError, Utterance, read_manifest
+from supernet.manifest import DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
 from supernet.tokenizer import CharTokenizer, normalize_text
 
 DEV_FRACTION = 0.1
@@ -127,6 +135,8 @@ class SpeechDataModule(pl.LightningDataModule):
         tokenizer_path: str | None = None,
         pin_memory: bool | None = None,
         pad_frames: int = 1,
+        skip_bad: bool = False,
+        check_audio: bool = True,
     ):
         """`max_frames`: cap on `batch size x longest item` in 10 ms frames. `tokenizer_path`: reuse a
         saved tokenizer (retrain/evaluate) instead of building one from the train manifest.
@@ -134,7 +144,10 @@ class SpeechDataModule(pl.LightningDataModule):
         batches come in few shapes (each new shape is a capture under `model.cuda_graphs`); the
         lengths are unchanged, and every op zeroes the frames past them. BatchNorm in training
         still takes its statistics over every frame, padding included, so padding changes them
-        a little (as the bucketed batches' own padding does)."""
+        a little (as the bucketed batches' own padding does).
+        `check_audio`: probe every split's audio in `setup` (see the module docstring).
+        `skip_bad`: drop the utterances that fail it (counted, listed in `data_report`) instead of
+        stopping."""
         super().__init__()
         self.save_hyperparameters()
         self.data = Path(data)
@@ -153,8 +166,13 @@ class SpeechDataModule(pl.LightningDataModule):
         self.feature_pipeline = FeaturePipeline(
             features, spec_augment=spec_augment, sample_rate=sample_rate, n_mels=n_mels, n_mfcc=n_mfcc
         )
+        self.skip_bad = skip_bad
+        self.check_audio = check_audio
         self.datasets: dict[str, SpeechDataset] = {}
         self.samplers: dict[str, DurationBucketSampler] = {}
+        self.audio_infos: dict[str, AudioInfo] = {}  # audio path -> header facts, once checked
+        self.data_report: dict | None = None  # what the audio check found (None until it ran)
+        self.ctc_report: dict | None = None  # what check_ctc found
 
     # ------------------------------------------------------------------ splits and tokenizer
 
@@ -195,10 +213,14 @@ class SpeechDataModule(pl.LightningDataModule):
             self.datasets[name] = SpeechDataset(utterances, self.tokenizer, self.sample_rate)
         return self.datasets[name]
 
+    def num_samples(self, utt: Utterance) -> int:
+        """Samples of the loaded waveform: from the header once checked, else the manifest duration."""
+        return preflight.num_samples(utt, self.audio_infos.get(utt.audio_filepath), self.sample_rate)
+
     def frame_counts(self, name: str) -> list[int]:
-        """Each utterance's length in 10 ms feature frames (from the manifest durations)."""
+        """Each utterance's length in 10 ms feature frames (from the headers once checked)."""
         hop = round(self.sample_rate * HOP_MS / 1000)
-        return [num_frames(round(u.duration * self.sample_rate), hop) for u in self._utterances(name)]
+        return [num_frames(self.num_samples(u), hop) for u in self._utterances(name)]
 
     def sampler(self, name: str, shuffle: bool) -> DurationBucketSampler:
         key = f"{name}:{shuffle}"
@@ -206,7 +228,10 @@ class SpeechDataModule(pl.LightningDataModule):
             counts = self.frame_counts(name)
             too_long = [u for u, n in zip(self._utterances(name), counts) if n > self.max_frames]
             if too_long:
-                listed = ", ".join(f"{u.id} ({u.duration:.1f} s, {u.source})" for u in too_long[:5])
+                listed = ", ".join(
+                    f"{u.id} ({self.num_samples(u) / self.sample_rate:.1f} s, {u.source})"
+                    for u in too_long[:5]
+                )
                 raise ValueError(
                     f"{len(too_long)} utterance(s) of split {name!r} exceed max_frames={self.max_frames} "
                     f"({self.max_frames * HOP_MS / 1000:.0f} s): {listed}; raise max_frames"
@@ -230,8 +255,122 @@ class SpeechDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.splits  # noqa: B018  (read the manifests now, so errors surface before training starts)
+        if self.check_audio and self.data_report is None:
+            self._check_all_audio()
         if stage in (None, "fit"):
             rank_zero_info(self.describe())
+
+    # ------------------------------------------------------------------ checks before the first step
+
+    def _split_lists(self) -> dict[str, list[Utterance]]:
+        """Every split's list by its name in reports (`test:NAME` for test sets; train_all too)."""
+        named = dict(self.splits["fit"])
+        named.update({f"test:{k}": v for k, v in self.splits["test"].items()})
+        return named
+
+    def _drop(self, bad: set[tuple[str, str]], names: list[str]) -> dict[str, int]:
+        """Remove the utterances keyed `(source, audio path)` in `bad` from the named splits, in place
+        (a test set may be the dev list itself), and forget the datasets and samplers built on them.
+        Returns the count dropped per split; a split left empty is an error."""
+        lists = self._split_lists()
+        dropped = {}
+        for name in names:
+            utterances = lists[name]
+            before = len(utterances)
+            utterances[:] = [u for u in utterances if (u.source, u.audio_filepath) not in bad]
+            dropped[name] = before - len(utterances)
+            if before and not utterances:
+                raise ManifestError(
+                    f"split {name!r} of {self.data}: no utterance left after dropping {before}"
+                )
+        self.datasets.clear()
+        self.samplers.clear()
+        return dropped
+
+    def _check_all_audio(self) -> None:
+        """Probe the audio of every split before the first step; refuse or (skip_bad) drop bad lines."""
+        lists = self._split_lists()
+        utterances = [u for utterances in lists.values() for u in utterances]
+        check = preflight.check_audio(
+            utterances, self.sample_rate, DURATION_TOLERANCE_S, progress=rank_zero_only.rank == 0
+        )
+        self.audio_infos = check.infos
+        bad = {(u.source, u.audio_filepath) for u in utterances if u.source in check.bad_sources}
+        self.data_report = {
+            "checked": check.checked,
+            "bad": len(check.bad_sources),
+            "problems": [f"{p.where}: {p.message}" for p in check.errors],
+            "dropped": {},
+        }
+        if not bad:
+            return
+        if not self.skip_bad:
+            raise ManifestError(
+                f"{self.data}: {check.describe_errors()}; fix them (`supernet data check MANIFEST "
+                "--fix-out CLEAN` writes the good lines) or pass --data.skip_bad true to drop them"
+            )
+        dropped = self._drop(bad, list(lists))
+        self.data_report["dropped"] = {k: n for k, n in dropped.items() if n and k != "train_all"}
+        rank_zero_info(
+            f"data: dropped {len(check.bad_sources)} bad utterance(s) of {check.checked} (--data.skip_bad): "
+            + ", ".join(f"{k} {n}" for k, n in self.data_report["dropped"].items())
+        )
+
+    def check_ctc(self, stride: int, what: str, max_fraction: float = 0.02) -> dict:
+        """Refuse a model whose total time `stride` leaves too few output frames for CTC on more
+        than `max_fraction` of the training utterances (train and arch together): each would get
+        a loss of exactly 0 under `zero_infinity`. Below that, drop those from train and arch. Dev
+        and test utterances are kept (they are still decoded and scored) but counted. `what` names
+        the model in the error ("architecture tdnn_d", "space st_nas"). Returns a summary for the
+        run's metrics; a second call with the same arguments returns the first's summary."""
+        if self.ctc_report is not None and (self.ctc_report["stride"], self.ctc_report["max_fraction"]) == (
+            stride,
+            max_fraction,
+        ):
+            return self.ctc_report
+        self.splits  # noqa: B018
+        named = {k: v for k, v in self._split_lists().items() if k != "train_all" and v}
+        fits = {
+            name: preflight.ctc_fits(
+                utterances,
+                self.tokenizer,
+                stride,
+                self.audio_infos,
+                self.feature_pipeline.extractor.kind,
+                self.sample_rate,
+            )
+            for name, utterances in named.items()
+        }
+        trained = [name for name in ("train", "arch") if name in fits]
+        trained_fits = [fit for name in trained for fit in fits[name]]
+        infeasible = preflight.infeasible_of(trained_fits)
+        fraction = len(infeasible) / max(1, len(trained_fits))
+        if fraction > max_fraction or (infeasible and len(infeasible) == len(trained_fits)):
+            worst = "; ".join(str(fit) for fit in preflight.worst_fits(infeasible))
+            raise UserError(
+                f"{what}: total stride {stride} leaves too few output frames for CTC on "
+                f"{len(infeasible)} of {len(trained_fits)} training utterances ({fraction:.1%}, more than "
+                f"{max_fraction:.1%}); each would train on a loss of 0. Worst: {worst}. Use a smaller "
+                "stride, or drop the short or long-transcript utterances from the manifest"
+            )
+        summary = {
+            "stride": stride,
+            "what": what,
+            "max_fraction": max_fraction,
+            "utterances": {name: len(f) for name, f in fits.items()},
+            "infeasible": {name: len(preflight.infeasible_of(f)) for name, f in fits.items()},
+            "dropped": len(infeasible),
+        }
+        if infeasible:
+            bad = {(fit.utterance.source, fit.utterance.audio_filepath) for fit in infeasible}
+            self._drop(bad, trained)
+            rank_zero_info(
+                f"{what}: dropped {len(infeasible)} training utterance(s) too short for CTC at total stride "
+                f"{stride} ({fraction:.2%}); e.g. "
+                + "; ".join(str(f) for f in preflight.worst_fits(infeasible, 3))
+            )
+        self.ctc_report = summary
+        return summary
 
     def train_dataloader(self):
         train = self.loader("train", shuffle=True)
@@ -289,7 +428,7 @@ class SpeechDataModule(pl.LightningDataModule):
         named = {k: v for k, v in self.splits["fit"].items() if k != "train_all"}
         named.update({f"test:{k}": v for k, v in self.splits["test"].items()})
         for name, utterances in named.items():
-            hours = sum(u.duration for u in utterances) / 3600
+            hours = sum(self.num_samples(u) for u in utterances) / self.sample_rate / 3600
             speakers = len({u.speaker for u in utterances if u.speaker is not None})
             unknown = sum(self.tokenizer.unknown_chars(u.text for u in utterances).values())
             lines.append(

@@ -45,6 +45,8 @@ class SearchSpace:
         fields = parse_fields(data, source)
         self.source = source
         self.fields = {k: v for k, v in fields.items() if not k.startswith("_")}
+        self._input_info: OpInfo = fields["_input_info"]
+        self._head_info: OpInfo = fields["_head_info"]
         self.layers: list[str | Choice] = []
         self.layer_infos: list[OpInfo | list[OpInfo]] = []
         names: set[str] = set()
@@ -125,6 +127,16 @@ class SearchSpace:
     @property
     def edges(self) -> dict[str, list[str]]:
         return {c.name: list(c.candidates) for c in self.choices}
+
+    @property
+    def max_total_stride(self) -> int:
+        """The largest total time stride of any path (input op x layers x head, as
+        ``ArchSpec.total_stride``): enough to check CTC feasibility for the whole space at once.
+        Candidates of one choice share their stride today; the max keeps this safe if they did not."""
+        strides = [self._input_info.stride, self._head_info.stride]
+        for info in self.layer_infos:
+            strides.append(max(i.stride for i in info) if isinstance(info, list) else info.stride)
+        return math.prod(strides)
 
     @property
     def num_paths(self) -> int:
