@@ -14,7 +14,7 @@ import torch
 from supernet import data_cli
 from supernet.audio import AudioError, load_audio
 from supernet.errors import UserError
-from supernet.manifest import ManifestError, check_manifest, read_manifest
+from supernet.manifest import ManifestError, check_manifest, read_manifest, write_manifest
 from supernet.tokenizer import BLANK_ID, UNKNOWN_ID, UNKNOWN_SYMBOL, CharTokenizer, normalize_text
 
 
@@ -231,6 +231,24 @@ def test_check_skip_bad_counts_and_writes_clean_manifest(tmp_path, capsys):
     report = check_manifest(clean)
     assert not report.errors and len(report.warnings) == 2
     assert report.seconds == pytest.approx(1.5)
+
+
+def test_write_manifest_is_atomic(tmp_path):
+    """A write that fails half-way leaves the previous manifest whole (no half-written file)."""
+    write_tone(tmp_path / "a.flac", 0.2)
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl", [{"audio_filepath": "a.flac", "duration": 0.2, "text": "old"}]
+    )
+    before = manifest.read_bytes()
+
+    def rows():
+        yield {"audio_filepath": "a.flac", "duration": 0.2, "text": "new"}
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        write_manifest(manifest, rows())
+    assert manifest.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
 # ----------------------------------------------------------------------------- audio
