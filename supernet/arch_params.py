@@ -4,6 +4,10 @@ Keeping every alpha in one module gives one optimizer group that the weight opti
 one place to read probabilities and entropy from, and one sampler. The sampler draws from a
 generator seeded by ``(seed, step)`` alone, so that every DDP rank draws the same path at the same
 step and a resumed search draws what the uninterrupted one would have drawn.
+
+The alphas start at ``init_std`` times noise from the seed (zeros by default); that start is made
+again from ``(seed, init_std)`` when asked (``initial``), so a search reloaded from its checkpoint
+can still tell whether its alphas ever moved (``moved``) without storing the start.
 """
 
 from __future__ import annotations
@@ -23,19 +27,36 @@ class ArchParams(nn.Module):
             raise ValueError("ArchParams needs at least one searchable edge")
         self.labels: dict[str, list[str]] = {name: list(cands) for name, cands in edges.items()}
         self.seed = int(seed)
-        init = torch.Generator().manual_seed(self.seed)
-        self.alphas = nn.ParameterDict(
-            {
-                name: nn.Parameter(init_std * torch.randn(len(cands), generator=init))
-                for name, cands in self.labels.items()
-            }
-        )
+        self.init_std = float(init_std)
+        self.alphas = nn.ParameterDict({name: nn.Parameter(a) for name, a in self.initial().items()})
         # (alpha versions, host copy, copy-done event) after each of the last two updates: see prefetch
         self._copies: list[tuple] = []
 
     @property
     def names(self) -> list[str]:
         return list(self.labels)
+
+    def initial(self) -> dict[str, torch.Tensor]:
+        """The alphas every search with this seed and ``init_std`` starts from (on the CPU)."""
+        init = torch.Generator().manual_seed(self.seed)
+        return {
+            name: self.init_std * torch.randn(len(cands), generator=init)
+            for name, cands in self.labels.items()
+        }
+
+    def moved(self, atol: float = 1e-6) -> bool:
+        """Whether any alpha differs from its start by more than ``atol``. False after a search
+        with arch_lr 0, a uniform one, or one whose search stage never ran: its argmax is then a
+        tie-break, not a search result. One copy to the host."""
+        start = torch.cat([a.reshape(-1) for a in self.initial().values()]).double()
+        now = self.flat().cpu().double()
+        return bool(((now - start).abs() > atol).any()) or not bool(torch.isfinite(now).all())
+
+    def nonfinite_edges(self) -> list[str]:
+        """The edges whose alphas hold a NaN or an infinity (one copy to the host)."""
+        sizes = [alpha.numel() for alpha in self.alphas.values()]
+        finite = torch.isfinite(self.flat().cpu())
+        return [name for name, ok in zip(self.alphas, finite.split(sizes)) if not bool(ok.all())]
 
     def probs(self) -> dict[str, torch.Tensor]:
         return {name: torch.softmax(alpha, dim=-1) for name, alpha in self.alphas.items()}
@@ -76,7 +97,7 @@ class ArchParams(nn.Module):
         latest = self._copies[-1] if self._copies else None
         if latest is not None and latest[0] == self._versions():
             return self._softmax(_finished(latest))
-        return self._softmax(self._flat().cpu())
+        return self._softmax(self.flat().cpu())
 
     def lagged_host_probs(self) -> dict[str, torch.Tensor]:
         """``host_probs`` of the alphas as they were before their latest update (the same as now
@@ -84,14 +105,15 @@ class ArchParams(nn.Module):
         wait for the device at all, and on several ranks it does not wait for the other ranks' last
         alpha all-reduce either (``SearchModule(sample_ahead=True)``)."""
         if not self._copies:  # no update seen yet: the alphas as they are now, read once
-            flat = self._flat()
+            flat = self.flat()
             self._copies = [((), flat.cpu() if flat.is_cuda else flat.clone(), None)]
         return self._softmax(_finished(self._copies[-2] if len(self._copies) > 1 else self._copies[0]))
 
-    def prefetch(self) -> None:
+    def prefetch(self, flat: torch.Tensor | None = None) -> None:
         """Start copying the alphas to the host without waiting (pinned memory on a GPU); call it
-        after every update. The last two copies are kept (see ``lagged_host_probs``)."""
-        flat = self._flat()
+        after every update. The last two copies are kept (see ``lagged_host_probs``). ``flat``:
+        the alphas already concatenated (``flat()``), which the caller must not change."""
+        flat = self.flat() if flat is None else flat
         if flat.is_cuda:
             host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
             host.copy_(flat, non_blocking=True)
@@ -117,8 +139,13 @@ class ArchParams(nn.Module):
         sizes = [alpha.numel() for alpha in self.alphas.values()]
         return {name: torch.softmax(a, -1) for name, a in zip(self.alphas, flat.split(sizes))}
 
-    def _flat(self) -> torch.Tensor:
+    def flat(self) -> torch.Tensor:
+        """Every alpha, concatenated in edge order (float32, detached; a new tensor)."""
         return torch.cat([alpha.detach().float().reshape(-1) for alpha in self.alphas.values()])
+
+    def segments(self) -> list[tuple[str, int]]:
+        """``(edge, number of candidates)`` in the order of ``flat``."""
+        return [(name, alpha.numel()) for name, alpha in self.alphas.items()]
 
     def _versions(self) -> tuple[int, ...]:
         return tuple(alpha._version for alpha in self.alphas.values())
@@ -161,15 +188,26 @@ class ArchParams(nn.Module):
         return rows
 
 
+class NotADistributionError(ValueError):
+    """The sampler was given probabilities that are no distribution. Softmax turns finite alphas
+    into a distribution, so from the alphas this means they are NaN or infinite, whatever made them
+    so: ``SearchModule`` names the cause (the alphas' own step or the weights' loss)."""
+
+    def __init__(self, edge: str, weights: list[float]):
+        self.edge, self.weights = edge, weights
+        super().__init__(
+            f"edge {edge!r}: cannot sample from probabilities {weights}: not a distribution "
+            "(NaN, infinite, negative or all zero)"
+        )
+
+
 def _inverse_cdf(weights: list[float], u: float, edge: str = "") -> int:
     """The index ``i`` where ``u`` in [0, 1) falls among the cumulative ``weights`` (any positive
-    scale); an index of weight 0 is never drawn. Weights that are not a distribution (NaN from
-    diverged alphas, negative, all zero) raise, as ``torch.multinomial`` did."""
+    scale); an index of weight 0 is never drawn. Weights that are not a distribution (NaN,
+    negative, all zero) raise ``NotADistributionError``, as ``torch.multinomial`` raised."""
     whole = sum(weights)
     if not math.isfinite(whole) or whole <= 0 or min(weights) < 0:
-        raise ValueError(
-            f"edge {edge!r}: cannot sample from probabilities {weights} (the alphas may have diverged)"
-        )
+        raise NotADistributionError(edge, weights)
     target, total, last = u * whole, 0.0, 0
     for i, w in enumerate(weights):
         if w > 0:

@@ -25,6 +25,8 @@ from losses.ctc import ctc_loss, use_triton
 from supernet.archspec import ArchSpec
 from supernet.decoding import greedy_ctc_decode
 from supernet.derived import DerivedNet
+from supernet.divergence import Finding, FiniteWatch, nonfinite_tensors
+from supernet.errors import NonFiniteError
 from supernet.tokenizer import BLANK, UNKNOWN, CharTokenizer, normalize_text
 
 SCHEDULES = ("cosine", "noam", "constant")
@@ -120,6 +122,8 @@ class CTCModule(pl.LightningModule):
         self.vocab_size = len(self.tokenizer)
         self.metrics = nn.ModuleDict()  # split key -> ModuleDict(wer, cer), made on first use
         self.monitored: set[str] = set()  # metrics the callbacks monitor, read at each fit's start
+        self.finite_watch = FiniteWatch()  # this epoch's losses (and alphas), read at log steps
+        self._finite_read_due = False  # a log step: read the watch once the step is done
 
     def check_feature_dim(self, expected: int, source: str, what: str) -> None:
         """A clear error when the data module's features do not fit the network's input."""
@@ -149,6 +153,75 @@ class CTCModule(pl.LightningModule):
         if self.net.graphs is not None:
             rank_zero_info(f"CUDA graphs: {self.net.graphs.summary()}")
         self.net.use_cuda_graphs(False)  # frees the graphs' memory pools and buffers
+        self.check_finite(f"at the end of training (step {self.divergence_step()})")
+
+    # --- divergence: a non-finite loss, weight or alpha stops the run (supernet.divergence) -----
+    run_name = "training"  # the command, as the messages name it
+
+    def watch_finite(self, kind: str, values: torch.Tensor, step: int, read_now: bool, segments=None) -> None:
+        """Keep a step's value for the next check (no device work, no host wait); ``read_now``: the
+        host reads this step's logs anyway, so the check runs once the step is done."""
+        if self._trainer is None:  # a bare module: nothing would ever read the records
+            return
+        self.finite_watch.record(kind, values, step, self.current_epoch, segments)
+        self._finite_read_due = self._finite_read_due or read_now
+
+    def check_finite(self, when: str) -> None:
+        """Raise ``NonFiniteError`` on the first non-finite value recorded since the last check,
+        else on the current state (``nonfinite_state``). One copy to the host: call it only where
+        the host waits for the device anyway."""
+        self._finite_read_due = False
+        finding = self.finite_watch.first_nonfinite()
+        if finding is not None:
+            raise NonFiniteError(self.divergence_message(finding))
+        problem = self.nonfinite_state(when)
+        if problem is not None:
+            raise NonFiniteError(f"{self.run_name}: {problem}")
+
+    def nonfinite_state(self, when: str) -> str | None:
+        """What of the module's state is not finite now (its weights), or None."""
+        bad = nonfinite_tensors(self.net.named_parameters(prefix="net"))
+        if not bad:
+            return None
+        return (
+            f"weights: {len(bad)} tensor{'s' if len(bad) > 1 else ''} hold NaN/inf {when}, first {bad[0]}: "
+            f"{self.weight_advice()}"
+        )
+
+    def divergence_message(self, finding: Finding) -> str:
+        """The error for the first non-finite recorded value (subclasses name their own kinds)."""
+        return (
+            f"{self.run_name}: the {finding.kind} became {finding.value_name} at step {finding.step} "
+            f"(epoch {finding.epoch}): {self.weight_advice()}"
+        )
+
+    def weight_advice(self) -> str:
+        return "the weights diverged; lower --model.lr"
+
+    def divergence_step(self) -> int:
+        """The step number the messages give (the logs' step)."""
+        return self.global_step
+
+    def _when(self) -> str:
+        return f"after step {self.divergence_step()} (epoch {self.current_epoch})"
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The check at log steps (the host reads the logged values there anyway) and at every
+        epoch's last batch, before callbacks write the epoch's results (``AlphaLogger``)."""
+        trainer = self._trainer
+        last = trainer is not None and trainer.is_last_batch
+        if self._finite_read_due or last or self.finite_watch.full:
+            self.check_finite(self._when())
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite(self._when())  # an epoch whose last batch was not known as such
+
+    def on_validation_start(self) -> None:
+        """No dev result from a model that diverged: NaN weights would score as an ordinary WER of 1."""
+        self.check_finite(f"before validation ({self._when()})")
+
+    def on_test_start(self) -> None:
+        self.check_finite(f"before testing ({self._when()})")
 
     def ctc_loss(self, batch: dict[str, Any], net: nn.Module | None = None):
         """CTC loss of ``net`` (default ``self.net``) on a batch; also returns its outputs."""
@@ -299,9 +372,21 @@ class ASRModule(CTCModule):
     # --- training -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.ctc_loss(batch)
-        if "train/loss" in self.monitored or logs_written_now(self._trainer):
+        log_now = logs_written_now(self._trainer)
+        self.watch_finite("training loss", loss, self.global_step, read_now=log_now)
+        if "train/loss" in self.monitored or log_now:
             self.log("train/loss", loss, prog_bar=True, batch_size=batch["targets"].size(0))
         return loss
+
+    # --- divergence -----------------------------------------------------------------------
+    run_name = "retrain"
+
+    def weight_advice(self) -> str:
+        clip = getattr(self._trainer, "gradient_clip_val", None)
+        clip = (
+            f"lower --trainer.gradient_clip_val (now {clip})" if clip else "set --trainer.gradient_clip_val"
+        )
+        return f"the weights diverged; lower --model.lr (now {self.hparams.lr}) or {clip}"
 
     # --- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):

@@ -18,7 +18,11 @@ The step reads nothing back from the device but the alphas, once per step (both 
 paths are drawn from the alphas at its start; the copy is started right after the previous arch
 update; with ``sample_ahead``, the copy of the update before, which is done: no wait), and CTC
 gets its lengths from the host; the losses, argmax path, costs and entropy go to the log every
-``log_every_n_steps`` steps only, and the penalty stays on the device.
+``log_every_n_steps`` steps only, and the penalty stays on the device. Divergence is found without
+a wait either: the step keeps its losses, and the alphas' gradient and values after each update
+(one concatenation on the device), and they are checked where the host reads the logs, at each
+epoch's last batch and before every evaluation (``CTCModule.check_finite``); the first that is not
+finite names the cause (a loss: the weights; an alpha with a finite gradient: the arch_lr).
 
 Several GPUs: ``SearchDDPStrategy`` (``supernet search`` picks it for any DDP run). Lightning's
 plain DDP wraps the module in ``DistributedDataParallel``, whose reducer expects one backward per
@@ -42,10 +46,12 @@ from pytorch_lightning.overrides.distributed import _sync_module_states
 from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
 from torch.nn.parallel import DistributedDataParallel
 
-from supernet.arch_params import ArchParams
+from supernet.arch_params import ArchParams, NotADistributionError
 from supernet.archspec import ArchSpec
 from supernet.asr_module import CTCModule
 from supernet.cpu_affinity import bind_rank
+from supernet.divergence import Finding
+from supernet.errors import NonFiniteError
 from supernet.grad_sync import OverlappedGradientAverager, average_gradients, world_size
 from supernet.latency import PENALTY_ARGS, choose_path, search_costs
 from supernet.network import Supernet
@@ -163,6 +169,11 @@ class SearchModule(CTCModule):
         """The budget an extracted path must meet: the hinge penalty's, else none."""
         return self.hparams.budget if self.hparams.penalty == "hinge" else None
 
+    def alphas_moved(self, atol: float = 1e-6) -> bool:
+        """Whether the search moved the alphas from their start (``ArchParams.moved``): when not,
+        the chosen architecture is a tie-break (arch_lr 0, method uniform, no search epoch)."""
+        return self.arch.moved(atol)
+
     def current_archspec(self) -> ArchSpec:
         return self.space.derive(self.chosen_path(), name=f"{self.space.name}-{self.hparams.method}")
 
@@ -187,6 +198,8 @@ class SearchModule(CTCModule):
 
     def on_fit_start(self) -> None:
         self._host_step = None  # DDP broadcasts rank 0's buffers before this hook
+        self.finite_watch.forget()
+        self.check_finite("at the start of the search (the checkpoint or the initial values)")
         if world_size() > 1 and self._averager is None and self.hparams.ddp_overlap:
             self._averager = OverlappedGradientAverager(self.net.parameters())
         if isinstance(self.trainer.strategy.model, DistributedDataParallel):
@@ -205,8 +218,8 @@ class SearchModule(CTCModule):
     def _plan(self, phase: str, step: int, host_probs: dict[str, torch.Tensor] | None = None) -> None:
         method = "uniform" if self.stage == "warmup" else self.hparams.method
         # weight and arch steps draw from different generator streams of the same (seed, step)
-        self.net.apply_plan(
-            make_plan(
+        try:
+            plan = make_plan(
                 self.arch,
                 method,
                 phase,
@@ -215,7 +228,13 @@ class SearchModule(CTCModule):
                 hard=self.hparams.hard,
                 host_probs=host_probs,
             )
-        )
+        except NotADistributionError as err:  # the alphas are not finite: find out what made them so
+            self.check_finite(f"at step {step} (epoch {self.current_epoch})")
+            raise NonFiniteError(  # nothing recorded is: the probabilities came from an older copy
+                f"search: {err} at step {step}, though the alphas are finite now: the copy of the alphas "
+                "it was drawn from is not (sample_ahead's, restored from the checkpoint)"
+            ) from err
+        self.net.apply_plan(plan)
 
     def arch_step(
         self, batch: dict[str, Any], step: int, host_probs: dict[str, torch.Tensor] | None = None
@@ -231,15 +250,21 @@ class SearchModule(CTCModule):
                 self.log(name, value, batch_size=batch["targets"].size(0))
         elif self.costs.penalty.kind != "none":  # the same penalty, every step, on the device
             loss = self.costs.penalty(loss, self.costs.target_costs.expected(self.arch.probs()))
+        self.watch_finite("arch-step loss", loss, step, self._log_now(step))
         alphas = list(self.arch.alphas.values())
         grads = torch.autograd.grad(loss, alphas, allow_unused=True)
         for alpha, grad in zip(alphas, grads):
             alpha.grad = torch.zeros_like(alpha) if grad is None else grad
         average_gradients(alphas)  # one flat all-reduce: the same alphas on every rank
         arch_opt.step()
+        # the gradient and the updated alphas, for the divergence check, in one concatenation
+        flat = torch.cat([*(a.grad.reshape(-1) for a in alphas), *(a.detach().reshape(-1) for a in alphas)])
         arch_opt.zero_grad(set_to_none=True)
+        gradient, updated = flat.float().chunk(2)
+        self.watch_finite("alpha gradient", gradient, step, False, self.arch.segments())
+        self.watch_finite("alpha", updated, step, False, self.arch.segments())
         if self.hparams.method == "st":  # the next step's paths: copied while this step's weight update runs
-            self.arch.prefetch()
+            self.arch.prefetch(updated)
         return loss.detach()
 
     def weight_step(
@@ -267,6 +292,7 @@ class SearchModule(CTCModule):
         )
         weight_opt.step()
         self.lr_schedulers().step()
+        self.watch_finite("weight-step loss", loss, step, self._log_now(step))
         return loss.detach()
 
     def _log_now(self, step: int) -> bool:
@@ -308,6 +334,46 @@ class SearchModule(CTCModule):
             self.log("train/loss", loss, prog_bar=True, batch_size=size)
         if searching and log_now:
             self.log("arch/entropy", self.arch.mean_normalised_entropy(), batch_size=size)
+
+    def on_train_epoch_start(self) -> None:
+        """The alphas as the epoch finds them (loaded, or changed between epochs) are checked with
+        the epoch's records: a loss made NaN by NaN alphas is then not blamed on the weights."""
+        if self.stage == "search" and self.hparams.method != "uniform":
+            step = self._host_step if self._host_step is not None else int(self.search_step)
+            self.watch_finite("alpha", self.arch.flat(), step, False, self.arch.segments())
+
+    # --- divergence: what the first non-finite value says -------------------------------------
+    run_name = "search"
+
+    def divergence_step(self) -> int:
+        return self._host_step if self._host_step is not None else int(self.search_step)
+
+    def weight_advice(self) -> str:
+        hp = self.hparams
+        return (
+            f"the weights diverged; lower --model.lr (now {hp.lr}) or --model.grad_clip (now {hp.grad_clip})"
+        )
+
+    def alpha_advice(self) -> str:
+        return f"the alphas diverged; lower --model.arch_lr (now {self.hparams.arch_lr})"
+
+    def divergence_message(self, finding: Finding) -> str:
+        when = f"at step {finding.step} (epoch {finding.epoch})"
+        if finding.kind == "alpha":
+            return f"search: alpha {finding.part!r} became {finding.value_name} {when}: {self.alpha_advice()}"
+        if finding.kind == "alpha gradient":
+            return (
+                f"search: the gradient of alpha {finding.part!r} became {finding.value_name} {when} while the "
+                f"arch-step loss was finite: a candidate's output is not finite, so {self.weight_advice()}"
+            )
+        return f"search: the {finding.kind} became {finding.value_name} {when}: {self.weight_advice()}"
+
+    def nonfinite_state(self, when: str) -> str | None:
+        """The alphas (which the evaluation's path and ``arch.yaml`` come from), then the weights."""
+        edges = self.arch.nonfinite_edges()
+        if edges:
+            return f"alpha {edges[0]!r} holds NaN/inf {when}: {self.alpha_advice()}"
+        return super().nonfinite_state(when)
 
     # --- evaluation: the current argmax path, with the shared weights ----------------------
     def on_validation_epoch_start(self) -> None:
