@@ -329,6 +329,7 @@ class LatencyTable:
         self.settings = dict(settings)
         self.entries = dict(entries)
         self.source = source
+        check_entries(self.entries, source)
 
     @property
     def streaming(self) -> bool:
@@ -440,6 +441,28 @@ class LatencyTable:
 
     def expected_params(self, space: SearchSpace, probs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.expected(space, probs, "params")
+
+
+def check_entries(entries: dict[str, Any], source: str) -> None:
+    """Refuse an entry whose ms, params or bytes is NaN, infinite or negative (``ms`` may be None:
+    an op that was not timed). JSON lets ``NaN`` and ``Infinity`` through, and such a value would
+    surface far from the table: as NaN alphas, blamed on the search, once a penalty uses it."""
+    for key, entry in entries.items():
+        if not isinstance(entry, dict):
+            raise LatencyTableError(f"{source}: entry {key!r} must be a mapping, got {type(entry).__name__}")
+        for metric in METRICS:
+            value = entry.get(metric)
+            if value is None and metric == "ms":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                if metric in entry:
+                    raise LatencyTableError(f"{source}: entry {key!r}: {metric!r} is {value!r}, not a number")
+                continue  # a missing metric is reported where it is asked for
+            if not math.isfinite(value) or value < 0:
+                raise LatencyTableError(
+                    f"{source}: entry {key!r}: {metric!r} is {value!r}; a cost must be finite and at least 0 "
+                    "(measure the table again with `supernet profile`)"
+                )
 
 
 def _differs(a: Any, b: Any) -> bool:
