@@ -2,18 +2,22 @@
 
 Reads only the space and the alphas from the checkpoint (no network is built), and reports what
 a DARTS-style search is known to go wrong on: how many parameter-free candidates (skip, zero)
-the chosen architecture holds.
+the chosen architecture holds. Alphas that hold NaN or inf are refused (their argmax means
+nothing); alphas that never left their start are extracted with a warning: that path is a
+tie-break, not a search result.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
+from supernet.errors import NonFiniteError
 from supernet.latency import PENALTY_ARGS, SpaceCosts, choose_path, search_costs
 from supernet.space import SearchSpace
 
@@ -34,6 +38,14 @@ def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, d
     arch.load_state_dict(
         {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
     )
+    bad = arch.nonfinite_edges()
+    if bad:
+        values = [round(v, 4) for v in arch.alphas[bad[0]].detach().tolist()]
+        raise NonFiniteError(
+            f"{path}: alpha {bad[0]!r} holds NaN/inf ({values}"
+            f"{f', and {len(bad) - 1} more edge(s)' if len(bad) > 1 else ''}): the search diverged, "
+            "this checkpoint has no architecture to extract"
+        )
     return space, arch, hparams
 
 
@@ -52,6 +64,12 @@ def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchPa
     return space.derive(choices, name=name or f"{space.name}-{method}"), arch, hparams
 
 
+NOT_MOVED_WARNING = (
+    "warning: the alphas never moved from their start (arch_lr 0, method uniform, or no search epoch "
+    "ran): this architecture is a tie-break, not a search result"
+)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "ckpt", help="a checkpoint written by `supernet search` (e.g. RUN/checkpoints/last.ckpt)"
@@ -61,7 +79,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Writes the YAML and prints the choices; a tie-break (``arch.moved()`` False) is warned about."""
     spec, arch, hparams = extract(args.ckpt, args.name)
+    moved = arch.moved()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     spec.to_yaml(args.output)
     probs = arch.probs()
@@ -75,4 +95,6 @@ def run(args: argparse.Namespace) -> int:
         f"params: {spec.params(vocab):,}  total stride: {spec.total_stride}  look-ahead: {spec.total_lookahead} frames"
     )
     print(f"written: {args.output}")
+    if not moved:
+        print(NOT_MOVED_WARNING, file=sys.stderr)
     return 0
