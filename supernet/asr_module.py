@@ -183,10 +183,8 @@ class CTCModule(pl.LightningModule):
         bad = nonfinite_tensors(self.net.named_parameters(prefix="net"))
         if not bad:
             return None
-        return (
-            f"weights: {len(bad)} tensor{'s' if len(bad) > 1 else ''} hold NaN/inf {when}, first {bad[0]}: "
-            f"{self.weight_advice()}"
-        )
+        count = f"{len(bad)} tensors hold" if len(bad) > 1 else "1 tensor holds"
+        return f"weights: {count} NaN/inf {when}, first {bad[0]}: {self.weight_advice()}"
 
     def divergence_message(self, finding: Finding) -> str:
         """The error for the first non-finite recorded value (subclasses name their own kinds)."""
