@@ -15,6 +15,11 @@ DIR/audio/, the manifests train/dev/test.jsonl and test_<lang>.jsonl, and metada
   are byte-identical whatever the number of worker processes.
 - Size: utterances are kept, in index order, until each language has its share of the minutes
   (English 1.5 shares, other languages 1); the split is about 80/10/10 by duration.
+- Safety: the corpus is built in a hidden sibling folder (`.DIR.partial-PID-...`) and renamed to
+  DIR only when complete, so a killed build never leaves manifests beside audio of another
+  build. A DIR that already holds this very corpus (same parameters in metadata.json) is kept as
+  is; one holding another corpus or other files is replaced only with `--overwrite`, after the
+  new corpus is complete. Partial folders of builds that died are removed by the next build.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import math
 import os
 import shutil
 import sys
+import tempfile
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from supernet import espeak, sentences
+from supernet.errors import UserError, atomic_write_text
 
 SAMPLE_RATE = 16000
 FORMAT_VERSION = 1  # bump when the generator changes, so `ensure_demo_corpus` rebuilds
@@ -70,6 +78,10 @@ PLAN_MARGIN = 1.1
 SPEAKER_SALT, TEXT_SALT, AUDIO_SALT, WORDS_SALT = 1, 2, 3, 4
 
 
+class CorpusError(UserError, ValueError):
+    """Bad corpus arguments, or an output folder that must not be replaced (a ValueError too)."""
+
+
 @dataclass(frozen=True)
 class Speaker:
     id: str
@@ -101,10 +113,13 @@ def _key(lang: str) -> list[int]:
 
 
 def check_language(lang: str) -> None:
-    """ValueError naming `lang` unless espeak-ng has a voice and wordfreq a word list for it."""
+    """CorpusError naming `lang` unless espeak-ng has a voice and wordfreq a word list for it."""
     if lang not in espeak.language_voices():
-        raise ValueError(f"unknown language {lang!r}: espeak-ng has no voice for it")
-    sentences.word_list(lang)
+        raise CorpusError(f"unknown language {lang!r}: espeak-ng has no voice for it")
+    try:
+        sentences.word_list(lang)
+    except ValueError as err:
+        raise CorpusError(str(err)) from None
 
 
 def language_seconds(langs: tuple[str, ...], minutes: float) -> dict[str, float]:
@@ -262,9 +277,106 @@ def _progress(total: int, desc: str):
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def build_parameters(langs: tuple[str, ...] | list[str], minutes: float, seed: int) -> dict:
+    """The arguments that decide a corpus's content, as metadata.json records them."""
+    return {"langs": list(langs), "minutes": float(minutes), "seed": int(seed)}
+
+
+def built_parameters(out_dir: str | os.PathLike) -> dict | None:
+    """`{"format_version", "parameters"}` of the finished corpus in `out_dir`, or None if it holds none.
+
+    metadata.json is the last file a build writes, and a build renames its folder into place only
+    once complete, so a metadata.json of `supernet corpus` marks a finished corpus.
+    """
+    try:
+        meta = json.loads((Path(out_dir) / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("generator") != "supernet corpus":
+        return None
+    return {"format_version": meta.get("format_version"), "parameters": meta.get("parameters")}
+
+
+def _holds_this_corpus(out: Path, wanted: dict) -> bool:
+    return built_parameters(out) == {"format_version": FORMAT_VERSION, "parameters": wanted}
+
+
+def _is_empty_folder(out: Path) -> bool:
+    return out.is_dir() and not any(out.iterdir())
+
+
+def _describe_occupant(out: Path) -> str:
+    """What `out` holds, in words, for the error that refuses to replace it."""
+    built = built_parameters(out)
+    if built is None:
+        return "other files" if out.is_dir() else "a file"
+    params = built["parameters"] or {}
+    args = f"langs {','.join(params.get('langs') or [])}, minutes {params.get('minutes')}, seed {params.get('seed')}"
+    if built["format_version"] != FORMAT_VERSION:
+        return (
+            f"a corpus of an older generator (format {built['format_version']}, now {FORMAT_VERSION}; {args})"
+        )
+    return f"another corpus ({args})"
+
+
+def _sibling_prefix(out: Path, kind: str) -> str:
+    return f".{out.name}.{kind}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: someone else's live process
+        return True
+    return True
+
+
+def remove_stale_builds(out: Path) -> list[Path]:
+    """Remove the partial (and swapped-out old) folders beside `out` of builds whose process died.
+
+    Folders of live processes are left alone: another build of the same folder may be running.
+    """
+    removed = []
+    for kind in ("partial", "old"):
+        prefix = _sibling_prefix(out, kind)
+        for path in out.parent.glob(f"{prefix}*"):
+            pid = path.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def _new_sibling(out: Path, kind: str) -> Path:
+    """A fresh hidden folder beside `out` named after it, this process and `kind`."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{_sibling_prefix(out, kind)}{os.getpid()}-", dir=out.parent))
+    except OSError as err:
+        raise CorpusError(f"corpus folder {out}: cannot write beside it ({err.strerror or err})") from None
+
+
+def _move_into_place(built: Path, out: Path) -> None:
+    """Rename the complete corpus `built` to `out`; whatever `out` held is removed only afterwards."""
+    if not out.exists() and not out.is_symlink():
+        os.rename(built, out)
+        return
+    if _is_empty_folder(out):
+        os.rmdir(out)
+        os.rename(built, out)
+        return
+    old = out.parent / f"{_sibling_prefix(out, 'old')}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    os.rename(out, old)
+    os.rename(built, out)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
 
 
 def build_corpus(
@@ -273,25 +385,51 @@ def build_corpus(
     minutes: float = 30.0,
     seed: int = 0,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Build the corpus in `out_dir` (its `audio/` is replaced) and return the folder."""
-    import multiprocessing as mp
+    """Build the corpus and return `out_dir`; a finished corpus with these parameters is kept as is.
 
+    The corpus is built aside and renamed to `out_dir` when complete. A `out_dir` holding another
+    corpus or other files is a CorpusError unless `overwrite`, which replaces it once the new
+    corpus is complete.
+    """
     langs = tuple(langs)
     if not langs:
-        raise ValueError("no language given")
+        raise CorpusError("no language given")
     if len(set(langs)) != len(langs):
-        raise ValueError(f"a language is given twice in {','.join(langs)}")
+        raise CorpusError(f"a language is given twice in {','.join(langs)}")
     if not (minutes > 0 and math.isfinite(minutes)):
-        raise ValueError(f"minutes must be a positive number, got {minutes}")
+        raise CorpusError(f"minutes must be a positive number, got {minutes}")
     for lang in langs:
         check_language(lang)
     workers = max(1, workers or _available_cpus())
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metadata.json").unlink(missing_ok=True)  # a half-built corpus must not look finished
-    shutil.rmtree(out / "audio", ignore_errors=True)
+    given = Path(out_dir)
+    out = Path(os.path.abspath(given))
+    wanted = build_parameters(langs, minutes, seed)
+    if _holds_this_corpus(out, wanted):
+        return given
+    occupied = (out.exists() or out.is_symlink()) and not _is_empty_folder(out)
+    if occupied and not overwrite:
+        raise CorpusError(
+            f"corpus folder {given} already holds {_describe_occupant(out)}; "
+            "pass --overwrite to replace it, or choose another --out"
+        )
+    remove_stale_builds(out)
+    partial = _new_sibling(out, "partial")
+    try:
+        _render_corpus(partial, langs, minutes, seed, workers)
+        _move_into_place(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return given
+
+
+def _render_corpus(out: Path, langs: tuple[str, ...], minutes: float, seed: int, workers: int) -> None:
+    """Render every utterance into the empty folder `out` and write the manifests, metadata last."""
+    import multiprocessing as mp
+
     for lang in langs:
         (out / "audio" / lang).mkdir(parents=True)
 
@@ -348,10 +486,7 @@ def build_corpus(
         _write_jsonl(out / f"{name}.jsonl", [{k: r[k] for k in public} for r in rows])
 
     metadata = _metadata(langs, minutes, seed, plans, records)
-    (out / "metadata.json").write_text(
-        json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    return out
+    atomic_write_text(out / "metadata.json", json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
 
 
 def _metadata(langs, minutes, seed, plans: dict[str, LanguagePlan], records: dict[str, list[dict]]) -> dict:
@@ -391,7 +526,7 @@ def _metadata(langs, minutes, seed, plans: dict[str, LanguagePlan], records: dic
     return {
         "generator": "supernet corpus",
         "format_version": FORMAT_VERSION,
-        "parameters": {"langs": list(langs), "minutes": float(minutes), "seed": int(seed)},
+        "parameters": build_parameters(langs, minutes, seed),
         "sample_rate": SAMPLE_RATE,
         "audio": "FLAC, PCM_16, mono",
         "espeak_ng": {
@@ -416,16 +551,15 @@ def ensure_demo_corpus(
     seed: int = 0,
     workers: int | None = None,
 ) -> Path:
-    """Return `out_dir`, building the corpus first unless a finished one with these parameters is there."""
+    """Return `out_dir`, building the corpus first unless a finished one with these parameters is there.
+
+    Another `supernet corpus` corpus there (say, of other minutes) is replaced, as the demo owns
+    its corpus folder; a folder holding anything else is refused (CorpusError).
+    """
     out = Path(out_dir)
-    wanted = {"langs": list(langs), "minutes": float(minutes), "seed": int(seed)}
-    try:
-        meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
-        if meta.get("format_version") == FORMAT_VERSION and meta.get("parameters") == wanted:
-            return out
-    except (OSError, ValueError):
-        pass
-    return build_corpus(out, langs, minutes, seed, workers)
+    if _holds_this_corpus(out, build_parameters(langs, minutes, seed)):
+        return out
+    return build_corpus(out, langs, minutes, seed, workers, overwrite=built_parameters(out) is not None)
 
 
 # ---------------------------------------------------------------- CLI
@@ -439,13 +573,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="total minutes of audio (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what --out holds (another corpus or other files) once the new corpus is complete",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     langs = tuple(lang.strip() for lang in args.langs.split(",") if lang.strip())
+    kept = _holds_this_corpus(Path(args.out), build_parameters(langs, args.minutes, args.seed))
     try:
-        out = build_corpus(args.out, langs, args.minutes, args.seed, args.workers)
-    except ValueError as err:
+        out = build_corpus(args.out, langs, args.minutes, args.seed, args.workers, args.overwrite)
+    except CorpusError as err:
         print(f"supernet corpus: error: {err}", file=sys.stderr)
         return 2
     meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
@@ -455,5 +595,5 @@ def run(args: argparse.Namespace) -> int:
         )
     for lang, info in meta["languages"].items():
         print(f"{lang}: {info['words']} words, {info['distinct_words']} distinct")
-    print(f"wrote {out}")
+    print(f"kept {out}: it already holds this corpus" if kept else f"wrote {out}")
     return 0

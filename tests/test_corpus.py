@@ -222,3 +222,170 @@ def test_language_shares():
     assert seconds["en"] == pytest.approx(1.5 * seconds["es"]) and seconds["es"] == pytest.approx(
         seconds["de"]
     )
+
+
+# ---------------------------------------------------------------- building into an occupied folder
+
+SMALL = (("en",), 0.2)  # languages and minutes of the corpora below: a few seconds to build
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {name: hashlib.sha256(data).hexdigest() for name, data in files_of(folder).items()}
+
+
+def leftovers(out: Path) -> list[str]:
+    """Hidden build folders beside `out` (partial builds, swapped-out old corpora)."""
+    return sorted(p.name for p in out.parent.glob(f".{out.name}.*"))
+
+
+@pytest.fixture(scope="module")
+def seed3(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A small corpus (seed 3) to copy into a test's folder, and the hashes of its files."""
+    folder = corpus.build_corpus(tmp_path_factory.mktemp("seed3") / "corpus", *SMALL, seed=3, workers=2)
+    return folder, tree_hashes(folder)
+
+
+@pytest.fixture
+def occupied(tmp_path, seed3) -> Path:
+    import shutil
+
+    out = tmp_path / "corpus"
+    shutil.copytree(seed3[0], out)
+    return out
+
+
+def test_same_parameters_keep_the_corpus_without_rendering(occupied, seed3, monkeypatch):
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(corpus, "_render_corpus", no_rendering)
+    assert corpus.build_corpus(occupied, *SMALL, seed=3) == occupied
+    assert corpus.build_corpus(occupied, *SMALL, seed=3, overwrite=True) == occupied
+    assert tree_hashes(occupied) == seed3[1]
+
+
+@pytest.mark.parametrize("occupant", ["other corpus", "other files", "a file"])
+def test_an_occupied_folder_is_refused_naming_it_and_overwrite(tmp_path, occupied, seed3, occupant):
+    from supernet.errors import UserError
+
+    out = occupied
+    if occupant == "other files":
+        out = tmp_path / "notes"
+        out.mkdir()
+        (out / "todo.txt").write_text("keep me")
+    elif occupant == "a file":
+        out = tmp_path / "notes.txt"
+        out.write_text("keep me")
+    before = tree_hashes(out) if out.is_dir() else out.read_bytes()
+    with pytest.raises(UserError, match="--overwrite") as info:
+        corpus.build_corpus(out, *SMALL, seed=4)
+    message = str(info.value)
+    assert str(out) in message and "\n" not in message
+    assert ("another corpus" in message and "seed 3" in message) if occupant == "other corpus" else True
+    assert (tree_hashes(out) if out.is_dir() else out.read_bytes()) == before
+    assert leftovers(out) == []
+
+
+def test_cli_refuses_an_occupied_folder(occupied, capsys):
+    parser = argparse.ArgumentParser()
+    corpus.configure_parser(parser)
+    args = parser.parse_args(["--out", str(occupied), "--langs", "en", "--minutes", "0.2", "--seed", "4"])
+    assert corpus.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("supernet corpus: error: ") and str(occupied) in err and "--overwrite" in err
+
+
+def test_overwrite_replaces_the_corpus_only_once_the_new_one_is_complete(occupied, seed3, monkeypatch):
+    real_render = corpus._render_corpus
+    seen = {}
+
+    def render_and_look(folder, *args):
+        real_render(folder, *args)
+        seen["old corpus while rendering"] = tree_hashes(occupied)
+
+    monkeypatch.setattr(corpus, "_render_corpus", render_and_look)
+    corpus.build_corpus(occupied, *SMALL, seed=4, workers=1, overwrite=True)
+    assert seen["old corpus while rendering"] == seed3[1]
+    assert json.loads((occupied / "metadata.json").read_text())["parameters"]["seed"] == 4
+    assert tree_hashes(occupied) != seed3[1]
+    assert leftovers(occupied) == []
+
+
+def test_a_failed_build_leaves_the_old_corpus_and_no_partial_folder(occupied, seed3, monkeypatch):
+    def broken(folder, *args):
+        (folder / "audio").mkdir()
+        (folder / "audio" / "half.flac").write_bytes(b"x")
+        raise RuntimeError("espeak-ng died")
+
+    monkeypatch.setattr(corpus, "_render_corpus", broken)
+    with pytest.raises(RuntimeError, match="espeak-ng died"):
+        corpus.build_corpus(occupied, *SMALL, seed=4, overwrite=True)
+    assert tree_hashes(occupied) == seed3[1]
+    assert leftovers(occupied) == []
+
+
+def fake_render(folder: Path, langs, minutes, seed, workers) -> None:
+    """Stands in for rendering where only the folder handling is tested: a metadata.json alone."""
+    metadata = {"generator": "supernet corpus", "format_version": corpus.FORMAT_VERSION}
+    metadata["parameters"] = corpus.build_parameters(langs, minutes, seed)
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+
+
+def test_sigkill_mid_build_leaves_the_old_corpus_intact(occupied, seed3, monkeypatch):
+    """A real `supernet corpus --overwrite` killed while rendering: the old corpus is untouched,
+    the partial folder is never taken for a corpus, and the next build removes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "supernet.cli", "corpus", "--out", str(occupied), "--langs", "en"]
+    command += ["--minutes", "3", "--seed", "4", "--workers", "1", "--overwrite"]
+    proc = subprocess.Popen(
+        command,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so that its workers can be killed too
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(occupied.parent.glob(f".{occupied.name}.partial-*/audio/en/*.flac")):
+            assert proc.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline, "no audio in a partial folder after 120 s"
+            time.sleep(0.05)
+        time.sleep(0.3)  # a few more files
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the pool workers and espeak servers it started
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert tree_hashes(occupied) == seed3[1]
+    [partial] = leftovers(occupied)
+    assert partial.startswith(f".{occupied.name}.partial-{proc.pid}-")
+    assert corpus.built_parameters(occupied.parent / partial) is None  # never a finished corpus
+    assert corpus.build_corpus(occupied, *SMALL, seed=3) == occupied  # kept as is
+    assert leftovers(occupied) == [partial]  # ignored by a build that renders nothing
+    monkeypatch.setattr(corpus, "_render_corpus", fake_render)
+    corpus.build_corpus(occupied, *SMALL, seed=5, overwrite=True)
+    assert leftovers(occupied) == []  # removed by the next build
+    assert json.loads((occupied / "metadata.json").read_text())["parameters"]["seed"] == 5
+
+
+def test_ensure_demo_corpus_replaces_another_corpus_but_not_other_files(tmp_path, occupied, monkeypatch):
+    calls = []
+    monkeypatch.setattr(corpus, "build_corpus", lambda *args, **kw: calls.append(kw) or Path(args[0]))
+    corpus.ensure_demo_corpus(occupied, *SMALL, seed=4)
+    assert calls == [{"overwrite": True}]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "todo.txt").write_text("keep me")
+    corpus.ensure_demo_corpus(other, *SMALL, seed=4)
+    assert calls[-1] == {"overwrite": False}
