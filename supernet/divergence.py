@@ -102,12 +102,18 @@ def _segment_of(segments: list[tuple[str, int]] | None, index: int) -> str | Non
 def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
     """The names of the tensors that hold a NaN or an infinity, in the order given.
 
-    One fused max-norm per device and dtype and one copy to the host: a max-norm is NaN when any
-    element is NaN and infinite when any is infinite, and finite otherwise.
+    One fused L1 norm over all of them and one copy to the host: a sum is NaN or infinite when any
+    element is (IEEE addition propagates both, whatever the reduction order). A finite tensor whose
+    norm overflows is then told apart by an exact check of that tensor alone.
     """
-    named = [(name, t.detach()) for name, t in named if t.is_floating_point() or t.is_complex()]
+    named = [(name, t.detach()) for name, t in named if t.is_floating_point()]
     if not named:
         return []
-    norms = torch._foreach_norm([t for _, t in named], float("inf"))
+    tensors = [t for _, t in named]
+    norms = torch._foreach_norm(tensors, 1)
     finite = torch.isfinite(torch.stack([n.float().to(norms[0].device) for n in norms])).cpu().tolist()
-    return [name for (name, _), ok in zip(named, finite) if not ok]
+    return [
+        name
+        for (name, t), ok in zip(named, finite)
+        if not ok and not bool(torch.isfinite(t).all())  # the exact check: suspects only
+    ]
