@@ -347,7 +347,7 @@ def remove_stale_builds(out: Path) -> list[Path]:
         for path in out.parent.glob(f"{prefix}*"):
             pid = path.name[len(prefix) :].split("-", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                _remove(path)
                 removed.append(path)
     return removed
 
@@ -373,10 +373,15 @@ def _move_into_place(built: Path, out: Path) -> None:
     old = out.parent / f"{_sibling_prefix(out, 'old')}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.rename(out, old)
     os.rename(built, out)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder with its files, or a file or link."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
     else:
-        old.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
 def build_corpus(

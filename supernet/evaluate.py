@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from supernet.asr_module import ASRModule
 from supernet.audio import TARGET_SAMPLE_RATE
 from supernet.datamodule import SpeechDataset, collate_speech, resolve_splits
+from supernet.errors import atomic_write_text, check_writable
 from supernet.features import FeaturePipeline
 from supernet.manifest import read_manifest
 from supernet.tokenizer import normalize_text
@@ -207,12 +208,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output:  # before the evaluation, not after it
+        check_writable(args.output, "report")
     report = evaluate(
         args.checkpoint, args.data, args.batch_size, args.seconds, args.warmup, args.repeats, args.device
     )
     text = json.dumps(report, indent=2)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+        atomic_write_text(args.output, text + "\n")
     print(text, file=sys.stdout)
     return 0

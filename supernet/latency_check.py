@@ -22,7 +22,9 @@ from typing import Any
 import torch
 
 from supernet.archspec import ArchSpec
+from supernet.errors import UserError, check_writable
 from supernet.latency import LatencyTable, default_settle, device_name, measure_networks
+from supernet.outputs import replaced_when_done
 from supernet.profile import add_settings_arguments
 from supernet.space import SearchSpace
 
@@ -123,18 +125,20 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
     ax.set_title(f"{title}\nMAPE {result['mape']:.3f}, within 10%: {result['within_10pct']:.2f}", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with replaced_when_done(path) as partial:  # the format goes by the output's name, PNG without a suffix
+        fig.savefig(partial, dpi=120, format=path.suffix[1:].lower() or "png")
     plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:  # before the measurements, not after them
+        check_writable(args.plot, "plot")
     table = LatencyTable.load(args.lut)
     settings = run_settings(table, args, args.force)
     archs = sample_archs(SearchSpace.load(args.space), args.n, args.seed) if args.space else []
     archs += [ArchSpec.from_yaml(path) for path in args.arch]
     if not archs:
-        raise SystemExit("supernet latency-check: give --space (with --n) and/or --arch")
+        raise UserError("no architecture to check: give --space (with --n) and/or --arch")
     warmup = args.warmup if args.warmup is not None else table.settings.get("warmup", 3)
     repeats = args.repeats if args.repeats is not None else 10
     settle_s = (

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from supernet.archspec import ArchSpec
+from supernet.errors import check_writable
 from supernet.latency import LatencyTable
+from supernet.outputs import replaced_when_done
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -83,12 +85,13 @@ def plot(runs: list[dict[str, Any]], axes: list[tuple[str, str]], path: Path, me
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with replaced_when_done(path) as partial:  # the format goes by the output's name, PNG without a suffix
+        fig.savefig(partial, dpi=120, format=path.suffix[1:].lower() or "png")
     plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.output, "plot")
     runs = [read_run(path, args.test_set, args.metric) for path in args.runs]
     axes = [("params", "parameters")]
     if args.lut:

@@ -21,7 +21,9 @@ import argparse
 from pathlib import Path
 
 from supernet.archspec import ArchSpec
+from supernet.errors import check_writable
 from supernet.latency import CLOCKS_NAMES, DTYPES, make_settings, profile_space
+from supernet.outputs import replaced_when_done
 from supernet.space import SearchSpace
 
 
@@ -71,6 +73,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.output, "latency table")  # before minutes of profiling, not after
     settings = make_settings(
         args.device,
         args.dtype,
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     table = profile_space(
         space, settings, args.warmup, args.repeats, args.rounds, archs, settle_s=args.settle
     )
-    table.save(args.output)
+    with replaced_when_done(args.output) as partial:  # a killed profile leaves no half table
+        table.save(partial)
     timed = [e for e in table.entries.values() if e["ms"] is not None]
     print(
         f"device: {settings['device_name']} ({settings['device']}, {settings['dtype']}, {settings['threads']} threads)"
