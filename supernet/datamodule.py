@@ -296,24 +296,25 @@ class SpeechDataModule(pl.LightningDataModule):
         )
         self.audio_infos = check.infos
         bad = {(u.source, u.audio_filepath) for u in utterances if u.source in check.bad_sources}
-        self.data_report = {
+        report = {
             "checked": check.checked,
             "bad": len(check.bad_sources),
             "problems": [f"{p.where}: {p.message}" for p in check.errors],
             "dropped": {},
         }
-        if not bad:
-            return
-        if not self.skip_bad:
+        if bad and not self.skip_bad:  # no report kept: a second setup() checks (and fails) again
             raise ManifestError(
                 f"{self.data}: {check.describe_errors()}; fix them (`supernet data check MANIFEST "
                 "--fix-out CLEAN` writes the good lines) or pass --data.skip_bad true to drop them"
             )
+        self.data_report = report
+        if not bad:
+            return
         dropped = self._drop(bad, list(lists))
-        self.data_report["dropped"] = {k: n for k, n in dropped.items() if n and k != "train_all"}
+        report["dropped"] = {k: n for k, n in dropped.items() if n and k != "train_all"}
         rank_zero_info(
             f"data: dropped {len(check.bad_sources)} bad utterance(s) of {check.checked} (--data.skip_bad): "
-            + ", ".join(f"{k} {n}" for k, n in self.data_report["dropped"].items())
+            + ", ".join(f"{k} {n}" for k, n in report["dropped"].items())
         )
 
     def check_ctc(self, stride: int, what: str, max_fraction: float = 0.02) -> dict:
@@ -323,11 +324,9 @@ class SpeechDataModule(pl.LightningDataModule):
         and test utterances are kept (they are still decoded and scored) but counted. `what` names
         the model in the error ("architecture tdnn_d", "space st_nas"). Returns a summary for the
         run's metrics; a second call with the same arguments returns the first's summary."""
-        if self.ctc_report is not None and (self.ctc_report["stride"], self.ctc_report["max_fraction"]) == (
-            stride,
-            max_fraction,
-        ):
-            return self.ctc_report
+        previous = self.ctc_report
+        if previous is not None and previous["stride"] == stride and previous["max_fraction"] == max_fraction:
+            return previous
         self.splits  # noqa: B018
         named = {k: v for k, v in self._split_lists().items() if k != "train_all" and v}
         fits = {

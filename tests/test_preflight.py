@@ -84,6 +84,8 @@ def test_missing_train_audio_is_named_by_manifest_line_before_any_step(tmp_path)
     assert f"{corpus / 'train.jsonl'}:3: " in message and "train_2.flac: audio file not found" in message
     assert "1 bad utterance(s)" in message and "--data.skip_bad true" in message
     assert dm.datasets == {} and dm.samplers == {}  # nothing was loaded
+    with pytest.raises(ManifestError, match=r"train\.jsonl:3: "):
+        dm.setup("test")  # a failed check is not remembered as passed
 
 
 @pytest.mark.parametrize("stage", ["fit", "test", "validate"])
