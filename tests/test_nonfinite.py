@@ -74,10 +74,11 @@ def loader(batches: int, search: bool = False) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader([item] * batches, batch_size=None)
 
 
-def trainer(epochs: int = 2, callbacks=(), log_every_n_steps: int = 50, **kwargs) -> pl.Trainer:
+def trainer(epochs: int = 2, callbacks=(), log_every_n_steps: int = 50, accelerator="cpu") -> pl.Trainer:
     return pl.Trainer(
         max_epochs=epochs,
-        accelerator="cpu",
+        accelerator=accelerator,
+        devices=1,
         log_every_n_steps=log_every_n_steps,
         logger=False,
         callbacks=list(callbacks),
@@ -85,7 +86,6 @@ def trainer(epochs: int = 2, callbacks=(), log_every_n_steps: int = 50, **kwargs
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
-        **kwargs,
     )
 
 
@@ -374,7 +374,7 @@ def test_watching_for_divergence_adds_no_host_wait_to_a_gpu_step(method, monkeyp
             ASRModule(TINY_ARCH, vocab=VOCAB, warmup_steps=1) if method is None else search_module(method)
         )
         counter = SyncCounter()
-        fit = trainer(epochs=1, callbacks=[counter], accelerator="gpu", devices=1, log_every_n_steps=100)
+        fit = trainer(epochs=1, callbacks=[counter], log_every_n_steps=100, accelerator="gpu")
         fit.fit(module, train_dataloaders=loader(12, search=method is not None))
         return counter.count
 
