@@ -304,6 +304,11 @@ def _holds_this_corpus(out: Path, wanted: dict) -> bool:
     return built_parameters(out) == {"format_version": FORMAT_VERSION, "parameters": wanted}
 
 
+def _is_unfinished_corpus(out: Path) -> bool:
+    """A folder where a build before atomic builds was stopped (it rendered audio/ in place)."""
+    return (out / "audio").is_dir() and built_parameters(out) is None
+
+
 def _is_empty_folder(out: Path) -> bool:
     return out.is_dir() and not any(out.iterdir())
 
@@ -311,6 +316,8 @@ def _is_empty_folder(out: Path) -> bool:
 def _describe_occupant(out: Path) -> str:
     """What `out` holds, in words, for the error that refuses to replace it."""
     built = built_parameters(out)
+    if built is None and _is_unfinished_corpus(out):
+        return "an unfinished corpus (audio/ but no metadata.json: its build was stopped)"
     if built is None:
         return "other files" if out.is_dir() else "a file"
     params = built["parameters"] or {}
@@ -558,13 +565,14 @@ def ensure_demo_corpus(
 ) -> Path:
     """Return `out_dir`, building the corpus first unless a finished one with these parameters is there.
 
-    Another `supernet corpus` corpus there (say, of other minutes) is replaced, as the demo owns
-    its corpus folder; a folder holding anything else is refused (CorpusError).
+    Another corpus there (say, of other minutes, or an unfinished one) is replaced, as the demo
+    owns its corpus folder; a folder holding anything else is refused (CorpusError).
     """
     out = Path(out_dir)
     if _holds_this_corpus(out, build_parameters(langs, minutes, seed)):
         return out
-    return build_corpus(out, langs, minutes, seed, workers, overwrite=built_parameters(out) is not None)
+    replace = built_parameters(out) is not None or _is_unfinished_corpus(out)
+    return build_corpus(out, langs, minutes, seed, workers, overwrite=replace)
 
 
 # ---------------------------------------------------------------- CLI

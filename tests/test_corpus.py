@@ -266,12 +266,14 @@ def test_same_parameters_keep_the_corpus_without_rendering(occupied, seed3, monk
     assert tree_hashes(occupied) == seed3[1]
 
 
-@pytest.mark.parametrize("occupant", ["other corpus", "other files", "a file"])
+@pytest.mark.parametrize("occupant", ["other corpus", "unfinished corpus", "other files", "a file"])
 def test_an_occupied_folder_is_refused_naming_it_and_overwrite(tmp_path, occupied, seed3, occupant):
     from supernet.errors import UserError
 
     out = occupied
-    if occupant == "other files":
+    if occupant == "unfinished corpus":  # stopped by the in-place builds of old
+        (out / "metadata.json").unlink()
+    elif occupant == "other files":
         out = tmp_path / "notes"
         out.mkdir()
         (out / "todo.txt").write_text("keep me")
@@ -283,7 +285,8 @@ def test_an_occupied_folder_is_refused_naming_it_and_overwrite(tmp_path, occupie
         corpus.build_corpus(out, *SMALL, seed=4)
     message = str(info.value)
     assert str(out) in message and "\n" not in message
-    assert ("another corpus" in message and "seed 3" in message) if occupant == "other corpus" else True
+    words = {"other corpus": "another corpus", "unfinished corpus": "unfinished corpus"}
+    assert words.get(occupant, "") in message and ("seed 3" in message) == (occupant == "other corpus")
     assert (tree_hashes(out) if out.is_dir() else out.read_bytes()) == before
     assert leftovers(out) == []
 
@@ -384,6 +387,9 @@ def test_ensure_demo_corpus_replaces_another_corpus_but_not_other_files(tmp_path
     monkeypatch.setattr(corpus, "build_corpus", lambda *args, **kw: calls.append(kw) or Path(args[0]))
     corpus.ensure_demo_corpus(occupied, *SMALL, seed=4)
     assert calls == [{"overwrite": True}]
+    (occupied / "metadata.json").unlink()  # unfinished: replaced too
+    corpus.ensure_demo_corpus(occupied, *SMALL, seed=3)
+    assert calls[-1] == {"overwrite": True}
     other = tmp_path / "other"
     other.mkdir()
     (other / "todo.txt").write_text("keep me")
