@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from supernet.errors import atomic_write_text
+
 
 def plot_alpha_heatmap(
     probs: dict[str, list[float]], labels: dict[str, list[str]], path: Path, title: str
@@ -53,6 +55,17 @@ class AlphaLogger(pl.Callback):
 
     def __init__(self, heatmap: bool = True):
         self.heatmap = heatmap
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A resumed run drops the lines of epochs after its checkpoint (a run killed between
+        writing an epoch's line and saving its checkpoint would otherwise list that epoch twice)."""
+        history = Path(trainer.default_root_dir) / "alpha_history.jsonl"
+        if not trainer.is_global_zero or not history.is_file():
+            return
+        lines = history.read_text().splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < trainer.current_epoch]
+        if len(kept) != len(lines):
+            atomic_write_text(history, "".join(line + "\n" for line in kept))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         arch = pl_module.arch

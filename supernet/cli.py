@@ -2,13 +2,22 @@
 
 Only the chosen subcommand's module is imported, so `supernet corpus` never imports Lightning and
 `supernet search` runs on a machine without espeak-ng or wordfreq.
+
+Errors the user can fix (``supernet.errors.UserError``: bad input, an occupied run folder, a
+diverged run; and LightningCLI's argument errors) print one line, ``supernet CMD: error: ...``,
+and exit 2; ``--debug`` anywhere on the command line (or ``SUPERNET_DEBUG=1``) shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from supernet.errors import UserError
+
+EXIT_USER_ERROR = 2
 
 # subcommand -> (module, one-line help). Each module defines `configure_parser(parser)` and
 # `run(args) -> int`.
@@ -50,14 +59,38 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def _run(argv: list[str]) -> int:
     command = argv[0] if argv else None
     if command in PASSTHROUGH:
         module = importlib.import_module(PASSTHROUGH[command][0])
         return int(module.main(argv[1:]) or 0)
     args = build_parser(only=command).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """UserError, and LightningCLI's (jsonargparse's) argument errors when it is installed."""
+    try:
+        from jsonargparse import ArgumentError
+    except ImportError:
+        return (UserError,)
+    return (UserError, ArgumentError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("SUPERNET_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    command = argv[0] if argv else None
+    try:
+        return _run(argv)
+    except _user_errors() as err:
+        if debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        hint = f"; `supernet {command} --help` lists the options" if type(err).__name__ == "ArgumentError" else ""
+        print(f"supernet {command}: error: {message}{hint}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -251,6 +251,9 @@ class SpeechDataModule(pl.LightningDataModule):
             num_workers=workers,
             pin_memory=self.pin_memory,
             persistent_workers=workers > 0,
+            # each new iterator draws its workers' base seed from this generator, not from the
+            # global one, whose streams dropout and SpecAugment replay on resume (callbacks.EpochSeed)
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def setup(self, stage: str | None = None) -> None:

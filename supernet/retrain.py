@@ -22,13 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from callbacks import EpochCheckpoint, EpochSeed
+from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule
 from supernet.datamodule import SpeechDataModule
+from supernet.errors import atomic_write_json
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
+
+# LightningCLI errors raise (one line from `supernet`, see supernet.cli) instead of printing the usage
+PARSER_KWARGS = {"exit_on_error": False}
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "retrain.yaml"
 SHORTCUTS = {"--arch": "--model.arch", "--data": "--data.data", "--out": "--trainer.default_root_dir"}
@@ -80,6 +86,34 @@ def _checkpoint_dir(root: str | None) -> str:
     return str(Path(root or ".") / "checkpoints")
 
 
+def seed_of(seed_everything) -> int:
+    """``--seed_everything``'s value as the int every seeded part takes (True/None/False: 0)."""
+    return 0 if isinstance(seed_everything, bool) or seed_everything is None else int(seed_everything)
+
+
+def add_run_arguments(parser: LightningArgumentParser) -> None:
+    """What ``search`` and ``retrain`` share: resume and replacing a run folder."""
+    parser.add_argument(
+        "--ckpt_path", type=str | None, default=None, help="resume from this checkpoint (RUN/checkpoints/last.ckpt)"
+    )
+    parser.add_argument(
+        "--overwrite", type=bool, default=False, help="replace the run that --out already holds"
+    )
+
+
+def link_run_arguments(parser: LightningArgumentParser) -> None:
+    """The one seed reaches the data module; checkpoints go under the run folder; the tokenizer
+    sets the model's vocabulary."""
+    parser.link_arguments("seed_everything", "data.seed", compute_fn=seed_of)
+    parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
+    parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
+
+
+def run_callbacks(config_init) -> list:
+    """Callbacks every run gets: per-epoch seeding from ``--seed_everything`` (exact resume)."""
+    return [EpochSeed(seed_of(config_init.get("seed_everything")))]
+
+
 class RetrainCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -88,18 +122,22 @@ class RetrainCLI(LightningCLI):
             default="wandb",
             help=f"experiment logger: {', '.join(LOGGER_KINDS)} (W&B offline)",
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        add_run_arguments(parser)
+        parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
+        link_run_arguments(parser)
         link_features(parser, "model.arch", _arch_features)
-        parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer_config = self.config_init.get("trainer", {})
         if trainer_config.get("logger") is None:
             root = trainer_config.get("default_root_dir") or "."
             kwargs["logger"] = make_logger(self.config_init["logger"], root, name=self.model.spec.name)
-        kwargs["callbacks"] = [*(trainer_config.get("callbacks") or []), LearningRateMonitor("step")]
+        kwargs["callbacks"] = [
+            *(trainer_config.get("callbacks") or []),
+            LearningRateMonitor("step"),
+            *run_callbacks(self.config_init),
+        ]
         return super().instantiate_trainer(**kwargs)
 
 
@@ -140,20 +178,24 @@ def main(argv: list[str] | None = None) -> int:
         SpeechDataModule,
         args=expand_shortcuts(list(argv or [])),
         run=False,
-        parser_kwargs={"default_config_files": [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []},
+        parser_kwargs={
+            "default_config_files": [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else [],
+            **PARSER_KWARGS,
+        },
         trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
         save_config_kwargs={"overwrite": True},
         load_from_checkpoint_support=False,  # the checkpoint stores the arch dict, not the YAML path
     )
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     out = Path(trainer.default_root_dir)
+    ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
+        run_folder.claim(out, "retrain", resume_from=ckpt_path, overwrite=bool(cli.config.get("overwrite")))
         model.spec.to_yaml(out / "arch.yaml")
         data.save_tokenizer(out)
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
     epochs = trainer.current_epoch
 
@@ -164,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.is_global_zero:
         metrics = run_metrics(model, dev, test, list(data.test_names), epochs, seconds)
         metrics["checkpoint"] = str(best)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_json(out / "metrics.json", metrics)
+        run_folder.finish(out)
         print(json.dumps(metrics, indent=2))
     finish_loggers(trainer.loggers)
     return 0

@@ -12,7 +12,6 @@ architecture, ready for ``supernet retrain --arch``), ``arch_epoch_NNN.yaml``,
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -20,14 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from callbacks import AlphaLogger, StageSwitch, TemperatureSchedule
+from callbacks import AlphaLogger, EpochCheckpoint, StageSwitch, TemperatureSchedule
+from supernet import run_folder
 from supernet.datamodule import SpeechDataModule
+from supernet.errors import atomic_write_json
 from supernet.latency import over_budget
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
-from supernet.retrain import _checkpoint_dir, _vocab_of, expand_shortcuts, link_features
+from supernet.retrain import (
+    PARSER_KWARGS,
+    add_run_arguments,
+    expand_shortcuts,
+    link_features,
+    link_run_arguments,
+    run_callbacks,
+    seed_of,
+)
 from supernet.search_module import SearchDDPStrategy, SearchModule
 from supernet.space import SearchSpace
 
@@ -44,22 +52,21 @@ class SearchCLI(LightningCLI):
         parser.add_argument(
             "--logger", type=str, default="wandb", help=f"{', '.join(LOGGER_KINDS)} (W&B offline)"
         )
-        parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume from this checkpoint")
+        add_run_arguments(parser)
         parser.add_argument(
             "--bind_cpus",
             type=bool,
             default=False,
             help="DDP on GPUs: pin each rank to its share of the cores next to its GPU (multi-socket hosts)",
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.add_lightning_class_args(StageSwitch, "stage")
         parser.add_lightning_class_args(TemperatureSchedule, "temperature")
         parser.add_lightning_class_args(AlphaLogger, "alpha_logger")
         parser.link_arguments("stage.warmup_epochs", "temperature.warmup_epochs")
-        parser.link_arguments("seed_everything", "model.seed", compute_fn=lambda s: int(s or 0))
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_checkpoint_dir)
+        parser.link_arguments("seed_everything", "model.seed", compute_fn=seed_of)
+        link_run_arguments(parser)
         link_features(parser, "model.space", _space_features)
-        parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
         parser.set_defaults({"data.search": True})
 
     def instantiate_trainer(self, **kwargs: Any):
@@ -71,6 +78,7 @@ class SearchCLI(LightningCLI):
         strategy = search_strategy(trainer_config, bind_cpus=bool(self.config_init.get("bind_cpus")))
         if strategy is not None:
             kwargs["strategy"] = strategy
+        kwargs["callbacks"] = [*(trainer_config.get("callbacks") or []), *run_callbacks(self.config_init)]
         return super().instantiate_trainer(**kwargs)
 
 
@@ -135,22 +143,24 @@ def main(argv: list[str] | None = None) -> int:
         SpeechDataModule,
         args=argv,
         run=False,
-        parser_kwargs={"default_config_files": [str(DEFAULT_CONFIG)]},
+        parser_kwargs={"default_config_files": [str(DEFAULT_CONFIG)], **PARSER_KWARGS},
         trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
         save_config_kwargs={"overwrite": True},
     )
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     out = Path(trainer.default_root_dir)
+    ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
+        run_folder.claim(out, "search", resume_from=ckpt_path, overwrite=bool(cli.config.get("overwrite")))
         data.save_tokenizer(out)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=data, ckpt_path=cli.config.get("ckpt_path"))
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
     if trainer.is_global_zero:
         summary = search_summary(model, seconds, trainer.current_epoch)
         model.current_archspec().to_yaml(out / "arch.yaml")
-        (out / "search.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_json(out / "search.json", summary)
+        run_folder.finish(out)
         print(f"architecture: {summary['choices']}")
         print(f"parameter-free layers chosen: {summary['parameter_free']}; params: {summary['params']:,}")
         print(f"written: {out / 'arch.yaml'}")

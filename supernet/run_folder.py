@@ -1,0 +1,121 @@
+"""A run folder belongs to one run: `search` and `retrain` claim theirs before writing anything.
+
+Writing a second run into a folder that holds another mixes their files (the second run's
+``arch.yaml`` beside the first's ``last.ckpt``, two runs' ``alpha_history.jsonl`` concatenated,
+one model's ``metrics.json`` under another's ``arch.yaml``). So a folder that holds a run's files
+is refused unless the run is resumed from one of its checkpoints (``--ckpt_path``) or replaced
+(``--overwrite``, which first removes the old run's files and nothing else).
+
+``run.json`` records which command made the folder, with what arguments, and whether it finished
+(``status``: running | done), so that a half-finished run is never read as a result.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from supernet.errors import UserError, atomic_write_json
+
+MARKER = "run.json"
+# what `search` and `retrain` (and their loggers) write into a run folder
+RUN_FILES = (
+    MARKER,
+    "checkpoints",
+    "arch.yaml",
+    "search.json",
+    "metrics.json",
+    "tokenizer.json",
+    "alpha_history.jsonl",
+    "alphas",
+    "config.yaml",
+    "wandb",
+    "lightning_logs",
+    "csv",
+)
+RUN_GLOBS = ("arch_epoch_*.yaml",)
+
+
+def run_files(out: Path) -> list[Path]:
+    """The files and folders of a run inside ``out`` (nothing else the user keeps there)."""
+    if not out.is_dir():
+        return []
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    for pattern in RUN_GLOBS:
+        found.extend(sorted(out.glob(pattern)))
+    return found
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def claim(
+    out: str | Path, command: str, resume_from: str | None = None, overwrite: bool = False
+) -> Path:
+    """Make ``out`` this run's folder, or refuse (``UserError``) when it holds another run.
+
+    Allowed: a new or empty folder (or one holding only files that are not a run's); a resume
+    (``resume_from``, a checkpoint that must exist); ``overwrite`` (the old run's files are removed
+    first). Writes ``run.json`` with ``status: running``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder")
+    previous = _read_marker(out)
+    existing = run_files(out)
+    if resume_from is not None:
+        if not Path(resume_from).is_file():
+            raise UserError(f"--ckpt_path {resume_from}: no such checkpoint")
+        if previous and previous.get("command") not in (None, command):
+            raise UserError(
+                f"--ckpt_path {resume_from}: {out} holds a `{previous['command']}` run, not a `{command}` run"
+            )
+    elif existing and not overwrite:
+        what = f"a `{previous['command']}` run" if previous else "another run's files"
+        status = f" ({previous.get('status', 'unknown')})" if previous else ""
+        raise UserError(
+            f"{out} already holds {what}{status}: {', '.join(p.name for p in existing[:4])}"
+            f"{' ...' if len(existing) > 4 else ''}. Resume it with --ckpt_path "
+            f"{out / 'checkpoints' / 'last.ckpt'}, replace it with --overwrite, or choose another --out"
+        )
+    elif existing:  # overwrite: the old run's files go, the user's other files stay
+        for path in existing:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "command": command,
+        "argv": sys.argv[1:],
+        "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    if resume_from is not None:
+        record["resumed_from"] = str(resume_from)
+        record["first_started"] = (previous or {}).get("first_started") or (previous or {}).get("started")
+    atomic_write_json(out / MARKER, record)
+    return out
+
+
+def finish(out: str | Path, **extra) -> None:
+    """Mark the run in ``out`` as done (its results are complete)."""
+    out = Path(out)
+    record = _read_marker(out) or {}
+    record.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
+    atomic_write_json(out / MARKER, record)
+
+
+def _read_marker(out: Path) -> dict | None:
+    import json
+
+    path = out / MARKER
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
