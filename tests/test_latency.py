@@ -215,8 +215,13 @@ def test_profile_and_check_commands_on_a_tiny_space(tmp_path, capsys):
     )
     assert 0.0 <= float(out["within_10pct"]) <= 1.0 and float(out["mape"]) >= 0.0
     assert (tmp_path / "check.png").stat().st_size > 0
-    with pytest.raises(LatencyTableError, match="'threads'"):
-        main([*check, "--threads", "2"])
+    # a table of other settings is a user error: one line on stderr, exit status 2
+    assert main([*check, "--threads", "2"]) == 2
+    assert (
+        "supernet latency-check: error: " in (err := capsys.readouterr().err) and "'threads' differs" in err
+    )
+    with pytest.raises(LatencyTableError, match="'threads'"):  # --debug: the error itself
+        main([*check, "--threads", "2", "--debug"])
 
 
 def test_pareto_front_and_command(tmp_path, capsys):
