@@ -1,8 +1,8 @@
 """What the search believes, every epoch: per-edge probabilities, entropy, the argmax path.
 
 Writes ``RUN/alpha_history.jsonl`` (one line an epoch), ``RUN/alphas/epoch_NNN.png`` (a heatmap),
-``RUN/arch_epoch_NNN.yaml`` and ``RUN/arch.yaml`` (the current argmax ArchSpec), and sends the
-table and the image to W&B when the run logs there.
+``RUN/arch_epoch_NNN.yaml`` and, once the search stage runs, ``RUN/arch.yaml`` (the current argmax
+ArchSpec), and sends the table and the image to W&B when the run logs there.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ class AlphaLogger(pl.Callback):
         with open(run / "alpha_history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         spec.to_yaml(run / f"arch_epoch_{epoch:03d}.yaml")
-        spec.to_yaml(run / "arch.yaml")
+        if pl_module.stage == "search":  # in warm-up the alphas have not moved: a tie-break, not a result
+            spec.to_yaml(run / "arch.yaml")
         image = run / "alphas" / f"epoch_{epoch:03d}.png"
         if self.heatmap:
             plot_alpha_heatmap(probs, arch.labels, image, f"alpha probabilities, epoch {epoch}")

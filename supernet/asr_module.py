@@ -26,7 +26,7 @@ from supernet.archspec import ArchSpec
 from supernet.decoding import greedy_ctc_decode
 from supernet.derived import DerivedNet
 from supernet.divergence import Finding, FiniteWatch, nonfinite_tensors
-from supernet.errors import NonFiniteError
+from supernet.errors import NonFiniteError, UserError
 from supernet.tokenizer import BLANK, UNKNOWN, CharTokenizer, normalize_text
 
 SCHEDULES = ("cosine", "noam", "constant")
@@ -122,6 +122,7 @@ class CTCModule(pl.LightningModule):
         self.vocab_size = len(self.tokenizer)
         self.metrics = nn.ModuleDict()  # split key -> ModuleDict(wer, cer), made on first use
         self.monitored: set[str] = set()  # metrics the callbacks monitor, read at each fit's start
+        self.ctc_report: dict | None = None  # set by check_ctc_feasible before training
         self.finite_watch = FiniteWatch()  # this epoch's losses (and alphas), read at log steps
         self._finite_read_due = False  # a log step: read the watch once the step is done
 
@@ -129,10 +130,18 @@ class CTCModule(pl.LightningModule):
         """A clear error when the data module's features do not fit the network's input."""
         feature_dim = getattr(getattr(self.trainer, "datamodule", None), "feature_dim", None)
         if feature_dim is not None and feature_dim != expected:
-            raise ValueError(
+            raise UserError(
                 f"{source}: dim mismatch: {what} expects feature_dim {expected}, "
                 f"the data module makes {feature_dim}-d features"
             )
+
+    def check_ctc_feasible(self, stride: int, what: str) -> None:
+        """Before the first step: training on utterances too short for their transcripts at this
+        stride would be CTC losses zeroed in silence (``SpeechDataModule.check_ctc`` refuses or
+        drops them, and counts them in ``ctc_report``)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "check_ctc"):
+            self.ctc_report = datamodule.check_ctc(stride, what)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor):
         return self.net(features, lengths)
@@ -366,6 +375,7 @@ class ASRModule(CTCModule):
 
     def setup(self, stage: str) -> None:
         self.check_feature_dim(self.spec.feature_dim, self.spec.source, f"architecture {self.spec.name!r}")
+        self.check_ctc_feasible(self.spec.total_stride, f"architecture {self.spec.name!r}")
 
     # --- training -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     # argv comes from `supernet retrain`, whose own argv Lightning would otherwise warn about.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    user_argv = ["retrain", *(argv or [])]
     cli = RetrainCLI(
         ASRModule,
         SpeechDataModule,
@@ -190,22 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(trainer.default_root_dir)
     ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
-        run_folder.claim(out, "retrain", resume_from=ckpt_path, overwrite=bool(cli.config.get("overwrite")))
+        run_folder.claim(
+            out, "retrain", resume_from=ckpt_path, overwrite=bool(cli.config.get("overwrite")), argv=user_argv
+        )
         model.spec.to_yaml(out / "arch.yaml")
         data.save_tokenizer(out)
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
-    seconds = time.perf_counter() - start
-    epochs = trainer.current_epoch
-
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    ckpt = best or "last"
-    dev = _merge(trainer.validate(model, datamodule=data, ckpt_path=ckpt, verbose=False))
-    test = _merge(trainer.test(model, datamodule=data, ckpt_path=ckpt, verbose=False))
+    with run_folder.failing(out, trainer.is_global_zero):
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        seconds = time.perf_counter() - start
+        epochs = trainer.current_epoch
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = best or "last"
+        dev = _merge(trainer.validate(model, datamodule=data, ckpt_path=ckpt, verbose=False))
+        test = _merge(trainer.test(model, datamodule=data, ckpt_path=ckpt, verbose=False))
     if trainer.is_global_zero:
         metrics = run_metrics(model, dev, test, list(data.test_names), epochs, seconds)
         metrics["checkpoint"] = str(best)
+        metrics["data"] = run_folder.data_summary(data, model)
         atomic_write_json(out / "metrics.json", metrics)
         run_folder.finish(out)
         print(json.dumps(metrics, indent=2))

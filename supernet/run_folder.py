@@ -7,7 +7,7 @@ is refused unless the run is resumed from one of its checkpoints (``--ckpt_path`
 (``--overwrite``, which first removes the old run's files and nothing else).
 
 ``run.json`` records which command made the folder, with what arguments, and whether it finished
-(``status``: running | done), so that a half-finished run is never read as a result.
+(``status``: running | done | failed), so that a half-finished run is never read as a result.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from supernet.errors import UserError, atomic_write_json
@@ -57,7 +58,11 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def claim(
-    out: str | Path, command: str, resume_from: str | None = None, overwrite: bool = False
+    out: str | Path,
+    command: str,
+    resume_from: str | None = None,
+    overwrite: bool = False,
+    argv: list[str] | None = None,
 ) -> Path:
     """Make ``out`` this run's folder, or refuse (``UserError``) when it holds another run.
 
@@ -90,7 +95,7 @@ def claim(
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "command": command,
-        "argv": sys.argv[1:],
+        "argv": list(sys.argv[1:] if argv is None else argv),
         "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -107,6 +112,38 @@ def finish(out: str | Path, **extra) -> None:
     record = _read_marker(out) or {}
     record.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
     atomic_write_json(out / MARKER, record)
+
+
+@contextmanager
+def failing(out: str | Path, is_writer: bool = True):
+    """Mark the run failed when the block raises (the error still propagates)."""
+    try:
+        yield
+    except BaseException as error:
+        if is_writer:
+            fail(out, error)
+        raise
+
+
+def fail(out: str | Path, error: BaseException) -> None:
+    """Mark the run in ``out`` as failed, with the reason: its files are not a result."""
+    out = Path(out)
+    if not (out / MARKER).is_file():
+        return
+    record = _read_marker(out) or {}
+    message = " ".join(str(error).split()) or type(error).__name__
+    record.update(status="failed", error=message, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    atomic_write_json(out / MARKER, record)
+
+
+def data_summary(datamodule, model) -> dict:
+    """What the run's data checks found: bad audio lines dropped, CTC-infeasible utterances."""
+    report = getattr(datamodule, "data_report", None) or {}
+    problems = list(report.get("problems", []))
+    return {
+        "audio": {k: v for k, v in report.items() if k != "problems"} | {"problems": problems[:20]},
+        "ctc": getattr(model, "ctc_report", None),
+    }
 
 
 def _read_marker(out: Path) -> dict | None:

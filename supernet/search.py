@@ -124,6 +124,8 @@ def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str
         "argmax_over_budget": over_budget(model.arch.argmax(), model.costs.target_costs, model.path_budget),
         "probs": {n: p.detach().cpu().tolist() for n, p in model.arch.probs().items()},
         "entropy": model.arch.mean_normalised_entropy(),
+        # False: arch_lr 0, method uniform, or no search epoch ran; the architecture is a tie-break
+        "alphas_moved": model.alphas_moved(),
         "parameter_free": spec.parameter_free_count,
         "params": spec.params(model.vocab_size),
         "epochs": epochs,
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     # argv comes from `supernet search`, whose own argv Lightning would otherwise warn about.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    user_argv = ["search", *(argv or [])]
     argv = expand_shortcuts(list(argv or []))
     argv = [{"--space": "--model.space", "--method": "--model.method"}.get(a, a) for a in argv]
     cli = SearchCLI(
@@ -151,18 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(trainer.default_root_dir)
     ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
-        run_folder.claim(out, "search", resume_from=ckpt_path, overwrite=bool(cli.config.get("overwrite")))
+        run_folder.claim(
+            out, "search", resume_from=ckpt_path, overwrite=bool(cli.config.get("overwrite")), argv=user_argv
+        )
         data.save_tokenizer(out)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    with run_folder.failing(out, trainer.is_global_zero):
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
     if trainer.is_global_zero:
         summary = search_summary(model, seconds, trainer.current_epoch)
+        summary["data"] = run_folder.data_summary(data, model)
         model.current_archspec().to_yaml(out / "arch.yaml")
         atomic_write_json(out / "search.json", summary)
         run_folder.finish(out)
         print(f"architecture: {summary['choices']}")
         print(f"parameter-free layers chosen: {summary['parameter_free']}; params: {summary['params']:,}")
+        if not summary["alphas_moved"]:
+            print("warning: the alphas never moved from their start: this architecture is a tie-break")
         print(f"written: {out / 'arch.yaml'}")
     finish_loggers(trainer.loggers)
     return 0

@@ -51,7 +51,7 @@ from supernet.archspec import ArchSpec
 from supernet.asr_module import CTCModule
 from supernet.cpu_affinity import bind_rank
 from supernet.divergence import Finding
-from supernet.errors import NonFiniteError
+from supernet.errors import NonFiniteError, UserError
 from supernet.grad_sync import OverlappedGradientAverager, average_gradients, world_size
 from supernet.latency import PENALTY_ARGS, choose_path, search_costs
 from supernet.network import Supernet
@@ -115,7 +115,7 @@ class SearchModule(CTCModule):
     ):
         super().__init__(vocab)
         if method not in METHODS:
-            raise ValueError(f"model.method: unknown {method!r}; choose one of {', '.join(METHODS)}")
+            raise UserError(f"model.method: unknown {method!r}; choose one of {', '.join(METHODS)}")
         self.automatic_optimization = False
         self.space = SearchSpace.load(space)
         self.save_hyperparameters(
@@ -181,6 +181,8 @@ class SearchModule(CTCModule):
         self.check_feature_dim(
             self.space.fields["feature_dim"], self.space.source, f"space {self.space.name!r}"
         )
+        # every path must be trainable: judged at the largest stride any path of the space has
+        self.check_ctc_feasible(self.space.max_total_stride, f"space {self.space.name!r}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

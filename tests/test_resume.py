@@ -56,7 +56,7 @@ def search_args(corpus, space, out) -> list[str]:
         *common(corpus),
         "--out", str(out),
         "--model.space", str(space),
-        "--trainer.max_epochs", "4",
+        "--trainer.max_epochs", "3",
         "--stage.warmup_epochs", "1",
         "--model.arch_lr", "0.05",
     ]  # fmt: skip
@@ -67,7 +67,7 @@ def retrain_args(corpus, out) -> list[str]:
     spec = yaml.safe_load(arch.read_text())
     small = out.parent / f"{out.name}_arch.yaml"
     small.write_text(yaml.safe_dump({**spec, "dim": 32}))
-    return [*common(corpus), "--out", str(out), "--arch", str(small), "--trainer.max_epochs", "4"]
+    return [*common(corpus), "--out", str(out), "--arch", str(small), "--trainer.max_epochs", "3"]
 
 
 def kill_when(argv: list[str], ready, timeout: float = 240) -> None:
@@ -118,14 +118,22 @@ def after_history_line(run: Path, epochs: int):
     return lambda: lines(run / "alpha_history.jsonl") >= epochs
 
 
+@pytest.fixture(scope="module")
+def straight_search(corpus, small_st_nas, tmp_path_factory):
+    straight = tmp_path_factory.mktemp("straight") / "run"
+    assert search_main(search_args(corpus, small_st_nas, straight)) == 0
+    return straight
+
+
 @pytest.mark.parametrize(
     "kill_point",
-    [lambda run: after_epoch_checkpoint(run, 2), lambda run: after_history_line(run, 3)],
-    ids=["in-first-search-epoch", "at-an-epoch-end"],
+    [lambda run: after_epoch_checkpoint(run, 1), lambda run: after_history_line(run, 2)],
+    ids=["in-an-epoch", "at-an-epoch-end"],
 )
-def test_search_killed_and_resumed_equals_uninterrupted(corpus, small_st_nas, tmp_path, kill_point):
-    straight, cut = tmp_path / "straight", tmp_path / "cut"
-    assert search_main(search_args(corpus, small_st_nas, straight)) == 0
+def test_search_killed_and_resumed_equals_uninterrupted(
+    corpus, small_st_nas, straight_search, tmp_path, kill_point
+):
+    straight, cut = straight_search, tmp_path / "cut"
 
     kill_when(["search", *search_args(corpus, small_st_nas, cut)], kill_point(cut))
     last = cut / "checkpoints" / "last.ckpt"
@@ -141,7 +149,7 @@ def test_search_killed_and_resumed_equals_uninterrupted(corpus, small_st_nas, tm
     history = [
         yaml.safe_load(line)["epoch"] for line in (cut / "alpha_history.jsonl").read_text().splitlines()
     ]
-    assert history == [0, 1, 2, 3]  # no epoch twice after the resume
+    assert history == [0, 1, 2]  # no epoch twice after the resume
 
 
 def test_retrain_killed_and_resumed_equals_uninterrupted(corpus, tmp_path):
@@ -169,7 +177,13 @@ def test_resume_with_another_seed_is_refused(corpus, small_st_nas, tmp_path):
     from supernet.errors import UserError
 
     run = tmp_path / "run"
-    argv = [*search_args(corpus, small_st_nas, run), "--trainer.max_epochs", "1"]
+    argv = [
+        *search_args(corpus, small_st_nas, run),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "1",
+    ]
     assert search_main(argv) == 0
     with pytest.raises(UserError, match="--seed_everything 0"):
         search_main(
