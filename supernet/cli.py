@@ -69,12 +69,12 @@ def _run(argv: list[str]) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """UserError, and LightningCLI's (jsonargparse's) argument errors when it is installed."""
+    """UserError, a missing input file, and LightningCLI's (jsonargparse's) argument errors."""
     try:
         from jsonargparse import ArgumentError
     except ImportError:
-        return (UserError,)
-    return (UserError, ArgumentError)
+        return (UserError, FileNotFoundError)
+    return (UserError, FileNotFoundError, ArgumentError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from supernet import run_folder
 from supernet.archspec import ArchSpec
+from supernet.errors import UserError, atomic_write_json
 from supernet.space import SearchSpace, resolve_space_path
 
 BASELINE = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "arch" / "tdnn_d.yaml"
@@ -40,6 +42,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lut", default=None, help="a latency table (supernet profile) for predicted latency"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace the demo run that --out holds")
 
 
 def _with_dim(data: dict, dim: int, name: str) -> dict:
@@ -93,6 +96,14 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = Path(args.out)
+    stages = [out / "search", out / "derived", out / "baseline"]
+    occupied = [stage for stage in stages if run_folder.run_files(stage)]
+    if occupied and not args.overwrite:
+        raise UserError(
+            f"{out} already holds a demo run ({', '.join(s.name for s in occupied)}): "
+            "replace it with --overwrite, or choose another --out"
+        )
+    replace = ["--overwrite", "true"] if args.overwrite else []
     out.mkdir(parents=True, exist_ok=True)
     data = ensure_demo_corpus(args.data, minutes=args.minutes)
 
@@ -106,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     baseline_file = out / "tdnn_d.yaml"
     baseline.to_yaml(baseline_file)
 
-    common = ["--data", str(data), "--seed_everything", str(args.seed), "--logger", args.logger]
+    common = ["--data", str(data), "--seed_everything", str(args.seed), "--logger", args.logger, *replace]
     print(
         f"[demo] search: {args.method} on {space.name} ({space.num_paths:,} paths), {args.search_epochs} epochs"
     )
@@ -139,9 +150,7 @@ def run(args: argparse.Namespace) -> int:
         _row("tdnn_d", out / "baseline", baseline, args.lut),
     ]
     table = format_table(rows)
-    (out / "demo.json").write_text(
-        json.dumps({"rows": rows, "seconds": time.perf_counter() - start}, indent=2)
-    )
+    atomic_write_json(out / "demo.json", {"rows": rows, "seconds": time.perf_counter() - start})
     print("\n" + table)
     print(f"\nparameter-free layers in the searched model: {derived.parameter_free_count}")
     print(f"run folder: {out}  ({time.perf_counter() - start:.0f} s in all)")
