@@ -38,7 +38,8 @@ from supernet.audio import TARGET_SAMPLE_RATE
 from supernet.datamodule import SpeechDataset, collate_speech, resolve_splits
 from supernet.errors import atomic_write_text, check_writable
 from supernet.features import FeaturePipeline
-from supernet.manifest import read_manifest
+from supernet.manifest import ManifestError, read_manifest
+from supernet.preflight import check_audio
 from supernet.tokenizer import normalize_text
 
 
@@ -167,6 +168,9 @@ def evaluate(
     pipeline = feature_pipeline(module)
     spec = module.spec
     sets = test_sets(Path(data))
+    audio = check_audio([u for utts in sets.values() for u in utts])  # before any decoding, not mid-way
+    if audio.errors:
+        raise ManifestError(f"{data}: {audio.describe_errors()}; fix them with `supernet data check --fix-out`")
 
     module, pipeline = module.to(device), pipeline.to(device)
     rss_before = _max_rss_mb()

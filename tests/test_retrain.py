@@ -305,3 +305,19 @@ def test_a_callback_monitoring_train_loss_sees_it_at_every_step(tmp_path):
     )
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch] * 3, batch_size=None))
     assert "train/loss" in trainer.callback_metrics and torch.isfinite(stop.best_score)
+
+
+def test_evaluate_names_missing_test_audio_before_decoding(trained_run, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import supernet.evaluate as evaluate_module
+
+    corpus, run = trained_run
+    broken = tmp_path / "corpus"
+    shutil.copytree(corpus, broken)
+    (broken / "audio" / "test_2.flac").unlink()
+    monkeypatch.setattr(evaluate_module, "score", lambda *a, **k: pytest.fail("decoded before the check"))
+    argv = ["evaluate", str(run / "checkpoints" / "last.ckpt"), "--data", str(broken), "--device", "cpu"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "test.jsonl:3" in err and "test_2.flac" in err

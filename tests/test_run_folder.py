@@ -121,3 +121,24 @@ def test_claim_refuses_a_missing_resume_checkpoint_and_a_file_as_folder(tmp_path
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match="is a file"):
         run_folder.claim(tmp_path / "f", "search")
+
+
+def test_retrain_refuses_an_architecture_that_leaves_ctc_nothing_to_train_on(corpus, tmp_path, capsys):
+    arch = tmp_path / "stride9.yaml"
+    arch.write_text(yaml.safe_dump({"name": "stride9", "features": "fbank", "feature_dim": 80, "dim": 16, "input": "linear",
+                                    "layers": ["tdnn-k3-d1-s3", "tdnn-k3-d1-s3"], "head": "linear"}))  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["retrain", "--arch", str(arch), "--data", str(corpus), "--out", str(out), "--logger", "none",
+            "--data.num_workers", "0", "--trainer.max_epochs", "1"]  # fmt: skip
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "stride 9" in err and "stride9" in err
+    assert not (out / "metrics.json").exists()
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+
+
+def test_a_search_whose_alphas_never_moved_says_so(corpus, space_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(search_argv(corpus, space_file, out, "--model.arch_lr", "0")) == 0
+    assert json.loads((out / "search.json").read_text())["alphas_moved"] is False
+    assert "never moved" in capsys.readouterr().out
