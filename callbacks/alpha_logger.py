@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from supernet.errors import atomic_write_text
+from supernet.outputs import atomic_write_text
 
 
 def plot_alpha_heatmap(

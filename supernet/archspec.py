@@ -29,7 +29,8 @@ from torch import nn
 
 import ops
 from ops.base import UNBOUNDED
-from supernet.errors import UserError, atomic_write_text
+from supernet.errors import UserError
+from supernet.outputs import atomic_write_text
 
 FEATURE_KINDS = ("fbank", "mfcc", "raw")
 FRAME_RATE = 100  # feature frames per second (10 ms hop) for fbank and mfcc

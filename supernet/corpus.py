@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from supernet import espeak, sentences
-from supernet.errors import UserError, atomic_write_text
+from supernet.errors import UserError
+from supernet.outputs import atomic_write_text
 
 SAMPLE_RATE = 16000
 FORMAT_VERSION = 1  # bump when the generator changes, so `ensure_demo_corpus` rebuilds

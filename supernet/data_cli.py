@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from supernet.audio import TARGET_SAMPLE_RATE
-from supernet.errors import UserError, check_writable
+from supernet.errors import UserError
+from supernet.outputs import check_writable
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,8 @@ import yaml
 
 from supernet import run_folder
 from supernet.archspec import ArchSpec
-from supernet.errors import UserError, atomic_write_json
+from supernet.errors import UserError
+from supernet.outputs import atomic_write_json
 from supernet.space import SearchSpace, resolve_space_path
 
 BASELINE = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "arch" / "tdnn_d.yaml"

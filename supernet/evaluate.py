@@ -36,9 +36,9 @@ from torch.utils.data import DataLoader
 from supernet.asr_module import ASRModule
 from supernet.audio import TARGET_SAMPLE_RATE
 from supernet.datamodule import SpeechDataset, collate_speech, resolve_splits
-from supernet.errors import atomic_write_text, check_writable
 from supernet.features import FeaturePipeline
 from supernet.manifest import ManifestError, read_manifest
+from supernet.outputs import atomic_write_text, check_writable
 from supernet.preflight import check_audio
 from supernet.tokenizer import normalize_text
 

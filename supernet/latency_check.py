@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from supernet.archspec import ArchSpec
-from supernet.errors import UserError, check_writable
+from supernet.errors import UserError
 from supernet.latency import LatencyTable, default_settle, device_name, measure_networks
-from supernet.outputs import replaced_when_done
+from supernet.outputs import check_writable, replaced_when_done
 from supernet.profile import add_settings_arguments
 from supernet.space import SearchSpace
 

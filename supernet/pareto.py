@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from supernet.archspec import ArchSpec
-from supernet.errors import check_writable
 from supernet.latency import LatencyTable
-from supernet.outputs import replaced_when_done
+from supernet.outputs import check_writable, replaced_when_done
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

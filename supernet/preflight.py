@@ -25,9 +25,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from supernet.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, probe_audio
-from supernet.errors import atomic_write_json
 from supernet.features import num_frames
 from supernet.manifest import DURATION_TOLERANCE_S, Problem, Utterance, audio_problems
+from supernet.outputs import atomic_write_json
 from supernet.tokenizer import CharTokenizer
 
 CACHE_VERSION = 1  # bump when what a probe checks changes: old results are then ignored

@@ -21,9 +21,8 @@ import argparse
 from pathlib import Path
 
 from supernet.archspec import ArchSpec
-from supernet.errors import check_writable
 from supernet.latency import CLOCKS_NAMES, DTYPES, make_settings, profile_space
-from supernet.outputs import replaced_when_done
+from supernet.outputs import check_writable, replaced_when_done
 from supernet.space import SearchSpace
 
 

@@ -30,8 +30,8 @@ from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule
 from supernet.datamodule import SpeechDataModule
-from supernet.errors import atomic_write_json
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
+from supernet.outputs import atomic_write_json
 
 # LightningCLI errors raise (one line from `supernet`, see supernet.cli) instead of printing the usage
 PARSER_KWARGS = {"exit_on_error": False}

@@ -18,7 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from supernet.errors import UserError, atomic_write_json
+from supernet.errors import UserError
+from supernet.outputs import atomic_write_json
 
 MARKER = "run.json"
 # what `search` and `retrain` (and their loggers) write into a run folder

@@ -24,9 +24,9 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from callbacks import AlphaLogger, EpochCheckpoint, StageSwitch, TemperatureSchedule
 from supernet import run_folder
 from supernet.datamodule import SpeechDataModule
-from supernet.errors import atomic_write_json
 from supernet.latency import over_budget
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
+from supernet.outputs import atomic_write_json
 from supernet.retrain import (
     PARSER_KWARGS,
     add_run_arguments,
