@@ -68,6 +68,8 @@ class AlphaLogger(pl.Callback):
             atomic_write_text(history, "".join(line + "\n" for line in kept))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not getattr(pl_module, "picks_architecture", True):
+            return  # uniform: the alphas never learn, so there is nothing to show
         arch = pl_module.arch
         epoch = trainer.current_epoch
         probs = {name: p.detach().float().cpu().tolist() for name, p in arch.probs().items()}

@@ -19,9 +19,10 @@ from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.errors import UserError
 from supernet.outputs import atomic_write_json
+from supernet.shipped import shipped_path
 from supernet.space import SearchSpace, resolve_space_path
 
-BASELINE = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "arch" / "tdnn_d.yaml"
+BASELINE = shipped_path("arch", "tdnn_d")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--minutes", type=float, default=30.0, help="minutes of audio when building the corpus"
     )
     parser.add_argument("--space", default="st_nas", help="search space (default st_nas)")
-    parser.add_argument("--method", default="st", choices=["darts", "gumbel", "st", "uniform"])
+    parser.add_argument("--method", default="st", choices=["darts", "gumbel", "st"])
     parser.add_argument("--dim", type=int, default=192, help="model width of the space and the baseline")
     parser.add_argument("--search-epochs", type=int, default=16)
     parser.add_argument("--warmup-epochs", type=int, default=5)

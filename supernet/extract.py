@@ -17,7 +17,7 @@ import torch
 
 from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
-from supernet.errors import NonFiniteError
+from supernet.errors import NonFiniteError, UserError
 from supernet.latency import PENALTY_ARGS, SpaceCosts, choose_path, search_costs
 from supernet.space import SearchSpace
 
@@ -54,6 +54,8 @@ def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchPa
     most probable path within it (as ``SearchModule.chosen_path``; needs the search's table)."""
     space, arch, hparams = load_search_checkpoint(ckpt)
     method = hparams.get("method", "search")
+    if method == "uniform":
+        raise UserError(f"{ckpt}: {UNIFORM_PICKS_NOTHING}")
     budget = hparams.get("budget") if hparams.get("penalty") == "hinge" else None
     costs = hparams.get("target_costs")  # saved with the checkpoint: the table need not be at hand
     costs = SpaceCosts(costs["metric"], costs["fixed"], costs["edges"]) if costs else None
@@ -63,6 +65,12 @@ def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchPa
     choices = choose_path(dict(arch.alphas), costs, budget)
     return space.derive(choices, name=name or f"{space.name}-{method}"), arch, hparams
 
+
+UNIFORM_PICKS_NOTHING = (
+    "method uniform trains the supernet's weights on uniformly sampled paths (single-path one-shot); "
+    "its alphas never learn, so it picks no architecture. Search with --model.method st, darts or "
+    "gumbel; discrete strategies that pick from a uniform supernet are not built yet"
+)
 
 NOT_MOVED_WARNING = (
     "warning: the alphas never moved from their start (arch_lr 0, method uniform, or no search epoch "

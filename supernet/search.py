@@ -5,7 +5,7 @@
         [--ckpt_path runs/search/checkpoints/last.ckpt]
 
 A LightningCLI over ``SearchModule`` and ``SpeechDataModule(search=True)`` with
-``scripts/configs/search.yaml`` as the default config. RUN/ gets ``arch.yaml`` (the argmax
+``supernet/configs/search.yaml`` as the default config. RUN/ gets ``arch.yaml`` (the argmax
 architecture, ready for ``supernet retrain --arch``), ``arch_epoch_NNN.yaml``,
 ``alpha_history.jsonl``, ``alphas/*.png``, ``search.json`` and ``checkpoints/last.ckpt``.
 """
@@ -24,6 +24,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from callbacks import AlphaLogger, EpochCheckpoint, StageSwitch, TemperatureSchedule
 from supernet import run_folder
 from supernet.datamodule import SpeechDataModule
+from supernet.extract import UNIFORM_PICKS_NOTHING
 from supernet.latency import over_budget
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
 from supernet.outputs import atomic_write_json
@@ -37,9 +38,10 @@ from supernet.retrain import (
     seed_of,
 )
 from supernet.search_module import SearchDDPStrategy, SearchModule
+from supernet.shipped import default_config
 from supernet.space import SearchSpace
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "search.yaml"
+DEFAULT_CONFIG = default_config("search")
 
 
 def _space_features(space: str | dict) -> tuple[str, int]:
@@ -113,12 +115,22 @@ def search_strategy(trainer_config: dict, bind_cpus: bool = False) -> SearchDDPS
     return None
 
 
+def supernet_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str, Any]:
+    """What every ``search.json`` holds: the space, the method, what the run cost."""
+    return {
+        "space": model.space.name,
+        "method": model.hparams.method,
+        "epochs": epochs,
+        "steps": int(model.search_step),
+        "search_seconds": round(seconds, 2),
+    }
+
+
 def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str, Any]:
     """What ``search.json`` holds: the chosen path, how sure the search is, what it cost."""
     spec = model.current_archspec()
     return {
-        "space": model.space.name,
-        "method": model.hparams.method,
+        **supernet_summary(model, seconds, epochs),
         "arch": spec.to_dict(),
         "choices": model.arch.argmax_labels(),  # each edge's argmax; "arch" may differ under a budget
         "argmax_over_budget": over_budget(model.arch.argmax(), model.costs.target_costs, model.path_budget),
@@ -128,9 +140,6 @@ def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str
         "alphas_moved": model.alphas_moved(),
         "parameter_free": spec.parameter_free_count,
         "params": spec.params(model.vocab_size),
-        "epochs": epochs,
-        "steps": int(model.search_step),
-        "search_seconds": round(seconds, 2),
     }
 
 
@@ -162,7 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     with run_folder.failing(out, trainer.is_global_zero):
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not model.picks_architecture:
+        summary = {**supernet_summary(model, seconds, trainer.current_epoch), "note": UNIFORM_PICKS_NOTHING}
+        summary["data"] = run_folder.data_summary(data, model)
+        atomic_write_json(out / "search.json", summary)
+        run_folder.finish(out)
+        print(f"trained supernet: {out / 'checkpoints' / 'last.ckpt'}\nnote: {UNIFORM_PICKS_NOTHING}")
+    elif trainer.is_global_zero:
         summary = search_summary(model, seconds, trainer.current_epoch)
         summary["data"] = run_folder.data_summary(data, model)
         model.current_archspec().to_yaml(out / "arch.yaml")

@@ -156,7 +156,7 @@ class SearchModule(CTCModule):
         self.register_load_state_dict_post_hook(_forget_host_step)
         self._averager: OverlappedGradientAverager | None = None  # set at fit start on several ranks
         self._eval_path: dict[str, int] | None = None  # the path evaluated, read once per evaluation
-        self.stage = "warmup"  # StageSwitch sets it at every epoch start
+        self._stage: str | None = None  # StageSwitch sets it at every epoch start (see ``stage``)
         self.tau = 1.0  # TemperatureSchedule anneals it for gumbel
 
     def chosen_path(self) -> dict[str, int]:
@@ -337,9 +337,34 @@ class SearchModule(CTCModule):
         if searching and log_now:
             self.log("arch/entropy", self.arch.mean_normalised_entropy(), batch_size=size)
 
+    @property
+    def stage(self) -> str:
+        """``warmup`` | ``search``. Unset, it reads ``warmup``; training with it unset is refused
+        (``on_train_epoch_start``): it would sample uniformly forever, silently."""
+        return self._stage or "warmup"
+
+    @stage.setter
+    def stage(self, value: str) -> None:
+        if value not in ("warmup", "search"):
+            raise ValueError(f"stage must be 'warmup' or 'search', got {value!r}")
+        self._stage = value
+
+    @property
+    def picks_architecture(self) -> bool:
+        """False for ``uniform``: single-path one-shot training of the supernet's weights, whose
+        alphas never learn; an architecture is picked from it by a discrete strategy, not here."""
+        return self.hparams.method != "uniform"
+
     def on_train_epoch_start(self) -> None:
         """The alphas as the epoch finds them (loaded, or changed between epochs) are checked with
-        the epoch's records: a loss made NaN by NaN alphas is then not blamed on the weights."""
+        the epoch's records: a loss made NaN by NaN alphas is then not blamed on the weights.
+        Without a stage schedule the search would sample uniformly forever, silently: refused."""
+        if self.picks_architecture and self._stage is None:
+            raise UserError(
+                "SearchModule needs the warm-up/search schedule: add callbacks.StageSwitch(warmup_epochs=N) "
+                "to the Trainer's callbacks (`supernet search` adds it) or set module.stage; without it no "
+                "search step ever runs"
+            )
         if self.stage == "search" and self.hparams.method != "uniform":
             step = self._host_step if self._host_step is not None else int(self.search_step)
             self.watch_finite("alpha", self.arch.flat(), step, False, self.arch.segments())

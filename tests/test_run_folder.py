@@ -1,4 +1,5 @@
-"""A run folder belongs to one run; one seed option; user errors as one line (exit 2)."""
+"""A run folder belongs to one run; one seed option; user errors as one line (exit 2); results
+that are not results (uniform, a search without its schedule) say so."""
 
 from __future__ import annotations
 
@@ -142,3 +143,27 @@ def test_a_search_whose_alphas_never_moved_says_so(corpus, space_file, tmp_path,
     assert cli_main(search_argv(corpus, space_file, out, "--model.arch_lr", "0")) == 0
     assert json.loads((out / "search.json").read_text())["alphas_moved"] is False
     assert "never moved" in capsys.readouterr().out
+
+
+def test_uniform_trains_a_supernet_and_picks_no_architecture(corpus, space_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(search_argv(corpus, space_file, out, "--model.method", "uniform")) == 0
+    assert not (out / "arch.yaml").exists() and not list(out.glob("arch_epoch_*.yaml"))
+    summary = json.loads((out / "search.json").read_text())
+    assert "arch" not in summary and "picks no architecture" in summary["note"]
+    assert "picks no architecture" in capsys.readouterr().out
+    assert cli_main(["extract", str(out / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "a.yaml")]) == 2
+    assert "picks no architecture" in capsys.readouterr().err and not (tmp_path / "a.yaml").exists()
+
+
+def test_a_plain_trainer_without_the_stage_schedule_is_refused(corpus, space_file):
+    import pytorch_lightning as pl
+
+    from supernet.datamodule import SpeechDataModule
+    from supernet.search_module import SearchModule
+
+    data = SpeechDataModule(str(corpus), search=True, num_workers=0, max_frames=6000)
+    module = SearchModule(str(space_file), vocab=list(data.tokenizer.vocab), method="st")
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(UserError, match="StageSwitch"):
+        trainer.fit(module, datamodule=data)
