@@ -31,6 +31,7 @@ import ops
 from ops.base import UNBOUNDED
 from supernet.errors import UserError
 from supernet.outputs import atomic_write_text
+from supernet.shipped import resolve
 
 FEATURE_KINDS = ("fbank", "mfcc", "raw")
 FRAME_RATE = 100  # feature frames per second (10 ms hop) for fbank and mfcc
@@ -187,6 +188,11 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ArchSpecError(f"{path}: not valid YAML: {err}") from err
 
 
+def resolve_arch_path(arch: str | Path) -> Path:
+    """A YAML path, or the name of a shipped baseline (``tdnn_d``, ``conformer_s``, ``blstm``)."""
+    return resolve("arch", arch)
+
+
 @dataclass
 class ArchSpec:
     """A fixed architecture; validated on construction (see the module docstring)."""
@@ -224,12 +230,13 @@ class ArchSpec:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ArchSpec:
-        path = Path(path)
+        """Read an ArchSpec YAML: a path, or a shipped baseline's name (``tdnn_d``, ``conformer_s``)."""
+        path = resolve_arch_path(path)
         return cls.from_dict(read_yaml(path, "architecture"), source=str(path))
 
     @classmethod
     def load(cls, arch: str | Path | dict | ArchSpec) -> ArchSpec:
-        """An ArchSpec from a YAML path, a dict or an ArchSpec (returned as is)."""
+        """An ArchSpec from a YAML path, a shipped name, a dict or an ArchSpec (returned as is)."""
         if isinstance(arch, ArchSpec):
             return arch
         if isinstance(arch, dict):

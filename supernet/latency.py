@@ -36,6 +36,7 @@ import ops
 from losses.latency import TARGETS, ResourcePenalty
 from supernet.archspec import ArchSpec, OpInfo
 from supernet.errors import UserError
+from supernet.shipped import resolve
 from supernet.space import SearchSpace
 
 FORMAT = "supernet-latency-table"
@@ -345,8 +346,9 @@ class LatencyTable:
     def load(
         cls, path: str | Path, expect: dict[str, Any] | None = None, force: bool = False
     ) -> LatencyTable:
-        """Read a table; with ``expect``, refuse differing settings unless ``force``."""
-        path = Path(path)
+        """Read a table (a path or a shipped name, ``st_nas_cpu``); with ``expect``, refuse differing
+        settings unless ``force``."""
+        path = resolve("lut", path)
         try:
             data = json.loads(path.read_text())
         except OSError as err:

@@ -32,9 +32,20 @@ OVERRIDES = ("device", "dtype", "threads", "batch", "seconds", "chunk_ms", "voca
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lut", required=True, type=Path, help="a table written by `supernet profile`")
+    parser.add_argument(
+        "--lut",
+        required=True,
+        type=Path,
+        help="a table written by `supernet profile`, or a shipped name (st_nas_cpu)",
+    )
     parser.add_argument("--space", help="sample architectures from this space")
-    parser.add_argument("--arch", type=Path, action="append", default=[], help="also check this ArchSpec")
+    parser.add_argument(
+        "--arch",
+        type=Path,
+        action="append",
+        default=[],
+        help="also check this ArchSpec (a path or a shipped name: tdnn_d)",
+    )
     parser.add_argument("--n", type=int, default=20, help="architectures sampled from the space")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="times every network is cycled")

@@ -23,7 +23,9 @@ from supernet.outputs import check_writable, replaced_when_done
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="retrain run folders (or their metrics.json)")
-    parser.add_argument("--lut", type=Path, help="latency table for the predicted latency axis")
+    parser.add_argument(
+        "--lut", type=Path, help="latency table (a path or a shipped name) for the predicted latency axis"
+    )
     parser.add_argument("--test-set", help="which test set of metrics.json (default: test, else the mean)")
     parser.add_argument("--metric", choices=("wer", "cer"), default="wer", help="error rate on the y axis")
     parser.add_argument("-o", "--output", type=Path, default=Path("pareto.png"), help="the plot (PNG)")

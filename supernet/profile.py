@@ -65,7 +65,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser, defaults: bool = Tru
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, help="a search space YAML or a shipped space name")
-    parser.add_argument("--arch", type=Path, action="append", default=[], help="also profile this ArchSpec")
+    parser.add_argument(
+        "--arch",
+        type=Path,
+        action="append",
+        default=[],
+        help="also profile this ArchSpec (a path or a shipped name: tdnn_d)",
+    )
     add_settings_arguments(parser)
     parser.add_argument("--rounds", type=int, default=3, help="times every network is cycled")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the table (JSON)")

@@ -1,9 +1,9 @@
 """`supernet retrain`: train an ArchSpec from scratch with CTC, test it, write RUN/metrics.json.
 
-    supernet retrain --arch scripts/configs/arch/tdnn_d.yaml --data CORPUS --out runs/tdnn_d \\
+    supernet retrain --arch tdnn_d --data CORPUS --out runs/tdnn_d \\
         [--trainer.max_epochs 3] [--seed_everything 1] [--logger wandb|csv|none] [-c MORE.yaml]
 
-A LightningCLI over ``ASRModule`` and ``SpeechDataModule`` with ``scripts/configs/retrain.yaml``
+A LightningCLI over ``ASRModule`` and ``SpeechDataModule`` with ``supernet/configs/retrain.yaml``
 as the default config, so every model, data and Trainer option can be overridden. ``--arch``,
 ``--data`` and ``--out`` are shortcuts for ``--model.arch``, ``--data.data`` and
 ``--trainer.default_root_dir``. The architecture sets the data module's features; the data
@@ -32,11 +32,12 @@ from supernet.asr_module import ASRModule
 from supernet.datamodule import SpeechDataModule
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
 from supernet.outputs import atomic_write_json
+from supernet.shipped import default_config
 
 # LightningCLI errors raise (one line from `supernet`, see supernet.cli) instead of printing the usage
 PARSER_KWARGS = {"exit_on_error": False}
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "retrain.yaml"
+DEFAULT_CONFIG = default_config("retrain")
 SHORTCUTS = {"--arch": "--model.arch", "--data": "--data.data", "--out": "--trainer.default_root_dir"}
 
 

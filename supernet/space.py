@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from supernet.archspec import ArchSpec, ArchSpecError, OpInfo, _where, check_op, parse_fields, read_yaml
-
-SPACES_DIR = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "space"
+from supernet.shipped import resolve
 
 
 @dataclass(frozen=True)
@@ -184,13 +183,4 @@ class SearchSpace:
 
 def resolve_space_path(space: str | Path) -> Path:
     """A YAML path, or the name of a shipped space (``st_nas``, ``conformer``, ``mixed``)."""
-    path = Path(space)
-    if path.exists():
-        return path
-    shipped = SPACES_DIR / f"{space}.yaml"
-    if shipped.exists():
-        return shipped
-    names = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
-    raise FileNotFoundError(
-        f"search space {str(space)!r}: no such file, and not a shipped space ({', '.join(names)})"
-    )
+    return resolve("space", space)

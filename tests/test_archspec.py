@@ -12,7 +12,7 @@ import yaml
 from supernet.archspec import ArchSpec, ArchSpecError, parse_fields
 from supernet.derived import DerivedNet, Encoder
 
-ARCH_DIR = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "arch"
+ARCH_DIR = Path(__file__).resolve().parents[1] / "supernet" / "configs" / "arch"
 
 # Costs below are worked out by hand from this spec (see test_costs_by_hand).
 SMALL = {

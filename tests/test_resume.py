@@ -63,7 +63,7 @@ def search_args(corpus, space, out) -> list[str]:
 
 
 def retrain_args(corpus, out) -> list[str]:
-    arch = ROOT / "scripts" / "configs" / "arch" / "tdnn_d.yaml"
+    arch = ROOT / "supernet" / "configs" / "arch" / "tdnn_d.yaml"
     spec = yaml.safe_load(arch.read_text())
     small = out.parent / f"{out.name}_arch.yaml"
     small.write_text(yaml.safe_dump({**spec, "dim": 32}))

@@ -98,7 +98,7 @@ def test_space_errors_name_the_layer(layer, message):
 def test_space_derive_and_baseline_in_st_nas():
     space = SearchSpace.from_yaml("st_nas")
     assert space.num_paths == 4096
-    tdnn_d = ArchSpec.from_yaml("scripts/configs/arch/tdnn_d.yaml")
+    tdnn_d = ArchSpec.from_yaml("tdnn_d")
     choices = space.index_of(tdnn_d)
     assert space.derive(choices).layers == tdnn_d.layers
 
