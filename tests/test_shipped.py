@@ -1,0 +1,67 @@
+"""Shipped files are found by name (spaces, baselines, latency tables); a path always works too,
+and a name that is neither is a one-line error listing the shipped names."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from supernet.archspec import ArchSpec
+from supernet.cli import main
+from supernet.errors import UserError
+from supernet.latency import LatencyTable
+from supernet.shipped import (
+    CONFIGS_DIR,
+    NotShippedError,
+    default_config,
+    resolve,
+    shipped_names,
+    shipped_path,
+)
+from supernet.space import SearchSpace
+
+
+def test_the_shipped_names():
+    assert {"st_nas", "conformer", "conformer_depth", "mixed"} <= set(shipped_names("space"))
+    assert {"tdnn_d", "conformer_s", "blstm"} <= set(shipped_names("arch"))
+    assert {"st_nas_cpu", "conformer_cpu"} <= set(shipped_names("lut"))
+    assert default_config("search").is_file() and default_config("retrain").is_file()
+    assert shipped_path("arch", "tdnn_d") == CONFIGS_DIR / "arch" / "tdnn_d.yaml"
+
+
+def test_a_baseline_a_space_and_a_table_load_by_name():
+    assert ArchSpec.load("tdnn_d") == ArchSpec.from_yaml(CONFIGS_DIR / "arch" / "tdnn_d.yaml")
+    assert ArchSpec.load("conformer_s").name == "conformer_s"
+    assert SearchSpace.load("st_nas").name == "st_nas"
+    table = LatencyTable.load("st_nas_cpu")
+    assert table.source == str(CONFIGS_DIR / "lut" / "st_nas_cpu.json") and table.entries
+
+
+@pytest.mark.parametrize(
+    ("kind", "load", "listed"),
+    [
+        ("arch", ArchSpec.load, "(blstm, conformer_s, tdnn_d)"),
+        ("space", SearchSpace.load, "conformer, conformer_depth, mixed, st_nas"),
+        ("lut", LatencyTable.load, "st_nas_cpu"),
+    ],
+)
+def test_neither_a_file_nor_a_shipped_name_lists_the_names(kind, load, listed):
+    with pytest.raises(NotShippedError) as err:
+        load("tdnn_e")
+    assert "'tdnn_e': no such file, and not a shipped" in str(err.value) and listed in str(err.value)
+    assert isinstance(err.value, UserError) and isinstance(err.value, FileNotFoundError)
+    with pytest.raises(NotShippedError, match="no_such_dir/tdnn_d"):  # a path is never a name
+        resolve(kind, "no_such_dir/tdnn_d")
+
+
+def test_a_local_file_wins_over_the_shipped_name(tmp_path, monkeypatch):
+    local = {**ArchSpec.load("tdnn_d").to_dict(), "name": "mine", "dim": 64}
+    (tmp_path / "tdnn_d").write_text(yaml.safe_dump(local))
+    monkeypatch.chdir(tmp_path)
+    assert ArchSpec.load("tdnn_d").name == "mine"
+
+
+def test_a_wrong_name_on_the_command_line_is_one_line(capsys):
+    assert main(["space", "info", "st_naz"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "supernet space: error: search space 'st_naz'" in err and "st_nas" in err
