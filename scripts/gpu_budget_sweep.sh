@@ -11,7 +11,7 @@
 # even when a step fails. The defaults size one H200 (16 cores) to about 7.5 minutes.
 # Environment:
 #   LUT              latency table: the search penalty, predictions and what latency-check measures
-#                    with (default scripts/configs/lut/conformer_h200_graph_bf16_b16.json)
+#                    with: a path or a shipped name (default conformer_h200_graph_bf16_b16)
 #   SEARCH_EPOCHS=15 WARMUP_EPOCHS=6 SEARCH_TIME=00:00:02:45   (max_time: a safety cap)
 #   RETRAIN_EPOCHS=30 RETRAIN_TIME=00:00:02:45
 #   MAX_FRAMES=60000 LR=2e-3 LR_WARMUP_STEPS=150 ARCH_LR=3e-2 LAMBDA=5 SPACE=conformer
@@ -19,7 +19,7 @@
 #   CORPUS_DIR (/tmp/corpus_<M>m)  WORK (/tmp/gpu_budget_sweep: the run folders)  PYTHON (python3)
 #   SEARCH_ARGS, RETRAIN_ARGS      more options for every search / retrain (word-split)
 # A CPU dry run at tiny scale (the CPU table; its settings are this repository's 2-core machine):
-#   PYTHON=.venv/bin/python LUT=scripts/configs/lut/conformer_cpu.json SEARCH_EPOCHS=3 WARMUP_EPOCHS=1 \
+#   PYTHON=.venv/bin/python LUT=conformer_cpu SEARCH_EPOCHS=3 WARMUP_EPOCHS=1 \
 #     RETRAIN_EPOCHS=2 MAX_FRAMES=4000 WORKERS=0 scripts/gpu_budget_sweep.sh /tmp/sweep_out 3 12 15.5 19
 set -euo pipefail
 out=${1:?usage: scripts/gpu_budget_sweep.sh OUT [MINUTES_OF_AUDIO=180] [BUDGET_MS ...]}
@@ -27,7 +27,7 @@ minutes=${2:-180}
 shift $(($# < 2 ? $# : 2))
 budgets=("$@")
 ((${#budgets[@]})) || budgets=(1.3 2.0 2.8)
-lut=${LUT:-scripts/configs/lut/conformer_h200_graph_bf16_b16.json}
+lut=${LUT:-conformer_h200_graph_bf16_b16}
 py=${PYTHON:-python3}
 corpus=${CORPUS_DIR:-/tmp/corpus_${minutes}m}
 work=${WORK:-/tmp/gpu_budget_sweep}
@@ -58,7 +58,7 @@ from supernet.latency_check import OVERRIDES, run_settings
 try:
     table = LatencyTable.load(sys.argv[1])
     s = run_settings(table, argparse.Namespace(**dict.fromkeys(OVERRIDES)), force=False)
-except LatencyTableError as err:
+except (LatencyTableError, FileNotFoundError) as err:  # FileNotFoundError: no such table
     sys.exit(f"gpu_budget_sweep: {err}")
 print(f"table {sys.argv[1]}: {s['device_name']}, {s['dtype']}, batch {s['batch']} x {s['seconds']} s, vocab {s['vocab']}")
 PY

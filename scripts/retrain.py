@@ -1,6 +1,6 @@
 """Retrain a fixed architecture with CTC (Lightning CLI); the same as `supernet retrain`.
 
-python scripts/retrain.py --arch scripts/configs/arch/tdnn_d.yaml --data CORPUS --out runs/tdnn_d
+python scripts/retrain.py --arch tdnn_d --data CORPUS --out runs/tdnn_d
 """
 
 import sys
