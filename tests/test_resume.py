@@ -14,7 +14,6 @@ import pytest
 import torch
 import yaml
 
-from supernet.retrain import main as retrain_main
 from supernet.search import main as search_main
 from supernet.space import resolve_space_path
 
@@ -70,16 +69,28 @@ def retrain_args(corpus, out) -> list[str]:
     return [*common(corpus), "--out", str(out), "--arch", str(small), "--trainer.max_epochs", "3"]
 
 
-def kill_when(argv: list[str], ready, timeout: float = 240) -> None:
-    """Run ``supernet ARGV`` in a subprocess and SIGKILL it once ``ready()`` holds."""
+def start(argv: list[str]) -> subprocess.Popen:
+    """``supernet ARGV`` in a fresh process: every run compared bit for bit starts from the same
+    process state (an earlier test in this process may have changed threads or backend flags)."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "supernet.cli", *argv],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def run(argv: list[str]) -> None:
+    proc = start(argv)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()[-3000:]
+
+
+def kill_when(argv: list[str], ready, timeout: float = 240) -> None:
+    """Run ``supernet ARGV`` in a subprocess and SIGKILL it once ``ready()`` holds."""
+    proc = start(argv)
     deadline = time.monotonic() + timeout
     try:
         while not ready():
@@ -121,7 +132,7 @@ def after_history_line(run: Path, epochs: int):
 @pytest.fixture(scope="module")
 def straight_search(corpus, small_st_nas, tmp_path_factory):
     straight = tmp_path_factory.mktemp("straight") / "run"
-    assert search_main(search_args(corpus, small_st_nas, straight)) == 0
+    run(["search", *search_args(corpus, small_st_nas, straight)])
     return straight
 
 
@@ -140,7 +151,7 @@ def test_search_killed_and_resumed_equals_uninterrupted(
     assert last.is_file(), "an end-of-epoch checkpoint must exist before training ends"
     assert not (cut / "search.json").exists()
 
-    assert search_main([*search_args(corpus, small_st_nas, cut), "--ckpt_path", str(last)]) == 0
+    run(["search", *search_args(corpus, small_st_nas, cut), "--ckpt_path", str(last)])
     a, b = state_of(straight), state_of(cut)
     assert a.keys() == b.keys()
     for key in a:
@@ -154,7 +165,7 @@ def test_search_killed_and_resumed_equals_uninterrupted(
 
 def test_retrain_killed_and_resumed_equals_uninterrupted(corpus, tmp_path):
     straight, cut = tmp_path / "straight", tmp_path / "cut"
-    assert retrain_main(retrain_args(corpus, straight)) == 0
+    run(["retrain", *retrain_args(corpus, straight)])
     last = cut / "checkpoints" / "last.ckpt"
 
     def second_epoch_started() -> bool:  # last.ckpt of epoch 0 written, then a moment into epoch 1
@@ -165,7 +176,7 @@ def test_retrain_killed_and_resumed_equals_uninterrupted(corpus, tmp_path):
 
     kill_when(["retrain", *retrain_args(corpus, cut)], second_epoch_started)
     assert not (cut / "metrics.json").exists()
-    assert retrain_main([*retrain_args(corpus, cut), "--ckpt_path", str(last)]) == 0
+    run(["retrain", *retrain_args(corpus, cut), "--ckpt_path", str(last)])
     a, b = state_of(straight), state_of(cut)
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
