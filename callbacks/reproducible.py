@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,16 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also every CUDA device
+
+
+def check_resume_seed(ckpt_path: str, seed: int) -> None:
+    """Refuse, before anything is written, to resume a checkpoint made with another seed."""
+    if not Path(ckpt_path).is_file():
+        return  # the run folder's claim names the missing checkpoint
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    for key, value in state.get("callbacks", {}).items():
+        if key.startswith("EpochSeed"):
+            EpochSeed(seed).load_state_dict(value)
 
 
 class EpochSeed(pl.Callback):

@@ -26,6 +26,7 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import EpochCheckpoint, EpochSeed
+from callbacks.reproducible import check_resume_seed
 from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule
@@ -110,6 +111,17 @@ def link_run_arguments(parser: LightningArgumentParser) -> None:
     parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
 
 
+def claim_run_folder(cli: LightningCLI, command: str, user_argv: list[str]) -> None:
+    """Before anything is written: a resume must keep its seed, and the folder must be this run's
+    (``supernet.run_folder``)."""
+    ckpt_path = cli.config.get("ckpt_path")
+    if ckpt_path is not None:
+        check_resume_seed(ckpt_path, seed_of(cli.config.get("seed_everything")))
+    out = Path(cli.trainer.default_root_dir)
+    overwrite = bool(cli.config.get("overwrite"))
+    run_folder.claim(out, command, resume_from=ckpt_path, overwrite=overwrite, argv=user_argv)
+
+
 def run_callbacks(config_init) -> list:
     """Callbacks every run gets: per-epoch seeding from ``--seed_everything`` (exact resume)."""
     return [EpochSeed(seed_of(config_init.get("seed_everything")))]
@@ -192,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(trainer.default_root_dir)
     ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
-        run_folder.claim(
-            out, "retrain", resume_from=ckpt_path, overwrite=bool(cli.config.get("overwrite")), argv=user_argv
-        )
+        claim_run_folder(cli, "retrain", user_argv)
         model.spec.to_yaml(out / "arch.yaml")
         data.save_tokenizer(out)
 

@@ -31,6 +31,7 @@ from supernet.outputs import atomic_write_json
 from supernet.retrain import (
     PARSER_KWARGS,
     add_run_arguments,
+    claim_run_folder,
     expand_shortcuts,
     link_features,
     link_run_arguments,
@@ -163,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(trainer.default_root_dir)
     ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
-        run_folder.claim(
-            out, "search", resume_from=ckpt_path, overwrite=bool(cli.config.get("overwrite")), argv=user_argv
-        )
+        claim_run_folder(cli, "search", user_argv)
         data.save_tokenizer(out)
     start = time.perf_counter()
     with run_folder.failing(out, trainer.is_global_zero):

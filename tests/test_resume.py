@@ -14,7 +14,6 @@ import pytest
 import torch
 import yaml
 
-from supernet.search import main as search_main
 from supernet.space import resolve_space_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,29 +181,3 @@ def test_retrain_killed_and_resumed_equals_uninterrupted(corpus, tmp_path):
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
     metrics = [yaml.safe_load((run / "metrics.json").read_text()) for run in (straight, cut)]
     assert metrics[0]["cer"] == metrics[1]["cer"] and metrics[0]["dev_cer"] == metrics[1]["dev_cer"]
-
-
-def test_resume_with_another_seed_is_refused(corpus, small_st_nas, tmp_path):
-    from supernet.errors import UserError
-
-    run = tmp_path / "run"
-    argv = [
-        *search_args(corpus, small_st_nas, run),
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "1",
-    ]
-    assert search_main(argv) == 0
-    with pytest.raises(UserError, match="--seed_everything 0"):
-        search_main(
-            [
-                *argv,
-                "--trainer.max_epochs",
-                "2",
-                "--seed_everything",
-                "5",
-                "--ckpt_path",
-                str(run / "checkpoints" / "last.ckpt"),
-            ]
-        )

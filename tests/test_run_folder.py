@@ -68,6 +68,9 @@ def test_second_search_into_a_run_folder_is_refused_and_overwrite_replaces(
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     capsys.readouterr()
 
+    last = str(out / "checkpoints" / "last.ckpt")
+    assert cli_main(search_argv(corpus, space_file, out, "--seed_everything", "8", "--ckpt_path", last)) == 2
+    assert "resume with --seed_everything 7" in capsys.readouterr().err  # another seed would mix two runs
     assert cli_main(search_argv(corpus, space_file, out, "--seed_everything", "8")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("supernet search: error: ")
