@@ -3,8 +3,8 @@
 Lightning's ``ModelCheckpoint`` writes ``last.ckpt`` only when it has just saved a top-k
 checkpoint; with ``save_top_k: 0`` (the search's setting: it has no score to rank) that means at
 the end of training only, so an interrupted search lost every epoch. This subclass also writes it
-after every epoch (at validation end when validation runs every epoch, else at train epoch end),
-through Lightning's transactional save (a temporary file renamed into place).
+at the end of every training epoch (after that epoch's validation, if any; not twice at one
+step), through Lightning's transactional save (a temporary file renamed into place).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ class EpochCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_every_epoch(trainer)
+        # always: with validation every few epochs (or timed) Lightning saves at validation end only
+        self._save_last_every_epoch(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)

@@ -152,7 +152,9 @@ def probe_manifest_audio(
     if file is not None and file.is_file():
         cached = _load_cached(file)
         if cached is not None and set(cached) == set(paths):
-            return cached
+            # failures are probed again: a fixed permission or a passing I/O error leaves the key alone
+            failed = [path for path, result in cached.items() if isinstance(result, str)]
+            return {**cached, **probe_files(failed)} if failed else cached
     results = probe_files(paths, progress, desc=f"check {manifest.name if manifest else 'audio'}")
     if file is not None:
         _store_cached(file, results)

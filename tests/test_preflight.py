@@ -338,3 +338,20 @@ def test_space_max_total_stride_is_the_largest_over_its_paths():
     strides = {space.derive({"layer1": a, "layer2": b}).total_stride for a in (0, 1) for b in (0, 1)}
     assert strides == {24}
     assert SearchSpace.from_yaml("st_nas").max_total_stride == 3
+
+
+def test_a_cached_failure_is_probed_again(tmp_path, monkeypatch):
+    """A file that failed (permissions, a passing I/O error) is not remembered as bad: fixing it
+    need not change its size or mtime, which key the cache."""
+    import supernet.preflight as preflight
+
+    monkeypatch.setenv("SUPERNET_CACHE", str(tmp_path / "cache"))
+    audio = tmp_path / "a.wav"
+    sf.write(audio, np.zeros(1600, dtype=np.float32), 16000)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 0.1, "text": "a"}) + "\n")
+    real = preflight.probe_audio
+    monkeypatch.setattr(preflight, "probe_audio", lambda path: (_ for _ in ()).throw(OSError(5, "EIO")))
+    assert isinstance(preflight.probe_manifest_audio(manifest, [str(audio)])[str(audio)], str)
+    monkeypatch.setattr(preflight, "probe_audio", real)
+    assert not isinstance(preflight.probe_manifest_audio(manifest, [str(audio)])[str(audio)], str)
