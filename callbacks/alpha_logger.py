@@ -50,6 +50,14 @@ def plot_alpha_heatmap(
     plt.close(fig)
 
 
+def _epoch_of(line: str) -> int | None:
+    """A history line's epoch; None for a line cut short by a kill mid-append."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class AlphaLogger(pl.Callback):
     """Logs and writes the architecture distribution at the end of every training epoch."""
 
@@ -63,7 +71,7 @@ class AlphaLogger(pl.Callback):
         if not trainer.is_global_zero or not history.is_file():
             return
         lines = history.read_text().splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < trainer.current_epoch]
+        kept = [line for line in lines if _epoch_of(line) is not None and _epoch_of(line) < trainer.current_epoch]
         if len(kept) != len(lines):
             atomic_write_text(history, "".join(line + "\n" for line in kept))
 

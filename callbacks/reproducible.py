@@ -46,7 +46,10 @@ def check_resume_seed(ckpt_path: str, seed: int) -> None:
     """Refuse, before anything is written, to resume a checkpoint made with another seed."""
     if not Path(ckpt_path).is_file():
         return  # the run folder's claim names the missing checkpoint
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as err:  # not a checkpoint: a YAML, a truncated file, ...
+        raise UserError(f"--ckpt_path {ckpt_path}: not a readable checkpoint ({type(err).__name__})") from err
     for key, value in state.get("callbacks", {}).items():
         if key.startswith("EpochSeed"):
             EpochSeed(seed).load_state_dict(value)

@@ -161,7 +161,7 @@ class SpeechDataModule(pl.LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.tokenizer_path = tokenizer_path
         if pad_frames < 1:
-            raise ValueError(f"data.pad_frames must be at least 1, got {pad_frames}")
+            raise UserError(f"data.pad_frames must be at least 1, got {pad_frames}")
         self.pad_frames = pad_frames
         self.feature_pipeline = FeaturePipeline(
             features, spec_augment=spec_augment, sample_rate=sample_rate, n_mels=n_mels, n_mfcc=n_mfcc
@@ -209,7 +209,7 @@ class SpeechDataModule(pl.LightningDataModule):
         if name not in self.datasets:
             utterances = self._utterances(name)
             if not utterances:
-                raise ValueError(f"split {name!r} of {self.data} is empty")
+                raise UserError(f"split {name!r} of {self.data} is empty")
             self.datasets[name] = SpeechDataset(utterances, self.tokenizer, self.sample_rate)
         return self.datasets[name]
 
@@ -232,7 +232,7 @@ class SpeechDataModule(pl.LightningDataModule):
                     f"{u.id} ({self.num_samples(u) / self.sample_rate:.1f} s, {u.source})"
                     for u in too_long[:5]
                 )
-                raise ValueError(
+                raise UserError(
                     f"{len(too_long)} utterance(s) of split {name!r} exceed max_frames={self.max_frames} "
                     f"({self.max_frames * HOP_MS / 1000:.0f} s): {listed}; raise max_frames"
                 )

@@ -111,15 +111,18 @@ def link_run_arguments(parser: LightningArgumentParser) -> None:
     parser.link_arguments("data.tokenizer", "model.vocab", compute_fn=_vocab_of, apply_on="instantiate")
 
 
-def claim_run_folder(cli: LightningCLI, command: str, user_argv: list[str]) -> None:
+def claim_run_folder(cli: LightningCLI, command: str, user_argv: list[str]) -> str | None:
     """Before anything is written: a resume must keep its seed, and the folder must be this run's
-    (``supernet.run_folder``)."""
+    (``supernet.run_folder``). Returns the checkpoint to resume from (``last``: the run's own)."""
+    out = Path(cli.trainer.default_root_dir)
     ckpt_path = cli.config.get("ckpt_path")
+    if ckpt_path == "last":  # Lightning's name for the run's latest checkpoint
+        ckpt_path = str(out / "checkpoints" / "last.ckpt")
     if ckpt_path is not None:
         check_resume_seed(ckpt_path, seed_of(cli.config.get("seed_everything")))
-    out = Path(cli.trainer.default_root_dir)
     overwrite = bool(cli.config.get("overwrite"))
     run_folder.claim(out, command, resume_from=ckpt_path, overwrite=overwrite, argv=user_argv)
+    return ckpt_path
 
 
 def run_callbacks(config_init) -> list:
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(trainer.default_root_dir)
     ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
-        claim_run_folder(cli, "retrain", user_argv)
+        ckpt_path = claim_run_folder(cli, "retrain", user_argv)
         model.spec.to_yaml(out / "arch.yaml")
         data.save_tokenizer(out)
 

@@ -68,13 +68,20 @@ def claim(
     """Make ``out`` this run's folder, or refuse (``UserError``) when it holds another run.
 
     Allowed: a new or empty folder (or one holding only files that are not a run's); a resume
-    (``resume_from``, a checkpoint that must exist); ``overwrite`` (the old run's files are removed
-    first). Writes ``run.json`` with ``status: running``."""
+    (``resume_from``, a checkpoint that must exist, from this folder); ``overwrite`` of a supernet
+    run (one with ``run.json``: its files are removed first; a folder holding run-like files without
+    it, e.g. another tool's ``lightning_logs``, is refused, never emptied). Writes ``run.json``
+    with ``status: running``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file, not a folder")
     previous = _read_marker(out)
     existing = run_files(out)
+    listed = f"{', '.join(p.name for p in existing[:4])}{' ...' if len(existing) > 4 else ''}"
+    if existing and previous is None:  # not a supernet run: nothing here is ours to remove
+        raise UserError(
+            f"{out} holds files that are not a supernet run's ({listed}; no {MARKER}): choose another --out"
+        )
     if resume_from is not None:
         if not Path(resume_from).is_file():
             raise UserError(f"--ckpt_path {resume_from}: no such checkpoint")
@@ -82,17 +89,21 @@ def claim(
             raise UserError(
                 f"--ckpt_path {resume_from}: {out} holds a `{previous['command']}` run, not a `{command}` run"
             )
+        if existing and not _inside(Path(resume_from), out) and not overwrite:
+            raise UserError(
+                f"--ckpt_path {resume_from} is another run's checkpoint, and {out} holds a run of its own: "
+                "resume into the checkpoint's own folder, choose another --out, or replace this one with --overwrite"
+            )
+        if existing and not _inside(Path(resume_from), out):
+            _remove(existing)
     elif existing and not overwrite:
-        what = f"a `{previous['command']}` run" if previous else "another run's files"
-        status = f" ({previous.get('status', 'unknown')})" if previous else ""
         raise UserError(
-            f"{out} already holds {what}{status}: {', '.join(p.name for p in existing[:4])}"
-            f"{' ...' if len(existing) > 4 else ''}. Resume it with --ckpt_path "
-            f"{out / 'checkpoints' / 'last.ckpt'}, replace it with --overwrite, or choose another --out"
+            f"{out} already holds a `{previous['command']}` run ({previous.get('status', 'unknown')}): {listed}. "
+            f"Resume it with --ckpt_path {out / 'checkpoints' / 'last.ckpt'}, replace it with --overwrite, "
+            "or choose another --out"
         )
     elif existing:  # overwrite: the old run's files go, the user's other files stay
-        for path in existing:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        _remove(existing)
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "command": command,
@@ -105,6 +116,11 @@ def claim(
         record["first_started"] = (previous or {}).get("first_started") or (previous or {}).get("started")
     atomic_write_json(out / MARKER, record)
     return out
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def finish(out: str | Path, **extra) -> None:

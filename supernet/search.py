@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(trainer.default_root_dir)
     ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
-        claim_run_folder(cli, "search", user_argv)
+        ckpt_path = claim_run_folder(cli, "search", user_argv)
         data.save_tokenizer(out)
     start = time.perf_counter()
     with run_folder.failing(out, trainer.is_global_zero):

@@ -323,7 +323,7 @@ class SearchModule(CTCModule):
             )
         if searching:
             if arch_batch is None:
-                raise ValueError(
+                raise UserError(
                     "the search stage needs arch batches: build the data module with search=True"
                 )
             arch_loss = self.arch_step(arch_batch, step, host_probs)

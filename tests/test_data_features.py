@@ -14,6 +14,7 @@ from torch.utils.data import DistributedSampler
 
 from supernet.buckets import DurationBucketSampler
 from supernet.datamodule import SpeechDataModule, collate_speech
+from supernet.errors import UserError
 from supernet.features import FeatureExtractor, FeaturePipeline, SpecAugment
 
 RATE = 16000
@@ -98,7 +99,7 @@ def test_buckets_respect_cap_cover_each_item_once_and_report_padding():
     again = DurationBucketSampler(counts, max_frames=1200, seed=3, num_buckets=8)
     again.set_epoch(1)
     assert list(again) == orders[1]  # seeded by seed + epoch
-    with pytest.raises(ValueError, match="longer than max_frames=300"):
+    with pytest.raises(UserError, match="longer than max_frames=300"):
         DurationBucketSampler(counts, max_frames=300)
 
 
@@ -292,5 +293,5 @@ def test_pad_frames_pads_features_to_a_multiple_and_keeps_lengths(tmp_path):
     assert torch.equal(b["features"][:, :frames], a["features"])
     assert not b["features"][:, frames:].any()  # zero frames, past every length
     assert torch.equal(b["feature_lengths"], a["feature_lengths"])
-    with pytest.raises(ValueError, match="pad_frames"):
+    with pytest.raises(UserError, match="pad_frames"):
         SpeechDataModule(str(corpus), pad_frames=0)

@@ -95,7 +95,7 @@ def test_retrain_over_a_finished_run_is_refused(corpus, tmp_path, capsys):
                                     "input": "linear", "layers": ["tdnn-k3-d1-s3"], "head": "linear"}))  # fmt: skip
     argv = ["retrain", "--arch", str(arch), "--data", str(corpus), "--out", str(out), "--logger", "none"]
     assert cli_main(argv) == 2
-    assert "already holds another run's files" in capsys.readouterr().err
+    assert "not a supernet run's" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == "{}"
     assert not (out / "arch.yaml").exists()
 
@@ -170,3 +170,25 @@ def test_a_plain_trainer_without_the_stage_schedule_is_refused(corpus, space_fil
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(UserError, match="StageSwitch"):
         trainer.fit(module, datamodule=data)
+
+
+def test_overwrite_never_empties_a_folder_that_is_not_a_supernet_run(tmp_path):
+    out = tmp_path / "project"
+    (out / "lightning_logs").mkdir(parents=True)
+    (out / "config.yaml").write_text("mine")
+    with pytest.raises(UserError, match="not a supernet run"):
+        run_folder.claim(out, "search", overwrite=True)
+    assert (out / "config.yaml").read_text() == "mine" and (out / "lightning_logs").is_dir()
+
+
+def test_resuming_another_runs_checkpoint_into_a_run_folder_is_refused(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for run in (a, b):
+        run_folder.claim(run, "search")
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        run_folder.finish(run)
+    with pytest.raises(UserError, match="another run's checkpoint"):
+        run_folder.claim(b, "search", resume_from=str(a / "checkpoints" / "last.ckpt"))
+    assert (b / "checkpoints" / "last.ckpt").is_file()
+    run_folder.claim(a, "search", resume_from=str(a / "checkpoints" / "last.ckpt"))  # its own: fine
