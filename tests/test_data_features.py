@@ -99,7 +99,7 @@ def test_buckets_respect_cap_cover_each_item_once_and_report_padding():
     again = DurationBucketSampler(counts, max_frames=1200, seed=3, num_buckets=8)
     again.set_epoch(1)
     assert list(again) == orders[1]  # seeded by seed + epoch
-    with pytest.raises(UserError, match="longer than max_frames=300"):
+    with pytest.raises(ValueError, match="longer than max_frames=300"):
         DurationBucketSampler(counts, max_frames=300)
 
 
