@@ -277,10 +277,6 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="utt", disable=None, file=sys.stderr)
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
 def build_parameters(langs: tuple[str, ...] | list[str], minutes: float, seed: int) -> dict:
     """The arguments that decide a corpus's content, as metadata.json records them."""
     return {"langs": list(langs), "minutes": float(minutes), "seed": int(seed)}
@@ -494,9 +490,11 @@ def _render_corpus(out: Path, langs: tuple[str, ...], minutes: float, seed: int,
         manifests[split] = [r for lang in langs for r in records[lang] if r["_split"] == split]
     for lang in langs:
         manifests[f"test_{lang}"] = [r for r in records[lang] if r["_split"] == "test"]
+    from supernet.manifest import write_manifest  # here: the render workers need not import torchaudio
+
     public = ("audio_filepath", "duration", "text", "lang", "speaker", "id")
     for name, rows in manifests.items():
-        _write_jsonl(out / f"{name}.jsonl", [{k: r[k] for k in public} for r in rows])
+        write_manifest(out / f"{name}.jsonl", [{k: r[k] for k in public} for r in rows])
 
     metadata = _metadata(langs, minutes, seed, plans, records)
     atomic_write_text(out / "metadata.json", json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")

@@ -427,8 +427,7 @@ class SpeechDataModule(pl.LightningDataModule):
             f"tokenizer: {len(self.tokenizer)} symbols; features: {self.feature_pipeline.extractor.kind} "
             f"(dim {self.feature_dim})",
         ]
-        named = {k: v for k, v in self.splits["fit"].items() if k != "train_all"}
-        named.update({f"test:{k}": v for k, v in self.splits["test"].items()})
+        named = {k: v for k, v in self._split_lists().items() if k != "train_all"}
         for name, utterances in named.items():
             hours = sum(self.num_samples(u) for u in utterances) / self.sample_rate / 3600
             speakers = len({u.speaker for u in utterances if u.speaker is not None})

@@ -24,7 +24,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from callbacks import AlphaLogger, EpochCheckpoint, StageSwitch, TemperatureSchedule
 from supernet import run_folder
 from supernet.datamodule import SpeechDataModule
-from supernet.extract import UNIFORM_PICKS_NOTHING
+from supernet.extract import NOT_MOVED_WARNING, UNIFORM_PICKS_NOTHING
 from supernet.latency import over_budget
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
 from supernet.outputs import atomic_write_json
@@ -170,22 +170,22 @@ def main(argv: list[str] | None = None) -> int:
     with run_folder.failing(out, trainer.is_global_zero):
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
-    if trainer.is_global_zero and not model.picks_architecture:
-        summary = {**supernet_summary(model, seconds, trainer.current_epoch), "note": UNIFORM_PICKS_NOTHING}
+    if trainer.is_global_zero:
+        if model.picks_architecture:
+            summary = search_summary(model, seconds, trainer.current_epoch)
+            model.current_archspec().to_yaml(out / "arch.yaml")
+        else:
+            summary = {**supernet_summary(model, seconds, trainer.current_epoch), "note": UNIFORM_PICKS_NOTHING}
         summary["data"] = run_folder.data_summary(data, model)
         atomic_write_json(out / "search.json", summary)
         run_folder.finish(out)
-        print(f"trained supernet: {out / 'checkpoints' / 'last.ckpt'}\nnote: {UNIFORM_PICKS_NOTHING}")
-    elif trainer.is_global_zero:
-        summary = search_summary(model, seconds, trainer.current_epoch)
-        summary["data"] = run_folder.data_summary(data, model)
-        model.current_archspec().to_yaml(out / "arch.yaml")
-        atomic_write_json(out / "search.json", summary)
-        run_folder.finish(out)
-        print(f"architecture: {summary['choices']}")
-        print(f"parameter-free layers chosen: {summary['parameter_free']}; params: {summary['params']:,}")
-        if not summary["alphas_moved"]:
-            print("warning: the alphas never moved from their start: this architecture is a tie-break")
-        print(f"written: {out / 'arch.yaml'}")
+        if not model.picks_architecture:
+            print(f"trained supernet: {out / 'checkpoints' / 'last.ckpt'}\nnote: {UNIFORM_PICKS_NOTHING}")
+        else:
+            print(f"architecture: {summary['choices']}")
+            print(f"parameter-free layers chosen: {summary['parameter_free']}; params: {summary['params']:,}")
+            if not summary["alphas_moved"]:
+                print(NOT_MOVED_WARNING)
+            print(f"written: {out / 'arch.yaml'}")
     finish_loggers(trainer.loggers)
     return 0

@@ -310,7 +310,7 @@ class SearchModule(CTCModule):
                 self.arch.restore_host_copies(self._restored_copies)
                 self._restored_copies = None
         step = self._host_step
-        searching = self.stage == "search" and self.hparams.method != "uniform"
+        searching = self.stage == "search" and self.picks_architecture
         size = train_batch["targets"].size(0)
         log_now = self._log_now(step)  # logged values are read on the host: only every few steps
         # ST draws both of a step's paths from the alphas at the start of the step: one read of them,
@@ -365,7 +365,7 @@ class SearchModule(CTCModule):
                 "to the Trainer's callbacks (`supernet search` adds it) or set module.stage; without it no "
                 "search step ever runs"
             )
-        if self.stage == "search" and self.hparams.method != "uniform":
+        if self.stage == "search" and self.picks_architecture:
             step = self._host_step if self._host_step is not None else int(self.search_step)
             self.watch_finite("alpha", self.arch.flat(), step, False, self.arch.segments())
 
