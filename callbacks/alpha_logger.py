@@ -71,7 +71,9 @@ class AlphaLogger(pl.Callback):
         if not trainer.is_global_zero or not history.is_file():
             return
         lines = history.read_text().splitlines()
-        kept = [line for line in lines if _epoch_of(line) is not None and _epoch_of(line) < trainer.current_epoch]
+        kept = [
+            line for line in lines if _epoch_of(line) is not None and _epoch_of(line) < trainer.current_epoch
+        ]
         if len(kept) != len(lines):
             atomic_write_text(history, "".join(line + "\n" for line in kept))
 

@@ -7,7 +7,7 @@ the corpus' utterance lengths. Infinite losses (an output shorter than its targe
 are zeroed (``zero_infinity``) rather than poisoning the batch.
 
 Implementations: on a GPU the sum over paths runs in two Triton kernels that read every length
-on the device (:mod:`losses.ctc_triton`); PyTorch's CUDA CTC makes the host wait for the GPU 9
+on the device (:mod:`supernet.accel.ctc_triton`); PyTorch's CUDA CTC makes the host wait for the GPU 9
 times per loss and gradient, even given host lengths (``scripts/bench_ctc.py`` on an H200). ``"torch"`` forces PyTorch's, which is also what runs on the CPU.
 """
 
@@ -63,7 +63,7 @@ def ctc_loss(
         raise ValueError(f"ctc_loss expects log_probs of shape (B, T, V), got {tuple(log_probs.shape)}")
     with torch.autocast(device_type=log_probs.device.type, enabled=False):
         if use_triton(implementation, log_probs.device):
-            from losses.ctc_triton import ctc_nll
+            from supernet.accel.ctc_triton import ctc_nll
 
             nll = ctc_nll(log_probs.float(), targets, out_lengths, target_lengths, blank=blank)
             nll = torch.where(torch.isinf(nll), torch.zeros_like(nll), nll)

@@ -96,7 +96,7 @@ class Op(nn.Module):
     # output, whose padding is already zero: such an op may skip re-masking its input (one pass
     # less, and a convolution then saves the previous op's output instead of a masked copy).
     input_masked: bool = False
-    # May be replayed from a CUDA graph (``supernet.cuda_graphs``): no host reads, no shapes that
+    # May be replayed from a CUDA graph (``supernet.accel.cuda_graphs``): no host reads, no shapes that
     # depend on values, the same kernels for the same input shape. Checked on a GPU per op family.
     graph_safe: bool = False
 

@@ -43,15 +43,16 @@ import torch
 from callbacks.stage import StageSwitch
 from losses.ctc import ctc_loss
 from ops.tdnn import TDNN
-from supernet.arch_params import ArchParams
+from supernet.accel.ddp import SearchDDPStrategy
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule, ctc_host_lengths
+from supernet.data.tokenizer import BLANK, UNKNOWN
 from supernet.derived import DerivedNet
-from supernet.network import Supernet
-from supernet.relaxations import make_plan
-from supernet.search_module import SearchDDPStrategy, SearchModule
-from supernet.space import SearchSpace
-from supernet.tokenizer import BLANK, UNKNOWN
+from supernet.search.arch_params import ArchParams
+from supernet.search.module import SearchModule
+from supernet.search.network import Supernet
+from supernet.search.relaxations import make_plan
+from supernet.search.space import SearchSpace
 
 CANDIDATES = {
     4: ["tdnn-k3-d1", "tdnn-k3-d2", "tdnn-k5-d1", "tdnn-k5-d2"],
@@ -1060,7 +1061,7 @@ def main_args(argv: list[str]) -> argparse.Namespace:
         "--ctc", choices=["auto", "torch"], default="auto", help="torch: PyTorch's CUDA CTC (syncs the host)"
     )
     parser.add_argument(
-        "--cuda_graphs", action="store_true", help="replay ops as CUDA graphs (supernet.cuda_graphs)"
+        "--cuda_graphs", action="store_true", help="replay ops as CUDA graphs (supernet.accel.cuda_graphs)"
     )
     parser.add_argument(
         "--bind_cpus",

@@ -54,7 +54,7 @@ trap finish EXIT
 "$py" - "$lut" <<'PY'
 import argparse, sys
 from supernet.latency import LatencyTable, LatencyTableError
-from supernet.latency_check import OVERRIDES, run_settings
+from supernet.commands.latency_check import OVERRIDES, run_settings
 try:
     table = LatencyTable.load(sys.argv[1])
     s = run_settings(table, argparse.Namespace(**dict.fromkeys(OVERRIDES)), force=False)
@@ -63,7 +63,7 @@ except (LatencyTableError, FileNotFoundError) as err:  # FileNotFoundError: no s
 print(f"table {sys.argv[1]}: {s['device_name']}, {s['dtype']}, batch {s['batch']} x {s['seconds']} s, vocab {s['vocab']}")
 PY
 
-"$py" -m supernet.cli corpus --out "$corpus" --minutes "$minutes" --workers "$(nproc)"
+"$py" -m supernet corpus --out "$corpus" --minutes "$minutes" --workers "$(nproc)"
 stamp "corpus: $minutes minutes of audio in $corpus"
 
 # Start one command per budget in the background (log: $work/budget_B/NAME.log); wait for all.
@@ -88,7 +88,7 @@ run_all() {
 search_one() {
   local run="$work/budget_$1"
   # shellcheck disable=SC2086
-  "$py" -m supernet.cli search --data "$corpus" --out "$run/search" --logger csv \
+  "$py" -m supernet search --data "$corpus" --out "$run/search" --logger csv \
     --model.space "${SPACE:-conformer}" --model.latency_table "$lut" --model.penalty hinge \
     --model.budget "$1" --model.penalty_lambda "${LAMBDA:-5}" --model.arch_lr "${ARCH_LR:-3e-2}" \
     --model.lr "${LR:-2e-3}" --model.warmup_steps "${LR_WARMUP_STEPS:-150}" \
@@ -103,7 +103,7 @@ search_one() {
 retrain_one() {
   local run="$work/budget_$1"
   # shellcheck disable=SC2086
-  "$py" -m supernet.cli retrain --arch "$run/arch.yaml" --data "$corpus" --out "$run/retrain" --logger csv \
+  "$py" -m supernet retrain --arch "$run/arch.yaml" --data "$corpus" --out "$run/retrain" --logger csv \
     --trainer.max_epochs "${RETRAIN_EPOCHS:-30}" --trainer.max_time "${RETRAIN_TIME:-00:00:02:45}" \
     --trainer.enable_progress_bar false --trainer.log_every_n_steps 20 \
     --data.max_frames "${MAX_FRAMES:-60000}" --data.num_workers "$workers" \
@@ -123,11 +123,11 @@ for budget in "${budgets[@]}"; do
   runs+=("$work/budget_$budget/retrain")
 done
 # The GPU is idle now: every network measured with the table's settings, cycled together.
-"$py" -m supernet.cli latency-check --lut "$lut" "${archs[@]}" --n 0 | tee "$work/latency_check.txt"
+"$py" -m supernet latency-check --lut "$lut" "${archs[@]}" --n 0 | tee "$work/latency_check.txt"
 stamp "latency measured"
 {
-  "$py" -m supernet.cli pareto "${runs[@]}" --lut "$lut" --metric cer -o "$out/pareto_cer.png"
-  "$py" -m supernet.cli pareto "${runs[@]}" --lut "$lut" --metric wer -o "$out/pareto_wer.png"
+  "$py" -m supernet pareto "${runs[@]}" --lut "$lut" --metric cer -o "$out/pareto_cer.png"
+  "$py" -m supernet pareto "${runs[@]}" --lut "$lut" --metric wer -o "$out/pareto_wer.png"
 } | tee "$work/pareto.txt"
 
 "$py" - "$lut" "${SPACE:-conformer}" "$work" "$out" "${budgets[@]}" <<'PY' | tee "$out/summary.txt"
@@ -137,7 +137,7 @@ from pathlib import Path
 import torch
 from supernet.archspec import ArchSpec
 from supernet.latency import LatencyTable
-from supernet.space import SearchSpace
+from supernet.search.space import SearchSpace
 
 lut, space, work, out, budgets = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5:]
 table = LatencyTable.load(lut)

@@ -9,9 +9,9 @@ train_time=${3:-00:00:05:00}
 workers=$(nproc)
 corpus=${CORPUS_DIR:-/tmp/corpus_${minutes}m}
 start=$(date +%s)
-python3 -m supernet.cli corpus --out "$corpus" --minutes "$minutes" --workers "$workers"
+python3 -m supernet corpus --out "$corpus" --minutes "$minutes" --workers "$workers"
 echo "corpus: $(( $(date +%s) - start )) s for $minutes minutes of audio"
-python3 -m supernet.cli retrain --arch conformer_s --data "$corpus" --out "$out/conformer_s" \
+python3 -m supernet retrain --arch conformer_s --data "$corpus" --out "$out/conformer_s" \
   --logger csv --trainer.max_epochs 400 --trainer.max_time "$train_time" --trainer.enable_progress_bar false \
   --trainer.log_every_n_steps 20 --data.max_frames 60000 --data.num_workers $(( workers > 12 ? 12 : workers )) \
   --model.lr 2e-3 --model.warmup_steps 300 --early_stopping.patience 1000

@@ -5,7 +5,7 @@ python scripts/retrain.py --arch tdnn_d --data CORPUS --out runs/tdnn_d
 
 import sys
 
-from supernet.retrain import main
+from supernet.commands.retrain import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -14,24 +14,24 @@ import importlib
 
 __version__ = "0.1.0"
 
-# public name -> (module, attribute); no public name is also a submodule's name (``supernet.search``
+# public name -> (module, attribute); no public name is also a submodule's name (``supernet.commands.search``
 # is the command's module once imported, so the function is ``run_search``)
 _EXPORTS = {
     # architectures and spaces
     "ArchSpec": ("supernet.archspec", "ArchSpec"),
-    "SearchSpace": ("supernet.space", "SearchSpace"),
+    "SearchSpace": ("supernet.search.space", "SearchSpace"),
     # data
-    "SpeechDataModule": ("supernet.datamodule", "SpeechDataModule"),
-    "build_corpus": ("supernet.corpus", "build_corpus"),
+    "SpeechDataModule": ("supernet.data.datamodule", "SpeechDataModule"),
+    "build_corpus": ("supernet.data.corpus", "build_corpus"),
     # Lightning modules: the search recipe and the retrain recipe
-    "SearchModule": ("supernet.search_module", "SearchModule"),
+    "SearchModule": ("supernet.search.module", "SearchModule"),
     "ASRModule": ("supernet.asr_module", "ASRModule"),
     # the commands, as functions taking the command line's arguments
-    "run_search": ("supernet.search", "main"),
-    "run_retrain": ("supernet.retrain", "main"),
+    "run_search": ("supernet.commands.search", "main"),
+    "run_retrain": ("supernet.commands.retrain", "main"),
     # results
-    "extract_architecture": ("supernet.extract", "extract"),
-    "evaluate_checkpoint": ("supernet.evaluate", "evaluate"),
+    "extract_architecture": ("supernet.search.extract", "extract"),
+    "evaluate_checkpoint": ("supernet.commands.evaluate", "evaluate"),
     "LatencyTable": ("supernet.latency", "LatencyTable"),
     # errors
     "UserError": ("supernet.errors", "UserError"),

@@ -23,11 +23,11 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from losses.ctc import ctc_loss, use_triton
 from supernet.archspec import ArchSpec
+from supernet.data.tokenizer import BLANK, UNKNOWN, CharTokenizer, normalize_text
 from supernet.decoding import greedy_ctc_decode
 from supernet.derived import DerivedNet
 from supernet.divergence import Finding, FiniteWatch, nonfinite_tensors
 from supernet.errors import NonFiniteError, UserError
-from supernet.tokenizer import BLANK, UNKNOWN, CharTokenizer, normalize_text
 
 SCHEDULES = ("cosine", "noam", "constant")
 
@@ -336,7 +336,7 @@ class ASRModule(CTCModule):
         weight_decay: AdamW decay, on weight matrices only (not on biases and norms).
         schedule: ``cosine`` (to ``min_lr_ratio * lr`` at the last step), ``noam`` or ``constant``.
         cuda_graphs: on a GPU, replay each op's training forward and backward as CUDA graphs
-            (``supernet.cuda_graphs``): fewer host launches where they bind the step; costs a
+            (``supernet.accel.cuda_graphs``): fewer host launches where they bind the step; costs a
             capture per op and batch shape (pad features with ``data.pad_frames`` to keep few).
     """
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 import ops
+from supernet.accel.cuda_graphs import OpGraphs, run_op
 from supernet.archspec import ArchSpec
-from supernet.cuda_graphs import OpGraphs, run_op
 
 
 class Encoder(nn.Module):
@@ -50,7 +50,7 @@ class Encoder(nn.Module):
         return torch.tensor([-(-n // stride) for n in feature_lengths], dtype=torch.long)
 
     def use_cuda_graphs(self, enabled: bool = True) -> OpGraphs | None:
-        """Replay the graph-safe ops of training steps as CUDA graphs (``supernet.cuda_graphs``),
+        """Replay the graph-safe ops of training steps as CUDA graphs (``supernet.accel.cuda_graphs``),
         or stop. The search's edges share the same graphs."""
         self.graphs = OpGraphs() if enabled else None
         for module in self.modules():

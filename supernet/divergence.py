@@ -1,6 +1,6 @@
 """Finding the first value of a run that stopped being finite, without syncing every step.
 
-On a GPU the training steps never wait for the device (see ``supernet.search_module``): checking
+On a GPU the training steps never wait for the device (see ``supernet.search.module``): checking
 every loss on the host would make the host wait once per step. Instead ``FiniteWatch`` keeps each
 step's values (detached losses; in a search the alphas' gradient and values after each update)
 as the device tensors they already are, and reads all of them in one copy where the host reads

@@ -32,7 +32,9 @@ class RecordLast(pl.Callback):
         self.path, self.epochs = path, []
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self.epochs.append(torch.load(self.path, weights_only=False)["epoch"] if self.path.is_file() else None)
+        self.epochs.append(
+            torch.load(self.path, weights_only=False)["epoch"] if self.path.is_file() else None
+        )
 
 
 def test_last_checkpoint_every_epoch_with_top_k_0_and_sparse_validation(tmp_path):

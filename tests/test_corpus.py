@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from supernet import corpus, espeak, sentences
+from supernet.data import corpus, espeak, sentences
 
 LANGS = ("en", "es", "de")
 MINUTES = 0.3
@@ -345,7 +345,16 @@ def test_sigkill_mid_build_leaves_the_old_corpus_intact(occupied, seed3, monkeyp
     import sys
     import time
 
-    command = [sys.executable, "-m", "supernet.cli", "corpus", "--out", str(occupied), "--langs", "en"]
+    command = [
+        sys.executable,
+        "-m",
+        "supernet.commands.cli",
+        "corpus",
+        "--out",
+        str(occupied),
+        "--langs",
+        "en",
+    ]
     command += ["--minutes", "3", "--seed", "4", "--workers", "1", "--overwrite"]
     proc = subprocess.Popen(
         command,

@@ -1,6 +1,6 @@
 """Binding DDP ranks to the cores next to their GPU: the kernel's cpulist format and the split."""
 
-from supernet.cpu_affinity import parse_cpulist, share_of
+from supernet.accel.cpu_affinity import parse_cpulist, share_of
 
 
 def test_cpulist_ranges_and_single_cores():
@@ -18,7 +18,7 @@ def test_ranks_on_one_node_split_its_cores_without_overlap():
 
 
 def test_the_cli_option_reaches_the_search_strategy():
-    from supernet.search import search_strategy
+    from supernet.accel.ddp import search_strategy
 
     strategy = search_strategy({"strategy": "ddp_spawn", "devices": 2}, bind_cpus=True)
     assert strategy.bind_cpus and strategy._start_method == "spawn"

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPARE = r"""
 import json, sys, torch
 import torch.nn.functional as F
-from losses.ctc_triton import ctc_nll
+from supernet.accel.ctc_triton import ctc_nll
 
 device = sys.argv[1]
 torch.manual_seed(0)

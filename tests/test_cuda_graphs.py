@@ -1,4 +1,4 @@
-"""CUDA graphs of ops (``supernet.cuda_graphs``): the same numbers as eager, or eager where they
+"""CUDA graphs of ops (``supernet.accel.cuda_graphs``): the same numbers as eager, or eager where they
 cannot run. The GPU tests compare a graphed network with an eager copy, step by step."""
 
 import copy
@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import ops
-from supernet.arch_params import ArchParams
+from supernet.accel.cuda_graphs import MANY_SHAPES, OpGraphs, _Buffers
 from supernet.archspec import ArchSpec
-from supernet.cuda_graphs import MANY_SHAPES, OpGraphs, _Buffers
 from supernet.derived import DerivedNet
-from supernet.network import Supernet
-from supernet.relaxations import make_plan
-from supernet.space import SearchSpace
+from supernet.search.arch_params import ArchParams
+from supernet.search.network import Supernet
+from supernet.search.relaxations import make_plan
+from supernet.search.space import SearchSpace
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 FIELDS = {"features": "fbank", "feature_dim": 12, "dim": 24, "input": "linear", "head": "linear"}

@@ -12,10 +12,10 @@ import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DistributedSampler
 
-from supernet.buckets import DurationBucketSampler
-from supernet.datamodule import SpeechDataModule, collate_speech
+from supernet.data.buckets import DurationBucketSampler
+from supernet.data.datamodule import SpeechDataModule, collate_speech
+from supernet.data.features import FeatureExtractor, FeaturePipeline, SpecAugment
 from supernet.errors import UserError
-from supernet.features import FeatureExtractor, FeaturePipeline, SpecAugment
 
 RATE = 16000
 

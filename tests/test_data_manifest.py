@@ -11,11 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from supernet import data_cli
-from supernet.audio import AudioError, load_audio
+from supernet.commands import data as data_cli
+from supernet.data.audio import AudioError, load_audio
+from supernet.data.manifest import ManifestError, check_manifest, read_manifest, write_manifest
+from supernet.data.tokenizer import BLANK_ID, UNKNOWN_ID, UNKNOWN_SYMBOL, CharTokenizer, normalize_text
 from supernet.errors import UserError
-from supernet.manifest import ManifestError, check_manifest, read_manifest, write_manifest
-from supernet.tokenizer import BLANK_ID, UNKNOWN_ID, UNKNOWN_SYMBOL, CharTokenizer, normalize_text
 
 
 def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1, fmt: str = "FLAC") -> Path:

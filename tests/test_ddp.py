@@ -14,8 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.stage import StageSwitch
-from supernet.search_module import SearchDDPStrategy, SearchModule
-from supernet.tokenizer import BLANK, UNKNOWN
+from supernet.accel.ddp import SearchDDPStrategy
+from supernet.data.tokenizer import BLANK, UNKNOWN
+from supernet.search.module import SearchModule
 
 SPACE = {
     "name": "tiny_ddp",

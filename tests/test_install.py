@@ -91,7 +91,7 @@ def test_the_installed_copy_is_imported_and_finds_shipped_files_by_name(installe
 
 def test_space_info_runs_from_an_empty_folder(installed):
     target, empty, _ = installed
-    done = run_installed(target, empty, "-m", "supernet.cli", "space", "info", "st_nas")
+    done = run_installed(target, empty, "-m", "supernet", "space", "info", "st_nas")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "space: st_nas" in done.stdout
     assert str(target / "supernet" / "configs" / "space" / "st_nas.yaml") in done.stdout
@@ -100,7 +100,9 @@ def test_space_info_runs_from_an_empty_folder(installed):
 
 def test_retrain_reads_its_default_config_from_package_data(installed):
     target, empty, _ = installed
-    done = run_installed(target, empty, "-m", "supernet.cli", "retrain", "--arch", "tdnn_d", "--print_config")
+    done = run_installed(
+        target, empty, "-m", "supernet", "retrain", "--arch", "tdnn_d", "--print_config"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     # values only supernet/configs/retrain.yaml sets (Lightning's defaults differ)
     assert "max_epochs: 35" in done.stdout and "arch_fraction: 0.0" in done.stdout

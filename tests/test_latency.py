@@ -11,7 +11,8 @@ import yaml
 
 from losses.latency import ResourcePenalty, additive, hinge, multiplicative
 from supernet import latency
-from supernet.cli import main
+from supernet.commands.cli import main
+from supernet.commands.pareto import pareto_front
 from supernet.latency import (
     LatencyTable,
     LatencyTableError,
@@ -25,8 +26,7 @@ from supernet.latency import (
     settle,
     space_slots,
 )
-from supernet.pareto import pareto_front
-from supernet.space import SearchSpace
+from supernet.search.space import SearchSpace
 
 TINY = {
     "name": "tiny",
@@ -349,9 +349,9 @@ def test_search_and_extract_keep_the_budget_without_the_table(tmp_path):
     """A hinge-budget search whose argmax is over the budget: the module's path, search.json's flag
     and `extract` all give the most probable path within it, and `extract` needs only the checkpoint
     (the costs travel with it; the table is gone)."""
-    from supernet.extract import extract
-    from supernet.search import search_summary
-    from supernet.search_module import SearchModule
+    from supernet.commands.search import search_summary
+    from supernet.search.extract import extract
+    from supernet.search.module import SearchModule
 
     space = SearchSpace(TINY)
     table, _ = hand_table(space, settings())

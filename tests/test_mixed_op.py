@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from supernet.arch_params import ArchParams
-from supernet.mixed_op import MixedOp
-from supernet.relaxations import make_plan
+from supernet.search.arch_params import ArchParams
+from supernet.search.mixed_op import MixedOp
+from supernet.search.relaxations import make_plan
 
 
 class CountingLinear(nn.Module):
@@ -222,7 +222,7 @@ def test_st_recompute_turns_off_attention_dropout_and_keeps_batchnorm_statistics
     """The recomputed candidates run without attention dropout (fused into the attention call, not
     an nn.Dropout) and do not train their BatchNorm running statistics (they did not run)."""
     import ops
-    from supernet.mixed_op import DROPOUTS
+    from supernet.search.mixed_op import DROPOUTS
 
     torch.manual_seed(0)
     specs = ["skip", "transformer-f2-abs", "tdnn-k3-d1"]
@@ -256,7 +256,7 @@ def test_st_recompute_turns_off_attention_dropout_and_keeps_batchnorm_statistics
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the bf16 GEMM score runs on a GPU")
 def test_bf16_scores_on_a_gpu_are_float32_accurate():
-    from supernet.mixed_op import _score
+    from supernet.search.mixed_op import _score
 
     torch.manual_seed(0)
     base = torch.randn(8, 200, 64, device="cuda")

@@ -11,13 +11,13 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
-from supernet.arch_params import ArchParams, NotADistributionError
 from supernet.asr_module import ASRModule
+from supernet.data.tokenizer import CharTokenizer
 from supernet.divergence import FiniteWatch, nonfinite_tensors
 from supernet.errors import NonFiniteError
 from supernet.latency import LatencyTable, LatencyTableError, make_settings
-from supernet.search_module import SearchModule
-from supernet.tokenizer import CharTokenizer
+from supernet.search.arch_params import ArchParams, NotADistributionError
+from supernet.search.module import SearchModule
 
 TINY_ARCH = {
     "name": "tiny",
@@ -157,7 +157,7 @@ def test_the_watch_is_read_only_at_log_steps_and_epoch_ends(monkeypatch):
 
 
 def test_retrain_command_writes_no_metrics_when_the_weights_diverge(tmp_path, tiny_corpus):
-    from supernet.retrain import main as retrain_main
+    from supernet.commands.retrain import main as retrain_main
 
     arch = tmp_path / "arch.yaml"
     arch.write_text(yaml.safe_dump({**TINY_ARCH, "feature_dim": 80}))
@@ -175,7 +175,7 @@ def test_retrain_command_writes_no_metrics_when_the_weights_diverge(tmp_path, ti
 
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    from supernet.corpus import build_corpus
+    from supernet.data.corpus import build_corpus
 
     return build_corpus(tmp_path_factory.mktemp("corpus"), langs=("en",), minutes=0.6, seed=3, workers=1)
 
@@ -273,7 +273,7 @@ def extract_args(ckpt, output) -> argparse.Namespace:
 
 
 def test_extract_warns_when_the_alphas_never_moved(searched, tmp_path, capsys):
-    from supernet.extract import run
+    from supernet.search.extract import run
 
     assert run(extract_args(searched["still"][1], tmp_path / "still.yaml")) == 0
     assert "the alphas never moved from their start" in capsys.readouterr().err
@@ -283,7 +283,7 @@ def test_extract_warns_when_the_alphas_never_moved(searched, tmp_path, capsys):
 
 
 def test_extract_refuses_a_checkpoint_with_a_nan_alpha_and_writes_nothing(searched, tmp_path):
-    from supernet.extract import run
+    from supernet.search.extract import run
 
     state = torch.load(searched["moved"][1], map_location="cpu", weights_only=False)
     state["state_dict"]["arch.alphas.b"][1] = float("nan")

@@ -248,7 +248,7 @@ def test_network_skips_remasking_clean_inputs_and_padding_stays_invisible():
     op after the input op so TDNN and skip do not mask it again. The network output must not change,
     and garbage in the padding of the *features* must still be invisible."""
     from supernet.derived import Encoder
-    from supernet.mixed_op import EdgePlan, MixedOp
+    from supernet.search.mixed_op import EdgePlan, MixedOp
 
     torch.manual_seed(0)
     layers = ["tdnn-k5-d2", "skip", "tdnn-k3-d1-s3", "skip-s2", "tdnn-k3-d2"]

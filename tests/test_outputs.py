@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from supernet import evaluate, latency_check, pareto, profile
+from supernet.commands import evaluate, latency_check, pareto, profile
 from supernet.errors import UserError
 from supernet.outputs import replaced_when_done
 

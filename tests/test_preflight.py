@@ -15,13 +15,13 @@ import torch
 
 import ops
 from ops.base import strided_lengths
-from supernet import preflight
-from supernet.audio import load_audio
-from supernet.datamodule import SpeechDataModule
+from supernet.data import preflight
+from supernet.data.audio import load_audio
+from supernet.data.datamodule import SpeechDataModule
+from supernet.data.manifest import ManifestError, Utterance
+from supernet.data.tokenizer import CharTokenizer
 from supernet.errors import UserError
-from supernet.manifest import ManifestError, Utterance
-from supernet.space import SearchSpace
-from supernet.tokenizer import CharTokenizer
+from supernet.search.space import SearchSpace
 
 RATE = 16000
 
@@ -343,7 +343,7 @@ def test_space_max_total_stride_is_the_largest_over_its_paths():
 def test_a_cached_failure_is_probed_again(tmp_path, monkeypatch):
     """A file that failed (permissions, a passing I/O error) is not remembered as bad: fixing it
     need not change its size or mtime, which key the cache."""
-    import supernet.preflight as preflight
+    import supernet.data.preflight as preflight
 
     monkeypatch.setenv("SUPERNET_CACHE", str(tmp_path / "cache"))
     audio = tmp_path / "a.wav"

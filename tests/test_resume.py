@@ -14,14 +14,14 @@ import pytest
 import torch
 import yaml
 
-from supernet.space import resolve_space_path
+from supernet.search.space import resolve_space_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from supernet.corpus import build_corpus
+    from supernet.data.corpus import build_corpus
 
     return build_corpus(tmp_path_factory.mktemp("corpus"), langs=("en",), minutes=0.6, seed=3, workers=1)
 
@@ -65,7 +65,7 @@ def retrain_args(corpus, out) -> list[str]:
     spec = yaml.safe_load(arch.read_text())
     small = out.parent / f"{out.name}_arch.yaml"
     small.write_text(yaml.safe_dump({**spec, "dim": 32}))
-    return [*common(corpus), "--out", str(out), "--arch", str(small), "--trainer.max_epochs", "3"]
+    return [*common(corpus), "--out", str(out), "--arch", str(small), "--trainer.max_epochs", "5"]
 
 
 def start(argv: list[str]) -> subprocess.Popen:
@@ -73,7 +73,7 @@ def start(argv: list[str]) -> subprocess.Popen:
     process state (an earlier test in this process may have changed threads or backend flags)."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "supernet.cli", *argv],
+        [sys.executable, "-m", "supernet", *argv],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -97,7 +97,7 @@ def kill_when(argv: list[str], ready, timeout: float = 240) -> None:
                 pytest.fail(f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail("the run never reached the point to kill it at")
-            time.sleep(0.05)
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
@@ -170,7 +170,7 @@ def test_retrain_killed_and_resumed_equals_uninterrupted(corpus, tmp_path):
     def second_epoch_started() -> bool:  # last.ckpt of epoch 0 written, then a moment into epoch 1
         if not last.is_file():
             return False
-        time.sleep(0.3)
+        time.sleep(0.03)  # an epoch of this tiny run takes about 0.12 s on a 2-core machine
         return True
 
     kill_when(["retrain", *retrain_args(corpus, cut)], second_epoch_started)

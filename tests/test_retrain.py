@@ -14,11 +14,11 @@ import yaml
 from losses import ctc_loss
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule, lr_factor
-from supernet.cli import main as cli_main
+from supernet.commands.cli import main as cli_main
+from supernet.commands.retrain import expand_shortcuts
+from supernet.data.tokenizer import CharTokenizer
 from supernet.decoding import greedy_ctc_ids
 from supernet.derived import DerivedNet
-from supernet.retrain import expand_shortcuts
-from supernet.tokenizer import CharTokenizer
 
 TINY_ARCH = {
     "name": "tiny",
@@ -310,7 +310,7 @@ def test_a_callback_monitoring_train_loss_sees_it_at_every_step(tmp_path):
 def test_evaluate_names_missing_test_audio_before_decoding(trained_run, tmp_path, capsys, monkeypatch):
     import shutil
 
-    import supernet.evaluate as evaluate_module
+    import supernet.commands.evaluate as evaluate_module
 
     corpus, run = trained_run
     broken = tmp_path / "corpus"

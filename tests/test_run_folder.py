@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from supernet import run_folder
-from supernet.cli import main as cli_main
+from supernet.commands.cli import main as cli_main
 from supernet.errors import UserError
 
 TINY_SPACE = {
@@ -26,7 +26,7 @@ TINY_SPACE = {
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from supernet.corpus import build_corpus
+    from supernet.data.corpus import build_corpus
 
     return build_corpus(tmp_path_factory.mktemp("corpus"), langs=("en",), minutes=0.3, seed=5, workers=1)
 
@@ -162,8 +162,8 @@ def test_uniform_trains_a_supernet_and_picks_no_architecture(corpus, space_file,
 def test_a_plain_trainer_without_the_stage_schedule_is_refused(corpus, space_file):
     import pytorch_lightning as pl
 
-    from supernet.datamodule import SpeechDataModule
-    from supernet.search_module import SearchModule
+    from supernet.data.datamodule import SpeechDataModule
+    from supernet.search.module import SearchModule
 
     data = SpeechDataModule(str(corpus), search=True, num_workers=0, max_frames=6000)
     module = SearchModule(str(space_file), vocab=list(data.tokenizer.vocab), method="st")

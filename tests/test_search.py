@@ -7,9 +7,9 @@ import torch
 import yaml
 
 from supernet.archspec import ArchSpec, ArchSpecError
-from supernet.extract import extract
-from supernet.search import main as search_main
-from supernet.space import SearchSpace
+from supernet.commands.search import main as search_main
+from supernet.search.extract import extract
+from supernet.search.space import SearchSpace
 
 TINY_SPACE = {
     "name": "tiny",
@@ -29,7 +29,7 @@ TINY_SPACE = {
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from supernet.corpus import build_corpus
+    from supernet.data.corpus import build_corpus
 
     return build_corpus(tmp_path_factory.mktemp("corpus"), langs=("en",), minutes=0.6, seed=3, workers=1)
 

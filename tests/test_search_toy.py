@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 import ops
-from supernet.arch_params import ArchParams
-from supernet.mixed_op import MixedOp
-from supernet.relaxations import make_plan
+from supernet.search.arch_params import ArchParams
+from supernet.search.mixed_op import MixedOp
+from supernet.search.relaxations import make_plan
 
 CANDIDATES = ["tdnn-k3-d1", "tdnn-k3-d2", "tdnn-k5-d1", "tdnn-k5-d2"]
 ANSWER = "tdnn-k5-d2"

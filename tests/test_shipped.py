@@ -7,9 +7,10 @@ import pytest
 import yaml
 
 from supernet.archspec import ArchSpec
-from supernet.cli import main
+from supernet.commands.cli import main
 from supernet.errors import UserError
 from supernet.latency import LatencyTable
+from supernet.search.space import SearchSpace
 from supernet.shipped import (
     CONFIGS_DIR,
     NotShippedError,
@@ -18,7 +19,6 @@ from supernet.shipped import (
     shipped_names,
     shipped_path,
 )
-from supernet.space import SearchSpace
 
 
 def test_the_shipped_names():

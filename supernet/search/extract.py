@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from supernet.arch_params import ArchParams
 from supernet.archspec import ArchSpec
 from supernet.errors import NonFiniteError, UserError
 from supernet.latency import PENALTY_ARGS, SpaceCosts, choose_path, search_costs
-from supernet.space import SearchSpace
+from supernet.search.arch_params import ArchParams
+from supernet.search.space import SearchSpace
 
 
 def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, dict]:

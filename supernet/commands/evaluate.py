@@ -34,13 +34,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from supernet.asr_module import ASRModule
-from supernet.audio import TARGET_SAMPLE_RATE
-from supernet.datamodule import SpeechDataset, collate_speech, resolve_splits
-from supernet.features import FeaturePipeline
-from supernet.manifest import ManifestError, read_manifest
+from supernet.data.audio import TARGET_SAMPLE_RATE
+from supernet.data.datamodule import SpeechDataset, collate_speech, resolve_splits
+from supernet.data.features import FeaturePipeline
+from supernet.data.manifest import ManifestError, read_manifest
+from supernet.data.preflight import check_audio
+from supernet.data.tokenizer import normalize_text
 from supernet.outputs import atomic_write_text, check_writable
-from supernet.preflight import check_audio
-from supernet.tokenizer import normalize_text
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +170,9 @@ def evaluate(
     sets = test_sets(Path(data))
     audio = check_audio([u for utts in sets.values() for u in utts])  # before any decoding, not mid-way
     if audio.errors:
-        raise ManifestError(f"{data}: {audio.describe_errors()}; fix them with `supernet data check --fix-out`")
+        raise ManifestError(
+            f"{data}: {audio.describe_errors()}; fix them with `supernet data check --fix-out`"
+        )
 
     module, pipeline = module.to(device), pipeline.to(device)
     rss_before = _max_rss_mb()

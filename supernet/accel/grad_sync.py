@@ -1,7 +1,7 @@
 """Averaging gradients across DDP ranks without ``DistributedDataParallel``'s reducer.
 
 A search step runs two passes and leaves the unsampled candidates without gradients, which DDP's
-reducer cannot follow (see ``supernet.search_module``). Every rank runs the same path, so the set
+reducer cannot follow (see ``supernet.search.module``). Every rank runs the same path, so the set
 of parameters with a gradient, and the order in which backward produces them, is the same on every
 rank: flat buckets in that order line up across ranks without any bookkeeping.
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from supernet.audio import AudioError, audio_info
+from supernet.data.audio import AudioError, audio_info
+from supernet.data.manifest import Utterance, write_manifest
+from supernet.data.tokenizer import normalize_text
 from supernet.errors import UserError
-from supernet.manifest import Utterance, write_manifest
-from supernet.tokenizer import normalize_text
 
 TRANSCRIPT_SUFFIX = ".trans.txt"
 

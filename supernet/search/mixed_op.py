@@ -1,7 +1,7 @@
 """One searchable edge: its candidate ops and the three ways to run them.
 
 The edge does not know which search method is running. Before each forward pass, a relaxation
-(``supernet/relaxations.py``) hands every edge an ``EdgePlan`` that says how to combine the
+(``supernet/search/relaxations.py``) hands every edge an ``EdgePlan`` that says how to combine the
 candidates:
 
 - ``sum``: ``sum_k w_k * o_k(x)`` (DARTS softmax, SNAS soft Gumbel);
@@ -27,7 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
 from ops.attention import MultiHeadSelfAttention
-from supernet.cuda_graphs import OpGraphs, run_op, scorable
+from supernet.accel.cuda_graphs import OpGraphs, run_op, scorable
 
 # modules whose training flag means "drop": nn.Dropout*, and attention's fused dropout
 DROPOUTS = (_DropoutNd, MultiHeadSelfAttention)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from supernet.arch_params import ArchParams
-from supernet.mixed_op import EdgePlan
+from supernet.search.arch_params import ArchParams
+from supernet.search.mixed_op import EdgePlan
 
 METHODS = ("darts", "gumbel", "st", "uniform")
 

@@ -19,8 +19,8 @@ from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.errors import UserError
 from supernet.outputs import atomic_write_json
+from supernet.search.space import SearchSpace, resolve_space_path
 from supernet.shipped import shipped_path
-from supernet.space import SearchSpace, resolve_space_path
 
 BASELINE = shipped_path("arch", "tdnn_d")
 
@@ -92,9 +92,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from supernet.corpus import ensure_demo_corpus
-    from supernet.retrain import main as retrain_main
-    from supernet.search import main as search_main
+    from supernet.commands.retrain import main as retrain_main
+    from supernet.commands.search import main as search_main
+    from supernet.data.corpus import ensure_demo_corpus
 
     start = time.perf_counter()
     out = Path(args.out)

@@ -23,12 +23,8 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import AlphaLogger, EpochCheckpoint, StageSwitch, TemperatureSchedule
 from supernet import run_folder
-from supernet.datamodule import SpeechDataModule
-from supernet.extract import NOT_MOVED_WARNING, UNIFORM_PICKS_NOTHING
-from supernet.latency import over_budget
-from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
-from supernet.outputs import atomic_write_json
-from supernet.retrain import (
+from supernet.accel.ddp import search_strategy
+from supernet.commands.retrain import (
     PARSER_KWARGS,
     add_run_arguments,
     claim_run_folder,
@@ -38,9 +34,14 @@ from supernet.retrain import (
     run_callbacks,
     seed_of,
 )
-from supernet.search_module import SearchDDPStrategy, SearchModule
+from supernet.data.datamodule import SpeechDataModule
+from supernet.latency import over_budget
+from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
+from supernet.outputs import atomic_write_json
+from supernet.search.extract import NOT_MOVED_WARNING, UNIFORM_PICKS_NOTHING
+from supernet.search.module import SearchModule
+from supernet.search.space import SearchSpace
 from supernet.shipped import default_config
-from supernet.space import SearchSpace
 
 DEFAULT_CONFIG = default_config("search")
 
@@ -83,37 +84,6 @@ class SearchCLI(LightningCLI):
             kwargs["strategy"] = strategy
         kwargs["callbacks"] = [*(trainer_config.get("callbacks") or []), *run_callbacks(self.config_init)]
         return super().instantiate_trainer(**kwargs)
-
-
-DDP_START_METHODS = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
-
-
-def _device_count(trainer_config: dict) -> int:
-    devices, accelerator = trainer_config.get("devices", "auto"), trainer_config.get("accelerator", "auto")
-    gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
-    if isinstance(devices, (list, tuple)):
-        return len(devices)
-    if isinstance(devices, str) and "," in devices:
-        return len([d for d in devices.split(",") if d.strip()])
-    if str(devices) == "auto":
-        return max(1, gpus)
-    return gpus if int(devices) == -1 else int(devices)
-
-
-def search_strategy(trainer_config: dict, bind_cpus: bool = False) -> SearchDDPStrategy | None:
-    """``SearchDDPStrategy`` for any DDP run (named ``ddp*``, or ``auto`` on several devices or
-    nodes), with the same start method; plain DDP cannot follow a search step (see
-    ``supernet.search_module``). ``None`` keeps the trainer's own choice."""
-    strategy = trainer_config.get("strategy", "auto")
-    if not isinstance(strategy, str):
-        return None
-    base = strategy.replace("_find_unused_parameters_true", "").replace("_find_unused_parameters_false", "")
-    if base in DDP_START_METHODS:
-        return SearchDDPStrategy(start_method=DDP_START_METHODS[base], bind_cpus=bind_cpus)
-    processes = _device_count(trainer_config) * int(trainer_config.get("num_nodes", 1) or 1)
-    if base == "auto" and processes > 1:
-        return SearchDDPStrategy(bind_cpus=bind_cpus)
-    return None
 
 
 def supernet_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str, Any]:
@@ -175,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             summary = search_summary(model, seconds, trainer.current_epoch)
             model.current_archspec().to_yaml(out / "arch.yaml")
         else:
-            summary = {**supernet_summary(model, seconds, trainer.current_epoch), "note": UNIFORM_PICKS_NOTHING}
+            summary = {
+                **supernet_summary(model, seconds, trainer.current_epoch),
+                "note": UNIFORM_PICKS_NOTHING,
+            }
         summary["data"] = run_folder.data_summary(data, model)
         atomic_write_json(out / "search.json", summary)
         run_folder.finish(out)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from supernet.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, audio_info, probe_audio, read_audio
+from supernet.data.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, audio_info, probe_audio, read_audio
+from supernet.data.tokenizer import CharTokenizer, normalize_text
 from supernet.errors import UserError
 from supernet.outputs import atomic_write_text
-from supernet.tokenizer import CharTokenizer, normalize_text
 
 REQUIRED_FIELDS = ("audio_filepath", "duration", "text")
 OPTIONAL_STR_FIELDS = ("lang", "speaker", "id")

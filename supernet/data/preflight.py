@@ -1,7 +1,7 @@
 """Checks that run before the first training step, so that bad data stops a run in seconds, not
 at step 5 or after hours of training.
 
-Audio: every utterance's file is probed (`supernet.audio.probe_audio`: header, then its last frames,
+Audio: every utterance's file is probed (`supernet.data.audio.probe_audio`: header, then its last frames,
 so a truncated file fails) and its header duration compared with the manifest's. The results are
 cached per manifest under `cache_root()`, keyed by the manifest's bytes and each audio file's size
 and mtime, so a second run costs a hash and a `stat` per file.
@@ -24,11 +24,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from supernet.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, probe_audio
-from supernet.features import num_frames
-from supernet.manifest import DURATION_TOLERANCE_S, Problem, Utterance, audio_problems
+from supernet.data.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, probe_audio
+from supernet.data.features import num_frames
+from supernet.data.manifest import DURATION_TOLERANCE_S, Problem, Utterance, audio_problems
+from supernet.data.tokenizer import CharTokenizer
 from supernet.outputs import atomic_write_json
-from supernet.tokenizer import CharTokenizer
 
 CACHE_VERSION = 1  # bump when what a probe checks changes: old results are then ignored
 PROGRESS_MIN_FILES = 200  # a progress bar below this would only flicker

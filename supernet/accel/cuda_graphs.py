@@ -9,7 +9,7 @@ per input shape, not per network, the first time an op meets a shape:
   needs a gradient, a second backward graph of the input gradient alone: passes run under
   ``input_grads_only()`` replay it (an architecture step, whose ``autograd.grad`` wants the alphas'
   gradients only, would otherwise compute every weight gradient and throw it away); ST's scores
-  (``supernet.mixed_op``) get one no-grad graph per edge, sampled candidate and shape, which
+  (``supernet.search.mixed_op``) get one no-grad graph per edge, sampled candidate and shape, which
   recomputes the other candidates (``edge_scores``), or, on an edge with a candidate that has no
   graph, one per candidate and shape (``score``);
 - the ops of one *group* never run in the same pass (the candidates of one edge: one runs per

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from supernet.audio import TARGET_SAMPLE_RATE
+from supernet.data.audio import TARGET_SAMPLE_RATE
 from supernet.errors import UserError
 from supernet.outputs import check_writable
 
@@ -38,7 +38,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _import_librispeech(args: argparse.Namespace) -> int:
-    from supernet.librispeech import LibriSpeechError, import_librispeech
+    from supernet.data.librispeech import LibriSpeechError, import_librispeech
 
     try:
         scan = import_librispeech(
@@ -70,8 +70,8 @@ def _refuse_overwriting_input(out: Path, manifest: Path) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from supernet.manifest import check_manifest, write_clean_manifest
-    from supernet.tokenizer import CharTokenizer
+    from supernet.data.manifest import check_manifest, write_clean_manifest
+    from supernet.data.tokenizer import CharTokenizer
 
     if args.fix_out:
         _refuse_overwriting_input(args.fix_out, args.manifest)

@@ -22,18 +22,24 @@ EXIT_USER_ERROR = 2
 # subcommand -> (module, one-line help). Each module defines `configure_parser(parser)` and
 # `run(args) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("supernet.demo", "the whole pipeline on the built-in corpus: search, extract, retrain, compare"),
-    "corpus": ("supernet.corpus", "build the synthetic multilingual corpus (espeak-ng)"),
-    "data": ("supernet.data_cli", "import and check manifests"),
-    "space": ("supernet.space_cli", "describe a search space (paths, params, candidates)"),
-    "extract": ("supernet.extract", "the top-1 architecture of a search checkpoint, as ArchSpec YAML"),
-    "profile": ("supernet.profile", "measure a latency lookup table of a search space on this device"),
+    "demo": (
+        "supernet.commands.demo",
+        "the whole pipeline on the built-in corpus: search, extract, retrain, compare",
+    ),
+    "corpus": ("supernet.data.corpus", "build the synthetic multilingual corpus (espeak-ng)"),
+    "data": ("supernet.commands.data", "import and check manifests"),
+    "space": ("supernet.commands.space", "describe a search space (paths, params, candidates)"),
+    "extract": ("supernet.search.extract", "the top-1 architecture of a search checkpoint, as ArchSpec YAML"),
+    "profile": (
+        "supernet.commands.profile",
+        "measure a latency lookup table of a search space on this device",
+    ),
     "latency-check": (
-        "supernet.latency_check",
+        "supernet.commands.latency_check",
         "compare a latency table's predictions with measured networks",
     ),
     "pareto": (
-        "supernet.pareto",
+        "supernet.commands.pareto",
         "WER against predicted latency and params of retrained runs; the Pareto front",
     ),
 }
@@ -41,9 +47,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # subcommand -> (module, help): LightningCLI commands that parse their own argv in `main(argv)`,
 # so every model, data and Trainer option can be overridden.
 PASSTHROUGH: dict[str, tuple[str, str]] = {
-    "search": ("supernet.search", "architecture search: warm-up, then darts | gumbel | st (Lightning CLI)"),
-    "retrain": ("supernet.retrain", "train an ArchSpec from scratch with CTC and test it (Lightning CLI)"),
-    "evaluate": ("supernet.evaluate", "WER/CER, size, memory and latency of a trained checkpoint"),
+    "search": (
+        "supernet.commands.search",
+        "architecture search: warm-up, then darts | gumbel | st (Lightning CLI)",
+    ),
+    "retrain": (
+        "supernet.commands.retrain",
+        "train an ArchSpec from scratch with CTC and test it (Lightning CLI)",
+    ),
+    "evaluate": ("supernet.commands.evaluate", "WER/CER, size, memory and latency of a trained checkpoint"),
 }
 
 
@@ -88,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         message = " ".join(str(err).split()) or type(err).__name__
-        hint = f"; `supernet {command} --help` lists the options" if type(err).__name__ == "ArgumentError" else ""
+        hint = (
+            f"; `supernet {command} --help` lists the options"
+            if type(err).__name__ == "ArgumentError"
+            else ""
+        )
         print(f"supernet {command}: error: {message}{hint}", file=sys.stderr)
         return EXIT_USER_ERROR
 

@@ -30,12 +30,12 @@ from callbacks.reproducible import check_resume_seed
 from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule
-from supernet.datamodule import SpeechDataModule
+from supernet.data.datamodule import SpeechDataModule
 from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
 from supernet.outputs import atomic_write_json
 from supernet.shipped import default_config
 
-# LightningCLI errors raise (one line from `supernet`, see supernet.cli) instead of printing the usage
+# LightningCLI errors raise (one line from `supernet`, see supernet.commands.cli) instead of printing the usage
 PARSER_KWARGS = {"exit_on_error": False}
 
 DEFAULT_CONFIG = default_config("retrain")
@@ -96,7 +96,10 @@ def seed_of(seed_everything) -> int:
 def add_run_arguments(parser: LightningArgumentParser) -> None:
     """What ``search`` and ``retrain`` share: resume and replacing a run folder."""
     parser.add_argument(
-        "--ckpt_path", type=str | None, default=None, help="resume from this checkpoint (RUN/checkpoints/last.ckpt)"
+        "--ckpt_path",
+        type=str | None,
+        default=None,
+        help="resume from this checkpoint (RUN/checkpoints/last.ckpt)",
     )
     parser.add_argument(
         "--overwrite", type=bool, default=False, help="replace the run that --out already holds"

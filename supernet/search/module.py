@@ -9,7 +9,7 @@ search loop, in the shape of NNI's ``DartsLightningModule``:
   replayed as CUDA graphs, which replay a backward graph of their input gradient alone), then a weight step on a
   ``train`` batch with the alphas frozen.
 
-The method is only a plan maker (``supernet.relaxations``); the path sampled at a step depends on
+The method is only a plan maker (``supernet.search.relaxations``); the path sampled at a step depends on
 ``(seed, step)`` alone, so every DDP rank runs the same path and a resumed run draws the same
 paths as an uninterrupted one. The step counter lives in a buffer, saved in every checkpoint, with
 a host-side mirror read back after loading.
@@ -33,7 +33,7 @@ every unsampled candidate). Instead the strategy does not wrap the module: rank 
 broadcast once, every rank samples the same path (the sampler depends on ``(seed, step)`` and on
 alphas that stay identical), the alpha gradients are averaged in ``arch_step`` and the weight
 gradients that exist (the sampled path's) during ``weight_step``'s backward, in buckets that are
-all-reduced while backward goes on (``supernet.grad_sync``).
+all-reduced while backward goes on (``supernet.accel.grad_sync``).
 """
 
 from __future__ import annotations
@@ -41,22 +41,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from pytorch_lightning.overrides.distributed import _sync_module_states
-from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
 from torch.nn.parallel import DistributedDataParallel
 
-from supernet.arch_params import ArchParams, NotADistributionError
+from supernet.accel.grad_sync import OverlappedGradientAverager, average_gradients, world_size
 from supernet.archspec import ArchSpec
 from supernet.asr_module import CTCModule
-from supernet.cpu_affinity import bind_rank
 from supernet.divergence import Finding
 from supernet.errors import NonFiniteError, UserError
-from supernet.grad_sync import OverlappedGradientAverager, average_gradients, world_size
 from supernet.latency import PENALTY_ARGS, choose_path, search_costs
-from supernet.network import Supernet
-from supernet.relaxations import METHODS, make_plan
-from supernet.space import SearchSpace
+from supernet.search.arch_params import ArchParams, NotADistributionError
+from supernet.search.network import Supernet
+from supernet.search.relaxations import METHODS, make_plan
+from supernet.search.space import SearchSpace
 
 
 class SearchModule(CTCModule):
@@ -76,9 +72,9 @@ class SearchModule(CTCModule):
             ``penalty_target`` (``latency`` | ``params``) with ``penalty_lambda``, ``penalty_beta``,
             ``budget`` (hinge; ms or parameters) and ``reference`` (default: the uniform start).
         ddp_overlap: on several ranks, all-reduce the weight gradients in buckets during backward
-            (``supernet.grad_sync``) instead of in one pass after it.
+            (``supernet.accel.grad_sync``) instead of in one pass after it.
         cuda_graphs: on a GPU, replay each sampled op's forward and backward, and ST's recomputed
-            scores, as CUDA graphs (``supernet.cuda_graphs``); darts and soft gumbel, which run
+            scores, as CUDA graphs (``supernet.accel.cuda_graphs``); darts and soft gumbel, which run
             every candidate in one pass, stay eager.
         sample_ahead: st only. Draw a step's paths from the alphas as they were before the last
             arch update (one update old; the same on every rank, and saved in checkpoints), so
@@ -323,9 +319,7 @@ class SearchModule(CTCModule):
             )
         if searching:
             if arch_batch is None:
-                raise UserError(
-                    "the search stage needs arch batches: build the data module with search=True"
-                )
+                raise UserError("the search stage needs arch batches: build the data module with search=True")
             arch_loss = self.arch_step(arch_batch, step, host_probs)
             if log_now or "arch/loss" in self.monitored:
                 self.log("arch/loss", arch_loss, prog_bar=True, batch_size=arch_batch["targets"].size(0))
@@ -427,45 +421,3 @@ def _forget_host_step(module: SearchModule, incompatible_keys) -> None:
     the host copies of older alphas are forgotten."""
     module._host_step = None
     module.arch.forget_host_copies()
-
-
-# --- several GPUs ---------------------------------------------------------------------------
-class SearchDDPStrategy(DDPStrategy):
-    """DDP for ``SearchModule``: one process per device, no ``DistributedDataParallel`` wrapper.
-
-    The module syncs itself (see the module docstring): this strategy only starts the processes,
-    broadcasts rank 0's parameters and buffers before fitting, and broadcasts the buffers again
-    before each validation (BatchNorm statistics, which are not gradients, would drift apart).
-    ``bind_cpus=True`` pins each rank to its share of the cores next to its GPU
-    (``supernet.cpu_affinity``).
-    """
-
-    def __init__(self, *args: Any, bind_cpus: bool = False, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.bind_cpus = bind_cpus
-
-    def setup_environment(self) -> None:
-        super().setup_environment()
-        if self.bind_cpus and self.root_device.type == "cuda":
-            indices = [device.index for device in self.parallel_devices]
-            bind_rank(self.local_rank, indices)
-
-    def configure_ddp(self) -> None:
-        _sync_module_states(self.model)
-
-    def on_validation_start(self) -> None:
-        if dist.is_available() and dist.is_initialized():
-            for buffer in self.model.buffers():
-                dist.broadcast(buffer, src=0)
-
-
-StrategyRegistry.register(
-    "search_ddp", SearchDDPStrategy, description="DDP for SearchModule (no reducer)", override=True
-)
-StrategyRegistry.register(
-    "search_ddp_spawn",
-    SearchDDPStrategy,
-    description="DDP for SearchModule (no reducer), spawned processes",
-    start_method="spawn",
-    override=True,
-)

@@ -6,8 +6,8 @@ from torch import nn
 
 import ops
 from supernet.derived import Encoder
-from supernet.mixed_op import EdgePlan, MixedOp
-from supernet.space import SearchSpace
+from supernet.search.mixed_op import EdgePlan, MixedOp
+from supernet.search.space import SearchSpace
 
 
 class Supernet(Encoder):

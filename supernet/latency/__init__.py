@@ -36,8 +36,8 @@ import ops
 from losses.latency import TARGETS, ResourcePenalty
 from supernet.archspec import ArchSpec, OpInfo
 from supernet.errors import UserError
+from supernet.search.space import SearchSpace
 from supernet.shipped import resolve
-from supernet.space import SearchSpace
 
 FORMAT = "supernet-latency-table"
 VERSION = 1

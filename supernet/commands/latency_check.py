@@ -22,11 +22,11 @@ from typing import Any
 import torch
 
 from supernet.archspec import ArchSpec
+from supernet.commands.profile import add_settings_arguments
 from supernet.errors import UserError
 from supernet.latency import LatencyTable, default_settle, device_name, measure_networks
 from supernet.outputs import check_writable, replaced_when_done
-from supernet.profile import add_settings_arguments
-from supernet.space import SearchSpace
+from supernet.search.space import SearchSpace
 
 OVERRIDES = ("device", "dtype", "threads", "batch", "seconds", "chunk_ms", "vocab", "clock", "cuda_graph")
 

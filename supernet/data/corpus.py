@@ -3,7 +3,7 @@
 `supernet corpus --out DIR --langs en,es,de --minutes 30 --seed 0` writes 16 kHz mono FLAC under
 DIR/audio/, the manifests train/dev/test.jsonl and test_<lang>.jsonl, and metadata.json.
 
-- Words: `wordfreq`'s bundled frequency lists (see `supernet.sentences`), lower case, 3 to 20
+- Words: `wordfreq`'s bundled frequency lists (see `supernet.data.sentences`), lower case, 3 to 20
   words a sentence, drawn in shuffled passes over each list so that many distinct words occur.
 - Speakers: espeak-ng voices with a variant (`en+m3`, `es+f2`, `de+klatt`, ...) and their own
   rate, pitch and pitch range, jittered per utterance. Each language has its own speakers, and
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supernet import espeak, sentences
+from supernet.data import espeak, sentences
 from supernet.errors import UserError
 from supernet.outputs import atomic_write_text
 
@@ -490,7 +490,7 @@ def _render_corpus(out: Path, langs: tuple[str, ...], minutes: float, seed: int,
         manifests[split] = [r for lang in langs for r in records[lang] if r["_split"] == split]
     for lang in langs:
         manifests[f"test_{lang}"] = [r for r in records[lang] if r["_split"] == "test"]
-    from supernet.manifest import write_manifest  # here: the render workers need not import torchaudio
+    from supernet.data.manifest import write_manifest  # here: the render workers need not import torchaudio
 
     public = ("audio_filepath", "duration", "text", "lang", "speaker", "id")
     for name, rows in manifests.items():

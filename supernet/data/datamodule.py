@@ -6,7 +6,7 @@ or one manifest (split 90/10 into train/dev by a hash of the id; the test set is
 `arch` is a deterministic `arch_fraction` of train, removed from train, for architecture steps; set
 `arch_fraction=0` to retrain a derived model on all of train.
 
-`setup` checks every split's audio before the first step (`supernet.preflight.check_audio`, cached):
+`setup` checks every split's audio before the first step (`supernet.data.preflight.check_audio`, cached):
 a missing, corrupt or truncated file, or a duration that lies, stops the run naming manifest and
 line, or with `skip_bad` is dropped and counted. Batching then uses the headers' true lengths.
 `check_ctc` (called by the model, which knows its stride) drops or refuses utterances too short for
@@ -25,13 +25,13 @@ import torch
 from pytorch_lightning.utilities import CombinedLoader, rank_zero_info, rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
-from supernet import preflight
-from supernet.audio import TARGET_SAMPLE_RATE, AudioInfo, load_audio
-from supernet.buckets import DurationBucketSampler
+from supernet.data import preflight
+from supernet.data.audio import TARGET_SAMPLE_RATE, AudioInfo, load_audio
+from supernet.data.buckets import DurationBucketSampler
+from supernet.data.features import FeaturePipeline, num_frames
+from supernet.data.manifest import DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
+from supernet.data.tokenizer import CharTokenizer, normalize_text
 from supernet.errors import UserError
-from supernet.features import FeaturePipeline, num_frames
-from supernet.manifest import DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
-from supernet.tokenizer import CharTokenizer, normalize_text
 
 DEV_FRACTION = 0.1
 HOP_MS = 10.0

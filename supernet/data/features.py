@@ -12,7 +12,7 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
-from supernet.audio import TARGET_SAMPLE_RATE
+from supernet.data.audio import TARGET_SAMPLE_RATE
 
 FEATURE_KINDS = ("fbank", "mfcc", "raw")
 LOG_OFFSET = 1e-6
