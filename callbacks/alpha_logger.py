@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from supernet.loggers import can_plot, pyplot
 from supernet.outputs import atomic_write_text
 
 
 def plot_alpha_heatmap(
     probs: dict[str, list[float]], labels: dict[str, list[str]], path: Path, title: str
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     width = max(len(v) for v in probs.values())
     grid = np.full((len(probs), width), np.nan)
@@ -66,7 +65,11 @@ class AlphaLogger(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A resumed run drops the lines of epochs after its checkpoint (a run killed between
-        writing an epoch's line and saving its checkpoint would otherwise list that epoch twice)."""
+        writing an epoch's line and saving its checkpoint would otherwise list that epoch twice).
+        Without matplotlib (the ``plots`` extra) the heatmaps are skipped, said in one line."""
+        picks = getattr(pl_module, "picks_architecture", True)
+        if self.heatmap and picks and trainer.is_global_zero and not can_plot("alpha heatmaps (RUN/alphas/)"):
+            self.heatmap = False
         history = Path(trainer.default_root_dir) / "alpha_history.jsonl"
         if not trainer.is_global_zero or not history.is_file():
             return

@@ -6,12 +6,16 @@ length keeps long and short utterances on one scale, so the learning rate does n
 the corpus' utterance lengths. Infinite losses (an output shorter than its target can need)
 are zeroed (``zero_infinity``) rather than poisoning the batch.
 
-Implementations: on a GPU the sum over paths runs in two Triton kernels that read every length
-on the device (:mod:`supernet.accel.ctc_triton`); PyTorch's CUDA CTC makes the host wait for the GPU 9
-times per loss and gradient, even given host lengths (``scripts/bench_ctc.py`` on an H200). ``"torch"`` forces PyTorch's, which is also what runs on the CPU.
+Implementations: ``"torch"`` (PyTorch's, built in) and ``"triton"``, two Triton kernels that read
+every length on the device, which ``supernet.accel.ctc_triton`` registers here when imported (the
+recipe, ``supernet.asr_module``, imports it on a GPU). PyTorch's CUDA CTC makes the host wait for
+the GPU 9 times per loss and gradient, even given host lengths (``scripts/bench_ctc.py`` on an
+H200). ``"auto"`` picks Triton's on CUDA where it is registered, else PyTorch's (the CPU's).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +23,33 @@ from torch import nn
 
 BLANK = 0
 IMPLEMENTATIONS = ("auto", "triton", "torch")
+
+# per-utterance NLL, zeroed where no alignment fits: (log_probs (B, T, V) float32, targets,
+# out_lengths, target_lengths, blank, host_lengths or None) -> (B,)
+NLL = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, tuple | None], torch.Tensor]
+
+
+def _torch_nll(log_probs, targets, out_lengths, target_lengths, blank, host_lengths) -> torch.Tensor:
+    input_lengths, label_lengths = (out_lengths, target_lengths) if host_lengths is None else host_lengths
+    return F.ctc_loss(
+        log_probs.transpose(0, 1),
+        targets.long(),
+        input_lengths.long(),
+        label_lengths.long(),
+        blank=blank,
+        reduction="none",
+        zero_infinity=True,
+    )
+
+
+_REGISTERED: dict[str, NLL] = {"torch": _torch_nll}
+
+
+def register_implementation(name: str, nll: NLL) -> None:
+    """Make ``nll`` the CTC implementation ``name`` (``supernet.accel.ctc_triton``: ``"triton"``)."""
+    if name not in IMPLEMENTATIONS or name == "auto":
+        raise ValueError(f"unknown CTC implementation {name!r}; choose one of {IMPLEMENTATIONS[1:]}")
+    _REGISTERED[name] = nll
 
 
 def use_triton(implementation: str, device: torch.device) -> bool:
@@ -31,11 +62,7 @@ def use_triton(implementation: str, device: torch.device) -> bool:
         return True
     if implementation == "torch" or device.type != "cuda" or torch.are_deterministic_algorithms_enabled():
         return False  # the kernels' gradient adds with atomics: not bitwise deterministic
-    try:
-        import triton  # noqa: F401  (ships with PyTorch's CUDA wheels)
-    except ImportError:
-        return False
-    return True
+    return "triton" in _REGISTERED
 
 
 def ctc_loss(
@@ -61,25 +88,14 @@ def ctc_loss(
     """
     if log_probs.dim() != 3:
         raise ValueError(f"ctc_loss expects log_probs of shape (B, T, V), got {tuple(log_probs.shape)}")
+    name = "triton" if use_triton(implementation, log_probs.device) else "torch"
+    if name not in _REGISTERED:
+        raise ValueError(
+            "the Triton CTC is not registered: import supernet.accel.ctc_triton first (it needs the "
+            "triton package)"
+        )
     with torch.autocast(device_type=log_probs.device.type, enabled=False):
-        if use_triton(implementation, log_probs.device):
-            from supernet.accel.ctc_triton import ctc_nll
-
-            nll = ctc_nll(log_probs.float(), targets, out_lengths, target_lengths, blank=blank)
-            nll = torch.where(torch.isinf(nll), torch.zeros_like(nll), nll)
-        else:
-            input_lengths, label_lengths = (
-                (out_lengths, target_lengths) if host_lengths is None else host_lengths
-            )
-            nll = F.ctc_loss(
-                log_probs.float().transpose(0, 1),
-                targets.long(),
-                input_lengths.long(),
-                label_lengths.long(),
-                blank=blank,
-                reduction="none",
-                zero_infinity=True,
-            )
+        nll = _REGISTERED[name](log_probs.float(), targets, out_lengths, target_lengths, blank, host_lengths)
         return (nll / target_lengths.to(nll.dtype).clamp(min=1)).mean()
 
 

@@ -14,6 +14,7 @@ The same functions serve parameter counts (``E[params]``, a budget in parameters
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -74,6 +75,16 @@ class ResourcePenalty:
         if self.kind == "hinge":
             return hinge(ce, expected, self.budget, self.lam)
         return ce
+
+    def to_dict(self) -> dict[str, Any]:
+        """The arguments that make it again: ``ResourcePenalty(**penalty.to_dict())``."""
+        return {
+            "kind": self.kind,
+            "lam": self.lam,
+            "beta": self.beta,
+            "reference": self.reference,
+            "budget": self.budget,
+        }
 
     def __repr__(self) -> str:
         return (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from ops.base import Op, mask_padding, strided_lengths
@@ -37,9 +38,8 @@ class Conv2dSubsampling4(Op):
         half = strided_lengths(lengths, 2)
         x = torch.relu(self.conv1(mask_padding(x, lengths)[:, None]))  # (B, C, T/2, F/2)
         x = torch.relu(self.conv2(mask_padding(x.transpose(1, 2), half).transpose(1, 2)))
-        B, C, T, Fq = x.shape
         lengths = strided_lengths(half, 2)
-        x = self.dropout(self.out(x.permute(0, 2, 1, 3).reshape(B, T, C * Fq)))
+        x = self.dropout(self.out(rearrange(x, "b c t f -> b t (c f)")))  # channels x frequency per frame
         return mask_padding(x, lengths), lengths
 
     def flops(self, T: int) -> int:

@@ -265,6 +265,18 @@ class ArchSpec:
         return SAMPLE_RATE if self.features == "raw" else FRAME_RATE
 
     @property
+    def input_info(self) -> OpInfo:
+        return self._input_info
+
+    @property
+    def layer_infos(self) -> list[OpInfo]:
+        return list(self._layer_infos)
+
+    @property
+    def head_info(self) -> OpInfo:
+        return self._head_info
+
+    @property
     def op_infos(self) -> list[OpInfo]:
         """Input op, layers, head: in the order the data flows."""
         return [self._input_info, *self._layer_infos, self._head_info]
@@ -293,11 +305,20 @@ class ArchSpec:
     def streamable(self) -> bool:
         return all(info.streamable for info in self.op_infos)
 
-    def params(self, vocab_size: int) -> int:
-        """Trainable parameters of the derived network with a ``vocab_size`` head."""
-        from supernet.derived import DerivedNet
+    def build_ops(self, vocab_size: int) -> list[nn.Module]:
+        """The derived network's ops (``supernet.derived.DerivedNet``), in the order the data
+        flows: the input op, the layers, a head over ``vocab_size`` tokens; with the spec's dropout."""
+        dims = [
+            (self.input, self.feature_dim, self.dim),
+            *((layer, self.dim, self.dim) for layer in self.layers),
+            (self.head, self.dim, vocab_size),
+        ]
+        return [ops.build(spec, n_in, n_out, dropout=self.dropout) for spec, n_in, n_out in dims]
 
-        return sum(p.numel() for p in DerivedNet(self, vocab_size).parameters() if p.requires_grad)
+    def params(self, vocab_size: int) -> int:
+        """Trainable parameters of the derived network with a ``vocab_size`` head: its ops' (the
+        network adds none of its own)."""
+        return sum(p.numel() for op in self.build_ops(vocab_size) for p in op.parameters() if p.requires_grad)
 
     def flops_per_second(self) -> float:
         """Multiply-adds per second of audio (``Op.flops`` summed; x2 for FLOPs) of the input op

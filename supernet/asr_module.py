@@ -12,6 +12,7 @@ words come out right. Checkpointing and early stopping monitor it by default (co
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -51,10 +52,24 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+@functools.cache
+def _load_triton_ctc() -> bool:
+    """Import ``supernet.accel.ctc_triton``, which registers the Triton CTC with ``losses.ctc``;
+    False where Triton does not import (``"auto"`` then means PyTorch's)."""
+    try:
+        import supernet.accel.ctc_triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def ctc_host_lengths(batch: dict[str, Any], net: nn.Module, implementation: str, device: torch.device):
     """``(output lengths, target lengths)`` on the host, from the lists ``SpeechDataModule`` keeps
     in ``batch["host_lengths"]``, for PyTorch's CTC; None when the Triton CTC runs (it reads the
-    lengths on the device) or the batch has no host lengths."""
+    lengths on the device) or the batch has no host lengths. Call it before ``ctc_loss``: on CUDA
+    it registers the Triton CTC that ``"auto"`` and ``"triton"`` choose."""
+    if device.type == "cuda" and implementation in ("auto", "triton"):
+        _load_triton_ctc()
     host = batch.get("host_lengths")
     if host is None or use_triton(implementation, device):
         return None
@@ -109,6 +124,7 @@ class CTCModule(pl.LightningModule):
     benchmarks set it on an instance to compare the two."""
 
     ctc_implementation = "auto"
+    op_graphs = None  # this fit's ``supernet.accel.cuda_graphs.OpGraphs`` (``hparams.cuda_graphs``)
 
     def __init__(self, vocab: list[str] | None):
         super().__init__()
@@ -155,13 +171,20 @@ class CTCModule(pl.LightningModule):
     def on_train_start(self) -> None:
         """CUDA graphs for the training steps (``hparams.cuda_graphs``), made anew for each fit;
         the metrics the callbacks monitor (``monitored_metrics``)."""
-        self.net.use_cuda_graphs(bool(self.hparams.get("cuda_graphs")) and self.device.type == "cuda")
+        self.op_graphs = None
+        if self.hparams.get("cuda_graphs") and self.device.type == "cuda":
+            from supernet.accel.cuda_graphs import use_cuda_graphs  # lazily: the model imports no accel
+
+            self.op_graphs = use_cuda_graphs(self.net)
+        else:
+            self.net.set_runner(None)
         self.monitored = monitored_metrics(self._trainer)
 
     def on_train_end(self) -> None:
-        if self.net.graphs is not None:
-            rank_zero_info(f"CUDA graphs: {self.net.graphs.summary()}")
-        self.net.use_cuda_graphs(False)  # frees the graphs' memory pools and buffers
+        if self.op_graphs is not None:
+            rank_zero_info(f"CUDA graphs: {self.op_graphs.summary()}")
+        self.op_graphs = None
+        self.net.set_runner(None)  # eager again: frees the graphs' memory pools and buffers
         self.check_finite(f"at the end of training (step {self.divergence_step()})")
 
     # --- divergence: a non-finite loss, weight or alpha stops the run (supernet.divergence) -----

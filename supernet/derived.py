@@ -2,20 +2,21 @@
 
 ``Encoder`` is the layer loop (input op -> layers -> head -> log-softmax) over any modules with
 the op interface ``(x (B,T,C), lengths) -> (y, out_lengths)``; the supernet reuses it with mixed
-ops as layers. ``DerivedNet`` fills it with the ops an ``ArchSpec`` names.
+ops as layers. ``DerivedNet`` fills it with the ops an ``ArchSpec`` names. Every op runs through
+the network's ``runner`` (``supernet.runner``): eager unless an acceleration hands it another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
 
 import ops
-from supernet.accel.cuda_graphs import OpGraphs, run_op
 from supernet.archspec import ArchSpec
+from supernet.runner import EAGER, OpRunner
 
 
 class Encoder(nn.Module):
@@ -25,7 +26,7 @@ class Encoder(nn.Module):
     adds nothing between them and a skip layer is a true identity.
     """
 
-    graphs: OpGraphs | None = None  # set by ``use_cuda_graphs``
+    runner: OpRunner = EAGER  # set by ``set_runner``
 
     def __init__(self, input_op: nn.Module, layers: Iterable[nn.Module], head: nn.Module):
         super().__init__()
@@ -49,19 +50,18 @@ class Encoder(nn.Module):
         stride = self.total_stride
         return torch.tensor([-(-n // stride) for n in feature_lengths], dtype=torch.long)
 
-    def use_cuda_graphs(self, enabled: bool = True) -> OpGraphs | None:
-        """Replay the graph-safe ops of training steps as CUDA graphs (``supernet.accel.cuda_graphs``),
-        or stop. The search's edges share the same graphs."""
-        self.graphs = OpGraphs() if enabled else None
+    def set_runner(self, runner: OpRunner | None) -> None:
+        """Run the ops through ``runner`` (eager when None), here and in every module that takes a
+        runner (the search's edges); e.g. ``supernet.accel.cuda_graphs.use_cuda_graphs``."""
+        runner = EAGER if runner is None else runner
         for module in self.modules():
-            if hasattr(module, "graphs"):
-                module.graphs = self.graphs
-        return self.graphs
+            if hasattr(module, "runner"):
+                module.runner = runner
 
     def input_grads_only(self) -> AbstractContextManager:
-        """For passes whose backward wants no weight gradient (an architecture step): graphed ops
-        replay a backward graph of their input gradient alone (``OpGraphs.input_grads_only``)."""
-        return nullcontext() if self.graphs is None else self.graphs.input_grads_only()
+        """For passes whose backward wants no weight gradient (an architecture step): the runner
+        may leave them out (CUDA graphs replay a backward graph of the input gradient alone)."""
+        return self.runner.input_grads_only()
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lengths = self._run(self.input, features, lengths)
@@ -71,7 +71,7 @@ class Encoder(nn.Module):
         return logits.float().log_softmax(dim=-1), lengths
 
     def _run(self, op: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
-        return run_op(self.graphs, op, x, lengths, op, getattr(op, "spec", "") or type(op).__name__)
+        return self.runner.run(op, x, lengths, op, getattr(op, "spec", "") or type(op).__name__)
 
 
 def _mark_input_masked(module: nn.Module) -> None:
@@ -88,11 +88,7 @@ class DerivedNet(Encoder):
     def __init__(self, spec: ArchSpec, vocab_size: int):
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be at least 2 (blank and one token), got {vocab_size}")
-        dropout = spec.dropout
-        super().__init__(
-            input_op=ops.build(spec.input, spec.feature_dim, spec.dim, dropout=dropout),
-            layers=[ops.build(layer, spec.dim, spec.dim, dropout=dropout) for layer in spec.layers],
-            head=ops.build(spec.head, spec.dim, vocab_size, dropout=dropout),
-        )
+        input_op, *layers, head = spec.build_ops(vocab_size)
+        super().__init__(input_op, layers, head)
         self.spec = spec
         self.vocab_size = vocab_size

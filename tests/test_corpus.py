@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from supernet.commands import corpus as corpus_command
 from supernet.data import corpus, espeak, sentences
 
 LANGS = ("en", "es", "de")
@@ -146,9 +147,9 @@ def test_unknown_language_is_named(tmp_path, lang, culprit):
 
 def test_cli_reports_unknown_language(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    corpus.configure_parser(parser)
+    corpus_command.configure_parser(parser)
     args = parser.parse_args(["--out", str(tmp_path), "--langs", "en,qq", "--minutes", "0.1"])
-    assert corpus.run(args) == 2
+    assert corpus_command.run(args) == 2
     assert "'qq'" in capsys.readouterr().err
 
 
@@ -293,9 +294,9 @@ def test_an_occupied_folder_is_refused_naming_it_and_overwrite(tmp_path, occupie
 
 def test_cli_refuses_an_occupied_folder(occupied, capsys):
     parser = argparse.ArgumentParser()
-    corpus.configure_parser(parser)
+    corpus_command.configure_parser(parser)
     args = parser.parse_args(["--out", str(occupied), "--langs", "en", "--minutes", "0.2", "--seed", "4"])
-    assert corpus.run(args) == 2
+    assert corpus_command.run(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("supernet corpus: error: ") and str(occupied) in err and "--overwrite" in err
 

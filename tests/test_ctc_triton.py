@@ -128,3 +128,13 @@ def test_implementation_choice():
         assert not use_triton("auto", torch.device("cuda"))
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_auto_picks_the_triton_ctc_where_it_is_registered(monkeypatch):
+    import supernet.accel.ctc_triton  # noqa: F401  (registers "triton" with losses.ctc)
+    from losses import ctc
+
+    cuda = torch.device("cuda")
+    assert ctc.use_triton("auto", cuda)
+    monkeypatch.delitem(ctc._REGISTERED, "triton")
+    assert not ctc.use_triton("auto", cuda) and ctc.use_triton("triton", cuda)

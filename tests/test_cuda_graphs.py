@@ -8,10 +8,13 @@ import pytest
 import torch
 
 import ops
-from supernet.accel.cuda_graphs import MANY_SHAPES, OpGraphs, _Buffers
+from supernet.accel import cuda_graphs
+from supernet.accel.cuda_graphs import MANY_SHAPES, OpGraphs, _Buffers, _ScoreEntry, use_cuda_graphs
 from supernet.archspec import ArchSpec
 from supernet.derived import DerivedNet
+from supernet.runner import EAGER
 from supernet.search.arch_params import ArchParams
+from supernet.search.mixed_op import EdgePlan
 from supernet.search.network import Supernet
 from supernet.search.relaxations import make_plan
 from supernet.search.space import SearchSpace
@@ -85,11 +88,73 @@ def test_on_the_cpu_everything_runs_eagerly_with_the_same_numbers():
     torch.manual_seed(0)
     net = derived()
     twin = copy.deepcopy(net)
-    graphs = net.use_cuda_graphs()
+    graphs = use_cuda_graphs(net)
     x, lengths, weights = batch(3, 20, "cpu", 0)
     torch.testing.assert_close(loss_of(net, x, lengths, weights), loss_of(twin, x, lengths, weights))
     assert graphs.stats.captures == 0 and graphs.stats.eager == 5  # input, three layers, head
-    assert net.use_cuda_graphs(False) is None and net.graphs is None
+    assert use_cuda_graphs(net, False) is None
+    assert all(m.runner is EAGER for m in net.modules() if hasattr(m, "runner"))
+
+
+class _Rerun:
+    """A stand-in for a captured score graph on the CPU: a replay reruns what was captured."""
+
+    def __init__(self, run, score):
+        self.run, self.score = run, score
+
+    def replay(self):
+        self.score.copy_(self.run())
+
+
+@pytest.fixture
+def score_graphs_on_the_cpu(monkeypatch):
+    """``OpGraphs``' ST score paths on the CPU: graph-safe candidates count as scorable (training
+    passes stay eager), and a capture keeps the function that its replays rerun."""
+    monkeypatch.setattr(cuda_graphs, "graphable", lambda op, x: False)
+    monkeypatch.setattr(cuda_graphs, "scorable", lambda op, x: getattr(op, "graph_safe", False))
+
+    def capture(self, module, run, params, reads=()):
+        score = run()
+        self.stats.captures += 1
+        pointers = tuple(p.data_ptr() for p in params)
+        return _ScoreEntry(self.score_buffers.generation, pointers, score, _Rerun(run, score), reads)
+
+    monkeypatch.setattr(OpGraphs, "_capture_scores", capture)
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["read-in-place", "copied"])
+@pytest.mark.parametrize("with_skip", [True, False], ids=["skip-candidate", "graph-safe-candidates"])
+def test_st_scores_through_the_graphs_match_eager_on_the_cpu(
+    score_graphs_on_the_cpu, monkeypatch, in_place, with_skip
+):
+    """What the score graphs run, run eagerly: the whole edge in one graph where every candidate is
+    graph-safe and the edge's input and output are read in place, else one graph per graph-safe
+    candidate and the others eager; the alphas' gradients are eager's (dropout 0.3: the
+    recomputations must run without it)."""
+    monkeypatch.setattr(OpGraphs, "_in_place", lambda self, t: in_place)
+    choice = [*CHOICE, "skip"] if with_skip else CHOICE
+    torch.manual_seed(0)
+    eager = Supernet(space(dropout=0.3, choice=choice), 9).train()
+    graphed = copy.deepcopy(eager)
+    graphs = use_cuda_graphs(graphed)
+    alphas = [torch.randn(len(choice), requires_grad=True) for _ in range(2)]
+    for step, index in enumerate([0, 2, 0]):  # the third replays the first's graphs
+        x, lengths, weights = batch(3, 24, "cpu", step)
+        grads = []
+        for net in (eager, graphed):
+            net.apply_plan(
+                {
+                    name: EdgePlan("st", index=index, probs=a.softmax(-1))
+                    for name, a in zip(("e1", "e2"), alphas)
+                }
+            )
+            torch.manual_seed(step)
+            grads.append(torch.autograd.grad(loss_of(net, x, lengths, weights), alphas))
+        torch.testing.assert_close(grads[1], grads[0])
+    whole = [key for key in graphs.scores if key[0] == "edge"]
+    assert bool(whole) == (in_place and not with_skip)
+    if not whole:  # one graph per edge and graph-safe candidate (a skip has none), 3 replays a step
+        assert len(graphs.scores) == 2 * 4 and graphs.stats.replays == 3 * 2 * 3
 
 
 def _steps(eager, graphed, run_step, shapes, device):
@@ -124,7 +189,7 @@ def test_derived_training_steps_match_eager(exact_gpu):
     torch.manual_seed(0)
     eager = derived().to(exact_gpu).train()
     graphed = copy.deepcopy(eager)
-    graphs = graphed.use_cuda_graphs()
+    graphs = use_cuda_graphs(graphed)
     optimizers = {id(n): torch.optim.AdamW(n.parameters(), lr=1e-2) for n in (eager, graphed)}
 
     def step(net, i, x, lengths, weights):
@@ -155,7 +220,7 @@ def test_accumulated_gradients_over_two_batches_match_eager(exact_gpu):
     torch.manual_seed(1)
     eager = derived().to(exact_gpu).train()
     graphed = copy.deepcopy(eager)
-    graphed.use_cuda_graphs()
+    use_cuda_graphs(graphed)
 
     def step(net, i, x, lengths, weights):
         net.zero_grad(set_to_none=True)
@@ -177,7 +242,7 @@ def test_st_arch_and_weight_steps_match_eager(exact_gpu, with_skip):
     skip_space = space(choice=[*CHOICE, "skip"] if with_skip else CHOICE)
     eager = Supernet(skip_space, 9).to(exact_gpu).train()
     graphed = copy.deepcopy(eager)
-    graphs = graphed.use_cuda_graphs()
+    graphs = use_cuda_graphs(graphed)
     arch = ArchParams(skip_space.edges, seed=0).to(exact_gpu)
     alphas = list(arch.alphas.values())
     drawn = set()
@@ -218,7 +283,7 @@ def test_batches_that_grow_and_come_back_recapture_and_drop_stale_graphs(exact_g
     torch.manual_seed(0)
     eager = derived().to(exact_gpu).train()
     graphed = copy.deepcopy(eager)
-    graphs = graphed.use_cuda_graphs()
+    graphs = use_cuda_graphs(graphed)
 
     def step(net, i, x, lengths, weights):
         net.zero_grad(set_to_none=True)
@@ -245,7 +310,7 @@ def test_bf16_autocast_casts_the_current_weights_at_every_replay():
     device = torch.device("cuda")
     eager = derived().to(device).train()
     graphed = copy.deepcopy(eager)
-    graphed.use_cuda_graphs()
+    use_cuda_graphs(graphed)
     optimizers = [torch.optim.SGD(n.parameters(), lr=0.5) for n in (eager, graphed)]
     x, lengths, weights = batch(3, 40, device, 0)
     for _ in range(3):  # the weights change: a graph that kept a cast from its capture would drift
@@ -263,7 +328,7 @@ def test_bf16_autocast_casts_the_current_weights_at_every_replay():
 def test_dropout_draws_new_masks_at_every_replay():
     torch.manual_seed(0)
     net = derived(dropout=0.5).cuda().train()
-    net.use_cuda_graphs()
+    use_cuda_graphs(net)
     x, lengths, weights = batch(3, 40, "cuda", 0)
     first = loss_of(net, x, lengths, weights)
     first.backward()
@@ -275,7 +340,7 @@ def test_dropout_draws_new_masks_at_every_replay():
 @gpu
 def test_a_second_forward_before_the_backward_is_an_error():
     net = derived().cuda().train()
-    net.use_cuda_graphs()
+    use_cuda_graphs(net)
     x, lengths, weights = batch(3, 40, "cuda", 0)
     first = loss_of(net, x, lengths, weights)
     loss_of(net, x, lengths, weights).backward()
@@ -286,7 +351,7 @@ def test_a_second_forward_before_the_backward_is_an_error():
 @gpu
 def test_darts_and_evaluation_run_eagerly_and_captures_ignore_older_graphs():
     net = Supernet(space(), 9).cuda()
-    graphs = net.use_cuda_graphs()
+    graphs = use_cuda_graphs(net)
     arch = ArchParams(space().edges, seed=0).cuda()
     x, lengths, weights = batch(3, 40, "cuda", 0)
     net.apply_plan(make_plan(arch, "darts", "arch", 0))

@@ -13,7 +13,6 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from callbacks.stage import StageSwitch
 from supernet.accel.ddp import SearchDDPStrategy
 from supernet.data.tokenizer import BLANK, UNKNOWN
 from supernet.search.module import SearchModule
@@ -97,15 +96,15 @@ def test_two_ranks_sample_the_same_paths_and_end_identical(tmp_path, overlap, sa
         warmup_steps=1,
         arch_lr=0.1,
         seed=3,
-        ddp_overlap=overlap,
-        sample_ahead=sample_ahead,
+        warmup_epochs=1,
+        method_options={"sample_ahead": sample_ahead},
     )
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
-        strategy=SearchDDPStrategy(start_method="spawn"),
+        strategy=SearchDDPStrategy(start_method="spawn", overlap=overlap),
         max_epochs=2,
-        callbacks=[StageSwitch(warmup_epochs=1), RecordPerRank(str(tmp_path))],
+        callbacks=[RecordPerRank(str(tmp_path))],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -66,6 +66,18 @@ def test_the_wheel_holds_every_shipped_config(installed):
     assert shipped - set(names) == set()
 
 
+def test_wandb_and_matplotlib_are_extras_of_the_wheel(installed):
+    """``pip install supernet`` leaves them out; ``supernet[wandb]``, ``[plots]`` and ``[dev]`` bring them."""
+    target, _, names = installed
+    [metadata] = [name for name in names if name.endswith(".dist-info/METADATA")]
+    fields = [line.split(": ", 1) for line in (target / metadata).read_text().splitlines() if ": " in line]
+    requires = [value for key, value in fields if key == "Requires-Dist"]
+    assert {"wandb", "plots", "dev"} <= {value for key, value in fields if key == "Provides-Extra"}
+    for package, extra in (("wandb", "wandb"), ("matplotlib", "plots")):
+        [line] = [r for r in requires if r.startswith(package)]
+        assert f'extra == "{extra}"' in line, line
+
+
 def test_the_installed_copy_is_imported_and_finds_shipped_files_by_name(installed):
     target, empty, _ = installed
     code = (
@@ -100,9 +112,7 @@ def test_space_info_runs_from_an_empty_folder(installed):
 
 def test_retrain_reads_its_default_config_from_package_data(installed):
     target, empty, _ = installed
-    done = run_installed(
-        target, empty, "-m", "supernet", "retrain", "--arch", "tdnn_d", "--print_config"
-    )
+    done = run_installed(target, empty, "-m", "supernet", "retrain", "--arch", "tdnn_d", "--print_config")
     assert done.returncode == 0, done.stderr[-3000:]
     # values only supernet/configs/retrain.yaml sets (Lightning's defaults differ)
     assert "max_epochs: 35" in done.stdout and "arch_fraction: 0.0" in done.stdout

@@ -14,6 +14,7 @@ from supernet import latency
 from supernet.commands.cli import main
 from supernet.commands.pareto import pareto_front
 from supernet.latency import (
+    HardwareObjective,
     LatencyTable,
     LatencyTableError,
     NetworkRunner,
@@ -22,7 +23,6 @@ from supernet.latency import (
     measure_networks,
     param_costs,
     profile_space,
-    search_costs,
     settle,
     space_slots,
 )
@@ -157,13 +157,15 @@ def test_hinge_search_costs_push_towards_the_budget(tmp_path):
     space = SearchSpace(TINY)
     table, _ = hand_table(space, settings())
     table.save(tmp_path / "lut.json")
-    costs = search_costs(space, 5, tmp_path / "lut.json", "hinge", "latency", penalty_lambda=1.0, budget=1.0)
-    assert costs.penalty.reference == pytest.approx(
+    objective = HardwareObjective.from_options(
+        space, 5, tmp_path / "lut.json", "hinge", "latency", penalty_lambda=1.0, budget=1.0
+    )
+    assert objective.penalty.reference == pytest.approx(
         float(table.expected(space, {"a": torch.ones(2) / 2, "b": torch.ones(3) / 3}))
     )
     alphas = {"a": torch.zeros(2, requires_grad=True), "b": torch.zeros(3, requires_grad=True)}
     probs = {k: torch.softmax(v, 0) for k, v in alphas.items()}
-    loss, logs = costs.penalised(torch.tensor(1.0), probs, {"a": 0, "b": 0})
+    loss, logs = objective.loss_and_logs(torch.tensor(1.0), probs, {"a": 0, "b": 0})
     assert {"arch/expected_latency_ms", "arch/expected_params", "arch/argmax_latency_ms"} <= set(logs)
     loss.backward()
     cheapest = min(range(3), key=lambda k: table.costs(space).edges["b"][k])
@@ -356,7 +358,9 @@ def test_search_and_extract_keep_the_budget_without_the_table(tmp_path):
     space = SearchSpace(TINY)
     table, _ = hand_table(space, settings())
     table.save(tmp_path / "lut.json")
-    costs = search_costs(space, 5, tmp_path / "lut.json", "hinge", "latency", budget=1.0).target_costs
+    costs = HardwareObjective.from_options(
+        space, 5, tmp_path / "lut.json", "hinge", "latency", budget=1.0
+    ).target_costs
     dearest = {n: max(range(len(c)), key=c.__getitem__) for n, c in costs.edges.items()}
     cheapest = {n: min(range(len(c)), key=c.__getitem__) for n, c in costs.edges.items()}
     budget = (costs.at(dearest) + costs.at(cheapest)) / 2

@@ -117,12 +117,12 @@ def test_st_recomputes_unsampled_candidates_without_dropout():
 
 def test_gumbel_hard_runs_one_candidate_and_soft_mixes_all():
     edge, arch, x, lengths = make_edge()
-    edge.plan = make_plan(arch, "gumbel", "arch", step=2, tau=0.5, hard=True)["e0"]
+    edge.plan = make_plan(arch, "gumbel", "arch", step=2, tau_start=0.5, hard=True)["e0"]
     y, _ = edge(x, lengths)
     assert sum(c.calls for c in edge.candidates) == 1
     (grad,) = torch.autograd.grad(y.sum(), [arch.alphas["e0"]])
     assert grad.abs().sum() > 0
-    edge.plan = make_plan(arch, "gumbel", "arch", step=2, tau=0.5, hard=False)["e0"]
+    edge.plan = make_plan(arch, "gumbel", "arch", step=2, tau_start=0.5, hard=False)["e0"]
     edge(x, lengths)
     assert all(c.calls >= 1 for c in edge.candidates) and sum(c.calls for c in edge.candidates) == 5
 

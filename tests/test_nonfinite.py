@@ -91,9 +91,7 @@ def trainer(epochs: int = 2, callbacks=(), log_every_n_steps: int = 50, accelera
 
 def search_module(method: str = "darts", **kwargs) -> SearchModule:
     torch.manual_seed(0)
-    module = SearchModule(TINY_SPACE, vocab=VOCAB, method=method, warmup_steps=1, **kwargs)
-    module.stage = "search"  # no StageSwitch: every epoch searches
-    return module
+    return SearchModule(TINY_SPACE, vocab=VOCAB, method=method, warmup_steps=1, warmup_epochs=0, **kwargs)
 
 
 class PoisonAlpha(pl.Callback):
@@ -273,7 +271,7 @@ def extract_args(ckpt, output) -> argparse.Namespace:
 
 
 def test_extract_warns_when_the_alphas_never_moved(searched, tmp_path, capsys):
-    from supernet.search.extract import run
+    from supernet.commands.extract import run
 
     assert run(extract_args(searched["still"][1], tmp_path / "still.yaml")) == 0
     assert "the alphas never moved from their start" in capsys.readouterr().err
@@ -283,7 +281,7 @@ def test_extract_warns_when_the_alphas_never_moved(searched, tmp_path, capsys):
 
 
 def test_extract_refuses_a_checkpoint_with_a_nan_alpha_and_writes_nothing(searched, tmp_path):
-    from supernet.search.extract import run
+    from supernet.commands.extract import run
 
     state = torch.load(searched["moved"][1], map_location="cpu", weights_only=False)
     state["state_dict"]["arch.alphas.b"][1] = float("nan")

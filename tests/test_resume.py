@@ -55,7 +55,7 @@ def search_args(corpus, space, out) -> list[str]:
         "--out", str(out),
         "--model.space", str(space),
         "--trainer.max_epochs", "3",
-        "--stage.warmup_epochs", "1",
+        "--model.warmup_epochs", "1",
         "--model.arch_lr", "0.05",
     ]  # fmt: skip
 

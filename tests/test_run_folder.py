@@ -45,7 +45,7 @@ def search_argv(corpus, space_file, out, *extra):
         "--out", str(out),
         "--model.space", str(space_file),
         "--trainer.max_epochs", "2",
-        "--stage.warmup_epochs", "1",
+        "--model.warmup_epochs", "1",
         "--logger", "csv",
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
@@ -159,17 +159,32 @@ def test_uniform_trains_a_supernet_and_picks_no_architecture(corpus, space_file,
     assert "picks no architecture" in capsys.readouterr().err and not (tmp_path / "a.yaml").exists()
 
 
-def test_a_plain_trainer_without_the_stage_schedule_is_refused(corpus, space_file):
+def test_a_plain_trainer_runs_the_warmup_then_the_search(corpus, space_file):
+    """The warm-up is the module's schedule, not a callback it silently depends on."""
     import pytorch_lightning as pl
 
     from supernet.data.datamodule import SpeechDataModule
     from supernet.search.module import SearchModule
 
     data = SpeechDataModule(str(corpus), search=True, num_workers=0, max_frames=6000)
-    module = SearchModule(str(space_file), vocab=list(data.tokenizer.vocab), method="st")
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    with pytest.raises(UserError, match="StageSwitch"):
-        trainer.fit(module, datamodule=data)
+    module = SearchModule(str(space_file), vocab=list(data.tokenizer.vocab), method="st", warmup_epochs=1)
+    seen = []
+
+    class Stages(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.append((pl_module.stage, pl_module.alphas_moved()))
+
+    trainer = pl.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[Stages()],
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=data)
+    assert seen == [("warmup", False), ("search", True)]
 
 
 def test_overwrite_never_empties_a_folder_that_is_not_a_supernet_run(tmp_path):

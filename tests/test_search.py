@@ -53,7 +53,7 @@ def run_search(corpus, space_file, out, epochs, method="st", extra=()):
         method,
         "--trainer.max_epochs",
         str(epochs),
-        "--stage.warmup_epochs",
+        "--model.warmup_epochs",
         "1",
         "--logger",
         "csv",
@@ -125,7 +125,7 @@ def test_search_writes_arch_extract_agrees_and_same_seed_same_arch(corpus, space
     "method, extra",
     # st samples from the alphas one update old, which the checkpoint keeps; a large arch lr makes
     # a path drawn from other alphas show (the test fails if the checkpoint loses them)
-    [("darts", ()), ("st", ("--model.sample_ahead", "true", "--model.arch_lr", "3"))],
+    [("darts", ()), ("st", ("--model.method_options", "{sample_ahead: true}", "--model.arch_lr", "3"))],
     ids=["darts", "st-sample-ahead"],
 )
 def test_resume_equals_uninterrupted(corpus, space_file, tmp_path, method, extra):

@@ -8,7 +8,7 @@ from torch import nn
 import ops
 from supernet.search.arch_params import ArchParams
 from supernet.search.mixed_op import MixedOp
-from supernet.search.relaxations import make_plan
+from supernet.search.relaxations import build
 
 CANDIDATES = ["tdnn-k3-d1", "tdnn-k3-d2", "tdnn-k5-d1", "tdnn-k5-d2"]
 ANSWER = "tdnn-k5-d2"
@@ -42,23 +42,21 @@ def test_every_method_finds_the_wide_receptive_field(method, hard, ahead):
         h, _ = edge(x, lengths)
         return ((readout(h) - y) ** 2).mean()
 
+    options = {"gumbel": {"hard": hard, "tau_start": 2.0, "tau_end": 0.3}, "st": {"sample_ahead": ahead}}
+    relaxation, warmup = build(method, options.get(method)), build("uniform")
     for step in range(150):
-        tau = 2.0 * (0.3 / 2.0) ** (step / 150)
-        probs = arch.lagged_host_probs() if ahead and step >= 30 else None
-        edge.plan = make_plan(
-            arch, "uniform" if step < 30 else method, "weight", 2 * step, tau=tau, hard=hard, host_probs=probs
-        )["e"]
+        relaxation.schedule(step / 150)  # gumbel's temperature, annealed per step here
+        probs = relaxation.host_probs(arch) if step >= 30 else None
+        edge.plan = (warmup if step < 30 else relaxation).plan(arch, "weight", 2 * step, probs)["e"]
         weight_opt.zero_grad()
         loss_on(toy_batch(gen)).backward()
         weight_opt.step()
         if step >= 30:
-            edge.plan = make_plan(arch, method, "arch", 2 * step + 1, tau=tau, hard=hard, host_probs=probs)[
-                "e"
-            ]
+            edge.plan = relaxation.plan(arch, "arch", 2 * step + 1, probs)["e"]
             arch_opt.zero_grad()
             (grad,) = torch.autograd.grad(loss_on(toy_batch(gen)), [arch.alphas["e"]])
             arch.alphas["e"].grad = grad
             arch_opt.step()
-            arch.prefetch()
+            relaxation.after_arch_update(arch, arch.flat())
     probs = arch.probs()["e"].detach()
     assert CANDIDATES[int(probs.argmax())] == ANSWER, dict(zip(CANDIDATES, probs.tolist()))

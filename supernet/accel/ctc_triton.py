@@ -16,6 +16,9 @@ the host to read the lengths). Each padded length (rounded up to 32 frames) and 
 gradient adds with atomics, so it is not bitwise deterministic: under
 ``torch.use_deterministic_algorithms`` ``losses.ctc`` uses PyTorch's CTC instead.
 
+Importing this module registers it with ``losses.ctc`` as the ``"triton"`` implementation, which
+``implementation="auto"`` then picks on CUDA.
+
 The gradient returned is the exact derivative of the NLL with respect to ``log_probs``, minus the
 occupation probabilities. PyTorch's CTC returns ``exp(log_probs)`` minus the same, a difference
 that vanishes through the log-softmax before it; both give the same gradient on the logits.
@@ -26,6 +29,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from losses.ctc import register_implementation
 
 
 @triton.jit
@@ -224,3 +229,15 @@ def ctc_nll(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -
     device as ``log_probs``. Nothing is read back to the host.
     """
     return TritonCTC.apply(log_probs, targets, input_lengths, target_lengths, blank)
+
+
+def _zeroed_nll(
+    log_probs, targets, out_lengths, target_lengths, blank: int, host_lengths=None
+) -> torch.Tensor:
+    """``ctc_nll`` with ``inf`` (no alignment fits) zeroed, as ``losses.ctc`` wants it; the host
+    lengths are not needed."""
+    nll = ctc_nll(log_probs, targets, out_lengths, target_lengths, blank=blank)
+    return torch.where(torch.isinf(nll), torch.zeros_like(nll), nll)
+
+
+register_implementation("triton", _zeroed_nll)

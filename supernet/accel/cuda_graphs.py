@@ -1,5 +1,8 @@
 """CUDA graphs of single ops, for training steps bound by the host's kernel launches.
 
+``OpGraphs`` is an op runner (``supernet.runner.OpRunner``): ``use_cuda_graphs(net)`` hands one to
+a network (``supernet.derived.Encoder``) and its search edges, which know nothing of it.
+
 At batch 32 x 8 s a search step launches 300-560 kernels, and each costs the host 30-55 us of
 Python, dispatch and launch: the GPU waits. A CUDA graph replays an op's whole forward, or its
 whole backward, as one launch. The sampled path changes every step, so graphs are made per op and
@@ -9,7 +12,7 @@ per input shape, not per network, the first time an op meets a shape:
   needs a gradient, a second backward graph of the input gradient alone: passes run under
   ``input_grads_only()`` replay it (an architecture step, whose ``autograd.grad`` wants the alphas'
   gradients only, would otherwise compute every weight gradient and throw it away); ST's scores
-  (``supernet.search.mixed_op``) get one no-grad graph per edge, sampled candidate and shape, which
+  (``MixedOp.eager_scores``) get one no-grad graph per edge, sampled candidate and shape, which
   recomputes the other candidates (``edge_scores``), or, on an edge with a candidate that has no
   graph, one per candidate and shape (``score``);
 - the ops of one *group* never run in the same pass (the candidates of one edge: one runs per
@@ -40,12 +43,17 @@ import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ops.base import strided_lengths
+
+if TYPE_CHECKING:
+    from supernet.derived import Encoder
+    from supernet.search.mixed_op import MixedOp
 
 MANY_SHAPES = 64  # captures of one op that suggest padding the batches to fewer shapes
 
@@ -69,11 +77,13 @@ def graphable(op: nn.Module, x: torch.Tensor) -> bool:
     )
 
 
-def run_op(graphs: OpGraphs | None, op: nn.Module, x, lengths, group: object, name: str):
-    """``op(x, lengths)``, replayed from ``graphs`` when there are graphs and the op is graph-safe."""
-    if graphs is None or not getattr(op, "graph_safe", False):
-        return op(x, lengths)
-    return graphs(op, x, lengths, group=group, name=name)
+def use_cuda_graphs(net: Encoder, enabled: bool = True) -> OpGraphs | None:
+    """Replay the graph-safe ops of ``net``'s training steps as CUDA graphs: new
+    ``OpGraphs`` as its runner, shared by the search's edges; or, not ``enabled``, the eager runner
+    back (which frees the graphs' memory pools and buffers). Returns the graphs, or None."""
+    graphs = OpGraphs() if enabled else None
+    net.set_runner(graphs)
+    return graphs
 
 
 class _Buffers:
@@ -201,7 +211,8 @@ class OpGraphs:
     """Replays ops as CUDA graphs, captured per op and input shape (see the module docstring).
 
     ``graphs(op, x, lengths, group)`` runs ``op`` like ``op(x, lengths)``; ``group`` names the ops
-    that never run in one pass (an edge's name, or the op for a fixed layer).
+    that never run in one pass (an edge's name, or the op for a fixed layer). As an op runner
+    (``run``, ``input_grads_only``, ``edge_scores``) it is what ``use_cuda_graphs`` gives a network.
     """
 
     def __init__(self):
@@ -240,6 +251,12 @@ class OpGraphs:
             self.weight_grads = saved
 
     # --- training: forward and backward graphs ------------------------------------------------
+    def run(self, op: nn.Module, x: torch.Tensor, lengths: torch.Tensor, group: object, name: str):
+        """``op(x, lengths)``, replayed from the graphs when the op is graph-safe."""
+        if not getattr(op, "graph_safe", False):
+            return op(x, lengths)
+        return self(op, x, lengths, group=group, name=name)
+
     def __call__(self, op: nn.Module, x: torch.Tensor, lengths: torch.Tensor, group: object, name: str = ""):
         params = [p for p in self._op_params(op) if p.requires_grad]
         if not graphable(op, x) or not (params or x.requires_grad):
@@ -423,54 +440,59 @@ class OpGraphs:
         return views
 
     def score(
-        self,
-        op: nn.Module,
-        inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        mode: Callable[[], AbstractContextManager],
+        self, edge: MixedOp, k: int, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        """``score_fn(grad, op(x, lengths)[0])`` under ``mode()`` and no grad, as one replay.
-        ``inputs`` come from ``score_inputs``; the result is a scalar overwritten by the next replay
-        of the same graph."""
+        """``edge.recompute_score(k, x, lengths, grad)`` (an ST edge's candidate ``k``) under no
+        grad, as one replay. ``inputs`` come from ``score_inputs``; the result is a scalar
+        overwritten by the next replay of the same graph."""
         x, lengths, grad = inputs
-        params = self._op_params(op)
+        op = edge.candidates[k]
         autocast = _autocast_state(x.device.type)
         key = (id(op), x.shape, x.dtype, lengths.shape, grad.shape, grad.dtype, autocast)
-        entry = self.scores.get(key)
-        if entry is None or not self._current(entry, self.score_buffers, params):
-            entry = self.scores[key] = self._capture_score(op, inputs, score_fn, mode, params, autocast)
-        entry.graph.replay()
-        self.stats.replays += 1
-        return entry.score
+        return self._replay_score(key, op, lambda: edge.recompute_score(k, x, lengths, grad), autocast)
 
     def edge_scores(
         self,
-        edge: object,
-        candidates: list[nn.Module],
+        edge: MixedOp,
         index: int,
         x: torch.Tensor,
         lengths: torch.Tensor,
         grad: torch.Tensor,
         y: torch.Tensor,
-        score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        mode_for: Callable[[int], Callable[[], AbstractContextManager]],
     ) -> torch.Tensor | None:
-        """Every candidate's ``score_fn(grad, o_k(x))`` of one ST edge as ONE replay, stacked: the
-        sampled candidate ``index`` from its output ``y``, the others recomputed under no grad and
-        ``mode_for(k)()``. ``x`` and ``y`` are read in place (other graphs' output buffers, which
-        hold them until the edge's next forward); only ``lengths`` and ``grad`` are copied. None
-        when ``x`` or ``y`` is no output buffer or a candidate is not graph-safe: the caller then
-        scores candidate by candidate (``score``). Against per-candidate replays, an edge of four
-        saves two graph launches, a copy and four kernel launches of the host's time."""
-        if not (self._in_place(x) and self._in_place(y) and all(scorable(c, x) for c in candidates)):
+        """An ST edge's scores, ``edge.eager_scores(index, x, lengths, grad, y)`` (``MixedOp``), with
+        its recomputations replayed: the whole edge as ONE replay where every candidate is
+        graph-safe and ``x`` and ``y`` can be read in place (``_whole_edge_scores``); else one replay
+        per graph-safe candidate (``score``), the others eager; None where no candidate is
+        graph-safe (the edge scores eagerly)."""
+        candidates = edge.candidates
+        safe = [scorable(c, x) for c in candidates]
+        if all(safe) and self._in_place(x) and self._in_place(y):
+            return self._whole_edge_scores(edge, index, x, lengths, grad, y)
+        if not any(safe):
             return None
+        inputs = None
+
+        def recompute(k, x, lengths, grad):
+            nonlocal inputs
+            if not safe[k]:
+                return edge.recompute_score(k, x, lengths, grad)
+            inputs = inputs or self.score_inputs(x, lengths, grad)  # copied once for the edge
+            return self.score(edge, k, inputs)
+
+        return edge.eager_scores(index, x, lengths, grad, y, recompute)
+
+    def _whole_edge_scores(self, edge: MixedOp, index: int, x, lengths, grad, y) -> torch.Tensor:
+        """``edge.eager_scores(index, x, lengths, grad, y)`` as ONE replay. ``x`` and ``y`` are read
+        in place (other graphs' output buffers, which hold them until the edge's next forward);
+        only ``lengths`` and ``grad`` are copied. Against per-candidate replays, an edge of four
+        saves two graph launches, a copy and four kernel launches of the host's time."""
         if self.score_buffers is None:
             self.score_buffers = _Buffers(x.device)
         sl = self.score_buffers.view("lengths", lengths.shape, lengths.dtype)
         sg = self.score_buffers.view("grad", grad.shape, grad.dtype)
         sl.copy_(lengths)
         sg.copy_(grad)
-        params = [p for c in candidates for p in self._op_params(c)]
         autocast = _autocast_state(x.device.type)
         key = (
             "edge",
@@ -484,31 +506,43 @@ class OpGraphs:
             lengths.dtype,
         )
         key += (grad.shape, grad.dtype, autocast)
-        entry = self.scores.get(key)
-        if entry is None or not self._current(entry, self.score_buffers, params):
-            device_type = x.device.type
-
-            def run():
-                scores = []
-                with torch.no_grad(), _uncached_autocast(device_type, autocast):
-                    for k, cand in enumerate(candidates):
-                        if k == index:
-                            scores.append(score_fn(sg, y))
-                        else:
-                            with mode_for(k)():
-                                scores.append(score_fn(sg, cand(x, sl)[0]))
-                    return torch.stack(scores)
-
-            entry = self.scores[key] = self._capture_scores(
-                nn.ModuleList(candidates), run, params, reads=(x.data_ptr(), y.data_ptr())
-            )
-        entry.graph.replay()
-        self.stats.replays += 1
-        return entry.score.clone()  # the buffer is overwritten by this edge's next replay
+        scores = self._replay_score(
+            key,
+            edge.candidates,
+            lambda: edge.eager_scores(index, x, sl, sg, y),
+            autocast,
+            (x.data_ptr(), y.data_ptr()),
+        )
+        return scores.clone()  # the buffer is overwritten by this edge's next replay
 
     def _in_place(self, t: torch.Tensor) -> bool:
         """``t`` is (the start of) a graph's current output buffer, which a graph may read in place."""
         return t.is_cuda and t.data_ptr() in self.outputs and t.is_contiguous()
+
+    def _replay_score(
+        self,
+        key: tuple,
+        module: nn.Module,
+        compute: Callable[[], torch.Tensor],
+        autocast: tuple[bool, torch.dtype],
+        reads: tuple[int, ...] = (),
+    ) -> torch.Tensor:
+        """The score graph of ``key`` replayed, captured first from ``compute()`` (``module``'s
+        recomputations, under no grad and ``autocast``) where none is current; returns its result,
+        a buffer that its next replay overwrites. ``reads``: output buffers read in place."""
+        params = self._op_params(module)
+        entry = self.scores.get(key)
+        if entry is None or not self._current(entry, self.score_buffers, params):
+            device_type = self.score_buffers.device.type
+
+            def run():
+                with torch.no_grad(), _uncached_autocast(device_type, autocast):
+                    return compute()
+
+            entry = self.scores[key] = self._capture_scores(module, run, params, reads)
+        entry.graph.replay()
+        self.stats.replays += 1
+        return entry.score
 
     def _capture_scores(
         self, module: nn.Module, run: Callable[[], torch.Tensor], params, reads: tuple[int, ...] = ()
@@ -522,16 +556,6 @@ class OpGraphs:
         self.stats.captures += 1
         pointers = tuple(p.data_ptr() for p in params)
         return _ScoreEntry(self.score_buffers.generation, pointers, score, graph, reads)
-
-    def _capture_score(self, op, inputs, score_fn, mode, params, autocast) -> _ScoreEntry:
-        x, lengths, grad = inputs
-        device_type = x.device.type
-
-        def run():
-            with torch.no_grad(), mode(), _uncached_autocast(device_type, autocast):
-                return score_fn(grad, op(x, lengths)[0])
-
-        return self._capture_scores(op, run, params)
 
     # --- streams and capture -------------------------------------------------------------------
     @contextmanager

@@ -20,21 +20,24 @@ from pytorch_lightning.overrides.distributed import _sync_module_states
 from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
 
 from supernet.accel.cpu_affinity import bind_rank
+from supernet.accel.grad_sync import AllReduceSync, world_size
+from supernet.search.step import GradientSync, SearchStep
 
 
 class SearchDDPStrategy(DDPStrategy):
     """DDP for ``SearchModule``: one process per device, no ``DistributedDataParallel`` wrapper.
 
-    The module syncs itself (see the module docstring): this strategy only starts the processes,
-    broadcasts rank 0's parameters and buffers before fitting, and broadcasts the buffers again
-    before each validation (BatchNorm statistics, which are not gradients, would drift apart).
-    ``bind_cpus=True`` pins each rank to its share of the cores next to its GPU
+    It starts the processes, broadcasts rank 0's parameters and buffers before fitting, plugs the
+    gradient all-reduce into the module's search step (``AllReduceSync``; ``overlap``: the weight
+    gradients in buckets during backward, else in one pass after it), and broadcasts the buffers
+    again before each validation (BatchNorm statistics, which are not gradients, would drift
+    apart). ``bind_cpus=True`` pins each rank to its share of the cores next to its GPU
     (``supernet.accel.cpu_affinity``).
     """
 
-    def __init__(self, *args: Any, bind_cpus: bool = False, **kwargs: Any):
+    def __init__(self, *args: Any, bind_cpus: bool = False, overlap: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.bind_cpus = bind_cpus
+        self.bind_cpus, self.overlap = bind_cpus, overlap
 
     def setup_environment(self) -> None:
         super().setup_environment()
@@ -44,6 +47,16 @@ class SearchDDPStrategy(DDPStrategy):
 
     def configure_ddp(self) -> None:
         _sync_module_states(self.model)
+        search = getattr(self.lightning_module, "search", None)
+        if isinstance(search, SearchStep) and world_size() > 1:
+            search.sync = AllReduceSync(self.lightning_module.net.parameters(), overlap=self.overlap)
+
+    def teardown(self) -> None:
+        search = getattr(self.lightning_module, "search", None)
+        if isinstance(search, SearchStep) and isinstance(search.sync, AllReduceSync):
+            search.sync.remove()
+            search.sync = GradientSync()
+        super().teardown()
 
     def on_validation_start(self) -> None:
         if dist.is_available() and dist.is_initialized():
@@ -78,7 +91,9 @@ def _device_count(trainer_config: dict) -> int:
     return gpus if int(devices) == -1 else int(devices)
 
 
-def search_strategy(trainer_config: dict, bind_cpus: bool = False) -> SearchDDPStrategy | None:
+def search_strategy(
+    trainer_config: dict, bind_cpus: bool = False, overlap: bool = True
+) -> SearchDDPStrategy | None:
     """``SearchDDPStrategy`` for any DDP run (named ``ddp*``, or ``auto`` on several devices or
     nodes), with the same start method; plain DDP cannot follow a search step (see
     ``supernet.search.module``). ``None`` keeps the trainer's own choice."""
@@ -87,8 +102,8 @@ def search_strategy(trainer_config: dict, bind_cpus: bool = False) -> SearchDDPS
         return None
     base = strategy.replace("_find_unused_parameters_true", "").replace("_find_unused_parameters_false", "")
     if base in DDP_START_METHODS:
-        return SearchDDPStrategy(start_method=DDP_START_METHODS[base], bind_cpus=bind_cpus)
+        return SearchDDPStrategy(start_method=DDP_START_METHODS[base], bind_cpus=bind_cpus, overlap=overlap)
     processes = _device_count(trainer_config) * int(trainer_config.get("num_nodes", 1) or 1)
     if base == "auto" and processes > 1:
-        return SearchDDPStrategy(bind_cpus=bind_cpus)
+        return SearchDDPStrategy(bind_cpus=bind_cpus, overlap=overlap)
     return None

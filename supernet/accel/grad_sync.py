@@ -15,9 +15,12 @@ rank: flat buckets in that order line up across ranks without any bookkeeping.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
+
+from supernet.search.step import GradientSync
 
 
 def world_size() -> int:
@@ -111,3 +114,33 @@ def _write_back(grads: list[torch.Tensor], flat: torch.Tensor) -> None:
     the host, and every launch counts."""
     parts = [part.view_as(grad) for grad, part in zip(grads, flat.split([g.numel() for g in grads]))]
     torch._foreach_copy_(grads, parts)
+
+
+class AllReduceSync(GradientSync):
+    """``SearchStep``'s gradient averaging across ranks: the alphas after ``autograd.grad`` in one
+    flat all-reduce; the weight gradients during backward in buckets (``overlap``), or after it."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], overlap: bool = True):
+        self.params = list(params)
+        self.averager = OverlappedGradientAverager(self.params) if overlap else None
+
+    def average(self, tensors: list[torch.Tensor]) -> None:
+        average_gradients(tensors)
+
+    @contextmanager
+    def around_backward(self):
+        if self.averager is None:
+            yield
+            average_gradients(self.params)
+            return
+        self.averager.start()
+        try:
+            yield
+        except BaseException:
+            self.averager.reset()
+            raise
+        self.averager.finish()
+
+    def remove(self) -> None:
+        if self.averager is not None:
+            self.averager.remove()

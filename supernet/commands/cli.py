@@ -26,10 +26,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "supernet.commands.demo",
         "the whole pipeline on the built-in corpus: search, extract, retrain, compare",
     ),
-    "corpus": ("supernet.data.corpus", "build the synthetic multilingual corpus (espeak-ng)"),
+    "corpus": ("supernet.commands.corpus", "build the synthetic multilingual corpus (espeak-ng)"),
     "data": ("supernet.commands.data", "import and check manifests"),
     "space": ("supernet.commands.space", "describe a search space (paths, params, candidates)"),
-    "extract": ("supernet.search.extract", "the top-1 architecture of a search checkpoint, as ArchSpec YAML"),
+    "extract": (
+        "supernet.commands.extract",
+        "the top-1 architecture of a search checkpoint, as ArchSpec YAML",
+    ),
     "profile": (
         "supernet.commands.profile",
         "measure a latency lookup table of a search space on this device",

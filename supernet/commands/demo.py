@@ -40,7 +40,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-epochs", type=int, default=5)
     parser.add_argument("--retrain-epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logger", default="wandb", help="wandb (offline) | csv | none")
+    parser.add_argument(
+        "--logger", default="auto", help="auto (W&B offline if installed, else CSV) | wandb | csv | none"
+    )
     parser.add_argument(
         "--lut", default=None, help="a latency table (supernet profile) for predicted latency"
     )
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             args.method,
             "--trainer.max_epochs",
             str(args.search_epochs),
-            "--stage.warmup_epochs",
+            "--model.warmup_epochs",
             str(args.warmup_epochs),
         ]
     )

@@ -25,6 +25,7 @@ from supernet.archspec import ArchSpec
 from supernet.commands.profile import add_settings_arguments
 from supernet.errors import UserError
 from supernet.latency import LatencyTable, default_settle, device_name, measure_networks
+from supernet.loggers import can_plot, pyplot
 from supernet.outputs import check_writable, replaced_when_done
 from supernet.search.space import SearchSpace
 
@@ -118,11 +119,7 @@ def check(
 
 
 def plot(result: dict[str, Any], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     pred = [r["predicted_ms"] for r in result["rows"]]
     meas = [r["measured_ms"] for r in result["rows"]]
     low, high = 0.9 * min(pred + meas), 1.1 * max(pred + meas)
@@ -144,6 +141,7 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.plot:  # before the measurements, not after them
         check_writable(args.plot, "plot")
+        args.plot = args.plot if can_plot(f"--plot {args.plot}") else None
     table = LatencyTable.load(args.lut)
     settings = run_settings(table, args, args.force)
     archs = sample_archs(SearchSpace.load(args.space), args.n, args.seed) if args.space else []

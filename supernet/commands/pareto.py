@@ -18,6 +18,7 @@ from typing import Any
 
 from supernet.archspec import ArchSpec
 from supernet.latency import LatencyTable
+from supernet.loggers import can_plot, pyplot
 from supernet.outputs import check_writable, replaced_when_done
 
 
@@ -62,11 +63,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
 
 
 def plot(runs: list[dict[str, Any]], axes: list[tuple[str, str]], path: Path, metric: str = "wer") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, subplots = plt.subplots(1, len(axes), figsize=(5 * len(axes), 4), squeeze=False)
     for ax, (key, label) in zip(subplots[0], axes):
         xs, ys = [r[key] for r in runs], [100 * r["wer"] for r in runs]
@@ -118,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             if fronts[key][i]
         ]
         print(f"{line} {r['params']:11,d}  {', '.join(marks) or '-'}")
-    plot(runs, axes, args.output, args.metric)
-    print(f"written: {args.output}")
+    if can_plot(f"the plot {args.output}"):
+        plot(runs, axes, args.output, args.metric)
+        print(f"written: {args.output}")
     return 0

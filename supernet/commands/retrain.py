@@ -31,7 +31,7 @@ from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule
 from supernet.data.datamodule import SpeechDataModule
-from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
+from supernet.loggers import DEFAULT_LOGGER, LOGGER_KINDS, finish_loggers, make_logger
 from supernet.outputs import atomic_write_json
 from supernet.shipped import default_config
 
@@ -138,7 +138,7 @@ class RetrainCLI(LightningCLI):
         parser.add_argument(
             "--logger",
             type=str,
-            default="wandb",
+            default=DEFAULT_LOGGER,
             help=f"experiment logger: {', '.join(LOGGER_KINDS)} (W&B offline)",
         )
         add_run_arguments(parser)

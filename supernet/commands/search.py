@@ -1,7 +1,7 @@
 """`supernet search`: warm-up, then architecture search; writes RUN/arch.yaml.
 
     supernet search --data CORPUS --out runs/search [--model.space st_nas] [--model.method st]
-        [--trainer.max_epochs 8] [--stage.warmup_epochs 3] [--seed_everything 0]
+        [--trainer.max_epochs 8] [--model.warmup_epochs 3] [--seed_everything 0]
         [--ckpt_path runs/search/checkpoints/last.ckpt]
 
 A LightningCLI over ``SearchModule`` and ``SpeechDataModule(search=True)`` with
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from callbacks import AlphaLogger, EpochCheckpoint, StageSwitch, TemperatureSchedule
+from callbacks import AlphaLogger, EpochCheckpoint
 from supernet import run_folder
 from supernet.accel.ddp import search_strategy
 from supernet.commands.retrain import (
@@ -35,8 +35,7 @@ from supernet.commands.retrain import (
     seed_of,
 )
 from supernet.data.datamodule import SpeechDataModule
-from supernet.latency import over_budget
-from supernet.loggers import LOGGER_KINDS, finish_loggers, make_logger
+from supernet.loggers import DEFAULT_LOGGER, LOGGER_KINDS, finish_loggers, make_logger
 from supernet.outputs import atomic_write_json
 from supernet.search.extract import NOT_MOVED_WARNING, UNIFORM_PICKS_NOTHING
 from supernet.search.module import SearchModule
@@ -54,7 +53,10 @@ def _space_features(space: str | dict) -> tuple[str, int]:
 class SearchCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
-            "--logger", type=str, default="wandb", help=f"{', '.join(LOGGER_KINDS)} (W&B offline)"
+            "--logger",
+            type=str,
+            default=DEFAULT_LOGGER,
+            help=f"{', '.join(LOGGER_KINDS)} (auto: W&B offline if installed)",
         )
         add_run_arguments(parser)
         parser.add_argument(
@@ -63,11 +65,14 @@ class SearchCLI(LightningCLI):
             default=False,
             help="DDP on GPUs: pin each rank to its share of the cores next to its GPU (multi-socket hosts)",
         )
+        parser.add_argument(
+            "--ddp_overlap",
+            type=bool,
+            default=True,
+            help="DDP: all-reduce the weight gradients in buckets during backward (false: in one pass after it)",
+        )
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(StageSwitch, "stage")
-        parser.add_lightning_class_args(TemperatureSchedule, "temperature")
         parser.add_lightning_class_args(AlphaLogger, "alpha_logger")
-        parser.link_arguments("stage.warmup_epochs", "temperature.warmup_epochs")
         parser.link_arguments("seed_everything", "model.seed", compute_fn=seed_of)
         link_run_arguments(parser)
         link_features(parser, "model.space", _space_features)
@@ -79,7 +84,10 @@ class SearchCLI(LightningCLI):
             root = trainer_config.get("default_root_dir") or "."
             name = f"search-{self.model.space.name}-{self.model.hparams.method}"
             kwargs["logger"] = make_logger(self.config_init["logger"], root, name=name)
-        strategy = search_strategy(trainer_config, bind_cpus=bool(self.config_init.get("bind_cpus")))
+        config = self.config_init
+        strategy = search_strategy(
+            trainer_config, bool(config.get("bind_cpus")), bool(config.get("ddp_overlap", True))
+        )
         if strategy is not None:
             kwargs["strategy"] = strategy
         kwargs["callbacks"] = [*(trainer_config.get("callbacks") or []), *run_callbacks(self.config_init)]
@@ -104,7 +112,7 @@ def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str
         **supernet_summary(model, seconds, epochs),
         "arch": spec.to_dict(),
         "choices": model.arch.argmax_labels(),  # each edge's argmax; "arch" may differ under a budget
-        "argmax_over_budget": over_budget(model.arch.argmax(), model.costs.target_costs, model.path_budget),
+        "argmax_over_budget": model.objective.over_budget(model.arch.argmax()),
         "probs": {n: p.detach().cpu().tolist() for n, p in model.arch.probs().items()},
         "entropy": model.arch.mean_normalised_entropy(),
         # False: arch_lr 0, method uniform, or no search epoch ran; the architecture is a tie-break

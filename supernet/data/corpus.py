@@ -1,7 +1,8 @@
 """The built-in synthetic multilingual corpus: espeak-ng speech of real words, with noise.
 
-`supernet corpus --out DIR --langs en,es,de --minutes 30 --seed 0` writes 16 kHz mono FLAC under
-DIR/audio/, the manifests train/dev/test.jsonl and test_<lang>.jsonl, and metadata.json.
+`build_corpus(DIR, ("en", "es", "de"), minutes=30, seed=0)` (the command line:
+`supernet corpus`, in `supernet.commands.corpus`) writes 16 kHz mono FLAC under DIR/audio/, the
+manifests train/dev/test.jsonl and test_<lang>.jsonl, and metadata.json.
 
 - Words: `wordfreq`'s bundled frequency lists (see `supernet.data.sentences`), lower case, 3 to 20
   words a sentence, drawn in shuffled passes over each list so that many distinct words occur.
@@ -24,7 +25,6 @@ DIR/audio/, the manifests train/dev/test.jsonl and test_<lang>.jsonl, and metada
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -297,7 +297,8 @@ def built_parameters(out_dir: str | os.PathLike) -> dict | None:
     return {"format_version": meta.get("format_version"), "parameters": meta.get("parameters")}
 
 
-def _holds_this_corpus(out: Path, wanted: dict) -> bool:
+def holds_corpus(out: Path, wanted: dict) -> bool:
+    """Whether `out` holds the finished corpus of these `build_parameters` (and this generator)."""
     return built_parameters(out) == {"format_version": FORMAT_VERSION, "parameters": wanted}
 
 
@@ -416,7 +417,7 @@ def build_corpus(
     given = Path(out_dir)
     out = Path(os.path.abspath(given))
     wanted = build_parameters(langs, minutes, seed)
-    if _holds_this_corpus(out, wanted):
+    if holds_corpus(out, wanted):
         return given
     occupied = (out.exists() or out.is_symlink()) and not _is_empty_folder(out)
     if occupied and not overwrite:
@@ -568,44 +569,7 @@ def ensure_demo_corpus(
     owns its corpus folder; a folder holding anything else is refused (CorpusError).
     """
     out = Path(out_dir)
-    if _holds_this_corpus(out, build_parameters(langs, minutes, seed)):
+    if holds_corpus(out, build_parameters(langs, minutes, seed)):
         return out
     replace = built_parameters(out) is not None or _is_unfinished_corpus(out)
     return build_corpus(out, langs, minutes, seed, workers, overwrite=replace)
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="corpus folder to write")
-    parser.add_argument(
-        "--langs", default=",".join(DEFAULT_LANGS), help="comma-separated languages (en,es,de)"
-    )
-    parser.add_argument("--minutes", type=float, default=30.0, help="total minutes of audio (default 30)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace what --out holds (another corpus or other files) once the new corpus is complete",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    langs = tuple(lang.strip() for lang in args.langs.split(",") if lang.strip())
-    kept = _holds_this_corpus(Path(args.out), build_parameters(langs, args.minutes, args.seed))
-    try:
-        out = build_corpus(args.out, langs, args.minutes, args.seed, args.workers, args.overwrite)
-    except CorpusError as err:
-        print(f"supernet corpus: error: {err}", file=sys.stderr)
-        return 2
-    meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
-    for split, info in meta["splits"].items():
-        print(
-            f"{split:5s} {info['utterances']:5d} utterances {info['hours'] * 60:7.2f} min {len(info['speakers'])} speakers"
-        )
-    for lang, info in meta["languages"].items():
-        print(f"{lang}: {info['words']} words, {info['distinct_words']} distinct")
-    print(f"kept {out}: it already holds this corpus" if kept else f"wrote {out}")
-    return 0

@@ -1,4 +1,5 @@
-"""`supernet extract CKPT -o ARCH.yaml`: the top-1 candidate of every edge, as an ArchSpec.
+"""The architecture of a search checkpoint: the top-1 candidate of every edge, as an ArchSpec
+(``supernet extract``, whose command line is ``supernet.commands.extract``).
 
 Reads only the space and the alphas from the checkpoint (no network is built), and reports what
 a DARTS-style search is known to go wrong on: how many parameter-free candidates (skip, zero)
@@ -9,15 +10,13 @@ tie-break, not a search result.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 from supernet.archspec import ArchSpec
 from supernet.errors import NonFiniteError, UserError
-from supernet.latency import PENALTY_ARGS, SpaceCosts, choose_path, search_costs
+from supernet.latency import HardwareObjective, SpaceCosts
 from supernet.search.arch_params import ArchParams
 from supernet.search.space import SearchSpace
 
@@ -28,8 +27,10 @@ def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, d
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    # the search's costs of the budget's metric travel with the checkpoint (SearchModule.on_save_checkpoint)
-    hparams = {**state.get("hyper_parameters", {}), "target_costs": state.get("target_costs")}
+    # the search's objective travels with the checkpoint (SearchModule.on_save_checkpoint); older
+    # checkpoints kept the target's costs alone
+    saved = {k: state.get(k) for k in ("objective", "target_costs")}
+    hparams = {**state.get("hyper_parameters", {}), **saved}
     if "space" not in hparams:
         raise ValueError(f"{path}: not a search checkpoint (no 'space' in its hyper-parameters)")
     space = SearchSpace(hparams["space"], source=f"{path}:space")
@@ -49,20 +50,30 @@ def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, d
     return space, arch, hparams
 
 
+def search_objective(space: SearchSpace, hparams: dict) -> HardwareObjective:
+    """The search's ``HardwareObjective``, as the checkpoint saved it: the table need not be at hand.
+    A checkpoint older than that is rebuilt from its options, with the target's costs it saved
+    (``target_costs``) or else from its table."""
+    if hparams.get("objective"):
+        return HardwareObjective.from_state_dict(hparams["objective"])
+    options = {k: hparams[k] for k in HardwareObjective.OPTIONS if k in hparams}
+    saved = hparams.get("target_costs")
+    target_costs = SpaceCosts.from_dict(saved) if saved else None
+    return HardwareObjective.from_options(space, vocab_size(hparams), **options, target_costs=target_costs)
+
+
+def vocab_size(hparams: dict) -> int:
+    return len(hparams.get("vocab", [])) or 2
+
+
 def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchParams, dict]:
-    """The searched architecture: every edge's argmax or, when the search had a hinge budget, the
-    most probable path within it (as ``SearchModule.chosen_path``; needs the search's table)."""
+    """The searched architecture: every edge's argmax or, when it is over the search's budget, the
+    most probable path within it (``HardwareObjective.choose_path``, as ``SearchModule.chosen_path``)."""
     space, arch, hparams = load_search_checkpoint(ckpt)
     method = hparams.get("method", "search")
     if method == "uniform":
         raise UserError(f"{ckpt}: {UNIFORM_PICKS_NOTHING}")
-    budget = hparams.get("budget") if hparams.get("penalty") == "hinge" else None
-    costs = hparams.get("target_costs")  # saved with the checkpoint: the table need not be at hand
-    costs = SpaceCosts(costs["metric"], costs["fixed"], costs["edges"]) if costs else None
-    if budget is not None and costs is None:
-        penalty = {k: hparams[k] for k in PENALTY_ARGS if k in hparams}
-        costs = search_costs(space, len(hparams.get("vocab", [])) or 2, **penalty).target_costs
-    choices = choose_path(dict(arch.alphas), costs, budget)
+    choices = search_objective(space, hparams).choose_path(dict(arch.alphas))
     return space.derive(choices, name=name or f"{space.name}-{method}"), arch, hparams
 
 
@@ -76,33 +87,3 @@ NOT_MOVED_WARNING = (
     "warning: the alphas never moved from their start (arch_lr 0, method uniform, or no search epoch "
     "ran): this architecture is a tie-break, not a search result"
 )
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "ckpt", help="a checkpoint written by `supernet search` (e.g. RUN/checkpoints/last.ckpt)"
-    )
-    parser.add_argument("-o", "--output", required=True, help="where to write the ArchSpec YAML")
-    parser.add_argument("--name", default=None, help="the architecture's name (default SPACE-METHOD)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Writes the YAML and prints the choices; a tie-break (``arch.moved()`` False) is warned about."""
-    spec, arch, hparams = extract(args.ckpt, args.name)
-    moved = arch.moved()
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    spec.to_yaml(args.output)
-    probs = arch.probs()
-    argmax = arch.argmax()
-    for edge, index in SearchSpace(hparams["space"]).index_of(spec).items():
-        note = "" if index == argmax[edge] else ", not the argmax: the argmax path is over the budget"
-        print(f"{edge}: {arch.labels[edge][index]}  (p={float(probs[edge].detach()[index]):.2f}{note})")
-    vocab = len(hparams.get("vocab", [])) or 2
-    print(f"parameter-free layers chosen: {spec.parameter_free_count} of {len(spec.layers)}")
-    print(
-        f"params: {spec.params(vocab):,}  total stride: {spec.total_stride}  look-ahead: {spec.total_lookahead} frames"
-    )
-    print(f"written: {args.output}")
-    if not moved:
-        print(NOT_MOVED_WARNING, file=sys.stderr)
-    return 0

@@ -17,9 +17,9 @@ candidates:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
 from ops.attention import MultiHeadSelfAttention
-from supernet.accel.cuda_graphs import OpGraphs, run_op, scorable
+from supernet.runner import EAGER, OpRunner
 
 # modules whose training flag means "drop": nn.Dropout*, and attention's fused dropout
 DROPOUTS = (_DropoutNd, MultiHeadSelfAttention)
@@ -45,10 +45,11 @@ class _StraightThroughScores(torch.autograd.Function):
     """Identity on the sampled output ``y``; its backward also gives d loss / d probs.
 
     ``d loss / d p_k = <g, o_k(x)>`` where ``g`` is the gradient arriving at the edge output. The
-    sampled candidate's output is reused; the others are recomputed under ``no_grad`` (see
-    ``_recompute_mode``). Returning
-    ``y`` itself (a view) rather than ``y + zeros`` keeps the edge output and ``y`` one tensor, so
-    the saved ``y`` of one edge is the saved ``x`` of the next: less memory, no extra pass.
+    sampled candidate's output is reused; the others are recomputed under ``no_grad``
+    (``MixedOp.eager_scores``), run by the edge's runner where it takes them (``edge_scores``: one
+    CUDA graph replay). Returning ``y`` itself (a view) rather than ``y + zeros`` keeps the edge
+    output and ``y`` one tensor, so the saved ``y`` of one edge is the saved ``x`` of the next: less
+    memory, no extra pass.
     """
 
     @staticmethod
@@ -66,34 +67,12 @@ class _StraightThroughScores(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, lengths, sampled_out = ctx.saved_tensors
         device_type, enabled, dtype = ctx.autocast
-        edge, graphs, graph_inputs = ctx.edge, ctx.edge.graphs, None
-        scores = []
+        edge = ctx.edge
         with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
-            if graphs is not None:  # the whole edge in one replay, where its inputs can be read in place
-                whole = graphs.edge_scores(
-                    edge,
-                    edge.candidates,
-                    ctx.index,
-                    x,
-                    lengths,
-                    grad_out,
-                    sampled_out,
-                    _score,
-                    edge.recompute_mode,
-                )
-                if whole is not None:
-                    return whole, grad_out, None, None, None, None
-            for k, cand in enumerate(edge.candidates):
-                mode = edge.recompute_mode(k)
-                if k == ctx.index:
-                    scores.append(_score(grad_out, sampled_out))
-                elif graphs is not None and scorable(cand, x):  # one replay per candidate
-                    graph_inputs = graph_inputs or graphs.score_inputs(x, lengths, grad_out)
-                    scores.append(graphs.score(cand, graph_inputs, _score, mode))
-                else:
-                    with mode():
-                        scores.append(_score(grad_out, cand(x, lengths)[0]))
-        return torch.stack(scores), grad_out, None, None, None, None
+            scores = edge.runner.edge_scores(edge, ctx.index, x, lengths, grad_out, sampled_out)
+            if scores is None:
+                scores = edge.eager_scores(ctx.index, x, lengths, grad_out, sampled_out)
+        return scores, grad_out, None, None, None, None
 
 
 def _score(g: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -131,11 +110,11 @@ def _recompute_mode(dropouts: list[nn.Module], norms: list[nn.Module]):
 class MixedOp(nn.Module):
     """A choice between candidate ops that share stride and shapes.
 
-    With CUDA graphs on (``Encoder.use_cuda_graphs``), the candidate that runs alone is replayed
-    from its graphs; the candidates share one memory pool, since only one of them runs per pass.
-    A sum over candidates runs eagerly."""
+    The candidate that runs alone runs through the network's runner (``Encoder.set_runner``),
+    with the edge as its group: e.g. replayed from CUDA graphs, the candidates sharing one memory
+    pool, since only one of them runs per pass. A sum over candidates runs eagerly."""
 
-    graphs: OpGraphs | None = None
+    runner: OpRunner = EAGER
 
     def __init__(self, name: str, candidates: list[nn.Module], labels: list[str]):
         super().__init__()
@@ -175,9 +154,32 @@ class MixedOp(nn.Module):
             return _StraightThroughScores.apply(plan.probs, y, x, lengths, self, plan.index), out_lengths
         raise ValueError(f"edge {self.name!r}: unknown plan mode {plan.mode!r}")
 
-    def recompute_mode(self, k: int):
-        """The context ST recomputes candidate ``k``'s output in (``_recompute_mode``)."""
-        return partial(_recompute_mode, self.dropouts[k], self.norms[k])
+    def eager_scores(
+        self,
+        index: int,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        grad: torch.Tensor,
+        y: torch.Tensor,
+        recompute: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """ST's scores ``<grad, o_k(x)>`` of every candidate ``k``, stacked (called under no grad):
+        the sampled candidate ``index``'s from its output ``y``, the others' recomputed by
+        ``recompute(k, x, lengths, grad)`` (default ``recompute_score``). A runner calls it with
+        its own buffers, or its own ``recompute`` (a replay per candidate)."""
+        recompute = recompute or self.recompute_score
+        return torch.stack(
+            [
+                _score(grad, y) if k == index else recompute(k, x, lengths, grad)
+                for k in range(len(self.candidates))
+            ]
+        )
+
+    def recompute_score(self, k: int, x: torch.Tensor, lengths: torch.Tensor, grad: torch.Tensor):
+        """Candidate ``k``'s score ``<grad, o_k(x)>``, its output recomputed in
+        ``_recompute_mode`` (call it under no grad)."""
+        with _recompute_mode(self.dropouts[k], self.norms[k]):
+            return _score(grad, self.candidates[k](x, lengths)[0])
 
     def _run_alone(self, cand: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
-        return run_op(self.graphs, cand, x, lengths, self, f"edge {self.name!r}")
+        return self.runner.run(cand, x, lengths, self, f"edge {self.name!r}")

@@ -1,0 +1,148 @@
+"""HardwareObjective: what an architecture search optimises besides CTC.
+
+The costs of a space (a table's latencies, the ops' parameter counts: ``SpaceCosts``), the target
+a penalty pushes on (``latency`` | ``params``) and the penalty itself (``losses.latency``: none,
+additive, multiplicative or hinge, with lambda, beta, reference and budget). It gives the search's
+loss (``loss`` every step, ``loss_and_logs`` when logging) and the path the search picks
+(``choose_path``: under a hinge budget, the most probable path within it). ``state_dict`` is what a
+checkpoint keeps of it, so that ``supernet extract`` rebuilds it without the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from losses.latency import TARGETS, ResourcePenalty
+from supernet.latency.costs import SpaceCosts, choose_path, over_budget, param_costs
+from supernet.latency.table import LatencyTable
+from supernet.search.space import SearchSpace
+
+# how each target's costs are named in the logs
+LOG_NAMES = {"params": "params", "latency": "latency_ms"}
+
+
+@dataclass
+class HardwareObjective:
+    """What the search optimises besides CTC: a table, a target, a penalty kind, lambda, beta,
+    budget, reference."""
+
+    # The SearchModule arguments that configure it, as ``from_options`` names them.
+    OPTIONS: ClassVar[tuple[str, ...]] = (
+        "latency_table",
+        "penalty",
+        "penalty_target",
+        "penalty_lambda",
+        "penalty_beta",
+        "budget",
+        "reference",
+    )
+
+    penalty: ResourcePenalty
+    latency: SpaceCosts | None  # None without a table
+    params: SpaceCosts
+    target: str  # latency | params
+
+    @classmethod
+    def from_options(
+        cls,
+        space: SearchSpace,
+        vocab_size: int,
+        latency_table: str | Path | None = None,
+        penalty: str = "none",
+        penalty_target: str = "latency",
+        penalty_lambda: float = 0.1,
+        penalty_beta: float = 0.6,
+        budget: float | None = None,
+        reference: float | None = None,
+        *,
+        target_costs: SpaceCosts | None = None,
+    ) -> HardwareObjective:
+        """The objective a ``SearchModule`` logs and penalises. ``reference`` defaults to the expected
+        cost under uniform alphas (the search's starting point). ``target_costs``: the target's costs
+        as a checkpoint older than ``state_dict`` saved them, in place of the table."""
+        target = penalty_target
+        if target not in TARGETS:
+            raise ValueError(f"penalty_target: unknown {target!r}; choose one of {', '.join(TARGETS)}")
+        if target_costs is None:
+            if penalty != "none" and target == "latency" and latency_table is None:
+                raise ValueError(
+                    f"penalty {penalty!r} on latency needs a latency_table (make one with `supernet profile`)"
+                )
+            latency = LatencyTable.load(latency_table).costs(space) if latency_table else None
+            params = param_costs(space, vocab_size)
+        else:
+            latency = target_costs if target == "latency" else None
+            params = target_costs if target == "params" else param_costs(space, vocab_size)
+        costs = {"latency": latency, "params": params}[target]
+        if reference is None and costs is not None:
+            uniform = {name: torch.full((len(c),), 1.0 / len(c)) for name, c in costs.edges.items()}
+            reference = float(costs.expected(uniform))
+        return cls(
+            ResourcePenalty(penalty, penalty_lambda, penalty_beta, reference, budget), latency, params, target
+        )
+
+    # --- checkpoints ---
+    def state_dict(self) -> dict[str, Any]:
+        """The penalty (``reference`` as resolved) and the costs: all ``from_state_dict`` needs, no table."""
+        costs = {"params": self.params.to_dict()}
+        if self.latency is not None:
+            costs["latency"] = self.latency.to_dict()
+        return {"penalty": self.penalty.to_dict(), "target": self.target, "costs": costs}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> HardwareObjective:
+        costs = {name: SpaceCosts.from_dict(c) for name, c in state["costs"].items()}
+        return cls(
+            ResourcePenalty(**state["penalty"]), costs.get("latency"), costs["params"], state["target"]
+        )
+
+    # --- the loss ---
+    @property
+    def target_costs(self) -> SpaceCosts | None:
+        return self.params if self.target == "params" else self.latency
+
+    @property
+    def active(self) -> bool:
+        """Whether the loss has a penalty (its kind is not ``none``)."""
+        return self.penalty.kind != "none"
+
+    def loss(self, ce: torch.Tensor, probs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The penalised loss, on the device (no host sync); ``ce`` itself when not ``active``."""
+        if not self.active:
+            return ce
+        return self.penalty(ce, self.target_costs.expected(probs))
+
+    def loss_and_logs(
+        self, ce: torch.Tensor, probs: dict[str, torch.Tensor], choices: dict[str, int]
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``(loss, logs)``: the penalised loss, and the numbers to log every step: each cost expected
+        under ``probs`` and at the path ``choices`` (the argmax), and the CTC loss."""
+        expected, logs = {}, {}
+        for target, costs in (("params", self.params), ("latency", self.latency)):
+            if costs is not None:
+                expected[target] = costs.expected(probs)
+                logs[f"arch/expected_{LOG_NAMES[target]}"] = expected[target].detach()
+                logs[f"arch/argmax_{LOG_NAMES[target]}"] = costs.at(choices)
+        logs["arch/ctc"] = ce.detach()
+        if not self.active:
+            return ce, logs
+        return self.penalty(ce, expected[self.target]), logs
+
+    # --- the path a search picks ---
+    @property
+    def path_budget(self) -> float | None:
+        """The budget a chosen path must meet: the hinge penalty's; other penalties set none."""
+        return self.penalty.budget if self.penalty.kind == "hinge" else None
+
+    def choose_path(self, alphas: dict[str, torch.Tensor]) -> dict[str, int]:
+        """Every edge's argmax; under a budget (``path_budget``), the most probable path within it
+        when the argmax is over it (``SpaceCosts.most_probable_within``)."""
+        return choose_path(alphas, self.target_costs, self.path_budget)
+
+    def over_budget(self, choices: dict[str, int]) -> bool:
+        """Whether the path ``choices`` costs more than ``path_budget`` (never without one)."""
+        return over_budget(choices, self.target_costs, self.path_budget)

@@ -1,0 +1,96 @@
+"""Where a table is measured: the device, dtype, threads, input size and clock (``make_settings``).
+
+A table's numbers hold only under the settings it was measured with; ``CHECKED_KEYS`` are the
+ones whose difference makes them meaningless (``LatencyTable.check`` compares them).
+``LatencyTableError`` is the error of every part of ``supernet.latency``: a table that cannot
+answer (wrong settings, a missing op, an op that cannot stream).
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from supernet.errors import UserError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The settings a table is valid for; any difference makes its numbers meaningless.
+CHECKED_KEYS = (
+    "device",
+    "device_name",
+    "torch",
+    "dtype",
+    "threads",
+    "batch",
+    "seconds",
+    "chunk_ms",
+    "vocab",
+    "clock",
+    "cuda_graph",
+)
+CLOCKS_NAMES = ("wall", "cpu")
+
+
+class LatencyTableError(UserError, ValueError):
+    """A table that cannot answer: wrong settings, a missing op, an op that cannot stream."""
+
+
+def device_name(device: str) -> str:
+    """The GPU's name, or the CPU model from /proc/cpuinfo: what a table is keyed by."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_settings(
+    device: str = "cpu",
+    dtype: str = "fp32",
+    threads: int | None = None,
+    batch: int = 1,
+    seconds: float = 4.0,
+    chunk_ms: float | None = None,
+    vocab: int = 64,
+    clock: str = "wall",
+    cuda_graph: bool = False,
+) -> dict[str, Any]:
+    """The settings of a measurement on *this* machine (device name and torch version read here)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device: {device!r} is not cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda asked for, but torch sees no CUDA device")
+    if batch < 1 or seconds <= 0 or vocab < 2:
+        raise ValueError(
+            f"batch ({batch}), seconds ({seconds}) and vocab ({vocab}) must be positive (vocab >= 2)"
+        )
+    if clock not in CLOCKS_NAMES:
+        raise ValueError(f"clock: {clock!r} is not one of {', '.join(CLOCKS_NAMES)}")
+    if clock == "cpu" and (device != "cpu" or threads != 1):
+        raise ValueError("clock: 'cpu' (thread CPU time) measures latency only on the CPU with --threads 1")
+    if chunk_ms is not None and chunk_ms <= 0:
+        raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
+    if cuda_graph and device != "cuda":
+        raise ValueError("cuda_graph: CUDA graphs (timing replays of a captured pass) need device cuda")
+    return {
+        "device": device,
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "dtype": dtype,
+        "threads": int(threads if threads is not None else torch.get_num_threads()),
+        "batch": int(batch),
+        "seconds": float(seconds),
+        "chunk_ms": None if chunk_ms is None else float(chunk_ms),
+        "vocab": int(vocab),
+        "clock": clock,
+        "cuda_graph": bool(cuda_graph),
+    }

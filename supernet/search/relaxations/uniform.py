@@ -1,0 +1,20 @@
+"""Single-path one-shot training: a uniformly drawn candidate per edge, the alphas never learn.
+
+The warm-up of every method, and the first stage of the discrete strategies (train the supernet's
+shared weights once, then let a strategy pick paths from it). It picks no architecture itself.
+"""
+
+from __future__ import annotations
+
+from supernet.search.mixed_op import EdgePlan
+from supernet.search.relaxations.base import Relaxation, check_phase, register
+
+
+@register
+class Uniform(Relaxation):
+    name = "uniform"
+    picks_architecture = False
+
+    def plan(self, arch, phase, step, host_probs=None):
+        check_phase(phase)
+        return {n: EdgePlan("single", index=i) for n, i in arch.sample(step, uniform=True).items()}

@@ -1,0 +1,116 @@
+"""Search methods are registered objects: a new one is a class in a test file, and the module,
+the step and the checkpoint use it without a line changed elsewhere."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from supernet.errors import UserError
+from supernet.search.mixed_op import EdgePlan
+from supernet.search.module import SearchModule
+from supernet.search.relaxations import RELAXATIONS, Relaxation, build, register
+from tests.test_nonfinite import TINY_SPACE, VOCAB, loader, trainer
+
+
+@register
+class FirstThenDarts(Relaxation):
+    """Weights train candidate 0 only; the alphas learn from the DARTS mixture. It counts its
+    calls, keeps a counter in checkpoints, and logs a schedule value."""
+
+    name = "test_first_then_darts"
+
+    def __init__(self, scale: float = 1.0):
+        self.scale, self.calls, self.progress = scale, {"weight": 0, "arch": 0}, []
+
+    def options(self):
+        return {"scale": self.scale}
+
+    def schedule(self, progress):
+        self.progress.append(progress)
+        return {"search/test_progress": progress}
+
+    def plan(self, arch, phase, step, host_probs=None):
+        self.calls[phase] += 1
+        if phase == "weight":
+            return {name: EdgePlan("single", index=0) for name in arch.names}
+        return {name: EdgePlan("sum", weights=self.scale * p) for name, p in arch.probs().items()}
+
+    def state_dict(self, arch):
+        return {"calls": dict(self.calls)}
+
+    def load_state_dict(self, state):
+        self.calls = dict(state.get("calls", self.calls))
+
+
+def test_a_relaxation_registered_in_a_test_file_runs_the_search(tmp_path):
+    module = SearchModule(TINY_SPACE, vocab=VOCAB, method=FirstThenDarts.name, method_options={"scale": 2.0},
+                          warmup_epochs=1, warmup_steps=1, arch_lr=0.05)  # fmt: skip
+    run = trainer(epochs=3)
+    run.fit(module, train_dataloaders=loader(4, search=True))
+    method = module.relaxation
+    assert isinstance(method, FirstThenDarts) and method.scale == 2.0
+    assert method.calls == {"weight": 8, "arch": 8}  # 2 search epochs x 4 steps; warm-up is uniform's
+    assert method.progress == [0.0, 1.0]  # the schedule runs over the search epochs only
+    assert module.alphas_moved()
+    assert module.hparams.method_options == {"scale": 2.0}
+    path = tmp_path / "search.ckpt"
+    run.save_checkpoint(path)
+    loaded = SearchModule.load_from_checkpoint(path, map_location="cpu")  # its state comes back
+    assert isinstance(loaded.relaxation, FirstThenDarts) and loaded.relaxation.calls == method.calls
+    assert loaded.relaxation.scale == 2.0
+    assert loaded.chosen_path() == module.chosen_path()
+
+
+def test_unknown_methods_and_options_are_user_errors_that_name_what_is_accepted():
+    with pytest.raises(UserError, match="unknown 'nope'.*darts.*gumbel.*st.*uniform"):
+        build("nope")
+    with pytest.raises(UserError, match="'st' does not take hard .*sample_ahead"):
+        build("st", {"hard": True})
+    with pytest.raises(UserError, match="method_options"):
+        SearchModule(TINY_SPACE, vocab=VOCAB, method="gumbel", method_options={"tau": 1.0})
+    with pytest.raises(ValueError, match="registered twice"):
+
+        @register
+        class Again(Relaxation):  # noqa: F811
+            name = "darts"
+
+
+def test_the_shipped_methods_are_registered_with_their_options():
+    assert {"darts", "gumbel", "st", "uniform"} <= set(RELAXATIONS)
+    assert build("gumbel", {"hard": True}).options() == {"hard": True, "tau_start": 5.0, "tau_end": 0.5}
+    assert build("st").options() == {"sample_ahead": False}
+    assert not build("uniform").picks_architecture and build("st").picks_architecture
+
+
+def test_gumbel_owns_its_temperature_schedule_over_the_search_epochs():
+    logged = []
+
+    class Tau(pl.Callback):
+        def on_train_epoch_end(self, run, pl_module):
+            logged.append(pl_module.relaxation.tau)
+
+    module = SearchModule(TINY_SPACE, vocab=VOCAB, method="gumbel", warmup_epochs=1, warmup_steps=1,
+                          method_options={"tau_start": 4.0, "tau_end": 1.0})  # fmt: skip
+    trainer(epochs=4, callbacks=[Tau()]).fit(module, train_dataloaders=loader(2, search=True))
+    # warm-up leaves tau at its start; then 4 -> 2 -> 1 over the three search epochs
+    assert logged == pytest.approx([4.0, 4.0, 2.0, 1.0])
+    assert math.isclose(module.relaxation.tau, 1.0)
+
+
+def test_uniform_is_single_path_one_shot_training_and_never_returns_the_first_candidate_alone():
+    module = SearchModule(TINY_SPACE, vocab=VOCAB, method="uniform", warmup_epochs=0, warmup_steps=1)
+    ran = []
+
+    class Paths(pl.Callback):
+        def on_train_batch_end(self, run, pl_module, outputs, batch, batch_idx):
+            ran.append(tuple(edge.plan.index for edge in pl_module.net.edges.values()))
+
+    trainer(epochs=2, callbacks=[Paths()]).fit(module, train_dataloaders=loader(8, search=True))
+    assert not module.picks_architecture and not module.alphas_moved()  # no alpha ever learns
+    assert len(set(ran)) > 1 and any(index != 0 for path in ran for index in path)
+    with torch.no_grad():
+        assert all(torch.equal(a, torch.zeros_like(a)) for a in module.arch.alphas.values())
