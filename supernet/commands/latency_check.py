@@ -8,7 +8,10 @@ each ``DerivedNet`` end to end under the table's settings (same device, dtype, t
 seconds, chunk, CUDA graphs or not, settling time, warm-up and median; the networks cycled
 ``--rounds`` times so that a slow spell of the machine is shared), and prints ``mape``,
 ``spearman`` and ``within_10pct`` (fraction of predictions within +-10% of the measurement), one
-``name: value`` line each.
+``name: value`` line each. The noise floor: ``--noise`` of the networks are measured a second time
+(after the first pass over all of them), and ``self_within_10pct`` says how often this machine
+agrees with itself within 10% (``self_mape`` by how much); the table's figures are read against
+it, and a ``verdict`` line says which of the two an error comes from.
 Settings given on the command line that differ from the table's are an error unless ``--force``.
 """
 
@@ -50,6 +53,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=20, help="architectures sampled from the space")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="times every network is cycled")
+    parser.add_argument(
+        "--noise", type=int, default=8, help="networks measured twice for the machine's noise floor (0: none)"
+    )
     parser.add_argument("--plot", type=Path, help="scatter plot of predicted vs measured (PNG)")
     parser.add_argument("--force", action="store_true", help="use the table under other settings anyway")
     add_settings_arguments(parser, defaults=False)
@@ -100,22 +106,57 @@ def check(
     repeats: int,
     rounds: int = 1,
     settle_s: float = 0.0,
+    noise: int = 0,
 ) -> dict[str, Any]:
-    """Predicted and measured latency of each architecture, and the summary numbers."""
+    """Predicted and measured latency of each architecture, the summary numbers, and with
+    ``noise``, the machine's agreement with itself on that many networks measured again."""
     predicted = [table.predict(spec) for spec in archs]  # a missing entry fails before measuring
     measured = measure_networks(archs, settings, warmup, repeats, rounds, settle_s)
     rows = [
         {"arch": spec.name, "predicted_ms": p, "measured_ms": m}
         for spec, p, m in zip(archs, predicted, measured)
     ]
-    errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     pred, meas = [r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]
-    return {
+    result = {
         "rows": rows,
-        "mape": sum(errors) / len(errors),
+        **agreement(pred, meas),
         "spearman": spearman(pred, meas) if len(rows) > 2 else float("nan"),
-        "within_10pct": sum(e <= 0.10 for e in errors) / len(errors),
     }
+    if noise > 0:
+        again = measure_networks(archs[:noise], settings, warmup, repeats, rounds, 0.0)
+        for row, value in zip(rows, again):
+            row["measured_again_ms"] = value
+        floor = agreement(again, meas[: len(again)])
+        result.update(
+            self_mape=floor["mape"], self_within_10pct=floor["within_10pct"], self_networks=len(again)
+        )
+    result["verdict"] = verdict(result)
+    return result
+
+
+def agreement(values: list[float], reference: list[float]) -> dict[str, float]:
+    """``mape`` of ``values`` against ``reference``, and the fraction within +-10% of it."""
+    errors = [abs(v - r) / r for v, r in zip(values, reference)]
+    return {"mape": sum(errors) / len(errors), "within_10pct": sum(e <= 0.10 for e in errors) / len(errors)}
+
+
+def verdict(result: dict[str, Any]) -> str:
+    """Whether the table holds, and if not, whether the error is the table's or the machine's."""
+    if result["within_10pct"] >= 0.9:
+        return "the table holds (>= 90% of predictions within 10%)"
+    if "self_mape" not in result:
+        return (
+            "the table misses; measure the noise floor (--noise N) to tell a bad table from a noisy machine"
+        )
+    if result["self_within_10pct"] < 0.9 and result["mape"] <= 1.5 * result["self_mape"] + 0.02:
+        return (
+            "the machine disagrees with itself about as much as with the table: its noise, not the table's "
+            "error (measure on a quieter machine)"
+        )
+    return (
+        f"the table's error (mape {result['mape']:.3f}) is well above this machine's noise "
+        f"(self mape {result['self_mape']:.3f}): profile again under these settings"
+    )
 
 
 def plot(result: dict[str, Any], path: Path, title: str) -> None:
@@ -153,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     settle_s = (
         args.settle if args.settle is not None else table.settings.get("settle_s", default_settle(settings))
     )
-    result = check(table, archs, settings, warmup, repeats, args.rounds, settle_s)
+    result = check(table, archs, settings, warmup, repeats, args.rounds, settle_s, args.noise)
     for row in result["rows"]:
         error = row["predicted_ms"] / row["measured_ms"] - 1
         print(
@@ -167,6 +208,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"mape: {result['mape']:.3f}")
     print(f"spearman: {result['spearman']:.3f}")
     print(f"within_10pct: {result['within_10pct']:.3f}")
+    if "self_mape" in result:
+        print(
+            f"self_within_10pct: {result['self_within_10pct']:.3f} ({result['self_networks']} networks again)"
+        )
+        print(f"self_mape: {result['self_mape']:.3f}")
+    print(f"verdict: {result['verdict']}")
     if args.plot:
         plot(result, args.plot, f"{args.lut.name} on {settings['device_name']}")
         print(f"written: {args.plot}")

@@ -34,7 +34,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser, defaults: bool = Tru
 
     parser.add_argument("--device", choices=("cpu", "cuda"), default=default("cpu"))
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=default("fp32"))
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: 1 on the CPU, as on-device inference)",
+    )
     parser.add_argument("--batch", type=int, default=default(1), help="utterances per forward pass")
     parser.add_argument("--seconds", type=float, default=default(4.0), help="audio per utterance")
     parser.add_argument(
@@ -44,8 +49,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser, defaults: bool = Tru
     parser.add_argument(
         "--clock",
         choices=CLOCKS_NAMES,
-        default=default("wall"),
-        help="CPU timer: wall, or cpu (thread CPU time: steadier on a shared machine; needs --threads 1)",
+        default=None,
+        help="timer: cpu (thread CPU time: steadier on a shared machine; needs --threads 1; the default "
+        "on the CPU with one thread) or wall (elapsed time; the default otherwise)",
     )
     parser.add_argument(
         "--cuda-graph",
@@ -74,26 +80,42 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     add_settings_arguments(parser)
     parser.add_argument("--rounds", type=int, default=3, help="times every network is cycled")
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=6,
+        help="whole networks spanning the space's cost range, timed beside the ops to calibrate the "
+        "table's predictions (0: none)",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="the table (JSON)")
 
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.output, "latency table")  # before minutes of profiling, not after
+    threads = args.threads if args.threads is not None else (1 if args.device == "cpu" else None)
+    clock = args.clock or ("cpu" if args.device == "cpu" and threads == 1 else "wall")
     settings = make_settings(
         args.device,
         args.dtype,
-        args.threads,
+        threads,
         args.batch,
         args.seconds,
         args.chunk_ms,
         args.vocab,
-        args.clock,
+        clock,
         args.cuda_graph,
     )
     space = SearchSpace.load(args.space)
     archs = [ArchSpec.from_yaml(path) for path in args.arch]
     table = profile_space(
-        space, settings, args.warmup, args.repeats, args.rounds, archs, settle_s=args.settle
+        space,
+        settings,
+        args.warmup,
+        args.repeats,
+        args.rounds,
+        archs,
+        settle_s=args.settle,
+        calibrate=args.calibrate,
     )
     with replaced_when_done(args.output) as partial:  # a killed profile leaves no half table
         table.save(partial)
@@ -109,5 +131,11 @@ def run(args: argparse.Namespace) -> int:
     if excluded:
         print(f"cannot stream (no latency): {', '.join(excluded)}")
     print(f"op_offset_ms: {table.settings['op_offset_ms']:.4f}")
+    line = table.calibration
+    if line:
+        print(
+            f"calibration: measured = {line['scale']:.4f} x sum + {line['offset_ms']:.3f} ms over {line['networks']} "
+            f"networks (mape {line['raw_mape']:.3f} before, {line['fit_mape']:.3f} after)"
+        )
     print(f"written: {args.output} ({len(table.entries)} entries)")
     return 0

@@ -14,6 +14,7 @@ from torch import nn
 
 import ops
 from supernet.archspec import ArchSpec
+from supernet.latency import calibration
 from supernet.latency.settings import CHECKED_KEYS, DTYPES, LatencyTableError
 from supernet.latency.slots import Slot, arch_slots, space_slots
 from supernet.latency.table import LatencyTable
@@ -270,6 +271,7 @@ def profile(
     extra_slots: list[Slot] = (),
     progress: bool = True,
     settle_s: float | None = None,
+    calibrate: list[ArchSpec] = (),
 ) -> LatencyTable:
     """Time every op of ``archs`` inside its network; one entry per distinct key.
 
@@ -284,25 +286,37 @@ def profile(
     to its end-to-end time (an op that does nothing, ``skip``, is kept at 0 rather than below
     it). ``extra_slots`` are recorded without a time (ops that cannot stream)
     so that a streaming table can say why it has no latency for them.
+
+    ``calibrate``: more whole networks, timed end to end in the same rounds (interleaved with the
+    ops); with ``archs`` they fit the table's calibration line (``supernet.latency.calibration``).
     """
     from tqdm import tqdm
 
     settle_s = default_settle(settings) if settle_s is None else settle_s
     runners = [NetworkRunner(spec, settings) for spec in archs]
-    settled = settle(runners, settle_s)
+    checkers = [NetworkRunner(spec, settings) for spec in calibrate]
+    settled = settle(runners + checkers, settle_s)
     samples: dict[str, list[float]] = {}
     entries: dict[str, dict[str, Any]] = {}
     offsets: list[float] = []
-    with tqdm(total=rounds * len(runners), desc="profiling", unit="net", disable=not progress) as bar:
+    wholes: list[list[float]] = [[] for _ in [*runners, *checkers]]
+    total = rounds * (len(runners) + len(checkers))
+    with tqdm(total=total, desc="profiling", unit="net", disable=not progress) as bar:
         for _ in range(rounds):
-            for runner in runners:
+            for i, runner in enumerate(runners):
                 per_op = runner.op_times(warmup, repeats)
-                whole = statistics.median(runner.total_times(warmup, repeats))
-                offsets.append((whole - sum(statistics.median(t) for t in per_op)) / len(per_op))
+                whole = runner.total_times(warmup, repeats)
+                wholes[i].extend(whole)
+                offsets.append(
+                    (statistics.median(whole) - sum(statistics.median(t) for t in per_op)) / len(per_op)
+                )
                 for slot, times in zip(runner.slots, per_op):
                     if slot.key not in entries:
                         entries[slot.key] = static_entry(slot)
                     samples.setdefault(slot.key, []).extend(times)
+                bar.update()
+            for i, checker in enumerate(checkers, start=len(runners)):
+                wholes[i].extend(checker.total_times(warmup, repeats))
                 bar.update()
     offset = statistics.median(offsets)
     for key, times in samples.items():
@@ -312,7 +326,11 @@ def profile(
     for slot in extra_slots:
         entries.setdefault(slot.key, static_entry(slot))
     measured = {"warmup": warmup, "repeats": repeats, "rounds": rounds, "settle_s": round(settled, 3)}
-    return LatencyTable({**settings, **measured, "op_offset_ms": offset}, entries)
+    table = LatencyTable({**settings, **measured, "op_offset_ms": offset}, entries)
+    if calibrate:
+        sums = [table.op_sum(spec) for spec in [*archs, *calibrate]]
+        table.settings["calibration"] = calibration.fit(sums, [statistics.median(w) for w in wholes])
+    return table
 
 
 def profile_space(
@@ -324,13 +342,16 @@ def profile_space(
     archs: list[ArchSpec] = (),
     progress: bool = True,
     settle_s: float | None = None,
+    calibrate: int = 6,
 ) -> LatencyTable:
     """The table of a space (every candidate of every edge at its position, and the fixed
-    layers), plus the ops of ``archs`` (baselines to compare with)."""
+    layers), plus the ops of ``archs`` (baselines to compare with), calibrated on ``calibrate``
+    paths spanning the space's cost range (0: no calibration)."""
     slots, _ = space_slots(space, settings)
     excluded = [s for position in slots for s in position if s.frames is None]
     networks = [*covering_archs(space, settings), *archs]
-    return profile(networks, settings, warmup, repeats, rounds, excluded, progress, settle_s)
+    spanning = calibration.spanning_archs(space, settings, calibrate)
+    return profile(networks, settings, warmup, repeats, rounds, excluded, progress, settle_s, spanning)
 
 
 def merge(tables: list[LatencyTable]) -> LatencyTable:

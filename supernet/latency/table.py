@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from supernet.archspec import ArchSpec
+from supernet.latency import calibration
 from supernet.latency.costs import SpaceCosts
 from supernet.latency.settings import CHECKED_KEYS, LatencyTableError
 from supernet.latency.slots import Slot, arch_slots, space_slots
@@ -133,8 +134,19 @@ class LatencyTable:
         raise LatencyTableError(f"{self.source}: no entry for {slot.describe()}")
 
     # --- predictions ---
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The line fitted to whole networks (``supernet.latency.calibration``), if measured."""
+        return self.settings.get("calibration")
+
     def predict(self, spec: ArchSpec, metric: str = "ms") -> float:
-        """Latency (ms) of one architecture: the sum of its ops' entries (input, layers, head)."""
+        """Latency (ms) of one architecture: the sum of its ops' entries (input, layers, head),
+        through the table's calibration line."""
+        total = self.op_sum(spec, metric)
+        return calibration.apply(self.calibration, total) if metric == "ms" else total
+
+    def op_sum(self, spec: ArchSpec, metric: str = "ms") -> float:
+        """The sum of the ops' entries, before calibration."""
         slots = arch_slots(spec, self.settings)
         names = ["input", *(f"layers[{i}]" for i in range(len(spec.layers))), "head"]
         return sum(self.value(s, metric, f"{spec.name}.{n}") for s, n in zip(slots, names))
@@ -152,6 +164,11 @@ class LatencyTable:
                 fixed += values[0]
             else:
                 edges[name] = values
+        line = self.calibration if metric == "ms" else None
+        if line:  # linear: the expected latency under any probabilities is calibrated exactly
+            scale = line["scale"]
+            fixed = calibration.apply(line, fixed)
+            edges = {name: [scale * v for v in values] for name, values in edges.items()}
         return SpaceCosts(metric, fixed, edges)
 
     def expected(
