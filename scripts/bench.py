@@ -6,26 +6,27 @@ derived model, on the ST-NAS WSJ super-network shape; then a whole short search 
 
 Shape: 6 searching blocks of TDNN candidates (4: tdnn-k{3,5}-d{1,2}; 8: add k7-d{1,2}, k3-d3,
 k5-d3), hidden 640, a stride-3 TDNN after block 3, batch 32 x 800 frames of 80-d fbank (8 s
-utterances), CTC over a 70-token vocabulary. The per-step loop mirrors ``SearchModule``'s
-``arch_step``/``weight_step`` (same plans, loss, ``autograd.grad``, clipping and optimizers)
-without Lightning, so each step is timed alone; ``single`` also times the real Lightning search
-(``SearchModule`` + ``StageSwitch``) against a retrain of the derived model (``ASRModule``) on
-batches kept on the GPU, profiles how busy the GPU is during the search and counts the host syncs
-of a search step (``torch.cuda.set_sync_debug_mode``). ``--legacy_tdnn`` re-times the derived and
-ST arch steps with the pre-channels-last TDNN forward in the same process (an A/B on one host);
-``--kernels`` splits each step's GPU time by kernel kind. ``ddp`` runs that
+utterances), CTC over a 70-token vocabulary. Each relaxation's step is the search's own
+(``supernet.search.step.SearchStep``: its ``arch_step``/``weight_step``, as ``SearchModule`` runs
+them) without Lightning, so each step is timed alone; ``single`` also times the real Lightning
+search (``SearchModule``, with its warm-up epochs) against a retrain of the derived model
+(``ASRModule``) on batches kept on the GPU, profiles how busy the GPU is during the search and
+counts the host syncs of a search step (``torch.cuda.set_sync_debug_mode``). ``--legacy_tdnn``
+re-times the derived and ST arch steps with the pre-channels-last TDNN forward in the same process
+(an A/B on one host); ``--kernels`` splits each step's GPU time by kernel kind. ``ddp`` runs that
 search on ``--devices`` GPUs under ``SearchDDPStrategy`` (one process per GPU, launched by
 Lightning) and reports throughput and whether every rank ended with the same weights and alphas.
 
 For single-path relaxations (st, gumbel hard) the alphas are peaked on the "typical" derived path,
 so the path the sampler draws is that path and the ratio to the derived model is like for like.
-Imports only ``ops``, ``losses``, ``callbacks`` and ``supernet`` modules with no wandb/jiwer.
+Imports only ``ops``, ``losses`` and ``supernet`` modules with no wandb/jiwer.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -40,19 +41,21 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from callbacks.stage import StageSwitch
 from losses.ctc import ctc_loss
 from ops.tdnn import TDNN
+from supernet.accel.cuda_graphs import use_cuda_graphs
 from supernet.accel.ddp import SearchDDPStrategy
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule, ctc_host_lengths
 from supernet.data.tokenizer import BLANK, UNKNOWN
 from supernet.derived import DerivedNet
+from supernet.latency import HardwareObjective
 from supernet.search.arch_params import ArchParams
 from supernet.search.module import SearchModule
 from supernet.search.network import Supernet
-from supernet.search.relaxations import make_plan
+from supernet.search.relaxations import build
 from supernet.search.space import SearchSpace
+from supernet.search.step import SearchStep
 
 CANDIDATES = {
     4: ["tdnn-k3-d1", "tdnn-k3-d2", "tdnn-k5-d1", "tdnn-k5-d2"],
@@ -81,17 +84,19 @@ FRAME_RATE = 100
 # bf16 dense tensor-core peaks (TFLOP/s) from the datasheets: SXM parts; PCIe H100 756. TF32 (the
 # fp32 rows, TF32 on) is half of it.
 PEAK_BF16 = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0}
-# (name, method, hard, phase)
+GUMBEL = {"tau_start": 1.0}  # the temperature stays at tau_start: no schedule runs in a bare step
+SOFT, HARD = GUMBEL, {**GUMBEL, "hard": True}
+# (name, method, method_options, phase): a row of the per-step table, one SearchStep phase
 RELAXATIONS = [
-    ("darts weight", "darts", False, "weight"),
-    ("darts arch", "darts", False, "arch"),
-    ("gumbel soft weight", "gumbel", False, "weight"),
-    ("gumbel soft arch", "gumbel", False, "arch"),
-    ("gumbel hard weight", "gumbel", True, "weight"),
-    ("gumbel hard arch", "gumbel", True, "arch"),
-    ("st weight", "st", False, "weight"),
-    ("st arch", "st", False, "arch"),
-    ("uniform", "uniform", False, "weight"),
+    ("darts weight", "darts", {}, "weight"),
+    ("darts arch", "darts", {}, "arch"),
+    ("gumbel soft weight", "gumbel", SOFT, "weight"),
+    ("gumbel soft arch", "gumbel", SOFT, "arch"),
+    ("gumbel hard weight", "gumbel", HARD, "weight"),
+    ("gumbel hard arch", "gumbel", HARD, "arch"),
+    ("st weight", "st", {}, "weight"),
+    ("st arch", "st", {}, "arch"),
+    ("uniform", "uniform", {}, "weight"),
 ]
 
 
@@ -153,7 +158,7 @@ def make_batch(batch: int, frames: int, device, seed: int) -> dict:
     }
 
 
-# --- one step, as SearchModule / ASRModule run it -------------------------------------------
+# --- the loss and the derived model's step, as ASRModule runs it ------------------------------
 CTC_IMPLEMENTATION = "auto"  # --ctc: "auto" (Triton on the GPU) or "torch" (PyTorch's CUDA CTC)
 CUDA_GRAPHS = False  # --cuda_graphs: every network here replays its ops as CUDA graphs
 
@@ -173,27 +178,21 @@ def loss_of(net, batch, bf16: bool):
         )
 
 
-def weight_step(net, opt, batch, bf16: bool) -> None:
+def clip_gradients(opt) -> None:
+    """Clip the optimizer's parameters, as Lightning's ``clip_gradients`` takes them (what
+    ``SearchModule`` and ``ASRModule`` clip with): walking a supernet's modules for its parameters
+    every step would cost the host ~1 ms the module never spends."""
+    params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(params, 5.0)
+
+
+def derived_step(net, opt, batch, bf16: bool) -> None:
+    """One training step of a derived model (no search): forward, CTC, backward, clip, AdamW."""
     loss = loss_of(net, batch, bf16)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    # the optimizer's parameters, as Lightning's clip_gradients takes them: walking a supernet's
-    # modules for its parameters every step would cost the host ~1 ms the module never spends
-    params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
-    torch.nn.utils.clip_grad_norm_(params, 5.0)
+    clip_gradients(opt)
     opt.step()
-
-
-def arch_step(net, arch, arch_opt, batch, bf16: bool) -> None:
-    with net.input_grads_only():  # as SearchModule.arch_step
-        loss = loss_of(net, batch, bf16)
-    alphas = list(arch.alphas.values())
-    grads = torch.autograd.grad(loss, alphas, allow_unused=True)
-    for alpha, grad in zip(alphas, grads):
-        alpha.grad = torch.zeros_like(alpha) if grad is None else grad
-    arch_opt.step()
-    arch_opt.zero_grad(set_to_none=True)
-    arch.prefetch()
 
 
 def sync(device) -> None:
@@ -325,8 +324,8 @@ def interleaved_ratios(args, device, bf16: bool) -> tuple[dict, list]:
     )
     steps = {
         "derived": derived_step,
-        "st weight": lambda i: st_step(i, "st", False, "weight"),
-        "st arch": lambda i: st_step(i, "st", False, "arch"),
+        "st weight": lambda i: st_step(i, "st weight"),
+        "st arch": lambda i: st_step(i, "st arch"),
     }
     names, rounds = list(steps), []
     for r in range(args.interleave):
@@ -362,14 +361,14 @@ def derived_stepper(spec: ArchSpec, batches: list, bf16: bool, device, compile_:
     ``ASRModule`` runs it (forward, CTC, backward, clip, AdamW); compiled when ``compile_``."""
     torch.manual_seed(0)
     net = DerivedNet(spec, len(VOCAB)).to(device).train()
-    net.use_cuda_graphs(CUDA_GRAPHS and not compile_)
+    graphs = use_cuda_graphs(net, CUDA_GRAPHS and not compile_)
     opt = adamw(net.parameters())
     model = torch.compile(net) if compile_ else net
 
     def step(i):
-        weight_step(model, opt, batches[i % 2], bf16)
+        derived_step(model, opt, batches[i % 2], bf16)
 
-    step.graphs = net.graphs
+    step.graphs = graphs
     return step, sum(p.numel() for p in net.parameters())
 
 
@@ -395,11 +394,12 @@ def add_mfu(row: dict, spec: ArchSpec, audio_s: float, peak: float | None) -> No
 
 
 def relaxation_stepper(space: SearchSpace, batches: list, bf16: bool, device):
-    """``(step(i, method, hard, phase), supernet params)`` on a supernet whose alphas draw the
-    typical path, with every parameter's AdamW state in place."""
+    """``(step(i, name), supernet params)``: step ``i`` of the ``RELAXATIONS`` row ``name``, the
+    search's own ``SearchStep.arch_step`` or ``weight_step`` (no penalty), on a supernet whose
+    alphas draw the typical path, with every parameter's AdamW state in place."""
     torch.manual_seed(0)
     net = Supernet(space, len(VOCAB)).to(device).train()
-    net.use_cuda_graphs(CUDA_GRAPHS)
+    graphs = use_cuda_graphs(net, CUDA_GRAPHS)
     arch = ArchParams(space.edges, seed=0).to(device)
     with torch.no_grad():
         for i, choice in enumerate(space.choices):
@@ -409,38 +409,36 @@ def relaxation_stepper(space: SearchSpace, batches: list, bf16: bool, device):
     opt = adamw(net.parameters())
     fill_adam_state(opt, list(net.parameters()))
     arch_opt = torch.optim.Adam(arch.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    objective = HardwareObjective.from_options(space, len(VOCAB))  # penalty "none"
+    loss_fn = functools.partial(loss_of, net, bf16=bf16)
+    rows = {
+        name: (SearchStep(net, arch, build(method, options), objective, loss_fn, clip=clip_gradients), phase)
+        for name, method, options, phase in RELAXATIONS
+    }
+    # as SearchModule, one read of the alphas a step (ST's): an arch row reads them before each of
+    # its steps (the copy its last update started); a weight row reuses one read, since weight
+    # steps never change the alphas, and reads nothing itself
+    weight_probs = {name: search.host_probs() for name, (search, phase) in rows.items() if phase == "weight"}
 
-    weight_probs = arch.host_probs()  # weight rows never change the alphas
-
-    def step(i, method, hard, phase):
-        # as SearchModule: the arch step reads the alphas (a copy prefetched after the last update),
-        # the weight step reuses the step's read and reads nothing itself
-        probs = (arch.host_probs() if phase == "arch" else weight_probs) if method == "st" else None
-        plan = make_plan(arch, method, phase, 2 * i + (phase == "arch"), tau=1.0, hard=hard, host_probs=probs)
-        net.apply_plan(plan)
+    def step(i, name):
+        search, phase = rows[name]
         if phase == "arch":
-            arch_step(net, arch, arch_opt, batches[i % 2], bf16)
+            search.arch_step(batches[i % 2], i, arch_opt, search.host_probs())
         else:
-            weight_step(net, opt, batches[i % 2], bf16)
+            search.weight_step(batches[i % 2], i, opt, weight_probs[name])
 
-    step.graphs = net.graphs
+    step.graphs = graphs
     return step, sum(p.numel() for p in net.parameters())
 
 
 def time_relaxations(space: SearchSpace, batches: list, bf16: bool, args, device, only=None):
     """``(label, result, supernet params, single path)`` of each relaxation's weight or arch step."""
     step, params = relaxation_stepper(space, batches, bf16, device)
-    for label, method, hard, phase in RELAXATIONS:
+    for label, method, options, _ in RELAXATIONS:
         if label not in (only or args.relaxations):
             continue
-        result = measure(
-            lambda i, m=method, h=hard, p=phase: step(i, m, h, p),
-            device,
-            args.warmup,
-            args.steps,
-            step.graphs,
-        )
-        yield label, result, params, method == "st" or hard
+        result = measure(lambda i, n=label: step(i, n), device, args.warmup, args.steps, step.graphs)
+        yield label, result, params, method == "st" or options.get("hard", False)
 
 
 # --- where the GPU time goes ---------------------------------------------------------------
@@ -513,7 +511,7 @@ def bench_kernels(args, device, out: dict) -> None:
         step, _ = relaxation_stepper(space, batches, bf16, device)
         for phase in ("weight", "arch"):
             result[f"st {phase} {precision}"] = kernel_profile(
-                lambda i, p=phase, f=step: f(i, "st", False, p), device
+                lambda i, p=phase, f=step: f(i, f"st {p}"), device
             )
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -745,18 +743,18 @@ def trainer_for(args, epochs: int, callbacks: list, devices: int = 1, strategy="
     )
 
 
-def search_module(args, k: int) -> SearchModule:
+def search_module(args, k: int, warmup_epochs: int) -> SearchModule:
     # no latency table on a synthetic run: no penalty, and the cost logged is the expected size
     model = SearchModule(
         space_dict(k, args.dim),
         vocab=VOCAB,
         method="st",
+        method_options={"sample_ahead": args.sample_ahead},
+        warmup_epochs=warmup_epochs,
         warmup_steps=10,
         seed=0,
         penalty_target="params",
-        ddp_overlap=not args.no_overlap,
         cuda_graphs=CUDA_GRAPHS,
-        sample_ahead=args.sample_ahead,
     )
     model.ctc_implementation = CTC_IMPLEMENTATION
     return model
@@ -765,10 +763,8 @@ def search_module(args, k: int) -> SearchModule:
 def fit_search(
     args, k: int, warmup_epochs: int, search_epochs: int, callbacks: list, devices=1, strategy="auto"
 ):
-    model = search_module(args, k)
-    trainer = trainer_for(
-        args, warmup_epochs + search_epochs, [StageSwitch(warmup_epochs), *callbacks], devices, strategy
-    )
+    model = search_module(args, k, warmup_epochs)
+    trainer = trainer_for(args, warmup_epochs + search_epochs, callbacks, devices, strategy)
     start = time.perf_counter()
     trainer.fit(model, train_dataloaders=GPUBatches(args, search=True, steps=args.epoch_steps))
     return time.perf_counter() - start, model, trainer
@@ -948,7 +944,11 @@ def bench_ddp(args, out: dict) -> None:
     """Search throughput on ``--devices`` GPUs; one more search epoch at the end is profiled on
     every rank (GPU busy, time in collectives, host waits) and left out of the throughput."""
     timer, check = Timer(), RankCheck()
-    strategy = SearchDDPStrategy(bind_cpus=args.bind_cpus) if args.devices > 1 else "auto"
+    strategy = (
+        SearchDDPStrategy(bind_cpus=args.bind_cpus, overlap=not args.no_overlap)
+        if args.devices > 1
+        else "auto"
+    )
     k = args.candidates[0]
     w, s = args.warmup_epochs, args.search_epochs
     search_steps = GPUBatches(args, True, args.epoch_steps).steps
@@ -1052,7 +1052,9 @@ def main_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no_steps", action="store_true", help="skip the per-step table")
     parser.add_argument("--no_lightning", action="store_true")
     parser.add_argument(
-        "--no_overlap", action="store_true", help="ddp: all-reduce after backward, not during it"
+        "--no_overlap",
+        action="store_true",
+        help="ddp: all-reduce after backward, not during it (SearchDDPStrategy(overlap=False))",
     )
     parser.add_argument(
         "--interleave", type=int, default=0, help="ST/derived ratios from this many alternating rounds"
@@ -1071,7 +1073,8 @@ def main_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--sample_ahead",
         action="store_true",
-        help="Lightning search runs: st samples from the alphas one update old (SearchModule(sample_ahead))",
+        help="Lightning search runs: st samples from the alphas one update old "
+        "(SearchModule(method_options={'sample_ahead': True}))",
     )
     return parser.parse_args(argv)
 

@@ -17,6 +17,7 @@ import warnings
 
 import torch
 
+import supernet.accel.ctc_triton  # noqa: F401  (registers the Triton CTC with losses.ctc)
 from losses.ctc import ctc_loss
 
 

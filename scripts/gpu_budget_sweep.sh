@@ -92,7 +92,7 @@ search_one() {
     --model.space "${SPACE:-conformer}" --model.latency_table "$lut" --model.penalty hinge \
     --model.budget "$1" --model.penalty_lambda "${LAMBDA:-5}" --model.arch_lr "${ARCH_LR:-3e-2}" \
     --model.lr "${LR:-2e-3}" --model.warmup_steps "${LR_WARMUP_STEPS:-150}" \
-    --trainer.max_epochs "${SEARCH_EPOCHS:-15}" --stage.warmup_epochs "${WARMUP_EPOCHS:-6}" \
+    --trainer.max_epochs "${SEARCH_EPOCHS:-15}" --model.warmup_epochs "${WARMUP_EPOCHS:-6}" \
     --trainer.max_time "${SEARCH_TIME:-00:00:02:45}" --trainer.enable_progress_bar false \
     --trainer.log_every_n_steps 10 --data.max_frames "${MAX_FRAMES:-60000}" --data.num_workers "$workers" \
     --checkpoint.save_last false --alpha_logger.heatmap false ${SEARCH_ARGS:-}

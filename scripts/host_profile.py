@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     profile("derived typical", derived_step, args.steps, args.top)
     step, _ = bench.relaxation_stepper(SearchSpace(bench.space_dict(4, args.dim)), batches, bf16, device)
     for phase in ("weight", "arch"):
-        profile(f"st {phase}", lambda i, p=phase: step(i, "st", False, p), args.steps, args.top)
+        profile(f"st {phase}", lambda i, p=phase: step(i, f"st {p}"), args.steps, args.top)
     return 0
 
 
