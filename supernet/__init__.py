@@ -25,6 +25,11 @@ _EXPORTS = {
     "build_corpus": ("supernet.data.corpus", "build_corpus"),
     # Lightning modules: the search recipe and the retrain recipe
     "SearchModule": ("supernet.search.module", "SearchModule"),
+    # the search core without Lightning: one step, the methods, the hardware objective
+    "SearchStep": ("supernet.search.step", "SearchStep"),
+    "Relaxation": ("supernet.search.relaxations", "Relaxation"),
+    "register_relaxation": ("supernet.search.relaxations", "register"),
+    "HardwareObjective": ("supernet.latency", "HardwareObjective"),
     "ASRModule": ("supernet.asr_module", "ASRModule"),
     # the commands, as functions taking the command line's arguments
     "run_search": ("supernet.commands.search", "main"),
