@@ -1,11 +1,21 @@
 """Candidate operations for speech NAS, built by name: `ops.build("tdnn-k3-d2", 256)`.
 
-One family a file; importing this package registers them all. See `ops.base.Op` for the contract
-(shapes, lengths, zeroed padding, declared stride and look-ahead) and `ops.registry` for the spec
-grammar.
+One family a file; importing this package registers them all, and the `res-` prefix and `e<int>`
+width of `ops.wrappers`. See `ops.base.Op` for the contract (shapes, lengths, zeroed padding,
+declared stride and look-ahead) and `ops.registry` for the spec grammar.
 """
 
-from ops import attention, basic, conformer, frontend, recurrent, subsample, tdnn  # noqa: F401  (registers)
+from ops import (  # noqa: F401  (registers)
+    attention,
+    basic,
+    conformer,
+    ebranchformer,
+    frontend,
+    recurrent,
+    subsample,
+    tdnn,
+    wrappers,
+)
 from ops.base import UNBOUNDED, Op, lengths_to_mask, mask_padding, strided_lengths
 from ops.registry import Spec, available, build, parse_spec
 

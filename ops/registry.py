@@ -2,8 +2,13 @@
 
 A spec is `family-token-token...`. Number tokens are a letter and an integer (`k3` kernel,
 `d2` dilation, `s3` stride, `f4` FFN ratio, `h4` heads, `w16` window, `l0` right window,
-`c16` chunk); word tokens are bare (`abs|rel|local|chunk`, `bn|ln`, `causal`). Each family
-registers the tokens it accepts with their defaults, so a typo fails loudly with the valid list.
+`c16` chunk, `m3` merge kernel, `e96` inner width); word tokens are bare (`abs|rel|local|chunk`,
+`bn|ln`, `causal`). Each family registers the tokens it accepts with their defaults, so a typo
+fails loudly with the valid list.
+
+Two forms apply to every family (``ops.wrappers``): a prefix wrapper, `res-<spec>` (the layer
+`x + op(x)`), and the inner width `e<int>` (`tdnn-k3-d1-e96`: the op at 96 channels between a
+Linear in and a Linear out), so a width or a residual needs no change in any family.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ NUMBER_TOKENS = {
     "w": "window (frames each side)",
     "l": "right window (frames)",
     "c": "chunk (frames)",
+    "m": "merge kernel",
+    "e": "inner width (channels)",
 }
 WORD_TOKENS = ("abs", "rel", "local", "chunk", "bn", "ln", "causal")
 _NUMBER = re.compile(r"^([a-z])(\d+)$")
@@ -54,6 +61,10 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {}
+# prefix -> builder(inner spec text, in_dim, out_dim, **kwargs): `res-tdnn-k3-d1`
+WRAPPERS: dict[str, Callable[..., Op]] = {}
+# builder(op built at the inner width, spec, in_dim, out_dim, width) for the `e<int>` token
+_WIDTH: list[Callable[..., Op]] = []
 
 
 def register(family: str, numbers: dict[str, int | None] | None = None, words: tuple[str, ...] = ()):
@@ -66,6 +77,24 @@ def register(family: str, numbers: dict[str, int | None] | None = None, words: t
         return builder
 
     return decorate
+
+
+def register_wrapper(prefix: str):
+    """Decorator: `builder(inner: str, in_dim, out_dim, **kwargs) -> Op` builds `prefix-<inner>`."""
+
+    def decorate(builder: Callable[..., Op]) -> Callable[..., Op]:
+        if prefix in WRAPPERS or prefix in FAMILIES:
+            raise ValueError(f"op prefix {prefix!r} registered twice")
+        WRAPPERS[prefix] = builder
+        return builder
+
+    return decorate
+
+
+def register_width(builder: Callable[..., Op]) -> Callable[..., Op]:
+    """Decorator: `builder(inner_op, spec, in_dim, out_dim, width) -> Op` for the `e<int>` token."""
+    _WIDTH[:] = [builder]
+    return builder
 
 
 def available() -> list[str]:
@@ -105,7 +134,12 @@ def build(spec: str, in_dim: int, out_dim: int | None = None, **kwargs) -> Op:
     `kwargs` go to the family builder (for example `dropout=0.1`); `dropout` is accepted by every
     family (ignored where meaningless) so that a network can pass one value to all of its ops.
     """
+    prefix, _, inner = spec.strip().partition("-") if isinstance(spec, str) else ("", "", "")
+    if prefix in WRAPPERS and inner:
+        return _build_wrapped(spec.strip(), prefix, inner, in_dim, out_dim, kwargs)
     parsed = parse_spec(spec)
+    if "e" in parsed.numbers and parsed.family in FAMILIES and "e" not in FAMILIES[parsed.family].numbers:
+        return _build_width(parsed, in_dim, out_dim, kwargs)
     if parsed.family not in FAMILIES:
         raise ValueError(f"op spec {spec!r}: unknown family {parsed.family!r}; valid families: {available()}")
     family = FAMILIES[parsed.family]
@@ -137,6 +171,33 @@ def build(spec: str, in_dim: int, out_dim: int | None = None, **kwargs) -> Op:
     except ValueError as error:
         if repr(parsed.text) in str(error):
             raise
+        raise ValueError(f"op spec {parsed.text!r}: {error}") from error
+    op.spec = parsed.text
+    return op
+
+
+def _build_wrapped(text: str, prefix: str, inner: str, in_dim, out_dim, kwargs) -> Op:
+    """`prefix-inner`: the wrapper builds its inner op (through `build`); errors name `text`."""
+    if in_dim is None or int(in_dim) < 1:
+        raise ValueError(f"op spec {text!r}: in_dim must be a positive int, got {in_dim!r}")
+    try:
+        op = WRAPPERS[prefix](inner, int(in_dim), None if out_dim is None else int(out_dim), **kwargs)
+    except ValueError as error:
+        raise ValueError(f"op spec {text!r}: {error}") from error
+    op.spec = text
+    return op
+
+
+def _build_width(parsed: Spec, in_dim, out_dim, kwargs) -> Op:
+    """`family-...-e<int>`: the op without the token, built at that width between two Linears."""
+    width = parsed.numbers["e"]
+    inner = "-".join(t for t in parsed.text.split("-") if t != f"e{width}")
+    if in_dim is None or int(in_dim) < 1:
+        raise ValueError(f"op spec {parsed.text!r}: in_dim must be a positive int, got {in_dim!r}")
+    try:
+        core = build(inner, width, width, **kwargs)
+        op = _WIDTH[0](core, parsed, int(in_dim), int(in_dim if out_dim is None else out_dim), width)
+    except ValueError as error:
         raise ValueError(f"op spec {parsed.text!r}: {error}") from error
     op.spec = parsed.text
     return op

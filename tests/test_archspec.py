@@ -54,6 +54,9 @@ def with_(**changes) -> dict:
         (with_(features="raw"), "field 'feature_dim': dim mismatch: raw audio has feature_dim 1"),
         (with_(features="raw", feature_dim=1), "features: raw needs a learnable front-end"),
         (with_(layers=[{"choice": ["skip", "tdnn-k3-d1"]}]), "field 'layers[0]'"),
+        (with_(layers=["res-tdnn-k3-d1-s2"]), "field 'layers[0]': op spec 'res-tdnn-k3-d1-s2' rejected"),
+        (with_(layers=["res-tdnn-k3-d1-s2"]), "a residual layer needs stride 1"),
+        (with_(layers=["res-skip"]), "use 'skip' to drop a layer"),
     ],
 )
 def test_errors_name_the_file_and_field(tmp_path, data, expected):
@@ -103,12 +106,29 @@ def test_costs_by_hand():
     assert spec.flops_per_second() == 3200 + 19200 + 9600 + 320 * 50
 
 
+def test_residual_and_width_layers_cost_by_hand(tmp_path):
+    """Residual and narrow layers are op specs like any other: the file round-trips, the costs add up."""
+    spec = ArchSpec.from_dict(
+        with_(layers=["res-tdnn-k3-d1", "tdnn-k3-d2-e4", "skip", "ebranchformer-k3-f2-chunk-c4"])
+    )
+    spec.to_yaml(tmp_path / "res.yaml")
+    assert ArchSpec.from_yaml(tmp_path / "res.yaml") == spec
+    assert spec.total_stride == 1 and spec.parameter_free_count == 1 and spec.streamable
+    assert spec.total_lookahead == 1 + 2 + 0 + 3  # residual adds none; chunk c4 reads 3 ahead
+    # res tdnn k3: 3*8*8+8 conv + 16 BatchNorm; e4: Linear 8*4+4, tdnn 3*4*4+4 + 8, Linear 4*8+8
+    ebranch = sum(p.numel() for p in DerivedNet(spec, 5).layers[3].parameters())
+    assert spec.params(vocab_size=5) == 40 + 216 + (36 + 60 + 40) + 0 + ebranch + 45
+    # MACs per second at 100 frames/s: the residual adds its op's; the narrow one its projections too
+    assert spec.layer_infos[0].flops_per_frame == 3 * 64
+    assert spec.layer_infos[1].flops_per_frame == 8 * 4 + 3 * 16 + 4 * 8
+
+
 def test_unbounded_lookahead_is_infinite():
     spec = ArchSpec.from_dict(with_(layers=["tdnn-k3-d1", "blstm"]))
     assert math.isinf(spec.total_lookahead) and not spec.streamable
 
 
-@pytest.mark.parametrize("name", ["tdnn_d", "conformer_s", "blstm"])
+@pytest.mark.parametrize("name", ["tdnn_d", "conformer_s", "blstm", "budget_tdnn_d", "budget_conformer_s"])
 def test_baselines_load(name):
     spec = ArchSpec.from_yaml(ARCH_DIR / f"{name}.yaml")
     assert spec.name == name and spec.params(vocab_size=30) > 100_000

@@ -35,6 +35,18 @@ FRAME_SPECS = [
     "zero",
     "linear",
     "conv2d4x",
+    "res-tdnn-k3-d2",
+    "res-tdnn-k3-d1-causal",
+    "tdnn-k3-d1-e4",
+    "tdnn-k3-d1-s3-e4",
+    "res-tdnn-k5-d2-e4",
+    "res-conformer-k3-f2-local-w2-e4",
+    "ebranchformer-k3-f2-abs",
+    "ebranchformer-k15-f2-rel",
+    "ebranchformer-k5-f2-local-w4-l2",
+    "ebranchformer-k7-f2-local-w4-l1",
+    "ebranchformer-k5-f2-chunk-c16",
+    "ebranchformer-k5-f2-m5-local-w2-l0-causal",
 ]
 WAVE_SPECS = ["fbank", "mfcc", "learnfb"]
 DIM = 8
@@ -129,10 +141,25 @@ def test_lookahead_declarations():
         "conv2d4x": 3,
         "lstm": 0,
         "fbank": 199,
+        "res-tdnn-k5-d2": 4,
+        "res-tdnn-k5-d2-causal": 0,
+        "tdnn-k3-d1-s3-e4": 1,
+        "ebranchformer-k15-f4-local-w16": 16 + 1,  # max(attention 16, cgMLP 7) + merge 1
+        "ebranchformer-k31-f4-local-w4-m5": 15 + 2,  # the cgMLP conv reads further than attention
+        "ebranchformer-k15-f4-chunk-c16": 15,  # chunk: both convs causal
+        "ebranchformer-k15-f4-local-w16-l0-causal": 0,
     }
     for spec, lookahead in expected.items():
         assert make(spec).lookahead == lookahead, spec
-    for spec in ["conformer-k15-f4-abs", "conformer-k31-f2-rel", "transformer-f4-rel", "blstm"]:
+    for spec in [
+        "conformer-k15-f4-abs",
+        "conformer-k31-f2-rel",
+        "transformer-f4-rel",
+        "blstm",
+        "ebranchformer-k31-f4-rel",
+        "ebranchformer-k31-f4-abs",
+        "res-conformer-k15-f4-rel-e4",
+    ]:
         op = make(spec)
         assert op.lookahead == UNBOUNDED and not op.streamable, spec
 
@@ -154,7 +181,18 @@ def test_attention_masks():
 
 
 @pytest.mark.parametrize(
-    "spec", ["conformer-k3-f2-rel", "transformer-f2-local-w2", "lstm", "blstm", "tdnn-k3-d1-bn", "conv2d4x"]
+    "spec",
+    [
+        "conformer-k3-f2-rel",
+        "transformer-f2-local-w2",
+        "lstm",
+        "blstm",
+        "tdnn-k3-d1-bn",
+        "conv2d4x",
+        "res-tdnn-k3-d1-e4",
+        "ebranchformer-k3-f2-rel",
+        "ebranchformer-k3-f2-chunk-c4",
+    ],
 )
 def test_training_with_empty_and_short_utterances(spec):
     """Train mode (dropout, batch norm stats): padded outputs stay zero and gradients stay finite."""
@@ -199,9 +237,69 @@ def test_conformer_and_lstm_map_dims():
         "conv2d4x",
         "linear",
         "zero",
+        "ebranchformer-k3-f2-rel",
+        "tdnn-k3-d1-e8",
     ]:
         y, _ = ops.build(spec, 12, 16).eval()(x, torch.tensor([7, 4]))
         assert y.shape[-1] == 16, spec
+
+
+def test_residual_is_x_plus_the_op_and_forwards_its_declarations():
+    torch.manual_seed(0)
+    x, lengths = inputs("linear", 11, batch=2), torch.tensor([11, 6])
+    for spec in ["res-tdnn-k5-d2", "res-tdnn-k3-d1-e4", "res-ebranchformer-k3-f2-chunk-c4", "res-lstm"]:
+        res = make(spec)
+        inner = res.op
+        y, out_lengths = res(x, lengths)
+        expected = ops.mask_padding(x, lengths) + inner(x, lengths)[0]
+        assert torch.equal(y, expected) and out_lengths is lengths, spec
+        for name in ("stride", "lookahead", "streamable", "graph_safe", "parameter_free"):
+            assert getattr(res, name) == getattr(inner, name), (spec, name)
+        assert res.flops(50) == inner.flops(50)
+        res.input_masked = True  # the network's mark reaches the op that reads the same input
+        assert inner.input_masked
+    assert not make("res-lstm").graph_safe and make("res-tdnn-k3-d1").graph_safe
+
+
+def test_width_projects_to_the_inner_width_and_back():
+    op = ops.build("tdnn-k3-d2-s3-e4", 8, 6)
+    assert (op.proj_in.out_features, op.op.conv.in_channels, op.op.conv.out_channels) == (4, 4, 4)
+    assert op.proj_out.out_features == 6 and op.op.spec == "tdnn-k3-d2-s3"
+    assert (op.stride, op.lookahead) == (3, 2)
+    assert op.flops(10) == 10 * 8 * 4 + 4 * 3 * 4 * 4 + 4 * 4 * 6
+    narrow = ops.build("conformer-k15-f4-rel-e4", 8)
+    assert narrow.op.attention.dim == 4 and narrow.lookahead == UNBOUNDED and not narrow.streamable
+    params = sum(p.numel() for p in ops.build("tdnn-k3-d1-e4", 8).parameters())
+    assert params == (8 * 4 + 4) + (3 * 4 * 4 + 4 + 2 * 4) + (4 * 8 + 8)  # in, TDNN (+ BatchNorm), out
+
+
+def test_skip_in_a_residual_edge_drops_the_layer():
+    """A residual edge whose skip is chosen is the network without that layer, output for output."""
+    from supernet.derived import Encoder
+    from supernet.search.mixed_op import EdgePlan, MixedOp
+
+    torch.manual_seed(0)
+    first, middle, last = (ops.build(s, DIM) for s in ["res-tdnn-k3-d1", "res-tdnn-k5-d2", "res-tdnn-k3-d2"])
+    edge = MixedOp("e", [middle, ops.build("skip", DIM)], ["res-tdnn-k5-d2", "skip"])
+    head = ops.build("linear", DIM, 5)
+    net = Encoder(ops.build("linear", DIM, DIM), [first, edge, last], head).double().eval()
+    shallow = Encoder(net.input, [first, last], head).eval()
+    x, lengths = inputs("linear", 17, batch=2), torch.tensor([17, 9])
+    edge.plan = EdgePlan("single", index=1)
+    assert torch.equal(net(x, lengths)[0], shallow(x, lengths)[0])
+    edge.plan = EdgePlan("single", index=0)
+    assert not torch.allclose(net(x, lengths)[0], shallow(x, lengths)[0])
+
+
+def test_ebranchformer_merges_two_branches_and_starts_with_an_open_gate():
+    op = make("ebranchformer-k5-f2-m3-rel")
+    assert op.cgmlp.conv.weight.abs().max() < 1e-4 and torch.equal(op.cgmlp.conv.bias, torch.ones(8))
+    assert (op.merge_conv.in_channels, op.merge_conv.groups, op.merge_proj.in_features) == (16, 16, 16)
+    assert op.cgmlp.proj_in.out_features == 16 and op.cgmlp.proj_out.in_features == 8
+    x = inputs("linear", 9, batch=2).requires_grad_()
+    y, _ = ops.build("ebranchformer-k5-f2-rel", DIM, dropout=0.1).double().train()(x, torch.tensor([9, 4]))
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[1, 4:].abs().max() == 0  # padding gets no gradient
 
 
 def test_parse_spec():
@@ -226,6 +324,16 @@ def test_parse_spec():
         ("skip", 8, 4, "skip needs in_dim == out_dim"),
         ("blstm", 8, 5, "even out_dim"),
         ("fbank", 80, None, "needs in_dim 1"),
+        ("res-tdnn-k3-d1-s3", 8, None, "a residual layer needs stride 1"),
+        ("res-conv2d4x", 8, None, "has stride 4"),
+        ("res-tdnn-k3", 8, 4, "a residual layer needs in_dim == out_dim"),
+        ("res-skip", 8, None, "use 'skip' to drop a layer"),
+        ("res-zero", 8, None, "no branch to add"),
+        ("res-tdnn-q3", 8, None, "unknown token 'q3'"),
+        ("skip-e4", 8, None, "no inner width"),
+        ("tdnn-k3-e0", 8, None, "in_dim must be a positive int"),
+        ("ebranchformer-k3-f2-c4", 8, None, "c4 only applies to 'chunk'"),
+        ("ebranchformer-k3-bn", 8, None, "ebranchformer takes no 'bn' token"),
     ],
 )
 def test_bad_specs_raise_clear_errors(spec, in_dim, out_dim, message):
@@ -251,7 +359,15 @@ def test_network_skips_remasking_clean_inputs_and_padding_stays_invisible():
     from supernet.search.mixed_op import EdgePlan, MixedOp
 
     torch.manual_seed(0)
-    layers = ["tdnn-k5-d2", "skip", "tdnn-k3-d1-s3", "skip-s2", "tdnn-k3-d2"]
+    layers = [
+        "tdnn-k5-d2",
+        "skip",
+        "res-tdnn-k3-d1",
+        "tdnn-k3-d1-s3",
+        "skip-s2",
+        "tdnn-k3-d2",
+        "tdnn-k3-d1-e4",
+    ]
     edge = MixedOp("e", [ops.build("skip", DIM), ops.build("tdnn-k3-d1", DIM)], ["skip", "tdnn-k3-d1"])
     net = Encoder(
         ops.build("linear", DIM, DIM),

@@ -1,0 +1,100 @@
+"""The shipped `budget` space: it loads, its scaled baselines are paths of it, its residual blocks
+can be dropped (depth), a supernet over it takes an ST search step on the CPU, and its CPU
+latency table covers every op of it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ops
+from supernet.archspec import ArchSpec
+from supernet.derived import DerivedNet
+from supernet.latency import LatencyTable
+from supernet.search.module import SearchModule
+from supernet.search.space import SearchSpace
+from tests.test_nonfinite import VOCAB, token_batch, trainer
+
+BASELINES = {"budget": ["budget_tdnn_d", "budget_conformer_s"]}
+
+
+@pytest.fixture(scope="module")
+def budget() -> SearchSpace:
+    return SearchSpace.load("budget")
+
+
+def test_the_budget_space_loads(budget):
+    assert budget.num_paths == 3**3 * 8**6 and budget.max_total_stride == 3
+    assert 144 <= budget.fields["dim"] <= 256
+    blocks = [c for c in budget.choices if c.name.startswith("block")]
+    assert len(blocks) == 6
+    for choice in blocks:  # depth: a block can be dropped; width and block type vary
+        assert "skip" in choice.candidates
+        assert all(c.startswith("res-") or c == "skip" or "former" in c for c in choice.candidates)
+        assert any("-e" in c for c in choice.candidates)
+        assert {c.split("-")[0] for c in choice.candidates} >= {"res", "conformer", "ebranchformer", "skip"}
+
+
+@pytest.mark.parametrize(("space", "name"), [(s, n) for s, names in BASELINES.items() for n in names])
+def test_each_scaled_baseline_is_a_path_of_its_space(space, name):
+    space = SearchSpace.load(space)
+    spec = ArchSpec.load(name)
+    assert spec.name == name
+    choices = space.index_of(spec)
+    derived = space.derive(choices, name=name)
+    assert derived.layers == spec.layers and derived.to_dict() == spec.to_dict()
+
+
+def test_budget_baselines_scale_the_shipped_ones():
+    tdnn, conformer = ArchSpec.load("budget_tdnn_d"), ArchSpec.load("budget_conformer_s")
+    original = ArchSpec.load("tdnn_d")
+    kept = [layer for layer in tdnn.layers if layer != "skip"]
+    assert [layer.removeprefix("res-") for layer in kept] == original.layers
+    assert [layer for layer in conformer.layers if layer.startswith("conformer")] == ArchSpec.load(
+        "conformer_s"
+    ).layers
+    assert tdnn.parameter_free_count == 3 and conformer.parameter_free_count == 5
+    assert tdnn.streamable and not conformer.streamable
+
+
+def test_a_searched_budget_arch_retrains_with_no_supernet_code(budget):
+    """An ArchSpec with residual, narrow and E-Branchformer layers is a plain DerivedNet."""
+    pick = {c.name: len(c.candidates) - 2 - i % 3 for i, c in enumerate(budget.choices)}
+    spec = budget.derive(pick, name="mixed_pick")
+    assert any(layer.startswith("ebranchformer") for layer in spec.layers)
+    again = ArchSpec.from_dict(spec.to_dict())
+    net = DerivedNet(again, vocab_size=len(VOCAB)).eval()
+    assert all(type(m).__module__.startswith(("ops", "torch")) for m in net.modules() if m is not net)
+    batch = token_batch(dim=80)
+    log_probs, lengths = net(batch["features"], batch["feature_lengths"])
+    assert log_probs.shape[:2] == (4, 14) and lengths.tolist() == [14, 7, 10, 4]
+
+
+def test_one_st_search_step_over_the_budget_space_on_the_cpu():
+    torch.manual_seed(0)
+    module = SearchModule("budget", vocab=VOCAB, method="st", warmup_epochs=0, warmup_steps=1)
+    assert set(module.arch.alphas) == {c.name for c in module.space.choices}
+    before = {k: v.detach().clone() for k, v in module.arch.alphas.items()}
+    batch = token_batch(dim=80)
+    loader = torch.utils.data.DataLoader([{"train": batch, "arch": batch}] * 2, batch_size=None)
+    trainer(epochs=1).fit(module, train_dataloaders=loader)
+    moved = [k for k, v in module.arch.alphas.items() if not torch.equal(v, before[k])]
+    assert moved, "an ST arch step moves the alphas"
+    assert all(torch.isfinite(v).all() for v in module.arch.alphas.values())
+
+
+def test_the_budget_cpu_table_covers_the_space():
+    table = LatencyTable.load("budget_cpu")
+    settings = table.settings
+    assert (settings["device"], settings["threads"], settings["batch"], settings["seconds"]) == (
+        "cpu",
+        1,
+        1,
+        4.0,
+    )
+    specs = {entry["spec"] for entry in table.entries.values()}
+    budget = SearchSpace.load("budget")
+    assert {c for choice in budget.choices for c in choice.candidates} <= specs
+    ms = {entry["spec"]: entry["ms"] for entry in table.entries.values() if not entry["head"]}
+    assert ms["skip"] < ms["res-tdnn-k3-d1"] < ms["res-tdnn-k3-d2-e384"] < ms["conformer-k15-f4-h4-rel"]
+    assert ops.build("ebranchformer-k15-f4-rel", 192).lookahead == ops.UNBOUNDED
