@@ -56,6 +56,18 @@ def installed(tmp_path_factory) -> tuple[Path, Path, list[str]]:
     return target, empty, names
 
 
+def test_the_wheel_holds_every_module_of_every_subpackage(installed):
+    _, _, names = installed
+    sources = {
+        path.relative_to(ROOT).as_posix()
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    missing = sorted(sources - set(names))
+    assert not missing, f"the wheel lacks {len(missing)} modules, e.g. {missing[:5]}"
+
+
 def test_the_wheel_holds_every_shipped_config(installed):
     _, _, names = installed
     shipped = {
@@ -86,6 +98,9 @@ def test_the_installed_copy_is_imported_and_finds_shipped_files_by_name(installe
         "for name in ('ops', 'losses', 'callbacks'): print(importlib.util.find_spec(name).origin)\n"
         "from supernet.archspec import ArchSpec\n"
         "from supernet.latency import LatencyTable\n"
+        "import supernet.search.module, supernet.commands.cli\n"
+        "print(supernet.search.module.__file__)\n"
+        "print(supernet.commands.cli.__file__)\n"
         "from supernet.shipped import default_config\n"
         "print(ArchSpec.load('tdnn_d').source)\n"
         "print(LatencyTable.load('st_nas_cpu').source)\n"
@@ -95,7 +110,7 @@ def test_the_installed_copy_is_imported_and_finds_shipped_files_by_name(installe
     done = run_installed(target, empty, "-c", code)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.split()
-    assert len(lines) == 8
+    assert len(lines) == 10
     for line in lines:
         assert Path(line).resolve().is_relative_to(target.resolve()), f"{line} is not in the installed copy"
         assert Path(line).is_file()

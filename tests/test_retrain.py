@@ -321,3 +321,15 @@ def test_evaluate_names_missing_test_audio_before_decoding(trained_run, tmp_path
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert "test.jsonl:3" in err and "test_2.flac" in err
+
+
+def test_retrain_runs_without_any_logger(trained_run, tmp_path):
+    """--logger none: no learning-rate monitor either (Lightning's refuses a Trainer without a logger)."""
+    corpus, run = trained_run
+    argv = [
+        "retrain", "--arch", str(run / "arch.yaml"), "--data", str(corpus), "--out", str(tmp_path / "run"),
+        "--logger", "none", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false", "--data.num_workers", "0", "--data.max_frames", "400",
+    ]  # fmt: skip
+    assert cli_main(argv) == 0
+    assert (tmp_path / "run" / "metrics.json").is_file()

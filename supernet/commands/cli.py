@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "supernet.commands.pareto",
         "WER against predicted latency and params of retrained runs; the Pareto front",
     ),
+    "study": ("supernet.commands.study", "searched vs random vs baseline architectures at equal latency"),
 }
 
 # subcommand -> (module, help): LightningCLI commands that parse their own argv in `main(argv)`,

@@ -152,9 +152,10 @@ class RetrainCLI(LightningCLI):
         if trainer_config.get("logger") is None:
             root = trainer_config.get("default_root_dir") or "."
             kwargs["logger"] = make_logger(self.config_init["logger"], root, name=self.model.spec.name)
+        logging = kwargs.get("logger", trainer_config.get("logger")) is not False
         kwargs["callbacks"] = [
             *(trainer_config.get("callbacks") or []),
-            LearningRateMonitor("step"),
+            *([LearningRateMonitor("step")] if logging else []),  # it refuses a Trainer without a logger
             *run_callbacks(self.config_init),
         ]
         return super().instantiate_trainer(**kwargs)

@@ -1,0 +1,37 @@
+"""`supernet study CONFIG --out DIR`: does the search beat random picks and baselines at the same latency?
+
+    supernet study tiny --out runs/study            # the shipped CPU study (supernet/configs/study/)
+    supernet study my_study.yaml --out runs/study --parallel 2
+
+Searches (methods x seeds x budgets), random paths within each budget and the baselines, every
+one retrained with the same recipe and each seed, scored by the supernet (Kendall tau), measured
+under the latency table's settings: ``DIR/study.json``, ``DIR/study.md`` and plots. Run it again
+to resume: finished runs are skipped. The YAML and the files: ``docs/study.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from supernet.errors import UserError
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a study YAML, or a shipped study's name (tiny)")
+    parser.add_argument("--out", required=True, help="the study's folder (resumed when it holds this study)")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="runs side by side, as subprocesses (default 1: in this process)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the study that --out holds")
+
+
+def run(args: argparse.Namespace) -> int:
+    from supernet.study.pipeline import run_study
+
+    if args.parallel < 1:
+        raise UserError(f"--parallel must be at least 1, got {args.parallel}")
+    run_study(args.config, args.out, args.parallel, args.overwrite)
+    return 0

@@ -1,0 +1,220 @@
+"""The study's YAML: what to compare, under which latency budgets, with which one recipe.
+
+```yaml
+name: tiny                                  # default: the file's name
+corpus: data/demo                           # a corpus folder or manifest, or the built-in corpus:
+# corpus: {path: data/study, build: {langs: [en], minutes: 2, seed: 0}}   (built when missing)
+space: st_nas                               # a shipped space or a YAML path
+dim: 64                                     # optional: the space's and the baselines' width
+latency:
+  table: st_nas_cpu                         # measured latencies use its settings (device, threads...)
+  profile: false                            # true: measure this space's table under those settings
+  budgets: [2.5, p50]                       # ms, or pNN: that percentile of the space's paths
+search: {methods: [st], seeds: [0], options: {trainer.max_epochs: 8}}    # options: `supernet search`'s
+random: {n: 10, seed: 0}                    # random paths within each budget
+baselines: [tdnn_d]                         # shipped names or ArchSpec paths
+retrain: {seeds: [0, 1, 2], options: {trainer.max_epochs: 30}}          # `supernet retrain`'s options
+ranking: {batches: 8}                       # train batches that recalibrate BatchNorm per path
+test_sets: null                             # reported test sets (default: every one)
+```
+
+``load_config`` returns the same mapping with every default filled in (what ``study.yaml`` in the
+study's folder keeps); a mistake is a ``StudyConfigError`` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supernet.errors import UserError
+from supernet.shipped import CONFIGS_DIR
+
+REQUIRED = object()
+PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+
+
+class StudyConfigError(UserError, ValueError):
+    """A study YAML that cannot be run: the message names the file and the field."""
+
+
+def _fail(source: str, field: str, problem: str, value: Any) -> None:
+    raise StudyConfigError(f"{source}: field {field!r} {problem}, got {value!r}")
+
+
+def _int(value, field, source, low=0):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _fail(source, field, f"must be an integer >= {low}", value)
+    return value
+
+
+def _ints(value, field, source):
+    if not isinstance(value, list) or not value or len(set(map(repr, value))) != len(value):
+        _fail(source, field, "must be a non-empty list of distinct integers", value)
+    return [_int(v, f"{field}[{i}]", source) for i, v in enumerate(value)]
+
+
+def _strs(value, field, source, empty=True):
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(v, str) and v for v in value)
+        or not (empty or value)
+    ):
+        _fail(source, field, "must be a list of names" + ("" if empty else " (at least one)"), value)
+    return list(value)
+
+
+def _bool(value, field, source):
+    if not isinstance(value, bool):
+        _fail(source, field, "must be true or false", value)
+    return value
+
+
+def _str(value, field, source):
+    if not isinstance(value, str) or not value:
+        _fail(source, field, "must be a non-empty string", value)
+    return value
+
+
+def _options(value, field, source):
+    """Command line options of `supernet search` / `retrain` without their dashes."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.strip("-") for k in value):
+        _fail(source, field, "must map option names (trainer.max_epochs) to values", value)
+    return {k.lstrip("-"): v for k, v in value.items()}
+
+
+def _budgets(value, field, source):
+    if not isinstance(value, list) or not value:
+        _fail(source, field, "must be a non-empty list of budgets (ms, or pNN: a percentile)", value)
+    for i, budget in enumerate(value):
+        number = isinstance(budget, int | float) and not isinstance(budget, bool) and budget > 0
+        match = isinstance(budget, str) and PERCENTILE.match(budget)
+        if not (number or (match and 0 < float(match.group(1)) <= 100)):
+            _fail(source, f"{field}[{i}]", "must be milliseconds > 0 or a percentile p1..p100", budget)
+    return list(value)
+
+
+def _methods(value, field, source):
+    from supernet.search.relaxations import RELAXATIONS
+
+    methods = _strs(value, field, source, empty=False)
+    for i, method in enumerate(methods):
+        if method not in RELAXATIONS or not RELAXATIONS[method].picks_architecture:
+            picking = sorted(n for n, c in RELAXATIONS.items() if c.picks_architecture)
+            _fail(
+                source,
+                f"{field}[{i}]",
+                f"must be a method that picks an architecture ({', '.join(picking)})",
+                method,
+            )
+    return methods
+
+
+def _test_sets(value, field, source):
+    return None if value is None else _strs(value, field, source, empty=False)
+
+
+def _corpus(value, field, source):
+    if isinstance(value, str) and value:
+        return {"path": value, "build": None}
+    if not isinstance(value, dict):
+        _fail(source, field, "must be a corpus path or {path: ..., build: {langs, minutes, seed}}", value)
+    return _section(value, {"path": (_str, REQUIRED), "build": (_build, None)}, field, source)
+
+
+def _build(value, field, source):
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        _fail(source, field, "must be a mapping {langs, minutes, seed}", value)
+    return _section(value, BUILD, field, source)
+
+
+def _minutes(value, field, source):
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        _fail(source, field, "must be a positive number of minutes", value)
+    return float(value)
+
+
+BUILD = {"langs": (_strs, ["en"]), "minutes": (_minutes, 2.0), "seed": (_int, 0)}
+SCHEMA = {
+    "name": (_str, None),
+    "corpus": (_corpus, REQUIRED),
+    "space": (_str, REQUIRED),
+    "dim": (lambda v, f, s: None if v is None else _int(v, f, s, low=1), None),
+    "latency": {
+        "table": (_str, REQUIRED),
+        "profile": (_bool, False),
+        "budgets": (_budgets, REQUIRED),
+        "force": (_bool, False),
+        "warmup": (_int, 3),
+        "repeats": (lambda v, f, s: _int(v, f, s, low=1), 10),
+        "rounds": (lambda v, f, s: _int(v, f, s, low=1), 3),
+    },
+    "search": {"methods": (_methods, REQUIRED), "seeds": (_ints, [0]), "options": (_options, {})},
+    "random": {"n": (_int, 10), "seed": (_int, 0)},
+    "baselines": (_strs, []),
+    "retrain": {"seeds": (_ints, [0]), "options": (_options, {})},
+    "ranking": {"batches": (_int, 8)},
+    "test_sets": (_test_sets, None),
+}
+
+
+def _section(data: Any, schema: dict, where: str, source: str) -> dict[str, Any]:
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, dict):
+        _fail(source, where or "<top>", "must be a mapping", data)
+    unknown = sorted(set(data) - set(schema))
+    if unknown:
+        _fail(
+            source,
+            prefix + str(unknown[0]),
+            f"is not a study field (fields: {', '.join(schema)})",
+            data[unknown[0]],
+        )
+    out = {}
+    for key, rule in schema.items():
+        field = prefix + key
+        if isinstance(rule, dict):
+            out[key] = _section(data.get(key, {}), rule, field, source)
+            continue
+        check, default = rule
+        if key not in data:
+            if default is REQUIRED:
+                raise StudyConfigError(f"{source}: field {field!r} is missing")
+            out[key] = default
+        else:
+            out[key] = check(data[key], field, source)
+    return out
+
+
+def resolve_config_path(config: str | Path) -> Path:
+    """A YAML path, or the name of a shipped study (``tiny``: ``supernet/configs/study/``)."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    shipped = CONFIGS_DIR / "study" / f"{config}.yaml"
+    if path.name == str(config) and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in (CONFIGS_DIR / "study").glob("*.yaml")))
+    raise StudyConfigError(f"study config {str(config)!r}: no such file, and not a shipped study ({names})")
+
+
+def load_config(config: str | Path | dict, source: str | None = None) -> dict[str, Any]:
+    """The study's mapping with every default filled in; ``StudyConfigError`` names a bad field."""
+    if isinstance(config, dict):
+        data, source = config, source or "<dict>"
+    else:
+        path = resolve_config_path(config)
+        source = str(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise StudyConfigError(f"{source}: not valid YAML: {err}") from err
+    study = _section(data, SCHEMA, "", source)
+    if study["name"] is None:
+        study["name"] = Path(source).stem if source != "<dict>" else "study"
+    return study

@@ -1,0 +1,206 @@
+"""The stages of a study, in order; every file under its folder DIR.
+
+corpus -> ``space.yaml`` (at the study's width) and baselines -> latency table (``latency.json``
+when measured here) and budgets -> searches (``search/METHOD-sSEED-BUDGET``, method x seed x
+budget) -> their picks (``arch/``) -> random paths within each budget and the baselines that fit
+it -> every architecture retrained with each seed (``retrain/NAME/seedK``) -> the supernets' scores
+(``supernet_cer.json``) -> latency measured under the table's settings -> ``study.json``,
+``study.md``, ``plots/``. ``study.yaml`` (the config with its defaults) marks DIR as this study's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supernet.errors import UserError
+from supernet.latency import CHECKED_KEYS
+from supernet.outputs import atomic_write_json
+from supernet.study import plan, rank, report
+from supernet.study.config import StudyConfigError, load_config
+from supernet.study.execute import execute
+from supernet.study.plan import Arch
+
+MARKER = "study.yaml"
+STUDY_FILES = (MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_cer.json")
+STUDY_FOLDERS = ("arch", "search", "retrain", "plots")
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    return None if a == b else where or "<top>"
+
+
+def claim(out: Path, study: dict, overwrite: bool) -> None:
+    """Make ``out`` this study's folder: new, or holding this very study (a resume); another study
+    with results is refused unless ``overwrite`` (its files go, nothing else); files that are not a
+    study's are refused."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder")
+    ours = [out / name for name in (*STUDY_FILES, *STUDY_FOLDERS) if (out / name).exists()]
+    if ours == [out / MARKER]:  # a study that stopped before its first result: nothing to keep
+        overwrite = True
+    if (out / MARKER).is_file():
+        previous = yaml.safe_load((out / MARKER).read_text())
+        differs = _first_difference(previous, study)
+        if differs and not overwrite:
+            raise UserError(
+                f"{out} holds another study ({previous.get('name')!r}; field {differs!r} differs): "
+                "replace it with --overwrite, or choose another --out"
+            )
+    elif ours:
+        names = ", ".join(p.name for p in ours[:4])
+        raise UserError(
+            f"{out} holds files that are not a study's ({names}; no {MARKER}): choose another --out"
+        )
+    if overwrite:
+        for path in ours:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(yaml.safe_dump(study, sort_keys=False))
+
+
+def check_test_sets(data: Path, wanted: list[str] | None) -> list[str]:
+    from supernet.data.datamodule import resolve_splits
+
+    have = list(resolve_splits(data, 0.0)["test"])
+    missing = [name for name in wanted or [] if name not in have]
+    if missing:
+        raise StudyConfigError(
+            f"field 'test_sets': {missing[0]!r} is not a test set of {data} ({', '.join(have)})"
+        )
+    return have if wanted is None else wanted
+
+
+def _archs(study, searches, space, baselines, table, costs, budgets) -> tuple[list[Arch], list[str]]:
+    """The searched picks, the random paths and the baselines of every budget."""
+    from supernet.search.extract import extract
+
+    archs, notes = [], []
+    for (method, seed, (label, ms)), run in searches.items():
+        spec, _, _ = extract(run.out / "checkpoints" / "last.ckpt", name=run.out.name)
+        archs.append(Arch(spec.name, "searched", spec, label, ms, method, seed, run.out))
+    for label, ms in budgets:
+        paths, note = plan.random_paths(space, costs, ms, study["random"]["n"], study["random"]["seed"])
+        archs += [
+            Arch(f"random-{label}-{i}", "random", space.derive(p, f"random-{label}-{i}"), label, ms)
+            for i, p in enumerate(paths)
+        ]
+        notes += [f"budget {label}: {note}"] if note else []
+    for spec in baselines:
+        fits = [(label, ms) for label, ms in budgets if table.predict(spec) <= ms] or [(None, None)]
+        archs += [Arch(spec.name, "baseline", spec, label, ms) for label, ms in fits]
+    return archs, notes
+
+
+def _supernet_scores(out: Path, searches: dict, data: Path, specs: dict, batches: int) -> dict[str, dict]:
+    """Each search's scores of the architectures (dev CER, inherited weights), kept in
+    ``supernet_cer.json`` so that a resumed study does not score them again."""
+    path = out / "supernet_cer.json"
+    scores = json.loads(path.read_text()) if path.is_file() else {}
+    for run in searches.values():
+        if run.out.name not in scores:
+            print(f"[study] scoring {len(specs)} architectures with the supernet of {run.out}")
+            scores[run.out.name] = rank.supernet_cer(
+                run.out / "checkpoints" / "last.ckpt", data, specs, batches
+            )
+            atomic_write_json(path, scores)
+    return scores
+
+
+def _measure(table, latency: dict, specs: list) -> tuple[dict, list[float]]:
+    """The table's settings (checked against this machine unless ``latency.force``) and each
+    network's measured latency under them (ms, median)."""
+    import torch
+
+    from supernet.commands.latency_check import run_settings
+    from supernet.latency import default_settle, measure_networks
+
+    settings = run_settings(table, argparse.Namespace(), latency["force"])
+    print(f"[study] measuring {len(specs)} networks on {settings['device_name']}")
+    threads = torch.get_num_threads()  # the table's thread count is set while measuring
+    settle_s = table.settings.get("settle_s", default_settle(settings))
+    try:
+        return settings, measure_networks(
+            specs, settings, latency["warmup"], latency["repeats"], latency["rounds"], settle_s
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, overwrite: bool = False) -> dict:
+    """Run (or resume) the study of ``config`` in ``out``; returns what ``study.json`` holds."""
+    start, study, out = time.perf_counter(), load_config(config), Path(out)
+    data = plan.prepare_corpus(study)
+    test_sets = check_test_sets(data, study["test_sets"])
+    space, baselines = plan.space(study), plan.baselines(study)  # names and files checked first
+    claim(out, study, overwrite)
+    table, table_path = plan.latency_table(study, out, space, baselines)
+    costs = plan.space_costs(table, space, baselines)
+    space_path = plan.write_space(space, out)
+    budgets = plan.resolve_budgets(study["latency"]["budgets"], plan.path_costs(space, costs))
+    print("[study] budgets: " + ", ".join(f"{label} = {ms:.3f} ms" for label, ms in budgets))
+
+    search = study["search"]
+    searches = {
+        (method, seed, budget): plan.search_run(study, out, data, space_path, table_path, method, seed, budget)
+        for budget in budgets for method in search["methods"] for seed in search["seeds"]
+    }  # fmt: skip
+    execute(list(searches.values()), parallel, "search")
+    archs, notes = _archs(study, searches, space, baselines, table, costs, budgets)
+    owners: dict[str, Arch] = {}  # one retrain per network, under the first name it has
+    for arch in archs:
+        plan.write_arch(out, arch.spec)
+        owners.setdefault(plan.arch_key(arch.spec), arch)
+    retrains = {
+        key: [
+            plan.retrain_run(study, out, data, plan.arch_path(out, a.name), a.name, s)
+            for s in study["retrain"]["seeds"]
+        ]
+        for key, a in owners.items()
+    }
+    execute([run for runs in retrains.values() for run in runs], parallel, "retrain")
+
+    specs = {a.name: a.spec for a in owners.values()}
+    scores = _supernet_scores(out, searches, data, specs, study["ranking"]["batches"])
+    settings, measured = _measure(table, study["latency"], list(specs.values()))
+    measured = dict(zip(owners, measured))
+    rows = []
+    for arch in archs:
+        key = plan.arch_key(arch.spec)
+        metrics = [report.read_metrics(run.out) for run in retrains[key]]
+        row = report.make_row(arch, metrics, test_sets, table.predict(arch.spec), measured[key])
+        own = [s[owners[key].name] for s in scores.values() if owners[key].name in s]
+        row["supernet_cer"] = statistics.fmean(own) if own else None
+        row["runs"] = [str(run.out) for run in retrains[key]]
+        rows.append(row)
+    report.rank_among_random(rows)
+    standalone = {owners[plan.arch_key(a.spec)].name: r["cer"]["dev"] for a, r in zip(archs, rows)}
+    ranking, tau = rank.ranking_quality(scores, standalone)
+    summary = {
+        "config": study,
+        "device": {key: settings[key] for key in CHECKED_KEYS},
+        "corpus": str(data),
+        "budgets": [{"budget": label, "ms": ms} for label, ms in budgets],
+        "notes": notes,
+        "kendall_tau": tau,
+        "ranking": ranking,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    report.write_json(out, summary)
+    report.write_markdown(out, summary)
+    print(f"[study] written: {out / 'study.json'}, {out / 'study.md'}")
+    return summary

@@ -1,0 +1,214 @@
+"""What a study runs: the space and baselines at the study's width, the latency table and its
+budgets, random paths within each budget, and the argument lists of every search and retrain.
+
+Random architectures: paths drawn uniformly (each edge's candidate uniformly, seeded), kept when
+the table predicts them within the budget, without repeats: a uniform sample of the paths that
+fit. When fewer than ``n`` fit (every path seen), all of them are taken and the study says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supernet.archspec import ArchSpec
+from supernet.latency import LatencyTable, LatencyTableError, SpaceCosts, make_settings, profile_space
+from supernet.search.space import SearchSpace, resolve_space_path
+
+# more paths than this: percentiles come from a seeded sample of SAMPLE paths
+ENUMERATE, SAMPLE = 100_000, 20_000
+
+
+@dataclass
+class Arch:
+    """One architecture of the study and why it is there."""
+
+    name: str
+    kind: str  # searched | random | baseline
+    spec: ArchSpec
+    budget: str | None  # the budget's label (2.5ms, p50); None: a baseline over every budget
+    budget_ms: float | None
+    method: str | None = None
+    search_seed: int | None = None
+    search: Path | None = None  # the search run that picked it
+
+
+@dataclass
+class Run:
+    """One `supernet search` or `supernet retrain` run: its folder and its arguments (no --out)."""
+
+    command: str
+    out: Path
+    argv: list[str]
+
+
+def prepare_corpus(study: dict) -> Path:
+    """The corpus folder; the built-in corpus is built first when ``corpus.build`` asks for it."""
+    corpus = study["corpus"]
+    if corpus["build"] is None:
+        return Path(corpus["path"]).resolve()
+    from supernet.data.corpus import build_corpus
+
+    build = corpus["build"]
+    return build_corpus(corpus["path"], tuple(build["langs"]), build["minutes"], build["seed"]).resolve()
+
+
+def _with_dim(data: dict, dim: int | None) -> dict:
+    return data if dim is None else {**data, "dim": dim}
+
+
+def space(study: dict) -> SearchSpace:
+    """The space at the study's width."""
+    path = resolve_space_path(study["space"])
+    return SearchSpace(_with_dim(yaml.safe_load(path.read_text()), study["dim"]), source=str(path))
+
+
+def write_space(space: SearchSpace, out: Path) -> Path:
+    """``out/space.yaml``: what every search of the study reads."""
+    path = out / "space.yaml"
+    path.write_text(yaml.safe_dump(space.to_dict(), sort_keys=False))
+    return path
+
+
+def arch_path(out: Path, name: str) -> Path:
+    return out / "arch" / f"{name}.yaml"
+
+
+def write_arch(out: Path, spec: ArchSpec) -> Path:
+    path = arch_path(out, spec.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec.to_yaml(path)
+    return path
+
+
+def baselines(study: dict) -> list[ArchSpec]:
+    """The hand-designed baselines at the study's width."""
+    specs = [ArchSpec.load(name) for name in study["baselines"]]
+    return [ArchSpec.from_dict(_with_dim(s.to_dict(), study["dim"]), s.source) for s in specs]
+
+
+def latency_table(
+    study: dict, out: Path, space: SearchSpace, extra: list[ArchSpec]
+) -> tuple[LatencyTable, Path]:
+    """The study's table: the configured one, or (``latency.profile``) this space's, measured here
+    under the configured table's settings into ``out/latency.json`` (once: a resume reads it)."""
+    latency = study["latency"]
+    table = LatencyTable.load(latency["table"])
+    if not latency["profile"]:
+        return table, table.source
+    path = out / "latency.json"
+    if path.is_file():
+        return LatencyTable.load(path), path
+    keys = ("device", "dtype", "threads", "batch", "seconds", "chunk_ms", "vocab", "clock", "cuda_graph")
+    settings = make_settings(**{k: table.settings[k] for k in keys})
+    print(f"[study] measuring the latency table of {space.name} (dim {space.fields['dim']}) -> {path}")
+    measured = profile_space(
+        space, settings, latency["warmup"], latency["repeats"], latency["rounds"], extra, progress=False
+    )
+    measured.save(path)
+    return LatencyTable.load(path), path
+
+
+def space_costs(table: LatencyTable, space: SearchSpace, extra: list[ArchSpec]) -> SpaceCosts:
+    """The table's costs of the space (checked, with the baselines', before anything runs)."""
+    try:
+        for spec in extra:
+            table.predict(spec)
+        return table.costs(space)
+    except LatencyTableError as err:
+        raise LatencyTableError(f"{err}; or let the study measure its own: latency.profile: true") from err
+
+
+def path_costs(space: SearchSpace, costs: SpaceCosts, seed: int = 0) -> list[float]:
+    """Predicted latency of every path (or of ``SAMPLE`` seeded draws in a larger space)."""
+    sizes = [range(len(c.candidates)) for c in space.choices]
+    if space.num_paths <= ENUMERATE:
+        paths = itertools.product(*sizes)
+    else:
+        rng = random.Random(seed)
+        paths = (tuple(rng.choice(s) for s in sizes) for _ in range(SAMPLE))
+    names = [c.name for c in space.choices]
+    return [costs.at(dict(zip(names, p))) for p in paths]
+
+
+def resolve_budgets(budgets: list, costs: list[float]) -> list[tuple[str, float]]:
+    """``(label, ms)`` of each budget; ``pNN`` is the NNth percentile (nearest rank) of ``costs``."""
+    ordered = sorted(costs)
+    out = []
+    for budget in budgets:
+        if isinstance(budget, str):
+            rank = math.ceil(float(budget[1:]) / 100 * len(ordered))
+            out.append((budget, ordered[max(rank, 1) - 1]))
+        else:
+            out.append((f"{budget:g}ms", float(budget)))
+    return out
+
+
+def random_paths(
+    space: SearchSpace, costs: SpaceCosts, budget_ms: float, n: int, seed: int, max_draws: int = 200_000
+) -> tuple[list[dict[str, int]], str | None]:
+    """``n`` distinct uniform paths predicted within ``budget_ms``, and a note when fewer exist."""
+    rng = random.Random(seed)
+    names = [c.name for c in space.choices]
+    sizes = [len(c.candidates) for c in space.choices]
+    seen: set[tuple[int, ...]] = set()
+    kept, draws = [], 0
+    while len(kept) < n and len(seen) < space.num_paths and draws < max_draws:
+        draws += 1
+        path = tuple(rng.randrange(k) for k in sizes)
+        if path not in seen:
+            seen.add(path)
+            if costs.at(dict(zip(names, path))) <= budget_ms:
+                kept.append(dict(zip(names, path)))
+    if len(kept) == n:
+        return kept, None
+    if len(seen) == space.num_paths:
+        return (
+            kept,
+            f"only {len(kept)} of the space's {space.num_paths} paths fit {budget_ms:.3f} ms (asked for {n})",
+        )
+    return kept, f"{len(kept)} of {n} random paths within {budget_ms:.3f} ms found in {draws} draws"
+
+
+def option_argv(options: dict[str, Any]) -> list[str]:
+    """``{trainer.max_epochs: 3}`` -> ``["--trainer.max_epochs", "3"]`` (lists, dicts as JSON)."""
+
+    def text(value):
+        if isinstance(value, bool) or value is None or isinstance(value, list | dict):
+            return json.dumps(value)
+        return str(value)
+
+    return [arg for key, value in options.items() for arg in (f"--{key}", text(value))]
+
+
+def search_run(
+    study: dict, out: Path, data: Path, space: Path, table: Path, method: str, seed: int, budget
+) -> Run:
+    label, ms = budget
+    argv = [
+        "--data", str(data), "--model.space", str(space.resolve()), "--model.method", method,
+        "--seed_everything", str(seed), "--model.latency_table", str(Path(table).resolve()),
+        "--model.penalty", "hinge", "--model.budget", repr(ms), "--logger", "csv",
+        *option_argv(study["search"]["options"]),
+    ]  # fmt: skip
+    return Run("search", out / "search" / f"{method}-s{seed}-{label}", argv)
+
+
+def retrain_run(study: dict, out: Path, data: Path, arch: Path, name: str, seed: int) -> Run:
+    argv = [
+        "--arch", str(arch.resolve()), "--data", str(data), "--seed_everything", str(seed),
+        "--logger", "csv", *option_argv(study["retrain"]["options"]),
+    ]  # fmt: skip
+    return Run("retrain", out / "retrain" / name / f"seed{seed}", argv)
+
+
+def arch_key(spec: ArchSpec) -> str:
+    """Equal for the same network under two names (a random draw that is a baseline): one retrain."""
+    return json.dumps({k: v for k, v in spec.to_dict().items() if k != "name"}, sort_keys=True)

@@ -1,0 +1,221 @@
+"""A study's results: one row an architecture (means and spreads over the retrain seeds),
+``study.json``, ``study.md`` and its plots.
+
+Dev chooses, test reports: a searched pick's rank among the random architectures, the best row of
+a budget and the supernet's ranking quality all use dev CER; test sets are only reported.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from supernet.loggers import can_plot, pyplot
+from supernet.outputs import atomic_write_json, atomic_write_text, replaced_when_done
+from supernet.study.plan import Arch
+
+KINDS = {"searched": ("*", "tab:red", 12), "random": ("o", "tab:gray", 6), "baseline": ("s", "tab:blue", 7)}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _rate(metrics: dict, split: str, metric: str) -> float:
+    """``cer`` or ``wer`` of one split (``dev``, or a test set) from a retrain's ``metrics.json``."""
+    return metrics[f"dev_{metric}"] if split == "dev" else metrics[metric][split]
+
+
+def make_row(
+    arch: Arch, metrics: list[dict], test_sets: list[str], predicted: float, measured: float
+) -> dict:
+    """One architecture's row: error rates as mean and std over its retrain runs' ``metrics.json``."""
+    sets = ["dev", *test_sets]
+    cer = {s: _mean_std([_rate(m, s, "cer") for m in metrics]) for s in sets}
+    return {
+        "name": arch.name,
+        "kind": arch.kind,
+        "method": arch.method,
+        "search_seed": arch.search_seed,
+        "budget": arch.budget,
+        "budget_ms": arch.budget_ms,
+        "params": metrics[0]["params"],
+        "latency_ms": measured,
+        "predicted_ms": predicted,
+        "cer": {s: cer[s][0] for s in sets},
+        "cer_std": {s: cer[s][1] for s in sets},
+        "wer": {s: statistics.fmean(_rate(m, s, "wer") for m in metrics) for s in sets},
+        "retrain_seeds": len(metrics),
+        "supernet_cer": None,
+        "rank_among_random": None,
+        "arch": arch.spec.to_dict(),
+    }
+
+
+def rank_among_random(rows: list[dict]) -> None:
+    """Each searched pick's and baseline's place by dev CER among the random rows of its budget
+    (1: better than every random one; ties count in its favour)."""
+    for row in rows:
+        if row["kind"] == "random" or row["budget"] is None:
+            continue
+        others = [r["cer"]["dev"] for r in rows if r["kind"] == "random" and r["budget"] == row["budget"]]
+        if others:
+            row["rank_among_random"] = {
+                "rank": 1 + sum(c < row["cer"]["dev"] for c in others),
+                "of": len(others) + 1,
+            }
+
+
+def write_json(out: Path, summary: dict[str, Any]) -> Path:
+    return atomic_write_json(out / "study.json", summary)
+
+
+def _pct(row: dict, split: str) -> str:
+    return f"{100 * row['cer'][split]:.1f} ± {100 * row['cer_std'][split]:.1f}"
+
+
+def _table(rows: list[dict], sets: list[str]) -> list[str]:
+    head = ["name", "kind", "params", "predicted ms", "measured ms", *(f"{s} CER %" for s in sets)]
+    head += ["supernet dev CER %", "rank among random"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: r["cer"]["dev"]):
+        rank = r["rank_among_random"]
+        cells = [
+            f"`{r['name']}`", r["kind"], f"{r['params']:,}", f"{r['predicted_ms']:.3f}", f"{r['latency_ms']:.3f}",
+            *(_pct(r, s) for s in sets),
+            "-" if r["supernet_cer"] is None else f"{100 * r['supernet_cer']:.1f}",
+            "-" if rank is None else f"{rank['rank']} of {rank['of']}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
+    rows, config, device = summary["rows"], summary["config"], summary["device"]
+    sets = list(rows[0]["cer"]) if rows else ["dev"]
+    dim = f" at dim {config['dim']}" if config["dim"] else ""
+    lines = [
+        f"# Study `{config['name']}`",
+        "",
+        f"Space `{config['space']}`{dim}, corpus `{summary['corpus']}`; latency measured on "
+        f"{device['device_name']} ({device['device']}, {device['dtype']}, {device['threads']} thread(s), "
+        f"batch {device['batch']} x {device['seconds']} s). CER is the mean ± std over "
+        f"{len(config['retrain']['seeds'])} retrain seed(s). Dev chooses, test reports: ranks and the best "
+        "row use dev CER only.",
+        "",
+        *(f"- note: {note}" for note in summary["notes"]),
+    ]
+    for budget in summary["budgets"]:
+        group = [r for r in rows if r["budget"] == budget["budget"]]
+        lines += [
+            "",
+            f"## Budget {budget['budget']} ({budget['ms']:.3f} ms predicted)",
+            "",
+            *_table(group, sets),
+        ]
+        if group:
+            best = min(group, key=lambda r: r["cer"]["dev"])
+            lines += ["", f"Best on dev: `{best['name']}` ({best['kind']})."]
+        for r in group:
+            if r["kind"] == "searched" and r["rank_among_random"]:
+                rank = r["rank_among_random"]
+                lines.append(
+                    f"Searched `{r['name']}` ranks {rank['rank']} of {rank['of']} among the random architectures."
+                )
+    over = [r for r in rows if r["budget"] is None]
+    if over:
+        lines += ["", "## Baselines over every budget", "", *_table(over, sets)]
+    lines += ["", "## Ranking quality of the supernet", ""]
+    for search in summary["ranking"]:
+        tau = "undefined" if search["kendall_tau"] is None else f"{search['kendall_tau']:.3f}"
+        lines.append(f"- `{search['search']}`: Kendall tau {tau} over {search['archs']} architectures")
+    tau = summary["kendall_tau"]
+    lines.append(
+        f"\nKendall tau between the supernet's dev CER (inherited weights) and the stand-alone dev CER: "
+        f"{'undefined' if tau is None else f'{tau:.3f}'} (mean over searches)."
+    )
+    if plots:
+        lines += ["", "## Plots", "", *(f"![{p.stem}](plots/{p.name})" for p in plots)]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(out: Path, summary: dict[str, Any]) -> Path:
+    plots = draw(out / "plots", summary) if summary["rows"] and can_plot("the study's plots") else []
+    return atomic_write_text(out / "study.md", markdown(summary, plots))
+
+
+# --- plots --------------------------------------------------------------------------------------
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    with replaced_when_done(path) as partial:
+        fig.savefig(partial, dpi=110, format="png")
+    pyplot().close(fig)
+    return path
+
+
+def _marked(ax, rows: list[dict], x, y, err=None) -> None:
+    """Points ``(x(row), y(row))``, with error bars ``err(row)``, marked by kind."""
+    for kind, (marker, color, size) in KINDS.items():
+        part = [r for r in rows if r["kind"] == kind]
+        if part:
+            xs, ys = [x(r) for r in part], [y(r) for r in part]
+            yerr = [err(r) for r in part] if err else None
+            ax.errorbar(xs, ys, yerr=yerr, fmt=marker, color=color, ms=size, label=kind, zorder=3)
+
+
+def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
+    """CER against measured latency (dev and each test set), the random CER distribution of each
+    budget with the searched picks marked, and the supernet's ranking against stand-alone CER."""
+    plt, rows = pyplot(), summary["rows"]
+    folder.mkdir(parents=True, exist_ok=True)
+    sets = list(rows[0]["cer"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.8), squeeze=False)
+    for ax, split in zip(axes[0], sets):
+        cer, std = (lambda r, s=split: 100 * r["cer"][s]), (lambda r, s=split: 100 * r["cer_std"][s])
+        _marked(ax, rows, lambda r: r["latency_ms"], cer, std)
+        for budget in summary["budgets"]:
+            ax.axvline(budget["ms"], color="k", ls=":", lw=1)
+        ax.set(xlabel="measured latency (ms)", ylabel=f"{split} CER (%)", title=split)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    paths = [_save(fig, folder / "cer_vs_latency.png")]
+
+    budgets = summary["budgets"]
+    fig, axes = plt.subplots(1, len(budgets), figsize=(4.5 * len(budgets), 3.2), squeeze=False)
+    for ax, budget in zip(axes[0], budgets):
+        group = [r for r in rows if r["budget"] == budget["budget"]]
+        ax.hist(
+            [100 * r["cer"]["dev"] for r in group if r["kind"] == "random"],
+            bins=10,
+            color="tab:gray",
+            label="random",
+        )
+        for r in group:
+            if r["kind"] != "random":
+                ax.axvline(
+                    100 * r["cer"]["dev"],
+                    color=KINDS[r["kind"]][1],
+                    ls="-" if r["kind"] == "searched" else "--",
+                    label=r["name"],
+                )
+        ax.set(xlabel="dev CER (%)", ylabel="architectures", title=f"budget {budget['budget']}")
+        ax.legend(fontsize=7)
+    paths.append(_save(fig, folder / "random_cer.png"))
+
+    scored = [r for r in rows if r["supernet_cer"] is not None]
+    if scored:
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        _marked(ax, scored, lambda r: 100 * r["supernet_cer"], lambda r: 100 * r["cer"]["dev"])
+        tau = summary["kendall_tau"]
+        ax.set(xlabel="supernet dev CER (%, inherited weights)", ylabel="stand-alone dev CER (%)",
+               title=f"Kendall tau {'undefined' if tau is None else f'{tau:.2f}'}")  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, folder / "ranking.png"))
+    return paths
+
+
+def read_metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())

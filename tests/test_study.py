@@ -1,0 +1,218 @@
+"""`supernet study`: the YAML's checks, Kendall's tau, random paths under a budget, and a tiny study
+end to end (study.json, study.md, resume without retraining, a resumed interrupted run, the folder
+of another study refused)."""
+
+import json
+
+import pytest
+import yaml
+
+from supernet.commands.cli import main as cli_main
+from supernet.latency import SpaceCosts
+from supernet.search.space import SearchSpace
+from supernet.study import plan
+from supernet.study.config import StudyConfigError, load_config
+from supernet.study.pipeline import claim, run_study
+from supernet.study.rank import kendall_tau
+from tests.test_search import TINY_SPACE  # a: 3 candidates (one a skip), b: 2; dim 32
+
+MINIMAL = {
+    "corpus": "data/x",
+    "space": "st_nas",
+    "latency": {"table": "st_nas_cpu", "budgets": [5.0]},
+    "search": {"methods": ["st"]},
+}
+QUICK = {
+    "data.num_workers": 0,
+    "trainer.enable_progress_bar": False,
+    "trainer.enable_model_summary": False,
+    "trainer.limit_val_batches": 1,
+    "model.warmup_steps": 5,
+}
+
+
+def with_field(field: str, value):
+    data = json.loads(json.dumps(MINIMAL))
+    *parents, last = field.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("latency.table", KeyError, "field 'latency.table' is missing"),
+        ("random.count", 3, "field 'random.count' is not a study field"),
+        ("random.n", "three", "field 'random.n' must be an integer"),
+        ("latency.budgets", [5.0, "fast"], "field 'latency.budgets[1]' must be milliseconds"),
+        ("latency.budgets", [], "field 'latency.budgets' must be a non-empty list"),
+        ("search.methods", ["uniform"], "field 'search.methods[0]' must be a method that picks"),
+        ("retrain.seeds", [0, 0], "field 'retrain.seeds' must be a non-empty list of distinct"),
+        ("corpus", 3, "field 'corpus' must be a corpus path"),
+        (
+            "corpus",
+            {"path": "d", "build": {"minutes": -1}},
+            "field 'corpus.build.minutes' must be a positive",
+        ),
+        ("search.options", ["--trainer.max_epochs", "3"], "field 'search.options' must map option names"),
+    ],
+)
+def test_malformed_config_names_the_field(field, value, says):
+    with pytest.raises(StudyConfigError, match="<dict>: " + says.replace("[", r"\[").replace("]", r"\]")):
+        load_config(with_field(field, value))
+
+
+def test_config_defaults_and_the_shipped_tiny_study():
+    study = load_config(MINIMAL)
+    assert study["random"] == {"n": 10, "seed": 0} and study["retrain"]["seeds"] == [0]
+    assert study["corpus"] == {"path": "data/x", "build": None} and study["test_sets"] is None
+    tiny = load_config("tiny")  # shipped as package data, found by name
+    assert tiny["name"] == "tiny" and tiny["search"]["methods"] == ["st"] and tiny["baselines"] == ["tdnn_d"]
+    assert tiny["random"]["n"] == 3 and tiny["retrain"]["seeds"] == [0, 1]
+
+
+def test_a_malformed_study_file_is_one_line_from_the_cli(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(with_field("random.n", -2)))
+    assert cli_main(["study", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "supernet study: error:" in err and "'random.n'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_kendall_tau_known_answers():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3, 4, 5], [3, 1, 2, 5, 4]) == pytest.approx(0.4)  # 7 concordant, 3 discordant
+    assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6**0.5)  # tau-b with a tie (scipy's value)
+    assert kendall_tau([1.0], [2.0]) is None and kendall_tau([1, 2], [5, 5]) is None
+
+
+def test_random_paths_are_seeded_distinct_and_within_the_budget():
+    space = SearchSpace(TINY_SPACE)
+    costs = SpaceCosts("ms", 1.0, {"a": [1.0, 3.0, 2.0], "b": [0.5, 1.0]})  # paths cost 2.5 .. 5.0
+    paths, note = plan.random_paths(space, costs, 4.0, 3, seed=0)
+    assert note is None and len(paths) == 3 and len({tuple(p.values()) for p in paths}) == 3
+    assert all(costs.at(p) <= 4.0 for p in paths)
+    assert paths == plan.random_paths(space, costs, 4.0, 3, seed=0)[0]
+    assert any(plan.random_paths(space, costs, 4.0, 3, seed=s)[0] != paths for s in range(1, 6))
+    few, note = plan.random_paths(space, costs, 3.5, 3, seed=0)  # exactly three paths fit
+    assert sorted(tuple(p.values()) for p in few) == [(0, 0), (0, 1), (2, 0)] and note is None
+    few, note = plan.random_paths(space, costs, 2.6, 3, seed=0)
+    assert few == [{"a": 0, "b": 0}] and "only 1 of the space's 6 paths" in note
+    budgets = plan.resolve_budgets(["p50", 4.5, "p100"], plan.path_costs(space, costs))
+    assert budgets == [("p50", 3.5), ("4.5ms", 4.5), ("p100", 5.0)]
+
+
+# --- a tiny study, end to end --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from supernet.data.corpus import build_corpus
+
+    return build_corpus(tmp_path_factory.mktemp("corpus"), langs=("en",), minutes=0.6, seed=3, workers=1)
+
+
+@pytest.fixture(scope="module")
+def study_config(corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("config")
+    (folder / "space.yaml").write_text(yaml.safe_dump(TINY_SPACE))
+    baseline = {**TINY_SPACE, "name": "hand", "layers": ["tdnn-k3-d1", "tdnn-k3-d1-s3", "tdnn-k3-d2"]}
+    (folder / "hand.yaml").write_text(yaml.safe_dump(baseline))
+    return {
+        "name": "unit",
+        "corpus": str(corpus),
+        "space": str(folder / "space.yaml"),
+        "latency": {"table": "st_nas_cpu", "profile": True, "budgets": ["p100"], "repeats": 2, "rounds": 1},
+        "search": {
+            "methods": ["st"],
+            "seeds": [0],
+            "options": {**QUICK, "trainer.max_epochs": 2, "model.warmup_epochs": 1},
+        },
+        "random": {"n": 2, "seed": 0},
+        "baselines": [str(folder / "hand.yaml")],
+        "retrain": {"seeds": [0, 1], "options": {**QUICK, "trainer.max_epochs": 1}},
+        "ranking": {"batches": 2},
+    }
+
+
+@pytest.fixture(scope="module")
+def study(study_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "run"
+    return out, run_study(study_config, out)
+
+
+def test_study_writes_study_json_and_md(study):
+    out, summary = study
+    assert json.loads((out / "study.json").read_text()) == json.loads(json.dumps(summary))
+    assert summary["config"]["name"] == "unit" and summary["device"]["device"] == "cpu"
+    assert summary["kendall_tau"] is None or -1 <= summary["kendall_tau"] <= 1
+    rows = {r["name"]: r for r in summary["rows"]}
+    assert sorted(r["kind"] for r in rows.values()) == ["baseline", "random", "random", "searched"]
+    keys = {"name", "kind", "method", "search_seed", "budget_ms", "params", "latency_ms", "predicted_ms"}
+    keys |= {"cer", "cer_std", "wer", "retrain_seeds", "arch"}
+    for row in rows.values():
+        assert keys <= set(row)
+        assert set(row["cer"]) == set(row["cer_std"]) == set(row["wer"]) == {"dev", "test", "test_en"}
+        assert row["retrain_seeds"] == 2 and row["latency_ms"] > 0 and row["params"] > 0
+        assert row["budget_ms"] == summary["budgets"][0]["ms"] and row["predicted_ms"] <= row["budget_ms"]
+        assert row["supernet_cer"] is not None  # every one of them is a path of the space
+    searched = rows["st-s0-p100"]
+    assert searched["method"] == "st" and searched["search_seed"] == 0
+    assert searched["rank_among_random"]["of"] == 3
+    assert [r["archs"] for r in summary["ranking"]] == [
+        len({json.dumps(r["arch"]["layers"]) for r in rows.values()})
+    ]
+    text = (out / "study.md").read_text()
+    assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
+    assert "dev CER %" in text and "test CER %" in text
+
+
+def test_running_it_again_retrains_nothing(study, study_config, capsys):
+    out, _ = study
+    runs = sorted(out.glob("*/*/*/run.json")) + sorted(out.glob("search/*/run.json"))
+    assert len(runs) >= 5  # one search, at least two networks (a pick may repeat another) x two seeds
+    before = {p: p.stat().st_mtime_ns for p in runs}
+    checkpoints = {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")}
+    run_study(study_config, out)
+    said = capsys.readouterr().out
+    assert "search: 1 of 1 finished already, 0 to run" in said and "0 to run" in said.split("retrain:")[1]
+    assert {p: p.stat().st_mtime_ns for p in runs} == before
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")} == checkpoints
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(study, study_config):
+    out, _ = study
+    marker = next(iter(sorted(out.glob("retrain/*/seed1/run.json"))))
+    record = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**record, "status": "running"}))  # killed after its last checkpoint
+    run_study(study_config, out)
+    record = json.loads(marker.read_text())
+    assert record["status"] == "done" and record["resumed_from"].endswith("last.ckpt")
+
+
+def test_a_folder_of_another_study_is_refused_unless_overwrite(study, study_config, tmp_path):
+    from supernet.errors import UserError
+
+    out, _ = study
+    other = {**load_config(study_config), "name": "other"}
+    with pytest.raises(UserError, match="holds another study .*'name' differs.*--overwrite"):
+        run_study({**study_config, "name": "other"}, out)
+    assert (out / "study.json").is_file()
+    stranger = tmp_path / "stranger"
+    (stranger / "retrain").mkdir(parents=True)
+    with pytest.raises(UserError, match="not a study's"):
+        claim(stranger, other, overwrite=True)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "mine.txt").write_text("kept")
+    claim(copy, load_config(study_config), overwrite=False)
+    (copy / "search").mkdir()
+    claim(copy, other, overwrite=True)  # the old study's files go, the user's stay
+    assert not (copy / "search").exists() and (copy / "mine.txt").read_text() == "kept"
+    assert yaml.safe_load((copy / "study.yaml").read_text())["name"] == "other"
