@@ -96,3 +96,19 @@ def test_the_commands_default_to_one_thread_and_the_cpu_clock_and_report_the_noi
     )
     assert 0.0 <= float(out["self_within_10pct"].split()[0]) <= 1.0 and float(out["self_mape"]) >= 0.0
     assert "2 networks again" in out["self_within_10pct"] and out["verdict"]
+
+
+def test_cpu_measurements_pin_the_allocator_and_a_table_of_the_other_regime_is_refused(tmp_path, capsys):
+    from supernet.latency.allocator import pin_heap_allocator
+
+    assert pin_heap_allocator() == "heap"  # glibc, as on every machine this project runs on
+    assert settings()["allocator"] == "heap"
+    space_path = tmp_path / "tiny.yaml"
+    space_path.write_text(yaml.safe_dump(TINY))
+    table, _ = hand_table(SearchSpace(TINY), settings())
+    old = {k: v for k, v in table.settings.items() if k != "allocator"}  # a table made before the pinning
+    LatencyTable(old, table.entries).save(tmp_path / "old.json")
+    assert LatencyTable.load(tmp_path / "old.json").settings["allocator"] == "system"
+    check = ["latency-check", "--lut", str(tmp_path / "old.json"), "--space", str(space_path), "--n", "2"]
+    assert main(check) == 2
+    assert "'allocator' differs" in capsys.readouterr().err

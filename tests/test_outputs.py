@@ -127,6 +127,7 @@ class HalfSavedTable:
 
     entries: dict = {}
     settings = {"op_offset_ms": 0.0}
+    calibration = None
 
     def save(self, path) -> None:
         Path(path).write_text('{"format": "supernet-lat')

@@ -28,6 +28,7 @@ from supernet.archspec import ArchSpec
 from supernet.commands.profile import add_settings_arguments
 from supernet.errors import UserError
 from supernet.latency import LatencyTable, default_settle, device_name, measure_networks
+from supernet.latency.allocator import pin_heap_allocator
 from supernet.loggers import can_plot, pyplot
 from supernet.outputs import check_writable, replaced_when_done
 from supernet.search.space import SearchSpace
@@ -82,7 +83,8 @@ def run_settings(table: LatencyTable, args: argparse.Namespace, force: bool) -> 
             settings[key] = value
     settings["device_name"] = device_name(settings["device"]) if _device_ok(settings["device"]) else "none"
     settings["torch"] = torch.__version__
-    table.check({k: settings[k] for k in (*OVERRIDES, "device_name", "torch")}, force=force)
+    settings["allocator"] = pin_heap_allocator() if settings["device"] == "cpu" else None
+    table.check({k: settings[k] for k in (*OVERRIDES, "device_name", "torch", "allocator")}, force=force)
     return settings
 
 

@@ -15,6 +15,7 @@ from torch import nn
 import ops
 from supernet.archspec import ArchSpec
 from supernet.latency import calibration
+from supernet.latency.allocator import pin_heap_allocator
 from supernet.latency.settings import CHECKED_KEYS, DTYPES, LatencyTableError
 from supernet.latency.slots import Slot, arch_slots, space_slots
 from supernet.latency.table import LatencyTable
@@ -33,8 +34,11 @@ def default_settle(settings: dict) -> float:
 
 
 def use_threads(settings: dict) -> None:
+    """The table's threads, and on the CPU its allocator regime (``supernet.latency.allocator``)."""
     if settings["device"] == "cpu":
         torch.set_num_threads(int(settings["threads"]))
+        if settings.get("allocator") == "heap":
+            pin_heap_allocator()
 
 
 class _HeadWithLogSoftmax(nn.Module):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from supernet.errors import UserError
+from supernet.latency.allocator import pin_heap_allocator
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The settings a table is valid for; any difference makes its numbers meaningless.
@@ -30,6 +31,7 @@ CHECKED_KEYS = (
     "vocab",
     "clock",
     "cuda_graph",
+    "allocator",
 )
 CLOCKS_NAMES = ("wall", "cpu")
 
@@ -93,4 +95,6 @@ def make_settings(
         "vocab": int(vocab),
         "clock": clock,
         "cuda_graph": bool(cuda_graph),
+        # CPU: glibc's malloc pinned to the heap for every measurement (``supernet.latency.allocator``)
+        "allocator": pin_heap_allocator() if device == "cpu" else None,
     }

@@ -43,7 +43,9 @@ class LatencyTable:
     def __init__(
         self, settings: dict[str, Any], entries: dict[str, dict[str, Any]], source: str = "<memory>"
     ):
-        settings = {"cuda_graph": False, **settings}  # tables written before graphs were measured
+        # tables written before CUDA graphs were measured, or before the CPU allocator was pinned
+        cpu = settings.get("device") == "cpu"
+        settings = {"cuda_graph": False, "allocator": "system" if cpu else None, **settings}
         missing = [k for k in CHECKED_KEYS if k not in settings]
         if missing:
             raise LatencyTableError(f"{source}: settings lack {missing}")
