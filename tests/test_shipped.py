@@ -65,3 +65,10 @@ def test_a_wrong_name_on_the_command_line_is_one_line(capsys):
     assert main(["space", "info", "st_naz"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "supernet space: error: search space 'st_naz'" in err and "st_nas" in err
+
+
+def test_demo_refuses_a_table_that_cannot_price_its_networks_before_building_anything(tmp_path, capsys):
+    argv = ["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--dim", "32"]
+    assert main([*argv, "--lut", "st_nas_cpu"]) == 2  # the shipped table holds width 256 only
+    assert "no entry for op" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

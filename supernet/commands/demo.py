@@ -109,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
         )
     replace = ["--overwrite", "true"] if args.overwrite else []
     out.mkdir(parents=True, exist_ok=True)
-    data = ensure_demo_corpus(args.data, minutes=args.minutes)
 
     space_data = yaml.safe_load(resolve_space_path(args.space).read_text())
     space_file = out / "space.yaml"
@@ -120,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
     baseline = ArchSpec.from_dict(_with_dim(ArchSpec.from_yaml(BASELINE).to_dict(), args.dim, "tdnn_d"))
     baseline_file = out / "tdnn_d.yaml"
     baseline.to_yaml(baseline_file)
+    if args.lut is not None:  # a table that cannot price these networks fails now, not after training
+        from supernet.latency import LatencyTable
+
+        table = LatencyTable.load(args.lut)
+        table.costs(space)
+        table.predict(baseline)
+    data = ensure_demo_corpus(args.data, minutes=args.minutes)
 
     common = ["--data", str(data), "--seed_everything", str(args.seed), "--logger", args.logger, *replace]
     print(
