@@ -75,7 +75,7 @@ def claim(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file, not a folder")
-    previous = _read_marker(out)
+    previous = read_marker(out)
     existing = run_files(out)
     listed = f"{', '.join(p.name for p in existing[:4])}{' ...' if len(existing) > 4 else ''}"
     if existing and previous is None:  # not a supernet run: nothing here is ours to remove
@@ -126,7 +126,7 @@ def _remove(paths: list[Path]) -> None:
 def finish(out: str | Path, **extra) -> None:
     """Mark the run in ``out`` as done (its results are complete)."""
     out = Path(out)
-    record = _read_marker(out) or {}
+    record = read_marker(out) or {}
     record.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
     atomic_write_json(out / MARKER, record)
 
@@ -147,7 +147,7 @@ def fail(out: str | Path, error: BaseException) -> None:
     out = Path(out)
     if not (out / MARKER).is_file():
         return
-    record = _read_marker(out) or {}
+    record = read_marker(out) or {}
     message = " ".join(str(error).split()) or type(error).__name__
     record.update(status="failed", error=message, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     atomic_write_json(out / MARKER, record)
@@ -163,7 +163,7 @@ def data_summary(datamodule, model) -> dict:
     }
 
 
-def _read_marker(out: Path) -> dict | None:
+def read_marker(out: Path) -> dict | None:
     import json
 
     path = out / MARKER

@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "WER against predicted latency and params of retrained runs; the Pareto front",
     ),
     "study": ("supernet.commands.study", "searched vs random vs baseline architectures at equal latency"),
+    "select": ("supernet.commands.select", "a path per budget from a trained supernet (random, evolution, tpe, nsga2)"),
 }
 
 # subcommand -> (module, help): LightningCLI commands that parse their own argv in `main(argv)`,

@@ -79,8 +79,8 @@ def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchPa
 
 UNIFORM_PICKS_NOTHING = (
     "method uniform trains the supernet's weights on uniformly sampled paths (single-path one-shot); "
-    "its alphas never learn, so it picks no architecture. Search with --model.method st, darts or "
-    "gumbel; discrete strategies that pick from a uniform supernet are not built yet"
+    "its alphas never learn, so it picks no architecture itself: pick paths from it for each budget "
+    "with `supernet select CKPT --data CORPUS --budget B`, or search with --model.method st, darts or gumbel"
 )
 
 NOT_MOVED_WARNING = (

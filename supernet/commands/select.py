@@ -1,0 +1,229 @@
+"""`supernet select CKPT --data CORPUS --budgets B1 B2 --out DIR`: a path per budget from a trained
+supernet, without searching again.
+
+    supernet select RUN/checkpoints/last.ckpt --data corpus --strategy evolution --budgets 20 40 \\
+        --evaluations 200 --seed 0 --out runs/select
+
+A strategy (``supernet.select.strategies``: random, evolution, tpe, nsga2, ...) proposes paths
+within each budget; each is scored once with the supernet's inherited weights (BatchNorm
+re-estimated, CER on the ``arch`` split, else ``dev``; never a test set). Writes
+``DIR/budget_<B>/arch.yaml`` (the best path, an ArchSpec), ``DIR/select.json`` (every candidate,
+the best per budget, nsga2's front, the settings), ``DIR/select.png`` (best score against
+evaluations) and ``DIR/cache.json`` (every score, written as it grows: run the same command again
+to resume an interrupted select to the same result). Costs: the checkpoint's own (``--target``),
+or a table's (``--lut``). A ``uniform`` (single-path one-shot) checkpoint is what this is for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supernet.errors import UserError
+
+SELECT_FILES = ("select.json", "cache.json", "select.png")
+MARKER = "run.json"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ckpt", help="a `supernet search` checkpoint (any method, `uniform` included)")
+    parser.add_argument(
+        "--data", required=True, help="the corpus folder or manifest the supernet was trained on"
+    )
+    parser.add_argument("--strategy", default="evolution", help="random | evolution | tpe | nsga2 | ...")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="a strategy option (repeatable)"
+    )
+    budgets = parser.add_mutually_exclusive_group(required=True)
+    budgets.add_argument("--budget", type=float, help="one budget (ms, or params with --target params)")
+    budgets.add_argument("--budgets", type=float, nargs="+", help="several budgets")
+    parser.add_argument("--target", choices=("latency", "params"), default="latency")
+    parser.add_argument(
+        "--lut", default=None, help="a latency table (path or shipped name); default: the checkpoint's"
+    )
+    parser.add_argument("--evaluations", type=int, default=100, help="distinct paths scored per budget")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batches", type=int, default=4, help="train batches that re-estimate BatchNorm")
+    parser.add_argument(
+        "--out", required=True, help="the select's folder (resumed when it holds this select)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    options = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--option {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def _costs(ckpt: str, target: str, lut: str | None):
+    from supernet.search.extract import load_search_checkpoint, search_objective
+
+    space, _, hparams = load_search_checkpoint(ckpt)
+    if target == "latency" and lut:
+        from supernet.latency.table import LatencyTable
+        from supernet.shipped import resolve
+
+        return space, LatencyTable.load(resolve("lut", lut)).costs(space)
+    objective = search_objective(space, hparams)
+    costs = objective.params if target == "params" else objective.latency
+    if costs is None:
+        raise UserError(f"{ckpt}: the search had no latency table; give one with --lut, or --target params")
+    return space, costs
+
+
+def claim(out: Path, settings: dict, overwrite: bool) -> dict[str, float]:
+    """Make ``out`` this select's folder; the scores kept from an interrupted run of the very same
+    select (``cache.json``), else none. Another run is refused unless ``overwrite``."""
+    from supernet.outputs import atomic_write_json
+    from supernet.run_folder import read_marker, run_files
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder")
+    previous = read_marker(out) if out.is_dir() else None
+    ours = [out / n for n in SELECT_FILES if (out / n).exists()] + sorted(out.glob("budget_*"))
+    theirs = [p for p in run_files(out) if p.name != MARKER]
+    same = (
+        previous is not None and previous.get("command") == "select" and previous.get("settings") == settings
+    )
+    if (ours or theirs) and previous is None:
+        raise UserError(f"{out} holds files that are not a run's (no {MARKER}): choose another --out")
+    if previous is not None and not same:
+        if not overwrite:
+            what = f"another `{previous.get('command')}` run ({previous.get('status', 'unknown')})"
+            raise UserError(f"{out} holds {what}: replace it with --overwrite, or choose another --out")
+        for path in ours + theirs:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    cache = out / "cache.json"
+    stored = json.loads(cache.read_text())["scores"] if same and cache.is_file() and not overwrite else {}
+    if overwrite and same:
+        for path in ours:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / MARKER, {"command": "select", "settings": settings, "status": "running"})
+    return stored
+
+
+def _plot(out: Path, curves: dict[str, list[float]]) -> None:
+    from supernet.loggers import can_plot, pyplot
+    from supernet.outputs import replaced_when_done
+
+    if not can_plot("select.png"):
+        return
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, best in curves.items():
+        ax.step(range(1, len(best) + 1), best, where="post", label=f"budget {label}")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("best score (CER)")
+    ax.legend()
+    fig.tight_layout()
+    with replaced_when_done(out / "select.png") as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from supernet.outputs import atomic_write_json, atomic_write_text
+    from supernet.run_folder import failing, finish
+    from supernet.select.problem import Problem, key_of
+    from supernet.select.score import SupernetScorer
+    from supernet.select.strategies.base import build_strategy
+
+    budgets = [args.budget] if args.budgets is None else list(args.budgets)
+    if args.evaluations < 1:
+        raise UserError(f"--evaluations must be at least 1, got {args.evaluations}")
+    strategy = build_strategy(args.strategy, _options(args.option))  # unknown names fail before any work
+    space, costs = _costs(args.ckpt, args.target, args.lut)
+    cheapest = costs.fixed + sum(min(c) for c in costs.edges.values())
+    for budget in budgets:
+        if budget < cheapest:
+            raise UserError(
+                f"--budget {budget:g}: the cheapest path of the space costs {cheapest:g} {costs.metric}"
+            )
+    settings = {
+        "ckpt": str(Path(args.ckpt).resolve()), "data": str(Path(args.data).resolve()),
+        "strategy": args.strategy, "options": strategy.options(), "budgets": budgets, "target": args.target,
+        "lut": args.lut, "evaluations": args.evaluations, "seed": args.seed, "batches": args.batches,
+    }  # fmt: skip
+    out = Path(args.out)
+    stored = claim(out, settings, args.overwrite)
+    with failing(out):
+        scorer = SupernetScorer(args.ckpt, args.data, args.batches)
+        scores = dict(stored)
+
+        def score_fn(path):
+            scores[key_of(path)] = scorer(path)
+            atomic_write_json(out / "cache.json", {"split": scorer.split, "scores": scores})
+            return scores[key_of(path)]
+
+        labels = space.edges
+        edges = {name: len(cands) for name, cands in labels.items()}
+        # nsga2 (two objectives) gives a front in one run under the largest budget; others run per budget
+        runs = [max(budgets)] if args.strategy == "nsga2" else budgets
+        problems, curves = {}, {}
+        for budget in runs:
+            bar = tqdm(total=args.evaluations, desc=f"select {args.strategy} budget {budget:g}", leave=False)
+            problem = Problem(edges, score_fn, costs.at, budget, stored=scores)  # shared by the budgets
+            curve = curves.setdefault(f"{budget:g}", [])
+
+            def told(entry, problem=problem, bar=bar, curve=curve):
+                if bar.n < problem.evaluations:
+                    bar.update(problem.evaluations - bar.n)
+                    best = problem.best()
+                    curve.append(best[1])
+                    bar.set_postfix(best=f"{best[1]:.4f}")
+
+            problem.on_evaluate = told
+            build_strategy(args.strategy, strategy.options()).run(problem, args.evaluations, args.seed)
+            bar.close()
+            problems[budget] = problem
+
+        def entry(h):
+            names = [labels[e][i] for e, i in h["path"].items()]
+            return {"path": key_of(h["path"]), "labels": names, "score": h["score"], "cost": h["cost"]}
+
+        candidates, best = [], []
+        for budget, problem in problems.items():
+            seen = set()
+            for h in problem.history:
+                if math.isfinite(h["score"]) and key_of(h["path"]) not in seen:
+                    seen.add(key_of(h["path"]))
+                    candidates.append({"run_budget": budget, **entry(h)})
+        for budget in budgets:
+            problem = problems[budget if budget in problems else max(budgets)]
+            within = [h for h in problem.history if math.isfinite(h["score"]) and h["cost"] <= budget]
+            if not within:
+                best.append({"budget": budget, "path": None, "note": "no feasible path was scored"})
+                continue
+            top = min(within, key=lambda h: (h["score"], h["cost"]))
+            arch = out / f"budget_{budget:g}" / "arch.yaml"
+            arch.parent.mkdir(parents=True, exist_ok=True)
+            spec = space.derive(top["path"], name=f"{space.name}-{args.strategy}-{budget:g}")
+            atomic_write_text(arch, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+            best.append({"budget": budget, **entry(top), "arch": str(arch.relative_to(out))})
+            print(
+                f"budget {budget:g}: score {top['score']:.4f}  cost {top['cost']:g} {costs.metric}  -> {arch}"
+            )
+        result = {
+            **settings, "split": scorer.split, "metric": costs.metric, "candidates": candidates, "best": best,
+            "front": [entry(h) for h in problems[max(budgets)].front()] if args.strategy == "nsga2" else None,
+            "scored": len(scores), "reused": len(stored),
+        }  # fmt: skip
+        atomic_write_json(out / "select.json", result)
+        _plot(out, curves)
+    finish(out)
+    print(f"written: {out / 'select.json'}")
+    return 0

@@ -1,0 +1,1 @@
+"""Registered selection strategies, one a file (``base.py`` has the protocol)."""
