@@ -25,6 +25,12 @@ def test_fit_finds_a_known_line_and_falls_back_to_a_ratio_when_the_spread_is_nar
     narrow = fit([10.0, 10.5, 11.0], [12.0, 12.6, 13.2])  # spread 1.1: one ratio, 1.2
     assert narrow["offset_ms"] == 0.0 and narrow["scale"] == pytest.approx(1.2)
     assert apply(None, 5.0) == 5.0 and apply(line, 5.0) == pytest.approx(11.0)
+    assert (line["kind"], narrow["kind"]) == ("line", "ratio")
+    # noise that tilts a line below zero never gives a negative scale, nor a worse table
+    tilted = fit([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.5])
+    assert tilted["kind"] != "line" and tilted["scale"] > 0 and tilted["fit_mape"] <= tilted["raw_mape"]
+    same = fit([2.0, 3.0], [2.0, 3.0])
+    assert (same["kind"], same["scale"], same["offset_ms"]) == ("none", 1.0, 0.0)
 
 
 def test_a_calibrated_table_predicts_through_its_line_and_its_expectation_stays_exact():

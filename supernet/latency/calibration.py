@@ -49,24 +49,37 @@ def spanning_archs(
 
 def fit(sums: list[float], measured: list[float]) -> dict[str, Any]:
     """The line from op sums to measured times (ms), and how well it fits: ``raw_mape`` (the sums
-    as they are) and ``fit_mape`` (through the line), over the fitted networks."""
+    as they are) and ``fit_mape`` (through the line), over the fitted networks.
+
+    Least squares gives a line (with a spread of at least ``MIN_SPREAD``) and a ratio through
+    the origin; the one kept is whichever fits the networks best, the sums as they are included,
+    and a slope must be positive: a few noisy networks (a tiny space timed once) can tilt a line
+    below zero, and the calibration must never make the table worse than its plain sums."""
     n = len(sums)
     if n == 0:
         raise ValueError("calibration needs at least one measured network")
+    options = [
+        ("none", 1.0, 0.0),
+        ("ratio", sum(x * y for x, y in zip(sums, measured)) / sum(x * x for x in sums), 0.0),
+    ]
     if n >= 3 and max(sums) / max(min(sums), 1e-12) >= MIN_SPREAD:
         mean_x, mean_y = statistics.fmean(sums), statistics.fmean(measured)
         var = sum((x - mean_x) ** 2 for x in sums)
         scale = sum((x - mean_x) * (y - mean_y) for x, y in zip(sums, measured)) / var
-        offset = mean_y - scale * mean_x
-    else:  # too narrow for a slope: one ratio
-        scale, offset = sum(x * y for x, y in zip(sums, measured)) / sum(x * x for x in sums), 0.0
-    fitted = [scale * x + offset for x in sums]
+        options.append(("line", scale, mean_y - scale * mean_x))
+    scored = [
+        (_mape([scale * x + offset for x in sums], measured), kind, scale, offset)
+        for kind, scale, offset in options
+        if scale > 0
+    ]
+    fit_mape, kind, scale, offset = min(scored, key=lambda s: s[0])
     return {
+        "kind": kind,
         "scale": scale,
         "offset_ms": offset,
         "networks": n,
         "raw_mape": _mape(sums, measured),
-        "fit_mape": _mape(fitted, measured),
+        "fit_mape": fit_mape,
     }
 
 
