@@ -51,7 +51,9 @@ def test_pyproject_has_the_extras_and_dev_takes_both():
     extras = project["optional-dependencies"]
     assert any(r.startswith("wandb") for r in extras["wandb"])
     assert any(r.startswith("matplotlib") for r in extras["plots"])
-    assert "supernet[wandb,plots]" in extras["dev"]
+    assert any(r.startswith("optuna") for r in extras["select"])
+    dev_extras = next(r for r in extras["dev"] if r.startswith("supernet["))
+    assert {"wandb", "plots", "select"} <= set(dev_extras[len("supernet[") : -1].split(","))
 
 
 def test_the_default_logger_falls_back_to_csv_in_one_line(no_wandb, tmp_path, capsys):
