@@ -83,8 +83,7 @@ class SearchHooks:
     def on_validation_epoch_start(self) -> None:
         self._eval_path = self.chosen_path()  # once per evaluation: it reads the alphas back
 
-    def on_test_epoch_start(self) -> None:
-        self._eval_path = self.chosen_path()
+    on_test_epoch_start = on_validation_epoch_start
 
     def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
         self.net.fix_path(self._eval_path or self.chosen_path())

@@ -12,12 +12,11 @@ update (``after_arch_update``: ST starts copying the new alphas to the host).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 import torch
 
-from supernet.errors import UserError
+from supernet.registry import Registry
 from supernet.search.arch_params import ArchParams
 from supernet.search.mixed_op import EdgePlan
 
@@ -63,30 +62,9 @@ class Relaxation:
         return {}
 
 
-RELAXATIONS: dict[str, type[Relaxation]] = {}
-
-
-def register(cls: type[Relaxation]) -> type[Relaxation]:
-    """Class decorator: make a ``Relaxation`` buildable by its ``name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__}: a registered relaxation needs a name")
-    if cls.name in RELAXATIONS and RELAXATIONS[cls.name] is not cls:
-        raise ValueError(f"relaxation {cls.name!r} is registered twice ({RELAXATIONS[cls.name].__name__})")
-    RELAXATIONS[cls.name] = cls
-    return cls
-
-
-def build(name: str, options: dict[str, Any] | None = None) -> Relaxation:
-    """The method called ``name`` with ``options``; unknown names and options are user errors."""
-    if name not in RELAXATIONS:
-        raise UserError(f"model.method: unknown {name!r}; choose one of {', '.join(sorted(RELAXATIONS))}")
-    cls = RELAXATIONS[name]
-    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
-    unknown = sorted(set(options or {}) - set(accepted))
-    if unknown:
-        takes = ", ".join(accepted) if accepted else "no options"
-        raise UserError(f"model.method_options: {name!r} does not take {', '.join(unknown)} (it takes {takes})")
-    return cls(**(options or {}))
+RELAXATIONS = Registry("relaxation", "model.method", "model.method_options")
+register = RELAXATIONS.register  # class decorator: a ``Relaxation`` buildable by its ``name``
+build = RELAXATIONS.build  # the method called ``name`` with ``options``
 
 
 def check_phase(phase: str) -> bool:

@@ -6,10 +6,9 @@ options)`` makes one. A run must depend on its ``seed`` alone: same seed, same p
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
-from supernet.errors import UserError
+from supernet.registry import Registry
 from supernet.select.problem import Problem
 
 
@@ -25,19 +24,7 @@ class Strategy:
         return {}
 
 
-STRATEGIES: dict[str, type[Strategy]] = {}
-
-
-def register_strategy(cls: type[Strategy]) -> type[Strategy]:
-    if not cls.name:
-        raise ValueError(f"{cls.__name__}: a registered strategy needs a name")
-    if cls.name in STRATEGIES and STRATEGIES[cls.name] is not cls:
-        raise ValueError(f"strategy {cls.name!r} is registered twice")
-    STRATEGIES[cls.name] = cls
-    return cls
-
-
-def load_strategies() -> dict[str, type[Strategy]]:
+def load_strategies() -> Registry:
     """Import every strategy module of this package (each registers itself); the registry."""
     import importlib
     import pkgutil
@@ -50,16 +37,6 @@ def load_strategies() -> dict[str, type[Strategy]]:
     return STRATEGIES
 
 
-def build_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
-    if name not in STRATEGIES:
-        load_strategies()
-    if name not in STRATEGIES:
-        raise UserError(f"--strategy: unknown {name!r}; choose one of {', '.join(sorted(STRATEGIES))}")
-    cls = STRATEGIES[name]
-    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
-    unknown = sorted(set(options or {}) - set(accepted))
-    if unknown:
-        raise UserError(
-            f"strategy {name!r} does not take {', '.join(unknown)} (it takes {', '.join(accepted) or 'none'})"
-        )
-    return cls(**(options or {}))
+STRATEGIES = Registry("strategy", "--strategy", "--option", load=load_strategies)
+register_strategy = STRATEGIES.register
+build_strategy = STRATEGIES.build
