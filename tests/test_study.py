@@ -50,9 +50,14 @@ def with_field(field: str, value):
         ("latency.table", KeyError, "field 'latency.table' is missing"),
         ("random.count", 3, "field 'random.count' is not a study field"),
         ("random.n", "three", "field 'random.n' must be an integer"),
-        ("latency.budgets", [5.0, "fast"], "field 'latency.budgets[1]' must be milliseconds"),
+        ("latency.budgets", [5.0, "fast"], "field 'latency.budgets[1]' names no baseline of the study"),
+        ("latency.budgets", [5.0, "0.5x"], "field 'latency.budgets[1]' must be milliseconds"),
+        ("latency.budgets", [-2.0], "field 'latency.budgets[0]' must be milliseconds"),
         ("latency.budgets", [], "field 'latency.budgets' must be a non-empty list"),
-        ("search.methods", ["uniform"], "field 'search.methods[0]' must be a method that picks"),
+        ("search.methods", ["uniform"], "field 'search.methods[0]' picks no architecture by itself"),
+        ("search.methods", ["sgd"], "field 'search.methods[0]' must be a search method"),
+        ("select", {"strategy": "annealing"}, "field 'select.strategy' must be a selection strategy"),
+        ("select", {"methods": ["darts"]}, "field 'select.methods[0]' must be one of search.methods"),
         ("retrain.seeds", [0, 0], "field 'retrain.seeds' must be a non-empty list of distinct"),
         ("corpus", 3, "field 'corpus' must be a corpus path"),
         (
@@ -107,7 +112,12 @@ def test_random_paths_are_seeded_distinct_and_within_the_budget():
     few, note = plan.random_paths(space, costs, 2.6, 3, seed=0)
     assert few == [{"a": 0, "b": 0}] and "only 1 of the space's 6 paths" in note
     budgets = plan.resolve_budgets(["p50", 4.5, "p100"], plan.path_costs(space, costs))
-    assert budgets == [("p50", 3.5), ("4.5ms", 4.5), ("p100", 5.0)]
+    assert [label for label, _ in budgets] == ["p50", "4.5ms", "p100"]
+    assert [ms for _, ms in budgets] == pytest.approx([3.5, 4.5, 5.0], rel=1e-8, abs=0)
+    assert budgets[2][1] >= 5.0 and budgets[1][1] == 4.5  # a budget from a cost admits that cost
+    named = plan.resolve_budgets(["hand", "0.5xhand"], [], {"hand": 3.0})
+    assert [label for label, _ in named] == ["hand", "0.5xhand"]
+    assert [ms for _, ms in named] == pytest.approx([3.0, 1.5], rel=1e-8, abs=0)
 
 
 # --- a tiny study, end to end --------------------------------------------------------------------
@@ -130,10 +140,11 @@ def study_config(corpus, tmp_path_factory):
         "space": str(folder / "space.yaml"),
         "latency": {"table": "st_nas_cpu", "profile": True, "budgets": ["p100"], "repeats": 2, "rounds": 1},
         "search": {
-            "methods": ["st"],
+            "methods": ["st", "uniform"],
             "seeds": [0],
             "options": {**QUICK, "trainer.max_epochs": 2, "model.warmup_epochs": 1},
         },
+        "select": {"strategy": "random", "evaluations": 3, "batches": 1, "methods": ["uniform"]},
         "random": {"n": 2, "seed": 0},
         "baselines": [str(folder / "hand.yaml")],
         "retrain": {"seeds": [0, 1], "options": {**QUICK, "trainer.max_epochs": 1}},
@@ -153,7 +164,8 @@ def test_study_writes_study_json_and_md(study):
     assert summary["config"]["name"] == "unit" and summary["device"]["device"] == "cpu"
     assert summary["kendall_tau"] is None or -1 <= summary["kendall_tau"] <= 1
     rows = {r["name"]: r for r in summary["rows"]}
-    assert sorted(r["kind"] for r in rows.values()) == ["baseline", "random", "random", "searched"]
+    kinds = ["baseline", "random", "random", "searched", "searched"]
+    assert sorted(r["kind"] for r in rows.values()) == kinds
     keys = {"name", "kind", "method", "search_seed", "budget_ms", "params", "latency_ms", "predicted_ms"}
     keys |= {"cer", "cer_std", "wer", "retrain_seeds", "arch"}
     for row in rows.values():
@@ -165,9 +177,12 @@ def test_study_writes_study_json_and_md(study):
     searched = rows["st-s0-p100"]
     assert searched["method"] == "st" and searched["search_seed"] == 0
     assert searched["rank_among_random"]["of"] == 3
-    assert [r["archs"] for r in summary["ranking"]] == [
+    picked = rows["uniform-s0-any-random-p100"]  # the random strategy's pick from the uniform supernet
+    assert picked["method"] == "uniform+random" and picked["kind"] == "searched"
+    assert (out / "select" / "uniform-s0-any-random-p100" / "select.json").is_file()
+    assert [r["archs"] for r in summary["ranking"]] == 2 * [
         len({json.dumps(r["arch"]["layers"]) for r in rows.values()})
-    ]
+    ]  # both supernets (st's and uniform's) score every network
     text = (out / "study.md").read_text()
     assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
     assert "dev CER %" in text and "test CER %" in text
@@ -181,7 +196,8 @@ def test_running_it_again_retrains_nothing(study, study_config, capsys):
     checkpoints = {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")}
     run_study(study_config, out)
     said = capsys.readouterr().out
-    assert "search: 1 of 1 finished already, 0 to run" in said and "0 to run" in said.split("retrain:")[1]
+    assert "search: 2 of 2 finished already, 0 to run" in said and "select: 1 of 1 finished already" in said
+    assert "0 to run" in said.split("retrain:")[1]
     assert {p: p.stat().st_mtime_ns for p in runs} == before
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")} == checkpoints
 

@@ -76,12 +76,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _run(argv: list[str]) -> int:
+def run_command(argv: list[str]) -> int:
+    """Run ``supernet COMMAND ...`` in this process (``argv`` starts with the command's name);
+    errors propagate (``main`` turns them into messages)."""
     command = argv[0] if argv else None
     if command in PASSTHROUGH:
         module = importlib.import_module(PASSTHROUGH[command][0])
         return int(module.main(argv[1:]) or 0)
     args = build_parser(only=command).parse_args(argv)
+    args._argv = list(argv)  # what a run folder records (a study compares it before reusing a run)
     return int(importlib.import_module(args._module).run(args) or 0)
 
 
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     command = argv[0] if argv else None
     try:
-        return _run(argv)
+        return run_command(argv)
     except _user_errors() as err:
         if debug:
             raise

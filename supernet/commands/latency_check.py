@@ -65,12 +65,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def sample_archs(space: SearchSpace, n: int, seed: int) -> list[ArchSpec]:
     """``n`` architectures, each edge's candidate drawn uniformly."""
     rng = random.Random(seed)
-    return [
-        space.derive(
-            {c.name: rng.randrange(len(c.candidates)) for c in space.choices}, f"{space.name}-sample{i}"
-        )
-        for i in range(n)
-    ]
+    return [space.derive(space.sample_path(rng), f"{space.name}-sample{i}") for i in range(n)]
 
 
 def run_settings(table: LatencyTable, args: argparse.Namespace, force: bool) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def _costs(ckpt: str, target: str, lut: str | None):
     return space, costs
 
 
-def claim(out: Path, settings: dict, overwrite: bool) -> dict[str, float]:
+def claim(out: Path, settings: dict, overwrite: bool, argv: list[str] | None = None) -> dict[str, float]:
     """Make ``out`` this select's folder; the scores kept from an interrupted run of the very same
     select (``cache.json``), else none. Another run is refused unless ``overwrite``."""
     from supernet.outputs import atomic_write_json
@@ -110,7 +110,8 @@ def claim(out: Path, settings: dict, overwrite: bool) -> dict[str, float]:
         for path in ours:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / MARKER, {"command": "select", "settings": settings, "status": "running"})
+    record = {"command": "select", "argv": argv or [], "settings": settings, "status": "running"}
+    atomic_write_json(out / MARKER, record)
     return stored
 
 
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         "lut": args.lut, "evaluations": args.evaluations, "seed": args.seed, "batches": args.batches,
     }  # fmt: skip
     out = Path(args.out)
-    stored = claim(out, settings, args.overwrite)
+    stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
     with failing(out):
         scorer = SupernetScorer(args.ckpt, args.data, args.batches)
         scores = dict(stored)

@@ -34,8 +34,7 @@ def spanning_archs(
     rng = random.Random(seed)
     drawn = []
     for i in range(pool):
-        choices = {c.name: rng.randrange(len(c.candidates)) for c in space.choices}
-        spec = space.derive(choices, f"{space.name}-span{i}")
+        spec = space.derive(space.sample_path(rng), f"{space.name}-span{i}")
         if settings.get("chunk_ms") is None or spec.streamable:
             drawn.append(spec)
     drawn.sort(key=lambda spec: spec.flops_per_second())

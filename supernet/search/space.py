@@ -141,6 +141,11 @@ class SearchSpace:
     def num_paths(self) -> int:
         return math.prod(len(c.candidates) for c in self.choices)
 
+    def sample_path(self, rng) -> dict[str, int]:
+        """A uniform path (each edge's candidate drawn with ``rng.randrange``, edge by edge): the one
+        draw that random baselines, latency checks and calibration share, so a seed means one path."""
+        return {c.name: rng.randrange(len(c.candidates)) for c in self.choices}
+
     def derive(self, choices: dict[str, int | str], name: str | None = None) -> ArchSpec:
         """The ArchSpec that takes ``choices[edge]`` (an index or a spec) at every edge."""
         missing = [c.name for c in self.choices if c.name not in choices]

@@ -79,6 +79,16 @@ class Problem:
         """A uniform path of the space (``rng``: a ``random.Random``)."""
         return {name: rng.randrange(n) for name, n in self.edges.items()}
 
+    def random_feasible(self, rng, tries: int, new: bool = True) -> Path | None:
+        """A uniform path within the budget (rejection sampling: infeasible draws are never scored),
+        one not proposed before when ``new``; None after ``tries`` draws found none (the budget's
+        paths are exhausted or rare)."""
+        for _ in range(tries):
+            path = self.random_path(rng)
+            if (not new or key_of(path) not in self.cache) and self.feasible(path):
+                return path
+        return None
+
     def front(self) -> list[dict[str, Any]]:
         """The Pareto front of (score, cost) over the distinct feasible paths scored so far, by cost."""
         seen: dict[str, dict[str, Any]] = {}

@@ -9,8 +9,11 @@ dim: 64                                     # optional: the space's and the base
 latency:
   table: st_nas_cpu                         # measured latencies use its settings (device, threads...)
   profile: false                            # true: measure this space's table under those settings
-  budgets: [2.5, p50]                       # ms, or pNN: that percentile of the space's paths
+  budgets: [2.5, p50, 0.5xtdnn_d]           # ms, pNN (a percentile of the space's paths), or a
+                                            # baseline's predicted latency (times a factor)
 search: {methods: [st], seeds: [0], options: {trainer.max_epochs: 8}}    # options: `supernet search`'s
+select: {strategy: evolution, evaluations: 64, methods: [uniform]}      # optional: picks per budget
+                                            # from these methods' supernets (`supernet select`)
 random: {n: 10, seed: 0}                    # random paths within each budget
 baselines: [tdnn_d]                         # shipped names or ArchSpec paths
 retrain: {seeds: [0, 1, 2], options: {trainer.max_epochs: 30}}          # `supernet retrain`'s options
@@ -35,6 +38,8 @@ from supernet.shipped import CONFIGS_DIR
 
 REQUIRED = object()
 PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+# a baseline's predicted latency, or a fraction of it: ``budget_tdnn_d``, ``0.5xbudget_tdnn_d``
+BASELINE_BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)x)?([A-Za-z_][\w.-]*)$")
 
 
 class StudyConfigError(UserError, ValueError):
@@ -88,13 +93,40 @@ def _options(value, field, source):
 
 def _budgets(value, field, source):
     if not isinstance(value, list) or not value:
-        _fail(source, field, "must be a non-empty list of budgets (ms, or pNN: a percentile)", value)
+        _fail(source, field, "must be a non-empty list of budgets (ms, pNN: a percentile, or a baseline)", value)
     for i, budget in enumerate(value):
         number = isinstance(budget, int | float) and not isinstance(budget, bool) and budget > 0
         match = isinstance(budget, str) and PERCENTILE.match(budget)
-        if not (number or (match and 0 < float(match.group(1)) <= 100)):
-            _fail(source, f"{field}[{i}]", "must be milliseconds > 0 or a percentile p1..p100", budget)
+        named = isinstance(budget, str) and not match and BASELINE_BUDGET.match(budget)
+        if not (number or named or (match and 0 < float(match.group(1)) <= 100)):
+            _fail(
+                source,
+                f"{field}[{i}]",
+                "must be milliseconds > 0, a percentile p1..p100, or a baseline's name (0.5xNAME: half of it)",
+                budget,
+            )
     return list(value)
+
+
+def baseline_budget(budget) -> tuple[float, str] | None:
+    """``(factor, baseline)`` of a budget named after a baseline, else None."""
+    if not isinstance(budget, str) or PERCENTILE.match(budget):
+        return None
+    factor, name = BASELINE_BUDGET.match(budget).groups()
+    return float(factor or 1.0), name
+
+
+def _check_budget_baselines(study: dict, source: str) -> None:
+    names = {Path(b).stem for b in study["baselines"]}
+    for i, budget in enumerate(study["latency"]["budgets"]):
+        named = baseline_budget(budget)
+        if named and named[1] not in names:
+            _fail(
+                source,
+                f"latency.budgets[{i}]",
+                f"names no baseline of the study (baselines: {', '.join(sorted(names)) or 'none'})",
+                budget,
+            )
 
 
 def _methods(value, field, source):
@@ -102,15 +134,49 @@ def _methods(value, field, source):
 
     methods = _strs(value, field, source, empty=False)
     for i, method in enumerate(methods):
-        if method not in RELAXATIONS or not RELAXATIONS[method].picks_architecture:
-            picking = sorted(n for n, c in RELAXATIONS.items() if c.picks_architecture)
+        if method not in RELAXATIONS:
+            _fail(source, f"{field}[{i}]", f"must be a search method ({', '.join(sorted(RELAXATIONS))})", method)
+    return methods
+
+
+def picks_architecture(method: str) -> bool:
+    from supernet.search.relaxations import RELAXATIONS
+
+    return RELAXATIONS[method].picks_architecture
+
+
+def _check_methods(study: dict, source: str) -> None:
+    """A method that picks no architecture (``uniform``) is there for ``select`` to pick from."""
+    chosen = (study["select"] or {}).get("methods", [])
+    for i, method in enumerate(study["search"]["methods"]):
+        if not picks_architecture(method) and method not in chosen:
             _fail(
                 source,
-                f"{field}[{i}]",
-                f"must be a method that picks an architecture ({', '.join(picking)})",
+                f"search.methods[{i}]",
+                "picks no architecture by itself: list it in select.methods (a strategy picks from its "
+                "supernet), or use a method that does",
                 method,
             )
-    return methods
+    for i, method in enumerate(chosen):
+        if method not in study["search"]["methods"]:
+            _fail(source, f"select.methods[{i}]", "must be one of search.methods", method)
+
+
+def _select(value, field, source):
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        _fail(source, field, "must be a mapping {strategy, evaluations, methods, ...} or null", value)
+    return _section(value, SELECT, field, source)
+
+
+def _strategy(value, field, source):
+    from supernet.select.strategies.base import load_strategies
+
+    STRATEGIES = load_strategies()
+    if value not in STRATEGIES:
+        _fail(source, field, f"must be a selection strategy ({', '.join(sorted(STRATEGIES))})", value)
+    return value
 
 
 def _test_sets(value, field, source):
@@ -140,6 +206,14 @@ def _minutes(value, field, source):
 
 
 BUILD = {"langs": (_strs, ["en"]), "minutes": (_minutes, 2.0), "seed": (_int, 0)}
+SELECT = {
+    "strategy": (_strategy, "evolution"),
+    "evaluations": (lambda v, f, s: _int(v, f, s, low=1), 64),
+    "seed": (_int, 0),
+    "batches": (lambda v, f, s: _int(v, f, s, low=1), 4),
+    "options": (_options, {}),
+    "methods": (lambda v, f, s: _strs(v, f, s, empty=False), ["uniform"]),
+}
 SCHEMA = {
     "name": (_str, None),
     "corpus": (_corpus, REQUIRED),
@@ -155,6 +229,7 @@ SCHEMA = {
         "rounds": (lambda v, f, s: _int(v, f, s, low=1), 3),
     },
     "search": {"methods": (_methods, REQUIRED), "seeds": (_ints, [0]), "options": (_options, {})},
+    "select": (_select, None),
     "random": {"n": (_int, 10), "seed": (_int, 0)},
     "baselines": (_strs, []),
     "retrain": {"seeds": (_ints, [0]), "options": (_options, {})},
@@ -215,6 +290,8 @@ def load_config(config: str | Path | dict, source: str | None = None) -> dict[st
         except yaml.YAMLError as err:
             raise StudyConfigError(f"{source}: not valid YAML: {err}") from err
     study = _section(data, SCHEMA, "", source)
+    _check_budget_baselines(study, source)
+    _check_methods(study, source)
     if study["name"] is None:
         study["name"] = Path(source).stem if source != "<dict>" else "study"
     return study

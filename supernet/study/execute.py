@@ -10,7 +10,6 @@ share of the CPU threads (and, on a host with several GPUs, one GPU).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import queue
@@ -58,8 +57,11 @@ def is_done(run: Run) -> bool:
 
 
 def command_argv(run: Run) -> list[str]:
-    """The run's arguments, with where to write and, for an interrupted run, where to resume from."""
+    """The run's arguments, with where to write and, for an interrupted run, where to resume from
+    (``select`` resumes by itself from the scores it kept)."""
     argv = [*run.argv, "--out", str(run.out)]
+    if run.command == "select":
+        return argv
     last = run.out / "checkpoints" / "last.ckpt"
     if last.is_file():
         return [*argv, "--ckpt_path", str(last)]
@@ -67,9 +69,10 @@ def command_argv(run: Run) -> list[str]:
 
 
 def _in_process(run: Run) -> str | None:
-    main = importlib.import_module(f"supernet.commands.{run.command}").main
+    from supernet.commands.cli import run_command
+
     try:
-        main(command_argv(run))
+        run_command([run.command, *command_argv(run)])
     except Exception as err:  # noqa: BLE001  (reported with the others once the stage is over)
         return " ".join(str(err).split()) or type(err).__name__
     return None

@@ -2,7 +2,8 @@
 
 corpus -> ``space.yaml`` (at the study's width) and baselines -> latency table (``latency.json``
 when measured here) and budgets -> searches (``search/METHOD-sSEED-BUDGET``, method x seed x
-budget) -> their picks (``arch/``) -> random paths within each budget and the baselines that fit
+budget; a method that picks nothing, ``uniform``, once per seed) -> ``select/`` (a strategy's pick per
+budget from the supernets of ``select.methods``) -> the picks (``arch/``) -> random paths within each budget and the baselines that fit
 it -> every architecture retrained with each seed (``retrain/NAME/seedK``) -> the supernets' scores
 (``supernet_cer.json``) -> latency measured under the table's settings -> ``study.json``,
 ``study.md``, ``plots/``. ``study.yaml`` (the config with its defaults) marks DIR as this study's.
@@ -20,17 +21,18 @@ from typing import Any
 
 import yaml
 
+from supernet.archspec import ArchSpec
 from supernet.errors import UserError
 from supernet.latency import CHECKED_KEYS
 from supernet.outputs import atomic_write_json
 from supernet.study import plan, rank, report
-from supernet.study.config import StudyConfigError, load_config
+from supernet.study.config import StudyConfigError, load_config, picks_architecture
 from supernet.study.execute import execute
 from supernet.study.plan import Arch
 
 MARKER = "study.yaml"
 STUDY_FILES = (MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_cer.json")
-STUDY_FOLDERS = ("arch", "search", "retrain", "plots")
+STUDY_FOLDERS = ("arch", "search", "select", "retrain", "plots")
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
@@ -84,14 +86,21 @@ def check_test_sets(data: Path, wanted: list[str] | None) -> list[str]:
     return have if wanted is None else wanted
 
 
-def _archs(study, searches, space, baselines, table, costs, budgets) -> tuple[list[Arch], list[str]]:
-    """The searched picks, the random paths and the baselines of every budget."""
+def _archs(study, searches, selects, space, baselines, table, costs, budgets) -> tuple[list[Arch], list[str]]:
+    """The searched picks (a search's own, or a strategy's from its supernet), the random paths and
+    the baselines of every budget."""
     from supernet.search.extract import extract
 
     archs, notes = [], []
-    for (method, seed, (label, ms)), run in searches.items():
-        spec, _, _ = extract(run.out / "checkpoints" / "last.ckpt", name=run.out.name)
-        archs.append(Arch(spec.name, "searched", spec, label, ms, method, seed, run.out))
+    for (method, seed, budget), run in searches.items():
+        if budget is not None:  # a method that picks (uniform searches are picked from by select)
+            spec, _, _ = extract(run.out / "checkpoints" / "last.ckpt", name=run.out.name)
+            archs.append(Arch(spec.name, "searched", spec, *budget, method, seed, run.out))
+    strategy = (study["select"] or {}).get("strategy")
+    for ((method, seed, _), (label, ms)), run in selects.items():
+        spec = plan.selected_arch(run)
+        spec = ArchSpec.from_dict({**spec.to_dict(), "name": run.out.name}, spec.source)
+        archs.append(Arch(spec.name, "searched", spec, label, ms, f"{method}+{strategy}", seed, run.out))
     for label, ms in budgets:
         paths, note = plan.random_paths(space, costs, ms, study["random"]["n"], study["random"]["seed"])
         archs += [
@@ -150,16 +159,24 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
     table, table_path = plan.latency_table(study, out, space, baselines)
     costs = plan.space_costs(table, space, baselines)
     space_path = plan.write_space(space, out)
-    budgets = plan.resolve_budgets(study["latency"]["budgets"], plan.path_costs(space, costs))
+    baseline_ms = {Path(name).stem: table.predict(spec) for name, spec in zip(study["baselines"], baselines)}
+    budgets = plan.resolve_budgets(study["latency"]["budgets"], plan.path_costs(space, costs), baseline_ms)
     print("[study] budgets: " + ", ".join(f"{label} = {ms:.3f} ms" for label, ms in budgets))
 
-    search = study["search"]
+    search, select = study["search"], study["select"] or {"methods": []}
     searches = {
         (method, seed, budget): plan.search_run(study, out, data, space_path, table_path, method, seed, budget)
-        for budget in budgets for method in search["methods"] for seed in search["seeds"]
+        for method in search["methods"] for seed in search["seeds"]
+        for budget in (budgets if picks_architecture(method) else [None])
     }  # fmt: skip
     execute(list(searches.values()), parallel, "search")
-    archs, notes = _archs(study, searches, space, baselines, table, costs, budgets)
+    selects = {
+        (key, budget): plan.select_run(study, out, data, run, table_path, budget)
+        for key, run in searches.items() if key[0] in select["methods"]
+        for budget in (budgets if key[2] is None else [key[2]])
+    }  # fmt: skip
+    execute(list(selects.values()), parallel, "select")
+    archs, notes = _archs(study, searches, selects, space, baselines, table, costs, budgets)
     owners: dict[str, Arch] = {}  # one retrain per network, under the first name it has
     for arch in archs:
         plan.write_arch(out, arch.spec)

@@ -19,11 +19,14 @@ from typing import Any
 import yaml
 
 from supernet.archspec import ArchSpec
+from supernet.errors import UserError
 from supernet.latency import LatencyTable, LatencyTableError, SpaceCosts, make_settings, profile_space
 from supernet.search.space import SearchSpace, resolve_space_path
+from supernet.study.config import baseline_budget
 
 # more paths than this: percentiles come from a seeded sample of SAMPLE paths
 ENUMERATE, SAMPLE = 100_000, 20_000
+SLACK = 1e-9  # relative: a budget taken from a cost admits that cost (see resolve_budgets)
 
 
 @dataclass
@@ -133,19 +136,28 @@ def path_costs(space: SearchSpace, costs: SpaceCosts, seed: int = 0) -> list[flo
         paths = itertools.product(*sizes)
     else:
         rng = random.Random(seed)
-        paths = (tuple(rng.choice(s) for s in sizes) for _ in range(SAMPLE))
+        paths = (tuple(space.sample_path(rng).values()) for _ in range(SAMPLE))
     names = [c.name for c in space.choices]
     return [costs.at(dict(zip(names, p))) for p in paths]
 
 
-def resolve_budgets(budgets: list, costs: list[float]) -> list[tuple[str, float]]:
-    """``(label, ms)`` of each budget; ``pNN`` is the NNth percentile (nearest rank) of ``costs``."""
+def resolve_budgets(
+    budgets: list, costs: list[float], baseline_ms: dict[str, float] | None = None
+) -> list[tuple[str, float]]:
+    """``(label, ms)`` of each budget; ``pNN`` is the NNth percentile (nearest rank) of ``costs``,
+    ``0.5xNAME`` half of ``baseline_ms[NAME]`` (the table's prediction of that baseline). A budget
+    taken from a cost gets ``SLACK`` so that the path or baseline at it fits whichever way its sum
+    is rounded (a table's prediction and the search's costs add the same terms in other orders)."""
     ordered = sorted(costs)
     out = []
     for budget in budgets:
-        if isinstance(budget, str):
+        named = baseline_budget(budget)
+        if named:
+            factor, name = named
+            out.append((budget, factor * (baseline_ms or {})[name] * (1 + SLACK)))
+        elif isinstance(budget, str):
             rank = math.ceil(float(budget[1:]) / 100 * len(ordered))
-            out.append((budget, ordered[max(rank, 1) - 1]))
+            out.append((budget, ordered[max(rank, 1) - 1] * (1 + SLACK)))
         else:
             out.append((f"{budget:g}ms", float(budget)))
     return out
@@ -157,12 +169,11 @@ def random_paths(
     """``n`` distinct uniform paths predicted within ``budget_ms``, and a note when fewer exist."""
     rng = random.Random(seed)
     names = [c.name for c in space.choices]
-    sizes = [len(c.candidates) for c in space.choices]
     seen: set[tuple[int, ...]] = set()
     kept, draws = [], 0
     while len(kept) < n and len(seen) < space.num_paths and draws < max_draws:
         draws += 1
-        path = tuple(rng.randrange(k) for k in sizes)
+        path = tuple(space.sample_path(rng).values())
         if path not in seen:
             seen.add(path)
             if costs.at(dict(zip(names, path))) <= budget_ms:
@@ -191,14 +202,38 @@ def option_argv(options: dict[str, Any]) -> list[str]:
 def search_run(
     study: dict, out: Path, data: Path, space: Path, table: Path, method: str, seed: int, budget
 ) -> Run:
-    label, ms = budget
+    """A search under ``budget`` (hinge penalty); ``budget`` None: a method that picks nothing
+    (``uniform``), one supernet for every budget (folder ``METHOD-sSEED-any``)."""
+    label, ms = budget or ("any", None)
+    penalty = [] if budget is None else ["--model.penalty", "hinge", "--model.budget", repr(ms)]
     argv = [
         "--data", str(data), "--model.space", str(space.resolve()), "--model.method", method,
         "--seed_everything", str(seed), "--model.latency_table", str(Path(table).resolve()),
-        "--model.penalty", "hinge", "--model.budget", repr(ms), "--logger", "csv",
-        *option_argv(study["search"]["options"]),
+        *penalty, "--logger", "csv", *option_argv(study["search"]["options"]),
     ]  # fmt: skip
     return Run("search", out / "search" / f"{method}-s{seed}-{label}", argv)
+
+
+def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, budget) -> Run:
+    """``supernet select`` on ``search``'s supernet: the best path within ``budget`` by the study's
+    strategy (scores on the arch split, never a test set), in ``select/SEARCH-STRATEGY-BUDGET``."""
+    label, ms = budget
+    select = study["select"]
+    options = [arg for key, value in select["options"].items() for arg in ("--option", f"{key}={json.dumps(value)}")]
+    argv = [
+        str(search.out / "checkpoints" / "last.ckpt"), "--data", str(data), "--strategy", select["strategy"],
+        "--budget", repr(ms), "--lut", str(Path(table).resolve()), "--evaluations", str(select["evaluations"]),
+        "--seed", str(select["seed"]), "--batches", str(select["batches"]), *options,
+    ]  # fmt: skip
+    return Run("select", out / "select" / f"{search.out.name}-{select['strategy']}-{label}", argv)
+
+
+def selected_arch(run: Run) -> ArchSpec:
+    """The path a finished ``select_run`` picked (its ``select.json``'s best)."""
+    best = json.loads((run.out / "select.json").read_text())["best"][0]
+    if best.get("path") is None:
+        raise UserError(f"{run.out}: {best.get('note', 'no path was picked')}")
+    return ArchSpec.load(run.out / best["arch"])
 
 
 def retrain_run(study: dict, out: Path, data: Path, arch: Path, name: str, seed: int) -> Run:

@@ -16,7 +16,6 @@ from collections import deque
 from supernet.errors import UserError
 from supernet.select.problem import Path, Problem
 from supernet.select.strategies.base import Strategy, register_strategy
-from supernet.select.strategies.random import new_feasible_path
 
 
 @register_strategy
@@ -50,7 +49,7 @@ class AgingEvolution(Strategy):
         rng = _random.Random(seed)
         population: deque[tuple[Path, float]] = deque()
         while len(population) < self.population and problem.evaluations < evaluations:
-            path = new_feasible_path(problem, rng, self.tries)
+            path = problem.random_feasible(rng, self.tries)
             if path is None:
                 break
             population.append((path, problem.evaluate(path)))

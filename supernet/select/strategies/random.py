@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import random as _random
 
-from supernet.select.problem import Path, Problem, key_of
+from supernet.select.problem import Problem
 from supernet.select.strategies.base import Strategy, register_strategy
-
-
-def new_feasible_path(problem: Problem, rng: _random.Random, tries: int) -> Path | None:
-    """A uniform feasible path not proposed before (rejection sampling: infeasible draws are never
-    scored), or None after ``tries`` draws found none (the budget's paths are exhausted or rare)."""
-    for _ in range(tries):
-        path = problem.random_path(rng)
-        if key_of(path) not in problem.cache and problem.feasible(path):
-            return path
-    return None
 
 
 @register_strategy
@@ -33,7 +23,7 @@ class RandomSearch(Strategy):
     def run(self, problem: Problem, evaluations: int, seed: int) -> None:
         rng = _random.Random(seed)
         while problem.evaluations < evaluations:
-            path = new_feasible_path(problem, rng, self.tries)
+            path = problem.random_feasible(rng, self.tries)
             if path is None:
                 return
             problem.evaluate(path)

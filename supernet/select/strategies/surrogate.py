@@ -22,13 +22,9 @@ from supernet.select.strategies.reinforce import cheapest_path
 
 
 def _random_feasible(problem: Problem, rng: random.Random, resample: int) -> Path | None:
-    """A uniform random path under the budget, the cheapest path after ``resample`` misses, or None
-    when even that one is over."""
-    for _ in range(resample):
-        path = problem.random_path(rng)
-        if problem.feasible(path):
-            return path
-    path = cheapest_path(problem)
+    """A uniform random path under the budget (scored before or not), the cheapest path after
+    ``resample`` misses, or None when even that one is over."""
+    path = problem.random_feasible(rng, resample, new=False) or cheapest_path(problem)
     return path if problem.feasible(path) else None
 
 
