@@ -158,7 +158,7 @@ def test_hinge_search_costs_push_towards_the_budget(tmp_path):
     table, _ = hand_table(space, settings())
     table.save(tmp_path / "lut.json")
     objective = HardwareObjective.from_options(
-        space, 5, tmp_path / "lut.json", "hinge", "latency", penalty_lambda=1.0, budget=1.0
+        space, 5, latency_table=tmp_path / "lut.json", penalty="hinge", penalty_lambda=1.0, budget=1.0
     )
     assert objective.penalty.reference == pytest.approx(
         float(table.expected(space, {"a": torch.ones(2) / 2, "b": torch.ones(3) / 3}))
@@ -359,7 +359,7 @@ def test_search_and_extract_keep_the_budget_without_the_table(tmp_path):
     table, _ = hand_table(space, settings())
     table.save(tmp_path / "lut.json")
     costs = HardwareObjective.from_options(
-        space, 5, tmp_path / "lut.json", "hinge", "latency", budget=1.0
+        space, 5, latency_table=tmp_path / "lut.json", penalty="hinge", budget=1.0
     ).target_costs
     dearest = {n: max(range(len(c)), key=c.__getitem__) for n, c in costs.edges.items()}
     cheapest = {n: min(range(len(c)), key=c.__getitem__) for n, c in costs.edges.items()}

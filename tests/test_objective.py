@@ -107,11 +107,13 @@ def test_options_errors():
         HardwareObjective.from_options(space, 5, penalty_target="flops")
     with pytest.raises(ValueError, match="penalty 'hinge' on latency needs a latency_table"):
         HardwareObjective.from_options(space, 5, penalty="hinge", budget=1.0)
-    # the options are declared once, and are from_options's own
-    keywords = inspect.signature(HardwareObjective.from_options).parameters
-    assert list(HardwareObjective.OPTIONS) == [
-        k for k in keywords if k not in ("space", "vocab_size", "target_costs")
-    ]
+    with pytest.raises(TypeError, match="unknown option.*penalty_gamma"):
+        HardwareObjective.from_options(space, 5, penalty_gamma=1.0)
+    # the options and their defaults are declared once: SearchModule's signature reads them
+    from supernet.search.module import SearchModule
+
+    module = inspect.signature(SearchModule).parameters
+    assert {k: module[k].default for k in HardwareObjective.OPTIONS} == HardwareObjective.DEFAULTS
 
 
 def batches(steps: int) -> torch.utils.data.DataLoader:

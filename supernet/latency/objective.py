@@ -11,7 +11,6 @@ checkpoint keeps of it, so that ``supernet extract`` rebuilds it without the tab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -30,16 +29,18 @@ class HardwareObjective:
     """What the search optimises besides CTC: a table, a target, a penalty kind, lambda, beta,
     budget, reference."""
 
-    # The SearchModule arguments that configure it, as ``from_options`` names them.
-    OPTIONS: ClassVar[tuple[str, ...]] = (
-        "latency_table",
-        "penalty",
-        "penalty_target",
-        "penalty_lambda",
-        "penalty_beta",
-        "budget",
-        "reference",
-    )
+    # The SearchModule arguments that configure it, with their defaults: declared here once
+    # (SearchModule's signature reads them from here, for the command line).
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "latency_table": None,
+        "penalty": "none",
+        "penalty_target": "latency",
+        "penalty_lambda": 0.1,
+        "penalty_beta": 0.6,
+        "budget": None,
+        "reference": None,
+    }
+    OPTIONS: ClassVar[tuple[str, ...]] = tuple(DEFAULTS)
 
     penalty: ResourcePenalty
     latency: SpaceCosts | None  # None without a table
@@ -48,23 +49,18 @@ class HardwareObjective:
 
     @classmethod
     def from_options(
-        cls,
-        space: SearchSpace,
-        vocab_size: int,
-        latency_table: str | Path | None = None,
-        penalty: str = "none",
-        penalty_target: str = "latency",
-        penalty_lambda: float = 0.1,
-        penalty_beta: float = 0.6,
-        budget: float | None = None,
-        reference: float | None = None,
-        *,
-        target_costs: SpaceCosts | None = None,
+        cls, space: SearchSpace, vocab_size: int, *, target_costs: SpaceCosts | None = None, **options: Any
     ) -> HardwareObjective:
-        """The objective a ``SearchModule`` logs and penalises. ``reference`` defaults to the expected
-        cost under uniform alphas (the search's starting point). ``target_costs``: the target's costs
-        as a checkpoint older than ``state_dict`` saved them, in place of the table."""
-        target = penalty_target
+        """The objective a ``SearchModule`` logs and penalises, from ``OPTIONS`` (the rest default).
+        ``reference`` defaults to the expected cost under uniform alphas (the search's starting
+        point). ``target_costs``: the target's costs as a checkpoint older than ``state_dict``
+        saved them, in place of the table."""
+        unknown = sorted(set(options) - set(cls.DEFAULTS))
+        if unknown:
+            raise TypeError(f"HardwareObjective.from_options: unknown option(s) {', '.join(unknown)}")
+        o = {**cls.DEFAULTS, **options}
+        latency_table, penalty, target = o["latency_table"], o["penalty"], o["penalty_target"]
+        reference, budget = o["reference"], o["budget"]
         if target not in TARGETS:
             raise ValueError(f"penalty_target: unknown {target!r}; choose one of {', '.join(TARGETS)}")
         if target_costs is None:
@@ -82,7 +78,10 @@ class HardwareObjective:
             uniform = {name: torch.full((len(c),), 1.0 / len(c)) for name, c in costs.edges.items()}
             reference = float(costs.expected(uniform))
         return cls(
-            ResourcePenalty(penalty, penalty_lambda, penalty_beta, reference, budget), latency, params, target
+            ResourcePenalty(penalty, o["penalty_lambda"], o["penalty_beta"], reference, budget),
+            latency,
+            params,
+            target,
         )
 
     # --- checkpoints ---

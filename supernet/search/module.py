@@ -25,6 +25,8 @@ from supernet.search.relaxations import Relaxation, build
 from supernet.search.space import SearchSpace
 from supernet.search.step import SearchStep
 
+OBJECTIVE = HardwareObjective.DEFAULTS  # the objective's options' defaults, declared once
+
 
 class SearchModule(SearchHooks, CTCModule):
     """Architecture search over a ``SearchSpace``.
@@ -59,13 +61,13 @@ class SearchModule(SearchHooks, CTCModule):
         arch_weight_decay: float = 1e-3,
         grad_clip: float = 5.0,
         seed: int = 0,
-        latency_table: str | None = None,
-        penalty: str = "none",
-        penalty_target: str = "latency",
-        penalty_lambda: float = 0.1,
-        penalty_beta: float = 0.6,
-        budget: float | None = None,
-        reference: float | None = None,
+        latency_table: str | None = OBJECTIVE["latency_table"],
+        penalty: str = OBJECTIVE["penalty"],
+        penalty_target: str = OBJECTIVE["penalty_target"],
+        penalty_lambda: float = OBJECTIVE["penalty_lambda"],
+        penalty_beta: float = OBJECTIVE["penalty_beta"],
+        budget: float | None = OBJECTIVE["budget"],
+        reference: float | None = OBJECTIVE["reference"],
         cuda_graphs: bool = False,
     ):
         super().__init__(vocab)
