@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # A study in one device call: `supernet study CONFIG` with N runs side by side on the GPU, then
-# what comes back under $OUT (at most 8 files): study.json, study.md, the plots and runs.tar.gz
-# (every run folder without checkpoints: logs, metrics.json, arch YAMLs, alpha histories).
-#   usage (device tool, carry .whl): bash scripts/device/study.sh CONFIG [PARALLEL=32] [LIMIT_S=540]
+# what comes back under $OUT (at most 8 files): study.log, study.json, study.md, plots.tar.gz and
+# runs.tar.gz (every run folder without checkpoints: logs, metrics.json, arch YAMLs, alphas).
+#   usage (device tool, carry .whl): bash scripts/device/study.sh CONFIG [PARALLEL=24] [LIMIT_S=540]
 set -o pipefail
 config=${1:?usage: scripts/device/study.sh CONFIG [PARALLEL] [LIMIT_S]}
-parallel=${2:-32}
+parallel=${2:-24}
 limit=${3:-540}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
-work=/tmp/study
+work=/tmp/study_$(basename "$config" .yaml)
 start=$(date +%s)
-timeout "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" 2>&1 | tee "$out/study.log"
-echo "study: $(( $(date +%s) - start )) s, exit ${PIPESTATUS[0]}"
+timeout "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" >"$out/study.log" 2>&1
+echo "study: $(( $(date +%s) - start )) s, exit $?" >>"$out/study.log"
 cp "$work"/study.json "$work"/study.md "$out"/ 2>/dev/null
 [ -d "$work/plots" ] && tar -czf "$out/plots.tar.gz" -C "$work" plots
 tar -czf "$out/runs.tar.gz" --exclude='*.ckpt' --exclude='checkpoints' -C "$work" . 2>/dev/null
-ls -la "$out"
+tail -4 "$out/study.log"
