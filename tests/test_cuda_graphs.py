@@ -385,6 +385,10 @@ GRAPH_SAFE_SPECS = [
     "transformer-f2-local-w3",
     "conformer-k15-f4-abs",
     "conformer-k5-f2-local-w4-l1-ln",
+    "ebranchformer-k15-f4-rel",
+    "res-tdnn-k3-d2-e32",
+    "res-down2-conformer-k15-f4-h4-rel",
+    "res-down2-ebranchformer-k15-f4-rel",
 ]
 
 

@@ -47,6 +47,11 @@ FRAME_SPECS = [
     "ebranchformer-k7-f2-local-w4-l1",
     "ebranchformer-k5-f2-chunk-c16",
     "ebranchformer-k5-f2-m5-local-w2-l0-causal",
+    "down2-tdnn-k3-d1",
+    "down2-tdnn-k3-d2-causal",
+    "down4-conformer-k3-f2-local-w2",
+    "res-down2-conformer-k5-f2-rel-e4",
+    "res-down2-ebranchformer-k5-f2-local-w4-l2",
 ]
 WAVE_SPECS = ["fbank", "mfcc", "learnfb"]
 DIM = 8
@@ -148,6 +153,10 @@ def test_lookahead_declarations():
         "ebranchformer-k31-f4-local-w4-m5": 15 + 2,  # the cgMLP conv reads further than attention
         "ebranchformer-k15-f4-chunk-c16": 15,  # chunk: both convs causal
         "ebranchformer-k15-f4-local-w16-l0-causal": 0,
+        "down2-tdnn-k3-d2": 2 * 2 + 1,  # the op's look-ahead in slow frames, and the last pair's rest
+        "down2-tdnn-k5-d2-causal": 1,
+        "down4-tdnn-k3-d1": 4 * 1 + 3,
+        "res-down2-tdnn-k3-d1-e4": 3,
     }
     for spec, lookahead in expected.items():
         assert make(spec).lookahead == lookahead, spec
@@ -159,6 +168,7 @@ def test_lookahead_declarations():
         "ebranchformer-k31-f4-rel",
         "ebranchformer-k31-f4-abs",
         "res-conformer-k15-f4-rel-e4",
+        "down2-conformer-k15-f4-rel",
     ]:
         op = make(spec)
         assert op.lookahead == UNBOUNDED and not op.streamable, spec
@@ -329,6 +339,8 @@ def test_parse_spec():
         ("res-tdnn-k3", 8, 4, "a residual layer needs in_dim == out_dim"),
         ("res-skip", 8, None, "use 'skip' to drop a layer"),
         ("res-zero", 8, None, "no branch to add"),
+        ("down2-tdnn-k3-d1-s3", 8, None, "has stride 3"),
+        ("down4-skip", 8, None, "nothing to run at a lower rate"),
         ("res-tdnn-q3", 8, None, "unknown token 'q3'"),
         ("skip-e4", 8, None, "no inner width"),
         ("tdnn-k3-e0", 8, None, "in_dim must be a positive int"),
