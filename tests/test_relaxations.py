@@ -114,3 +114,21 @@ def test_uniform_is_single_path_one_shot_training_and_never_returns_the_first_ca
     assert len(set(ran)) > 1 and any(index != 0 for path in ran for index in path)
     with torch.no_grad():
         assert all(torch.equal(a, torch.zeros_like(a)) for a in module.arch.alphas.values())
+
+
+def test_fair_uniform_trains_every_candidate_of_an_edge_once_a_round():
+    from supernet.search.arch_params import ArchParams
+
+    arch = ArchParams({"a": ["x", "y", "z", "w"], "b": ["p", "q"]}, seed=3)
+    method = build("uniform", {"fair": True})
+    assert method.options() == {"fair": True} and build("uniform").options() == {"fair": False}
+    rounds = []
+    for r in range(3):
+        plans = [method.plan(arch, "weight", 4 * r + i) for i in range(4)]
+        picks = {edge: [p[edge].index for p in plans] for edge in ("a", "b")}
+        assert sorted(picks["a"]) == [0, 1, 2, 3]  # each of the four once in a round of four
+        assert sorted(picks["b"]) == [0, 0, 1, 1]  # a narrower edge repeats its own permutation
+        rounds.append(picks["a"])
+    assert len({tuple(r) for r in rounds}) > 1  # a new permutation each round
+    again = ArchParams({"a": ["x", "y", "z", "w"], "b": ["p", "q"]}, seed=3)
+    assert [again.fair_sample(s)["a"] for s in range(4)] == rounds[0]  # (seed, step) only: every rank

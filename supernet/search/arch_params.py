@@ -167,6 +167,19 @@ class ArchParams(nn.Module):
             probs = self.host_probs()
         return {name: _inverse_cdf(p.tolist(), u, name) for (name, p), u in zip(probs.items(), draws)}
 
+    def fair_sample(self, step: int) -> dict[str, int]:
+        """FairNAS's strict fairness (Chu et al. 2021): steps come in rounds of as many steps as the
+        widest edge has candidates; in a round each edge walks a seeded permutation of its
+        candidates (a narrower edge repeats its own), so every candidate trains as often as the
+        others of its edge. Depends on (seed, step) only, as ``sample``."""
+        width = max(len(cands) for cands in self.labels.values())
+        round_, position = divmod(int(step), width)
+        gen = torch.Generator().manual_seed(self.generator(round_).initial_seed() ^ 0x5F3759DF)
+        return {
+            name: torch.randperm(len(cands), generator=gen)[position % len(cands)].item()
+            for name, cands in self.labels.items()
+        }
+
     def gumbel_noise(self, step: int) -> dict[str, torch.Tensor]:
         """Gumbel(0, 1) noise per edge, drawn from the same (seed, step) generator in one draw and
         sent to the device in one copy."""

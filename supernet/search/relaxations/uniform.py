@@ -2,6 +2,8 @@
 
 The warm-up of every method, and the first stage of the discrete strategies (train the supernet's
 shared weights once, then let a strategy pick paths from it). It picks no architecture itself.
+``fair: true`` (``--model.method_options '{fair: true}'``) samples as FairNAS does: every candidate
+of an edge once per round of steps, instead of independent draws (``ArchParams.fair_sample``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ class Uniform(Relaxation):
     name = "uniform"
     picks_architecture = False
 
+    def __init__(self, fair: bool = False):
+        self.fair = bool(fair)
+
     def plan(self, arch, phase, step, host_probs=None):
         check_phase(phase)
-        return {n: EdgePlan("single", index=i) for n, i in arch.sample(step, uniform=True).items()}
+        path = arch.fair_sample(step) if self.fair else arch.sample(step, uniform=True)
+        return {n: EdgePlan("single", index=i) for n, i in path.items()}
+
+    def options(self):
+        return {"fair": self.fair}
