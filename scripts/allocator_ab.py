@@ -11,7 +11,7 @@ import sys
 
 from supernet.commands.latency_check import sample_archs
 from supernet.latency import allocator, make_settings, measure_networks
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "default"

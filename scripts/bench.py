@@ -54,8 +54,8 @@ from supernet.search.arch_params import ArchParams
 from supernet.search.module import SearchModule
 from supernet.search.network import Supernet
 from supernet.search.relaxations import build
-from supernet.search.space import SearchSpace
 from supernet.search.step import SearchStep
+from supernet.space import SearchSpace
 
 CANDIDATES = {
     4: ["tdnn-k3-d1", "tdnn-k3-d2", "tdnn-k5-d1", "tdnn-k5-d2"],

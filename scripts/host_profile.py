@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (the bench's steps, shapes and batches)
 
-from supernet.search.space import SearchSpace  # noqa: E402
+from supernet.space import SearchSpace  # noqa: E402
 
 
 def kernels_per_step(step_fn, steps: int) -> float:

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # architectures and spaces
     "ArchSpec": ("supernet.archspec", "ArchSpec"),
-    "SearchSpace": ("supernet.search.space", "SearchSpace"),
+    "SearchSpace": ("supernet.space", "SearchSpace"),
     # data
     "SpeechDataModule": ("supernet.data.datamodule", "SpeechDataModule"),
     "build_corpus": ("supernet.data.corpus", "build_corpus"),

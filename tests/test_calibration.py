@@ -13,7 +13,7 @@ from supernet.commands.cli import main
 from supernet.commands.latency_check import verdict
 from supernet.latency import LatencyTable, profile_space
 from supernet.latency.calibration import apply, fit, spanning_archs
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 from tests.test_latency import TINY, hand_table, settings
 
 

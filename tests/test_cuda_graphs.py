@@ -17,7 +17,7 @@ from supernet.search.arch_params import ArchParams
 from supernet.search.mixed_op import EdgePlan
 from supernet.search.network import Supernet
 from supernet.search.relaxations import make_plan
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 FIELDS = {"features": "fbank", "feature_dim": 12, "dim": 24, "input": "linear", "head": "linear"}

@@ -26,7 +26,7 @@ from supernet.latency import (
     settle,
     space_slots,
 )
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 TINY = {
     "name": "tiny",

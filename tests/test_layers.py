@@ -15,7 +15,7 @@ import torch
 from supernet.runner import EAGER, EagerRunner
 from supernet.search.mixed_op import EdgePlan
 from supernet.search.network import Supernet
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = [
@@ -89,6 +89,21 @@ def _reachable(start: str) -> set[str]:
 def test_archspec_sits_below_the_derived_network():
     assert "supernet.archspec" in _imports("supernet.derived")
     assert "supernet.derived" not in _reachable("supernet.archspec"), "an import cycle"
+
+
+def _wing(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+@pytest.mark.parametrize("wing", ["supernet.latency", "supernet.data", "supernet.space", "supernet.archspec"])
+def test_the_wings_below_the_search_never_import_it(wing):
+    """One import direction: commands -> search -> latency / data -> space / archspec -> ops. The
+    latency wing reads spaces (``supernet.space``), never the search core (no package cycle)."""
+    modules = [wing] + [
+        f"{wing}.{p.stem}" for p in (ROOT / Path(*wing.split("."))).glob("*.py") if p.stem != "__init__"
+    ]
+    reached = {_wing(m) for module in modules for m in _reachable(module)}
+    assert not reached & {"supernet.search", "supernet.commands", "supernet.study", "supernet.select"}
 
 
 class _HalvedScores(EagerRunner):

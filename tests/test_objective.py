@@ -14,7 +14,7 @@ from losses.latency import ResourcePenalty
 from supernet.latency import HardwareObjective, LatencyTable, SpaceCosts, make_settings, space_slots
 from supernet.search.extract import extract
 from supernet.search.module import SearchModule
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 # expected under PROBS: 1 + (0.5 * 1 + 0.5 * 3) + (0.25 * 0 + 0.75 * 2) = 4.5
 LATENCY = SpaceCosts("ms", 1.0, {"a": [1.0, 3.0], "b": [0.0, 2.0]})

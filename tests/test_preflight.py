@@ -21,7 +21,7 @@ from supernet.data.datamodule import SpeechDataModule
 from supernet.data.manifest import ManifestError, Utterance
 from supernet.data.tokenizer import CharTokenizer
 from supernet.errors import UserError
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 RATE = 16000
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from supernet.search.space import resolve_space_path
+from supernet.space import resolve_space_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import yaml
 from supernet.archspec import ArchSpec, ArchSpecError
 from supernet.commands.search import main as search_main
 from supernet.search.extract import extract
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 TINY_SPACE = {
     "name": "tiny",

@@ -159,7 +159,7 @@ def uniform_run(tmp_path_factory):
 def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp_path, capsys):
     from supernet.archspec import ArchSpec
     from supernet.search.extract import load_search_checkpoint, search_objective
-    from supernet.search.space import SearchSpace
+    from supernet.space import SearchSpace
 
     corpus, ckpt = uniform_run
     space, _, hparams = load_search_checkpoint(ckpt)

@@ -10,7 +10,6 @@ from supernet.archspec import ArchSpec
 from supernet.commands.cli import main
 from supernet.errors import UserError
 from supernet.latency import LatencyTable
-from supernet.search.space import SearchSpace
 from supernet.shipped import (
     CONFIGS_DIR,
     NotShippedError,
@@ -19,6 +18,7 @@ from supernet.shipped import (
     shipped_names,
     shipped_path,
 )
+from supernet.space import SearchSpace
 
 
 def test_the_shipped_names():

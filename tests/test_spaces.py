@@ -12,7 +12,7 @@ from supernet.archspec import ArchSpec
 from supernet.derived import DerivedNet
 from supernet.latency import LatencyTable
 from supernet.search.module import SearchModule
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 from tests.test_nonfinite import VOCAB, token_batch, trainer
 
 BASELINES = {"budget": ["budget_tdnn_d", "budget_conformer_s"]}

@@ -9,7 +9,7 @@ import yaml
 
 from supernet.commands.cli import main as cli_main
 from supernet.latency import SpaceCosts
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 from supernet.study import plan
 from supernet.study.config import StudyConfigError, load_config
 from supernet.study.pipeline import claim, run_study

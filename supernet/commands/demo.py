@@ -19,8 +19,8 @@ from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.errors import UserError
 from supernet.outputs import atomic_write_json
-from supernet.search.space import SearchSpace, resolve_space_path
 from supernet.shipped import shipped_path
+from supernet.space import SearchSpace, resolve_space_path
 
 BASELINE = shipped_path("arch", "tdnn_d")
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from supernet.search.extract import NOT_MOVED_WARNING, extract, vocab_size
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ from supernet.latency import LatencyTable, default_settle, device_name, measure_
 from supernet.latency.allocator import pin_heap_allocator
 from supernet.loggers import can_plot, pyplot
 from supernet.outputs import check_writable, replaced_when_done
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 OVERRIDES = ("device", "dtype", "threads", "batch", "seconds", "chunk_ms", "vocab", "clock", "cuda_graph")
 

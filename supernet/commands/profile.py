@@ -23,7 +23,7 @@ from pathlib import Path
 from supernet.archspec import ArchSpec
 from supernet.latency import CLOCKS_NAMES, DTYPES, make_settings, profile_space
 from supernet.outputs import check_writable, replaced_when_done
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -> None:

@@ -39,8 +39,8 @@ from supernet.loggers import DEFAULT_LOGGER, LOGGER_KINDS, finish_loggers, make_
 from supernet.outputs import atomic_write_json
 from supernet.search.extract import NOT_MOVED_WARNING, UNIFORM_PICKS_NOTHING
 from supernet.search.module import SearchModule
-from supernet.search.space import SearchSpace
 from supernet.shipped import default_config
+from supernet.space import SearchSpace
 
 DEFAULT_CONFIG = default_config("search")
 

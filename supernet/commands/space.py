@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from supernet.latency import param_costs
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 
 def space_summary(space: SearchSpace, vocab_size: int) -> dict:

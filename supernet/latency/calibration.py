@@ -17,7 +17,7 @@ import statistics
 from typing import Any
 
 from supernet.archspec import ArchSpec
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 # Below this spread of the fitted networks' op sums (max / min), a line's slope is noise (a few
 # percent of timing noise tilts it, and the offset swings with it): the fit keeps one scale

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 import ops
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 
 @dataclass

@@ -19,7 +19,7 @@ from supernet.latency.allocator import pin_heap_allocator
 from supernet.latency.settings import CHECKED_KEYS, DTYPES, LatencyTableError
 from supernet.latency.slots import Slot, arch_slots, space_slots
 from supernet.latency.table import LatencyTable
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 # wall: elapsed time. cpu: the calling thread's CPU time, which with one thread is the latency of
 # an idle machine and, unlike wall time, does not grow when other processes pre-empt the run.

@@ -18,7 +18,7 @@ import torch
 from losses.latency import TARGETS, ResourcePenalty
 from supernet.latency.costs import SpaceCosts, choose_path, over_budget, param_costs
 from supernet.latency.table import LatencyTable
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 # how each target's costs are named in the logs
 LOG_NAMES = {"params": "params", "latency": "latency_ms"}

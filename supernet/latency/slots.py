@@ -8,7 +8,7 @@ from typing import Any
 
 from supernet.archspec import ArchSpec, OpInfo
 from supernet.latency.settings import LatencyTableError
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from supernet.latency import calibration
 from supernet.latency.costs import SpaceCosts
 from supernet.latency.settings import CHECKED_KEYS, LatencyTableError
 from supernet.latency.slots import Slot, arch_slots, space_slots
-from supernet.search.space import SearchSpace
 from supernet.shipped import resolve
+from supernet.space import SearchSpace
 
 FORMAT = "supernet-latency-table"
 VERSION = 1

@@ -18,7 +18,7 @@ from supernet.archspec import ArchSpec
 from supernet.errors import NonFiniteError, UserError
 from supernet.latency import HardwareObjective, SpaceCosts
 from supernet.search.arch_params import ArchParams
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 
 def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, dict]:

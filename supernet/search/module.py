@@ -22,8 +22,8 @@ from supernet.search.arch_params import ArchParams, NotADistributionError
 from supernet.search.hooks import SearchHooks
 from supernet.search.network import Supernet
 from supernet.search.relaxations import Relaxation, build
-from supernet.search.space import SearchSpace
 from supernet.search.step import SearchStep
+from supernet.space import SearchSpace
 
 OBJECTIVE = HardwareObjective.DEFAULTS  # the objective's options' defaults, declared once
 

@@ -7,7 +7,7 @@ from torch import nn
 import ops
 from supernet.derived import Encoder
 from supernet.search.mixed_op import EdgePlan, MixedOp
-from supernet.search.space import SearchSpace
+from supernet.space import SearchSpace
 
 
 class Supernet(Encoder):

@@ -21,7 +21,7 @@ import yaml
 from supernet.archspec import ArchSpec
 from supernet.errors import UserError
 from supernet.latency import LatencyTable, LatencyTableError, SpaceCosts, make_settings, profile_space
-from supernet.search.space import SearchSpace, resolve_space_path
+from supernet.space import SearchSpace, resolve_space_path
 from supernet.study.config import baseline_budget
 
 # more paths than this: percentiles come from a seeded sample of SAMPLE paths
