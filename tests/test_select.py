@@ -62,6 +62,27 @@ def test_the_synthetic_problem_has_one_feasible_optimum():
     assert sum(cost(p) <= BUDGET for p in PATHS) == 127
 
 
+def test_the_reward_trades_score_for_cost_and_its_optimum_is_found():
+    """MnasNet's soft constraint: minimise score + lambda * ln(cost). With lambda large enough the
+    reward's optimum is a cheaper path than the score's (known answer by brute force)."""
+    lam = 4.0
+
+    def latency(path):  # a latency is never zero
+        return 1.0 + cost(path)
+
+    def reward(path):
+        return score(path) + lam * math.log(latency(path))
+
+    soft = Problem(EDGES, Counting(), latency, None, reward_lambda=lam)
+    want = min(PATHS, key=reward)
+    assert score(want) > 0 and latency(want) < latency(dict(zip(EDGES, TARGET))), "the reward moves the optimum"
+    assert soft.evaluate(want) == pytest.approx(reward(want))
+    build_strategy("evolution").run(soft, 120, seed=0)
+    path, objective = soft.best()
+    assert path == want and objective == pytest.approx(reward(want))
+    assert problem(budget=None).evaluate(want) == score(want)  # without lambda: the score itself
+
+
 # stated: the evaluations each strategy may spend (measured need per seed 0, 1, 2 in the comments)
 @pytest.mark.parametrize(
     "name, evaluations",
@@ -205,3 +226,15 @@ def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp
     assert cli_main([*other, "--overwrite"]) == 0
     assert json.loads((out / "select.json").read_text())["reused"] == 0
     assert cli_main([*argv[:-2], "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
+    # the soft reward, no hard budget: one pick, in budget_none/
+    budgets = argv.index("--budgets")
+    soft = [*argv[:budgets], *argv[budgets + 3 : -1], str(tmp_path / "soft"), "--reward-lambda", "0.05"]
+    assert cli_main(soft) == 0
+    result = json.loads((tmp_path / "soft" / "select.json").read_text())
+    [best] = result["best"]
+    assert best["budget"] is None and best["arch"] == "budget_none/arch.yaml" and result["reward_lambda"] == 0.05
+    assert best["objective"] == pytest.approx(best["score"] + 0.05 * math.log(best["cost"]))
+    assert best["objective"] == min(c["objective"] for c in result["candidates"])
+    capsys.readouterr()
+    assert cli_main([*argv[:budgets], *argv[budgets + 3 :]]) == 2  # neither a budget nor a reward
+    assert "--reward-lambda" in capsys.readouterr().err

@@ -7,7 +7,9 @@ supernet, without searching again.
 A strategy (``supernet.select.strategies``: random, evolution, tpe, nsga2, ...) proposes paths
 within each budget; each is scored once with the supernet's inherited weights (BatchNorm
 re-estimated, CER on the ``arch`` split, else ``dev``; never a test set). Writes
-``DIR/budget_<B>/arch.yaml`` (the best path, an ArchSpec), ``DIR/select.json`` (every candidate,
+``DIR/budget_<B>/arch.yaml`` (the best path, an ArchSpec; ``--reward-lambda L`` ranks paths by
+``CER + L * ln(cost)`` instead, MnasNet's soft constraint, with or without a budget:
+``budget_none/`` without), ``DIR/select.json`` (every candidate,
 the best per budget, nsga2's front, the settings), ``DIR/select.png`` (best score against
 evaluations) and ``DIR/cache.json`` (every score, written as it grows: run the same command again
 to resume an interrupted select to the same result). Costs: the checkpoint's own (``--target``),
@@ -40,9 +42,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="a strategy option (repeatable)"
     )
-    budgets = parser.add_mutually_exclusive_group(required=True)
+    budgets = parser.add_mutually_exclusive_group()
     budgets.add_argument("--budget", type=float, help="one budget (ms, or params with --target params)")
     budgets.add_argument("--budgets", type=float, nargs="+", help="several budgets")
+    parser.add_argument(
+        "--reward-lambda",
+        type=float,
+        default=None,
+        help="minimise CER + LAMBDA * ln(cost) (the reward -CER - lambda log latency) instead of the "
+        "CER under a hard budget; a --budget still caps it when given",
+    )
     parser.add_argument("--target", choices=("latency", "params"), default="latency")
     parser.add_argument(
         "--lut", default=None, help="a latency table (path or shipped name); default: the checkpoint's"
@@ -134,6 +143,11 @@ def _plot(out: Path, curves: dict[str, list[float]]) -> None:
     plt.close(fig)
 
 
+def _label(budget: float | None) -> str:
+    """A budget in names and folders: ``20``, or ``none`` (the reward alone, no hard limit)."""
+    return "none" if budget is None else f"{budget:g}"
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -144,13 +158,20 @@ def run(args: argparse.Namespace) -> int:
     from supernet.select.strategies.base import build_strategy
 
     budgets = [args.budget] if args.budgets is None else list(args.budgets)
+    if budgets == [None] and args.reward_lambda is None:
+        raise UserError("give --budget or --budgets (a hard limit), or --reward-lambda (a soft one)")
+    if args.reward_lambda is not None and (args.reward_lambda < 0 or args.strategy == "nsga2"):
+        raise UserError(
+            f"--reward-lambda {args.reward_lambda:g}: must be >= 0, with a single-objective strategy "
+            "(nsga2 gives the whole CER/cost front instead)"
+        )
     if args.evaluations < 1:
         raise UserError(f"--evaluations must be at least 1, got {args.evaluations}")
     strategy = build_strategy(args.strategy, _options(args.option))  # unknown names fail before any work
     space, costs = _costs(args.ckpt, args.target, args.lut)
     cheapest = costs.fixed + sum(min(c) for c in costs.edges.values())
     for budget in budgets:
-        if budget < cheapest:
+        if budget is not None and budget < cheapest:
             raise UserError(
                 f"--budget {budget:g}: the cheapest path of the space costs {cheapest:g} {costs.metric}"
             )
@@ -158,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         "ckpt": str(Path(args.ckpt).resolve()), "data": str(Path(args.data).resolve()),
         "strategy": args.strategy, "options": strategy.options(), "budgets": budgets, "target": args.target,
         "lut": args.lut, "evaluations": args.evaluations, "seed": args.seed, "batches": args.batches,
+        "reward_lambda": args.reward_lambda,
     }  # fmt: skip
     out = Path(args.out)
     stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
@@ -176,9 +198,11 @@ def run(args: argparse.Namespace) -> int:
         runs = [max(budgets)] if args.strategy == "nsga2" else budgets
         problems, curves = {}, {}
         for budget in runs:
-            bar = tqdm(total=args.evaluations, desc=f"select {args.strategy} budget {budget:g}", leave=False)
-            problem = Problem(edges, score_fn, costs.at, budget, stored=scores)  # shared by the budgets
-            curve = curves.setdefault(f"{budget:g}", [])
+            bar = tqdm(total=args.evaluations, desc=f"select {args.strategy} budget {_label(budget)}", leave=False)
+            problem = Problem(  # the scores are shared by the budgets
+                edges, score_fn, costs.at, budget, stored=scores, reward_lambda=args.reward_lambda
+            )
+            curve = curves.setdefault(_label(budget), [])
 
             def told(entry, problem=problem, bar=bar, curve=curve):
                 if bar.n < problem.evaluations:
@@ -194,7 +218,10 @@ def run(args: argparse.Namespace) -> int:
 
         def entry(h):
             names = [labels[e][i] for e, i in h["path"].items()]
-            return {"path": key_of(h["path"]), "labels": names, "score": h["score"], "cost": h["cost"]}
+            return {
+                "path": key_of(h["path"]), "labels": names, "score": h["score"], "cost": h["cost"],
+                "objective": h["objective"],
+            }  # fmt: skip
 
         candidates, best = [], []
         for budget, problem in problems.items():
@@ -205,18 +232,23 @@ def run(args: argparse.Namespace) -> int:
                     candidates.append({"run_budget": budget, **entry(h)})
         for budget in budgets:
             problem = problems[budget if budget in problems else max(budgets)]
-            within = [h for h in problem.history if math.isfinite(h["score"]) and h["cost"] <= budget]
+            within = [
+                h
+                for h in problem.history
+                if math.isfinite(h["score"]) and (budget is None or h["cost"] <= budget)
+            ]
             if not within:
                 best.append({"budget": budget, "path": None, "note": "no feasible path was scored"})
                 continue
-            top = min(within, key=lambda h: (h["score"], h["cost"]))
-            arch = out / f"budget_{budget:g}" / "arch.yaml"
+            top = min(within, key=lambda h: (h["objective"], h["cost"]))
+            arch = out / f"budget_{_label(budget)}" / "arch.yaml"
             arch.parent.mkdir(parents=True, exist_ok=True)
-            spec = space.derive(top["path"], name=f"{space.name}-{args.strategy}-{budget:g}")
+            spec = space.derive(top["path"], name=f"{space.name}-{args.strategy}-{_label(budget)}")
             atomic_write_text(arch, yaml.safe_dump(spec.to_dict(), sort_keys=False))
             best.append({"budget": budget, **entry(top), "arch": str(arch.relative_to(out))})
             print(
-                f"budget {budget:g}: score {top['score']:.4f}  cost {top['cost']:g} {costs.metric}  -> {arch}"
+                f"budget {_label(budget)}: score {top['score']:.4f}  cost {top['cost']:g} {costs.metric}"
+                f"  -> {arch}"
             )
         result = {
             **settings, "split": scorer.split, "metric": costs.metric, "candidates": candidates, "best": best,

@@ -4,7 +4,9 @@ A path is ``{edge: candidate index}``. ``evaluate`` scores a path once (the cach
 score, so a strategy that proposes a path twice pays once, and an interrupted selection resumes
 from the cache to the same result); ``cost`` is the path's predicted latency or parameter count
 (the same costs ``supernet extract`` uses); a path over ``budget`` is infeasible and is never
-scored.
+scored. With ``reward_lambda`` the strategies minimise MnasNet's soft objective instead of the
+score alone: ``score + lambda * ln(cost)`` (the reward ``-CER - lambda * log(latency)``), so a path
+may trade accuracy for cost without a hard limit (a ``budget`` still caps it when given).
 """
 
 from __future__ import annotations
@@ -36,12 +38,20 @@ class Problem:
     # scored again, but counts as this run's evaluation when proposed (so a resumed run replays)
     stored: dict[str, float] = field(default_factory=dict)
     on_evaluate: Callable[[dict[str, Any]], None] | None = None  # told each history entry (a bar)
+    reward_lambda: float | None = None  # minimise score + lambda * ln(cost) (None: the score)
+
+    def objective(self, score: float, cost: float) -> float:
+        """What the strategies minimise: the score, or with ``reward_lambda`` the soft reward's
+        negative ``score + lambda * ln(cost)``."""
+        if self.reward_lambda is None or not math.isfinite(score):
+            return score
+        return score + self.reward_lambda * math.log(max(cost, 1e-12))
 
     def feasible(self, path: Path) -> bool:
         return self.budget is None or self.cost_fn(path) <= self.budget
 
     def evaluate(self, path: Path) -> float:
-        """The path's score (cached); an infeasible path scores ``inf`` without being run."""
+        """The path's objective (its score cached); an infeasible path scores ``inf`` unrun."""
         path = {name: int(path[name]) for name in self.edges}
         key = key_of(path)
         if key not in self.cache:
@@ -51,11 +61,12 @@ class Problem:
                 self.cache[key] = float(self.stored[key])
             else:
                 self.cache[key] = float(self.score_fn(path))
-        score = self.cache[key]
-        self.history.append({"path": path, "score": score, "cost": self.cost_fn(path)})
+        score, cost = self.cache[key], self.cost_fn(path)
+        entry = {"path": path, "score": score, "cost": cost, "objective": self.objective(score, cost)}
+        self.history.append(entry)
         if self.on_evaluate is not None:
-            self.on_evaluate(self.history[-1])
-        return score
+            self.on_evaluate(entry)
+        return entry["objective"]
 
     @property
     def evaluations(self) -> int:
@@ -67,8 +78,8 @@ class Problem:
         scored = [h for h in self.history if math.isfinite(h["score"])]
         if not scored:
             return None
-        top = min(scored, key=lambda h: (h["score"], h["cost"]))
-        return top["path"], top["score"]
+        top = min(scored, key=lambda h: (h["objective"], h["cost"]))
+        return top["path"], top["objective"]
 
     @property
     def size(self) -> int:

@@ -93,7 +93,10 @@ class Surrogate(Strategy):
             if not pool or not mine:
                 return  # every feasible path found is scored already
             predictor = build_predictor(self.model, problem.edges, features, seed=rng.randrange(2**31))
-            predictor.fit(list(mine.values()), [problem.cache[k] for k in mine])
+            predictor.fit(
+                list(mine.values()),
+                [problem.objective(problem.cache[k], problem.cost_fn(p)) for k, p in mine.items()],
+            )
             predicted = predictor.predict(pool)
             for i in sorted(range(len(pool)), key=lambda i: predicted[i])[: self.per_round]:
                 if problem.evaluations >= evaluations:
