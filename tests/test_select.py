@@ -83,6 +83,19 @@ def test_the_reward_trades_score_for_cost_and_its_optimum_is_found():
     assert problem(budget=None).evaluate(want) == score(want)  # without lambda: the score itself
 
 
+def test_a_prior_from_alphas_steers_every_random_draw():
+    import random
+
+    prior = {e: [0.01] * 4 for e in EDGES}
+    for e, t in zip(EDGES, TARGET):
+        prior[e][t] = 0.97
+    steered, rng = problem(prior=prior), random.Random(0)
+    hits = sum(steered.random_path(rng) == dict(zip(EDGES, TARGET)) for _ in range(1000))
+    assert 0.85 < hits / 1000 < 0.92  # 0.97^4 = 0.885
+    build_strategy("random").run(steered, 3, seed=0)
+    assert evaluations_to_optimum(steered) is not None  # uniform draws: 1 in 127 feasible paths
+
+
 # stated: the evaluations each strategy may spend (measured need per seed 0, 1, 2 in the comments)
 @pytest.mark.parametrize(
     "name, evaluations",
@@ -228,11 +241,13 @@ def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp
     assert cli_main([*argv[:-2], "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
     # the soft reward, no hard budget: one pick, in budget_none/
     budgets = argv.index("--budgets")
-    soft = [*argv[:budgets], *argv[budgets + 3 : -1], str(tmp_path / "soft"), "--reward-lambda", "0.05"]
+    soft = [*argv[:budgets], *argv[budgets + 3 : -1], str(tmp_path / "soft"), "--reward-lambda", "0.05",
+            "--prior", "alphas"]  # fmt: skip
     assert cli_main(soft) == 0
     result = json.loads((tmp_path / "soft" / "select.json").read_text())
     [best] = result["best"]
     assert best["budget"] is None and best["arch"] == "budget_none/arch.yaml" and result["reward_lambda"] == 0.05
+    assert result["prior"] == "alphas"  # a uniform search's alphas: the uniform distribution
     assert best["objective"] == pytest.approx(best["score"] + 0.05 * math.log(best["cost"]))
     assert best["objective"] == min(c["objective"] for c in result["candidates"])
     capsys.readouterr()

@@ -52,6 +52,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="minimise CER + LAMBDA * ln(cost) (the reward -CER - lambda log latency) instead of the "
         "CER under a hard budget; a --budget still caps it when given",
     )
+    parser.add_argument(
+        "--prior",
+        choices=("uniform", "alphas"),
+        default="uniform",
+        help="where random draws come from: uniform, or the checkpoint's softmax(alpha) (a "
+        "differentiable search's preferences seed the population)",
+    )
     parser.add_argument("--target", choices=("latency", "params"), default="latency")
     parser.add_argument(
         "--lut", default=None, help="a latency table (path or shipped name); default: the checkpoint's"
@@ -143,6 +150,14 @@ def _plot(out: Path, curves: dict[str, list[float]]) -> None:
     plt.close(fig)
 
 
+def _alpha_prior(ckpt: str) -> dict[str, list[float]]:
+    """Each edge's softmax(alpha) in the checkpoint (uniform for a ``uniform`` search's)."""
+    from supernet.search.extract import load_search_checkpoint
+
+    _, arch, _ = load_search_checkpoint(ckpt)
+    return {name: probs.tolist() for name, probs in arch.host_probs().items()}
+
+
 def _label(budget: float | None) -> str:
     """A budget in names and folders: ``20``, or ``none`` (the reward alone, no hard limit)."""
     return "none" if budget is None else f"{budget:g}"
@@ -179,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         "ckpt": str(Path(args.ckpt).resolve()), "data": str(Path(args.data).resolve()),
         "strategy": args.strategy, "options": strategy.options(), "budgets": budgets, "target": args.target,
         "lut": args.lut, "evaluations": args.evaluations, "seed": args.seed, "batches": args.batches,
-        "reward_lambda": args.reward_lambda,
+        "reward_lambda": args.reward_lambda, "prior": args.prior,
     }  # fmt: skip
     out = Path(args.out)
     stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
@@ -194,13 +209,14 @@ def run(args: argparse.Namespace) -> int:
 
         labels = space.edges
         edges = {name: len(cands) for name, cands in labels.items()}
+        prior = _alpha_prior(args.ckpt) if args.prior == "alphas" else None
         # nsga2 (two objectives) gives a front in one run under the largest budget; others run per budget
         runs = [max(budgets)] if args.strategy == "nsga2" else budgets
         problems, curves = {}, {}
         for budget in runs:
             bar = tqdm(total=args.evaluations, desc=f"select {args.strategy} budget {_label(budget)}", leave=False)
             problem = Problem(  # the scores are shared by the budgets
-                edges, score_fn, costs.at, budget, stored=scores, reward_lambda=args.reward_lambda
+                edges, score_fn, costs.at, budget, stored=scores, reward_lambda=args.reward_lambda, prior=prior
             )
             curve = curves.setdefault(_label(budget), [])
 

@@ -39,6 +39,9 @@ class Problem:
     stored: dict[str, float] = field(default_factory=dict)
     on_evaluate: Callable[[dict[str, Any]], None] | None = None  # told each history entry (a bar)
     reward_lambda: float | None = None  # minimise score + lambda * ln(cost) (None: the score)
+    # per edge, the probabilities random draws follow (a differentiable search's softmax(alpha):
+    # ``supernet select --prior alphas``); None: uniform
+    prior: dict[str, list[float]] | None = None
 
     def objective(self, score: float, cost: float) -> float:
         """What the strategies minimise: the score, or with ``reward_lambda`` the soft reward's
@@ -87,8 +90,12 @@ class Problem:
         return math.prod(self.edges.values())
 
     def random_path(self, rng) -> Path:
-        """A uniform path of the space (``rng``: a ``random.Random``)."""
-        return {name: rng.randrange(n) for name, n in self.edges.items()}
+        """A path of the space (``rng``: a ``random.Random``): uniform, or drawn from ``prior``, so
+        the random draws of every strategy (evolution's first population, random search, the
+        surrogate's pool) start where a differentiable search's alphas point."""
+        if self.prior is None:
+            return {name: rng.randrange(n) for name, n in self.edges.items()}
+        return {name: rng.choices(range(n), weights=self.prior[name])[0] for name, n in self.edges.items()}
 
     def random_feasible(self, rng, tries: int, new: bool = True) -> Path | None:
         """A uniform path within the budget (rejection sampling: infeasible draws are never scored),
