@@ -182,3 +182,18 @@ def test_extract_from_a_lightning_checkpoint_without_the_table(tmp_path):
     torch.save(state, tmp_path / "old.ckpt")
     spec, _, _ = extract(tmp_path / "old.ckpt")
     assert space.index_of(spec) == chosen
+
+
+def test_a_logged_arch_step_reports_the_alphas_gradient_norm():
+    """``arch/grad_norm`` (beside ``arch/entropy``) says how strong the alphas' signal is: the norm
+    of the gradient the step applied (known answer: plain SGD at lr 1 moves the alphas by it)."""
+    torch.manual_seed(0)
+    module = SearchModule(SPACE, vocab=VOCAB, method="darts", warmup_epochs=0, warmup_steps=1)
+    before = module.arch.flat().detach().clone()
+    sgd = torch.optim.SGD(module.arch.parameters(), lr=1.0)
+    batch = next(iter(batches(1)))["arch"]
+    _, logs = module.search.arch_step(batch, 0, sgd, None, log=True)
+    moved = (module.arch.flat().detach() - before).norm()
+    assert float(logs["arch/grad_norm"]) == pytest.approx(float(moved), rel=1e-5) and float(moved) > 0
+    _, quiet = module.search.arch_step(batch, 1, sgd, None, log=False)
+    assert "arch/grad_norm" not in quiet

@@ -81,7 +81,8 @@ class SearchStep:
         self, batch: dict[str, Any], step: int, optimizer, host_probs=None, log: bool = False
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """One update of the alphas on a held-out batch; the weights get no gradient. With ``log``,
-        also the objective's numbers (expected and argmax costs: the argmax is read on the host)."""
+        also the objective's numbers (expected and argmax costs: the argmax is read on the host)
+        and the alphas' gradient norm."""
         self.plan("arch", step, host_probs)
         with self.net.input_grads_only():
             loss = self.loss_fn(batch)
@@ -103,6 +104,8 @@ class SearchStep:
         gradient, updated = flat.float().chunk(2)
         self.watch("alpha gradient", gradient, step, False, self.arch.segments())
         self.watch("alpha", updated, step, False, self.arch.segments())
+        if log:  # how strong the alphas' signal is (beside arch/entropy): weak in ST, see docs/study.md
+            logs["arch/grad_norm"] = gradient.norm()
         self.relaxation.after_arch_update(self.arch, updated)
         return loss.detach(), logs
 
