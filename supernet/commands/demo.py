@@ -36,9 +36,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default="st_nas", help="search space (default st_nas)")
     parser.add_argument("--method", default="st", choices=["darts", "gumbel", "st"])
     parser.add_argument("--dim", type=int, default=192, help="model width of the space and the baseline")
-    parser.add_argument("--search-epochs", type=int, default=16)
-    parser.add_argument("--warmup-epochs", type=int, default=5)
-    parser.add_argument("--retrain-epochs", type=int, default=30)
+    parser.add_argument("--search-epochs", type=int, default=12)
+    parser.add_argument("--warmup-epochs", type=int, default=4)
+    parser.add_argument("--retrain-epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--logger", default="auto", help="auto (W&B offline if installed, else CSV) | wandb | csv | none"
