@@ -25,7 +25,8 @@ from einops import rearrange, repeat
 from torch import nn
 
 from ops.base import UNBOUNDED, Op, mask_padding, strided_lengths
-from ops.registry import build, register_wrapper
+from ops.registry import register_wrapper
+from ops.wrappers import build_branch
 
 FACTORS = (2, 4)
 
@@ -60,15 +61,8 @@ class Downsampled(Op):
 
 
 def build_downsampled(inner: str, in_dim: int, out_dim: int | None, factor: int, **kwargs) -> Op:
-    op = build(inner, in_dim, out_dim, **kwargs)
-    if op.stride != 1:
-        raise ValueError(
-            f"down{factor}- runs an op at a lower frame rate and repeats its frames back; {inner!r} has "
-            f"stride {op.stride} (subsample in a layer of its own)"
-        )
-    if op.parameter_free:
-        raise ValueError(f"{inner!r} is parameter-free: nothing to run at a lower rate (write 'skip')")
-    return Downsampled(op, in_dim, factor)
+    why = "its slow frames are repeated back to the input's rate"
+    return Downsampled(build_branch(inner, in_dim, out_dim, f"down{factor}-", why, **kwargs), in_dim, factor)
 
 
 for _factor in FACTORS:

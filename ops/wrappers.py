@@ -71,19 +71,26 @@ class Projected(Op):
         )
 
 
+def build_branch(inner: str, in_dim: int, out_dim: int | None, what: str, why: str, **kwargs) -> Op:
+    """The op inside a wrapper that keeps its input's frames (``res-``, ``down2-``): stride 1 and
+    weights of its own, else a ValueError saying which wrapper (``what``) needs it and ``why``."""
+    op = build(inner, in_dim, out_dim, **kwargs)
+    if op.stride != 1:
+        raise ValueError(
+            f"{what} needs stride 1 ({why}), {inner!r} has stride {op.stride}; subsample in a layer of its own"
+        )
+    if op.parameter_free:
+        raise ValueError(f"{inner!r} has no branch to add: {what} needs an op (use 'skip' to drop a layer)")
+    return op
+
+
 @register_wrapper("res")
 def build_residual(inner: str, in_dim: int, out_dim: int | None, **kwargs) -> Op:
     if out_dim is not None and out_dim != in_dim:
         raise ValueError(f"a residual layer needs in_dim == out_dim, got {in_dim} -> {out_dim}")
-    op = build(inner, in_dim, in_dim, **kwargs)
-    if op.stride != 1:
-        raise ValueError(
-            f"a residual layer needs stride 1 (x + op(x) keeps the frames of x), {inner!r} has stride "
-            f"{op.stride}; subsample in a layer of its own"
-        )
-    if op.parameter_free:
-        raise ValueError(f"{inner!r} has no branch to add (use 'skip' to drop a layer)")
-    return Residual(op)
+    return Residual(
+        build_branch(inner, in_dim, in_dim, "a residual layer", "x + op(x) keeps the frames of x", **kwargs)
+    )
 
 
 @register_width

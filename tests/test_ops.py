@@ -340,7 +340,7 @@ def test_parse_spec():
         ("res-skip", 8, None, "use 'skip' to drop a layer"),
         ("res-zero", 8, None, "no branch to add"),
         ("down2-tdnn-k3-d1-s3", 8, None, "has stride 3"),
-        ("down4-skip", 8, None, "nothing to run at a lower rate"),
+        ("down4-skip", 8, None, "no branch to add: down4- needs an op"),
         ("res-tdnn-q3", 8, None, "unknown token 'q3'"),
         ("skip-e4", 8, None, "no inner width"),
         ("tdnn-k3-e0", 8, None, "in_dim must be a positive int"),

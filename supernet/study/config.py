@@ -162,12 +162,17 @@ def _check_methods(study: dict, source: str) -> None:
             _fail(source, f"select.methods[{i}]", "must be one of search.methods", method)
 
 
-def _select(value, field, source):
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        _fail(source, field, "must be a mapping {strategy, evaluations, methods, ...} or null", value)
-    return _section(value, SELECT, field, source)
+def _optional_section(schema: dict, fields: str):
+    """A field that is null (absent) or a mapping checked by ``schema``."""
+
+    def check(value, field, source):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            _fail(source, field, f"must be a mapping {fields} or null", value)
+        return _section(value, schema, field, source)
+
+    return check
 
 
 def _strategy(value, field, source):
@@ -188,15 +193,8 @@ def _corpus(value, field, source):
         return {"path": value, "build": None}
     if not isinstance(value, dict):
         _fail(source, field, "must be a corpus path or {path: ..., build: {langs, minutes, seed}}", value)
-    return _section(value, {"path": (_str, REQUIRED), "build": (_build, None)}, field, source)
-
-
-def _build(value, field, source):
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        _fail(source, field, "must be a mapping {langs, minutes, seed}", value)
-    return _section(value, BUILD, field, source)
+    build = _optional_section(BUILD, "{langs, minutes, seed}")
+    return _section(value, {"path": (_str, REQUIRED), "build": (build, None)}, field, source)
 
 
 def _minutes(value, field, source):
@@ -229,7 +227,7 @@ SCHEMA = {
         "rounds": (lambda v, f, s: _int(v, f, s, low=1), 3),
     },
     "search": {"methods": (_methods, REQUIRED), "seeds": (_ints, [0]), "options": (_options, {})},
-    "select": (_select, None),
+    "select": (_optional_section(SELECT, "{strategy, evaluations, methods, ...}"), None),
     "random": {"n": (_int, 10), "seed": (_int, 0)},
     "baselines": (_strs, []),
     "retrain": {"seeds": (_ints, [0]), "options": (_options, {})},
