@@ -33,8 +33,8 @@ from supernet.errors import UserError
 from supernet.outputs import atomic_write_text
 from supernet.shipped import resolve
 
-FEATURE_KINDS = ("fbank", "mfcc", "raw")
-FRAME_RATE = 100  # feature frames per second (10 ms hop) for fbank and mfcc
+FEATURE_KINDS = ("fbank", "mfcc", "raw", "kaldi_fbank")  # supernet.data.features makes each
+FRAME_RATE = 100  # feature frames per second (10 ms hop) for fbank, kaldi_fbank and mfcc
 SAMPLE_RATE = 16_000  # input "frames" per second for raw waveforms
 _PROBE_VOCAB = 8  # vocabulary size used to check that the head builds
 

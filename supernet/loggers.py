@@ -8,7 +8,9 @@ sync`` uploads them later).
 
 - ``auto`` (the default): W&B if wandb is installed, else CSV, saying so in one printed line;
 - ``wandb``: W&B, and a ``UserError`` naming the extra when wandb is missing;
-- ``csv``: ``SAVE_DIR/csv/metrics.csv``; ``none``: no logger.
+- ``csv``: ``SAVE_DIR/csv/metrics.csv``; ``none``: no logger;
+- ``tensorboard``: event files under ``SAVE_DIR/tensorboard`` (``tensorboard --logdir SAVE_DIR``),
+  and a ``UserError`` saying ``pip install tensorboard`` when it is missing.
 
 Plots (alpha heatmaps, ``pareto``, ``latency-check --plot``): without matplotlib a plot is skipped
 with one printed line (``can_plot``); drawing one anyway is a ``UserError`` naming the extra.
@@ -27,10 +29,11 @@ from supernet.errors import UserError
 if TYPE_CHECKING:  # Lightning is imported when a logger is made: `pareto` plots without it
     from pytorch_lightning.loggers import Logger
 
-LOGGER_KINDS = ("auto", "wandb", "csv", "none")
+LOGGER_KINDS = ("auto", "wandb", "csv", "tensorboard", "none")
 DEFAULT_LOGGER = "auto"
 WANDB_INSTALL = "pip install 'supernet[wandb]'"
 PLOTS_INSTALL = "pip install 'supernet[plots]'"
+TENSORBOARD_INSTALL = "pip install tensorboard"
 
 
 def installed(package: str) -> bool:
@@ -49,7 +52,8 @@ def _say_csv_fallback(save_dir: Path) -> None:
 
 
 def make_logger(kind: str, save_dir: str | Path, name: str, project: str = "supernet") -> Logger | bool:
-    """A Lightning logger of ``kind`` (``auto`` | ``wandb`` | ``csv`` | ``none``) writing under ``save_dir``.
+    """A Lightning logger of ``kind`` (``auto`` | ``wandb`` | ``csv`` | ``tensorboard`` | ``none``)
+    writing under ``save_dir``.
 
     Returns ``False`` for ``none`` (what ``Trainer(logger=...)`` takes to disable logging).
     ``WANDB_MODE`` is set to ``offline`` unless the user already set it.
@@ -59,6 +63,14 @@ def make_logger(kind: str, save_dir: str | Path, name: str, project: str = "supe
     save_dir = Path(save_dir)
     if kind == "none":
         return False
+    if kind == "tensorboard":
+        if not installed("tensorboard"):
+            raise UserError(
+                f"--logger tensorboard needs tensorboard: `{TENSORBOARD_INSTALL}`, or choose --logger csv"
+            )
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(save_dir=str(save_dir), name="tensorboard", version="")
     if kind in ("auto", "wandb"):
         if installed("wandb"):
             from pytorch_lightning.loggers import WandbLogger

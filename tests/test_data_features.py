@@ -70,7 +70,7 @@ def test_spec_augment_masks_only_valid_frames_within_limits():
 
 
 def test_extractor_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="features must be one of fbank, mfcc, raw; got 'spectrogram'"):
+    with pytest.raises(ValueError, match="features must be one of fbank, mfcc, raw, kaldi_fbank; got 'spectrogram'"):
         FeatureExtractor("spectrogram")
 
 
@@ -143,6 +143,20 @@ def test_lightning_injects_its_ddp_rank_into_the_bucket_sampler(tmp_path):
     sampler = ddp.batch_sampler
     assert isinstance(sampler, DurationBucketSampler) and (sampler.num_replicas, sampler.rank) == (2, 1)
     assert list(sampler) == loader.batch_sampler._all_batches(0)[1::2]
+
+
+def test_lightning_sets_the_bucket_sampler_epoch(tmp_path):
+    """Lightning calls ``set_epoch`` on ``loader.batch_sampler.sampler`` each epoch: it must reach
+    our batch sampler, or every epoch replays the first one's order."""
+    from lightning_fabric.utilities.data import _set_sampler_epoch
+
+    dm = SpeechDataModule(
+        str(write_corpus(tmp_path / "c", {"train": 30, "dev": 2})), num_workers=0, max_frames=300
+    )
+    loader = dm.train_dataloader()
+    first = list(loader.batch_sampler)
+    _set_sampler_epoch(loader, 2)
+    assert loader.batch_sampler.epoch == 2 and list(loader.batch_sampler) != first
 
 
 # ----------------------------------------------------------------------------- datamodule

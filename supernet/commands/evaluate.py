@@ -65,9 +65,8 @@ def test_sets(data: Path) -> dict[str, list]:
 
 def feature_pipeline(module: ASRModule) -> FeaturePipeline:
     spec = module.spec
-    sizes = {"fbank": {"n_mels": spec.feature_dim}, "mfcc": {"n_mfcc": spec.feature_dim}}.get(
-        spec.features, {}
-    )
+    mels = {"n_mels": spec.feature_dim}
+    sizes = {"fbank": mels, "kaldi_fbank": mels, "mfcc": {"n_mfcc": spec.feature_dim}}.get(spec.features, {})
     pipeline = FeaturePipeline(spec.features, spec_augment=False, **sizes)
     if pipeline.feature_dim != spec.feature_dim:
         raise ValueError(

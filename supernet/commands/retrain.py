@@ -61,18 +61,18 @@ def link_features(parser: LightningArgumentParser, source: str, features_of) -> 
     def kind(value) -> str:
         return "fbank" if value is None else features_of(value)[0]
 
-    def size_if(wanted: str, default: int):
+    def size_if(wanted: tuple[str, ...], default: int):
         def size(value) -> int:
             if value is None:
                 return default
             features, dim = features_of(value)
-            return dim if features == wanted else default
+            return dim if features in wanted else default
 
         return size
 
     parser.link_arguments(source, "data.features", compute_fn=kind)
-    parser.link_arguments(source, "data.n_mels", compute_fn=size_if("fbank", 80))
-    parser.link_arguments(source, "data.n_mfcc", compute_fn=size_if("mfcc", 40))
+    parser.link_arguments(source, "data.n_mels", compute_fn=size_if(("fbank", "kaldi_fbank"), 80))
+    parser.link_arguments(source, "data.n_mfcc", compute_fn=size_if(("mfcc",), 40))
 
 
 def _arch_features(arch: str | dict) -> tuple[str, int]:

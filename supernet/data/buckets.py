@@ -92,6 +92,13 @@ class DurationBucketSampler(BatchSampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    @property
+    def sampler(self) -> DurationBucketSampler:
+        """Itself: Lightning sets the epoch of ``loader.sampler`` and ``loader.batch_sampler.sampler``
+        (``_set_sampler_epoch``), never of the batch sampler itself, so without this every epoch
+        replayed epoch 0's order. (Re-instantiation under DDP uses the saved init arguments.)"""
+        return self
+
     def _all_batches(self, epoch: int) -> list[list[int]]:
         """The batches of every rank for `epoch` (the same list on every rank)."""
         if self._cache is not None and self._cache[0] == epoch:

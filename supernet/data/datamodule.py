@@ -11,6 +11,11 @@ a missing, corrupt or truncated file, or a duration that lies, stops the run nam
 line, or with `skip_bad` is dropped and counted. Batching then uses the headers' true lengths.
 `check_ctc` (called by the model, which knows its stride) drops or refuses utterances too short for
 their transcripts.
+
+`langs` keeps only those languages' utterances in every split (the arch split and the 90/10 dev
+split are cut after the filter). `speed_perturb` and `noise` augment the train split's waveforms
+(`supernet.data.augment`): its batches are then sized by each utterance's length at the slowest
+speed factor and its CTC check weighs the fastest.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from supernet.data import preflight
 from supernet.data.audio import TARGET_SAMPLE_RATE, AudioInfo, load_audio
+from supernet.data.augment import Augmenter, EpochKeySampler
 from supernet.data.buckets import DurationBucketSampler
 from supernet.data.features import FeaturePipeline, num_frames
 from supernet.data.manifest import DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
@@ -55,8 +61,28 @@ def hash_split(
     return kept, [u for i, u in enumerate(utterances) if i in held]
 
 
-def resolve_splits(data: str | Path, arch_fraction: float) -> dict[str, dict[str, list[Utterance]]]:
-    """`{"fit": {"train", "arch", "dev"}, "test": {name: utterances}}` from a corpus folder or manifest."""
+def check_langs(utterances: list[Utterance], langs: list[str], data: Path) -> None:
+    """`--data.langs` against the languages the manifests hold: a `UserError` naming the unknown ones."""
+    if isinstance(langs, str) or not langs or not all(isinstance(lang, str) for lang in langs):
+        raise UserError(f"data.langs must be a non-empty list of language codes like [en], got {langs!r}")
+    present = sorted({u.lang for u in utterances if u.lang is not None})
+    unknown = [lang for lang in langs if lang not in present]
+    if unknown:
+        raise UserError(
+            f"data.langs: no utterance of {', '.join(unknown)} in {data}; languages present: "
+            + (", ".join(present) or "none (no manifest line has a 'lang' field)")
+        )
+
+
+def of_langs(utterances: list[Utterance], langs: list[str] | None) -> list[Utterance]:
+    return list(utterances) if langs is None else [u for u in utterances if u.lang in langs]
+
+
+def resolve_splits(
+    data: str | Path, arch_fraction: float, langs: list[str] | None = None
+) -> dict[str, dict[str, list[Utterance]]]:
+    """`{"fit": {"train", "arch", "dev"}, "test": {name: utterances}}` from a corpus folder or manifest,
+    keeping only the utterances of `langs` (None: all); a test set left empty by it is left out."""
     data = Path(data)
     if data.is_dir():
         missing = [name for name in ("train.jsonl", "dev.jsonl") if not (data / name).is_file()]
@@ -64,9 +90,20 @@ def resolve_splits(data: str | Path, arch_fraction: float) -> dict[str, dict[str
             raise ManifestError(f"{data}: corpus folder lacks {', '.join(missing)}")
         train_all = read_manifest(data / "train.jsonl")
         dev = read_manifest(data / "dev.jsonl")
-        tests = {path.stem: read_manifest(path) for path in sorted(data.glob("test*.jsonl"))} or {"dev": dev}
+        tests = {path.stem: read_manifest(path) for path in sorted(data.glob("test*.jsonl"))}
+        if langs is not None:
+            check_langs([*train_all, *dev, *(u for test in tests.values() for u in test)], langs, data)
+            for name, split in (("train", train_all), ("dev", dev)):
+                if not of_langs(split, langs):
+                    raise UserError(f"data.langs: {data / name}.jsonl has no utterance of {', '.join(langs)}")
+            train_all, dev = of_langs(train_all, langs), of_langs(dev, langs)
+            tests = {name: kept for name, test in tests.items() if (kept := of_langs(test, langs))}
+        tests = tests or {"dev": dev}
     elif data.is_file():
-        train_all, dev = hash_split(read_manifest(data), DEV_FRACTION, salt="dev")
+        utterances = read_manifest(data)
+        if langs is not None:
+            check_langs(utterances, langs, data)
+        train_all, dev = hash_split(of_langs(utterances, langs), DEV_FRACTION, salt="dev")
         if not dev:
             raise ManifestError(f"{data}: needs at least 2 utterances to split into train and dev")
         tests = {"dev": dev}
@@ -77,21 +114,33 @@ def resolve_splits(data: str | Path, arch_fraction: float) -> dict[str, dict[str
 
 
 class SpeechDataset(Dataset):
-    """Reads, downmixes and resamples each utterance's audio; encodes its normalised text."""
+    """Reads, downmixes and resamples each utterance's audio; encodes its normalised text.
 
-    def __init__(self, utterances: list[Utterance], tokenizer: CharTokenizer, sample_rate: int):
+    With `augment`, items are keyed `(epoch, index)` (`EpochKeySampler`; a plain index is epoch 0)
+    and their audio is augmented from that key."""
+
+    def __init__(
+        self,
+        utterances: list[Utterance],
+        tokenizer: CharTokenizer,
+        sample_rate: int,
+        augment: Augmenter | None = None,
+    ):
         self.utterances = utterances
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         utt = self.utterances[index]
         text = normalize_text(utt.text)
+        audio = load_audio(utt.audio_filepath, self.sample_rate)
         return {
-            "audio": load_audio(utt.audio_filepath, self.sample_rate),
+            "audio": audio if self.augment is None else self.augment(audio, epoch, index),
             "targets": torch.tensor(self.tokenizer.encode(text), dtype=torch.long),
             "text": text,
             "id": utt.id,
@@ -137,6 +186,9 @@ class SpeechDataModule(pl.LightningDataModule):
         pad_frames: int = 1,
         skip_bad: bool = False,
         check_audio: bool = True,
+        langs: list[str] | None = None,
+        speed_perturb: list[float] | None = None,
+        noise: dict | None = None,
     ):
         """`max_frames`: cap on `batch size x longest item` in 10 ms frames. `tokenizer_path`: reuse a
         saved tokenizer (retrain/evaluate) instead of building one from the train manifest.
@@ -147,7 +199,10 @@ class SpeechDataModule(pl.LightningDataModule):
         a little (as the bucketed batches' own padding does).
         `check_audio`: probe every split's audio in `setup` (see the module docstring).
         `skip_bad`: drop the utterances that fail it (counted, listed in `data_report`) instead of
-        stopping."""
+        stopping. `langs`: keep only these languages' utterances (`[en]`; None: all).
+        `speed_perturb` (`[0.9, 1.0, 1.1]`) and `noise` (`{dir: PATH | null, snr_db: [10, 30],
+        prob: 0.5}`): augmentation of the train split, drawn from (seed, epoch, index);
+        `supernet.data.augment` says how."""
         super().__init__()
         self.save_hyperparameters()
         self.data = Path(data)
@@ -168,6 +223,8 @@ class SpeechDataModule(pl.LightningDataModule):
         )
         self.skip_bad = skip_bad
         self.check_audio = check_audio
+        self.langs = langs
+        self.augmenter = Augmenter.from_options(speed_perturb, noise, seed, sample_rate)
         self.datasets: dict[str, SpeechDataset] = {}
         self.samplers: dict[str, DurationBucketSampler] = {}
         self.audio_infos: dict[str, AudioInfo] = {}  # audio path -> header facts, once checked
@@ -178,7 +235,7 @@ class SpeechDataModule(pl.LightningDataModule):
 
     @cached_property
     def splits(self) -> dict[str, dict[str, list[Utterance]]]:
-        return resolve_splits(self.data, self.arch_fraction)
+        return resolve_splits(self.data, self.arch_fraction, self.langs)
 
     @cached_property
     def tokenizer(self) -> CharTokenizer:
@@ -210,17 +267,28 @@ class SpeechDataModule(pl.LightningDataModule):
             utterances = self._utterances(name)
             if not utterances:
                 raise UserError(f"split {name!r} of {self.data} is empty")
-            self.datasets[name] = SpeechDataset(utterances, self.tokenizer, self.sample_rate)
+            self.datasets[name] = SpeechDataset(
+                utterances, self.tokenizer, self.sample_rate, self._augmenter(name)
+            )
         return self.datasets[name]
+
+    def _augmenter(self, name: str) -> Augmenter | None:
+        """Waveform augmentation is for the weights' training split only."""
+        return self.augmenter if name == "train" else None
 
     def num_samples(self, utt: Utterance) -> int:
         """Samples of the loaded waveform: from the header once checked, else the manifest duration."""
         return preflight.num_samples(utt, self.audio_infos.get(utt.audio_filepath), self.sample_rate)
 
     def frame_counts(self, name: str) -> list[int]:
-        """Each utterance's length in 10 ms feature frames (from the headers once checked)."""
+        """Each utterance's length in 10 ms feature frames (from the headers once checked); under
+        speed perturbation, at the slowest factor, so that every drawn factor fits the batch cap."""
         hop = round(self.sample_rate * HOP_MS / 1000)
-        return [num_frames(self.num_samples(u), hop) for u in self._utterances(name)]
+        augment = self._augmenter(name)
+        samples = [self.num_samples(u) for u in self._utterances(name)]
+        if augment is not None:
+            samples = [augment.longest_samples(n) for n in samples]
+        return [num_frames(n, hop) for n in samples]
 
     def sampler(self, name: str, shuffle: bool) -> DurationBucketSampler:
         key = f"{name}:{shuffle}"
@@ -232,12 +300,15 @@ class SpeechDataModule(pl.LightningDataModule):
                     f"{u.id} ({self.num_samples(u) / self.sample_rate:.1f} s, {u.source})"
                     for u in too_long[:5]
                 )
+                slowed = " at the slowest speed_perturb factor" if self._augmenter(name) else ""
                 raise UserError(
                     f"{len(too_long)} utterance(s) of split {name!r} exceed max_frames={self.max_frames} "
-                    f"({self.max_frames * HOP_MS / 1000:.0f} s): {listed}; raise max_frames"
+                    f"({self.max_frames * HOP_MS / 1000:.0f} s){slowed}: {listed}; raise max_frames"
                 )
             seed = self.seed + int(hashlib.sha1(name.encode()).hexdigest()[:6], 16)
-            self.samplers[key] = DurationBucketSampler(
+            # An augmented split's batches carry the epoch to the workers (and Lightning sets it).
+            sampler_class = EpochKeySampler if self._augmenter(name) else DurationBucketSampler
+            self.samplers[key] = sampler_class(
                 counts, self.max_frames, shuffle=shuffle, seed=seed, num_buckets=self.num_buckets
             )
         return self.samplers[key]
@@ -326,7 +397,8 @@ class SpeechDataModule(pl.LightningDataModule):
         a loss of exactly 0 under `zero_infinity`. Below that, drop those from train and arch. Dev
         and test utterances are kept (they are still decoded and scored) but counted. `what` names
         the model in the error ("architecture tdnn_d", "space st_nas"). Returns a summary for the
-        run's metrics; a second call with the same arguments returns the first's summary."""
+        run's metrics; a second call with the same arguments returns the first's summary. Under
+        speed perturbation the train split is weighed at its fastest factor (its shortest audio)."""
         previous = self.ctc_report
         if previous is not None and previous["stride"] == stride and previous["max_fraction"] == max_fraction:
             return previous
@@ -337,7 +409,7 @@ class SpeechDataModule(pl.LightningDataModule):
                 utterances,
                 self.tokenizer,
                 stride,
-                self.audio_infos,
+                self._ctc_infos(name),
                 self.feature_pipeline.extractor.kind,
                 self.sample_rate,
             )
@@ -373,6 +445,16 @@ class SpeechDataModule(pl.LightningDataModule):
             )
         self.ctc_report = summary
         return summary
+
+    def _ctc_infos(self, name: str) -> dict[str, AudioInfo]:
+        """The header facts `check_ctc` counts frames from: a speed-perturbed split's shortest lengths."""
+        augment = self._augmenter(name)
+        if augment is None or not augment.speeds:
+            return self.audio_infos
+        return {
+            u.audio_filepath: AudioInfo(self.sample_rate, 1, augment.shortest_samples(self.num_samples(u)))
+            for u in self._utterances(name)
+        }
 
     def train_dataloader(self):
         train = self.loader("train", shuffle=True)
@@ -423,7 +505,7 @@ class SpeechDataModule(pl.LightningDataModule):
     def describe(self) -> str:
         """Splits (utterances, hours, speakers, unknown characters), vocabulary, features, batching."""
         lines = [
-            f"data: {self.data}",
+            f"data: {self.data}" + (f" (langs {', '.join(self.langs)})" if self.langs else ""),
             f"tokenizer: {len(self.tokenizer)} symbols; features: {self.feature_pipeline.extractor.kind} "
             f"(dim {self.feature_dim})",
         ]
@@ -436,6 +518,8 @@ class SpeechDataModule(pl.LightningDataModule):
                 f"  {name:12s} {len(utterances):6d} utts {hours:8.3f} h {speakers:5d} speakers"
                 f" {unknown:5d} unknown chars"
             )
+        if self.augmenter is not None:
+            lines.append(f"  {self.augmenter.describe()}")
         for name in ("train", "arch") if self.search else ("train",):
             if self._utterances(name):
                 lines.append(f"  {name} batches: {self.sampler(name, shuffle=True).describe()}")
