@@ -355,3 +355,18 @@ def test_a_cached_failure_is_probed_again(tmp_path, monkeypatch):
     assert isinstance(preflight.probe_manifest_audio(manifest, [str(audio)])[str(audio)], str)
     monkeypatch.setattr(preflight, "probe_audio", real)
     assert not isinstance(preflight.probe_manifest_audio(manifest, [str(audio)])[str(audio)], str)
+
+
+def test_feature_frames_count_what_each_front_end_makes():
+    import torch
+
+    from supernet.data.features import FeatureExtractor
+    from supernet.data.preflight import feature_frames
+
+    for kind in ("fbank", "kaldi_fbank"):
+        extractor = FeatureExtractor(kind)
+        for samples in (399, 400, 16_000, 16_123):
+            made = extractor(torch.randn(1, samples), torch.tensor([samples]))[1]
+            assert feature_frames(samples, kind) == int(made), (kind, samples)
+    assert feature_frames(16_000, "fbank") - feature_frames(16_000, "kaldi_fbank") == 3
+    assert feature_frames(5, "raw") == 5

@@ -22,10 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from supernet.data.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, probe_audio
-from supernet.data.features import num_frames
+from supernet.data.features import kaldi_num_frames, num_frames
 from supernet.data.manifest import DURATION_TOLERANCE_S, Problem, Utterance, audio_problems
 from supernet.data.tokenizer import CharTokenizer
 from supernet.outputs import atomic_write_json
@@ -34,6 +35,7 @@ CACHE_VERSION = 1  # bump when what a probe checks changes: old results are then
 PROGRESS_MIN_FILES = 200  # a progress bar below this would only flicker
 PROBE_THREADS = 8  # probing is I/O bound (libsndfile releases the GIL): threads help on network disks
 HOP_MS = 10.0
+WIN_MS = 25.0
 
 
 # ----------------------------------------------------------------------------- audio
@@ -209,10 +211,14 @@ def num_samples(utt: Utterance, info: AudioInfo | None, sample_rate: int = TARGE
 
 
 def feature_frames(samples: int, features: str = "fbank", sample_rate: int = TARGET_SAMPLE_RATE) -> int:
-    """Input frames of the network: 10 ms STFT frames, or the samples themselves for `raw`."""
+    """Input frames of the network: 10 ms centred STFT frames, Kaldi's whole 25 ms windows
+    (`kaldi_fbank`: 2-3 fewer), or the samples themselves for `raw`."""
     if features == "raw":
         return samples
-    return num_frames(samples, round(sample_rate * HOP_MS / 1000))
+    hop = round(sample_rate * HOP_MS / 1000)
+    if features == "kaldi_fbank":
+        return int(kaldi_num_frames(torch.tensor(samples), int(sample_rate * WIN_MS * 0.001), hop))
+    return num_frames(samples, hop)
 
 
 def output_frames(frames: int, stride: int) -> int:
