@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "study": ("supernet.commands.study", "searched vs random vs baseline architectures at equal latency"),
     "select": ("supernet.commands.select", "a path per budget from a trained supernet (random, evolution, tpe, nsga2)"),
+    "export": ("supernet.commands.export", "a retrained model as ONNX (fp32, optionally int8), checked against PyTorch"),
+    "transcribe": ("supernet.commands.transcribe", "greedy transcripts of audio files with a checkpoint or an ONNX model"),
 }
 
 # subcommand -> (module, help): LightningCLI commands that parse their own argv in `main(argv)`,

@@ -1,0 +1,89 @@
+"""`supernet export CKPT -o model.onnx [--int8]`: a retrained model as ONNX, checked against PyTorch.
+
+Writes the fp32 model (and with `--int8` a dynamically quantised `<stem>.int8.onnx` beside it),
+each carrying its tokens, feature settings and architecture in the metadata, and prints the parity
+of the fp32 model with the checkpoint: the largest log-probability difference over valid frames
+(target <= 1e-4) and whether greedy transcripts agree. Exit status 1 when parity is not reached
+(the model is kept for inspection). Needs the `deploy` extra (onnx, onnxruntime, onnxscript).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from supernet.errors import UserError
+from supernet.outputs import atomic_write_json, check_writable
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by `supernet retrain`")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the ONNX file to write")
+    parser.add_argument("--int8", action="store_true", help="also write a dynamic int8 model beside it")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    parser.add_argument(
+        "--input",
+        choices=("auto", "waveform", "features"),
+        default="auto",
+        help="model input: waveform (front-end in the graph), features, or auto (waveform if it exports)",
+    )
+    parser.add_argument(
+        "--check-audio", nargs="+", type=Path, help="audio files or manifests for the parity check"
+    )
+    parser.add_argument(
+        "--check-files", type=int, default=8, help="utterances of --check-audio checked (default 8)"
+    )
+    parser.add_argument("--report", type=Path, help="also write the figures as JSON here")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.2f} MB"
+
+
+def run(args: argparse.Namespace) -> int:
+    _require_deploy_extra()
+    from supernet.deploy.export import export_onnx
+
+    check_writable(args.output, "model")
+    if args.report:
+        check_writable(args.report, "report")
+    report = export_onnx(
+        args.checkpoint, args.output, args.int8, args.opset, args.input, args.check_audio, args.check_files
+    )
+    parity = report["parity"]
+    print(
+        f"wrote {report['onnx']} ({_mb(report['bytes'])}; input: {report['input']}; opset {report['opset']}; "
+        f"arch {report['arch']})"
+    )
+    if report["waveform_fallback"]:
+        print(f"  features input because {report['waveform_fallback']}")
+    print(f"parity fp32 onnxruntime vs PyTorch: {parity['summary']}")
+    if report["int8"]:
+        int8 = report["int8"]
+        cer = "n/a (no text)" if int8["cer_vs_fp32"] is None else f"{int8['cer_vs_fp32']:.2%}"
+        print(
+            f"wrote {int8['onnx']} ({_mb(int8['bytes'])}, {int8['bytes'] / report['bytes']:.2f}x fp32); "
+            f"int8 vs fp32 transcripts: CER {cer}; max abs log-prob diff {int8['max_abs_diff']:.2e}"
+        )
+    if args.report:
+        atomic_write_json(args.report, report)
+    if not parity["ok"]:
+        print(
+            "supernet export: parity with PyTorch not reached; the model is kept for inspection",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _require_deploy_extra() -> None:
+    missing = [name for name in ("onnx", "onnxruntime", "onnxscript") if not _importable(name)]
+    if missing:
+        raise UserError(f"export needs {', '.join(missing)}: pip install 'supernet[deploy]'")
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None

@@ -1,0 +1,123 @@
+"""The module that is exported: a retrained network with or without its feature front-end.
+
+Either way the signature is the ONNX model's: ``(inputs, lengths) -> (log_probs (B, T', V),
+out_lengths (B,))``. With the front-end the inputs are waveforms ``(B, S)`` at the model's sample
+rate; without it, the normalised features ``(B, T, F)`` that ``FeaturePipeline`` makes (the
+metadata says exactly which, see ``feature_settings``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from supernet.asr_module import ASRModule
+from supernet.data.features import (
+    LOG_OFFSET,
+    FeatureExtractor,
+    FeaturePipeline,
+    lengths_mask,
+    normalize_per_utterance,
+)
+
+INPUT_KINDS = ("waveform", "features")
+INPUT_NAMES = {"waveform": ("audio", "lengths"), "features": ("features", "lengths")}
+OUTPUT_NAMES = ("log_probs", "out_lengths")
+NORMALISATION_EPS = 1e-5  # ``normalize_per_utterance``'s default
+
+
+class WaveformCTC(nn.Module):
+    """Waveform -> features -> normalisation -> network, as ``supernet evaluate`` scores it.
+
+    Samples past each length are zeroed first: the data loader pads with zeros, and a caller that
+    pads with anything else must get the same numbers (frames near the end read past the length).
+    ``features`` is the ``FeatureExtractor`` or its exportable twin (``ConvFeatures``).
+    """
+
+    def __init__(self, features: nn.Module, net: nn.Module):
+        super().__init__()
+        self.features, self.net = features, net
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        audio = audio.float() * lengths_mask(lengths, audio.shape[1]).to(torch.float32)
+        features, feature_lengths = self.features(audio, lengths)
+        return self.net(normalize_per_utterance(features, feature_lengths), feature_lengths)
+
+
+def feature_pipeline(module: ASRModule) -> FeaturePipeline:
+    """The evaluation pipeline (no SpecAugment) of a retrained module."""
+    from supernet.commands.evaluate import feature_pipeline as evaluation_pipeline
+
+    return evaluation_pipeline(module)
+
+
+def deploy_module(module: ASRModule, input_kind: str, for_export: bool = False) -> nn.Module:
+    """The eval-mode module with ``input_kind`` inputs (``waveform`` or ``features``): PyTorch's
+    own pipeline, or with ``for_export`` the graph that is exported (its spectral front-end
+    computed by ``ConvFeatures``, see ``supernet.deploy.frontend``)."""
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"input kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}")
+    net = module.net.eval()
+    if input_kind == "features":
+        return net
+    extractor = feature_pipeline(module).extractor
+    if for_export and extractor.kind != "raw":
+        from supernet.deploy.frontend import ConvFeatures
+
+        return WaveformCTC(ConvFeatures(extractor), net).eval()
+    return WaveformCTC(extractor, net).eval()
+
+
+def feature_settings(pipeline: FeaturePipeline) -> dict:
+    """Everything needed to compute the network's input features without supernet's code."""
+    extractor = pipeline.extractor
+    settings = {
+        "kind": extractor.kind,
+        "dim": extractor.dim,
+        "sample_rate": sample_rate_of(extractor),
+        "normalisation": {
+            "what": "per utterance and channel: zero mean, unit variance over the valid frames; "
+            "padded frames zero",
+            "eps": NORMALISATION_EPS,
+            "variance": "biased (divided by the number of valid frames)",
+        },
+        "padding_value": 0.0,
+    }
+    if extractor.kind == "raw":
+        return {**settings, "frames": "one per sample, shape (B, S, 1)"}
+    mel = extractor.transform if extractor.kind == "fbank" else extractor.transform.MelSpectrogram
+    stft = {
+        "n_fft": extractor.win_length,
+        "win_length": extractor.win_length,
+        "hop_length": extractor.hop_length,
+        "window": "hann (periodic)",
+        "center": True,
+        "pad_mode": "constant (zeros)",
+        "power": 2.0,
+        "frames": "num_samples // hop_length + 1",
+    }
+    mels = {
+        "n_mels": mel.n_mels,
+        "f_min": mel.f_min,
+        "f_max": mel.f_max or settings["sample_rate"] / 2,
+        "mel_scale": mel.mel_scale.mel_scale,
+        "mel_norm": mel.mel_scale.norm,
+    }
+    if extractor.kind == "fbank":
+        return {**settings, **stft, **mels, "log": f"natural log of (mel power + {LOG_OFFSET})"}
+    return {
+        **settings,
+        **stft,
+        **mels,
+        "n_mfcc": extractor.transform.n_mfcc,
+        "log": f"natural log of (mel power + {LOG_OFFSET}), then DCT-II ({extractor.transform.norm})",
+    }
+
+
+def sample_rate_of(extractor: FeatureExtractor) -> int:
+    """The rate the extractor expects its waveforms at (raw audio: the project's 16 kHz)."""
+    if extractor.transform is None:
+        from supernet.data.audio import TARGET_SAMPLE_RATE
+
+        return TARGET_SAMPLE_RATE
+    return int(extractor.transform.sample_rate)
