@@ -46,3 +46,12 @@ class Registry(dict):
                 f"{self.options_field}: {name!r} does not take {', '.join(unknown)} (it takes {takes})"
             )
         return cls(**(options or {}))
+
+
+def constructor_options(obj: Any) -> dict[str, Any]:
+    """The arguments ``obj``'s class takes, read back from its attributes of the same names: what
+    ``Registry.build`` needs to make it again, for hyper-parameters and records. A class that
+    keeps an argument under another name (or takes ``**options``) overrides ``options``."""
+    params = inspect.signature(type(obj)).parameters.values()
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return {p.name: getattr(obj, p.name) for p in params if p.kind not in kinds}

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from supernet.registry import Registry
+from supernet.registry import Registry, constructor_options
 from supernet.search.arch_params import ArchParams
 from supernet.search.mixed_op import EdgePlan
 
@@ -59,7 +59,7 @@ class Relaxation:
 
     def options(self) -> dict[str, Any]:
         """The constructor's arguments, for the module's hyper-parameters."""
-        return {}
+        return constructor_options(self)
 
 
 RELAXATIONS = Registry("relaxation", "model.method", "model.method_options")

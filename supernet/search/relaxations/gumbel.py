@@ -26,9 +26,6 @@ class Gumbel(Relaxation):
         self.tau = self.tau_start * (self.tau_end / self.tau_start) ** min(1.0, max(0.0, progress))
         return {"search/tau": self.tau}
 
-    def options(self):
-        return {"hard": self.hard, "tau_start": self.tau_start, "tau_end": self.tau_end}
-
     def plan(self, arch, phase, step, host_probs=None):
         learn = check_phase(phase)
         noise = arch.gumbel_noise(step)

@@ -22,9 +22,6 @@ class StraightThrough(Relaxation):
         self.sample_ahead = bool(sample_ahead)
         self._restored = None  # sample_ahead's host copies from a checkpoint, put back at the first read
 
-    def options(self):
-        return {"sample_ahead": self.sample_ahead}
-
     def host_probs(self, arch):
         if self._restored is not None:
             arch.restore_host_copies(self._restored)

@@ -24,6 +24,3 @@ class Uniform(Relaxation):
         check_phase(phase)
         path = arch.fair_sample(step) if self.fair else arch.sample(step, uniform=True)
         return {n: EdgePlan("single", index=i) for n, i in path.items()}
-
-    def options(self):
-        return {"fair": self.fair}

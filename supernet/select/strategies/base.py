@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from supernet.registry import Registry
+from supernet.registry import Registry, constructor_options
 from supernet.select.problem import Problem
 
 
@@ -21,7 +21,8 @@ class Strategy:
         raise NotImplementedError
 
     def options(self) -> dict[str, Any]:
-        return {}
+        """The constructor's arguments (``select.json`` records them)."""
+        return constructor_options(self)
 
 
 def load_strategies() -> Registry:

@@ -29,9 +29,6 @@ class AgingEvolution(Strategy):
             )
         self.population, self.sample, self.tries = population, sample, tries
 
-    def options(self):
-        return {"population": self.population, "sample": self.sample, "tries": self.tries}
-
     def mutate(self, problem: Problem, parent: Path, rng: _random.Random) -> Path | None:
         """``parent`` with one edge (of more than one candidate) moved to another candidate, within the budget."""
         edges = [name for name, n in problem.edges.items() if n > 1]

@@ -17,9 +17,6 @@ class RandomSearch(Strategy):
     def __init__(self, tries: int = 10_000):
         self.tries = tries
 
-    def options(self):
-        return {"tries": self.tries}
-
     def run(self, problem: Problem, evaluations: int, seed: int) -> None:
         rng = _random.Random(seed)
         while problem.evaluations < evaluations:

@@ -14,8 +14,6 @@ seeded by ``seed``: same seed, same history.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from supernet.errors import UserError
@@ -91,16 +89,6 @@ class Reinforce(Strategy):
             raise UserError("strategy 'rl': batch, resample and patience must be at least 1")
         self.lr, self.baseline_decay, self.entropy = lr, baseline_decay, entropy
         self.batch, self.resample, self.patience = batch, resample, patience
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "baseline_decay": self.baseline_decay,
-            "entropy": self.entropy,
-            "batch": self.batch,
-            "resample": self.resample,
-            "patience": self.patience,
-        }
 
     def run(self, problem: Problem, evaluations: int, seed: int) -> None:
         with one_thread():

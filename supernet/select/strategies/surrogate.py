@@ -12,7 +12,6 @@ same seed, same history.
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from supernet.errors import UserError
 from supernet.select.predictor import PREDICTORS, build_predictor
@@ -56,16 +55,6 @@ class Surrogate(Strategy):
             raise UserError("strategy 'predictor': warmup, candidates, per_round and resample must be >= 1")
         self.warmup, self.candidates, self.per_round = warmup, candidates, per_round
         self.model, self.cost_feature, self.resample = model, cost_feature, resample
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "warmup": self.warmup,
-            "candidates": self.candidates,
-            "per_round": self.per_round,
-            "model": self.model,
-            "cost_feature": self.cost_feature,
-            "resample": self.resample,
-        }
 
     def run(self, problem: Problem, evaluations: int, seed: int) -> None:
         rng = random.Random(seed)
