@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         check_writable(args.report, "report")
     report = export_onnx(
-        args.checkpoint, args.output, args.int8, args.opset, args.input, args.check_audio, args.check_files
-    )
+        args.checkpoint, args.output, int8=args.int8, opset=args.opset, input_kind=args.input,
+        check_audio=args.check_audio, check_files=args.check_files,
+    )  # fmt: skip
     parity = report["parity"]
     print(
         f"wrote {report['onnx']} ({_mb(report['bytes'])}; input: {report['input']}; opset {report['opset']}; "

@@ -113,10 +113,16 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
 
 
-def load_audio(path: str | Path, sample_rate: int = TARGET_SAMPLE_RATE) -> torch.Tensor:
-    """Mono float32 waveform `(S,)` at `sample_rate`, downmixed and resampled as needed."""
+def load_audio_and_rate(path: str | Path, sample_rate: int = TARGET_SAMPLE_RATE) -> tuple[torch.Tensor, int]:
+    """Mono float32 waveform `(S,)` at `sample_rate`, downmixed and resampled as needed, and the
+    file's own sample rate (which `transcribe` reports)."""
     samples, file_rate = read_audio(path)
     waveform = torch.from_numpy(np.ascontiguousarray(to_mono(samples)))
     if file_rate != sample_rate:
         waveform = AF.resample(waveform, orig_freq=file_rate, new_freq=sample_rate)
-    return waveform
+    return waveform, file_rate
+
+
+def load_audio(path: str | Path, sample_rate: int = TARGET_SAMPLE_RATE) -> torch.Tensor:
+    """Mono float32 waveform `(S,)` at `sample_rate`, downmixed and resampled as needed."""
+    return load_audio_and_rate(path, sample_rate)[0]

@@ -37,22 +37,10 @@ CHECK_SECONDS = (2.33, 0.61, 1.57)  # the default parity check: other lengths, a
 MAX_CHECK_FILES = 8
 
 
-def export_onnx(
-    checkpoint: str | Path,
-    output: str | Path,
-    int8: bool = False,
-    opset: int = DEFAULT_OPSET,
-    input_kind: str = "auto",
-    check_audio: list[str | Path] | None = None,
-    check_files: int = MAX_CHECK_FILES,
-) -> dict[str, Any]:
-    """Write ``output`` (and ``<stem>.int8.onnx`` with ``int8``); returns what was written and the
-    parity figures. ``input_kind``: ``auto`` (waveform if it exports cleanly, else features),
-    ``waveform`` or ``features``. ``check_audio``: audio files or manifests for the parity check
-    (the first ``check_files`` utterances; default: synthetic audio)."""
-    module = load_module(checkpoint)
-    report = export_asr_module(module, output, int8, opset, input_kind, check_audio, check_files)
-    return {"checkpoint": str(checkpoint), **report}
+def export_onnx(checkpoint: str | Path, output: str | Path, **options: Any) -> dict[str, Any]:
+    """``export_asr_module`` of a retrain checkpoint (its ``options``), the checkpoint named in
+    the report."""
+    return {"checkpoint": str(checkpoint), **export_asr_module(load_module(checkpoint), output, **options)}
 
 
 def export_asr_module(
@@ -64,7 +52,11 @@ def export_asr_module(
     check_audio: list[str | Path] | None = None,
     check_files: int = MAX_CHECK_FILES,
 ) -> dict[str, Any]:
-    """``export_onnx`` of a module already loaded (in eval mode)."""
+    """Write ``output`` (and ``<stem>.int8.onnx`` with ``int8``) from a module loaded in eval
+    mode; returns what was written and the parity figures. ``input_kind``: ``auto`` (waveform if
+    it exports cleanly, else features), ``waveform`` or ``features``. ``check_audio``: audio files
+    or manifests for the parity check (the first ``check_files`` utterances; default: synthetic
+    audio)."""
     if input_kind not in ("auto", *INPUT_KINDS):
         raise UserError(f"input kind must be auto, {' or '.join(INPUT_KINDS)}; got {input_kind!r}")
     output = Path(output)

@@ -9,11 +9,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torchaudio.functional as AF
 
-from supernet.data.audio import read_audio, to_mono
+from supernet.data.audio import load_audio_and_rate
 from supernet.data.manifest import read_manifest
 
 MANIFEST_SUFFIXES = (".jsonl", ".json")
@@ -45,16 +43,11 @@ def read_inputs(paths: list[str | Path]) -> list[Item]:
 class Waveform:
     samples: torch.Tensor  # (S,) float32, mono, at the requested rate
     file_rate: int  # the file's own sample rate
-    resampled: bool
 
 
 def load_waveform(path: str | Path, sample_rate: int) -> Waveform:
     """Mono float32 at ``sample_rate``; raises ``AudioError`` naming an unreadable file."""
-    samples, file_rate = read_audio(path)
-    waveform = torch.from_numpy(np.ascontiguousarray(to_mono(samples)))
-    if file_rate != sample_rate:
-        waveform = AF.resample(waveform, orig_freq=file_rate, new_freq=sample_rate)
-    return Waveform(waveform, file_rate, file_rate != sample_rate)
+    return Waveform(*load_audio_and_rate(path, sample_rate))
 
 
 def synthetic_waveforms(seconds, rate: int, seed: int) -> list[torch.Tensor]:
