@@ -340,11 +340,18 @@ def test_nonfinite_tensors_names_each_tensor_with_a_nan_or_an_inf():
 # --- the GPU path stays free of host waits ---------------------------------------------------------
 class SyncCounter(pl.Callback):
     """Counts the host waits for the device (``torch.cuda.set_sync_debug_mode``) inside the training
-    steps (batch start to batch end, before the module's own batch-end check)."""
+    steps (batch start to batch end, before the module's own batch-end check), by step and the
+    place that raised them (``sites``; ``scripts/device/sync_sites.py`` prints them)."""
 
     def __init__(self):
-        self.count = 0
+        import collections
+
+        self.sites = collections.Counter()
         self._catch = None
+
+    @property
+    def count(self) -> int:
+        return sum(self.sites.values())
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         import warnings
@@ -356,7 +363,9 @@ class SyncCounter(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         torch.cuda.set_sync_debug_mode(0)
-        self.count += sum("synchroniz" in str(w.message) for w in self._seen)
+        for w in self._seen:
+            if "synchroniz" in str(w.message):
+                self.sites[f"step {batch_idx}: {w.filename}:{w.lineno}"] += 1
         self._catch.__exit__(None, None, None)
 
 

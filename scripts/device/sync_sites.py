@@ -1,36 +1,13 @@
 """Where a retrain step waits for the GPU, with the divergence watch and without (diagnoses
 tests/test_nonfinite.py::test_watching_for_divergence_adds_no_host_wait_to_a_gpu_step[None])."""
 
-import collections
-import warnings
-
-import torch
-
 from supernet.asr_module import ASRModule
 from supernet.divergence import FiniteWatch
-from tests.test_nonfinite import TINY_ARCH, VOCAB, loader, trainer
-
-
-class Sites(__import__("pytorch_lightning").Callback):
-    def __init__(self):
-        self.sites = collections.Counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._catch = warnings.catch_warnings(record=True)
-        self._seen = self._catch.__enter__()
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        torch.cuda.set_sync_debug_mode(0)
-        for w in self._seen:
-            if "synchroniz" in str(w.message):
-                self.sites[f"step {batch_idx}: {w.filename}:{w.lineno}"] += 1
-        self._catch.__exit__(None, None, None)
+from tests.test_nonfinite import TINY_ARCH, VOCAB, SyncCounter, loader, trainer
 
 
 def run():
-    sites = Sites()
+    sites = SyncCounter()
     module = ASRModule(TINY_ARCH, vocab=VOCAB, warmup_steps=1)
     trainer(epochs=1, callbacks=[sites], log_every_n_steps=100, accelerator="gpu").fit(
         module, train_dataloaders=loader(12)
