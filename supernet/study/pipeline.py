@@ -2,9 +2,9 @@
 
 corpus -> ``space.yaml`` (at the study's width) and baselines -> latency table (``latency.json``
 when measured here) and budgets -> searches (``search/METHOD-sSEED-BUDGET``, method x seed x
-budget; a method that picks nothing, ``uniform``, once per seed) -> ``select/`` (a strategy's pick per
-budget from the supernets of ``select.methods``) -> the picks (``arch/``) -> random paths within each budget and the baselines that fit
-it -> every architecture retrained with each seed (``retrain/NAME/seedK``) -> the supernets' scores
+budget; a method that picks nothing, ``uniform``, once per seed) -> ``select/`` (a strategy's
+pick per budget from the supernets of ``select.methods``) -> the picks (``arch/``) -> random
+paths within each budget and the baselines that fit it -> every architecture retrained with each seed (``retrain/NAME/seedK``) -> the supernets' scores
 (``supernet_cer.json``) -> latency measured under the table's settings -> ``study.json``,
 ``study.md``, ``plots/``. ``study.yaml`` (the config with its defaults) marks DIR as this study's.
 """
@@ -21,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from supernet.archspec import ArchSpec
 from supernet.errors import UserError
 from supernet.latency import CHECKED_KEYS
 from supernet.outputs import atomic_write_json
@@ -99,7 +98,6 @@ def _archs(study, searches, selects, space, baselines, table, costs, budgets) ->
     strategy = (study["select"] or {}).get("strategy")
     for ((method, seed, _), (label, ms)), run in selects.items():
         spec = plan.selected_arch(run)
-        spec = ArchSpec.from_dict({**spec.to_dict(), "name": run.out.name}, spec.source)
         archs.append(Arch(spec.name, "searched", spec, label, ms, f"{method}+{strategy}", seed, run.out))
     for label, ms in budgets:
         paths, note = plan.random_paths(space, costs, ms, study["random"]["n"], study["random"]["seed"])

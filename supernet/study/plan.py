@@ -168,16 +168,15 @@ def random_paths(
 ) -> tuple[list[dict[str, int]], str | None]:
     """``n`` distinct uniform paths predicted within ``budget_ms``, and a note when fewer exist."""
     rng = random.Random(seed)
-    names = [c.name for c in space.choices]
     seen: set[tuple[int, ...]] = set()
     kept, draws = [], 0
     while len(kept) < n and len(seen) < space.num_paths and draws < max_draws:
         draws += 1
-        path = tuple(space.sample_path(rng).values())
-        if path not in seen:
-            seen.add(path)
-            if costs.at(dict(zip(names, path))) <= budget_ms:
-                kept.append(dict(zip(names, path)))
+        path = space.sample_path(rng)
+        if tuple(path.values()) not in seen:
+            seen.add(tuple(path.values()))
+            if costs.at(path) <= budget_ms:
+                kept.append(path)
     if len(kept) == n:
         return kept, None
     if len(seen) == space.num_paths:
@@ -229,11 +228,12 @@ def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, bud
 
 
 def selected_arch(run: Run) -> ArchSpec:
-    """The path a finished ``select_run`` picked (its ``select.json``'s best)."""
+    """The path a finished ``select_run`` picked (its ``select.json``'s best), named after the run."""
     best = json.loads((run.out / "select.json").read_text())["best"][0]
     if best.get("path") is None:
         raise UserError(f"{run.out}: {best.get('note', 'no path was picked')}")
-    return ArchSpec.load(run.out / best["arch"])
+    spec = ArchSpec.load(run.out / best["arch"])
+    return ArchSpec.from_dict({**spec.to_dict(), "name": run.out.name}, spec.source)
 
 
 def retrain_run(study: dict, out: Path, data: Path, arch: Path, name: str, seed: int) -> Run:
