@@ -83,19 +83,20 @@ def _options(items: list[str]) -> dict[str, Any]:
 
 
 def _costs(ckpt: str, target: str, lut: str | None):
+    """The checkpoint's space, its alphas and the costs a budget bounds (its own, or ``lut``'s)."""
     from supernet.search.extract import load_search_checkpoint, search_objective
 
-    space, _, hparams = load_search_checkpoint(ckpt)
+    space, arch, hparams = load_search_checkpoint(ckpt)
     if target == "latency" and lut:
         from supernet.latency.table import LatencyTable
         from supernet.shipped import resolve
 
-        return space, LatencyTable.load(resolve("lut", lut)).costs(space)
+        return space, arch, LatencyTable.load(resolve("lut", lut)).costs(space)
     objective = search_objective(space, hparams)
     costs = objective.params if target == "params" else objective.latency
     if costs is None:
         raise UserError(f"{ckpt}: the search had no latency table; give one with --lut, or --target params")
-    return space, costs
+    return space, arch, costs
 
 
 def claim(out: Path, settings: dict, overwrite: bool, argv: list[str] | None = None) -> dict[str, float]:
@@ -150,14 +151,6 @@ def _plot(out: Path, curves: dict[str, list[float]]) -> None:
     plt.close(fig)
 
 
-def _alpha_prior(ckpt: str) -> dict[str, list[float]]:
-    """Each edge's softmax(alpha) in the checkpoint (uniform for a ``uniform`` search's)."""
-    from supernet.search.extract import load_search_checkpoint
-
-    _, arch, _ = load_search_checkpoint(ckpt)
-    return {name: probs.tolist() for name, probs in arch.host_probs().items()}
-
-
 def _label(budget: float | None) -> str:
     """A budget in names and folders: ``20``, or ``none`` (the reward alone, no hard limit)."""
     return "none" if budget is None else f"{budget:g}"
@@ -183,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if args.evaluations < 1:
         raise UserError(f"--evaluations must be at least 1, got {args.evaluations}")
     strategy = build_strategy(args.strategy, _options(args.option))  # unknown names fail before any work
-    space, costs = _costs(args.ckpt, args.target, args.lut)
+    space, arch, costs = _costs(args.ckpt, args.target, args.lut)
     cheapest = costs.fixed + sum(min(c) for c in costs.edges.values())
     for budget in budgets:
         if budget is not None and budget < cheapest:
@@ -209,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
 
         labels = space.edges
         edges = {name: len(cands) for name, cands in labels.items()}
-        prior = _alpha_prior(args.ckpt) if args.prior == "alphas" else None
+        # each edge's softmax(alpha): uniform for a ``uniform`` search's checkpoint
+        prior = {n: p.tolist() for n, p in arch.host_probs().items()} if args.prior == "alphas" else None
         # nsga2 (two objectives) gives a front in one run under the largest budget; others run per budget
         runs = [max(budgets)] if args.strategy == "nsga2" else budgets
         problems, curves = {}, {}
