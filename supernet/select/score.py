@@ -2,9 +2,13 @@
 
 Inherited weights are shared by every path, so a path's BatchNorm running statistics are the mix
 of all paths trained; they are reset and re-estimated on ``batches`` train batches of the path
-alone (as single-path one-shot NAS does) before its CER is measured on one held-out split:
-``arch`` (the search's held-out part of train) when the corpus gives one, else ``dev``. Test sets
-never choose anything.
+alone (as single-path one-shot NAS does) before it is measured on one held-out split: ``arch``
+(the search's held-out part of train) when the corpus gives one, else ``dev``. Test sets never
+choose anything.
+
+Two measures come from one pass: greedy CER, and the CTC loss per target token (averaged over utterances). A supernet early in
+training decodes mostly blanks (CER near 100% for many paths), where CER ties and ranks nothing;
+the loss still orders the paths.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from torch import nn
 
 from supernet.data.tokenizer import normalize_text
 
+METRICS = ("cer", "loss")
+
 
 class SupernetScorer:
-    """``scorer(path) -> CER`` (lower is better) of the search checkpoint ``ckpt`` on ``data``.
+    """``scorer(path) -> score`` (lower is better) of the search checkpoint ``ckpt`` on ``data``:
+    ``metric`` ``cer`` or ``loss`` (CTC loss per target token); ``scorer.measure(path)`` gives both.
 
     ``split``: ``"arch"`` or ``"dev"``; None picks ``arch`` when the corpus has a non-empty one
     (``arch_fraction`` of train, as the search held it out), else ``dev``."""
@@ -33,7 +40,11 @@ class SupernetScorer:
         arch_fraction: float = 0.1,
         max_frames: int = 20000,
         device: str | torch.device | None = None,
+        metric: str = "cer",
     ):
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        self.metric = metric
         from supernet.data.datamodule import SpeechDataModule
         from supernet.search.module import SearchModule
 
@@ -58,8 +69,12 @@ class SupernetScorer:
 
         return self.datamodule.featurize(move_batch(batch, self.device), augment=False)
 
-    @torch.no_grad()
     def __call__(self, path: dict[str, int]) -> float:
+        return self.measure(path)[self.metric]
+
+    @torch.no_grad()
+    def measure(self, path: dict[str, int]) -> dict[str, float]:
+        """The path's CER and CTC loss per target token on the split, BatchNorm recalibrated."""
         from torchmetrics.text import CharErrorRate
 
         net = self.module.net
@@ -73,9 +88,11 @@ class SupernetScorer:
                 batch = self._features(batch)
                 net(batch["features"], batch["feature_lengths"])
             net.eval()
-        cer = CharErrorRate()
+        cer, loss, utterances = CharErrorRate(), 0.0, 0
         for batch in self.datamodule.loader(self.split):
             batch = self._features(batch)
-            hyps = self.module.decode(*net(batch["features"], batch["feature_lengths"]))
-            cer.update(hyps, [normalize_text(t) for t in batch["texts"]])
-        return float(cer.compute())
+            mean_loss, log_probs, lengths = self.module.ctc_loss(batch, net)
+            count = len(batch["texts"])  # the loss is a mean over utterances of loss / target length
+            loss, utterances = loss + float(mean_loss) * count, utterances + count
+            cer.update(self.module.decode(log_probs, lengths), [normalize_text(t) for t in batch["texts"]])
+        return {"cer": float(cer.compute()), "loss": loss / max(utterances, 1)}

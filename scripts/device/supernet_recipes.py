@@ -1,0 +1,127 @@
+"""Which supernet training recipe ranks architectures best? (issue 16: Kendall tau >= 0.5)
+
+Trains uniform (single-path one-shot) supernets of a space side by side on one GPU, one per recipe,
+each for the same wall-clock time, then scores the architectures of a finished study with each
+supernet's inherited weights (BatchNorm recalibrated, ``SupernetScorer``) and prints Kendall's tau
+of that score (dev CER, and dev CTC loss) against the architectures' stand-alone dev CER from the
+study. Prints a table and writes ``$OUT/supernet_recipes.json``.
+
+    bash -c 'source scripts/device/setup.sh && python3 scripts/device/supernet_recipes.py \
+        --reference docs/study/h200/study.json --max-time 240'
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from supernet.archspec import ArchSpec
+from supernet.select.score import SupernetScorer
+from supernet.study.rank import kendall_tau
+
+# name: search options beyond the common ones. Epochs are guesses at what fits --max-time, so that
+# the cosine schedule ends near the time limit (each run reports the epochs it reached).
+RECIPES = {
+    "study_h200": {"trainer.max_epochs": 14, "data.max_frames": 60000},
+    "long_60k": {"trainer.max_epochs": 30, "data.max_frames": 60000},
+    "long_20k": {"trainer.max_epochs": 16, "data.max_frames": 20000},
+    "long_20k_lr1e-3": {"trainer.max_epochs": 16, "data.max_frames": 20000, "model.lr": 1.0e-3},
+    "long_20k_fair": {
+        "trainer.max_epochs": 16,
+        "data.max_frames": 20000,
+        "model.method_options": "{fair: true}",
+    },
+    "long_10k": {"trainer.max_epochs": 9, "data.max_frames": 10000},
+}
+COMMON = {
+    "model.method": "uniform",
+    "model.lr": 2.0e-3,
+    "model.warmup_steps": 60,
+    "data.num_workers": 2,
+    "trainer.enable_progress_bar": "false",
+    "trainer.enable_model_summary": "false",
+    "logger": "csv",
+}
+
+
+def train(name: str, options: dict, args, work: Path) -> subprocess.Popen:
+    out = work / name
+    argv = [sys.executable, "-m", "supernet", "search", "--data", str(args.corpus), "--model.space", args.space,
+            "--seed_everything", "0", "--trainer.max_time", f"00:00:{args.max_time // 60:02d}:{args.max_time % 60:02d}",
+            "--out", str(out)]  # fmt: skip
+    for key, value in {**COMMON, **options}.items():
+        argv += [f"--{key}", str(value)]
+    log = open(work / f"{name}.log", "w")
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
+def last_train_loss(run: Path, n: int = 5) -> float | None:
+    rows = [r for r in csv.DictReader(open(run / "csv" / "metrics.csv")) if r.get("train/loss")]
+    losses = [float(r["train/loss"]) for r in rows[-n:]]
+    return sum(losses) / len(losses) if losses else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--reference", default="docs/study/h200/study.json", help="a study.json with stand-alone dev CER"
+    )
+    parser.add_argument("--corpus", default="data/study_h200")
+    parser.add_argument("--space", default="budget")
+    parser.add_argument("--max-time", type=int, default=240, help="seconds of training per recipe")
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--batches", type=int, default=8, help="train batches to recalibrate BatchNorm")
+    args = parser.parse_args()
+    out = Path(os.environ.get("OUT", "/tmp/out"))
+    work = Path("/tmp/supernet_recipes")
+    work.mkdir(parents=True, exist_ok=True)
+    if not (Path(args.corpus) / "metadata.json").exists():
+        subprocess.run([sys.executable, "-m", "supernet", "corpus", "--out", args.corpus, "--langs", "en,es,de",
+                        "--minutes", "180", "--seed", "0"], check=True)  # fmt: skip
+    reference = json.load(open(args.reference))
+    standalone = {r["name"]: r["cer"]["dev"] for r in reference["rows"]}
+    archs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in reference["rows"]}
+    start = time.time()
+    runs = {name: train(name, RECIPES[name], args, work) for name in args.recipes}
+    codes = {name: run.wait() for name, run in runs.items()}
+    print(f"training: {time.time() - start:.0f} s, exit codes {codes}", flush=True)
+    results = []
+    for name in args.recipes:
+        run = work / name
+        ckpt = run / "checkpoints" / "last.ckpt"
+        if not ckpt.exists():
+            print(f"{name}: no checkpoint; log tail:\n" + (work / f"{name}.log").read_text()[-2000:])
+            continue
+        summary = json.load(open(run / "search.json"))
+        scorer = SupernetScorer(ckpt, args.corpus, args.batches, split="dev", arch_fraction=0.0)
+        t0 = time.time()
+        scores = {n: scorer.measure(scorer.space.index_of(spec)) for n, spec in archs.items()}
+        names = sorted(scores)
+        row = {
+            "recipe": name, "options": RECIPES[name], "epochs": summary.get("epochs"), "steps": summary.get("steps"),
+            "seconds": summary.get("search_seconds"), "train_loss": last_train_loss(run),
+            "tau_cer": kendall_tau([scores[n]["cer"] for n in names], [standalone[n] for n in names]),
+            "tau_loss": kendall_tau([scores[n]["loss"] for n in names], [standalone[n] for n in names]),
+            "score_seconds": (time.time() - t0) / len(names), "scores": scores,
+        }  # fmt: skip
+        results.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "scores"}), flush=True)
+    print("\n| recipe | steps | epochs | s | train loss | mean supernet dev CER % | tau (CER) | tau (loss) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        mean_cer = 100 * sum(s["cer"] for s in r["scores"].values()) / len(r["scores"])
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"| {r['recipe']} | {r['steps']} | {r['epochs']} | {r['seconds']} | {fmt(r['train_loss'])} "
+              f"| {mean_cer:.1f} | {fmt(r['tau_cer'])} | {fmt(r['tau_loss'])} |")  # fmt: skip
+    json.dump({"reference": args.reference, "max_time": args.max_time, "results": results},
+              open(out / "supernet_recipes.json", "w"), indent=1)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
