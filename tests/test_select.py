@@ -253,3 +253,19 @@ def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp
     capsys.readouterr()
     assert cli_main([*argv[:budgets], *argv[budgets + 3 :]]) == 2  # neither a budget nor a reward
     assert "--reward-lambda" in capsys.readouterr().err
+
+
+def test_the_scorer_measures_cer_and_loss_and_its_kept_batches_change_nothing(uniform_run):
+    from supernet.select.score import SupernetScorer
+
+    corpus, ckpt = uniform_run
+    scorer = SupernetScorer(ckpt, corpus, batches=1, metric="loss", device="cpu")
+    first, second = ({name: k for name in scorer.space.edges} for k in (0, 1))
+    measured = scorer.measure(first)
+    assert set(measured) == {"cer", "loss"} and measured["loss"] > 0 and scorer(first) == measured["loss"]
+    scorer.measure(second)  # the BatchNorm statistics of another path in between
+    assert scorer.measure(first) == measured  # same kept batches, statistics re-estimated: same numbers
+    fresh = SupernetScorer(ckpt, corpus, batches=1, device="cpu")  # reads the audio itself
+    assert fresh.measure(first) == measured and fresh(first) == measured["cer"]
+    with pytest.raises(ValueError, match="metric must be one of"):
+        SupernetScorer(ckpt, corpus, metric="wer")

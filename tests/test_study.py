@@ -13,7 +13,7 @@ from supernet.space import SearchSpace
 from supernet.study import plan
 from supernet.study.config import StudyConfigError, load_config
 from supernet.study.pipeline import claim, run_study
-from supernet.study.rank import kendall_tau
+from supernet.study.rank import kendall_tau, ranking_quality
 from tests.test_search import TINY_SPACE  # a: 3 candidates (one a skip), b: 2; dim 32
 
 MINIMAL = {
@@ -66,6 +66,7 @@ def with_field(field: str, value):
             "field 'corpus.build.minutes' must be a positive",
         ),
         ("search.options", ["--trainer.max_epochs", "3"], "field 'search.options' must map option names"),
+        ("ranking.metric", "wer", "field 'ranking.metric' must be one of cer, loss"),
     ],
 )
 def test_malformed_config_names_the_field(field, value, says):
@@ -97,6 +98,28 @@ def test_kendall_tau_known_answers():
     assert kendall_tau([1, 2, 3, 4, 5], [3, 1, 2, 5, 4]) == pytest.approx(0.4)  # 7 concordant, 3 discordant
     assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6**0.5)  # tau-b with a tie (scipy's value)
     assert kendall_tau([1.0], [2.0]) is None and kendall_tau([1, 2], [5, 5]) is None
+
+
+def test_ranking_quality_gives_tau_per_measure_and_the_configured_one():
+    standalone = {"a": 0.2, "b": 0.3, "c": 0.4}
+    scores = {  # CER ties at 1.0 (blank outputs) where the loss still orders the paths
+        "s1": {
+            "a": {"cer": 1.0, "loss": 2.0},
+            "b": {"cer": 1.0, "loss": 2.5},
+            "c": {"cer": 0.9, "loss": 3.0},
+        },
+        "s2": {
+            "a": {"cer": 0.5, "loss": 3.0},
+            "b": {"cer": 0.6, "loss": 2.0},
+            "c": {"cer": 0.7, "loss": 1.0},
+        },
+    }
+    ranking, tau, taus = ranking_quality(scores, standalone, "loss")
+    assert ranking[0]["by_metric"]["loss"] == 1.0 and ranking[1]["by_metric"]["loss"] == -1.0
+    assert (
+        ranking[0]["by_metric"]["cer"] == pytest.approx(-2 / 6**0.5) and ranking[1]["by_metric"]["cer"] == 1.0
+    )
+    assert tau == taus["loss"] == 0.0 and taus["cer"] == pytest.approx((1 - 2 / 6**0.5) / 2)
 
 
 def test_random_paths_are_seeded_distinct_and_within_the_budget():
@@ -174,6 +197,7 @@ def test_study_writes_study_json_and_md(study):
         assert row["retrain_seeds"] == 2 and row["latency_ms"] > 0 and row["params"] > 0
         assert row["budget_ms"] == summary["budgets"][0]["ms"] and row["predicted_ms"] <= row["budget_ms"]
         assert row["supernet_cer"] is not None  # every one of them is a path of the space
+        assert row["supernet_loss"] > 0
     searched = rows["st-s0-p100"]
     assert searched["method"] == "st" and searched["search_seed"] == 0
     assert searched["rank_among_random"]["of"] == 3
@@ -183,6 +207,8 @@ def test_study_writes_study_json_and_md(study):
     assert [r["archs"] for r in summary["ranking"]] == 2 * [
         len({json.dumps(r["arch"]["layers"]) for r in rows.values()})
     ]  # both supernets (st's and uniform's) score every network
+    assert set(summary["kendall_tau_by_metric"]) == {"cer", "loss"}
+    assert summary["kendall_tau"] == summary["kendall_tau_by_metric"]["cer"]  # ranking.metric's default
     text = (out / "study.md").read_text()
     assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
     assert "dev CER %" in text and "test CER %" in text

@@ -67,6 +67,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batches", type=int, default=4, help="train batches that re-estimate BatchNorm")
     parser.add_argument(
+        "--metric", choices=("cer", "loss"), default="cer",
+        help="the score: greedy CER, or CTC loss per token (orders paths a young supernet decodes as blanks)",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", required=True, help="the select's folder (resumed when it holds this select)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
@@ -187,12 +191,12 @@ def run(args: argparse.Namespace) -> int:
         "ckpt": str(Path(args.ckpt).resolve()), "data": str(Path(args.data).resolve()),
         "strategy": args.strategy, "options": strategy.options(), "budgets": budgets, "target": args.target,
         "lut": args.lut, "evaluations": args.evaluations, "seed": args.seed, "batches": args.batches,
-        "reward_lambda": args.reward_lambda, "prior": args.prior,
+        "metric": args.metric, "reward_lambda": args.reward_lambda, "prior": args.prior,
     }  # fmt: skip
     out = Path(args.out)
     stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
     with failing(out):
-        scorer = SupernetScorer(args.ckpt, args.data, args.batches)
+        scorer = SupernetScorer(args.ckpt, args.data, args.batches, metric=args.metric)
         scores = dict(stored)
 
         def score_fn(path):
@@ -208,9 +212,17 @@ def run(args: argparse.Namespace) -> int:
         runs = [max(budgets)] if args.strategy == "nsga2" else budgets
         problems, curves = {}, {}
         for budget in runs:
-            bar = tqdm(total=args.evaluations, desc=f"select {args.strategy} budget {_label(budget)}", leave=False)
+            bar = tqdm(
+                total=args.evaluations, desc=f"select {args.strategy} budget {_label(budget)}", leave=False
+            )
             problem = Problem(  # the scores are shared by the budgets
-                edges, score_fn, costs.at, budget, stored=scores, reward_lambda=args.reward_lambda, prior=prior
+                edges,
+                score_fn,
+                costs.at,
+                budget,
+                stored=scores,
+                reward_lambda=args.reward_lambda,
+                prior=prior,
             )
             curve = curves.setdefault(_label(budget), [])
 

@@ -63,11 +63,21 @@ class SupernetScorer:
             raise ValueError(f"split must be 'arch' or 'dev' (test sets never choose), got {split!r}")
         self.split, self.batches = split, batches
         self.norms = [m for m in self.module.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self._batches: dict[str, list[dict]] = {}
 
-    def _features(self, batch: dict) -> dict:
-        from supernet.asr_module import move_batch
+    def batches_of(self, split: str) -> list[dict]:
+        """The featurized batches on the device (``train``: the first ``batches`` of them), read
+        once: every path is measured on the same ones, so reading and featurizing the audio again
+        for each (most of a candidate's cost when scoring on a GPU) would only repeat work."""
+        if split not in self._batches:
+            from supernet.asr_module import move_batch
 
-        return self.datamodule.featurize(move_batch(batch, self.device), augment=False)
+            limit = self.batches if split == "train" else None
+            self._batches[split] = [
+                self.datamodule.featurize(move_batch(batch, self.device), augment=False)
+                for batch in islice(self.datamodule.loader(split), limit)
+            ]
+        return self._batches[split]
 
     def __call__(self, path: dict[str, int]) -> float:
         return self.measure(path)[self.metric]
@@ -84,13 +94,11 @@ class SupernetScorer:
                 norm.reset_running_stats()
                 norm.momentum = None  # a plain average over the recalibration batches
                 norm.train()
-            for batch in islice(self.datamodule.loader("train"), self.batches):
-                batch = self._features(batch)
+            for batch in self.batches_of("train"):
                 net(batch["features"], batch["feature_lengths"])
             net.eval()
         cer, loss, utterances = CharErrorRate(), 0.0, 0
-        for batch in self.datamodule.loader(self.split):
-            batch = self._features(batch)
+        for batch in self.batches_of(self.split):
             mean_loss, log_probs, lengths = self.module.ctc_loss(batch, net)
             count = len(batch["texts"])  # the loss is a mean over utterances of loss / target length
             loss, utterances = loss + float(mean_loss) * count, utterances + count

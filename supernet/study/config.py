@@ -17,7 +17,8 @@ select: {strategy: evolution, evaluations: 64, methods: [uniform]}      # option
 random: {n: 10, seed: 0}                    # random paths within each budget
 baselines: [tdnn_d]                         # shipped names or ArchSpec paths
 retrain: {seeds: [0, 1, 2], options: {trainer.max_epochs: 30}}          # `supernet retrain`'s options
-ranking: {batches: 8}                       # train batches that recalibrate BatchNorm per path
+ranking: {batches: 8, metric: cer}          # train batches that recalibrate BatchNorm per path; the
+                                            # supernet score tau reports: cer or loss (both are kept)
 test_sets: null                             # reported test sets (default: every one)
 ```
 
@@ -93,7 +94,9 @@ def _options(value, field, source):
 
 def _budgets(value, field, source):
     if not isinstance(value, list) or not value:
-        _fail(source, field, "must be a non-empty list of budgets (ms, pNN: a percentile, or a baseline)", value)
+        _fail(
+            source, field, "must be a non-empty list of budgets (ms, pNN: a percentile, or a baseline)", value
+        )
     for i, budget in enumerate(value):
         number = isinstance(budget, int | float) and not isinstance(budget, bool) and budget > 0
         match = isinstance(budget, str) and PERCENTILE.match(budget)
@@ -135,7 +138,9 @@ def _methods(value, field, source):
     methods = _strs(value, field, source, empty=False)
     for i, method in enumerate(methods):
         if method not in RELAXATIONS:
-            _fail(source, f"{field}[{i}]", f"must be a search method ({', '.join(sorted(RELAXATIONS))})", method)
+            _fail(
+                source, f"{field}[{i}]", f"must be a search method ({', '.join(sorted(RELAXATIONS))})", method
+            )
     return methods
 
 
@@ -184,6 +189,14 @@ def _strategy(value, field, source):
     return value
 
 
+def _metric(value, field, source):
+    from supernet.select.score import METRICS
+
+    if value not in METRICS:
+        _fail(source, field, f"must be one of {', '.join(METRICS)}", value)
+    return value
+
+
 def _test_sets(value, field, source):
     return None if value is None else _strs(value, field, source, empty=False)
 
@@ -209,6 +222,7 @@ SELECT = {
     "evaluations": (lambda v, f, s: _int(v, f, s, low=1), 64),
     "seed": (_int, 0),
     "batches": (lambda v, f, s: _int(v, f, s, low=1), 4),
+    "metric": (_metric, "cer"),
     "options": (_options, {}),
     "methods": (lambda v, f, s: _strs(v, f, s, empty=False), ["uniform"]),
 }
@@ -231,7 +245,7 @@ SCHEMA = {
     "random": {"n": (_int, 10), "seed": (_int, 0)},
     "baselines": (_strs, []),
     "retrain": {"seeds": (_ints, [0]), "options": (_options, {})},
-    "ranking": {"batches": (_int, 8)},
+    "ranking": {"batches": (_int, 8), "metric": (_metric, "cer")},
     "test_sets": (_test_sets, None),
 }
 

@@ -5,7 +5,7 @@ when measured here) and budgets -> searches (``search/METHOD-sSEED-BUDGET``, met
 budget; a method that picks nothing, ``uniform``, once per seed) -> ``select/`` (a strategy's
 pick per budget from the supernets of ``select.methods``) -> the picks (``arch/``) -> random
 paths within each budget and the baselines that fit it -> every architecture retrained with each seed (``retrain/NAME/seedK``) -> the supernets' scores
-(``supernet_cer.json``) -> latency measured under the table's settings -> ``study.json``,
+(``supernet_scores.json``) -> latency measured under the table's settings -> ``study.json``,
 ``study.md``, ``plots/``. ``study.yaml`` (the config with its defaults) marks DIR as this study's.
 """
 
@@ -24,13 +24,14 @@ import yaml
 from supernet.errors import UserError
 from supernet.latency import CHECKED_KEYS
 from supernet.outputs import atomic_write_json
+from supernet.select.score import METRICS
 from supernet.study import plan, rank, report
 from supernet.study.config import StudyConfigError, load_config, picks_architecture
 from supernet.study.execute import execute
 from supernet.study.plan import Arch
 
 MARKER = "study.yaml"
-STUDY_FILES = (MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_cer.json")
+STUDY_FILES = (MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json")
 STUDY_FOLDERS = ("arch", "search", "select", "retrain", "plots")
 
 
@@ -113,14 +114,14 @@ def _archs(study, searches, selects, space, baselines, table, costs, budgets) ->
 
 
 def _supernet_scores(out: Path, searches: dict, data: Path, specs: dict, batches: int) -> dict[str, dict]:
-    """Each search's scores of the architectures (dev CER, inherited weights), kept in
-    ``supernet_cer.json`` so that a resumed study does not score them again."""
-    path = out / "supernet_cer.json"
+    """Each search's scores of the architectures (dev CER and CTC loss, inherited weights), kept in
+    ``supernet_scores.json`` so that a resumed study does not score them again."""
+    path = out / "supernet_scores.json"
     scores = json.loads(path.read_text()) if path.is_file() else {}
     for run in searches.values():
         if run.out.name not in scores:
             print(f"[study] scoring {len(specs)} architectures with the supernet of {run.out}")
-            scores[run.out.name] = rank.supernet_cer(
+            scores[run.out.name] = rank.supernet_scores(
                 run.out / "checkpoints" / "last.ckpt", data, specs, batches
             )
             atomic_write_json(path, scores)
@@ -198,12 +199,13 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
         metrics = [report.read_metrics(run.out) for run in retrains[key]]
         row = report.make_row(arch, metrics, test_sets, table.predict(arch.spec), measured[key])
         own = [s[owners[key].name] for s in scores.values() if owners[key].name in s]
-        row["supernet_cer"] = statistics.fmean(own) if own else None
+        for measure in METRICS:
+            row[f"supernet_{measure}"] = statistics.fmean(m[measure] for m in own) if own else None
         row["runs"] = [str(run.out) for run in retrains[key]]
         rows.append(row)
     report.rank_among_random(rows)
     standalone = {owners[plan.arch_key(a.spec)].name: r["cer"]["dev"] for a, r in zip(archs, rows)}
-    ranking, tau = rank.ranking_quality(scores, standalone)
+    ranking, tau, taus = rank.ranking_quality(scores, standalone, study["ranking"]["metric"])
     summary = {
         "config": study,
         "device": {key: settings[key] for key in CHECKED_KEYS},
@@ -211,6 +213,7 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
         "budgets": [{"budget": label, "ms": ms} for label, ms in budgets],
         "notes": notes,
         "kendall_tau": tau,
+        "kendall_tau_by_metric": taus,
         "ranking": ranking,
         "rows": rows,
         "seconds": round(time.perf_counter() - start, 1),

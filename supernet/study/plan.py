@@ -218,11 +218,13 @@ def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, bud
     strategy (scores on the arch split, never a test set), in ``select/SEARCH-STRATEGY-BUDGET``."""
     label, ms = budget
     select = study["select"]
-    options = [arg for key, value in select["options"].items() for arg in ("--option", f"{key}={json.dumps(value)}")]
+    options = [
+        arg for key, value in select["options"].items() for arg in ("--option", f"{key}={json.dumps(value)}")
+    ]
     argv = [
         str(search.out / "checkpoints" / "last.ckpt"), "--data", str(data), "--strategy", select["strategy"],
         "--budget", repr(ms), "--lut", str(Path(table).resolve()), "--evaluations", str(select["evaluations"]),
-        "--seed", str(select["seed"]), "--batches", str(select["batches"]), *options,
+        "--seed", str(select["seed"]), "--batches", str(select["batches"]), "--metric", select["metric"], *options,
     ]  # fmt: skip
     return Run("select", out / "select" / f"{search.out.name}-{select['strategy']}-{label}", argv)
 

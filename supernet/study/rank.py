@@ -1,5 +1,6 @@
 """How well a supernet ranks architectures: each one scored with the supernet's inherited weights
-(its path fixed, BatchNorm recalibrated) against its CER when trained alone; Kendall's tau.
+(its path fixed, BatchNorm recalibrated; dev CER and dev CTC loss) against its CER when trained
+alone; Kendall's tau.
 
 Scoring a path with inherited weights (BatchNorm re-estimated on ``batches`` train batches of the
 path alone) is ``supernet.select.score.SupernetScorer``, shared with ``supernet select``. Dev
@@ -27,24 +28,33 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
 
 
 def ranking_quality(
-    scores: dict[str, dict[str, float]], standalone: dict[str, float]
-) -> tuple[list[dict], float | None]:
-    """Kendall's tau of each search's scores (``{search: {arch: dev CER}}``) against the stand-alone
-    dev CER of the same architectures, and the mean of those that are defined."""
+    scores: dict[str, dict[str, dict[str, float]]], standalone: dict[str, float], metric: str
+) -> tuple[list[dict], float | None, dict[str, float | None]]:
+    """Kendall's tau of each search's scores (``{search: {arch: {measure: value}}}``, measures
+    ``cer`` and ``loss``) against the stand-alone dev CER of the same architectures, per measure;
+    the mean over searches of ``metric``'s tau, and that mean for every measure."""
     ranking = []
     for search, score in scores.items():
         names = sorted(set(score) & set(standalone))
-        tau = kendall_tau([score[n] for n in names], [standalone[n] for n in names])
-        ranking.append({"search": search, "kendall_tau": tau, "archs": len(names)})
-    taus = [r["kendall_tau"] for r in ranking if r["kendall_tau"] is not None]
-    return ranking, sum(taus) / len(taus) if taus else None
+        measures = sorted({m for n in names for m in score[n]})
+        taus = {
+            m: kendall_tau([score[n][m] for n in names], [standalone[n] for n in names]) for m in measures
+        }
+        ranking.append(
+            {"search": search, "kendall_tau": taus.get(metric), "by_metric": taus, "archs": len(names)}
+        )
+    means = {}
+    for m in sorted({m for r in ranking for m in r["by_metric"]}):
+        taus = [r["by_metric"][m] for r in ranking if r["by_metric"].get(m) is not None]
+        means[m] = sum(taus) / len(taus) if taus else None
+    return ranking, means.get(metric), means
 
 
-def supernet_cer(
+def supernet_scores(
     ckpt: str | Path, data: Path, archs: dict[str, ArchSpec], batches: int, max_frames: int = 20000
-) -> dict[str, float]:
-    """Dev CER of each architecture of ``archs`` that is a path of the search's space, with the
-    weights of the search checkpoint ``ckpt`` (architectures outside the space are left out)."""
+) -> dict[str, dict[str, float]]:
+    """Dev CER and CTC loss of each architecture of ``archs`` that is a path of the search's space,
+    with the weights of the search checkpoint ``ckpt`` (architectures outside the space are left out)."""
     from supernet.select.score import SupernetScorer
 
     scorer = SupernetScorer(ckpt, data, batches, split="dev", arch_fraction=0.0, max_frames=max_frames)
@@ -54,4 +64,4 @@ def supernet_cer(
             paths[name] = scorer.space.index_of(spec)
         except ValueError:
             continue
-    return {name: scorer(path) for name, path in paths.items()}
+    return {name: scorer.measure(path) for name, path in paths.items()}

@@ -49,6 +49,7 @@ def make_row(
         "wer": {s: statistics.fmean(_rate(m, s, "wer") for m in metrics) for s in sets},
         "retrain_seeds": len(metrics),
         "supernet_cer": None,
+        "supernet_loss": None,
         "rank_among_random": None,
         "arch": arch.spec.to_dict(),
     }
@@ -78,7 +79,7 @@ def _pct(row: dict, split: str) -> str:
 
 def _table(rows: list[dict], sets: list[str]) -> list[str]:
     head = ["name", "kind", "params", "predicted ms", "measured ms", *(f"{s} CER %" for s in sets)]
-    head += ["supernet dev CER %", "rank among random"]
+    head += ["supernet dev CER %", "supernet dev loss", "rank among random"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=lambda r: r["cer"]["dev"]):
         rank = r["rank_among_random"]
@@ -86,6 +87,7 @@ def _table(rows: list[dict], sets: list[str]) -> list[str]:
             f"`{r['name']}`", r["kind"], f"{r['params']:,}", f"{r['predicted_ms']:.3f}", f"{r['latency_ms']:.3f}",
             *(_pct(r, s) for s in sets),
             "-" if r["supernet_cer"] is None else f"{100 * r['supernet_cer']:.1f}",
+            "-" if r.get("supernet_loss") is None else f"{r['supernet_loss']:.3f}",
             "-" if rank is None else f"{rank['rank']} of {rank['of']}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
@@ -128,13 +130,20 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     if over:
         lines += ["", "## Baselines over every budget", "", *_table(over, sets)]
     lines += ["", "## Ranking quality of the supernet", ""]
+
+    def _tau(value: float | None) -> str:
+        return "undefined" if value is None else f"{value:.3f}"
+
+    metric = config["ranking"]["metric"]
     for search in summary["ranking"]:
-        tau = "undefined" if search["kendall_tau"] is None else f"{search['kendall_tau']:.3f}"
-        lines.append(f"- `{search['search']}`: Kendall tau {tau} over {search['archs']} architectures")
-    tau = summary["kendall_tau"]
+        taus = ", ".join(f"{_tau(t)} by supernet dev {m}" for m, t in search.get("by_metric", {}).items())
+        lines.append(f"- `{search['search']}`: Kendall tau {taus} over {search['archs']} architectures")
+    by_metric = summary.get("kendall_tau_by_metric", {})
     lines.append(
-        f"\nKendall tau between the supernet's dev CER (inherited weights) and the stand-alone dev CER: "
-        f"{'undefined' if tau is None else f'{tau:.3f}'} (mean over searches)."
+        f"\nKendall tau between the supernet's dev {metric} (inherited weights) and the stand-alone dev CER: "
+        f"{_tau(summary['kendall_tau'])} (mean over searches"
+        + "".join(f"; by dev {m}: {_tau(t)}" for m, t in by_metric.items() if m != metric)
+        + ")."
     )
     if plots:
         lines += ["", "## Plots", "", *(f"![{p.stem}](plots/{p.name})" for p in plots)]
@@ -204,12 +213,15 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
         ax.legend(fontsize=7)
     paths.append(_save(fig, folder / "random_cer.png"))
 
-    scored = [r for r in rows if r["supernet_cer"] is not None]
+    metric = summary["config"]["ranking"]["metric"]
+    scored = [r for r in rows if r.get(f"supernet_{metric}") is not None]
     if scored:
         fig, ax = plt.subplots(figsize=(4.5, 4))
-        _marked(ax, scored, lambda r: 100 * r["supernet_cer"], lambda r: 100 * r["cer"]["dev"])
+        scale = 100 if metric == "cer" else 1
+        _marked(ax, scored, lambda r: scale * r[f"supernet_{metric}"], lambda r: 100 * r["cer"]["dev"])
         tau = summary["kendall_tau"]
-        ax.set(xlabel="supernet dev CER (%, inherited weights)", ylabel="stand-alone dev CER (%)",
+        label = "supernet dev CER (%" if metric == "cer" else "supernet dev CTC loss per token ("
+        ax.set(xlabel=f"{label}, inherited weights)", ylabel="stand-alone dev CER (%)",
                title=f"Kendall tau {'undefined' if tau is None else f'{tau:.2f}'}")  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
