@@ -75,7 +75,9 @@ def test_the_reward_trades_score_for_cost_and_its_optimum_is_found():
 
     soft = Problem(EDGES, Counting(), latency, None, reward_lambda=lam)
     want = min(PATHS, key=reward)
-    assert score(want) > 0 and latency(want) < latency(dict(zip(EDGES, TARGET))), "the reward moves the optimum"
+    assert score(want) > 0 and latency(want) < latency(dict(zip(EDGES, TARGET))), (
+        "the reward moves the optimum"
+    )
     assert soft.evaluate(want) == pytest.approx(reward(want))
     build_strategy("evolution").run(soft, 120, seed=0)
     path, objective = soft.best()
@@ -227,6 +229,13 @@ def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp
     cache = json.loads((out / "cache.json").read_text())["scores"]
     assert {c["path"] for c in result["candidates"]} == set(cache)
     assert json.loads((out / "run.json").read_text())["status"] == "done"
+    # scored across two processes (gloo on the CPU): the same scores and picks
+    assert cli_main([*argv[:-2], "--out", str(tmp_path / "two"), "--devices", "2"]) == 0
+    shared = json.loads((tmp_path / "two" / "select.json").read_text())
+    assert [b["path"] for b in shared["best"]] == [b["path"] for b in result["best"]]
+    assert {c["path"]: c["score"] for c in shared["candidates"]} == pytest.approx(
+        {c["path"]: c["score"] for c in result["candidates"]}, abs=1e-9
+    )
     # the same command again resumes from the cache: same result, nothing scored again
     assert cli_main(argv) == 0
     again = json.loads((out / "select.json").read_text())
@@ -246,7 +255,9 @@ def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp
     assert cli_main(soft) == 0
     result = json.loads((tmp_path / "soft" / "select.json").read_text())
     [best] = result["best"]
-    assert best["budget"] is None and best["arch"] == "budget_none/arch.yaml" and result["reward_lambda"] == 0.05
+    assert (
+        best["budget"] is None and best["arch"] == "budget_none/arch.yaml" and result["reward_lambda"] == 0.05
+    )
     assert result["prior"] == "alphas"  # a uniform search's alphas: the uniform distribution
     assert best["objective"] == pytest.approx(best["score"] + 0.05 * math.log(best["cost"]))
     assert best["objective"] == min(c["objective"] for c in result["candidates"])
@@ -269,3 +280,4 @@ def test_the_scorer_measures_cer_and_loss_and_its_kept_batches_change_nothing(un
     assert fresh.measure(first) == measured and fresh(first) == measured["cer"]
     with pytest.raises(ValueError, match="metric must be one of"):
         SupernetScorer(ckpt, corpus, metric="wer")
+

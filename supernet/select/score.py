@@ -13,6 +13,7 @@ the loss still orders the paths.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
@@ -29,7 +30,12 @@ class SupernetScorer:
     ``metric`` ``cer`` or ``loss`` (CTC loss per target token); ``scorer.measure(path)`` gives both.
 
     ``split``: ``"arch"`` or ``"dev"``; None picks ``arch`` when the corpus has a non-empty one
-    (``arch_fraction`` of train, as the search held it out), else ``dev``."""
+    (``arch_fraction`` of train, as the search held it out), else ``dev``.
+
+    On several devices (``supernet.select.distributed``) each process keeps ``shard = (rank,
+    world)``, every world-th batch, and ``reduce`` sums a tensor across the processes in place: the
+    BatchNorm statistics and the error and loss sums are combined, so every process gets the score
+    one process would have measured on all the batches (up to float rounding)."""
 
     def __init__(
         self,
@@ -41,6 +47,8 @@ class SupernetScorer:
         max_frames: int = 20000,
         device: str | torch.device | None = None,
         metric: str = "cer",
+        shard: tuple[int, int] = (0, 1),
+        reduce: Callable[[torch.Tensor], None] | None = None,
     ):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -62,6 +70,8 @@ class SupernetScorer:
         if split not in ("arch", "dev"):
             raise ValueError(f"split must be 'arch' or 'dev' (test sets never choose), got {split!r}")
         self.split, self.batches = split, batches
+        self.rank, self.world = shard
+        self.reduce = reduce
         self.norms = [m for m in self.module.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self._batches: dict[str, list[dict]] = {}
 
@@ -75,9 +85,18 @@ class SupernetScorer:
             limit = self.batches if split == "train" else None
             self._batches[split] = [
                 self.datamodule.featurize(move_batch(batch, self.device), augment=False)
-                for batch in islice(self.datamodule.loader(split), limit)
+                for i, batch in enumerate(islice(self.datamodule.loader(split), limit))
+                if i % self.world == self.rank
             ]
         return self._batches[split]
+
+    def prepare(self) -> SupernetScorer:
+        """Read and featurize the batches now: before a process group starts, since the bucket
+        sampler takes a rank's share by itself once ``torch.distributed`` is initialised, and the
+        shares here are the scorer's own (``shard``)."""
+        self.batches_of("train")
+        self.batches_of(self.split)
+        return self
 
     def __call__(self, path: dict[str, int]) -> float:
         return self.measure(path)[self.metric]
@@ -85,22 +104,56 @@ class SupernetScorer:
     @torch.no_grad()
     def measure(self, path: dict[str, int]) -> dict[str, float]:
         """The path's CER and CTC loss per target token on the split, BatchNorm recalibrated."""
-        from torchmetrics.text import CharErrorRate
-
         net = self.module.net
         net.fix_path({name: int(index) for name, index in path.items()})
         if self.norms and self.batches:
-            for norm in self.norms:
-                norm.reset_running_stats()
-                norm.momentum = None  # a plain average over the recalibration batches
-                norm.train()
-            for batch in self.batches_of("train"):
-                net(batch["features"], batch["feature_lengths"])
-            net.eval()
+            self._recalibrate(net)
+        sums = self._sums(net)
+        if self.reduce is not None:
+            self.reduce(sums)
+        errors, chars, loss, utterances = sums.tolist()
+        return {"cer": errors / chars if chars else 0.0, "loss": loss / max(utterances, 1.0)}
+
+    def _recalibrate(self, net: nn.Module) -> None:
+        """BatchNorm's running statistics re-estimated on this path alone: a plain average of the
+        recalibration batches' statistics (momentum None), combined across processes by count."""
+        for norm in self.norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+            norm.train()
+        for batch in self.batches_of("train"):
+            net(batch["features"], batch["feature_lengths"])
+        net.eval()
+        if self.reduce is None:
+            return
+        counts = [norm.num_batches_tracked.double() for norm in self.norms]
+        flat = torch.cat(
+            [
+                t
+                for norm, n in zip(self.norms, counts)
+                for t in (norm.running_mean * n, norm.running_var * n, n[None])
+            ]
+        )
+        self.reduce(flat)
+        for norm in self.norms:
+            size = norm.running_mean.numel()
+            mean, var, count = flat[:size], flat[size : 2 * size], flat[2 * size]
+            flat = flat[2 * size + 1 :]
+            if count > 0:  # no process ran it: this path does not use it
+                norm.running_mean.copy_(mean / count)
+                norm.running_var.copy_(var / count)
+                norm.num_batches_tracked.fill_(int(count))
+
+    def _sums(self, net: nn.Module) -> torch.Tensor:
+        """``[character errors, reference characters, sum of utterance losses, utterances]`` over
+        this process's batches (float64: the sums of several processes add exactly enough)."""
+        from torchmetrics.text import CharErrorRate
+
         cer, loss, utterances = CharErrorRate(), 0.0, 0
         for batch in self.batches_of(self.split):
             mean_loss, log_probs, lengths = self.module.ctc_loss(batch, net)
             count = len(batch["texts"])  # the loss is a mean over utterances of loss / target length
             loss, utterances = loss + float(mean_loss) * count, utterances + count
             cer.update(self.module.decode(log_probs, lengths), [normalize_text(t) for t in batch["texts"]])
-        return {"cer": float(cer.compute()), "loss": loss / max(utterances, 1)}
+        errors, chars = (float(cer.errors), float(cer.total)) if utterances else (0.0, 0.0)
+        return torch.tensor([errors, chars, loss, float(utterances)], dtype=torch.float64, device=self.device)
