@@ -37,7 +37,7 @@ RECIPES = {
         "data.max_frames": 20000,
         "model.method_options": "{fair: true}",
     },
-    "long_10k": {"trainer.max_epochs": 9, "data.max_frames": 10000},
+    "long_20k_graphs": {"trainer.max_epochs": 16, "data.max_frames": 20000, "model.cuda_graphs": "true"},
 }
 COMMON = {
     "model.method": "uniform",
