@@ -72,3 +72,30 @@ def test_demo_refuses_a_table_that_cannot_price_its_networks_before_building_any
     assert main([*argv, "--lut", "st_nas_cpu"]) == 2  # the shipped table holds width 256 only
     assert "no entry for op" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_demo_runs_the_whole_pipeline_at_tiny_size_and_logs_to_wandb_offline(tmp_path, capsys, monkeypatch):
+    """The README's first command, shrunk: corpus, search, extract, both retrains, the table; the
+    default W&B logger writes offline runs (no account), and a second demo into the folder is refused."""
+    import json
+
+    from supernet.space import SearchSpace
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "run"
+    argv = ["demo", "--data", str(tmp_path / "data"), "--minutes", "0.6", "--out", str(out), "--dim", "16",
+            "--search-epochs", "2", "--warmup-epochs", "1", "--retrain-epochs", "1", "--logger", "wandb"]  # fmt: skip
+    assert main(argv) == 0
+    rows = {r["model"]: r for r in json.loads((out / "demo.json").read_text())["rows"]}
+    assert set(rows) == {"searched", "tdnn_d"}
+    assert rows["tdnn_d"]["layers"] == " ".join(ArchSpec.load("tdnn_d").layers)
+    derived = ArchSpec.load(out / "search" / "arch.yaml")
+    SearchSpace.from_yaml(out / "space.yaml").index_of(derived)  # the pick is a path of the space
+    for row in rows.values():
+        assert row["params"] > 0 and 0 <= row["test_cer"] and 0 <= row["dev_cer"]
+    for stage in ("search", "derived", "baseline"):
+        assert list((out / stage / "wandb").glob("offline-run-*/run-*.wandb")), stage
+    printed = capsys.readouterr().out
+    assert "searched" in printed and "tdnn_d" in printed
+    assert main(argv) == 2  # the folder holds a demo run now
+    assert "--overwrite" in capsys.readouterr().err
