@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ops.streaming import NotStreamable
+
 # Look-ahead of full-utterance ops (BLSTM, abs/rel attention): "reads the whole future".
 UNBOUNDED = 10**9
 
@@ -106,6 +108,11 @@ class Op(nn.Module):
     def flops(self, T: int) -> int:
         """Approximate multiply-adds for `T` input frames, batch 1."""
         raise NotImplementedError
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool) -> tuple[torch.Tensor, dict]:
+        """One chunk of a stream: the output frames now complete and the state for the next chunk
+        (``ops.streaming`` has the contract). Ops that can stream override it."""
+        raise NotStreamable(f"op {self.spec or type(self).__name__!r} has no streaming path")
 
     def out_frames(self, T: int) -> int:
         return math.ceil(T / self.stride)

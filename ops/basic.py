@@ -11,6 +11,14 @@ from torch import nn
 
 from ops.base import Op, mask_padding, strided_lengths
 from ops.registry import Spec, register
+from ops.streaming import stream_state
+
+
+def _strided_step(state: dict, frames: int, stride: int) -> tuple[int, int]:
+    """``(first kept frame of this chunk, frames kept)`` of every ``stride``-th frame of a stream."""
+    seen = state.get("seen", 0)
+    state["seen"] = seen + frames
+    return (-seen) % stride, -(-(seen + frames) // stride) - -(-seen // stride)
 
 
 class Skip(Op):
@@ -27,6 +35,11 @@ class Skip(Op):
         if self.input_masked:  # every kept frame past a length is a padded input frame: already zero
             return x[:, :: self.stride], lengths
         return mask_padding(x[:, :: self.stride], lengths), lengths
+
+    def stream(self, x, state, final):
+        state = stream_state(state)
+        first, _ = _strided_step(state, x.shape[1], self.stride)
+        return x[:, first :: self.stride], state
 
     def flops(self, T: int) -> int:
         return 0
@@ -46,6 +59,11 @@ class Zero(Op):
             lengths, self.stride
         )
 
+    def stream(self, x, state, final):
+        state = stream_state(state)
+        _, kept = _strided_step(state, x.shape[1], self.stride)
+        return x.new_zeros(x.shape[0], kept, self.out_dim), state
+
     def flops(self, T: int) -> int:
         return 0
 
@@ -61,6 +79,9 @@ class Linear(Op):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         return mask_padding(self.proj(x), lengths), lengths
+
+    def stream(self, x, state, final):
+        return self.proj(x), stream_state(state)
 
     def flops(self, T: int) -> int:
         return T * self.proj.in_features * self.proj.out_features

@@ -17,7 +17,11 @@ from torch import nn
 from ops.attention import ATTENTION_NUMBERS, KINDS, MultiHeadSelfAttention, attention_from_spec
 from ops.base import UNBOUNDED, Op, lengths_to_mask, mask_padding, same_padding
 from ops.registry import Spec, register
+from ops.streaming import Delay, Window, no_frames, stream_state
 from ops.tdnn import ChannelNorm
+
+# residual inputs waiting for the sub-layer they skip (its look-ahead), in a block's stream state
+ATTENTION_RESIDUAL, CONV_RESIDUAL = Delay("x_attention"), Delay("x_conv")
 
 
 class FeedForward(nn.Module):
@@ -55,12 +59,28 @@ class ConvModule(nn.Module):
         self.pointwise_out = nn.Conv1d(dim, dim, 1)
         self.dropout = nn.Dropout(dropout)
         self.dim, self.kernel, self.lookahead = dim, kernel, self.padding[1]
+        self.window = Window(kernel - 1, 1, self.padding[0])
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        x = F.glu(self.pointwise_in(self.norm_in(x).transpose(1, 2)), dim=1)
-        x = F.pad(x.masked_fill(~valid[:, None, :], 0.0), self.padding)
-        x = F.silu(self.norm(self.depthwise(x)))
+        x = self._gate(x).masked_fill(~valid[:, None, :], 0.0)
+        return self._convolve(F.pad(x, self.padding))
+
+    def _gate(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, T, d) -> (B, d, T)`: LayerNorm, pointwise conv, GLU (frame by frame)."""
+        return F.glu(self.pointwise_in(self.norm_in(x).transpose(1, 2)), dim=1)
+
+    def _convolve(self, padded: torch.Tensor) -> torch.Tensor:
+        """Padded `(B, d, T)` -> `(B, T', d)`: depthwise conv, norm, swish, pointwise conv, dropout."""
+        x = F.silu(self.norm(self.depthwise(padded)))
         return self.dropout(self.pointwise_out(x)).transpose(1, 2)
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        """The convolution state: the last `kernel - 1` gated frames (the look-ahead's among them
+        when not causal)."""
+        state = stream_state(state)
+        gated = self._gate(x) if x.shape[1] else x.new_zeros(x.shape[0], self.dim, 0)  # Conv1d needs a frame
+        window, _ = self.window.step(state, gated, final)
+        return (no_frames(x, self.dim) if window is None else self._convolve(window)), state
 
     def flops(self, T: int) -> int:
         return T * (2 * self.dim * self.dim + self.kernel * self.dim + self.dim * self.dim)
@@ -115,6 +135,16 @@ class ConformerBlock(_Block):
         x = self.norm_out(x + 0.5 * self.ffn2(x))
         return mask_padding(x, lengths), lengths
 
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        state = stream_state(state)
+        x = self.project(x)
+        x = x + 0.5 * self.ffn1(x)
+        a, state["attention"] = self.attention.stream(self.norm_attention(x), state.get("attention"), final)
+        x = ATTENTION_RESIDUAL(state, x, a.shape[1]) + self.dropout(a)
+        c, state["conv"] = self.conv.stream(x, state.get("conv"), final)
+        x = CONV_RESIDUAL(state, x, c.shape[1]) + c
+        return self.norm_out(x + 0.5 * self.ffn2(x)), state
+
     def flops(self, T: int) -> int:
         return (
             self.proj_flops(T)
@@ -143,6 +173,13 @@ class TransformerLayer(_Block):
         x = x + self.dropout(self.attention(self.norm_attention(x), valid))
         x = x + self.ffn(x)
         return mask_padding(x, lengths), lengths
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        state = stream_state(state)
+        x = self.project(x)
+        a, state["attention"] = self.attention.stream(self.norm_attention(x), state.get("attention"), final)
+        x = ATTENTION_RESIDUAL(state, x, a.shape[1]) + self.dropout(a)
+        return x + self.ffn(x), state
 
     def flops(self, T: int) -> int:
         return self.proj_flops(T) + self.attention.flops(T) + self.ffn.flops(T)

@@ -26,7 +26,10 @@ from torch import nn
 
 from ops.base import UNBOUNDED, Op, mask_padding, strided_lengths
 from ops.registry import register_wrapper
+from ops.streaming import Delay, stream_state
 from ops.wrappers import build_branch
+
+UNGROUPED = Delay("ungrouped")  # a stream's frames not yet a whole group of `factor`
 
 FACTORS = (2, 4)
 
@@ -47,11 +50,30 @@ class Downsampled(Op):
         if not self.input_masked:
             x = mask_padding(x, lengths)
         T, f = x.shape[1], self.factor
-        x = F.pad(x, (0, 0, 0, (-T) % f))  # the last group's missing frames are zeros (padding)
-        groups = rearrange(x, "b (t f) c -> b t f c", f=f)
-        slow = torch.einsum("btfc,f->btc", groups, self.weights.softmax(0).to(x.dtype))
-        y, _ = self.op(slow, strided_lengths(lengths, f))
+        y, _ = self.op(self._pool(x), strided_lengths(lengths, f))
         return mask_padding(repeat(y, "b t c -> b (t f) c", f=f)[:, :T], lengths), lengths
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, T, C)` -> `(B, ceil(T / f), C)`: the learned weighted mean of each group of frames."""
+        f = self.factor
+        x = F.pad(x, (0, 0, 0, (-x.shape[1]) % f))  # the last group's missing frames are zeros (padding)
+        groups = rearrange(x, "b (t f) c -> b t f c", f=f)
+        return torch.einsum("btfc,f->btc", groups, self.weights.softmax(0).to(x.dtype))
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        """Whole groups go to the op (the last one, zero-padded, at the end); its frames are
+        repeated back and the output cut to the stream's length."""
+        state = stream_state(state)
+        f = self.factor
+        queued = UNGROUPED.push(state, x)
+        slow = self._pool(UNGROUPED.pop(state, queued if final else queued // f * f))
+        y, state["op"] = self.op.stream(slow, state.get("op"), final)
+        y = repeat(y, "b t c -> b (t f) c", f=f)
+        state["seen"] = state.get("seen", 0) + x.shape[1]
+        if final:
+            y = y[:, : state["seen"] - state.get("emitted", 0)]
+        state["emitted"] = state.get("emitted", 0) + y.shape[1]
+        return y, state
 
     def flops(self, T: int) -> int:
         return self.op.flops(math.ceil(T / self.factor)) + T * self.in_dim

@@ -33,6 +33,12 @@ from ops.attention import ATTENTION_NUMBERS, KINDS, MultiHeadSelfAttention, atte
 from ops.base import UNBOUNDED, Op, lengths_to_mask, mask_padding, same_padding
 from ops.conformer import FeedForward, _Block
 from ops.registry import Spec, register
+from ops.streaming import Delay, Window, no_frames, stream_state
+
+# frames waiting in a stream state: the cgMLP's gate input for its conv, each branch's output for
+# the other's, the merge conv's input and the block's input for the merge conv's look-ahead
+GATE_INPUT, ATTENTION_OUT, GATING_OUT = Delay("r"), Delay("attention_out"), Delay("gating_out")
+MERGED, BLOCK_INPUT = Delay("merged"), Delay("x")
 
 
 class ConvGatingMLP(nn.Module):
@@ -52,12 +58,29 @@ class ConvGatingMLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.proj_out = nn.Linear(half, dim)
         self.dim, self.units, self.kernel, self.lookahead = dim, units, kernel, self.padding[1]
+        self.window = Window(kernel - 1, 1, self.padding[0])
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        r, g = self._split(x)
+        g = g.masked_fill(~valid[..., None], 0.0).transpose(1, 2)
+        return self._gated(r, self.conv(F.pad(g, self.padding)).transpose(1, 2))
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two halves `r`, `LN(g)` of `GELU(proj_in(x))`, frame by frame."""
         r, g = F.gelu(self.proj_in(x)).chunk(2, dim=-1)
-        g = self.norm(g).masked_fill(~valid[..., None], 0.0).transpose(1, 2)
-        g = self.conv(F.pad(g, self.padding)).transpose(1, 2)
+        return r, self.norm(g)
+
+    def _gated(self, r: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return self.proj_out(self.dropout(r * g))
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        state = stream_state(state)
+        r, g = self._split(x)
+        window, count = self.window.step(state, g.transpose(1, 2), final)
+        r = GATE_INPUT(state, r, count)
+        if window is None:
+            return no_frames(x, self.dim), state
+        return self._gated(r, self.conv(window).transpose(1, 2)), state
 
     def flops(self, T: int) -> int:
         half = self.units // 2
@@ -89,6 +112,7 @@ class EBranchformerBlock(_Block):
         self.ffn2 = FeedForward(dim, ratio, dropout)
         self.norm_out = nn.LayerNorm(dim)
         self.dim, self.merge_kernel = dim, merge_kernel
+        self.merge_window = Window(merge_kernel - 1, 1, self.merge_padding[0])
         if attention.lookahead >= UNBOUNDED:
             self.lookahead = UNBOUNDED
         else:
@@ -106,6 +130,21 @@ class EBranchformerBlock(_Block):
         x = x + self.dropout(self.merge_proj(merged + fused))
         x = self.norm_out(x + 0.5 * self.ffn2(x))
         return mask_padding(x, lengths), lengths
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        state = stream_state(state)
+        x = self.project(x)
+        x = x + 0.5 * self.ffn1(x)
+        a, state["attention"] = self.attention.stream(self.norm_attention(x), state.get("attention"), final)
+        g, state["cgmlp"] = self.cgmlp.stream(self.norm_mlp(x), state.get("cgmlp"), final)
+        both = min(ATTENTION_OUT.push(state, a), GATING_OUT.push(state, g))  # the branches' common frames
+        a, g = ATTENTION_OUT.pop(state, both), GATING_OUT.pop(state, both)
+        merged = torch.cat([self.dropout(a), self.dropout(g)], dim=-1)
+        window, count = self.merge_window.step(state.setdefault("merge", {}), merged.transpose(1, 2), final)
+        merged, x = MERGED(state, merged, count), BLOCK_INPUT(state, x, count)
+        fused = no_frames(merged, 2 * self.dim) if window is None else self.merge_conv(window).transpose(1, 2)
+        x = x + self.dropout(self.merge_proj(merged + fused))
+        return self.norm_out(x + 0.5 * self.ffn2(x)), state
 
     def flops(self, T: int) -> int:
         merge = T * (self.merge_kernel * 2 * self.dim + 2 * self.dim * self.dim)

@@ -18,6 +18,7 @@ from torch import nn
 
 from ops.base import Op, mask_padding, strided_lengths
 from ops.registry import Spec, register
+from ops.streaming import Window, no_frames, stream_state
 
 SAMPLE_RATE = 16000
 WINDOW, HOP, N_FFT = 400, 160, 512
@@ -118,11 +119,23 @@ class LearnableFilterbank(WaveformFrontend):
         with torch.no_grad():
             self.conv.weight.copy_(gabor_filters(n_filters)[:, None])
         self.n_filters = n_filters
+        self.window = Window(WINDOW - 1, HOP, WINDOW // 2)
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:
-        y = self.conv(F.pad(wav[:, None], (WINDOW // 2, WINDOW // 2)))
-        real, imag = y.chunk(2, dim=1)
+        return self._log_power(F.pad(wav[:, None], (WINDOW // 2, WINDOW // 2)))
+
+    def _log_power(self, padded: torch.Tensor) -> torch.Tensor:
+        """Padded `(B, 1, S)` samples -> `(B, F, frames)` log power of each complex filter."""
+        real, imag = self.conv(padded).chunk(2, dim=1)
         return torch.log(real**2 + imag**2 + LOG_FLOOR)
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        """Samples in, frames out: the last window's samples are kept (under 560)."""
+        state = stream_state(state)
+        window, _ = self.window.step(state, x.transpose(1, 2), final)
+        if window is None:
+            return no_frames(x, self.n_filters), state
+        return self._log_power(window).transpose(1, 2), state
 
     def flops(self, T: int) -> int:
         return self.out_frames(T) * 2 * self.n_filters * (WINDOW + 1)

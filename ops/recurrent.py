@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ops.base import UNBOUNDED, Op, mask_padding
 from ops.registry import Spec, register
+from ops.streaming import NotStreamable, stream_state
 
 
 class LSTM(Op):
@@ -32,6 +33,18 @@ class LSTM(Op):
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         y, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])
         return mask_padding(self.dropout(y), lengths), lengths
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        """The LSTM's own state `(h, c)` carries the stream; a BLSTM's backward pass starts at the end."""
+        if self.directions > 1:
+            raise NotStreamable("a BLSTM reads the utterance backwards from its last frame")
+        state = stream_state(state)
+        if x.shape[1]:
+            y, state["hx"] = self.rnn(x, state.get("hx"))
+            x = self.dropout(y)
+        else:
+            x = x.new_zeros(x.shape[0], 0, self.hidden)
+        return x, state
 
     def flops(self, T: int) -> int:
         return self.directions * T * 4 * self.hidden * (self.in_dim + self.hidden)

@@ -1,7 +1,7 @@
 """Spec parsing and the family registry: `ops.build("tdnn-k3-d2", 256)`.
 
 A spec is `family-token-token...`. Number tokens are a letter and an integer (`k3` kernel,
-`d2` dilation, `s3` stride, `f4` FFN ratio, `h4` heads, `w16` window, `l0` right window,
+`d2` dilation, `s3` stride, `f4` FFN ratio, `h4` heads, `w16` window (or chunk's left context), `l0` right window,
 `c16` chunk, `m3` merge kernel, `e96` inner width); word tokens are bare (`abs|rel|local|chunk`,
 `bn|ln`, `causal`). Each family registers the tokens it accepts with their defaults, so a typo
 fails loudly with the valid list.
@@ -26,7 +26,7 @@ NUMBER_TOKENS = {
     "s": "stride",
     "f": "FFN ratio",
     "h": "heads",
-    "w": "window (frames each side)",
+    "w": "window (frames: each side for local attention, before the chunk for chunk attention)",
     "l": "right window (frames)",
     "c": "chunk (frames)",
     "m": "merge kernel",

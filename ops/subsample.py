@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from ops.base import Op, mask_padding, strided_lengths
 from ops.registry import Spec, register
+from ops.streaming import Window, stream_state
 
 
 class Conv2dSubsampling4(Op):
@@ -33,6 +35,7 @@ class Conv2dSubsampling4(Op):
         self.out = nn.Linear(channels * self.freq, out_dim)
         self.dropout = nn.Dropout(dropout)
         self.channels, self.out_dim = channels, out_dim
+        self.window = Window(span=2, stride=2, left=1, dim=2)  # either conv's time axis: 3 taps, stride 2
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         half = strided_lengths(lengths, 2)
@@ -41,6 +44,19 @@ class Conv2dSubsampling4(Op):
         lengths = strided_lengths(half, 2)
         x = self.dropout(self.out(rearrange(x, "b c t f -> b t (c f)")))  # channels x frequency per frame
         return mask_padding(x, lengths), lengths
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        """Each conv keeps the frames its next window reads; the time padding comes from the
+        stream (its `Window`), the frequency padding from the conv's own setting."""
+        state = stream_state(state)
+        x = x[:, None]  # (B, 1, T, F)
+        for name, conv, freq in (("conv1", self.conv1, self.half_freq), ("conv2", self.conv2, self.freq)):
+            window, _ = self.window.step(state.setdefault(name, {}), x, final)
+            if window is None:  # nothing new; the next conv may still have frames to flush
+                x = x.new_zeros(x.shape[0], self.channels, 0, freq)
+            else:
+                x = torch.relu(F.conv2d(window, conv.weight, conv.bias, conv.stride, (0, conv.padding[1])))
+        return self.dropout(self.out(rearrange(x, "b c t f -> b t (c f)"))), state
 
     def flops(self, T: int) -> int:
         quarter_t = self.out_frames(T)

@@ -17,6 +17,7 @@ from torch import nn
 
 from ops.base import Op, lengths_to_mask, mask_padding, same_padding, strided_lengths
 from ops.registry import Spec, register
+from ops.streaming import Window, no_frames, stream_state
 
 
 class ChannelNorm(nn.Module):
@@ -98,6 +99,7 @@ class TDNN(Op):
         self.dropout = nn.Dropout(dropout)
         self.kernel, self.in_dim, self.out_dim = kernel, in_dim, out_dim
         self.conv_padding, self.first_output, self.pad_input = self._plan_padding()
+        self.window = Window(dilation * (kernel - 1), stride, self.padding[0])
 
     def _plan_padding(self) -> tuple[int, int, tuple[int, int] | None]:
         """``(symmetric padding, first output kept, explicit input padding or None)``.
@@ -135,14 +137,24 @@ class TDNN(Op):
         view and 0.85-1.00 with this path. The bench's "legacy tdnn" rows time this path on the GPU.
         """
         x = F.pad((x if self.input_masked else mask_padding(x, lengths)).transpose(1, 2), self.padding)
-        if self.separable:
-            x = self.depthwise(x)
-        x = self.conv(x)
-        norm = self.norm.norm
-        x = norm(x) if self.norm.kind == "bn" else norm(x.transpose(1, 2)).transpose(1, 2)
-        x = self.dropout(torch.relu(x)).transpose(1, 2)
+        x = self._block(x)
         lengths = strided_lengths(lengths, self.stride)
         return mask_padding(x, lengths), lengths
+
+    def _block(self, padded: torch.Tensor) -> torch.Tensor:
+        """Padded `(B, C_in, T)` -> `(B, T', C_out)`: conv (no padding of its own), norm, ReLU,
+        dropout; the CPU path and the streaming path (over a `Window`) both run it."""
+        x = self.conv(self.depthwise(padded) if self.separable else padded)
+        norm = self.norm.norm
+        x = norm(x) if self.norm.kind == "bn" else norm(x.transpose(1, 2)).transpose(1, 2)
+        return self.dropout(torch.relu(x)).transpose(1, 2)
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        """The last frames the kernel still reads are kept (under `span + stride`); an output
+        comes once its `lookahead` frames have."""
+        state = stream_state(state)
+        window, _ = self.window.step(state, x.transpose(1, 2), final)
+        return (no_frames(x, self.out_dim) if window is None else self._block(window)), state
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, T, C_in)` -> `(B, ceil(T / s), C_out)`, channels last."""

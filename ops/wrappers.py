@@ -21,6 +21,9 @@ from torch import nn
 
 from ops.base import Op, mask_padding
 from ops.registry import Spec, build, register_width, register_wrapper
+from ops.streaming import Delay, stream_state
+
+BRANCH_INPUT = Delay("x")  # a residual's input, waiting for its branch's look-ahead
 
 
 class Residual(Op):
@@ -44,6 +47,11 @@ class Residual(Op):
         y, out_lengths = self.op(x, lengths)
         return (x if self.input_masked else mask_padding(x, lengths)) + y, out_lengths
 
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        state = stream_state(state)
+        y, state["op"] = self.op.stream(x, state.get("op"), final)
+        return BRANCH_INPUT(state, x, y.shape[1]) + y, state
+
     def flops(self, T: int) -> int:
         return self.op.flops(T)
 
@@ -64,6 +72,10 @@ class Projected(Op):
         # the projection's bias reaches padded frames: the inner op masks its input itself
         y, lengths = self.op(self.proj_in(x), lengths)
         return mask_padding(self.proj_out(y), lengths), lengths
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        y, state = self.op.stream(self.proj_in(x), state, final)
+        return self.proj_out(y), state
 
     def flops(self, T: int) -> int:
         return (

@@ -24,7 +24,7 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from losses.ctc import ctc_loss, use_triton
 from supernet.archspec import ArchSpec
-from supernet.data.tokenizer import BLANK, UNKNOWN, CharTokenizer, normalize_text
+from supernet.data.tokenizer import BLANK, UNKNOWN, normalize_text, tokenizer_from_vocab
 from supernet.decoding import greedy_ctc_decode
 from supernet.derived import DerivedNet
 from supernet.divergence import Finding, FiniteWatch, nonfinite_tensors
@@ -125,6 +125,7 @@ class CTCModule(pl.LightningModule):
 
     ctc_implementation = "auto"
     op_graphs = None  # this fit's ``supernet.accel.cuda_graphs.OpGraphs`` (``hparams.cuda_graphs``)
+    test_decoder = None  # the test sets' decoder (``supernet.decoding``, retrain's --decoder); None: greedy
 
     def __init__(self, vocab: list[str] | None):
         super().__init__()
@@ -134,13 +135,21 @@ class CTCModule(pl.LightningModule):
             )
         if list(vocab[:2]) != [BLANK, UNKNOWN]:
             raise ValueError(f"vocab must start with {BLANK!r}, {UNKNOWN!r}; got {list(vocab[:2])}")
-        self.tokenizer = CharTokenizer(list(vocab[2:]))
+        self.tokenizer = tokenizer_from_vocab(vocab)  # characters, or subword pieces (decode only)
         self.vocab_size = len(self.tokenizer)
         self.metrics = nn.ModuleDict()  # split key -> ModuleDict(wer, cer), made on first use
         self.monitored: set[str] = set()  # metrics the callbacks monitor, read at each fit's start
         self.ctc_report: dict | None = None  # set by check_ctc_feasible before training
         self.finite_watch = FiniteWatch()  # this epoch's losses (and alphas), read at log steps
         self._finite_read_due = False  # a log step: read the watch once the step is done
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A subword model encodes (``evaluate``'s targets, ``select``'s CTC loss) only with its
+        sentencepiece model, which the checkpoint's data-module state carries."""
+        from supernet.data.datamodule import checkpoint_tokenizer
+
+        super().on_load_checkpoint(checkpoint)
+        self.tokenizer = checkpoint_tokenizer(checkpoint, self.tokenizer)
 
     def check_feature_dim(self, expected: int, source: str, what: str) -> None:
         """A clear error when the data module's features do not fit the network's input."""
@@ -303,7 +312,8 @@ class CTCModule(pl.LightningModule):
     # --- evaluation -----------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
         loss, log_probs, out_lengths = self.ctc_loss(batch)
-        hyps = self.decode(log_probs, out_lengths)
+        testing = self.test_decoder is not None and split.startswith("test/")
+        hyps = (self.test_decoder if testing else self.decode)(log_probs, out_lengths)
         refs = [normalize_text(t) for t in batch["texts"]]
         metrics = self.split_metrics(split)
         metrics["wer"].update(hyps, refs)
@@ -353,7 +363,7 @@ class ASRModule(CTCModule):
     Args:
         arch: an ArchSpec YAML path or its dict; stored as a dict in the checkpoint, so
             ``ASRModule.load_from_checkpoint(ckpt)`` needs no file.
-        vocab: the tokenizer's vocabulary (``CharTokenizer.vocab``: blank, unknown, characters);
+        vocab: the tokenizer's vocabulary (blank, unknown, characters or subword pieces);
             the retrain command links it from the data module.
         lr: peak learning rate of AdamW. warmup_steps: linear warm-up length in optimizer steps.
         weight_decay: AdamW decay, on weight matrices only (not on biases and norms).

@@ -330,10 +330,10 @@ def test_a_failed_build_leaves_the_old_corpus_and_no_partial_folder(occupied, se
     assert leftovers(occupied) == []
 
 
-def fake_render(folder: Path, langs, minutes, seed, workers) -> None:
+def fake_render(folder: Path, langs, minutes, seed, workers, text="random") -> None:
     """Stands in for rendering where only the folder handling is tested: a metadata.json alone."""
     metadata = {"generator": "supernet corpus", "format_version": corpus.FORMAT_VERSION}
-    metadata["parameters"] = corpus.build_parameters(langs, minutes, seed)
+    metadata["parameters"] = corpus.build_parameters(langs, minutes, seed, text)
     (folder / "metadata.json").write_text(json.dumps(metadata))
 
 

@@ -315,3 +315,50 @@ def test_transcribe_audio_files_prints_no_score(families, manifest, capsys):
     assert cli_main(["transcribe", report["onnx"], str(audio / "u0.flac"), str(audio / "u3.flac")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(audio / "u0.flac"), str(audio / "u3.flac")]
+
+
+def test_a_model_trained_with_global_cmvn_is_evaluated_and_exported_with_its_statistics(tmp_path):
+    """`--data.normalisation global` keeps the train split's statistics in the data module's state:
+    inference (evaluate, transcribe, export, an ONNX model's own features) must use them."""
+    from supernet.commands.evaluate import feature_pipeline
+    from supernet.data.features import GlobalCMVN, normalize_per_utterance
+    from supernet.deploy.checkpoint import load_module
+
+    module = tiny_module(TDNNS, name="global")
+    ckpt = save_checkpoint(module, tmp_path / "global.ckpt")
+    saved = torch.load(ckpt, weights_only=False)
+    dim = module.spec.feature_dim
+    cmvn = GlobalCMVN(torch.linspace(-3.0, 2.0, dim), torch.linspace(0.5, 4.0, dim))
+    torch.save({**saved, "SpeechDataModule": {"cmvn": cmvn.to_dict()}}, ckpt)
+    loaded = load_module(ckpt)
+    pipeline = feature_pipeline(loaded)
+    assert pipeline.normalisation == "global" and torch.equal(pipeline.cmvn.mean, cmvn.mean)
+    audio, lengths = pad_waveforms(synthetic_waveforms([1.2, 0.7], 16000, seed=1))
+    with torch.no_grad():
+        raw, raw_lengths = pipeline.extractor(audio, lengths)
+        expected, out_lengths = loaded.net(cmvn(raw, raw_lengths), raw_lengths)
+        per_utterance = loaded.net(normalize_per_utterance(raw, raw_lengths), raw_lengths)[0]
+        got = deploy_module(loaded, "waveform")(audio, lengths)[0]
+    expected, lengths_np = expected.numpy(), out_lengths.numpy()
+    assert max_valid_diff(got.numpy(), expected, lengths_np)[0] <= 1e-5
+    assert max_valid_diff(per_utterance.numpy(), expected, lengths_np)[0] > 1e-2  # so the check can fail
+    for kind in ("waveform", "features"):
+        report = export_onnx(ckpt, tmp_path / f"{kind}.onnx", input_kind=kind)
+        assert report["parity"]["max_abs_diff"] <= 1e-4, report["parity"]
+        assert metadata(tmp_path / f"{kind}.onnx")["features"]["normalisation"]["mean"] == cmvn.mean.tolist()
+        onnx_log_probs, onnx_lengths = OnnxCTC(tmp_path / f"{kind}.onnx").log_probs(audio, lengths)
+        assert max_valid_diff(np.asarray(onnx_log_probs), expected, lengths_np)[0] <= 1e-4
+    # transcribe --stream: chunk by chunk with caches, the same text as the whole utterance
+    wav = tmp_path / "a.wav"
+    sf.write(wav, audio[0, : lengths[0]].numpy(), 16000)
+    texts = {}
+    for name, extra in (("full", []), ("stream", ["--stream", "--chunk-ms", "160"])):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli_main(["transcribe", ckpt, str(wav), *extra]) == 0
+        texts[name] = out.getvalue().splitlines()
+    assert texts["stream"][0] == texts["full"][0] and len(texts["full"][0].split("\t")[1]) > 3
+    assert texts["stream"][1].startswith("streaming: ") and "chunks of 160 ms" in texts["stream"][1]
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert cli_main(["transcribe", str(tmp_path / "waveform.onnx"), str(wav), "--stream"]) == 2
+    assert "--stream runs a retrain checkpoint" in err.getvalue()

@@ -48,7 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("supernet.commands.study", "searched vs random vs baseline architectures at equal latency"),
     "select": ("supernet.commands.select", "a path per budget from a trained supernet (random, evolution, tpe, nsga2)"),
     "export": ("supernet.commands.export", "a retrained model as ONNX (fp32, optionally int8), checked against PyTorch"),
-    "transcribe": ("supernet.commands.transcribe", "greedy transcripts of audio files with a checkpoint or an ONNX model"),
+    "transcribe": ("supernet.commands.transcribe", "transcripts of audio files with a checkpoint or an ONNX model"),
+    "lm": ("supernet.commands.lm", "word n-gram language model (ARPA) from a corpus' training transcripts"),
 }
 
 # subcommand -> (module, help): LightningCLI commands that parse their own argv in `main(argv)`,

@@ -1,6 +1,7 @@
 """`supernet corpus`: build the synthetic multilingual corpus (espeak-ng speech of real words).
 
     supernet corpus --out data/demo --langs en,es,de --minutes 30 --seed 0 [--workers N] [--overwrite]
+        [--text random|markov]
 
 Prints each split's utterances, minutes and speakers, and each language's word counts. A folder
 that already holds this very corpus is kept as is; one holding anything else is replaced only with
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from supernet.data.corpus import DEFAULT_LANGS, CorpusError, build_corpus, build_parameters, holds_corpus
+from supernet.data.sentences import TEXT_KINDS
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +28,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument(
+        "--text",
+        choices=TEXT_KINDS,
+        default="random",
+        help="random words (default), or markov: sentences with structure a word LM can learn",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace what --out holds (another corpus or other files) once the new corpus is complete",
@@ -34,9 +42,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     langs = tuple(lang.strip() for lang in args.langs.split(",") if lang.strip())
-    kept = holds_corpus(Path(args.out), build_parameters(langs, args.minutes, args.seed))
+    kept = holds_corpus(Path(args.out), build_parameters(langs, args.minutes, args.seed, args.text))
     try:
-        out = build_corpus(args.out, langs, args.minutes, args.seed, args.workers, args.overwrite)
+        out = build_corpus(args.out, langs, args.minutes, args.seed, args.workers, args.overwrite, args.text)
     except CorpusError as err:
         print(f"supernet corpus: error: {err}", file=sys.stderr)
         return 2

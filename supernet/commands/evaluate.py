@@ -3,9 +3,14 @@
 The report (JSON) holds, per test set, WER/CER with jiwer's word alignment counts (hits,
 substitutions, deletions, insertions); the parameter count and the size of the weights; the peak
 memory of scoring; and the latency of one utterance (``--seconds``, default 10 s, batch 1) from
-waveform to text (features, network, greedy decoding): the median of ``--repeats`` runs after
+waveform to text (features, network, decoding): the median of ``--repeats`` runs after
 ``--warmup`` runs, on the CPU and, when present, on CUDA, with the real-time factor
 (latency / audio duration).
+
+Decoding is greedy unless ``--decoder beam`` (``supernet.decoding``): beam search, optionally with
+a lexicon and a word LM (``--lm``, from ``supernet lm build`` or a KenLM file). The beam search runs
+on the CPU whatever the device, and its time is part of the latency; the report's ``decoder``
+says which decoding made the figures.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` while scoring the test sets. On the CPU,
 the process' peak resident set size (``ru_maxrss``) and its growth during scoring; it is a
@@ -40,6 +45,8 @@ from supernet.data.features import FeaturePipeline
 from supernet.data.manifest import ManifestError, read_manifest
 from supernet.data.preflight import check_audio
 from supernet.data.tokenizer import normalize_text
+from supernet.decoding import Decoder, DecoderOptions, add_decoder_arguments, decoder_options, make_decoder
+from supernet.deploy.checkpoint import load_module
 from supernet.outputs import atomic_write_text, check_writable
 
 
@@ -54,6 +61,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for scoring"
     )
+    add_decoder_arguments(parser)
 
 
 def test_sets(data: Path) -> dict[str, list]:
@@ -64,10 +72,15 @@ def test_sets(data: Path) -> dict[str, list]:
 
 
 def feature_pipeline(module: ASRModule) -> FeaturePipeline:
+    """The features the module was trained on, without SpecAugment: normalised per utterance, or
+    with the global statistics it was trained with (``module.cmvn``, set by ``load_module``)."""
     spec = module.spec
     mels = {"n_mels": spec.feature_dim}
     sizes = {"fbank": mels, "kaldi_fbank": mels, "mfcc": {"n_mfcc": spec.feature_dim}}.get(spec.features, {})
-    pipeline = FeaturePipeline(spec.features, spec_augment=False, **sizes)
+    cmvn = getattr(module, "cmvn", None)
+    normalisation = "utterance" if cmvn is None else "global"
+    pipeline = FeaturePipeline(spec.features, spec_augment=False, normalisation=normalisation, **sizes)
+    pipeline.cmvn = cmvn
     if pipeline.feature_dim != spec.feature_dim:
         raise ValueError(
             f"architecture {spec.name!r} expects {spec.feature_dim}-d {spec.features} features, "
@@ -78,15 +91,21 @@ def feature_pipeline(module: ASRModule) -> FeaturePipeline:
 
 @torch.no_grad()
 def transcribe(
-    module: ASRModule, pipeline: FeaturePipeline, audio: torch.Tensor, lengths: torch.Tensor
+    module: ASRModule,
+    pipeline: FeaturePipeline,
+    audio: torch.Tensor,
+    lengths: torch.Tensor,
+    decode: Decoder | None = None,
 ) -> list[str]:
-    """Waveforms ``(B, S)`` -> texts: features, network, greedy CTC decoding."""
+    """Waveforms ``(B, S)`` -> texts: features, network, CTC decoding (default: the module's greedy)."""
     features, feature_lengths = pipeline(audio, lengths)
     log_probs, out_lengths = module.net(features, feature_lengths)
-    return module.decode(log_probs, out_lengths)
+    return (decode or module.decode)(log_probs, out_lengths)
 
 
-def score(module, pipeline, utterances, batch_size: int, device: torch.device) -> dict[str, Any]:
+def score(
+    module, pipeline, utterances, batch_size: int, device: torch.device, decode: Decoder | None = None
+) -> dict[str, Any]:
     """WER/CER of one test set with jiwer's alignment counts."""
     import jiwer  # only here: the GPU machines do not have it
 
@@ -94,7 +113,8 @@ def score(module, pipeline, utterances, batch_size: int, device: torch.device) -
     dataset = SpeechDataset(utterances, module.tokenizer, TARGET_SAMPLE_RATE)
     refs, hyps = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_speech):
-        hyps += transcribe(module, pipeline, batch["audio"].to(device), batch["audio_lengths"].to(device))
+        audio, lengths = batch["audio"].to(device), batch["audio_lengths"].to(device)
+        hyps += transcribe(module, pipeline, audio, lengths, decode)
         refs += [normalize_text(t) for t in batch["texts"]]
     words = jiwer.process_words(refs, hyps)
     chars = jiwer.process_characters(refs, hyps)
@@ -111,7 +131,13 @@ def score(module, pipeline, utterances, batch_size: int, device: torch.device) -
 
 
 def latency(
-    module, pipeline, device: torch.device, seconds: float, warmup: int, repeats: int
+    module,
+    pipeline,
+    device: torch.device,
+    seconds: float,
+    warmup: int,
+    repeats: int,
+    decode: Decoder | None = None,
 ) -> dict[str, Any]:
     """Median wall time of one ``seconds``-long utterance, waveform to text, batch 1."""
     audio = 0.1 * torch.randn(
@@ -124,7 +150,7 @@ def latency(
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        transcribe(module, pipeline, audio, lengths)
+        transcribe(module, pipeline, audio, lengths, decode)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:
@@ -157,14 +183,16 @@ def evaluate(
     warmup: int = 2,
     repeats: int = 10,
     device: str = "auto",
+    decoder: DecoderOptions = DecoderOptions(),
 ) -> dict[str, Any]:
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    module = ASRModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    module = load_module(checkpoint)
     pipeline = feature_pipeline(module)
+    decode = make_decoder(decoder, module.tokenizer)  # loads the LM once, before any audio
     spec = module.spec
     sets = test_sets(Path(data))
     audio = check_audio([u for utts in sets.values() for u in utts])  # before any decoding, not mid-way
@@ -177,7 +205,7 @@ def evaluate(
     rss_before = _max_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    results = {name: score(module, pipeline, utts, batch_size, device) for name, utts in sets.items()}
+    results = {name: score(module, pipeline, utts, batch_size, device, decode) for name, utts in sets.items()}
     if device.type == "cuda":
         memory = {"device": "cuda", "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
     else:
@@ -185,12 +213,13 @@ def evaluate(
         memory = {"device": "cpu", "peak_rss_mb": rss_after, "peak_rss_growth_mb": rss_after - rss_before}
     memory["batch_size"] = batch_size
 
-    timing = {"cpu": latency(module, pipeline, torch.device("cpu"), seconds, warmup, repeats)}
+    timing = {"cpu": latency(module, pipeline, torch.device("cpu"), seconds, warmup, repeats, decode)}
     if torch.cuda.is_available():
-        timing["cuda"] = latency(module, pipeline, torch.device("cuda"), seconds, warmup, repeats)
+        timing["cuda"] = latency(module, pipeline, torch.device("cuda"), seconds, warmup, repeats, decode)
     return {
         "checkpoint": str(checkpoint),
         "arch": spec.name,
+        "decoder": decoder.describe(),
         "test": results,
         "params": sum(p.numel() for p in module.net.parameters()),
         "weights_bytes": weights_bytes(module),
@@ -215,8 +244,16 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.output:  # before the evaluation, not after it
         check_writable(args.output, "report")
+    decoder = decoder_options(args)  # a missing LM or lexicon file fails here, before the evaluation
     report = evaluate(
-        args.checkpoint, args.data, args.batch_size, args.seconds, args.warmup, args.repeats, args.device
+        args.checkpoint,
+        args.data,
+        args.batch_size,
+        args.seconds,
+        args.warmup,
+        args.repeats,
+        args.device,
+        decoder,
     )
     text = json.dumps(report, indent=2)
     if args.output:

@@ -10,6 +10,10 @@ as the default config, so every model, data and Trainer option can be overridden
 module's tokenizer sets the model's vocabulary. After fitting, the best checkpoint is validated
 and tested on every test set, and RUN/ gets ``metrics.json``, ``arch.yaml``, ``tokenizer.json``
 and ``checkpoints/`` (``best`` by ``dev/score`` and ``last.ckpt``).
+
+The test sets are decoded as ``--decoder.kind`` says (``supernet.decoding``): greedy by default, or
+``beam`` with ``--decoder.lm lm.arpa`` (``supernet lm build``) and its weights; dev, which selects
+the checkpoint, stays greedy. The decoder is built before training, so a missing LM fails at once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.asr_module import ASRModule
 from supernet.data.datamodule import SpeechDataModule
+from supernet.decoding import DecoderOptions, make_decoder
 from supernet.loggers import DEFAULT_LOGGER, LOGGER_KINDS, finish_loggers, make_logger
 from supernet.outputs import atomic_write_json
 from supernet.shipped import default_config
@@ -142,6 +147,7 @@ class RetrainCLI(LightningCLI):
             help=f"experiment logger: {', '.join(LOGGER_KINDS)} (W&B offline)",
         )
         add_run_arguments(parser)
+        parser.add_class_arguments(DecoderOptions, "decoder", help="decoding of the test sets")
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         link_run_arguments(parser)
@@ -208,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         load_from_checkpoint_support=False,  # the checkpoint stores the arch dict, not the YAML path
     )
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    decoder = cli.config_init["decoder"]
+    test_decoder = make_decoder(decoder, data.tokenizer)  # the data's tokenizer spells a lexicon
     out = Path(trainer.default_root_dir)
     ckpt_path = cli.config.get("ckpt_path")
     if trainer.is_global_zero:
@@ -223,10 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or "last"
         dev = _merge(trainer.validate(model, datamodule=data, ckpt_path=ckpt, verbose=False))
+        model.test_decoder = test_decoder
         test = _merge(trainer.test(model, datamodule=data, ckpt_path=ckpt, verbose=False))
     if trainer.is_global_zero:
         metrics = run_metrics(model, dev, test, list(data.test_names), epochs, seconds)
         metrics["checkpoint"] = str(best)
+        metrics["decoder"] = decoder.describe()
         metrics["data"] = run_folder.data_summary(data, model)
         atomic_write_json(out / "metrics.json", metrics)
         run_folder.finish(out)

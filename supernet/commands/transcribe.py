@@ -1,10 +1,12 @@
-"""`supernet transcribe MODEL INPUT... [-o OUT.jsonl]`: greedy CTC transcripts of audio files.
+"""`supernet transcribe MODEL INPUT... [-o OUT.jsonl] [--decoder beam --lm lm.arpa]`: transcripts.
 
 MODEL is a `supernet retrain` checkpoint (PyTorch) or a model written by `supernet export` (.onnx:
 onnxruntime and the model's own metadata, nothing else). INPUT is audio files and/or JSONL
 manifests; with references (a manifest's `text`) WER and CER are printed. Audio at another sample
 rate is resampled. An unreadable file is named, skipped, and counted at the end; the exit status is
-then 1 (0 when every file was transcribed).
+then 1 (0 when every file was transcribed). Decoding is greedy CTC unless ``--decoder beam``
+(optionally with ``--lexicon`` and a word ``--lm``: ``supernet.decoding``); the decoder is built
+before any file is read, so a missing LM or the missing flashlight-text extra stops it at once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from supernet.decoding import add_decoder_arguments, decoder_options, make_decoder
 from supernet.errors import UserError
 from supernet.outputs import atomic_write_text, check_writable
 
@@ -27,6 +30,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="files decoded together")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--stream", action="store_true",
+        help="run a checkpoint chunk by chunk with caches (supernet.deploy.streaming); needs global CMVN",
+    )  # fmt: skip
+    parser.add_argument("--chunk-ms", type=float, default=320.0, help="with --stream: audio per chunk (ms)")
+    add_decoder_arguments(parser)
+
+
+def _streaming_model(args: argparse.Namespace):
+    """A checkpoint run as a stream (``StreamingCTC``); ONNX models stream only in PyTorch today."""
+    from supernet.deploy.streaming import StreamingCTC
+
+    if args.model.suffix == ".onnx":
+        raise UserError(
+            f"{args.model}: --stream runs a retrain checkpoint (.ckpt); an ONNX model of the chunk "
+            "step with its caches is not exported yet"
+        )
+    if args.chunk_ms <= 0:
+        raise UserError(f"--chunk-ms must be positive, got {args.chunk_ms:g}")
+    return StreamingCTC.from_checkpoint(args.model, args.chunk_ms)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.output:
         check_writable(args.output, "output")
+    options = decoder_options(args)
     items = read_inputs(args.inputs)
-    model = load_model(args.model, args.threads)
+    model = _streaming_model(args) if args.stream else load_model(args.model, args.threads)
+    decode = make_decoder(options, model.tokenizer)
     results = []
-    for result in transcribe_items(model, items, args.batch_size, progress=not args.no_progress):
+    for result in transcribe_items(model, items, args.batch_size, not args.no_progress, decode):
         results.append(result)
         if result.error is not None:
             tqdm.write(f"skipped: {result.error}", file=sys.stderr)
@@ -52,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
             args.output, "".join(json.dumps(r.to_row(), ensure_ascii=False) + "\n" for r in results)
         )
         print(f"wrote {args.output} ({len(results)} lines)")
+    if args.stream and model.chunk_seconds:
+        ms = sorted(1000 * s for s in model.chunk_seconds)
+        print(
+            f"streaming: {len(ms)} chunks of {args.chunk_ms:g} ms, compute per chunk median "
+            f"{ms[len(ms) // 2]:.2f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.2f} ms"
+        )
     skipped = [r for r in results if r.error is not None]
     scores = score(results)
     if scores is not None:

@@ -5,7 +5,9 @@
 manifests train/dev/test.jsonl and test_<lang>.jsonl, and metadata.json.
 
 - Words: `wordfreq`'s bundled frequency lists (see `supernet.data.sentences`), lower case, 3 to 20
-  words a sentence, drawn in shuffled passes over each list so that many distinct words occur.
+  words a sentence, drawn in shuffled passes over each list so that many distinct words occur; or,
+  with `text="markov"`, sentences of a Markov chain over the most frequent words, text with
+  structure that a word LM (`supernet lm build`) can learn.
 - Speakers: espeak-ng voices with a variant (`en+m3`, `es+f2`, `de+klatt`, ...) and their own
   rate, pitch and pitch range, jittered per utterance. Each language has its own speakers, and
   the speakers of dev and test never speak in train.
@@ -160,17 +162,22 @@ def make_speakers(lang: str, seed: int) -> dict[str, list[Speaker]]:
 class LanguagePlan:
     """Utterances of one language, in index order: text, split and speaker of each."""
 
-    def __init__(self, lang: str, seed: int) -> None:
+    def __init__(self, lang: str, seed: int, text: str = "random") -> None:
         self.lang, self.seed = lang, seed
         self.speakers = make_speakers(lang, seed)
-        self.words = sentences.WordStream(sentences.word_list(lang), seed, (*_key(lang), WORDS_SALT))
+        words = sentences.word_list(lang)
+        self.words = sentences.WordStream(words, seed, (*_key(lang), WORDS_SALT))
+        self.markov = (
+            sentences.MarkovText(words, seed, (*_key(lang), WORDS_SALT)) if text == "markov" else None
+        )
         self.chars = {split: 0.0 for split in SPLITS}
         self.index = 0
 
     def next(self) -> Utterance:
         k, self.index = self.index, self.index + 1
         rng = np.random.default_rng([self.seed, *_key(self.lang), TEXT_SALT, k])
-        text = " ".join(self.words.take(sentences.sentence_length(rng)))
+        length = sentences.sentence_length(rng)
+        text = " ".join(self.words.take(length) if self.markov is None else self.markov.sentence(length, rng))
         if k < len(SPLITS):  # one utterance in each split first, so even a tiny corpus has all
             split = list(SPLITS)[k]
         else:  # then the split furthest below its share (by characters, a proxy for duration)
@@ -277,9 +284,13 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="utt", disable=None, file=sys.stderr)
 
 
-def build_parameters(langs: tuple[str, ...] | list[str], minutes: float, seed: int) -> dict:
-    """The arguments that decide a corpus's content, as metadata.json records them."""
-    return {"langs": list(langs), "minutes": float(minutes), "seed": int(seed)}
+def build_parameters(
+    langs: tuple[str, ...] | list[str], minutes: float, seed: int, text: str = "random"
+) -> dict:
+    """The arguments that decide a corpus's content, as metadata.json records them. ``text`` is
+    recorded only when not the default, so corpora built before it existed still match."""
+    params = {"langs": list(langs), "minutes": float(minutes), "seed": int(seed)}
+    return params if text == "random" else {**params, "text": text}
 
 
 def built_parameters(out_dir: str | os.PathLike) -> dict | None:
@@ -396,8 +407,10 @@ def build_corpus(
     seed: int = 0,
     workers: int | None = None,
     overwrite: bool = False,
+    text: str = "random",
 ) -> Path:
     """Build the corpus and return `out_dir`; a finished corpus with these parameters is kept as is.
+    ``text``: ``random`` words or ``markov`` sentences (``supernet.data.sentences``).
 
     The corpus is built aside and renamed to `out_dir` when complete. A `out_dir` holding another
     corpus or other files is a CorpusError unless `overwrite`, which replaces it once the new
@@ -410,13 +423,15 @@ def build_corpus(
         raise CorpusError(f"a language is given twice in {','.join(langs)}")
     if not (minutes > 0 and math.isfinite(minutes)):
         raise CorpusError(f"minutes must be a positive number, got {minutes}")
+    if text not in sentences.TEXT_KINDS:
+        raise CorpusError(f"text: unknown {text!r}; choose one of {', '.join(sentences.TEXT_KINDS)}")
     for lang in langs:
         check_language(lang)
     workers = max(1, workers or _available_cpus())
 
     given = Path(out_dir)
     out = Path(os.path.abspath(given))
-    wanted = build_parameters(langs, minutes, seed)
+    wanted = build_parameters(langs, minutes, seed, text)
     if holds_corpus(out, wanted):
         return given
     occupied = (out.exists() or out.is_symlink()) and not _is_empty_folder(out)
@@ -428,7 +443,7 @@ def build_corpus(
     remove_stale_builds(out)
     partial = _new_sibling(out, "partial")
     try:
-        _render_corpus(partial, langs, minutes, seed, workers)
+        _render_corpus(partial, langs, minutes, seed, workers, text)
         _move_into_place(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -436,14 +451,16 @@ def build_corpus(
     return given
 
 
-def _render_corpus(out: Path, langs: tuple[str, ...], minutes: float, seed: int, workers: int) -> None:
+def _render_corpus(
+    out: Path, langs: tuple[str, ...], minutes: float, seed: int, workers: int, text: str = "random"
+) -> None:
     """Render every utterance into the empty folder `out` and write the manifests, metadata last."""
     import multiprocessing as mp
 
     for lang in langs:
         (out / "audio" / lang).mkdir(parents=True)
 
-    plans = {lang: LanguagePlan(lang, seed) for lang in langs}
+    plans = {lang: LanguagePlan(lang, seed, text) for lang in langs}
     target = language_seconds(langs, minutes)
     seconds = dict.fromkeys(langs, 0.0)
     records: dict[str, list[dict]] = {lang: [] for lang in langs}
@@ -497,11 +514,13 @@ def _render_corpus(out: Path, langs: tuple[str, ...], minutes: float, seed: int,
     for name, rows in manifests.items():
         write_manifest(out / f"{name}.jsonl", [{k: r[k] for k in public} for r in rows])
 
-    metadata = _metadata(langs, minutes, seed, plans, records)
+    metadata = _metadata(langs, minutes, seed, plans, records, text)
     atomic_write_text(out / "metadata.json", json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
 
 
-def _metadata(langs, minutes, seed, plans: dict[str, LanguagePlan], records: dict[str, list[dict]]) -> dict:
+def _metadata(
+    langs, minutes, seed, plans: dict[str, LanguagePlan], records: dict[str, list[dict]], text: str = "random"
+) -> dict:
     from importlib.metadata import version
 
     rows = [r for lang in langs for r in records[lang]]
@@ -538,7 +557,7 @@ def _metadata(langs, minutes, seed, plans: dict[str, LanguagePlan], records: dic
     return {
         "generator": "supernet corpus",
         "format_version": FORMAT_VERSION,
-        "parameters": build_parameters(langs, minutes, seed),
+        "parameters": build_parameters(langs, minutes, seed, text),
         "sample_rate": SAMPLE_RATE,
         "audio": "FLAC, PCM_16, mono",
         "espeak_ng": {
@@ -546,6 +565,7 @@ def _metadata(langs, minutes, seed, plans: dict[str, LanguagePlan], records: dic
             "package": f"espeakng-loader {version('espeakng-loader')}",
         },
         "word_source": sentences.word_source(),
+        "sentences": sentences.text_source(text),
         "sentence_words": [sentences.MIN_WORDS, sentences.MAX_WORDS],
         "language_weights": {lang: LANGUAGE_WEIGHTS.get(lang, 1.0) for lang in langs},
         "max_chars_per_second": MAX_CHARS_PER_SECOND,

@@ -1,8 +1,9 @@
 """`SpeechDataModule`: manifests -> named splits -> bucketed loaders of padded audio; features are
 computed after the batch reaches the model's device (`on_after_batch_transfer`).
 
-`data` is a corpus folder (`train.jsonl`, `dev.jsonl`, `test*.jsonl`, the test sets named by stem)
-or one manifest (split 90/10 into train/dev by a hash of the id; the test set is that dev set).
+`data` is a corpus folder (`train.jsonl`, `dev.jsonl`, `test*.jsonl`, the test sets named by stem;
+or lhotse manifests named by split, `supernet.data.lhotse_io`) or one manifest (JSONL or a lhotse
+CutSet: split 90/10 into train/dev by a hash of the id; the test set is that dev set).
 `arch` is a deterministic `arch_fraction` of train, removed from train, for architecture steps; set
 `arch_fraction=0` to retrain a derived model on all of train.
 
@@ -30,17 +31,24 @@ import torch
 from pytorch_lightning.utilities import CombinedLoader, rank_zero_info, rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
-from supernet.data import preflight
+from supernet.data import lhotse_io, preflight
 from supernet.data.audio import TARGET_SAMPLE_RATE, AudioInfo, load_audio
 from supernet.data.augment import Augmenter, EpochKeySampler
-from supernet.data.buckets import DurationBucketSampler
-from supernet.data.features import FeaturePipeline, num_frames
+from supernet.data.buckets import DurationBucketSampler, LhotseBucketSampler
+from supernet.data.features import FeaturePipeline, GlobalCMVN, num_frames
 from supernet.data.manifest import DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
-from supernet.data.tokenizer import CharTokenizer, normalize_text
+from supernet.data.tokenizer import (
+    Tokenizer,
+    build_tokenizer,
+    load_tokenizer,
+    normalize_text,
+    tokenizer_from_dict,
+)
 from supernet.errors import UserError
 
 DEV_FRACTION = 0.1
 HOP_MS = 10.0
+SAMPLERS = ("buckets", "lhotse")
 
 
 def hash_split(
@@ -78,6 +86,20 @@ def of_langs(utterances: list[Utterance], langs: list[str] | None) -> list[Utter
     return list(utterances) if langs is None else [u for u in utterances if u.lang in langs]
 
 
+def read_corpus_folder(data: Path) -> tuple[list[Utterance], list[Utterance], dict[str, list[Utterance]]]:
+    """`(train, dev, {test name: utterances})` of a corpus folder: `train.jsonl`, `dev.jsonl` and
+    `test*.jsonl`, or lhotse manifests named by split (`supernet.data.lhotse_io`)."""
+    if lhotse_io.is_lhotse_folder(data):
+        return lhotse_io.read_folder(data)
+    missing = [name for name in ("train.jsonl", "dev.jsonl") if not (data / name).is_file()]
+    if missing:
+        raise ManifestError(
+            f"{data}: corpus folder lacks {', '.join(missing)} (and holds no lhotse cuts_SPLIT.jsonl.gz)"
+        )
+    tests = {path.stem: read_manifest(path) for path in sorted(data.glob("test*.jsonl"))}
+    return read_manifest(data / "train.jsonl"), read_manifest(data / "dev.jsonl"), tests
+
+
 def resolve_splits(
     data: str | Path, arch_fraction: float, langs: list[str] | None = None
 ) -> dict[str, dict[str, list[Utterance]]]:
@@ -85,12 +107,7 @@ def resolve_splits(
     keeping only the utterances of `langs` (None: all); a test set left empty by it is left out."""
     data = Path(data)
     if data.is_dir():
-        missing = [name for name in ("train.jsonl", "dev.jsonl") if not (data / name).is_file()]
-        if missing:
-            raise ManifestError(f"{data}: corpus folder lacks {', '.join(missing)}")
-        train_all = read_manifest(data / "train.jsonl")
-        dev = read_manifest(data / "dev.jsonl")
-        tests = {path.stem: read_manifest(path) for path in sorted(data.glob("test*.jsonl"))}
+        train_all, dev, tests = read_corpus_folder(data)
         if langs is not None:
             check_langs([*train_all, *dev, *(u for test in tests.values() for u in test)], langs, data)
             for name, split in (("train", train_all), ("dev", dev)):
@@ -122,7 +139,7 @@ class SpeechDataset(Dataset):
     def __init__(
         self,
         utterances: list[Utterance],
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         sample_rate: int,
         augment: Augmenter | None = None,
     ):
@@ -166,6 +183,21 @@ def collate_speech(items: list[dict]) -> dict:
     }
 
 
+class LhotseEpochKeySampler(EpochKeySampler, LhotseBucketSampler):
+    """lhotse's batches as `(epoch, index)` keys, for an augmented train split."""
+
+
+def checkpoint_tokenizer(checkpoint: dict, vocab_tokenizer: Tokenizer) -> Tokenizer:
+    """The subword tokenizer a checkpoint's data-module state carries (`SpeechDataModule.state_dict`)
+    when its vocabulary is `vocab_tokenizer`'s (the one rebuilt from a model's vocabulary, which
+    decodes but cannot encode); else `vocab_tokenizer` itself."""
+    saved = checkpoint.get(SpeechDataModule.__qualname__, {}).get("tokenizer")
+    if saved is None:
+        return vocab_tokenizer
+    tokenizer = tokenizer_from_dict(saved, "the checkpoint's tokenizer")
+    return tokenizer if tokenizer.vocab == vocab_tokenizer.vocab else vocab_tokenizer
+
+
 class SpeechDataModule(pl.LightningDataModule):
     def __init__(
         self,
@@ -189,6 +221,11 @@ class SpeechDataModule(pl.LightningDataModule):
         langs: list[str] | None = None,
         speed_perturb: list[float] | None = None,
         noise: dict | None = None,
+        normalisation: str = "utterance",
+        tokenizer: str = "char",
+        vocab_size: int | None = None,
+        sampler: str = "buckets",
+        quadratic_duration: float | None = None,
     ):
         """`max_frames`: cap on `batch size x longest item` in 10 ms frames. `tokenizer_path`: reuse a
         saved tokenizer (retrain/evaluate) instead of building one from the train manifest.
@@ -202,7 +239,14 @@ class SpeechDataModule(pl.LightningDataModule):
         stopping. `langs`: keep only these languages' utterances (`[en]`; None: all).
         `speed_perturb` (`[0.9, 1.0, 1.1]`) and `noise` (`{dir: PATH | null, snr_db: [10, 30],
         prob: 0.5}`): augmentation of the train split, drawn from (seed, epoch, index);
-        `supernet.data.augment` says how."""
+        `supernet.data.augment` says how. `normalisation`: `utterance` (each utterance's own
+        statistics) or `global` (the train split's, computed in `setup` and kept in checkpoints:
+        a model that will stream needs it, `supernet.deploy.streaming`).
+        `tokenizer`: `char`, or SentencePiece `bpe` | `unigram` of `vocab_size` outputs (blank and
+        unknown included), trained on the train split (train and arch) only; saved with the run and
+        in its checkpoints (`state_dict`). `sampler`: `buckets` (`DurationBucketSampler`) or `lhotse`
+        (its DynamicBucketingSampler under the same `max_frames` cap, with `quadratic_duration` in
+        seconds; `supernet.data.buckets.LhotseBucketSampler`)."""
         super().__init__()
         self.save_hyperparameters()
         self.data = Path(data)
@@ -215,18 +259,31 @@ class SpeechDataModule(pl.LightningDataModule):
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.tokenizer_path = tokenizer_path
+        self.tokenizer_kind = tokenizer
+        self.vocab_size = vocab_size
+        if sampler not in SAMPLERS:
+            raise UserError(f"data.sampler: unknown {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if quadratic_duration is not None and sampler != "lhotse":
+            raise UserError("data.quadratic_duration is an option of data.sampler lhotse")
+        self.sampler_kind = sampler
+        self.quadratic_duration = quadratic_duration
         if pad_frames < 1:
             raise UserError(f"data.pad_frames must be at least 1, got {pad_frames}")
         self.pad_frames = pad_frames
         self.feature_pipeline = FeaturePipeline(
-            features, spec_augment=spec_augment, sample_rate=sample_rate, n_mels=n_mels, n_mfcc=n_mfcc
+            features,
+            spec_augment=spec_augment,
+            normalisation=normalisation,
+            sample_rate=sample_rate,
+            n_mels=n_mels,
+            n_mfcc=n_mfcc,
         )
         self.skip_bad = skip_bad
         self.check_audio = check_audio
         self.langs = langs
         self.augmenter = Augmenter.from_options(speed_perturb, noise, seed, sample_rate)
         self.datasets: dict[str, SpeechDataset] = {}
-        self.samplers: dict[str, DurationBucketSampler] = {}
+        self.samplers: dict[str, DurationBucketSampler] = {}  # a LhotseBucketSampler is one too
         self.audio_infos: dict[str, AudioInfo] = {}  # audio path -> header facts, once checked
         self.data_report: dict | None = None  # what the audio check found (None until it ran)
         self.ctc_report: dict | None = None  # what check_ctc found
@@ -238,11 +295,19 @@ class SpeechDataModule(pl.LightningDataModule):
         return resolve_splits(self.data, self.arch_fraction, self.langs)
 
     @cached_property
-    def tokenizer(self) -> CharTokenizer:
+    def tokenizer(self) -> Tokenizer:
+        """The saved one (`tokenizer_path`), else built from the train split's texts (train and arch:
+        never dev or test)."""
         if self.tokenizer_path:
-            return CharTokenizer.load(self.tokenizer_path)
+            return load_tokenizer(self.tokenizer_path)
         train_all = self.splits["fit"]["train_all"]
-        return CharTokenizer.build([u.text for u in train_all], [u.lang for u in train_all])
+        return build_tokenizer(
+            self.tokenizer_kind,
+            [u.text for u in train_all],
+            [u.lang for u in train_all],
+            self.vocab_size,
+            source=f"the training transcripts of {self.data}",
+        )
 
     @property
     def feature_dim(self) -> int:
@@ -307,10 +372,18 @@ class SpeechDataModule(pl.LightningDataModule):
                 )
             seed = self.seed + int(hashlib.sha1(name.encode()).hexdigest()[:6], 16)
             # An augmented split's batches carry the epoch to the workers (and Lightning sets it).
-            sampler_class = EpochKeySampler if self._augmenter(name) else DurationBucketSampler
-            self.samplers[key] = sampler_class(
-                counts, self.max_frames, shuffle=shuffle, seed=seed, num_buckets=self.num_buckets
-            )
+            keyed = self._augmenter(name) is not None
+            options = {"shuffle": shuffle, "seed": seed, "num_buckets": self.num_buckets}
+            if self.sampler_kind == "lhotse":
+                lhotse_io.require_lhotse()
+                sampler_class = LhotseEpochKeySampler if keyed else LhotseBucketSampler
+                options.update(quadratic_duration=self.quadratic_duration, frame_seconds=HOP_MS / 1000)
+            else:
+                sampler_class = EpochKeySampler if keyed else DurationBucketSampler
+            try:
+                self.samplers[key] = sampler_class(counts, self.max_frames, **options)
+            except ValueError as err:  # an item whose quadratic weight is over the cap
+                raise UserError(f"split {name!r} of {self.data}: {err}") from err
         return self.samplers[key]
 
     def loader(self, name: str, shuffle: bool = False) -> DataLoader:
@@ -331,8 +404,49 @@ class SpeechDataModule(pl.LightningDataModule):
         self.splits  # noqa: B018  (read the manifests now, so errors surface before training starts)
         if self.check_audio and self.data_report is None:
             self._check_all_audio()
+        if self.feature_pipeline.normalisation == "global" and self.feature_pipeline.cmvn is None:
+            self.fit_cmvn()
         if stage in (None, "fit"):
             rank_zero_info(self.describe())
+
+    def fit_cmvn(self, batch_size: int = 16) -> GlobalCMVN:
+        """Global CMVN statistics of the train split's unaugmented features (`normalisation: global`)."""
+        dataset = SpeechDataset(self.splits["fit"]["train"], self.tokenizer, self.sample_rate)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, collate_fn=collate_speech, num_workers=self.num_workers
+        )
+        cmvn = self.feature_pipeline.fit_cmvn((b["audio"], b["audio_lengths"]) for b in loader)
+        rank_zero_info(f"data: global CMVN from {cmvn.frames} frames of the train split")
+        return cmvn
+
+    def state_dict(self) -> dict:
+        """What checkpoints keep of the data: the global CMVN statistics, when there are some, and a
+        subword tokenizer's model (a model's vocabulary decodes, but encoding needs the model:
+        `checkpoint_tokenizer`; a char tokenizer's vocabulary says it all)."""
+        cmvn = self.feature_pipeline.cmvn
+        state = {} if cmvn is None else {"cmvn": cmvn.to_dict()}
+        if self.tokenizer.kind != "char":
+            state["tokenizer"] = self.tokenizer.to_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if "cmvn" in state:
+            self.feature_pipeline.cmvn = GlobalCMVN.from_dict(state["cmvn"])
+        if "tokenizer" in state:
+            self._load_tokenizer_state(state["tokenizer"])
+
+    def _load_tokenizer_state(self, saved: dict) -> None:
+        """A resumed or tested run encodes with the checkpoint's own subword model; one whose pieces
+        differ from this data module's (other data or options) is refused."""
+        tokenizer = tokenizer_from_dict(saved, "the checkpoint's tokenizer")
+        if tokenizer.vocab != self.tokenizer.vocab:
+            raise UserError(
+                f"the checkpoint's {tokenizer.kind} tokenizer ({len(tokenizer)} tokens) is not the one built "
+                f"from {self.data} ({self.tokenizer.kind}, {len(self.tokenizer)}): resume with the same data "
+                "and tokenizer options, or pass --data.tokenizer_path RUN/tokenizer.json"
+            )
+        self.tokenizer = tokenizer
+        self.datasets.clear()
 
     # ------------------------------------------------------------------ checks before the first step
 
@@ -506,7 +620,8 @@ class SpeechDataModule(pl.LightningDataModule):
         """Splits (utterances, hours, speakers, unknown characters), vocabulary, features, batching."""
         lines = [
             f"data: {self.data}" + (f" (langs {', '.join(self.langs)})" if self.langs else ""),
-            f"tokenizer: {len(self.tokenizer)} symbols; features: {self.feature_pipeline.extractor.kind} "
+            f"tokenizer: {self.tokenizer.kind}, {len(self.tokenizer)} symbols; "
+            f"features: {self.feature_pipeline.extractor.kind} "
             f"(dim {self.feature_dim})",
         ]
         named = {k: v for k, v in self._split_lists().items() if k != "train_all"}

@@ -1,5 +1,6 @@
 """Features computed on the model's device: log-mel / MFCC / raw waveform / Kaldi fbank,
-per-utterance normalisation and SpecAugment, all length-aware.
+normalisation (per utterance, or global from the train split's statistics) and SpecAugment, all
+length-aware.
 
 Frames are 25 ms windows every 10 ms, centred, with zero (`constant`) padding: frame i of an
 utterance then sees the same samples whether it is alone or padded in a batch, so valid frames never
@@ -17,6 +18,8 @@ augmentation).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torchaudio.compliance.kaldi as kaldi
 import torchaudio.transforms as T
@@ -25,6 +28,7 @@ from torch import nn
 from supernet.data.audio import TARGET_SAMPLE_RATE
 
 FEATURE_KINDS = ("fbank", "mfcc", "raw", "kaldi_fbank")
+NORMALISATIONS = ("utterance", "global")
 LOG_OFFSET = 1e-6
 KALDI_SCALE = 32768.0  # Kaldi reads 16-bit samples as integers; our waveforms are in [-1, 1]
 
@@ -52,6 +56,51 @@ def normalize_per_utterance(x: torch.Tensor, lengths: torch.Tensor, eps: float =
     mean = (x * mask).sum(1, keepdim=True) / count
     var = (((x - mean) * mask) ** 2).sum(1, keepdim=True) / count
     return (x - mean) / torch.sqrt(var + eps) * mask
+
+
+class GlobalCMVN(nn.Module):
+    """Zero mean and unit variance per channel with fixed statistics, those of the train split.
+
+    Each frame is normalised alone, so a stream normalises a chunk as the whole utterance would be
+    normalised; per-utterance normalisation reads every frame of the utterance first, which a
+    stream cannot. The variance is biased and gets ``eps`` as ``normalize_per_utterance``'s does.
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, frames: int = 0):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.frames = frames  # how many frames the statistics came from
+
+    @classmethod
+    def fit(cls, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], eps: float = 1e-5) -> GlobalCMVN:
+        """Statistics of every valid frame of ``(features (B, T, F), lengths (B,))`` batches,
+        summed in float64 (a corpus has millions of frames)."""
+        count, total, squares = 0, None, None
+        for features, lengths in batches:
+            valid = features[lengths_mask(lengths.to(features.device), features.shape[1])].double()
+            total = valid.sum(0) if total is None else total + valid.sum(0)
+            squares = (valid**2).sum(0) if squares is None else squares + (valid**2).sum(0)
+            count += len(valid)
+        if not count:
+            raise ValueError("global CMVN needs at least one feature frame")
+        mean = total / count
+        var = (squares / count - mean**2).clamp(min=0.0)
+        return cls(mean.float(), torch.sqrt(var + eps).float(), count)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``x (B, T, F)`` normalised; with ``lengths``, padded frames set to zero."""
+        x = (x - self.mean) / self.std
+        if lengths is None:
+            return x
+        return x * lengths_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "frames": self.frames}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GlobalCMVN:
+        return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]), int(data.get("frames", 0)))
 
 
 class SpecAugment(nn.Module):
@@ -201,10 +250,26 @@ class FeatureExtractor(nn.Module):
 
 
 class FeaturePipeline(nn.Module):
-    """Extraction -> per-utterance normalisation -> SpecAugment (only when `augment`), padding zero."""
+    """Extraction -> normalisation -> SpecAugment (only when `augment`), padding zero.
 
-    def __init__(self, kind: str = "fbank", spec_augment: bool = True, **extractor_kwargs):
+    `normalisation`: `utterance` (each utterance's own statistics) or `global` (`GlobalCMVN`, the
+    train split's statistics, set by `fit_cmvn` or assigned to `cmvn`; what streaming needs).
+    """
+
+    def __init__(
+        self,
+        kind: str = "fbank",
+        spec_augment: bool = True,
+        normalisation: str = "utterance",
+        **extractor_kwargs,
+    ):
         super().__init__()
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"normalisation must be one of {', '.join(NORMALISATIONS)}; got {normalisation!r}"
+            )
+        self.normalisation = normalisation
+        self.cmvn: GlobalCMVN | None = None
         self.extractor = FeatureExtractor(kind, **extractor_kwargs)
         # A waveform has no frequency axis and time masks on samples are not SpecAugment: raw skips it.
         self.spec_augment = SpecAugment() if spec_augment and kind != "raw" else None
@@ -214,11 +279,23 @@ class FeaturePipeline(nn.Module):
         return self.extractor.dim
 
     @torch.no_grad()
+    def fit_cmvn(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> GlobalCMVN:
+        """Global statistics of the features of ``(audio (B, S), lengths)`` batches (the train split,
+        unaugmented), kept as ``cmvn``."""
+        self.cmvn = GlobalCMVN.fit(self.extractor(audio.float(), lengths) for audio, lengths in batches)
+        return self.cmvn
+
+    @torch.no_grad()
     def forward(
         self, audio: torch.Tensor, lengths: torch.Tensor, augment: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         features, feature_lengths = self.extractor(audio.float(), lengths)
-        features = normalize_per_utterance(features, feature_lengths)
+        if self.normalisation == "utterance":
+            features = normalize_per_utterance(features, feature_lengths)
+        elif self.cmvn is None:
+            raise RuntimeError("global normalisation needs the train split's statistics: call fit_cmvn first")
+        else:
+            features = self.cmvn(features, feature_lengths)
         if augment and self.spec_augment is not None:
             features = self.spec_augment(features, feature_lengths)
         return features, feature_lengths

@@ -1,5 +1,6 @@
 """JSONL manifests: reading with errors that name file and line, writing with relative paths, and the
 `check` report (every line validated against its audio; nothing dropped without being counted).
+`read_manifest` and `check_manifest` take lhotse CutSet files too (`supernet.data.lhotse_io`).
 
 A line is `{"audio_filepath": ..., "duration": s, "text": ..., "lang"?, "speaker"?, "id"?}`;
 `audio_filepath` is relative to the manifest's folder or absolute.
@@ -18,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from supernet.data.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, audio_info, probe_audio, read_audio
-from supernet.data.tokenizer import CharTokenizer, normalize_text
+from supernet.data.tokenizer import Tokenizer, normalize_text
 from supernet.errors import UserError
 from supernet.outputs import atomic_write_text
 
@@ -122,8 +123,13 @@ def iter_rows(path: str | Path) -> Iterator[tuple[int, object]]:
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
-    """Every utterance of a manifest; the first bad line raises `ManifestError` (file:line)."""
+    """Every utterance of a manifest, JSONL or a lhotse CutSet (`supernet.data.lhotse_io`); the first
+    bad line raises `ManifestError` (file:line)."""
     path = Path(path)
+    from supernet.data import lhotse_io  # it imports this module
+
+    if path.is_file() and lhotse_io.is_cuts_file(path):
+        return lhotse_io.read_cuts(path)
     utterances = [parse_row(row, path, line_no) for line_no, row in iter_rows(path)]
     if not utterances:
         raise ManifestError(f"{path}: manifest has no utterances")
@@ -259,7 +265,7 @@ def audio_problems(
 
 def check_manifest(
     path: str | Path,
-    tokenizer: CharTokenizer | None = None,
+    tokenizer: Tokenizer | None = None,
     sample_rate: int = TARGET_SAMPLE_RATE,
     tolerance: float = DURATION_TOLERANCE_S,
     decode: bool = True,
@@ -275,6 +281,10 @@ def check_manifest(
     if not path.is_file():
         report.problems.append(Problem(str(path), "manifest not found", "error"))
         return report
+    from supernet.data import lhotse_io  # it imports this module
+
+    if lhotse_io.is_cuts_file(path):
+        return _check_cuts(report, tokenizer, sample_rate, tolerance, decode, progress)
     seen_ids: dict[str, str] = {}
     with path.open("rb") as handle:
         raw_lines = [(no, raw) for no, raw in enumerate(handle, start=1) if raw.strip()]
@@ -312,6 +322,39 @@ def check_manifest(
                 report.unknown_first_seen.setdefault(char, where)
     if report.lines == 0:
         report.problems.append(Problem(str(path), "manifest has no utterances", "error"))
+    return report
+
+
+def _check_cuts(
+    report: CheckReport,
+    tokenizer: Tokenizer | None,
+    sample_rate: int,
+    tolerance: float,
+    decode: bool,
+    progress: bool,
+) -> CheckReport:
+    """`check_manifest` of a lhotse CutSet: a cut supernet cannot read stops the check (it names file,
+    line and cut); then every cut's audio is checked, and the good ones become JSONL rows."""
+    from supernet.data.lhotse_io import read_cuts
+
+    try:
+        utterances = read_cuts(report.manifest)
+    except ManifestError as err:
+        where, _, message = str(err).partition(": ")
+        report.problems.append(Problem(where, message, "error"))
+        return report
+    for utt in tqdm(utterances, desc="check", unit="utt", disable=not progress):
+        report.lines += 1
+        problems = _check_audio(utt, sample_rate, tolerance, decode)
+        report.problems.extend(problems)
+        if any(p.severity == "error" for p in problems):
+            continue
+        report.good.append(utt)
+        report.good_rows.append(utt.to_row(report.manifest.parent))
+        if tokenizer is not None:
+            for char, count in tokenizer.unknown_chars([utt.text]).items():
+                report.unknown_chars[char] += count
+                report.unknown_first_seen.setdefault(char, utt.source)
     return report
 
 

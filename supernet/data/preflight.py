@@ -8,7 +8,8 @@ and mtime, so a second run costs a hash and a `stat` per file.
 
 CTC: an utterance whose label sequence needs more frames than the network emits is infeasible;
 CTC's `zero_infinity` would silently give it a loss of exactly 0. `ctc_fits` computes both sides
-exactly as training does.
+exactly as training does: the labels are the tokenizer's own (characters, or subword pieces, of
+which a transcript needs fewer).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from supernet.data.audio import TARGET_SAMPLE_RATE, AudioError, AudioInfo, probe_audio
 from supernet.data.features import kaldi_num_frames, num_frames
 from supernet.data.manifest import DURATION_TOLERANCE_S, Problem, Utterance, audio_problems
-from supernet.data.tokenizer import CharTokenizer
+from supernet.data.tokenizer import Tokenizer
 from supernet.outputs import atomic_write_json
 
 CACHE_VERSION = 1  # bump when what a probe checks changes: old results are then ignored
@@ -254,7 +255,7 @@ class CtcFit:
 
 def ctc_fits(
     utterances: Iterable[Utterance],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     stride: int,
     infos: dict[str, AudioInfo] | None = None,
     features: str = "fbank",

@@ -6,8 +6,12 @@ and more), so every word is a real word of its language and no download is neede
 digits, punctuation or letters outside the language's alphabet are dropped, and so are tokens
 without a vowel (abbreviations such as "mr" or "nbc", which espeak-ng would spell out).
 
-Sentences draw their words from a `WordStream`: shuffled passes over the whole list, so a corpus
-of T words uses min(T, list size) distinct words, which is as many as its size allows.
+Sentences draw their words from a `WordStream` by default (`text="random"`): shuffled passes over
+the whole list, so a corpus of T words uses min(T, list size) distinct words, which is as many as
+its size allows, and no word predicts the next: a language model cannot help there. `text="markov"`
+gives the text structure that an n-gram LM can learn (`MarkovText`): a word is followed by one of a
+few successors, so a word LM from the training transcripts has something to know. It is a
+controlled, very predictable language, so what an LM gains on it is an upper-end figure.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ import numpy as np
 
 VOCABULARY_SIZE = 3000  # words asked of wordfreq per language, before filtering
 MIN_WORDS, MAX_WORDS = 3, 20  # words per sentence
+TEXT_KINDS = ("random", "markov")
+# The Markov language: the MARKOV_WORDS most frequent words of the list, each followed by one of
+# MARKOV_SUCCESSORS others with probabilities ~ 1 / rank (entropy 2.06 bits: a perplexity of 4.2
+# for a model that knew the chain; one estimated from a 30-minute corpus knows it only in part).
+MARKOV_WORDS, MARKOV_SUCCESSORS = 600, 5
 
 # Letters (lower case) of the languages we know; others keep any alphabetic token.
 ALPHABETS: dict[str, str] = {
@@ -99,3 +108,54 @@ class WordStream:
 def sentence_length(rng: np.random.Generator) -> int:
     """Words in a sentence: uniform on [MIN_WORDS, MAX_WORDS]."""
     return int(rng.integers(MIN_WORDS, MAX_WORDS + 1))
+
+
+class MarkovText:
+    """Sentences from a fixed first-order chain over ``words``: each word has its successors and
+    their probabilities, drawn once from a generator seeded by ``(seed, *salt)``; a sentence starts
+    at a uniformly drawn word and follows the chain."""
+
+    def __init__(
+        self,
+        words: tuple[str, ...],
+        seed: int,
+        salt: tuple[int, ...] = (),
+        size: int = MARKOV_WORDS,
+        successors: int = MARKOV_SUCCESSORS,
+    ) -> None:
+        self.words = words[:size]
+        if len(self.words) <= successors:
+            raise ValueError(
+                f"a Markov language of {successors} successors needs more than {len(self.words)} words"
+            )
+        rng = np.random.default_rng([seed, *salt])
+        self.successors = np.stack(
+            [rng.choice(len(self.words), size=successors, replace=False) for _ in self.words]
+        )
+        weights = 1.0 / np.arange(1, successors + 1)
+        self.weights = weights / weights.sum()
+
+    def sentence(self, n: int, rng: np.random.Generator) -> list[str]:
+        """``n`` words of the chain, drawn with ``rng``."""
+        state = int(rng.integers(len(self.words)))
+        out = [state]
+        for _ in range(n - 1):
+            state = int(self.successors[state][rng.choice(len(self.weights), p=self.weights)])
+            out.append(state)
+        return [self.words[i] for i in out]
+
+
+def text_source(text: str) -> dict:
+    """How sentences are made, for metadata.json."""
+    if text == "random":
+        return {
+            "text": "random",
+            "order": "words in shuffled passes over the list: no word predicts the next",
+        }
+    return {
+        "text": "markov",
+        "order": "first-order chain: a uniformly drawn first word, then one of each word's successors",
+        "words": f"the {MARKOV_WORDS} most frequent of the list",
+        "successors": MARKOV_SUCCESSORS,
+        "successor_probabilities": "proportional to 1 / rank",
+    }

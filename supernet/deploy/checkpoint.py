@@ -1,15 +1,30 @@
-"""A retrain checkpoint loaded for inference, with one-line errors for the wrong kind of file."""
+"""A retrain checkpoint loaded for inference, with one-line errors for the wrong kind of file, and
+the global CMVN statistics it was trained with (kept by the data module, not the network)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from supernet.asr_module import ASRModule
+from supernet.data.features import GlobalCMVN
 from supernet.errors import UserError
+
+DATAMODULE_KEY = "SpeechDataModule"  # where Lightning keeps the data module's state in a checkpoint
+
+
+def checkpoint_cmvn(checkpoint: str | Path) -> GlobalCMVN | None:
+    """The global CMVN statistics a checkpoint was trained with (``--data.normalisation global``),
+    or None for a model trained with per-utterance statistics."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = saved.get(DATAMODULE_KEY) or {}
+    return GlobalCMVN.from_dict(state["cmvn"]) if "cmvn" in state else None
 
 
 def load_module(checkpoint: str | Path) -> ASRModule:
-    """The ``ASRModule`` of a ``supernet retrain`` checkpoint, on the CPU, in eval mode."""
+    """The ``ASRModule`` of a ``supernet retrain`` checkpoint, on the CPU, in eval mode; its
+    ``cmvn`` is the global statistics it was trained with, or None (per-utterance normalisation)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
@@ -22,4 +37,5 @@ def load_module(checkpoint: str | Path) -> ASRModule:
             f"{checkpoint}: not a `supernet retrain` checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''})"
         ) from err
+    module.cmvn = checkpoint_cmvn(checkpoint)
     return module.eval()

@@ -34,14 +34,18 @@ class WaveformCTC(nn.Module):
     ``features`` is the ``FeatureExtractor`` or its exportable twin (``ConvFeatures``).
     """
 
-    def __init__(self, features: nn.Module, net: nn.Module):
+    def __init__(self, features: nn.Module, net: nn.Module, cmvn: nn.Module | None = None):
         super().__init__()
-        self.features, self.net = features, net
+        self.features, self.net, self.cmvn = features, net, cmvn  # cmvn: global statistics, or None
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         audio = audio.float() * lengths_mask(lengths, audio.shape[1]).to(torch.float32)
         features, feature_lengths = self.features(audio, lengths)
-        return self.net(normalize_per_utterance(features, feature_lengths), feature_lengths)
+        if self.cmvn is None:
+            features = normalize_per_utterance(features, feature_lengths)
+        else:
+            features = self.cmvn(features, feature_lengths)
+        return self.net(features, feature_lengths)
 
 
 def feature_pipeline(module: ASRModule) -> FeaturePipeline:
@@ -60,12 +64,27 @@ def deploy_module(module: ASRModule, input_kind: str, for_export: bool = False) 
     net = module.net.eval()
     if input_kind == "features":
         return net
-    extractor = feature_pipeline(module).extractor
+    pipeline = feature_pipeline(module)
+    extractor = pipeline.extractor
     if for_export and extractor.kind != "raw":
         from supernet.deploy.frontend import ConvFeatures
 
-        return WaveformCTC(ConvFeatures(extractor), net).eval()
-    return WaveformCTC(extractor, net).eval()
+        return WaveformCTC(ConvFeatures(extractor), net, pipeline.cmvn).eval()
+    return WaveformCTC(extractor, net, pipeline.cmvn).eval()
+
+
+def _normalisation(pipeline: FeaturePipeline) -> dict:
+    if pipeline.cmvn is not None:
+        return {
+            "what": "global: (features - mean) / std per channel, the train split's statistics; padded frames zero",
+            "mean": pipeline.cmvn.mean.tolist(),
+            "std": pipeline.cmvn.std.tolist(),
+        }
+    return {
+        "what": "per utterance and channel: zero mean, unit variance over the valid frames; padded frames zero",
+        "eps": NORMALISATION_EPS,
+        "variance": "biased (divided by the number of valid frames)",
+    }
 
 
 def feature_settings(pipeline: FeaturePipeline) -> dict:
@@ -75,12 +94,7 @@ def feature_settings(pipeline: FeaturePipeline) -> dict:
         "kind": extractor.kind,
         "dim": extractor.dim,
         "sample_rate": sample_rate_of(extractor),
-        "normalisation": {
-            "what": "per utterance and channel: zero mean, unit variance over the valid frames; "
-            "padded frames zero",
-            "eps": NORMALISATION_EPS,
-            "variance": "biased (divided by the number of valid frames)",
-        },
+        "normalisation": _normalisation(pipeline),
         "padding_value": 0.0,
     }
     if extractor.kind == "raw":

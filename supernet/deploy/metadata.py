@@ -12,7 +12,15 @@ import math
 from typing import Any
 
 from supernet.asr_module import ASRModule
-from supernet.data.tokenizer import BLANK, BLANK_ID, UNKNOWN, UNKNOWN_ID, CharTokenizer
+from supernet.data.tokenizer import (
+    BLANK,
+    BLANK_ID,
+    UNKNOWN,
+    UNKNOWN_ID,
+    Tokenizer,
+    tokenizer_from_dict,
+    tokenizer_from_vocab,
+)
 from supernet.deploy.graph import INPUT_NAMES, OUTPUT_NAMES, feature_pipeline, feature_settings
 from supernet.errors import UserError
 
@@ -28,7 +36,7 @@ def model_metadata(module: ASRModule, input_kind: str, min_input_length: int) ->
     lookahead = spec.total_lookahead
     unit = "samples" if spec.features == "raw" else "feature frames"
     frame_ms = 1000 / spec.input_rate
-    return {
+    metadata = {
         "format": FORMAT,
         "arch": spec.name,
         "arch_spec": spec.to_dict(),
@@ -38,6 +46,8 @@ def model_metadata(module: ASRModule, input_kind: str, min_input_length: int) ->
         "output_names": list(OUTPUT_NAMES),
         "tokens": list(module.tokenizer.vocab),
         "vocab_size": len(module.tokenizer),
+        "tokenizer": module.tokenizer.kind,  # char, bpe, unigram (sentencepiece: one of the two)
+        "word_boundary": module.tokenizer.word_boundary,
         "blank_id": BLANK_ID,
         "unknown_id": UNKNOWN_ID,
         "subsampling": spec.total_stride,
@@ -48,8 +58,13 @@ def model_metadata(module: ASRModule, input_kind: str, min_input_length: int) ->
         "lookahead_unit": unit,
         "lookahead_ms": None if math.isinf(lookahead) else lookahead * frame_ms,
         "streamable": spec.streamable,
-        "decoding": "greedy CTC: argmax per frame over the first out_lengths frames, merge repeats, drop blank",
+        "decoding": "greedy CTC: argmax per frame over the first out_lengths frames, merge repeats, drop blank; "
+        "join the tokens; a word_boundary other than a space (sentencepiece's \u2581) is read as one, "
+        "with runs of spaces as one and none at the ends",
     }
+    if getattr(module.tokenizer, "model", None) is not None:  # a subword model spells words (lexicons)
+        metadata["sentencepiece_model"] = module.tokenizer.to_dict()["sentencepiece_model"]
+    return metadata
 
 
 def to_props(metadata: dict[str, Any]) -> dict[str, str]:
@@ -83,9 +98,20 @@ def read_metadata(path) -> dict[str, Any]:
     return from_props({p.key: p.value for p in model.metadata_props}, str(path))
 
 
-def tokenizer_of(metadata: dict[str, Any]) -> CharTokenizer:
-    """The tokenizer the tokens list describes (blank, unknown, then characters)."""
-    return CharTokenizer(metadata["tokens"][2:])
+def tokenizer_of(metadata: dict[str, Any]) -> Tokenizer:
+    """The tokenizer the tokens list describes (blank, unknown, then characters or SentencePiece
+    pieces); with the SentencePiece model (base64) beside them it encodes too, else it decodes only."""
+    if "sentencepiece_model" not in metadata:
+        return tokenizer_from_vocab(metadata["tokens"])
+    saved = {
+        "type": metadata.get("tokenizer"),
+        "vocab": metadata["tokens"],
+        "sentencepiece_model": metadata["sentencepiece_model"],
+    }
+    try:
+        return tokenizer_from_dict(saved, "the model's metadata")
+    except ValueError as err:
+        raise UserError(str(err)) from err
 
 
 def write_props(model, metadata: dict[str, Any]) -> None:

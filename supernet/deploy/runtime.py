@@ -95,8 +95,9 @@ class OnnxCTC(CTCModel):
 
 
 def _pipeline(settings: dict):
-    """The feature pipeline a features-input model's metadata describes."""
-    from supernet.data.features import FeaturePipeline
+    """The feature pipeline a features-input model's metadata describes (its normalisation: per
+    utterance, or the global statistics it carries)."""
+    from supernet.data.features import FeaturePipeline, GlobalCMVN
 
     rate = settings["sample_rate"]
     frames = {}
@@ -108,7 +109,14 @@ def _pipeline(settings: dict):
         }
     if settings["kind"] == "mfcc":
         frames["n_mfcc"] = settings["n_mfcc"]
-    return FeaturePipeline(settings["kind"], spec_augment=False, sample_rate=rate, **frames)
+    norm = settings.get("normalisation", {})
+    pipeline = FeaturePipeline(
+        settings["kind"], spec_augment=False, sample_rate=rate,
+        normalisation="global" if "mean" in norm else "utterance", **frames,
+    )  # fmt: skip
+    if "mean" in norm:
+        pipeline.cmvn = GlobalCMVN(torch.tensor(norm["mean"]), torch.tensor(norm["std"]))
+    return pipeline
 
 
 class TorchCTC(CTCModel):

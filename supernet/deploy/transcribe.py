@@ -1,7 +1,9 @@
-"""Greedy transcription of audio files and manifests with a checkpoint or an exported model.
+"""Transcription of audio files and manifests with a checkpoint or an exported model.
 
 Files are read a batch at a time and resampled to the model's rate; a file that cannot be read is
-recorded with its error and skipped, and the rest go on. Results come back in input order.
+recorded with its error and skipped, and the rest go on. Results come back in input order. The
+model gives log-probabilities and a decoder (``supernet.decoding``: greedy unless told otherwise,
+or a beam search with an LM) turns them into text, the same for ONNX and PyTorch models.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from tqdm import tqdm
 
 from supernet.data.audio import AudioError
 from supernet.data.tokenizer import normalize_text
+from supernet.decoding import Decoder, GreedyDecoder
 from supernet.deploy.inputs import Item, load_waveform
-from supernet.deploy.runtime import CTCModel
+from supernet.deploy.runtime import CTCModel, pad_waveforms
 
 PROGRESS_MIN_FILES = 8  # fewer files than this: no progress bar
 
@@ -24,7 +27,7 @@ PROGRESS_MIN_FILES = 8  # fewer files than this: no progress bar
 @dataclass(frozen=True)
 class Result:
     item: Item
-    text: str | None = None  # the greedy transcript; None when the file was skipped
+    text: str | None = None  # the transcript; None when the file was skipped
     error: str | None = None  # why the file was skipped
     file_rate: int | None = None  # the file's sample rate (resampled when not the model's)
 
@@ -41,9 +44,15 @@ class Result:
 
 
 def transcribe_items(
-    model: CTCModel, items: list[Item], batch_size: int = 8, progress: bool = True
+    model: CTCModel,
+    items: list[Item],
+    batch_size: int = 8,
+    progress: bool = True,
+    decode: Decoder | None = None,
 ) -> Iterator[Result]:
-    """One ``Result`` per item, in order, a batch at a time; a tqdm bar on stderr for many files."""
+    """One ``Result`` per item, in order, a batch at a time; a tqdm bar on stderr for many files.
+    ``decode`` turns log-probabilities into texts (default: greedy with the model's tokenizer)."""
+    decode = decode or GreedyDecoder(model.tokenizer)
     show = progress and len(items) >= PROGRESS_MIN_FILES
     # disable=None: tqdm draws the bar only on a terminal, never into a log file
     with tqdm(
@@ -51,11 +60,11 @@ def transcribe_items(
     ) as bar:
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            yield from _transcribe_batch(model, batch)
+            yield from _transcribe_batch(model, batch, decode)
             bar.update(len(batch))
 
 
-def _transcribe_batch(model: CTCModel, batch: list[Item]) -> list[Result]:
+def _transcribe_batch(model: CTCModel, batch: list[Item], decode: Decoder) -> list[Result]:
     loaded, results = {}, {}
     for i, item in enumerate(batch):
         try:
@@ -63,7 +72,7 @@ def _transcribe_batch(model: CTCModel, batch: list[Item]) -> list[Result]:
         except AudioError as err:
             results[i] = Result(item, error=str(err))
     if loaded:
-        texts = model.transcribe([w.samples for w in loaded.values()])
+        texts = decode(*model.log_probs(*pad_waveforms([w.samples for w in loaded.values()])))
         for (i, waveform), text in zip(loaded.items(), texts):
             results[i] = Result(batch[i], text=text, file_rate=waveform.file_rate)
     return [results[i] for i in range(len(batch))]
