@@ -362,3 +362,30 @@ def test_a_model_trained_with_global_cmvn_is_evaluated_and_exported_with_its_sta
     with contextlib.redirect_stderr(io.StringIO()) as err:
         assert cli_main(["transcribe", str(tmp_path / "waveform.onnx"), str(wav), "--stream"]) == 2
     assert "--stream runs a retrain checkpoint" in err.getvalue()
+
+
+@pytest.mark.parametrize("space_name", ["st_nas", "budget"])
+def test_a_searched_path_of_a_shipped_space_exports_with_parity(space_name, tmp_path):
+    """Parity for a searched model of a shipped space, at tiny width: a seeded random path (what a
+    search may pick; BLSTM candidates, which do not export, left out: their named error is tested
+    above). `st_nas` (the demo's) and `budget` (the study's); the op families of the other spaces
+    are all in FAMILIES, and every space costs 15-50 s here, too much for the suite. The other
+    three were run once: `conformer`, `conformer_depth`, `mixed` passed (2026-12-05)."""
+    import random
+
+    import yaml
+
+    from supernet.shipped import shipped_path
+    from supernet.space import SearchSpace
+
+    data = yaml.safe_load(shipped_path("space", space_name).read_text())
+    space = SearchSpace({**data, "dim": 32})
+    rng, path = random.Random(0), None
+    while path is None or any("lstm" in label for label in space.derive(path).layers):
+        path = space.sample_path(rng)
+    spec = space.derive(path, name=f"{space_name}-pick")
+    torch.manual_seed(0)
+    module = ASRModule(spec.to_dict(), vocab=TOKENIZER.vocab).eval()
+    report = export_asr_module(module, tmp_path / "m.onnx")
+    parity = report["parity"]
+    assert parity["max_abs_diff"] <= 1e-4 and parity["same_lengths"] and parity["same_transcripts"], parity
