@@ -30,7 +30,7 @@ from supernet.asr_module import ASRModule  # noqa: E402
 from supernet.commands.cli import main as cli_main  # noqa: E402
 from supernet.data.tokenizer import CharTokenizer  # noqa: E402
 from supernet.deploy.export import export_asr_module, export_onnx  # noqa: E402
-from supernet.deploy.graph import deploy_module  # noqa: E402
+from supernet.deploy.graph import deploy_module, feature_pipeline  # noqa: E402
 from supernet.deploy.inputs import synthetic_waveforms  # noqa: E402
 from supernet.deploy.parity import max_valid_diff  # noqa: E402
 from supernet.deploy.runtime import OnnxCTC, TorchCTC, ort_session, pad_waveforms  # noqa: E402
@@ -320,7 +320,6 @@ def test_transcribe_audio_files_prints_no_score(families, manifest, capsys):
 def test_a_model_trained_with_global_cmvn_is_evaluated_and_exported_with_its_statistics(tmp_path):
     """`--data.normalisation global` keeps the train split's statistics in the data module's state:
     inference (evaluate, transcribe, export, an ONNX model's own features) must use them."""
-    from supernet.commands.evaluate import feature_pipeline
     from supernet.data.features import GlobalCMVN, normalize_per_utterance
     from supernet.deploy.checkpoint import load_module
 

@@ -47,6 +47,7 @@ from supernet.data.preflight import check_audio
 from supernet.data.tokenizer import normalize_text
 from supernet.decoding import Decoder, DecoderOptions, add_decoder_arguments, decoder_options, make_decoder
 from supernet.deploy.checkpoint import load_module
+from supernet.deploy.graph import feature_pipeline
 from supernet.outputs import atomic_write_text, check_writable
 
 
@@ -69,24 +70,6 @@ def test_sets(data: Path) -> dict[str, list]:
     if data.is_file():
         return {data.stem: read_manifest(data)}
     return resolve_splits(data, arch_fraction=0.0)["test"]
-
-
-def feature_pipeline(module: ASRModule) -> FeaturePipeline:
-    """The features the module was trained on, without SpecAugment: normalised per utterance, or
-    with the global statistics it was trained with (``module.cmvn``, set by ``load_module``)."""
-    spec = module.spec
-    mels = {"n_mels": spec.feature_dim}
-    sizes = {"fbank": mels, "kaldi_fbank": mels, "mfcc": {"n_mfcc": spec.feature_dim}}.get(spec.features, {})
-    cmvn = getattr(module, "cmvn", None)
-    normalisation = "utterance" if cmvn is None else "global"
-    pipeline = FeaturePipeline(spec.features, spec_augment=False, normalisation=normalisation, **sizes)
-    pipeline.cmvn = cmvn
-    if pipeline.feature_dim != spec.feature_dim:
-        raise ValueError(
-            f"architecture {spec.name!r} expects {spec.feature_dim}-d {spec.features} features, "
-            f"the pipeline makes {pipeline.feature_dim}"
-        )
-    return pipeline
 
 
 @torch.no_grad()

@@ -49,10 +49,21 @@ class WaveformCTC(nn.Module):
 
 
 def feature_pipeline(module: ASRModule) -> FeaturePipeline:
-    """The evaluation pipeline (no SpecAugment) of a retrained module."""
-    from supernet.commands.evaluate import feature_pipeline as evaluation_pipeline
-
-    return evaluation_pipeline(module)
+    """The features the module was trained on, without SpecAugment: normalised per utterance, or
+    with the global statistics it was trained with (``module.cmvn``, set by ``load_module``)."""
+    spec = module.spec
+    mels = {"n_mels": spec.feature_dim}
+    sizes = {"fbank": mels, "kaldi_fbank": mels, "mfcc": {"n_mfcc": spec.feature_dim}}.get(spec.features, {})
+    cmvn = getattr(module, "cmvn", None)
+    normalisation = "utterance" if cmvn is None else "global"
+    pipeline = FeaturePipeline(spec.features, spec_augment=False, normalisation=normalisation, **sizes)
+    pipeline.cmvn = cmvn
+    if pipeline.feature_dim != spec.feature_dim:
+        raise ValueError(
+            f"architecture {spec.name!r} expects {spec.feature_dim}-d {spec.features} features, "
+            f"the pipeline makes {pipeline.feature_dim}"
+        )
+    return pipeline
 
 
 def deploy_module(module: ASRModule, input_kind: str, for_export: bool = False) -> nn.Module:
