@@ -44,6 +44,33 @@ def normalize_text(text: str) -> str:
     return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text).lower()).strip()
 
 
+def _unknown_chars(texts: Iterable[str], known) -> Counter:
+    """How often each character of the normalised `texts` outside `known` occurs."""
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update(c for c in normalize_text(text) if c not in known)
+    return counts
+
+
+def _pieces(tokenizer, ids: Iterable[int]) -> list[str]:
+    """The symbols of `ids` in `tokenizer.vocab`, blanks dropped, the unknown id as its symbol; an
+    id outside the vocabulary is an error naming the tokenizer."""
+    pieces = []
+    for index in ids:
+        index = int(index)
+        if index == BLANK_ID:
+            continue
+        if index == UNKNOWN_ID:
+            pieces.append(UNKNOWN_SYMBOL)
+        elif 2 <= index < len(tokenizer.vocab):
+            pieces.append(tokenizer.vocab[index])
+        else:
+            raise ValueError(
+                f"{type(tokenizer).__name__}.decode: id {index} outside the vocabulary of {len(tokenizer)}"
+            )
+    return pieces
+
+
 class CharTokenizer:
     """Maps normalised text to ids and back; characters outside the vocabulary map to unknown."""
 
@@ -94,25 +121,11 @@ class CharTokenizer:
 
     def unknown_chars(self, texts: Iterable[str]) -> Counter:
         """How often each character outside the vocabulary occurs in `texts`."""
-        counts: Counter = Counter()
-        for text in texts:
-            counts.update(c for c in normalize_text(text) if c not in self._ids)
-        return counts
+        return _unknown_chars(texts, self._ids)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`, blanks dropped (no CTC repeat-collapsing: that is the decoder's job)."""
-        out = []
-        for index in ids:
-            index = int(index)
-            if index == BLANK_ID:
-                continue
-            if index == UNKNOWN_ID:
-                out.append(UNKNOWN_SYMBOL)
-            elif 2 <= index < len(self.vocab):
-                out.append(self.vocab[index])
-            else:
-                raise ValueError(f"CharTokenizer.decode: id {index} outside the vocabulary of {len(self)}")
-        return "".join(out)
+        return "".join(_pieces(self, ids))
 
     def to_dict(self) -> dict:
         return {
@@ -296,26 +309,12 @@ class SubwordTokenizer:
 
     def unknown_chars(self, texts: Iterable[str]) -> Counter:
         """How often each character outside the model occurs in `texts`."""
-        counts: Counter = Counter()
-        for text in texts:
-            counts.update(c for c in normalize_text(text) if c not in self._chars)
-        return counts
+        return _unknown_chars(texts, self._chars)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`: blanks dropped (no CTC repeat-collapsing), pieces joined, a `▁` read as a
         word start; runs of boundaries count once and none leads or trails."""
-        pieces = []
-        for index in ids:
-            index = int(index)
-            if index == BLANK_ID:
-                continue
-            if index == UNKNOWN_ID:
-                pieces.append(UNKNOWN_SYMBOL)
-            elif 2 <= index < len(self.vocab):
-                pieces.append(self.vocab[index])
-            else:
-                raise ValueError(f"SubwordTokenizer.decode: id {index} outside the vocabulary of {len(self)}")
-        return " ".join("".join(pieces).replace(WORD_BOUNDARY_PIECE, " ").split())
+        return " ".join("".join(_pieces(self, ids)).replace(WORD_BOUNDARY_PIECE, " ").split())
 
     def to_dict(self) -> dict:
         if self.model is None:
