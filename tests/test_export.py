@@ -33,7 +33,8 @@ from supernet.deploy.export import export_asr_module, export_onnx  # noqa: E402
 from supernet.deploy.graph import deploy_module, feature_pipeline  # noqa: E402
 from supernet.deploy.inputs import synthetic_waveforms  # noqa: E402
 from supernet.deploy.parity import max_valid_diff  # noqa: E402
-from supernet.deploy.runtime import OnnxCTC, TorchCTC, ort_session, pad_waveforms  # noqa: E402
+from supernet.deploy.runtime import OnnxCTC, TorchCTC, pad_waveforms  # noqa: E402
+from supernet.deploy.session import ort_session  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
 
 TOKENIZER = CharTokenizer.build(["abcdefgh ijklmno"])

@@ -28,7 +28,8 @@ from supernet.deploy.locate import find_unexportable
 from supernet.deploy.metadata import model_metadata, read_metadata, write_props
 from supernet.deploy.onnx_export import ExportFailed, export_module, save
 from supernet.deploy.parity import TOLERANCE, Parity, check_parity
-from supernet.deploy.runtime import ort_session, pad_time, pad_waveforms
+from supernet.deploy.runtime import pad_time, pad_waveforms
+from supernet.deploy.session import ort_session
 from supernet.errors import UserError
 
 DEFAULT_OPSET = 18

@@ -11,6 +11,7 @@ import torch
 
 from supernet.data.tokenizer import CharTokenizer
 from supernet.decoding import greedy_ctc_ids
+from supernet.deploy.session import ort_session
 from supernet.errors import UserError
 
 
@@ -42,20 +43,6 @@ class CTCModel:
     def transcribe(self, waveforms: list[torch.Tensor]) -> list[str]:
         log_probs, out_lengths = self.log_probs(*pad_waveforms(waveforms))
         return [self.tokenizer.decode(ids) for ids in greedy_ctc_ids(log_probs, out_lengths)]
-
-
-def ort_session(path: str | Path, threads: int = 0):
-    """A CPU onnxruntime session; ``threads`` 0 lets onnxruntime choose."""
-    try:
-        import onnxruntime as ort
-    except ImportError as err:
-        raise UserError("running an ONNX model needs onnxruntime: pip install 'supernet[deploy]'") from err
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: its warnings are about graph rewrites
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxCTC(CTCModel):
