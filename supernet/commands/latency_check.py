@@ -2,6 +2,7 @@
 
     supernet latency-check --lut lut.json --space st_nas --n 20 [--seed 0] [--plot check.png]
     supernet latency-check --lut lut.json --arch runs/budget/arch.yaml
+    supernet latency-check --lut lut_ort_int8.json --space st_nas --n 20   # in onnxruntime, int8
 
 Samples ``--n`` architectures uniformly from the space (and/or takes ``--arch`` files), measures
 each ``DerivedNet`` end to end under the table's settings (same device, dtype, threads, batch,
@@ -12,7 +13,11 @@ seconds, chunk, CUDA graphs or not, settling time, warm-up and median; the netwo
 (after the first pass over all of them), and ``self_within_10pct`` says how often this machine
 agrees with itself within 10% (``self_mape`` by how much); the table's figures are read against
 it, and a ``verdict`` line says which of the two an error comes from.
-Settings given on the command line that differ from the table's are an error unless ``--force``.
+Settings given on the command line that differ from the table's are an error unless ``--force``;
+so is a table of another runtime (``--runtime``, ``--int8``) or onnxruntime version. A table of
+``--runtime onnxruntime`` is checked in onnxruntime: each network exported whole, as ``supernet
+export --input features`` writes it (``--graph composed``: its ops' graphs joined, one export per
+distinct op instead of one per network).
 """
 
 from __future__ import annotations
@@ -25,15 +30,29 @@ from typing import Any
 import torch
 
 from supernet.archspec import ArchSpec
-from supernet.commands.profile import add_settings_arguments
+from supernet.commands.profile import add_settings_arguments, runtime_words
 from supernet.errors import UserError
-from supernet.latency import LatencyTable, default_settle, device_name, measure_networks
+from supernet.latency import LatencyTable, LatencyTableError, default_settle, device_name, measure_networks
 from supernet.latency.allocator import pin_heap_allocator
+from supernet.latency.ort import GRAPHS
+from supernet.latency.settings import ONNX_OPSET, check_runtime, onnxruntime_version
 from supernet.loggers import can_plot, pyplot
 from supernet.outputs import check_writable, replaced_when_done
 from supernet.space import SearchSpace
 
-OVERRIDES = ("device", "dtype", "threads", "batch", "seconds", "chunk_ms", "vocab", "clock", "cuda_graph")
+OVERRIDES = (
+    "device",
+    "dtype",
+    "threads",
+    "batch",
+    "seconds",
+    "chunk_ms",
+    "vocab",
+    "clock",
+    "cuda_graph",
+    "runtime",
+    "int8",
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +78,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--plot", type=Path, help="scatter plot of predicted vs measured (PNG)")
     parser.add_argument("--force", action="store_true", help="use the table under other settings anyway")
+    parser.add_argument(
+        "--graph",
+        choices=GRAPHS,
+        default="exported",
+        help="onnxruntime: each network exported whole (as `supernet export`), or composed of its ops' graphs "
+        "(faster: one export per distinct op)",
+    )
     add_settings_arguments(parser, defaults=False)
 
 
@@ -79,7 +105,16 @@ def run_settings(table: LatencyTable, args: argparse.Namespace, force: bool) -> 
     settings["device_name"] = device_name(settings["device"]) if _device_ok(settings["device"]) else "none"
     settings["torch"] = torch.__version__
     settings["allocator"] = pin_heap_allocator() if settings["device"] == "cpu" else None
-    table.check({k: settings[k] for k in (*OVERRIDES, "device_name", "torch", "allocator")}, force=force)
+    onnx = settings["runtime"] == "onnxruntime"
+    settings["onnxruntime"] = onnxruntime_version() if onnx else None
+    checked = (*OVERRIDES, "device_name", "torch", "allocator", "onnxruntime")
+    table.check({k: settings[k] for k in checked}, force=force)
+    try:  # what a forced run asks of a runtime must still be measurable
+        check_runtime(settings["runtime"], settings["device"], settings["dtype"], settings["int8"])
+    except ValueError as err:
+        raise LatencyTableError(f"{table.source}: {err}") from err
+    if onnx and not settings.get("opset"):  # a torch table, forced into onnxruntime
+        settings["opset"] = ONNX_OPSET
     return settings
 
 
@@ -104,11 +139,13 @@ def check(
     rounds: int = 1,
     settle_s: float = 0.0,
     noise: int = 0,
+    graph: str = "exported",
 ) -> dict[str, Any]:
     """Predicted and measured latency of each architecture, the summary numbers, and with
-    ``noise``, the machine's agreement with itself on that many networks measured again."""
+    ``noise``, the machine's agreement with itself on that many networks measured again
+    (onnxruntime: ``graph``, see ``supernet.latency.measure.network_runners``)."""
     predicted = [table.predict(spec) for spec in archs]  # a missing entry fails before measuring
-    measured = measure_networks(archs, settings, warmup, repeats, rounds, settle_s)
+    measured = measure_networks(archs, settings, warmup, repeats, rounds, settle_s, graph)
     rows = [
         {"arch": spec.name, "predicted_ms": p, "measured_ms": m}
         for spec, p, m in zip(archs, predicted, measured)
@@ -120,7 +157,7 @@ def check(
         "spearman": spearman(pred, meas) if len(rows) > 2 else float("nan"),
     }
     if noise > 0:
-        again = measure_networks(archs[:noise], settings, warmup, repeats, rounds, 0.0)
+        again = measure_networks(archs[:noise], settings, warmup, repeats, rounds, 0.0, graph)
         for row, value in zip(rows, again):
             row["measured_again_ms"] = value
         floor = agreement(again, meas[: len(again)])
@@ -191,16 +228,18 @@ def run(args: argparse.Namespace) -> int:
     settle_s = (
         args.settle if args.settle is not None else table.settings.get("settle_s", default_settle(settings))
     )
-    result = check(table, archs, settings, warmup, repeats, args.rounds, settle_s, args.noise)
+    result = check(table, archs, settings, warmup, repeats, args.rounds, settle_s, args.noise, args.graph)
     for row in result["rows"]:
         error = row["predicted_ms"] / row["measured_ms"] - 1
         print(
             f"  {row['arch']:<28} predicted {row['predicted_ms']:9.3f} ms  measured {row['measured_ms']:9.3f} ms  {error:+.1%}"
         )
     graph = ", CUDA graphs" if settings.get("cuda_graph") else ""
+    if settings["runtime"] == "onnxruntime":
+        graph = f", {args.graph} graphs"
     print(
-        f"device: {settings['device_name']} ({settings['device']}, {settings['dtype']}, {settings['threads']} threads, "
-        f"batch {settings['batch']} x {settings['seconds']} s{graph})"
+        f"device: {settings['device_name']} ({settings['device']}{runtime_words(settings)}, {settings['dtype']}, "
+        f"{settings['threads']} threads, batch {settings['batch']} x {settings['seconds']} s{graph})"
     )
     print(f"mape: {result['mape']:.3f}")
     print(f"spearman: {result['spearman']:.3f}")

@@ -3,6 +3,7 @@
     supernet profile --space st_nas --device cpu --threads 1 --batch 1 --seconds 4 -o lut.json
     supernet profile --space conformer --device cuda --dtype bf16 --batch 16 --seconds 8 --cuda-graph -o lut.json
     supernet profile --space conformer --device cuda --dtype bf16 --chunk-ms 640 -o lut_stream.json
+    supernet profile --space st_nas --runtime onnxruntime --int8 -o lut_ort_int8.json
 
 Every candidate of every edge and the fixed layers (input op, fixed layers, head with
 ``--vocab`` outputs and the log-softmax) are timed at the input shape they see inside the
@@ -12,7 +13,9 @@ The file records the device name, torch version, dtype, threads, batch, seconds,
 whether passes run as CUDA graphs; using it under other settings is an error unless forced.
 On a GPU, ``--cuda-graph`` times the GPU's work alone: without it, small networks are bound by
 the host's Python and kernel launches, and their latency follows the host CPU's speed of the
-moment (docs/latency.md has the measurements).
+moment (docs/latency.md has the measurements). ``--runtime onnxruntime`` times the ops exported to
+ONNX as ``supernet export`` exports models, in onnxruntime on the CPU (``--int8``: with its dynamic
+int8 quantisation), for a search that targets that deployment (``supernet.latency.ort``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from supernet.archspec import ArchSpec
-from supernet.latency import CLOCKS_NAMES, DTYPES, make_settings, profile_space
+from supernet.latency import CLOCKS_NAMES, DTYPES, RUNTIMES, make_settings, profile_space
 from supernet.outputs import check_writable, replaced_when_done
 from supernet.space import SearchSpace
 
@@ -33,6 +36,19 @@ def add_settings_arguments(parser: argparse.ArgumentParser, defaults: bool = Tru
         return value if defaults else None
 
     parser.add_argument("--device", choices=("cpu", "cuda"), default=default("cpu"))
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=default("torch"),
+        help="what runs the network: torch, or onnxruntime (CPU; the ops exported to ONNX as `supernet "
+        "export` exports models)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        default=default(False),
+        help="onnxruntime: int8 weights (dynamic quantisation, as `supernet export --int8`)",
+    )
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=default("fp32"))
     parser.add_argument(
         "--threads",
@@ -104,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         args.vocab,
         clock,
         args.cuda_graph,
+        args.runtime,
+        args.int8,
     )
     space = SearchSpace.load(args.space)
     archs = [ArchSpec.from_yaml(path) for path in args.arch]
@@ -121,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         table.save(partial)
     timed = [e for e in table.entries.values() if e["ms"] is not None]
     print(
-        f"device: {settings['device_name']} ({settings['device']}, {settings['dtype']}, {settings['threads']} threads)"
+        f"device: {settings['device_name']} ({settings['device']}{runtime_words(settings)}, {settings['dtype']}, "
+        f"{settings['threads']} threads)"
     )
     for entry in sorted(timed, key=lambda e: -e["ms"]):
         print(
@@ -139,3 +158,10 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"written: {args.output} ({len(table.entries)} entries)")
     return 0
+
+
+def runtime_words(settings: dict) -> str:
+    """``", onnxruntime 1.32.0 int8"`` for an onnxruntime table; nothing for torch."""
+    if settings.get("runtime", "torch") == "torch":
+        return ""
+    return f", onnxruntime {settings['onnxruntime']}" + (" int8" if settings.get("int8") else "")

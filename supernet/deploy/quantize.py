@@ -28,13 +28,17 @@ def int8_path(fp32: str | Path) -> Path:
 
 
 def outside_network(model) -> list[str]:
-    """Names of the nodes that no module under ``net`` made (the front-end's)."""
-    names = []
+    """Names of the nodes that no module under ``net`` made (the front-end's). None in a graph
+    without a ``net`` module, which is all network: a features-input model (its exported module
+    is the network itself), or one op of a latency table (``supernet.latency.ort``)."""
+    scoped = []
     for node in model.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == SCOPES), None)
-        if scopes is not None and "net" not in ast.literal_eval(scopes):
-            names.append(node.name)
-    return names
+        if scopes is not None:
+            scoped.append((node.name, "net" in ast.literal_eval(scopes)))
+    if not any(in_net for _, in_net in scoped):
+        return []
+    return [name for name, in_net in scoped if not in_net]
 
 
 def quantize_int8(fp32: str | Path, out: str | Path | None = None) -> Path:

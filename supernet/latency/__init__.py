@@ -1,10 +1,11 @@
 """Latency tables and the hardware objective of a search.
 
-- ``settings``: where a table is measured (device, dtype, threads, input size, clock);
+- ``settings``: where a table is measured (device, runtime, dtype, threads, input size, clock);
 - ``slots``: one op at one position of a network, the table's key;
 - ``table``: ``LatencyTable``, its file format, and predictions of architectures and spaces;
 - ``costs``: ``SpaceCosts``, a space's costs per candidate (expected, one path's, within a budget);
 - ``measure``: timing ops inside running networks (``supernet profile``, ``supernet latency-check``);
+- ``ort``: the same in onnxruntime, on ops and networks exported to ONNX (``--runtime onnxruntime``);
 - ``objective``: ``HardwareObjective``, the penalty a search adds to CTC and the path it picks.
 """
 
@@ -17,6 +18,7 @@ from supernet.latency.measure import (
     default_settle,
     measure_networks,
     merge,
+    network_runners,
     profile,
     profile_space,
     settle,
@@ -28,6 +30,7 @@ from supernet.latency.settings import (
     CHECKED_KEYS,
     CLOCKS_NAMES,
     DTYPES,
+    RUNTIMES,
     LatencyTableError,
     device_name,
     make_settings,
@@ -43,6 +46,7 @@ __all__ = [
     "DTYPES",
     "FORMAT",
     "METRICS",
+    "RUNTIMES",
     "VERSION",
     "HardwareObjective",
     "LatencyTable",
@@ -59,6 +63,7 @@ __all__ = [
     "make_settings",
     "measure_networks",
     "merge",
+    "network_runners",
     "network_slots",
     "over_budget",
     "param_costs",

@@ -1,5 +1,6 @@
-"""Measuring: ops timed inside running networks (``NetworkRunner``), a space's table
-(``profile_space``), whole networks (``measure_networks``, what ``latency-check`` compares with).
+"""Measuring: ops timed inside running networks (``NetworkRunner``; in onnxruntime
+``supernet.latency.ort.OrtNetworkRunner``), a space's table (``profile_space``), whole networks
+(``measure_networks``, what ``latency-check`` compares with).
 """
 
 from __future__ import annotations
@@ -192,6 +193,21 @@ class NetworkRunner:
         """``repeats`` end-to-end times (ms) of one unmarked pass (the check's "measured")."""
         return [run[0] for run in self._repeat(warmup, repeats, marked=False)]
 
+    def notes(self, slot: Slot) -> dict[str, Any]:
+        """What the table records of an op beside its time and ``static_entry`` (nothing here)."""
+        return {}
+
+
+def network_runners(archs: list[ArchSpec], settings: dict, graph: str = "exported") -> list[NetworkRunner]:
+    """A runner per architecture in the table's runtime: torch (``NetworkRunner``) or onnxruntime
+    (``OrtNetworkRunner``, whose network graph is ``graph``: ``exported`` whole or ``composed``
+    of its ops' graphs; torch ignores it)."""
+    if settings.get("runtime", "torch") == "torch":
+        return [NetworkRunner(spec, settings) for spec in archs]
+    from supernet.latency.ort import ort_runners
+
+    return ort_runners(archs, settings, graph)
+
 
 def settle(runners: list[NetworkRunner], seconds: float) -> float:
     """Run the networks in turn for at least ``seconds`` before anything is timed; the seconds
@@ -206,14 +222,21 @@ def settle(runners: list[NetworkRunner], seconds: float) -> float:
 
 
 def measure_networks(
-    archs: list[ArchSpec], settings: dict, warmup: int, repeats: int, rounds: int = 1, settle_s: float = 0.0
+    archs: list[ArchSpec],
+    settings: dict,
+    warmup: int,
+    repeats: int,
+    rounds: int = 1,
+    settle_s: float = 0.0,
+    graph: str = "exported",
 ) -> list[float]:
-    """End-to-end median latency (ms) of each ``DerivedNet`` under a table's settings.
+    """End-to-end median latency (ms) of each ``DerivedNet`` under a table's settings (in
+    onnxruntime: its ``graph``, see ``network_runners``).
 
     The networks are cycled ``rounds`` times (``repeats`` timed passes each time), so that a
     slow spell of the machine is shared by all of them instead of landing on a few.
     """
-    runners = [NetworkRunner(spec, settings) for spec in archs]
+    runners = network_runners(archs, settings, graph)
     settle(runners, settle_s)
     samples: list[list[float]] = [[] for _ in runners]
     for _ in range(rounds):
@@ -289,7 +312,8 @@ def profile(
     what a pass costs beyond its ops (a graph's launch), so that the entries of a network add up
     to its end-to-end time (an op that does nothing, ``skip``, is kept at 0 rather than below
     it). ``extra_slots`` are recorded without a time (ops that cannot stream)
-    so that a streaming table can say why it has no latency for them.
+    so that a streaming table can say why it has no latency for them. In onnxruntime, a
+    network's unmarked pass runs its ops' graphs joined into one (``supernet.latency.ort``).
 
     ``calibrate``: more whole networks, timed end to end in the same rounds (interleaved with the
     ops); with ``archs`` they fit the table's calibration line (``supernet.latency.calibration``).
@@ -297,8 +321,8 @@ def profile(
     from tqdm import tqdm
 
     settle_s = default_settle(settings) if settle_s is None else settle_s
-    runners = [NetworkRunner(spec, settings) for spec in archs]
-    checkers = [NetworkRunner(spec, settings) for spec in calibrate]
+    everything = network_runners([*archs, *calibrate], settings, graph="composed")
+    runners, checkers = everything[: len(archs)], everything[len(archs) :]
     settled = settle(runners + checkers, settle_s)
     samples: dict[str, list[float]] = {}
     entries: dict[str, dict[str, Any]] = {}
@@ -316,7 +340,7 @@ def profile(
                 )
                 for slot, times in zip(runner.slots, per_op):
                     if slot.key not in entries:
-                        entries[slot.key] = static_entry(slot)
+                        entries[slot.key] = {**static_entry(slot), **runner.notes(slot)}
                     samples.setdefault(slot.key, []).extend(times)
                 bar.update()
             for i, checker in enumerate(checkers, start=len(runners)):

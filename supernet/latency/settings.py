@@ -1,7 +1,11 @@
-"""Where a table is measured: the device, dtype, threads, input size and clock (``make_settings``).
+"""Where a table is measured: the device, runtime, dtype, threads, input size and clock
+(``make_settings``).
 
 A table's numbers hold only under the settings it was measured with; ``CHECKED_KEYS`` are the
-ones whose difference makes them meaningless (``LatencyTable.check`` compares them).
+ones whose difference makes them meaningless (``LatencyTable.check`` compares them). The runtime
+is one of them: ``torch`` (eager PyTorch, or CUDA graphs) or ``onnxruntime`` (the ops exported to
+ONNX as ``supernet export`` exports models, on the CPU, in fp32 or with ``int8`` weights): the same
+network runs at another speed in each, and a search must target the one it will be deployed on.
 ``LatencyTableError`` is the error of every part of ``supernet.latency``: a table that cannot
 answer (wrong settings, a missing op, an op that cannot stream).
 """
@@ -32,8 +36,15 @@ CHECKED_KEYS = (
     "clock",
     "cuda_graph",
     "allocator",
+    "runtime",
+    "int8",
+    "onnxruntime",
 )
 CLOCKS_NAMES = ("wall", "cpu")
+RUNTIMES = ("torch", "onnxruntime")
+# The opset of the ONNX graphs an onnxruntime table times: the one `supernet export` writes
+# (``supernet.deploy.export.DEFAULT_OPSET``; not imported here, it would load Lightning).
+ONNX_OPSET = 18
 
 
 class LatencyTableError(UserError, ValueError):
@@ -63,8 +74,11 @@ def make_settings(
     vocab: int = 64,
     clock: str = "wall",
     cuda_graph: bool = False,
+    runtime: str = "torch",
+    int8: bool = False,
 ) -> dict[str, Any]:
-    """The settings of a measurement on *this* machine (device name and torch version read here)."""
+    """The settings of a measurement on *this* machine (device name, torch and onnxruntime
+    versions read here)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     if device not in ("cpu", "cuda"):
@@ -83,6 +97,8 @@ def make_settings(
         raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
     if cuda_graph and device != "cuda":
         raise ValueError("cuda_graph: CUDA graphs (timing replays of a captured pass) need device cuda")
+    check_runtime(runtime, device, dtype, int8)
+    onnx = runtime == "onnxruntime"
     return {
         "device": device,
         "device_name": device_name(device),
@@ -97,4 +113,35 @@ def make_settings(
         "cuda_graph": bool(cuda_graph),
         # CPU: glibc's malloc pinned to the heap for every measurement (``supernet.latency.allocator``)
         "allocator": pin_heap_allocator() if device == "cpu" else None,
+        "runtime": runtime,
+        "int8": bool(int8),
+        "onnxruntime": onnxruntime_version() if onnx else None,
+        "opset": ONNX_OPSET if onnx else None,
     }
+
+
+def check_runtime(runtime: str, device: str, dtype: str, int8: bool) -> None:
+    """Refuse settings the runtime cannot measure: onnxruntime runs here on the CPU in fp32
+    (its CUDA provider is not installed), and int8 weights are onnxruntime's quantisation."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime: {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime" and (device != "cpu" or dtype != "fp32"):
+        raise ValueError(
+            f"runtime onnxruntime: tables are measured on the CPU in fp32 (asked: {device}, {dtype}); "
+            "for int8 weights add --int8"
+        )
+    if int8 and runtime != "onnxruntime":
+        raise ValueError(
+            "int8: int8 weights are onnxruntime's dynamic quantisation; add --runtime onnxruntime"
+        )
+
+
+def onnxruntime_version() -> str:
+    """The installed onnxruntime's version; a clear error when the deploy extra is missing."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise LatencyTableError(
+            "runtime onnxruntime needs onnx, onnxruntime and onnxscript: pip install 'supernet[deploy]'"
+        ) from err
+    return onnxruntime.__version__

@@ -7,9 +7,11 @@ the op's own look-ahead (streaming mode: ops that cannot stream are recorded as 
 time). The head entry includes the network's final ``float().log_softmax()``, so that the
 prediction of an ``ArchSpec`` is simply the sum of its ops' entries (input op, layers, head).
 
-A table is tied to the device and settings it was measured with (``settings``); ``check`` (and
-``load(..., expect=...)``) refuses another device or other settings, naming the differing key,
-unless forced: a table measured on one device silently used for another is a classic NAS bug.
+A table is tied to the device, runtime and settings it was measured with (``settings``); ``check``
+(and ``load(..., expect=...)``) refuses another device, runtime or other settings, naming the
+differing key, unless forced: a table measured on one device silently used for another is a
+classic NAS bug. Tables of every runtime (``supernet.latency.ort`` for onnxruntime) share this
+format, so a search or a select reads any of them alike.
 
 ``costs(space)`` gives a space's ``SpaceCosts``, and ``expected(space, probs)`` the latency
 expected under the architecture distribution: differentiable in the probabilities.
@@ -43,9 +45,17 @@ class LatencyTable:
     def __init__(
         self, settings: dict[str, Any], entries: dict[str, dict[str, Any]], source: str = "<memory>"
     ):
-        # tables written before CUDA graphs were measured, or before the CPU allocator was pinned
+        # tables written before CUDA graphs were measured, before the CPU allocator was pinned, or
+        # before onnxruntime tables: all torch
         cpu = settings.get("device") == "cpu"
-        settings = {"cuda_graph": False, "allocator": "system" if cpu else None, **settings}
+        settings = {
+            "cuda_graph": False,
+            "allocator": "system" if cpu else None,
+            "runtime": "torch",
+            "int8": False,
+            "onnxruntime": None,
+            **settings,
+        }
         missing = [k for k in CHECKED_KEYS if k not in settings]
         if missing:
             raise LatencyTableError(f"{source}: settings lack {missing}")
@@ -99,9 +109,14 @@ class LatencyTable:
         differ = [k for k in expect if _differs(self.settings.get(k), expect[k])]
         if differ and not force:
             k = differ[0]
+            hint = "measure a new table"
+            if k in ("runtime", "int8"):  # a table predicts the runtime it was measured in, no other
+                runtime = expect.get("runtime", self.settings["runtime"])
+                int8 = " --int8" if expect.get("int8", self.settings["int8"]) else ""
+                hint = f"measure a table in that runtime: `supernet profile --runtime {runtime}{int8}`"
             raise LatencyTableError(
                 f"{self.source}: settings key {k!r} differs: table has {self.settings.get(k)!r}, "
-                f"this run has {expect[k]!r} (measure a new table, or pass --force / force=True)"
+                f"this run has {expect[k]!r} ({hint}, or pass --force / force=True)"
             )
         return differ
 
