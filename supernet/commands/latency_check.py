@@ -32,7 +32,14 @@ import torch
 from supernet.archspec import ArchSpec
 from supernet.commands.profile import add_settings_arguments, runtime_words
 from supernet.errors import UserError
-from supernet.latency import LatencyTable, LatencyTableError, default_settle, device_name, measure_networks
+from supernet.latency import (
+    CHECKED_KEYS,
+    LatencyTable,
+    LatencyTableError,
+    default_settle,
+    device_name,
+    measure_networks,
+)
 from supernet.latency.allocator import pin_heap_allocator
 from supernet.latency.ort import GRAPHS
 from supernet.latency.settings import ONNX_OPSET, check_runtime, onnxruntime_version
@@ -40,19 +47,10 @@ from supernet.loggers import can_plot, pyplot
 from supernet.outputs import check_writable, replaced_when_done
 from supernet.space import SearchSpace
 
-OVERRIDES = (
-    "device",
-    "dtype",
-    "threads",
-    "batch",
-    "seconds",
-    "chunk_ms",
-    "vocab",
-    "clock",
-    "cuda_graph",
-    "runtime",
-    "int8",
-)
+# the settings a command line may set (the rest are the machine's: its name, torch, the allocator,
+# onnxruntime's version)
+MACHINE = ("device_name", "torch", "allocator", "onnxruntime")
+OVERRIDES = tuple(key for key in CHECKED_KEYS if key not in MACHINE)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +105,7 @@ def run_settings(table: LatencyTable, args: argparse.Namespace, force: bool) -> 
     settings["allocator"] = pin_heap_allocator() if settings["device"] == "cpu" else None
     onnx = settings["runtime"] == "onnxruntime"
     settings["onnxruntime"] = onnxruntime_version() if onnx else None
-    checked = (*OVERRIDES, "device_name", "torch", "allocator", "onnxruntime")
+    checked = (*OVERRIDES, *MACHINE)
     table.check({k: settings[k] for k in checked}, force=force)
     try:  # what a forced run asks of a runtime must still be measurable
         check_runtime(settings["runtime"], settings["device"], settings["dtype"], settings["int8"])

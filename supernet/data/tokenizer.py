@@ -138,20 +138,12 @@ class CharTokenizer:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        return path
+        return _write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{path}: tokenizer file not found") from err
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        data = _read_json(path)
         if (
             not isinstance(data, dict)
             or data.get("type") != "char"
@@ -355,6 +347,17 @@ class SubwordTokenizer:
 Tokenizer = CharTokenizer | SubwordTokenizer
 
 
+def _read_json(path: str | Path) -> object:
+    """A tokenizer file's JSON; a missing file or bad JSON named."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: tokenizer file not found") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
 def _write_json(path: str | Path, data: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -404,14 +407,7 @@ def tokenizer_from_dict(data: object, source: str) -> Tokenizer:
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """A saved tokenizer of any kind (`tokenizer.json` of a run)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{path}: tokenizer file not found") from err
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    return tokenizer_from_dict(data, str(path))
+    return tokenizer_from_dict(_read_json(path), str(path))
 
 
 def tokenizer_from_vocab(vocab: Sequence[str]) -> Tokenizer:
