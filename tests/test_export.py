@@ -364,13 +364,13 @@ def test_a_model_trained_with_global_cmvn_is_evaluated_and_exported_with_its_sta
     assert "--stream runs a retrain checkpoint" in err.getvalue()
 
 
-@pytest.mark.parametrize("space_name", ["st_nas", "budget"])
+@pytest.mark.parametrize("space_name", ["st_nas"])
 def test_a_searched_path_of_a_shipped_space_exports_with_parity(space_name, tmp_path):
     """Parity for a searched model of a shipped space, at tiny width: a seeded random path (what a
     search may pick; BLSTM candidates, which do not export, left out: their named error is tested
-    above). `st_nas` (the demo's) and `budget` (the study's); the op families of the other spaces
-    are all in FAMILIES, and every space costs 15-50 s here, too much for the suite. The other
-    three were run once: `conformer`, `conformer_depth`, `mixed` passed (2026-12-05)."""
+    above). `st_nas`, the demo's; the op families of the other spaces are all in FAMILIES, and
+    each other space costs 14-53 s here, too much for the suite. Run once by hand (2026-12-05):
+    `budget`, `conformer`, `conformer_depth` and `mixed` passed (pass them to the parametrize)."""
     import random
 
     import yaml
