@@ -136,6 +136,7 @@ class CTCModule(pl.LightningModule):
         if list(vocab[:2]) != [BLANK, UNKNOWN]:
             raise ValueError(f"vocab must start with {BLANK!r}, {UNKNOWN!r}; got {list(vocab[:2])}")
         self.tokenizer = tokenizer_from_vocab(vocab)  # characters, or subword pieces (decode only)
+        self.cmvn = None  # global CMVN statistics of a loaded checkpoint (``on_load_checkpoint``)
         self.vocab_size = len(self.tokenizer)
         self.metrics = nn.ModuleDict()  # split key -> ModuleDict(wer, cer), made on first use
         self.monitored: set[str] = set()  # metrics the callbacks monitor, read at each fit's start
@@ -145,11 +146,15 @@ class CTCModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A subword model encodes (``evaluate``'s targets, ``select``'s CTC loss) only with its
-        sentencepiece model, which the checkpoint's data-module state carries."""
-        from supernet.data.datamodule import checkpoint_tokenizer
+        sentencepiece model, and a model trained with global CMVN is fed features normalised with
+        its statistics (``cmvn``: evaluate, transcribe, export): the checkpoint's data-module state
+        carries both, read here with the checkpoint itself."""
+        from supernet.data.datamodule import checkpoint_cmvn, checkpoint_tokenizer
 
         super().on_load_checkpoint(checkpoint)
         self.tokenizer = checkpoint_tokenizer(checkpoint, self.tokenizer)
+        # beside the network, not a submodule: it is no part of the state_dict being loaded
+        vars(self)["cmvn"] = checkpoint_cmvn(checkpoint)
 
     def check_feature_dim(self, expected: int, source: str, what: str) -> None:
         """A clear error when the data module's features do not fit the network's input."""

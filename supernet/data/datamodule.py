@@ -198,6 +198,13 @@ def checkpoint_tokenizer(checkpoint: dict, vocab_tokenizer: Tokenizer) -> Tokeni
     return tokenizer if tokenizer.vocab == vocab_tokenizer.vocab else vocab_tokenizer
 
 
+def checkpoint_cmvn(checkpoint: dict) -> GlobalCMVN | None:
+    """The global CMVN statistics a checkpoint's data-module state carries (a model trained with
+    `normalisation: global`), else None (per-utterance normalisation)."""
+    saved = checkpoint.get(SpeechDataModule.__qualname__, {}).get("cmvn")
+    return None if saved is None else GlobalCMVN.from_dict(saved)
+
+
 class SpeechDataModule(pl.LightningDataModule):
     def __init__(
         self,

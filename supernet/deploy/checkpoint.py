@@ -8,18 +8,16 @@ from pathlib import Path
 import torch
 
 from supernet.asr_module import ASRModule
+from supernet.data import datamodule
 from supernet.data.features import GlobalCMVN
 from supernet.errors import UserError
 
-DATAMODULE_KEY = "SpeechDataModule"  # where Lightning keeps the data module's state in a checkpoint
-
 
 def checkpoint_cmvn(checkpoint: str | Path) -> GlobalCMVN | None:
-    """The global CMVN statistics a checkpoint was trained with (``--data.normalisation global``),
-    or None for a model trained with per-utterance statistics."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    state = saved.get(DATAMODULE_KEY) or {}
-    return GlobalCMVN.from_dict(state["cmvn"]) if "cmvn" in state else None
+    """The global CMVN statistics the checkpoint file was trained with (``--data.normalisation
+    global``), or None for a model trained with per-utterance statistics. A module loaded by
+    ``load_module`` has them already, as ``cmvn``."""
+    return datamodule.checkpoint_cmvn(torch.load(checkpoint, map_location="cpu", weights_only=False))
 
 
 def load_module(checkpoint: str | Path) -> ASRModule:
@@ -37,5 +35,4 @@ def load_module(checkpoint: str | Path) -> ASRModule:
             f"{checkpoint}: not a `supernet retrain` checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''})"
         ) from err
-    module.cmvn = checkpoint_cmvn(checkpoint)
     return module.eval()

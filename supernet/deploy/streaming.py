@@ -214,7 +214,10 @@ class StreamingCTC(CTCModel):
         """A retrain checkpoint with the CMVN statistics it was trained with, or ``cmvn``."""
         from supernet.deploy.checkpoint import load_module
 
-        return cls(load_module(checkpoint), chunk_ms, cmvn if cmvn is not None else require_cmvn(checkpoint))
+        module = load_module(checkpoint)
+        if cmvn is None:
+            cmvn = module.cmvn if module.cmvn is not None else require_cmvn(checkpoint)  # the error
+        return cls(module, chunk_ms, cmvn)
 
     @torch.no_grad()
     def log_probs(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
