@@ -1,10 +1,14 @@
 """Front-ends over a 16 kHz waveform `(B, S, 1)`: `fbank` (log-mel), `mfcc`, `learnfb` (learnable).
 
-All three use 25 ms windows (400 samples) with a 10 ms hop (stride 160) and zero padding of 200
-samples each side, so output frame `j` covers samples `160j - 200 .. 160j + 199`: stride 160 and a
-look-ahead of 199 *samples* (the op's input unit). Padding is zeros, not reflection, so that an
-utterance gives the same frames alone or padded in a batch. `mfcc` uses log-mels (not dB with a
-`top_db` clamp, which would make every frame depend on the utterance's maximum).
+All three use the project's frames (`ops.framing`, shared with `supernet.data.features`): 25 ms
+windows (400 samples) with a 10 ms hop (stride 160) and zero padding of 200 samples each side, so
+output frame `j` covers samples `160j - 200 .. 160j + 199`: stride 160 and a look-ahead of 199
+*samples* (the op's input unit). Padding is zeros, not reflection, so that an utterance gives the
+same frames alone or padded in a batch. `mfcc` uses log-mels (not dB with a `top_db` clamp, which
+would make every frame depend on the utterance's maximum). `fbank` and `mfcc` zero-pad each window
+to the shared `N_FFT` (512) points, so `fbank`'s frames are the data path's `fbank` features before
+normalisation (`ceil(S / 160)` of them here, `S // 160 + 1` there). `learnfb`'s filters span the
+window itself (400 taps): zero taps would see nothing, and learned ones would widen its look-ahead.
 """
 
 from __future__ import annotations
@@ -17,12 +21,9 @@ import torchaudio
 from torch import nn
 
 from ops.base import Op, mask_padding, strided_lengths
+from ops.framing import HOP, LOG_FLOOR, N_FFT, SAMPLE_RATE, WINDOW
 from ops.registry import Spec, register
 from ops.streaming import Window, no_frames, stream_state
-
-SAMPLE_RATE = 16000
-WINDOW, HOP, N_FFT = 400, 160, 512
-LOG_FLOOR = 1e-6
 
 
 class WaveformFrontend(Op):

@@ -147,14 +147,25 @@ class CTCModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A subword model encodes (``evaluate``'s targets, ``select``'s CTC loss) only with its
         sentencepiece model, and a model trained with global CMVN is fed features normalised with
-        its statistics (``cmvn``: evaluate, transcribe, export): the checkpoint's data-module state
-        carries both, read here with the checkpoint itself."""
-        from supernet.data.datamodule import checkpoint_cmvn, checkpoint_tokenizer
+        its statistics (``cmvn``: evaluate, transcribe, export), with the FFT size they were made with
+        (``checkpoint_n_fft``; None: saved before it was recorded): the checkpoint's data-module state
+        carries them, read here with the checkpoint itself. A resumed fit's data module gets that FFT
+        size here too when the checkpoint has no data-module state (Lightning then restores none)."""
+        from supernet.data.datamodule import (
+            SpeechDataModule,
+            checkpoint_cmvn,
+            checkpoint_n_fft,
+            checkpoint_tokenizer,
+        )
 
         super().on_load_checkpoint(checkpoint)
         self.tokenizer = checkpoint_tokenizer(checkpoint, self.tokenizer)
         # beside the network, not a submodule: it is no part of the state_dict being loaded
         vars(self)["cmvn"] = checkpoint_cmvn(checkpoint)
+        vars(self)["checkpoint_n_fft"] = checkpoint_n_fft(checkpoint)
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if isinstance(datamodule, SpeechDataModule) and SpeechDataModule.__qualname__ not in checkpoint:
+            datamodule.load_state_dict({})
 
     def check_feature_dim(self, expected: int, source: str, what: str) -> None:
         """A clear error when the data module's features do not fit the network's input."""

@@ -422,13 +422,22 @@ def test_kaldi_fbank_lengths_are_kaldis_frames_in_a_padded_batch():
 
 
 def test_existing_fbank_is_unchanged_by_the_kaldi_kind():
+    """fbank is torchaudio's log-mel at the project's n_fft (512); the n_fft 400 it had before is
+    kept for checkpoints that do not record theirs (tests/test_nfft.py)."""
     wave = torch.from_numpy(speech_like(0.7, seed=5)).float()[None]
-    mel = T.MelSpectrogram(
-        RATE, n_fft=400, win_length=400, hop_length=160, n_mels=80, center=True, pad_mode="constant"
-    )
-    feats, lengths = FeatureExtractor("fbank")(wave, torch.tensor([wave.shape[1]]))
-    torch.testing.assert_close(feats, torch.log(mel(wave) + 1e-6).transpose(1, 2))
-    assert lengths.tolist() == [wave.shape[1] // 160 + 1]
+    for n_fft in (None, 400):
+        mel = T.MelSpectrogram(
+            RATE,
+            n_fft=n_fft or 512,
+            win_length=400,
+            hop_length=160,
+            n_mels=80,
+            center=True,
+            pad_mode="constant",
+        )
+        feats, lengths = FeatureExtractor("fbank", n_fft=n_fft)(wave, torch.tensor([wave.shape[1]]))
+        torch.testing.assert_close(feats, torch.log(mel(wave) + 1e-6).transpose(1, 2))
+        assert lengths.tolist() == [wave.shape[1] // 160 + 1]
 
 
 def test_datamodule_with_kaldi_fbank_keeps_host_and_device_lengths_equal(tmp_path):

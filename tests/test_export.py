@@ -26,6 +26,7 @@ onnx = pytest.importorskip("onnx")
 
 import pytorch_lightning as pl  # noqa: E402
 
+from ops.framing import HOP, N_FFT, WINDOW  # noqa: E402
 from supernet.asr_module import ASRModule  # noqa: E402
 from supernet.commands.cli import main as cli_main  # noqa: E402
 from supernet.data.tokenizer import CharTokenizer  # noqa: E402
@@ -68,12 +69,14 @@ def tiny_module(layers: list[str], name: str = "tiny", seed: int = 0) -> ASRModu
 
 
 def save_checkpoint(module: ASRModule, path) -> str:
-    """What `supernet retrain` writes, as far as `ASRModule.load_from_checkpoint` reads it."""
+    """What `supernet retrain` writes, as far as `ASRModule.load_from_checkpoint` reads it (the data
+    module's state: the features' n_fft; tests/test_nfft.py covers checkpoints made before it)."""
     torch.save(
         {
             "pytorch-lightning_version": pl.__version__,
             "state_dict": module.state_dict(),
             "hyper_parameters": dict(module.hparams),
+            "SpeechDataModule": {"n_fft": N_FFT},
         },
         path,
     )
@@ -176,7 +179,8 @@ def test_waveform_model_metadata(families):
     assert meta["lookahead_frames"] is None and meta["streamable"] is False  # full-utterance attention
     features = meta["features"]
     assert (features["kind"], features["n_mels"], features["sample_rate"]) == ("fbank", 20, 16000)
-    assert (features["hop_length"], features["win_length"], features["n_fft"]) == (160, 400, 400)
+    assert (features["hop_length"], features["win_length"], features["n_fft"]) == (HOP, WINDOW, N_FFT)
+    assert (HOP, WINDOW, N_FFT) == (160, 400, 512)
     assert 0 < meta["min_input_length"] <= 0.33 * 16000
     model = onnx.load(report["onnx"])
     assert [i.name for i in model.graph.input] == ["audio", "lengths"]
@@ -329,7 +333,7 @@ def test_a_model_trained_with_global_cmvn_is_evaluated_and_exported_with_its_sta
     saved = torch.load(ckpt, weights_only=False)
     dim = module.spec.feature_dim
     cmvn = GlobalCMVN(torch.linspace(-3.0, 2.0, dim), torch.linspace(0.5, 4.0, dim))
-    torch.save({**saved, "SpeechDataModule": {"cmvn": cmvn.to_dict()}}, ckpt)
+    torch.save({**saved, "SpeechDataModule": {**saved["SpeechDataModule"], "cmvn": cmvn.to_dict()}}, ckpt)
     loaded = load_module(ckpt)
     pipeline = feature_pipeline(loaded)
     assert pipeline.normalisation == "global" and torch.equal(pipeline.cmvn.mean, cmvn.mean)

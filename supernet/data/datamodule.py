@@ -35,7 +35,7 @@ from supernet.data import lhotse_io, preflight
 from supernet.data.audio import TARGET_SAMPLE_RATE, AudioInfo, load_audio
 from supernet.data.augment import Augmenter, EpochKeySampler
 from supernet.data.buckets import DurationBucketSampler, LhotseBucketSampler
-from supernet.data.features import FeaturePipeline, GlobalCMVN, num_frames
+from supernet.data.features import FeaturePipeline, GlobalCMVN, n_fft_of, num_frames
 from supernet.data.manifest import DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
 from supernet.data.tokenizer import (
     Tokenizer,
@@ -196,6 +196,12 @@ def checkpoint_tokenizer(checkpoint: dict, vocab_tokenizer: Tokenizer) -> Tokeni
         return vocab_tokenizer
     tokenizer = tokenizer_from_dict(saved, "the checkpoint's tokenizer")
     return tokenizer if tokenizer.vocab == vocab_tokenizer.vocab else vocab_tokenizer
+
+
+def checkpoint_n_fft(checkpoint: dict) -> int | None:
+    """The FFT size a checkpoint's features were made with (its data-module state), or None for one
+    saved before it was recorded (`supernet.data.features.n_fft_of` says what that means)."""
+    return checkpoint.get(SpeechDataModule.__qualname__, {}).get("n_fft")
 
 
 def checkpoint_cmvn(checkpoint: dict) -> GlobalCMVN | None:
@@ -429,14 +435,19 @@ class SpeechDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict:
         """What checkpoints keep of the data: the global CMVN statistics, when there are some, and a
         subword tokenizer's model (a model's vocabulary decodes, but encoding needs the model:
-        `checkpoint_tokenizer`; a char tokenizer's vocabulary says it all)."""
+        `checkpoint_tokenizer`; a char tokenizer's vocabulary says it all), and the features' FFT size
+        (`n_fft`: a checkpoint without it was made before it was recorded, `n_fft_of`)."""
         cmvn = self.feature_pipeline.cmvn
-        state = {} if cmvn is None else {"cmvn": cmvn.to_dict()}
+        state = {"n_fft": self.feature_pipeline.extractor.n_fft}
+        if cmvn is not None:
+            state["cmvn"] = cmvn.to_dict()
         if self.tokenizer.kind != "char":
             state["tokenizer"] = self.tokenizer.to_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        extractor = self.feature_pipeline.extractor
+        self.feature_pipeline.use_n_fft(n_fft_of(extractor.kind, state.get("n_fft"), extractor.win_length))
         if "cmvn" in state:
             self.feature_pipeline.cmvn = GlobalCMVN.from_dict(state["cmvn"])
         if "tokenizer" in state:

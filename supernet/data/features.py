@@ -5,6 +5,9 @@ length-aware.
 Frames are 25 ms windows every 10 ms, centred, with zero (`constant`) padding: frame i of an
 utterance then sees the same samples whether it is alone or padded in a batch, so valid frames never
 depend on the padding. An utterance of L samples has `L // hop + 1` frames (1.0 s at 16 kHz: 101).
+Each 400-sample window is zero-padded to a 512-point FFT (`n_fft`), the setting the waveform
+front-end ops share (`ops.framing` says why 512). Features made before that setting used n_fft 400
+(`LEGACY_N_FFT`): a checkpoint or exported model that does not record its n_fft gets that.
 
 `kaldi_fbank` is Kaldi's `compute-fbank-feats` (`torchaudio.compliance.kaldi.fbank`, Kaldi's
 defaults: povey window, pre-emphasis 0.97, DC removal, 512-point FFT, 20 Hz to Nyquist) with
@@ -25,12 +28,26 @@ import torchaudio.compliance.kaldi as kaldi
 import torchaudio.transforms as T
 from torch import nn
 
+from ops.framing import HOP_MS, LOG_FLOOR, WINDOW, WINDOW_MS, padded_fft_size
 from supernet.data.audio import TARGET_SAMPLE_RATE
 
 FEATURE_KINDS = ("fbank", "mfcc", "raw", "kaldi_fbank")
 NORMALISATIONS = ("utterance", "global")
-LOG_OFFSET = 1e-6
+LOG_OFFSET = LOG_FLOOR
 KALDI_SCALE = 32768.0  # Kaldi reads 16-bit samples as integers; our waveforms are in [-1, 1]
+# fbank / mfcc before n_fft was one setting: the window's 400 samples, unpadded (kaldi_fbank has
+# always used Kaldi's padded 512); ``n_fft_of`` says it for any rate
+LEGACY_N_FFT = WINDOW
+
+
+def n_fft_of(kind: str, recorded: int | None, win_length: int = WINDOW) -> int | None:
+    """The ``n_fft`` that features of ``kind`` were made with, from what a checkpoint or exported
+    model recorded; ``recorded`` None: saved before n_fft was recorded, when `fbank` and `mfcc` used
+    the window's length (``LEGACY_N_FFT`` at 16 kHz) and `kaldi_fbank` Kaldi's padded size (None
+    here: ``FeatureExtractor``'s default)."""
+    if recorded is not None:
+        return int(recorded)
+    return win_length if kind in ("fbank", "mfcc") else None
 
 
 def num_frames(num_samples: torch.Tensor | int, hop_length: int) -> torch.Tensor | int:
@@ -159,6 +176,11 @@ class FeatureExtractor(nn.Module):
     `fbank`: log of `n_mels` mel energies. `mfcc`: `n_mfcc` cepstra of the same log-mels.
     `raw`: the waveform itself as `(B, S, 1)`, for a learnable front-end. `kaldi_fbank`: Kaldi's
     `n_mels` log-mel filterbank (module docstring), one torchaudio call per batch.
+
+    `n_fft`: the FFT size of each zero-padded window; None, the project's setting (the window rounded
+    up to a power of two: 512 for 25 ms at 16 kHz, as `ops.framing.N_FFT`). `fbank` and `mfcc` take
+    any even size from the window up (`LEGACY_N_FFT` for features made before the setting); Kaldi's
+    fbank takes the window or its padded size only (`round_to_power_of_two`).
     """
 
     def __init__(
@@ -167,8 +189,9 @@ class FeatureExtractor(nn.Module):
         sample_rate: int = TARGET_SAMPLE_RATE,
         n_mels: int = 80,
         n_mfcc: int = 40,
-        win_ms: float = 25.0,
-        hop_ms: float = 10.0,
+        win_ms: float = WINDOW_MS,
+        hop_ms: float = HOP_MS,
+        n_fft: int | None = None,
     ):
         super().__init__()
         if kind not in FEATURE_KINDS:
@@ -176,8 +199,22 @@ class FeatureExtractor(nn.Module):
         self.kind = kind
         self.win_length = round(sample_rate * win_ms / 1000)
         self.hop_length = round(sample_rate * hop_ms / 1000)
+        if kind == "kaldi_fbank":  # Kaldi's own rounding of the window and shift (int, not round)
+            self.win_length = int(sample_rate * win_ms * 0.001)
+            self.hop_length = int(sample_rate * hop_ms * 0.001)
+        self.n_fft = padded_fft_size(self.win_length) if n_fft is None else int(n_fft)
+        if self.n_fft < self.win_length or (self.n_fft % 2 and kind != "kaldi_fbank"):
+            raise ValueError(
+                f"n_fft must be even (an odd one changes the frame count) and at least the "
+                f"{self.win_length}-sample window; got {self.n_fft}"
+            )
+        if kind == "kaldi_fbank" and self.n_fft not in (self.win_length, padded_fft_size(self.win_length)):
+            raise ValueError(
+                f"kaldi_fbank's n_fft is the window ({self.win_length}) or its power-of-two padding "
+                f"({padded_fft_size(self.win_length)}), got {self.n_fft}"
+            )
         mel_kwargs = dict(
-            n_fft=self.win_length,
+            n_fft=self.n_fft,
             win_length=self.win_length,
             hop_length=self.hop_length,
             n_mels=n_mels,
@@ -197,9 +234,6 @@ class FeatureExtractor(nn.Module):
         elif kind == "kaldi_fbank":
             self.transform = None
             self.dim = n_mels
-            # Kaldi's own rounding of the window and shift (int, not round), and its options.
-            self.win_length = int(sample_rate * win_ms * 0.001)
-            self.hop_length = int(sample_rate * hop_ms * 0.001)
             self.kaldi_options = dict(
                 num_mel_bins=n_mels,
                 frame_length=win_ms,
@@ -207,6 +241,7 @@ class FeatureExtractor(nn.Module):
                 sample_frequency=sample_rate,
                 dither=0.0,
                 snip_edges=True,
+                round_to_power_of_two=self.n_fft != self.win_length,
             )
         else:
             self.transform = None
@@ -270,6 +305,7 @@ class FeaturePipeline(nn.Module):
             )
         self.normalisation = normalisation
         self.cmvn: GlobalCMVN | None = None
+        self.extractor_kwargs = extractor_kwargs
         self.extractor = FeatureExtractor(kind, **extractor_kwargs)
         # A waveform has no frequency axis and time masks on samples are not SpecAugment: raw skips it.
         self.spec_augment = SpecAugment() if spec_augment and kind != "raw" else None
@@ -277,6 +313,14 @@ class FeaturePipeline(nn.Module):
     @property
     def feature_dim(self) -> int:
         return self.extractor.dim
+
+    def use_n_fft(self, n_fft: int | None) -> None:
+        """Extract with ``n_fft`` from now on (None: the project's), all else as it was: the setting a
+        checkpoint recorded (``n_fft_of``)."""
+        kwargs = {**self.extractor_kwargs, "n_fft": n_fft}
+        extractor = FeatureExtractor(self.extractor.kind, **kwargs)
+        if extractor.n_fft != self.extractor.n_fft:
+            self.extractor, self.extractor_kwargs = extractor, kwargs
 
     @torch.no_grad()
     def fit_cmvn(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> GlobalCMVN:

@@ -6,6 +6,12 @@ of a 400-point frame (not a power of two) gave log-mels up to 7e-4 away from PyT
 measured), and tiny attention networks' log-probs 3.6e-4 to 1.1e-3 away, over the 1e-4 parity
 target. With the STFT written as below the same networks matched to under 5e-6. The basis is
 computed in float64 and stored in float32; the mel filterbank and DCT are torchaudio's own.
+
+A window shorter than ``n_fft`` (the project's 400 samples in a 512-point FFT, ``ops.framing``) is
+zero-padded on both sides by ``torch.stft``; the padded samples add nothing, so the kernel spans the
+window only (400 taps, 257 bins) and the input is padded so that frame ``j`` starts where
+``torch.stft``'s window does. That drops a phase factor ``exp(-2 pi i k offset / n_fft)`` of each
+bin, which the power spectrum does not see.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from supernet.data.features import LOG_OFFSET, FeatureExtractor
 
 
 def dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """``(2 * (n_fft // 2 + 1), 1, n_fft)``: windowed cosines then negated sines, one per bin, so
-    that a convolution gives the real and imaginary parts of a one-sided DFT of each frame."""
-    n = torch.arange(n_fft, dtype=torch.float64)
+    """``(2 * (n_fft // 2 + 1), 1, len(window))``: windowed cosines then negated sines, one per bin
+    of an ``n_fft``-point DFT, so that a convolution gives the real and imaginary parts of a
+    one-sided DFT of each frame (of the window's samples, the zero padding up to ``n_fft`` left out)."""
+    if len(window) > n_fft:
+        raise ValueError(f"a {len(window)}-sample window does not fit a {n_fft}-point DFT")
+    n = torch.arange(len(window), dtype=torch.float64)
     k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
     angle = (2 * math.pi / n_fft) * torch.remainder(k[:, None] * n[None, :], n_fft)  # exact integers first
     w = window.double()
@@ -40,17 +49,20 @@ class ConvFeatures(nn.Module):
         stft = mel.spectrogram
         if not (stft.center and stft.pad_mode == "constant" and stft.power == 2.0 and not stft.normalized):
             raise ValueError("ConvFeatures covers centred, zero-padded, unnormalised power spectra only")
-        if stft.win_length != stft.n_fft or stft.pad:
-            raise ValueError("ConvFeatures needs win_length == n_fft and no extra padding")
+        if stft.pad:
+            raise ValueError("ConvFeatures covers STFTs without extra padding only")
         self.n_fft, self.hop = stft.n_fft, stft.hop_length
+        # torch.stft pads n_fft // 2 each side and centres the window in n_fft points
+        self.left = stft.n_fft // 2 - (stft.n_fft - stft.win_length) // 2
+        self.right = 2 * (stft.n_fft // 2) - stft.n_fft + stft.win_length - self.left  # as many frames
         self.register_buffer("basis", dft_basis(stft.window, stft.n_fft))
         self.register_buffer("mel_fb", mel.mel_scale.fb.clone())
         dct = extractor.transform.dct_mat.clone() if extractor.kind == "mfcc" else None
         self.register_buffer("dct", dct)
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        half = self.n_fft // 2
-        spectrum = F.conv1d(F.pad(audio[:, None], (half, half)), self.basis, stride=self.hop)
+        padded = F.pad(audio[:, None], (self.left, self.right))
+        spectrum = F.conv1d(padded, self.basis, stride=self.hop)
         real, imag = spectrum.chunk(2, dim=1)
         power = (real * real + imag * imag).transpose(1, 2)  # (B, T, bins)
         features = torch.log(torch.matmul(power, self.mel_fb) + LOG_OFFSET)

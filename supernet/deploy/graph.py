@@ -17,6 +17,7 @@ from supernet.data.features import (
     FeatureExtractor,
     FeaturePipeline,
     lengths_mask,
+    n_fft_of,
     normalize_per_utterance,
 )
 
@@ -50,10 +51,13 @@ class WaveformCTC(nn.Module):
 
 def feature_pipeline(module: ASRModule) -> FeaturePipeline:
     """The features the module was trained on, without SpecAugment: normalised per utterance, or
-    with the global statistics it was trained with (``module.cmvn``, set by ``load_module``)."""
+    with the global statistics it was trained with (``module.cmvn``, set by ``load_module``), at the
+    FFT size it was trained with (a checkpoint's ``checkpoint_n_fft``; a new module: the project's)."""
     spec = module.spec
     mels = {"n_mels": spec.feature_dim}
     sizes = {"fbank": mels, "kaldi_fbank": mels, "mfcc": {"n_mfcc": spec.feature_dim}}.get(spec.features, {})
+    if "checkpoint_n_fft" in vars(module):
+        sizes = {**sizes, "n_fft": n_fft_of(spec.features, module.checkpoint_n_fft)}
     cmvn = getattr(module, "cmvn", None)
     normalisation = "utterance" if cmvn is None else "global"
     pipeline = FeaturePipeline(spec.features, spec_augment=False, normalisation=normalisation, **sizes)
@@ -112,10 +116,10 @@ def feature_settings(pipeline: FeaturePipeline) -> dict:
         return {**settings, "frames": "one per sample, shape (B, S, 1)"}
     mel = extractor.transform if extractor.kind == "fbank" else extractor.transform.MelSpectrogram
     stft = {
-        "n_fft": extractor.win_length,
+        "n_fft": extractor.n_fft,
         "win_length": extractor.win_length,
         "hop_length": extractor.hop_length,
-        "window": "hann (periodic)",
+        "window": "hann (periodic) of win_length samples, zero-padded each side to n_fft (torch.stft)",
         "center": True,
         "pad_mode": "constant (zeros)",
         "power": 2.0,

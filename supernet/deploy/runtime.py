@@ -84,7 +84,7 @@ class OnnxCTC(CTCModel):
 def _pipeline(settings: dict):
     """The feature pipeline a features-input model's metadata describes (its normalisation: per
     utterance, or the global statistics it carries)."""
-    from supernet.data.features import FeaturePipeline, GlobalCMVN
+    from supernet.data.features import FeaturePipeline, GlobalCMVN, n_fft_of
 
     rate = settings["sample_rate"]
     frames = {}
@@ -93,6 +93,7 @@ def _pipeline(settings: dict):
             "n_mels": settings["n_mels"],
             "win_ms": 1000 * settings["win_length"] / rate,
             "hop_ms": 1000 * settings["hop_length"] / rate,
+            "n_fft": n_fft_of(settings["kind"], settings.get("n_fft"), settings["win_length"]),
         }
     if settings["kind"] == "mfcc":
         frames["n_mfcc"] = settings["n_mfcc"]

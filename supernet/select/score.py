@@ -54,6 +54,7 @@ class SupernetScorer:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         self.metric = metric
         from supernet.data.datamodule import SpeechDataModule
+        from supernet.data.features import n_fft_of
         from supernet.search.module import SearchModule
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -64,6 +65,10 @@ class SupernetScorer:
             str(data), features=fields["features"], **sizes, arch_fraction=arch_fraction,
             max_frames=max_frames, spec_augment=False, num_workers=0, check_audio=False,
         )  # fmt: skip
+        # the features at the FFT size the search's were made with (ASRModule.on_load_checkpoint)
+        extractor = self.datamodule.feature_pipeline.extractor
+        recorded = self.module.checkpoint_n_fft
+        self.datamodule.feature_pipeline.use_n_fft(n_fft_of(extractor.kind, recorded, extractor.win_length))
         self.datamodule.tokenizer = self.module.tokenizer  # the search's own symbols
         if split is None:
             split = "arch" if self.datamodule.splits["fit"]["arch"] else "dev"
