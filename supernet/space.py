@@ -13,9 +13,18 @@ layers:
 head: linear
 ```
 
-Every candidate is built and run once when the space is read, so a typo, a dim mismatch or a
-choice whose candidates subsample differently fails with the file, the layer and the candidate.
-``derive(choices)`` turns one choice per edge into an ``ArchSpec``: the single hand-off to retrain.
+Every candidate is built and run once when the space is read, so a typo or a dim mismatch fails
+with the file, the layer and the candidate. ``derive(choices)`` turns one choice per edge into an
+``ArchSpec``: the single hand-off to retrain.
+
+A choice may subsample differently (``{name: stem, choice: [tdnn-k3-d1-s2, tdnn-k3-d1-s3]}``): a
+*stride edge*, where the search picks how much, and where, the network subsamples. Every op after
+it then sees one of several frame counts, one per reachable ``rate`` (the product of the strides
+chosen at the stride edges before it, ``rates``); CTC feasibility is checked at the largest total
+stride of any path (``max_total_stride``). Single-path methods run such edges (``uniform`` and the
+strategies of ``supernet select``, GDAS: ``gumbel`` with ``hard: true``), ``st`` with a
+score-function gradient there; methods that sum candidate outputs need equal shapes and refuse
+them (``supernet.search.relaxations``).
 """
 
 from __future__ import annotations
@@ -60,12 +69,6 @@ class SearchSpace:
             infos = [
                 check_op(c, dim, dim, source, f"{where}.choice[{j}]") for j, c in enumerate(choice.candidates)
             ]
-            strides = {info.stride for info in infos}
-            if len(strides) > 1:
-                raise ArchSpecError(
-                    f"{_where(source, where)}: candidates {list(choice.candidates)} subsample differently "
-                    f"(strides {sorted(strides)}); every candidate of a choice needs the same stride"
-                )
             self.layers.append(choice)
             self.layer_infos.append(infos)
         if not self.choices:
@@ -128,14 +131,51 @@ class SearchSpace:
         return {c.name: list(c.candidates) for c in self.choices}
 
     @property
+    def stride_edges(self) -> dict[str, list[int]]:
+        """The edges whose candidates subsample differently, each candidate's time stride, in
+        network order."""
+        out = {}
+        for layer, info in zip(self.layers, self.layer_infos):
+            if isinstance(layer, Choice) and len({i.stride for i in info}) > 1:
+                out[layer.name] = [i.stride for i in info]
+        return out
+
+    def rates(self) -> list[set[int]]:
+        """Each layer's reachable rates: the products of the strides chosen at the stride edges
+        before it ({1} before the first, and everywhere in a space without stride edges). A
+        layer's total input stride is its rate times the fixed strides before it."""
+        reach, out = {1}, []
+        for layer, info in zip(self.layers, self.layer_infos):
+            out.append(set(reach))
+            if isinstance(layer, Choice) and len({i.stride for i in info}) > 1:
+                reach = {r * i.stride for r in reach for i in info}
+        return out
+
+    @property
     def max_total_stride(self) -> int:
         """The largest total time stride of any path (input op x layers x head, as
         ``ArchSpec.total_stride``): enough to check CTC feasibility for the whole space at once.
-        Candidates of one choice share their stride today; the max keeps this safe if they did not."""
+        Edges are independent, so the largest product takes each stride edge's largest stride."""
         strides = [self._input_info.stride, self._head_info.stride]
         for info in self.layer_infos:
             strides.append(max(i.stride for i in info) if isinstance(info, list) else info.stride)
         return math.prod(strides)
+
+    @property
+    def total_strides(self) -> list[int]:
+        """Every total time stride a path of the space can have, sorted (one value without stride
+        edges): the output frame rates the search chooses between."""
+        edges = self.stride_edges
+        fixed = self._input_info.stride * self._head_info.stride
+        for layer, info in zip(self.layers, self.layer_infos):
+            if isinstance(info, OpInfo):
+                fixed *= info.stride
+            elif layer.name not in edges:
+                fixed *= info[0].stride
+        rates = {1}
+        for strides in edges.values():
+            rates = {r * s for r in rates for s in strides}
+        return sorted(fixed * r for r in rates)
 
     @property
     def num_paths(self) -> int:

@@ -82,7 +82,7 @@ def test_unknown_methods_and_options_are_user_errors_that_name_what_is_accepted(
 def test_the_shipped_methods_are_registered_with_their_options():
     assert {"darts", "gumbel", "st", "uniform"} <= set(RELAXATIONS)
     assert build("gumbel", {"hard": True}).options() == {"hard": True, "tau_start": 5.0, "tau_end": 0.5}
-    assert build("st").options() == {"sample_ahead": False}
+    assert build("st").options() == {"sample_ahead": False, "baseline_decay": 0.9}
     assert not build("uniform").picks_architecture and build("st").picks_architecture
 
 

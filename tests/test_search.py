@@ -83,7 +83,6 @@ def alphas_of(ckpt):
     "layer,message",
     [
         ({"choice": ["tdnn-k3-d1"]}, "at least two"),
-        ({"choice": ["tdnn-k3-d1", "tdnn-k3-d1-s3"]}, "subsample differently"),
         ({"choice": ["tdnn-k3-d1", "tdnn-q3"]}, "layers[0].choice[1]"),
         ({"pick": ["tdnn-k3-d1", "skip"]}, "layers[0]"),
         ({"choice": ["skip", "zero"], "nme": "x"}, "unknown key 'nme'"),

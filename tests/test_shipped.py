@@ -41,7 +41,7 @@ def test_a_baseline_a_space_and_a_table_load_by_name():
     ("kind", "load", "listed"),
     [
         ("arch", ArchSpec.load, "(blstm, budget_conformer_s, budget_tdnn_d, conformer_s, tdnn_d)"),
-        ("space", SearchSpace.load, "budget, conformer, conformer_depth, mixed, st_nas"),
+        ("space", SearchSpace.load, "budget, budget_rate, conformer, conformer_depth, mixed, st_nas"),
         ("lut", LatencyTable.load, "st_nas_cpu"),
     ],
 )

@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
     strategy = build_strategy(args.strategy, _options(args.option))  # unknown names fail before any work
     space, arch, costs = _costs(args.ckpt, args.target, args.lut)
-    cheapest = costs.fixed + sum(min(c) for c in costs.edges.values())
+    cheapest = costs.cheapest()
     for budget in budgets:
         if budget is not None and budget < cheapest:
             raise UserError(

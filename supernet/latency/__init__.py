@@ -35,7 +35,15 @@ from supernet.latency.settings import (
     device_name,
     make_settings,
 )
-from supernet.latency.slots import Slot, arch_slots, network_slots, space_slots
+from supernet.latency.slots import (
+    Position,
+    Slot,
+    arch_slots,
+    network_positions,
+    network_slots,
+    space_positions,
+    space_slots,
+)
 from supernet.latency.table import FORMAT, METRICS, VERSION, LatencyTable, check_entries
 
 __all__ = [
@@ -52,6 +60,7 @@ __all__ = [
     "LatencyTable",
     "LatencyTableError",
     "NetworkRunner",
+    "Position",
     "Slot",
     "SpaceCosts",
     "arch_slots",
@@ -64,12 +73,14 @@ __all__ = [
     "measure_networks",
     "merge",
     "network_runners",
+    "network_positions",
     "network_slots",
     "over_budget",
     "param_costs",
     "profile",
     "profile_space",
     "settle",
+    "space_positions",
     "space_slots",
     "static_entry",
     "use_threads",

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -267,10 +268,14 @@ def static_entry(slot: Slot) -> dict[str, Any]:
 
 
 def covering_archs(space: SearchSpace, settings: dict) -> list[ArchSpec]:
-    """Few architectures that together hold every (runnable) candidate of every edge.
+    """Few architectures that together hold every (runnable) candidate of every edge, at every
+    rate it can be reached at (``space_positions``).
 
     Network ``j`` takes candidate ``(j + e) mod K_e`` at edge ``e`` (rotated, so a candidate meets
-    different neighbours); in streaming mode candidates that cannot stream are left out.
+    different neighbours); in streaming mode candidates that cannot stream are left out. With
+    stride edges the rotation runs once per assignment of a stride to every stride edge (a stride
+    edge rotating among its candidates of that stride), so that every op after them is measured at
+    every frame count; a network that adds no slot to those before it is left out.
     """
     usable = {}
     for layer, infos in zip(space.layers, space.layer_infos):
@@ -280,13 +285,24 @@ def covering_archs(space: SearchSpace, settings: dict) -> list[ArchSpec]:
         if not ok:
             raise LatencyTableError(f"{space.source}: edge {layer.name!r}: no candidate can stream")
         usable[layer.name] = ok
-    count = max(len(v) for v in usable.values())
-    return [
-        space.derive(
-            {name: ok[(j + e) % len(ok)] for e, (name, ok) in enumerate(usable.items())}, f"cover{j}"
-        )
-        for j in range(count)
-    ]
+    strided = space.stride_edges
+    assignments = itertools.product(*(sorted({strided[n][k] for k in usable[n]}) for n in strided))
+    archs, seen = [], set()
+    for assignment in assignments:
+        chosen = dict(zip(strided, assignment))
+        allowed = {
+            name: [k for k in ok if name not in chosen or strided[name][k] == chosen[name]]
+            for name, ok in usable.items()
+        }
+        for j in range(max(len(v) for v in allowed.values())):
+            path = {name: ok[(j + e) % len(ok)] for e, (name, ok) in enumerate(allowed.items())}
+            spec = space.derive(path, f"cover{len(archs)}")
+            keys = {slot.key for slot in arch_slots(spec, settings)}
+            if strided and keys <= seen:
+                continue
+            seen |= keys
+            archs.append(spec)
+    return archs
 
 
 def profile(

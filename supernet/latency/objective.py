@@ -75,7 +75,7 @@ class HardwareObjective:
             params = target_costs if target == "params" else param_costs(space, vocab_size)
         costs = {"latency": latency, "params": params}[target]
         if reference is None and costs is not None:
-            uniform = {name: torch.full((len(c),), 1.0 / len(c)) for name, c in costs.edges.items()}
+            uniform = {name: torch.full((n,), 1.0 / n) for name, n in costs.sizes.items()}
             reference = float(costs.expected(uniform))
         return cls(
             ResourcePenalty(penalty, o["penalty_lambda"], o["penalty_beta"], reference, budget),

@@ -30,7 +30,7 @@ from supernet.archspec import ArchSpec
 from supernet.latency import calibration
 from supernet.latency.costs import SpaceCosts
 from supernet.latency.settings import CHECKED_KEYS, LatencyTableError
-from supernet.latency.slots import Slot, arch_slots, space_slots
+from supernet.latency.slots import Slot, arch_slots, space_positions
 from supernet.shipped import resolve
 from supernet.space import SearchSpace
 
@@ -172,21 +172,30 @@ class LatencyTable:
         return self.predict(spec, "params")
 
     def costs(self, space: SearchSpace, metric: str = "ms") -> SpaceCosts:
-        slots, names = space_slots(space, self.settings)
-        fixed, edges = 0.0, {}
-        for position, (cands, name) in enumerate(zip(slots, names)):
-            where = f"{space.name}.{name or f'position {position}'}"
-            values = [self.value(s, metric, where) for s in cands]
-            if name is None:
-                fixed += values[0]
+        """The space's ``SpaceCosts`` from the entries: every candidate of every edge at every rate
+        it can be reached at (``space_positions``). The fixed ops before the first stride edge make
+        ``fixed``; those after a stride edge join its costs, at the rate its candidate gives them."""
+        fixed, edges, strides = 0.0, {}, {}
+        last = None  # the latest stride edge: where the fixed ops after it are counted
+        for position, pos in enumerate(space_positions(space, self.settings)):
+            where = f"{space.name}.{pos.name or f'position {position}'}"
+            values = {r: [self.value(s, metric, where) for s in slots] for r, slots in pos.rates.items()}
+            if pos.name is None and last is None:
+                fixed += values[1][0]
+            elif pos.name is None:  # a fixed op after the stride edge ``last``: its cost follows that choice
+                for rate, cost in edges[last].items():
+                    for k, stride in enumerate(strides[last]):
+                        cost[k] += values[rate * stride][0]
             else:
-                edges[name] = values
+                edges[pos.name] = values if last is not None or pos.stride_edge else values[1]
+            if pos.stride_edge:  # its costs are per rate (a dict): the fixed ops after it join them
+                last, strides[pos.name] = pos.name, list(pos.strides)
         line = self.calibration if metric == "ms" else None
         if line:  # linear: the expected latency under any probabilities is calibrated exactly
             scale = line["scale"]
             fixed = calibration.apply(line, fixed)
-            edges = {name: [scale * v for v in values] for name, values in edges.items()}
-        return SpaceCosts(metric, fixed, edges)
+            edges = {name: _scaled(cost, scale) for name, cost in edges.items()}
+        return SpaceCosts(metric, fixed, edges, strides)
 
     def expected(
         self, space: SearchSpace, probs: dict[str, torch.Tensor], metric: str = "ms"
@@ -196,6 +205,12 @@ class LatencyTable:
 
     def expected_params(self, space: SearchSpace, probs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.expected(space, probs, "params")
+
+
+def _scaled(cost: list[float] | dict[int, list[float]], scale: float):
+    if isinstance(cost, dict):
+        return {rate: [scale * v for v in values] for rate, values in cost.items()}
+    return [scale * v for v in cost]
 
 
 def check_entries(entries: dict[str, Any], source: str) -> None:

@@ -108,11 +108,17 @@ def _recompute_mode(dropouts: list[nn.Module], norms: list[nn.Module]):
 
 
 class MixedOp(nn.Module):
-    """A choice between candidate ops that share stride and shapes.
+    """A choice between candidate ops of the same width.
 
     The candidate that runs alone runs through the network's runner (``Encoder.set_runner``),
     with the edge as its group: e.g. replayed from CUDA graphs, the candidates sharing one memory
-    pool, since only one of them runs per pass. A sum over candidates runs eagerly."""
+    pool, since only one of them runs per pass. A sum over candidates runs eagerly.
+
+    Candidates may subsample differently (a stride edge, ``SearchSpace.stride_edges``): then only
+    the ``single`` plan runs it (one candidate, its own output length), and ``stride`` is the
+    planned candidate's, so the network's output lengths follow the path. ``sum`` and ``st`` plans
+    need every candidate's output at one shape and refuse such an edge (nothing is resampled to fake
+    it); the ``st`` method plans ``single`` there and scores it another way (``relaxations/st.py``)."""
 
     runner: OpRunner = EAGER
 
@@ -120,26 +126,49 @@ class MixedOp(nn.Module):
         super().__init__()
         if len(candidates) < 2:
             raise ValueError(f"edge {name!r}: a choice needs at least two candidates, got {labels}")
-        strides = {int(getattr(c, "stride", 1)) for c in candidates}
-        if len(strides) != 1:
-            raise ValueError(f"edge {name!r}: candidates {labels} have different strides {sorted(strides)}")
         self.name = name
         self.labels = list(labels)
         self.candidates = nn.ModuleList(candidates)
         # each candidate's dropouts and BatchNorms, set aside while ST recomputes its output
         self.dropouts = [[m for m in c.modules() if isinstance(m, DROPOUTS)] for c in candidates]
         self.norms = [[m for m in c.modules() if isinstance(m, _BatchNorm)] for c in candidates]
-        self.stride = strides.pop()
+        self.strides = [int(getattr(c, "stride", 1)) for c in candidates]
         self.lookahead = max(int(getattr(c, "lookahead", 0)) for c in candidates)
         self.streamable = all(bool(getattr(c, "streamable", True)) for c in candidates)
         self.parameter_free = False
         self.plan: EdgePlan | None = None
+
+    @property
+    def subsamples_differently(self) -> bool:
+        """Whether the candidates' strides differ (a stride edge)."""
+        return len(set(self.strides)) > 1
+
+    @property
+    def stride(self) -> int:
+        """The time stride of the edge as planned: the candidates' common stride, or on a stride
+        edge the stride of the candidate the plan runs."""
+        if not self.subsamples_differently:
+            return self.strides[0]
+        plan = self.plan
+        if plan is None or plan.mode != "single":
+            raise RuntimeError(
+                f"edge {self.name!r}: candidates {self.labels} subsample differently "
+                f"(strides {self.strides}); its stride is the planned candidate's, and "
+                f"{'no plan is set' if plan is None else f'a {plan.mode!r} plan runs none alone'}"
+            )
+        return self.strides[plan.index]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         plan = self.plan
         if plan is None:
             raise RuntimeError(
                 f"edge {self.name!r} has no plan: call Supernet.apply_plan(...) before forward"
+            )
+        if plan.mode in ("sum", "st") and self.subsamples_differently:
+            raise RuntimeError(
+                f"edge {self.name!r}: a {plan.mode!r} plan combines the outputs of candidates "
+                f"{self.labels}, whose strides {self.strides} differ (their outputs have different "
+                "lengths); only single-path plans run a stride edge"
             )
         if plan.mode == "sum":
             out, out_lengths = None, None

@@ -27,7 +27,7 @@ import torch
 from supernet.latency import HardwareObjective
 from supernet.search.arch_params import ArchParams
 from supernet.search.network import Supernet
-from supernet.search.relaxations import Relaxation, build
+from supernet.search.relaxations import Relaxation, build, check_stride_edges
 
 WARMUP = build("uniform")  # the warm-up of every method: uniform single paths, weights only
 
@@ -69,6 +69,10 @@ class SearchStep:
     clip: Callable[[torch.optim.Optimizer], None] | None = None
     watch: Callable[..., None] = _no_watch
 
+    def __post_init__(self):
+        space = getattr(self.net, "space", None)
+        check_stride_edges(self.relaxation, self.net.edges.values(), getattr(space, "source", "the space"))
+
     def host_probs(self, warmup: bool = False) -> dict[str, torch.Tensor] | None:
         """The method's one host read of the alphas for this step's two passes (ST's sampler)."""
         return None if warmup else self.relaxation.host_probs(self.arch)
@@ -85,7 +89,7 @@ class SearchStep:
         and the alphas' gradient norm."""
         self.plan("arch", step, host_probs)
         with self.net.input_grads_only():
-            loss = self.loss_fn(batch)
+            loss = self.relaxation.arch_loss(self.arch, self.loss_fn(batch))
         logs: dict[str, Any] = {}
         if log:
             loss, logs = self.objective.loss_and_logs(loss, self.arch.probs(), self.arch.argmax())

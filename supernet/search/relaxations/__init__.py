@@ -2,9 +2,26 @@
 ``uniform`` (single-path one-shot). See ``base.py`` for the protocol; one method a file."""
 
 from supernet.search.relaxations import darts, gumbel, st, uniform  # noqa: F401  (registers)
-from supernet.search.relaxations.base import PHASES, RELAXATIONS, Relaxation, build, register
+from supernet.search.relaxations.base import (
+    PHASES,
+    RELAXATIONS,
+    STRIDE_EDGE_METHODS,
+    Relaxation,
+    build,
+    check_stride_edges,
+    register,
+)
 
-__all__ = ["PHASES", "RELAXATIONS", "Relaxation", "build", "make_plan", "register"]
+__all__ = [
+    "PHASES",
+    "RELAXATIONS",
+    "STRIDE_EDGE_METHODS",
+    "Relaxation",
+    "build",
+    "check_stride_edges",
+    "make_plan",
+    "register",
+]
 
 
 def make_plan(arch, method: str, phase: str, step: int, host_probs=None, **options):

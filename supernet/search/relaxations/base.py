@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from supernet.errors import UserError
 from supernet.registry import Registry, constructor_options
 from supernet.search.arch_params import ArchParams
 from supernet.search.mixed_op import EdgePlan
@@ -33,6 +34,26 @@ class Relaxation:
     # False for single-path one-shot training (``uniform``): the alphas never learn, so the search
     # picks no architecture; a discrete strategy picks one from the trained supernet instead.
     picks_architecture: ClassVar[bool] = True
+
+    @property
+    def single_path(self) -> bool:
+        """Whether every plan of both phases runs one candidate per edge (``single``): only such a
+        method runs a stride edge (candidates that subsample differently, whose outputs have
+        different lengths and cannot be summed or scored against one output gradient)."""
+        return False
+
+    # True for a method that runs stride edges though it is not single-path (``st``)
+    runs_stride_edges: ClassVar[bool] = False
+
+    def use_stride_edges(self, names: list[str]) -> None:
+        """Told once, before the first plan, the network's stride edges (candidates that subsample
+        differently). A method that cannot run them refuses them here (``check_stride_edges``); one
+        that runs them some other way (``st``: a score-function gradient) remembers them."""
+
+    def arch_loss(self, arch: ArchParams, loss: torch.Tensor) -> torch.Tensor:
+        """The arch pass's CTC loss as the alphas should see it: ``loss`` itself, or with a term
+        of value zero whose gradient estimates what the plans could not carry (``st``'s stride edges)."""
+        return loss
 
     def plan(self, arch: ArchParams, phase: str, step: int, host_probs: HostProbs = None) -> Plans:
         """Every edge's plan for one pass of ``phase`` at ``step`` (the generator stream's index)."""
@@ -72,3 +93,26 @@ def check_phase(phase: str) -> bool:
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; use 'weight' or 'arch'")
     return phase == "arch"
+
+
+STRIDE_EDGE_METHODS = (
+    "uniform (single-path one-shot; then `supernet select` picks paths from it), gumbel with "
+    "hard: true (GDAS, --model.method_options '{hard: true}') or st (a score-function gradient on "
+    "stride edges)"
+)
+
+
+def check_stride_edges(relaxation: Relaxation, edges, source: str = "the space") -> None:
+    """Hand the network's stride edges (``MixedOp.subsamples_differently``) to the method; refuse
+    one that combines candidate outputs (``sum`` plans) on them, naming the first such edge: those
+    candidates' outputs differ in length, and no resampling is done to fake equal shapes."""
+    strided = [edge for edge in edges if edge.subsamples_differently]
+    if strided and not relaxation.single_path and not relaxation.runs_stride_edges:
+        edge = strided[0]
+        raise UserError(
+            f"{source}: edge {edge.name!r} subsamples differently (candidates "
+            f"{', '.join(f'{c} (stride {s})' for c, s in zip(edge.labels, edge.strides))}); method "
+            f"{relaxation.name!r} combines every candidate's output of an edge, which needs one "
+            f"output length: search this space with {STRIDE_EDGE_METHODS}"
+        )
+    relaxation.use_stride_edges([edge.name for edge in strided])

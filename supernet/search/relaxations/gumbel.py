@@ -22,6 +22,11 @@ class Gumbel(Relaxation):
         self.hard, self.tau_start, self.tau_end = bool(hard), float(tau_start), float(tau_end)
         self.tau = self.tau_start
 
+    @property
+    def single_path(self):
+        """GDAS runs the argmax candidate alone (its one-hot weight carries the gradient); SNAS sums."""
+        return self.hard
+
     def schedule(self, progress):
         self.tau = self.tau_start * (self.tau_end / self.tau_start) ** min(1.0, max(0.0, progress))
         return {"search/tau": self.tau}

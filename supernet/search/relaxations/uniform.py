@@ -20,6 +20,10 @@ class Uniform(Relaxation):
     def __init__(self, fair: bool = False):
         self.fair = bool(fair)
 
+    @property
+    def single_path(self):
+        return True
+
     def plan(self, arch, phase, step, host_probs=None):
         check_phase(phase)
         path = arch.fair_sample(step) if self.fair else arch.sample(step, uniform=True)
