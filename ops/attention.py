@@ -78,7 +78,8 @@ def allowed_keys(
     if kind == "chunk":
         allowed = (keys[None, :] // chunk) <= (queries[:, None] // chunk)
         if left is not None:
-            allowed &= keys[None, :] >= (queries[:, None] // chunk) * chunk - left
+            # not `&=`: the TorchScript ONNX exporter has no in-place and (the streaming chunk step)
+            allowed = allowed & (keys[None, :] >= (queries[:, None] // chunk) * chunk - left)
         return allowed
     # shape[0], not len(): a traced export keeps the time axis symbolic
     return torch.ones(queries.shape[0], keys.shape[0], dtype=torch.bool, device=queries.device)

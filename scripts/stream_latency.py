@@ -13,6 +13,13 @@ chunk plus its look-ahead, no caches; ``supernet.latency.measure_networks``, CPU
 ``full``: one full-utterance pass over the whole utterance, what re-running a growing prefix costs
 at its end. ``conformer_s`` reads whole utterances (relative-position attention): it is timed as
 ``conformer_s-chunk``, its layers with chunked attention (``--conformer-layer``).
+
+With ``--onnx`` the fixed-shape chunk step (``supernet export --streaming``,
+``supernet.deploy.onnx_streaming``) is exported for each chunk length and timed in onnxruntime
+(CPU, ``--threads`` intra-op threads): ``onnx``, each ``session.run`` of one chunk over the same
+utterances (flush chunks included), wall and thread CPU time, median (p90); ``onnx chunk`` is the
+step's chunk (rounded up to whole output frames) and ``onnx delay`` what its caches delay an output
+beyond its chunk.
 """
 
 from __future__ import annotations
@@ -87,6 +94,44 @@ def measured_lookahead(recognizer: StreamingRecognizer, features: torch.Tensor, 
     return most
 
 
+def onnx_step_times(net: DerivedNet, spec: ArchSpec, chunk_ms: float, features: torch.Tensor, args):
+    """Wall and CPU ms of each onnxruntime run of the exported chunk step over ``args.utterances``
+    streams of ``features`` (after one untimed), the step's chunk and its delay (ms)."""
+    import math
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from supernet.deploy.onnx_streaming import StreamingStep, export_step, step_frames
+    from supernet.deploy.session import ort_session
+
+    step = StreamingStep(net, step_frames(spec, chunk_ms)).eval()
+    example = (torch.randn(1, step.chunk, spec.feature_dim), torch.tensor(step.chunk), *step.initial_state(1))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "step.onnx"
+        path.write_bytes(export_step(step, example, 18).SerializeToString())
+        session = ort_session(path, args.threads)
+    inputs = [i.name for i in session.get_inputs()]
+    x = features.numpy()
+    chunks = math.ceil(len(x) / step.chunk)
+    wall, cpu = [], []
+    for utterance in range(args.utterances + 1):
+        state = [t.numpy() for t in step.initial_state(1)]
+        for k in range(chunks + step.flush_chunks):
+            part = x[k * step.chunk : (k + 1) * step.chunk]
+            chunk = np.zeros((1, step.chunk, spec.feature_dim), np.float32)
+            chunk[0, : len(part)] = part
+            feeds = dict(zip(inputs, [chunk, np.array(len(part), np.int64), *state]))
+            w, c = time.perf_counter(), time.thread_time()
+            _, _, *state = session.run(None, feeds)
+            if utterance:  # the first is untimed
+                cpu.append(1000 * (time.thread_time() - c))
+                wall.append(1000 * (time.perf_counter() - w))
+    frame_ms = 1000 / spec.input_rate
+    return wall, cpu, step.chunk * frame_ms, step.delay_frames * frame_ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", action="append", default=None, help="shipped name or YAML (repeatable)")
@@ -99,6 +144,7 @@ def main() -> None:
     parser.add_argument(
         "--table-repeats", type=int, default=20, help="timed passes of the table's measurement"
     )
+    parser.add_argument("--onnx", action="store_true", help="also time the exported ONNX chunk step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -141,15 +187,29 @@ def main() -> None:
                         "lookahead": f"{spec.total_lookahead * frame_ms:g} / {waited * frame_ms:g}",
                     }
                 )
+                if args.onnx:
+                    w, c, step_ms, delay_ms = onnx_step_times(net, spec, chunk_ms, features, args)
+                    rows[-1].update(
+                        onnx=f"{statistics.median(w):.2f} ({percentile(w, 0.9):.2f}) / "
+                        f"{statistics.median(c):.2f} ({percentile(c, 0.9):.2f})",
+                        onnx_chunk=f"{step_ms:g}",
+                        onnx_delay=f"{delay_ms:g}",
+                    )
     print(
         f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, {args.seconds:g} s utterances, "
         f"{args.utterances} timed a chunk length; ms"
     )
+    onnx = (
+        " onnx step per chunk, wall / CPU: median (p90) | onnx chunk ms | onnx delay ms |"
+        if args.onnx
+        else ""
+    )
     print(
         "| arch | chunk ms | chunks | stream per chunk, wall: median (p90) | CPU: median (p90) | CPU / audio "
         "| state KiB | table per chunk (stateless, CPU) | full pass, CPU | look-ahead ms declared / measured |"
+        + onnx
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * len(rows[0]) + "|")
     for row in rows:
         print("| " + " | ".join(str(value) for value in row.values()) + " |")
 

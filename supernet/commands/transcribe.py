@@ -7,12 +7,15 @@ rate is resampled. An unreadable file is named, skipped, and counted at the end;
 then 1 (0 when every file was transcribed). Decoding is greedy CTC unless ``--decoder beam``
 (optionally with ``--lexicon`` and a word ``--lm``: ``supernet.decoding``); the decoder is built
 before any file is read, so a missing LM or the missing flashlight-text extra stops it at once.
+With `--stream` a checkpoint runs chunk by chunk with caches in PyTorch, and a model exported with
+`supernet export --streaming` runs its chunk step in onnxruntime (`supernet.deploy.onnx_streaming`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -32,29 +35,54 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--stream", action="store_true",
-        help="run a checkpoint chunk by chunk with caches (supernet.deploy.streaming); needs global CMVN",
+        help="run chunk by chunk with caches: a checkpoint (supernet.deploy.streaming; needs global CMVN) "
+        "or a streaming ONNX model (`supernet export --streaming`)",
     )  # fmt: skip
-    parser.add_argument("--chunk-ms", type=float, default=320.0, help="with --stream: audio per chunk (ms)")
+    parser.add_argument(
+        "--chunk-ms", type=float,
+        help="with --stream: audio per chunk (ms; default 320 for a checkpoint, the exported chunk for ONNX)",
+    )  # fmt: skip
     add_decoder_arguments(parser)
 
 
 def _streaming_model(args: argparse.Namespace):
-    """A checkpoint run as a stream (``StreamingCTC``); ONNX models stream only in PyTorch today."""
+    """A checkpoint run as a stream (``StreamingCTC``), or a streaming ONNX model's chunk step in
+    onnxruntime (``OnnxStreamingCTC``; its chunk is the one it was exported with)."""
+    if args.chunk_ms is not None and args.chunk_ms <= 0:
+        raise UserError(f"--chunk-ms must be positive, got {args.chunk_ms:g}")
+    if args.model.suffix == ".onnx":
+        from supernet.deploy.onnx_streaming import OnnxStreamingCTC
+
+        if not args.model.is_file():
+            raise UserError(f"{args.model}: model not found")
+        model = OnnxStreamingCTC(args.model, args.threads)
+        if args.chunk_ms is not None and not math.isclose(args.chunk_ms, model.chunk_ms):
+            raise UserError(
+                f"{args.model}: its chunk step is {model.chunk_ms:g} ms (fixed at export); leave out "
+                f"--chunk-ms or export again with --chunk-ms {args.chunk_ms:g}"
+            )
+        return model
     from supernet.deploy.streaming import StreamingCTC
 
-    if args.model.suffix == ".onnx":
-        raise UserError(
-            f"{args.model}: --stream runs a retrain checkpoint (.ckpt); an ONNX model of the chunk "
-            "step with its caches is not exported yet"
-        )
-    if args.chunk_ms <= 0:
-        raise UserError(f"--chunk-ms must be positive, got {args.chunk_ms:g}")
-    return StreamingCTC.from_checkpoint(args.model, args.chunk_ms)
+    return StreamingCTC.from_checkpoint(args.model, 320.0 if args.chunk_ms is None else args.chunk_ms)
+
+
+def _whole_utterance_model(args: argparse.Namespace):
+    """A checkpoint or a whole-utterance ONNX model; a streaming ONNX model needs ``--stream``."""
+    from supernet.deploy.runtime import load_model
+
+    if args.model.suffix == ".onnx" and args.model.is_file():
+        from supernet.deploy.onnx_streaming import is_streaming_onnx
+
+        if is_streaming_onnx(args.model):
+            raise UserError(
+                f"{args.model}: a streaming chunk step (exported with --streaming): run it with --stream"
+            )
+    return load_model(args.model, args.threads)
 
 
 def run(args: argparse.Namespace) -> int:
     from supernet.deploy.inputs import read_inputs
-    from supernet.deploy.runtime import load_model
     from supernet.deploy.transcribe import score, transcribe_items
 
     if args.batch_size < 1:
@@ -63,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.output, "output")
     options = decoder_options(args)
     items = read_inputs(args.inputs)
-    model = _streaming_model(args) if args.stream else load_model(args.model, args.threads)
+    model = _streaming_model(args) if args.stream else _whole_utterance_model(args)
     decode = make_decoder(options, model.tokenizer)
     results = []
     for result in transcribe_items(model, items, args.batch_size, not args.no_progress, decode):
@@ -80,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stream and model.chunk_seconds:
         ms = sorted(1000 * s for s in model.chunk_seconds)
         print(
-            f"streaming: {len(ms)} chunks of {args.chunk_ms:g} ms, compute per chunk median "
+            f"streaming: {len(ms)} chunks of {model.chunk_ms:g} ms, compute per chunk median "
             f"{ms[len(ms) // 2]:.2f} ms, p90 {ms[int(0.9 * (len(ms) - 1))]:.2f} ms"
         )
     skipped = [r for r in results if r.error is not None]

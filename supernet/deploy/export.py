@@ -28,6 +28,7 @@ from supernet.deploy.locate import find_unexportable
 from supernet.deploy.metadata import model_metadata, read_metadata, write_props
 from supernet.deploy.onnx_export import ExportFailed, export_module, save
 from supernet.deploy.parity import TOLERANCE, Parity, check_parity
+from supernet.deploy.quantize import Calibration, Int8Plan, int8_plan
 from supernet.deploy.runtime import pad_time, pad_waveforms
 from supernet.deploy.session import ort_session
 from supernet.errors import UserError
@@ -40,14 +41,26 @@ MAX_CHECK_FILES = 8
 
 def export_onnx(checkpoint: str | Path, output: str | Path, **options: Any) -> dict[str, Any]:
     """``export_asr_module`` of a retrain checkpoint (its ``options``), the checkpoint named in
-    the report."""
-    return {"checkpoint": str(checkpoint), **export_asr_module(load_module(checkpoint), output, **options)}
+    the report; int8 calibration reads the checkpoint's training data unless ``calibration``
+    names other data."""
+    module = load_module(checkpoint)
+    if (
+        options.get("int8")
+        and options.get("int8_mode", "auto") != "dynamic"
+        and not options.get("calibration")
+    ):
+        from supernet.deploy.quantize import checkpoint_calibration
+
+        options["calibration"] = checkpoint_calibration(checkpoint)
+    return {"checkpoint": str(checkpoint), **export_asr_module(module, output, **options)}
 
 
 def export_asr_module(
     module: ASRModule,
     output: str | Path,
     int8: bool = False,
+    int8_mode: str = "auto",
+    calibration: str | Path | Calibration | None = None,
     opset: int = DEFAULT_OPSET,
     input_kind: str = "auto",
     check_audio: list[str | Path] | None = None,
@@ -57,10 +70,12 @@ def export_asr_module(
     mode; returns what was written and the parity figures. ``input_kind``: ``auto`` (waveform if
     it exports cleanly, else features), ``waveform`` or ``features``. ``check_audio``: audio files
     or manifests for the parity check (the first ``check_files`` utterances; default: synthetic
-    audio)."""
+    audio). ``int8_mode``: ``static`` (calibrated on the training split of ``calibration``, a
+    corpus folder or manifest), ``dynamic``, or ``auto`` (static when there is calibration data)."""
     if input_kind not in ("auto", *INPUT_KINDS):
         raise UserError(f"input kind must be auto, {' or '.join(INPUT_KINDS)}; got {input_kind!r}")
     output = Path(output)
+    plan = int8_plan(int8_mode, calibration) if int8 else None  # bad calibration data fails now
     waveforms = check_waveforms(module, check_audio, check_files)
     kind, parity, fallback = _export_checked(module, output, opset, input_kind, waveforms)
     report: dict[str, Any] = {
@@ -73,8 +88,8 @@ def export_asr_module(
         "parity": parity.to_dict(),
         "int8": None,
     }
-    if int8:
-        report["int8"] = _quantise(module, output, kind, waveforms, parity)
+    if plan is not None:
+        report["int8"] = _quantise(module, output, kind, waveforms, parity, plan)
     return report
 
 
@@ -159,16 +174,24 @@ def sample_rate(module: ASRModule) -> int:
     return sample_rate_of(feature_pipeline(module).extractor)
 
 
-def _quantise(module: ASRModule, output: Path, kind: str, waveforms, fp32: Parity) -> dict[str, Any]:
+def _quantise(
+    module: ASRModule, output: Path, kind: str, waveforms, fp32: Parity, plan: Int8Plan
+) -> dict[str, Any]:
     """The int8 model beside ``output`` and how its transcripts compare with the fp32 model's."""
     from supernet.deploy.agreement import char_error_rate
-    from supernet.deploy.quantize import quantize_int8
+    from supernet.deploy.quantize import calibration_feeds, quantize_int8
 
-    path = quantize_int8(output)
-    inputs, lengths = model_inputs(module, kind, waveforms, read_metadata(output)["min_input_length"])
+    min_length = read_metadata(output)["min_input_length"]
+    feeds = None
+    if plan.mode == "static":
+        feeds = calibration_feeds(module, kind, list(plan.utterances), min_length)
+    path = quantize_int8(output, mode=plan.mode, calibration=feeds)
+    inputs, lengths = model_inputs(module, kind, waveforms, min_length)
     int8 = check_parity(ort_session(path), deploy_module(module, kind), inputs, lengths, module.tokenizer)
     return {
         "onnx": str(path),
+        "mode": plan.mode,
+        "calibration": plan.calibration_report(),
         "bytes": path.stat().st_size,
         "same_lengths": int8.same_lengths,
         "max_abs_diff": int8.max_abs_diff,

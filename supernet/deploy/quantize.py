@@ -1,10 +1,21 @@
-"""int8 weights for CPU inference: onnxruntime's dynamic quantisation (weights QInt8, activations
-quantised per batch at run time), written beside the fp32 model with the same metadata.
+"""int8 models for CPU inference, written beside the fp32 model with the same metadata:
 
-Only the network is quantised. The spectral front-end's MatMul (power spectrum x mel filterbank)
-is left in float: its input spans many orders of magnitude, and one uint8 scale per tensor would
-flatten the quiet bands that the log brings back up. onnxruntime's shape pre-processing is not
-run: its symbolic shape inference stops on these graphs ("Incomplete symbolic shape inference").
+- ``static`` (the default where calibration audio is known): onnxruntime's static quantisation in
+  QDQ form, weights QInt8 per output channel (7-bit range, ``reduce_range``: AVX2 without VNNI
+  saturates the u8 x s8 products of full 8-bit weights), activations QUInt8 with scales measured
+  on a few utterances of the training split. Convolutions become ``QLinearConv`` and linears
+  ``QLinearMatMul`` / ``QGemm``; the masks, ReLUs, reshapes and transposes between them stay in
+  uint8, so onnxruntime's graph optimiser fuses each Q -> op -> DQ chain into int8 kernels.
+- ``dynamic``: onnxruntime's dynamic quantisation of MatMul and Gemm (activations quantised per
+  batch at run time); no calibration data, but convolutions stay float.
+
+Only the network is quantised, and static int8 keeps its output layer (the CTC head) float. The
+spectral front-end's DFT and its MatMul (power spectrum x mel filterbank) are left in float: the
+spectrum spans many orders of magnitude, and one uint8 scale per tensor would flatten the quiet
+bands that the log brings back up. onnxruntime's pre-processing
+(``quant_pre_process``) is not run: its symbolic shape inference stops on these graphs
+("Incomplete symbolic shape inference"), and with ``skip_symbolic_shape`` it runs but drops the
+nodes' name scopes that tell the front-end apart, for no clear gain in speed (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -12,12 +23,24 @@ from __future__ import annotations
 import ast
 import json
 import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-# MatMul and Gemm: linears, attention projections, FFNs. Convolutions stay float: with them in int8
-# onnxruntime's ConvInteger made the models about twice as slow (1 thread, 4 s of audio: tdnn_d
-# 30.8 ms against 12.7 ms, conformer_s 54.8 against 23.2 ms), so int8 TDNNs would be smaller only.
+from supernet.errors import UserError
+
+MODES = ("static", "dynamic")
+# dynamic: MatMul and Gemm (linears, attention projections, FFNs). Convolutions stay float: with
+# them in int8 onnxruntime's ConvInteger made the models about twice as slow (1 thread, 4 s of
+# audio: tdnn_d 30.8 ms against 12.7 ms, conformer_s 54.8 against 23.2 ms).
 QUANTISED_OPS = ["MatMul", "Gemm"]
+# static: the compute ops, and the ops between them that can run on uint8 (QLinearWhere for the
+# padding masks): with these float, conformer_s's subsampling spent 3 ms a run converting to and
+# from float around one mask and one transpose (1.35x over fp32 instead of 1.45x).
+STATIC_OPS = ["Conv", "MatMul", "Gemm", "Relu", "Where", "Transpose", "Reshape", "Squeeze", "Unsqueeze"]
+CALIBRATION_UTTERANCES = 8
 SCOPES = "pkg.torch.onnx.name_scopes"  # the module path the dynamo exporter records on each node
 
 
@@ -41,37 +64,219 @@ def outside_network(model) -> list[str]:
     return [name for name, in_net in scoped if not in_net]
 
 
-def quantize_int8(fp32: str | Path, out: str | Path | None = None) -> Path:
-    """Dynamic int8 quantisation of ``fp32``'s network; metadata copied with a ``quantisation`` note."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def ctc_head(model) -> list[str]:
+    """Names of the nodes of the network's output layer (``net.head``; ``head`` in a
+    features-input graph). Static int8 keeps it float: on tdnn_d (123 test utterances) its int8
+    logits changed 1.58% of the characters of the fp32 transcripts, against 0.68% with it float,
+    for a layer of one small matrix product."""
+    names = []
+    for node in model.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == SCOPES), None)
+        if scopes is not None and {"head", "net.head"} & set(ast.literal_eval(scopes)):
+            names.append(node.name)
+    return names
 
+
+def quantize_int8(
+    fp32: str | Path,
+    out: str | Path | None = None,
+    mode: str = "dynamic",
+    calibration: Iterable[dict[str, Any]] | None = None,
+) -> Path:
+    """int8 quantisation of ``fp32``'s network (``mode``: ``static`` or ``dynamic``), metadata
+    copied with a ``quantisation`` note. ``static`` needs ``calibration``: the model's input
+    feeds (``{input name: array}``, one batch each) whose activation ranges set the scales."""
+    import onnx
+
+    if mode not in MODES:
+        raise UserError(f"int8 mode must be {' or '.join(MODES)}; got {mode!r}")
     out = int8_path(fp32) if out is None else Path(out)
     model = onnx.load_model(str(fp32))
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its advice to pre-process, which fails on these graphs (above)
-    try:
-        quantize_dynamic(
-            str(fp32),
-            str(out),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=QUANTISED_OPS,
-            nodes_to_exclude=outside_network(model),
-            extra_options={"MatMulConstBOnly": True},  # weights only, never activation x activation
-        )
-    finally:
-        root.setLevel(level)
+    with _quiet():  # its advice to pre-process, which fails on these graphs (above)
+        if mode == "static":
+            if calibration is None:
+                raise UserError("static int8 needs calibration audio (or use dynamic int8)")
+            feeds = list(calibration)
+            if not feeds:
+                raise UserError("static int8: no calibration utterances")
+            note = _quantize_static(fp32, out, outside_network(model) + ctc_head(model), feeds)
+        else:
+            note = _quantize_dynamic(fp32, out, outside_network(model))
     props = {p.key: p.value for p in model.metadata_props}
-    props["quantisation"] = json.dumps(
-        {
-            "method": "onnxruntime quantize_dynamic",
-            "weights": "QInt8",
-            "ops": QUANTISED_OPS,
-            "front_end": "float",
-        }
-    )
+    props["quantisation"] = json.dumps({**note, "front_end": "float"})
     quantised = onnx.load_model(str(out))
     onnx.helper.set_model_props(quantised, props)
     onnx.save_model(quantised, str(out))
     return out
+
+
+def _quantize_dynamic(fp32: str | Path, out: Path, excluded: list[str]) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32),
+        str(out),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=QUANTISED_OPS,
+        nodes_to_exclude=excluded,
+        extra_options={"MatMulConstBOnly": True},  # weights only, never activation x activation
+    )
+    return {"method": "onnxruntime quantize_dynamic", "weights": "QInt8", "ops": QUANTISED_OPS}
+
+
+def _quantize_static(fp32: str | Path, out: Path, excluded: list[str], feeds: list[dict]) -> dict[str, Any]:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(fp32),
+        str(out),
+        feed_reader(feeds),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=STATIC_OPS,
+        per_channel=True,
+        reduce_range=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=excluded,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    return {
+        "method": "onnxruntime quantize_static (QDQ, MinMax calibration)",
+        "weights": "QInt8 per channel, reduce_range",
+        "activations": "QUInt8",
+        "ops": STATIC_OPS,
+        "calibration_batches": len(feeds),
+        "head": "float",
+    }
+
+
+def feed_reader(feeds: list[dict[str, Any]]):
+    """An onnxruntime ``CalibrationDataReader`` over ``feeds`` (made here: onnxruntime is
+    imported only when quantising)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds: Iterator[dict[str, Any]] = iter(feeds)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._feeds, None)
+
+        def rewind(self) -> None:
+            self._feeds = iter(feeds)
+
+    return _Reader()
+
+
+@contextmanager
+def _quiet():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Where static int8 reads its calibration audio: the training split of ``data``."""
+
+    data: Path
+    langs: tuple[str, ...] | None = None  # the languages the model was trained on (None: all)
+    source: str = "--calibration"  # how it was chosen, for the error when it cannot be read
+
+    def describe(self) -> str:
+        return f"{self.source} {self.data}"
+
+
+def checkpoint_calibration(checkpoint: str | Path) -> Calibration | None:
+    """The training data a ``supernet retrain`` checkpoint records (its data module's ``data``
+    and ``langs``), or None when it records none."""
+    import torch
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    hparams = saved.get("datamodule_hyper_parameters") or {}
+    if not hparams.get("data"):
+        return None
+    langs = hparams.get("langs")
+    return Calibration(
+        Path(hparams["data"]), tuple(langs) if langs else None, "the checkpoint's training data"
+    )
+
+
+def calibration_utterances(calibration: Calibration, count: int = CALIBRATION_UTTERANCES) -> list:
+    """``count`` utterances of the training split of ``calibration.data`` (a corpus folder: its
+    ``train.jsonl``; one manifest: the 90% that training uses), spread evenly over it; never dev
+    or test. A ``UserError`` naming the path when it cannot be read."""
+    from supernet.data.datamodule import resolve_splits
+
+    if count < 1:
+        raise UserError(f"int8 calibration needs at least 1 utterance, got {count}")
+    langs = list(calibration.langs) if calibration.langs else None
+    try:
+        train = resolve_splits(calibration.data, arch_fraction=0.0, langs=langs)["fit"]["train_all"]
+    except (OSError, UserError) as err:
+        raise UserError(
+            f"int8 calibration: {calibration.describe()} cannot be read ({err}); pass --calibration "
+            "DATA (a corpus folder or manifest), or --int8-mode dynamic"
+        ) from err
+    if not train:
+        raise UserError(f"int8 calibration: {calibration.describe()} has no training utterances")
+    step = max(1, len(train) // count)
+    return train[::step][:count]
+
+
+@dataclass(frozen=True)
+class Int8Plan:
+    """What ``--int8`` will do, settled before the fp32 export so that unreadable calibration data
+    fails at once: the mode, and for ``static`` the calibration data and utterances."""
+
+    mode: str
+    calibration: Calibration | None = None
+    utterances: tuple = ()
+
+    def calibration_report(self) -> dict[str, Any] | None:
+        if self.calibration is None:
+            return None
+        return {"data": str(self.calibration.data), "ids": [u.id for u in self.utterances]}
+
+
+def int8_plan(
+    mode: str = "auto",
+    calibration: str | Path | Calibration | None = None,
+    count: int = CALIBRATION_UTTERANCES,
+) -> Int8Plan:
+    """``mode`` ``auto`` is ``static`` when there is calibration data (a path: a corpus folder or
+    manifest), else ``dynamic``; ``static`` without calibration data is a ``UserError``."""
+    if mode not in ("auto", *MODES):
+        raise UserError(f"int8 mode must be auto, {' or '.join(MODES)}; got {mode!r}")
+    if isinstance(calibration, str | Path):
+        calibration = Calibration(Path(calibration))
+    if mode == "auto":
+        mode = "dynamic" if calibration is None else "static"
+    if mode == "dynamic":
+        return Int8Plan("dynamic")
+    if calibration is None:
+        raise UserError(
+            "static int8 needs calibration audio: the checkpoint records no training data; "
+            "pass --calibration DATA (a corpus folder or manifest), or --int8-mode dynamic"
+        )
+    return Int8Plan("static", calibration, tuple(calibration_utterances(calibration, count)))
+
+
+def calibration_feeds(module, kind: str, utterances: list, min_length: int) -> list[dict[str, Any]]:
+    """The ``kind`` model's inputs for each utterance (one batch each), as onnxruntime feeds."""
+    from supernet.deploy.export import model_inputs, sample_rate
+    from supernet.deploy.graph import INPUT_NAMES
+    from supernet.deploy.inputs import load_waveform
+
+    rate = sample_rate(module)
+    feeds = []
+    for utt in utterances:
+        inputs, lengths = model_inputs(
+            module, kind, [load_waveform(utt.audio_filepath, rate).samples], min_length
+        )
+        feeds.append(dict(zip(INPUT_NAMES[kind], (inputs.numpy(), lengths.numpy()), strict=True)))
+    return feeds

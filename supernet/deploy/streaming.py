@@ -207,6 +207,7 @@ class StreamingCTC(CTCModel):
         self.tokenizer = module.tokenizer
         self.sample_rate = sample_rate_of(self.extractor)
         self.chunk_frames = chunk_frames(module.spec, chunk_ms)
+        self.chunk_ms = chunk_ms
         self.chunk_seconds: list[float] = []  # every chunk's compute time, over all utterances
 
     @classmethod
