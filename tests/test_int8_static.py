@@ -23,7 +23,6 @@ import pytorch_lightning as pl  # noqa: E402
 from supernet.asr_module import ASRModule  # noqa: E402
 from supernet.commands.cli import main as cli_main  # noqa: E402
 from supernet.data.datamodule import resolve_splits  # noqa: E402
-from supernet.data.tokenizer import CharTokenizer  # noqa: E402
 from supernet.deploy import inputs  # noqa: E402
 from supernet.deploy.export import export_asr_module  # noqa: E402
 from supernet.deploy.quantize import (  # noqa: E402
@@ -34,8 +33,9 @@ from supernet.deploy.quantize import (  # noqa: E402
 )
 from supernet.deploy.session import ort_session  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
+from tests.test_export import TOKENIZER  # noqa: E402
+from tests.test_export import tiny_module as export_tiny_module  # noqa: E402
 
-TOKENIZER = CharTokenizer.build(["abcdefgh ijklmno"])
 LAYERS = ["tdnn-k3-d1", "tdnn-k3-d2-s2", "conformer-k7-f2-h2-rel"]
 TDNNS = LAYERS[:2]  # for the tests that need any model: half the export time
 # int8 against fp32 on the 3 test utterances, random tiny models of seeds 0-4 (waveform input):
@@ -47,26 +47,8 @@ MAX_ABS_DIFF = 1.0
 
 
 def tiny_module(seed: int = 0, layers=LAYERS) -> ASRModule:
-    arch = {
-        "name": "tiny8",
-        "features": "fbank",
-        "feature_dim": 20,
-        "dim": 32,
-        "input": "linear",
-        "layers": layers,
-        "head": "linear",
-        "dropout": 0.0,
-    }
-    torch.manual_seed(seed)
-    module = ASRModule(arch, vocab=TOKENIZER.vocab).eval()
-    for m in module.modules():  # BatchNorm statistics other than the identity's, as after training
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-    with torch.no_grad():  # a confident head that rarely picks blank: texts to compare
-        module.net.head.proj.weight.mul_(4.0)
-        module.net.head.proj.bias[0] -= 2.0
-    return module
+    """test_export's tiny network (a confident head, BatchNorm statistics as after training)."""
+    return export_tiny_module(layers, name="tiny8", seed=seed)
 
 
 def save_checkpoint(module: ASRModule, path, data=None) -> str:

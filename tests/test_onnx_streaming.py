@@ -1,8 +1,9 @@
 """The streaming chunk step as ONNX (``supernet export --streaming``): run with onnxruntime alone,
 chunk by chunk with its state tensors, a tiny tdnn_d and a chunked-attention conformer_s give the
-full-utterance PyTorch log-probs (1e-4) and greedy transcripts at two chunk sizes; the step's
-bookkeeping is exact for every supported op family in PyTorch; layers it cannot run are named
-before anything is exported; ``supernet transcribe --stream`` runs the file.
+full-utterance PyTorch log-probs (1e-4) and greedy transcripts at two chunk sizes, and so does a
+conformer_s of E-Branchformer, down-sampled and LSTM layers; the step's bookkeeping is exact for
+every supported op family in PyTorch; layers it cannot run are named before anything is exported;
+``supernet transcribe --stream`` runs the file.
 
 The loop in ``ort_stream`` is written here from the metadata alone (not ``OnnxStream``), as a user
 would write it (docs/deploy.md has the same loop). Exports use the TorchScript exporter (~1-2 s).
@@ -25,6 +26,8 @@ onnx = pytest.importorskip("onnx")
 import onnxruntime as ort  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 
+from ops.downsampled import Downsampled  # noqa: E402
+from ops.ebranchformer import ConvGatingMLP  # noqa: E402
 from supernet.archspec import ArchSpec  # noqa: E402
 from supernet.asr_module import ASRModule  # noqa: E402
 from supernet.commands.cli import main as cli_main  # noqa: E402
@@ -34,7 +37,7 @@ from supernet.decoding import greedy_ctc_ids  # noqa: E402
 from supernet.deploy.checkpoint import load_module  # noqa: E402
 from supernet.deploy.graph import feature_pipeline  # noqa: E402
 from supernet.deploy.inputs import synthetic_waveforms  # noqa: E402
-from supernet.deploy.onnx_streaming import StreamingStep, export_streaming  # noqa: E402
+from supernet.deploy.onnx_streaming import StreamingStep, export_streaming, step_frames  # noqa: E402
 from supernet.deploy.runtime import pad_waveforms  # noqa: E402
 from supernet.derived import DerivedNet  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
@@ -156,24 +159,71 @@ def ort_stream(path, features: np.ndarray) -> np.ndarray:
     return np.concatenate(outputs, 1)
 
 
-@pytest.mark.parametrize("ms", CHUNK_MS)
-@pytest.mark.parametrize("name", list(ARCHS))
-def test_onnxruntime_streams_to_the_full_utterance_log_probs_and_transcripts(exported, checkpoints, name, ms):
-    module = load_module(checkpoints[name])
+def assert_streams_as_full(path, checkpoint) -> None:
+    """The ONNX step streamed by ``ort_stream`` gives the checkpoint's full-utterance log-probs
+    (1e-4) and greedy ids, for two streams of one length advancing together (dynamic batch), then
+    a short one by itself."""
+    module = load_module(checkpoint)
     audio, lengths = pad_waveforms(synthetic_waveforms([2.37, 2.37, 0.9], 16000, seed=3))
     with torch.no_grad():
         features, frames = feature_pipeline(module)(audio, lengths)  # global CMVN from the checkpoint
         full, out_lengths = module.net(features, frames)
-    # two streams of one length advance together (dynamic batch), then a short one by itself
-    groups = [[0, 1], [2]]
-    for rows in groups:
+    for rows in ([0, 1], [2]):
         n = int(frames[rows[0]])
-        got = ort_stream(exported[name, ms], features[rows, :n].numpy())
+        got = ort_stream(path, features[rows, :n].numpy())
         m = int(out_lengths[rows[0]])
         assert got.shape == (len(rows), m, len(TOKENIZER.vocab))
         assert np.abs(got - full[rows, :m].numpy()).max() <= 1e-4
         ids = greedy_ctc_ids(torch.from_numpy(got), torch.full((len(rows),), m))
         assert ids == greedy_ctc_ids(full[rows], out_lengths[rows]) and len(set(ids[0])) > 1
+
+
+@pytest.mark.parametrize("ms", CHUNK_MS)
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_onnxruntime_streams_to_the_full_utterance_log_probs_and_transcripts(exported, checkpoints, name, ms):
+    assert_streams_as_full(exported[name, ms], checkpoints[name])
+
+
+def busy(module: ASRModule) -> ASRModule:
+    """Random values for the weights that start where they change little: the cgMLP's gate conv
+    (near zero) and the down-samplers' group weights (the mean), so that the windows count."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, ConvGatingMLP):
+                m.conv.weight.normal_(std=0.3)
+            if isinstance(m, Downsampled):
+                m.weights.normal_()
+    return module
+
+
+# the budget space's block kinds with bounded attention: at 160 ms a step is 4 output frames,
+# half of the c8 chunk and, at the half rate, 2 slow frames: half of the c4 chunk
+NEW_FAMILIES = [
+    "ebranchformer-k5-f2-h4-chunk-c8-w16",
+    "res-down2-conformer-k5-f2-h4-chunk-c4-w8",
+    "res-down2-ebranchformer-k5-f2-h4-chunk-c4-w8",
+    "lstm",
+]
+
+
+def test_ebranchformer_downsampled_and_lstm_layers_stream_through_onnxruntime(tmp_path):
+    ckpt = save_checkpoint(
+        busy(tiny_module("conformer_s", NEW_FAMILIES, seed=1)), tmp_path / "x.ckpt", fbank_cmvn()
+    )
+    report = export_streaming(ckpt, tmp_path / "x.onnx", 160)
+    assert report["parity"]["ok"], report["parity"]
+    # each of the three attention layers finishes its chunk's first half a step (160 ms) later
+    assert report["streaming"]["delay_ms"] == 480 and "a multiple of 320 avoids it" in report["note"]
+    states = {s["name"] for s in json.loads(
+        next(p.value for p in onnx.load(str(tmp_path / "x.onnx")).metadata_props if p.key == "streaming")
+    )["states"]}  # fmt: skip
+    assert {
+        "layers.0.gate_frames",
+        "layers.1.branch.inner.attention.k",
+        "layers.2.branch.inner.merge_frames",
+        "layers.3.h",
+    } <= states
+    assert_streams_as_full(tmp_path / "x.onnx", ckpt)
 
 
 def test_the_metadata_says_how_to_stream(exported):
@@ -207,27 +257,53 @@ MIXED = [
 ]
 
 
-@pytest.mark.parametrize("chunks", [1, 2, 3, 5])
-@torch.no_grad()
-def test_the_step_in_pytorch_is_the_full_pass_for_every_supported_family(chunks):
-    """The graph's bookkeeping before export: a network of every supported family (strides 4, 2
-    and 2, look-ahead, causal, residual delay lines, local and chunked attention, an inner width),
-    the step ``chunks`` output frames long (the chunked attention's 3 frames lined up or not)."""
+DOWNSAMPLED = [
+    "tdnn-k3-d1",  # a frame of look-ahead: the groups of the down-samplers straddle the steps
+    "ebranchformer-k5-f2-h2-chunk-c3-w5",
+    "res-ebranchformer-k3-f2-m5-h2-local-w3-l2-e8",
+    "res-down2-conformer-k5-f2-h2-chunk-c3-w4-ln",
+    "res-down4-ebranchformer-k5-f2-h2-local-w2-l1",
+    "lstm",
+    "res-down2-lstm",
+]
+
+
+def mixed_net(layers: list[str], input: str = "conv2d4x") -> DerivedNet:
     spec = ArchSpec.from_dict(
         {
             "name": "mixed",
             "features": "fbank",
             "feature_dim": 10,
             "dim": 16,
-            "input": "conv2d4x",
-            "layers": MIXED,
+            "input": input,
+            "layers": layers,
         }
     )
     torch.manual_seed(0)
-    net = DerivedNet(spec, 7).eval()
+    return busy(DerivedNet(spec, 7)).eval()
+
+
+@pytest.mark.parametrize(
+    "layers, chunks",
+    [
+        *(pytest.param(MIXED, n, id=f"mixed-{n}") for n in (1, 2, 3, 5)),
+        *(pytest.param(DOWNSAMPLED, n, id=f"downsampled-{n}") for n in (4, 8, 12)),
+    ],
+)
+@torch.no_grad()
+def test_the_step_in_pytorch_is_the_full_pass_for_every_supported_family(layers, chunks):
+    """The graph's bookkeeping before export: a network of every supported family (strides 4, 2
+    and 2, look-ahead, causal, residual delay lines, local and chunked attention, an inner width),
+    the step ``chunks`` output frames long (the chunked attention's 3 frames lined up or not); and
+    one of E-Branchformers (chunked, local, at an inner width), down-sampled blocks (by 2 and 4,
+    their groups split between steps, the attention chunk at the half rate lined up with the step
+    at 12 frames only) and LSTMs (at both rates)."""
+    net = mixed_net(layers)
     x = torch.randn(1, 229, 10)
     full, _ = net(x, torch.tensor([229]))
-    step = StreamingStep(net, 16 * chunks).eval()
+    step = StreamingStep(net, net.spec.total_stride * chunks).eval()
+    if layers is DOWNSAMPLED:  # a frame of look-ahead before it: its groups are split between steps
+        assert step.caches["layers.3.branch.frames"] == (1, 16)
     state, outputs = step.initial_state(1), []
     for k in range(math.ceil(229 / step.chunk) + step.flush_chunks):
         part = x[:, k * step.chunk : (k + 1) * step.chunk]
@@ -247,8 +323,8 @@ def test_the_step_in_pytorch_is_the_full_pass_for_every_supported_family(chunks)
         ("conformer-k15-f4-h4-rel", "'rel' attention reads the whole utterance"),
         ("conformer-k15-f4-h4-chunk-c8", "chunk attention with no left bound"),
         ("blstm", "a BLSTM reads the utterance backwards"),
-        ("lstm", "no fixed-shape ONNX chunk step for LSTM"),
-        ("res-down2-tdnn-k3-d1", "no fixed-shape ONNX chunk step for Downsampled"),
+        ("ebranchformer-k15-f4-rel", "'rel' attention reads the whole utterance"),
+        ("res-down2-ebranchformer-k15-f4-chunk-c8", "chunk attention with no left bound"),
     ],
 )
 def test_a_layer_that_cannot_stream_is_named_before_export(tmp_path, layer, why):
@@ -259,6 +335,19 @@ def test_a_layer_that_cannot_stream_is_named_before_export(tmp_path, layer, why)
     assert code == 2 and not (tmp_path / "x.onnx").exists()
     assert f"layers[1] ('{layer}') cannot be exported as a streaming ONNX chunk step" in err.getvalue()
     assert why in err.getvalue()
+
+
+def test_a_down_sampled_layer_takes_whole_groups_a_step():
+    """An explicit chunk of part of a group is refused, naming the layer; a ``--chunk-ms`` is
+    rounded up to whole groups (the budget space's layout: 30 ms frames, then 60 ms ones)."""
+    net = mixed_net(["tdnn-k3-d1", "res-down4-tdnn-k3-d1"])
+    with pytest.raises(UserError, match=r"layers\[1\] \('res-down4-tdnn-k3-d1'\) cannot be exported .* "
+                       r"the step's 6 frames at this layer are not whole groups of 4 frames: "
+                       r"make the chunk a multiple of 16 feature frames"):  # fmt: skip
+        StreamingStep(net, 24)
+    assert step_frames(net.spec, 240, net) == 32 and StreamingStep(net, 32).rate_out.frames == 8
+    budget = mixed_net(["tdnn-k3-d1-s3", "res-down2-ebranchformer-k5-f2-h2-chunk-c4-w8"], input="linear")
+    assert step_frames(budget.spec, 320) == 33 and step_frames(budget.spec, 320, budget) == 36
 
 
 def test_per_utterance_normalisation_cannot_stream(tmp_path):

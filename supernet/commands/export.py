@@ -99,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
             f"{_int8_kind(int8)}); "
             f"int8 vs fp32 transcripts: CER {cer}; max abs log-prob diff {int8['max_abs_diff']:.2e}"
         )
+    return _finish(args, report, parity)
+
+
+def _finish(args: argparse.Namespace, report: dict, parity: dict) -> int:
+    """Write the report if asked; exit status 1 when parity with PyTorch was not reached."""
     if args.report:
         atomic_write_json(args.report, report)
     if not parity["ok"]:
@@ -140,15 +145,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
     if report["note"]:
         print(f"  note: {report['note']}")
     print(f"parity streamed onnxruntime vs full-utterance PyTorch: {parity['summary']}")
-    if args.report:
-        atomic_write_json(args.report, report)
-    if not parity["ok"]:
-        print(
-            "supernet export: parity with PyTorch not reached; the model is kept for inspection",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _finish(args, report, parity)
 
 
 def _require_deploy_extra() -> None:
