@@ -1,7 +1,8 @@
 """onnxruntime latency tables: `profile --runtime onnxruntime [--int8]`, checked in onnxruntime,
 refused under another runtime, and read by a search like any table.
 
-One tiny space (an edge of a TDNN or skip, 16 wide) is profiled once, with int8 weights: exporting
+One tiny space (an edge of a TDNN or skip, 16 wide) is profiled once, in int8 (static, the
+default; tests/test_latency_ort_static.py has the int8 modes): exporting
 is the slow part (a few seconds an op on the 2-core machine), and each export is kept for the
 process, so the later tests reuse the ops' graphs. No test asserts a time.
 """
@@ -39,7 +40,8 @@ SPACE = {
     "head": "linear",
 }
 SETTINGS = ["--threads", "1", "--seconds", "0.2", "--vocab", "5", "--warmup", "0", "--repeats", "1"]
-QUANTISED = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
+DYNAMIC = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}  # dynamic int8's nodes
+STATIC = {"QuantizeLinear", "DequantizeLinear"}  # static int8's (QDQ) nodes
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,7 @@ def test_table_has_every_op_and_names_its_runtime(tiny):
     data = json.loads(lut.read_text())
     settings = data["settings"]
     assert settings["runtime"] == "onnxruntime" and settings["int8"] is True
+    assert settings["int8_mode"] == "static"  # as `supernet export --int8`
     assert settings["onnxruntime"] == onnxruntime.__version__ and settings["opset"] == 18
     assert settings["device"] == "cpu" and settings["clock"] == "cpu"  # one thread: its CPU time
     table = LatencyTable.load(lut)
@@ -92,24 +95,28 @@ def test_check_measures_in_onnxruntime_with_int8_networks(tiny, monkeypatch, cap
     out = capsys.readouterr().out
     assert "onnxruntime" in out and "int8" in out and "exported graphs" in out
     assert "within_10pct: " in out
-    assert runners and all(r.graph == "exported" and r.settings["int8"] for r in runners)
-    for runner in runners:
-        assert op_types(runner.net_file) & QUANTISED  # the network's MatMuls run in int8
+    assert "static int8" in out
+    assert runners and all(r.graph == "exported" and r.settings["int8_mode"] == "static" for r in runners)
+    for runner in runners:  # the network's convolutions and linears run in int8, quantised statically
+        assert STATIC <= op_types(runner.net_file) and not op_types(runner.net_file) & DYNAMIC
 
 
 def test_int8_quantises_the_ops_graphs_and_fp32_does_not(tiny):
-    """The same op (the 8->16 input linear) in an int8 and an fp32 table (the fp32 graph is the one
-    the int8 profile quantised: no new export)."""
+    """The same op (the 8->16 input linear) in static int8, dynamic int8 and fp32 tables (the fp32
+    graph is the one the int8 profile quantised: no new export)."""
     space = SearchSpace(SPACE)
     arch = space.derive({"a": 1}, "skip_path")
     files = {}
-    for int8 in (True, False):
-        settings = make_settings(threads=1, seconds=0.2, vocab=5, runtime="onnxruntime", int8=int8)
+    for mode in ("static", "dynamic", None):
+        settings = make_settings(
+            threads=1, seconds=0.2, vocab=5, runtime="onnxruntime", int8=mode is not None, int8_mode=mode
+        )
         runner = ort.OrtNetworkRunner(arch, settings)
         assert runner.export() == []
-        files[int8] = runner.op_files[0]
-    assert op_types(files[True]) & QUANTISED
-    assert not op_types(files[False]) & QUANTISED and "MatMul" in op_types(files[False])
+        files[mode] = runner.op_files[0]
+    assert STATIC <= op_types(files["static"]) and not op_types(files["static"]) & DYNAMIC
+    assert op_types(files["dynamic"]) & DYNAMIC and not op_types(files["dynamic"]) & STATIC
+    assert not op_types(files[None]) & (STATIC | DYNAMIC) and "MatMul" in op_types(files[None])
 
 
 def test_another_runtime_is_refused_naming_the_key(tiny, tmp_path, capsys):

@@ -2,7 +2,7 @@
 
     supernet latency-check --lut lut.json --space st_nas --n 20 [--seed 0] [--plot check.png]
     supernet latency-check --lut lut.json --arch runs/budget/arch.yaml
-    supernet latency-check --lut lut_ort_int8.json --space st_nas --n 20   # in onnxruntime, int8
+    supernet latency-check --lut lut_ort_int8.json --space st_nas --n 20   # in onnxruntime, int8 as the table's
 
 Samples ``--n`` architectures uniformly from the space (and/or takes ``--arch`` files), measures
 each ``DerivedNet`` end to end under the table's settings (same device, dtype, threads, batch,
@@ -14,10 +14,13 @@ seconds, chunk, CUDA graphs or not, settling time, warm-up and median; the netwo
 agrees with itself within 10% (``self_mape`` by how much); the table's figures are read against
 it, and a ``verdict`` line says which of the two an error comes from.
 Settings given on the command line that differ from the table's are an error unless ``--force``;
-so is a table of another runtime (``--runtime``, ``--int8``) or onnxruntime version. A table of
+so is a table of another runtime (``--runtime``, ``--int8``, ``--int8-mode``) or onnxruntime
+version (an int8 table written before int8 modes were recorded reads as dynamic, as it was
+measured). A table of
 ``--runtime onnxruntime`` is checked in onnxruntime: each network exported whole, as ``supernet
 export --input features`` writes it (``--graph composed``: its ops' graphs joined, one export per
-distinct op instead of one per network).
+distinct op instead of one per network), and with an int8 table each network quantised as its
+ops were (``int8_mode``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from supernet.latency import (
 )
 from supernet.latency.allocator import pin_heap_allocator
 from supernet.latency.ort import GRAPHS
-from supernet.latency.settings import ONNX_OPSET, check_runtime, onnxruntime_version
+from supernet.latency.settings import INT8_MODES, ONNX_OPSET, check_runtime, onnxruntime_version
 from supernet.loggers import can_plot, pyplot
 from supernet.outputs import check_writable, replaced_when_done
 from supernet.space import SearchSpace
@@ -108,9 +111,17 @@ def run_settings(table: LatencyTable, args: argparse.Namespace, force: bool) -> 
     checked = (*OVERRIDES, *MACHINE)
     table.check({k: settings[k] for k in checked}, force=force)
     try:  # what a forced run asks of a runtime must still be measurable
-        check_runtime(settings["runtime"], settings["device"], settings["dtype"], settings["int8"])
+        check_runtime(
+            settings["runtime"],
+            settings["device"],
+            settings["dtype"],
+            settings["int8"],
+            settings["int8_mode"],
+        )
     except ValueError as err:
         raise LatencyTableError(f"{table.source}: {err}") from err
+    if settings["int8"] and not settings["int8_mode"]:  # an fp32 table, forced into int8
+        settings["int8_mode"] = INT8_MODES[0]
     if onnx and not settings.get("opset"):  # a torch table, forced into onnxruntime
         settings["opset"] = ONNX_OPSET
     return settings

@@ -3,7 +3,7 @@
     supernet profile --space st_nas --device cpu --threads 1 --batch 1 --seconds 4 -o lut.json
     supernet profile --space conformer --device cuda --dtype bf16 --batch 16 --seconds 8 --cuda-graph -o lut.json
     supernet profile --space conformer --device cuda --dtype bf16 --chunk-ms 640 -o lut_stream.json
-    supernet profile --space st_nas --runtime onnxruntime --int8 -o lut_ort_int8.json
+    supernet profile --space st_nas --runtime onnxruntime --int8 -o lut_ort_int8.json   # static int8
 
 Every candidate of every edge and the fixed layers (input op, fixed layers, head with
 ``--vocab`` outputs and the log-softmax) are timed at the input shape they see inside the
@@ -14,8 +14,9 @@ whether passes run as CUDA graphs; using it under other settings is an error unl
 On a GPU, ``--cuda-graph`` times the GPU's work alone: without it, small networks are bound by
 the host's Python and kernel launches, and their latency follows the host CPU's speed of the
 moment (docs/latency.md has the measurements). ``--runtime onnxruntime`` times the ops exported to
-ONNX as ``supernet export`` exports models, in onnxruntime on the CPU (``--int8``: with its dynamic
-int8 quantisation), for a search that targets that deployment (``supernet.latency.ort``).
+ONNX as ``supernet export`` exports models, in onnxruntime on the CPU (``--int8``: quantised as
+``supernet export --int8`` quantises, static by default, ``--int8-mode dynamic`` for dynamic), for a
+search that targets that deployment (``supernet.latency.ort``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import argparse
 from pathlib import Path
 
 from supernet.archspec import ArchSpec
+from supernet.errors import UserError
 from supernet.latency import CLOCKS_NAMES, DTYPES, RUNTIMES, make_settings, profile_space
+from supernet.latency.settings import INT8_MODES
 from supernet.outputs import check_writable, replaced_when_done
 from supernet.space import SearchSpace
 
@@ -47,7 +50,14 @@ def add_settings_arguments(parser: argparse.ArgumentParser, defaults: bool = Tru
         "--int8",
         action="store_true",
         default=default(False),
-        help="onnxruntime: int8 weights (dynamic quantisation, as `supernet export --int8`)",
+        help="onnxruntime: each op quantised to int8, as `supernet export --int8` quantises models",
+    )
+    parser.add_argument(
+        "--int8-mode",
+        choices=INT8_MODES,
+        default=None,
+        help="with --int8: static (the default, as `supernet export --int8`: QDQ, convolutions and "
+        "linears in int8) or dynamic (linears only, activations quantised at run time)",
     )
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=default("fp32"))
     parser.add_argument(
@@ -110,19 +120,23 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output, "latency table")  # before minutes of profiling, not after
     threads = args.threads if args.threads is not None else (1 if args.device == "cpu" else None)
     clock = args.clock or ("cpu" if args.device == "cpu" and threads == 1 else "wall")
-    settings = make_settings(
-        args.device,
-        args.dtype,
-        threads,
-        args.batch,
-        args.seconds,
-        args.chunk_ms,
-        args.vocab,
-        clock,
-        args.cuda_graph,
-        args.runtime,
-        args.int8,
-    )
+    try:  # settings that cannot be measured (onnxruntime on a GPU, a mode without --int8): one line
+        settings = make_settings(
+            args.device,
+            args.dtype,
+            threads,
+            args.batch,
+            args.seconds,
+            args.chunk_ms,
+            args.vocab,
+            clock,
+            args.cuda_graph,
+            args.runtime,
+            args.int8,
+            args.int8_mode,
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from err
     space = SearchSpace.load(args.space)
     archs = [ArchSpec.from_yaml(path) for path in args.arch]
     table = profile_space(
@@ -161,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def runtime_words(settings: dict) -> str:
-    """``", onnxruntime 1.32.0 int8"`` for an onnxruntime table; nothing for torch."""
+    """``", onnxruntime 1.32.0 static int8"`` for an onnxruntime table; nothing for torch."""
     if settings.get("runtime", "torch") == "torch":
         return ""
-    return f", onnxruntime {settings['onnxruntime']}" + (" int8" if settings.get("int8") else "")
+    int8 = f" {settings.get('int8_mode') or 'dynamic'} int8" if settings.get("int8") else ""
+    return f", onnxruntime {settings['onnxruntime']}{int8}"

@@ -14,8 +14,15 @@ too: one export per distinct op instead of one per network). The per-op offset a
 (``supernet.latency.measure.profile``) take out what separate sessions cost (a call's overhead,
 fusions across ops).
 
-- int8: onnxruntime's dynamic quantisation of every MatMul and Gemm (``supernet.deploy.quantize``:
-  weights QInt8, convolutions float), of each op's graph and of each network's.
+- int8: each op's graph and each network's quantised by the call ``supernet export --int8`` makes
+  (``supernet.deploy.quantize.quantize_int8``), in the table's ``int8_mode``: ``static`` (the
+  default, as export's: QDQ, convolutions and linears in int8, per-channel weights, the CTC head
+  float) or ``dynamic`` (MatMul and Gemm, activations quantised at run time, convolutions float).
+  Static int8 is calibrated here on the graph's own timing input (``timing_feeds``: random
+  features of the profiled shape), not on audio: calibration sets only the scales and zero points
+  in the graph, not which nodes are quantised, and an int8 kernel's time does not depend on those
+  values (measured: see ``timing_feeds``), so the graph quantised once per op and mode serves
+  every batch and length.
 - Streaming (``chunk_ms``): each op's graph starts by cutting or zero-padding its input to its chunk
   plus look-ahead, as ``NetworkRunner`` does between ops, so that the joined graph is one chunk's
   pass.
@@ -49,7 +56,8 @@ INPUT_NAMES, OUTPUT_NAMES = ("x", "lengths"), ("y", "out_lengths")
 TRACE_BATCH = 2  # torch.export fixes an axis traced at size 1: trace two utterances, run any batch
 MIN_TRACE_FRAMES = 8  # a streaming op cuts its input itself: trace it on a few frames
 
-# (what, spec or arch, dims, frames[, "int8"]) -> (ONNX file, shortest time axis it accepts)
+CALIBRATION_FEEDS = 3  # static int8: batches of random features that set a timed graph's scales
+# (what, spec or arch, dims, frames[, "int8", mode]) -> (ONNX file, shortest time axis it accepts)
 _EXPORTED: dict[tuple, tuple[Path, int]] = {}
 _FOLDER: tempfile.TemporaryDirectory | None = None
 
@@ -57,28 +65,35 @@ _FOLDER: tempfile.TemporaryDirectory | None = None
 class ChunkInput(nn.Module):
     """An op that first cuts or zero-pads its input to ``frames`` (its chunk plus look-ahead), the
     lengths all ``frames``: a streaming table's op, as ``NetworkRunner`` feeds it. Pad, then cut:
-    no branch on the input's length, so the time axis stays dynamic in the export."""
+    no branch on the input's length, so the time axis stays dynamic in the export.
 
-    def __init__(self, op: nn.Module, frames: int):
+    The op is held as ``child`` (``op``; ``head`` for the network's head): the exporter records
+    that module path on the op's nodes, and static int8 keeps the nodes under ``head`` float
+    (``supernet.deploy.quantize.ctc_head``), as it keeps an exported model's head."""
+
+    def __init__(self, op: nn.Module, frames: int, child: str = "op"):
         super().__init__()
-        self.op, self.frames = op, frames
+        self.frames, self.child = frames, child
+        setattr(self, child, op)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = nn.functional.pad(x, (0, 0, 0, self.frames))[:, : self.frames]
-        return self.op(x, torch.full_like(lengths, self.frames))
+        return getattr(self, self.child)(x, torch.full_like(lengths, self.frames))
 
 
 class Chain(nn.Module):
-    """Modules in sequence: a streaming network (``ChunkInput`` ops) exported whole."""
+    """Modules in sequence: a streaming network (``ChunkInput`` ops) exported whole. The last is
+    held as ``head`` (its nodes' module path starts with ``head``, as in ``DerivedNet``: static
+    int8 keeps it float)."""
 
     def __init__(self, modules: list[nn.Module]):
         super().__init__()
-        self.ops = nn.ModuleList(modules)
+        self.ops, self.head = nn.ModuleList(modules[:-1]), modules[-1]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for op in self.ops:
             x, lengths = op(x, lengths)
-        return x, lengths
+        return self.head(x, lengths)
 
 
 class OrtNetworkRunner(NetworkRunner):
@@ -109,7 +124,8 @@ class OrtNetworkRunner(NetworkRunner):
         self.net = net
         ops = [net.input, *net.layers, _HeadWithLogSoftmax(net.head)]
         if self.streaming:
-            ops = [ChunkInput(op, slot.frames) for op, slot in zip(ops, self.slots)]
+            children = ["op"] * (len(ops) - 1) + ["head"]
+            ops = [ChunkInput(op, slot.frames, child) for op, slot, child in zip(ops, self.slots, children)]
         self.ops = ops
         self.places = ["input", *(f"layers[{i}]" for i in range(len(spec.layers))), "head"]
         gen = torch.Generator().manual_seed(seed)
@@ -144,7 +160,7 @@ class OrtNetworkRunner(NetworkRunner):
         trace = max(slot.frames, MIN_TRACE_FRAMES) if self.streaming else slot.frames
         example = example_input(slot.in_dim, trace)
         where = f"{self.name}.{place}: op {slot.spec!r} ({slot.in_dim}->{slot.out_dim})"
-        path, shortest = exported(key, op, example, self.settings, where)
+        path, shortest = exported(key, op, example, self.settings, where, slot.frames)
         if not self.streaming and shortest > slot.frames:
             raise LatencyTableError(
                 f"{where} exports for at least {shortest} frames, but sees {slot.frames} here: "
@@ -160,7 +176,7 @@ class OrtNetworkRunner(NetworkRunner):
         key = ("net", repr(self.spec.to_dict()), self.settings["vocab"], chunk)
         frames = self.slots[0].frames
         example = example_input(self.spec.feature_dim, max(frames, MIN_TRACE_FRAMES) if chunk else frames)
-        path, shortest = exported(key, module, example, self.settings, f"{self.name}: the network")
+        path, shortest = exported(key, module, example, self.settings, f"{self.name}: the network", frames)
         if shortest > frames:
             raise LatencyTableError(f"{self.name}: exports for at least {shortest} frames, gets {frames}")
         return path
@@ -198,8 +214,8 @@ class OrtNetworkRunner(NetworkRunner):
         return [1000 * (b - a) for a, b in zip(marks, marks[1:])]
 
     def notes(self, slot: Slot) -> dict[str, Any]:
-        """What the table records of an op beside its time: the size of its ONNX graph (weights in
-        int8 with ``int8``)."""
+        """What the table records of an op beside its time: the size of its ONNX graph (int8 with
+        ``int8``)."""
         index = self.slots.index(slot)
         return {"onnx_bytes": self.op_files[index].stat().st_size} if self.op_files else {}
 
@@ -246,10 +262,13 @@ def example_input(dim: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x * (torch.arange(frames)[None, :, None] < lengths[:, None, None]), lengths
 
 
-def exported(key: tuple, module: nn.Module, example, settings: dict, where: str) -> tuple[Path, int]:
-    """The ONNX file of ``module`` (int8 with ``settings["int8"]``) and the shortest time axis it
-    accepts, exported once per process (an int8 graph is quantised from the fp32 one kept under
-    ``key``); ``LatencyTableError`` naming ``where`` if it cannot be."""
+def exported(
+    key: tuple, module: nn.Module, example, settings: dict, where: str, frames: int
+) -> tuple[Path, int]:
+    """The ONNX file of ``module`` (int8 with ``settings["int8"]``, in ``settings["int8_mode"]``)
+    and the shortest time axis it accepts, exported once per process (an int8 graph is quantised
+    from the fp32 one kept under ``key``; static int8 calibrated on ``timing_feeds`` of ``frames``
+    frames); ``LatencyTableError`` naming ``where`` if it cannot be."""
     from supernet.deploy.onnx_export import ExportFailed, export_module, save
 
     if key not in _EXPORTED:
@@ -265,12 +284,36 @@ def exported(key: tuple, module: nn.Module, example, settings: dict, where: str)
         _EXPORTED[key] = path, shortest
     if not settings["int8"]:
         return _EXPORTED[key]
-    if (*key, "int8") not in _EXPORTED:
+    mode = settings["int8_mode"]
+    if (*key, "int8", mode) not in _EXPORTED:
         from supernet.deploy.quantize import quantize_int8
 
         fp32, shortest = _EXPORTED[key]
-        _EXPORTED[(*key, "int8")] = quantize_int8(fp32), shortest
-    return _EXPORTED[(*key, "int8")]
+        dim = example[0].shape[-1]
+        feeds = timing_feeds(dim, frames, settings["batch"]) if mode == "static" else None
+        out = fp32.with_name(f"{fp32.stem}.int8-{mode}.onnx")  # both modes may serve one process
+        _EXPORTED[(*key, "int8", mode)] = quantize_int8(fp32, out, mode, feeds), shortest
+    return _EXPORTED[(*key, "int8", mode)]
+
+
+def timing_feeds(dim: int, frames: int, batch: int, count: int = CALIBRATION_FEEDS) -> list[dict]:
+    """What static int8 calibrates a timed graph on: ``count`` batches of the input it is timed
+    on (standard normal features, ``batch`` x ``frames`` x ``dim``, full lengths), not audio.
+
+    Why not audio: the latency of an int8 graph is set by which nodes are quantised (the QDQ
+    pairs that onnxruntime fuses into QLinearConv / QLinearMatMul kernels), and that follows
+    from the graph and ``STATIC_OPS``, not from the calibration; the calibrated ranges only fill
+    in the scales and zero points, which an int8 kernel's time does not depend on. Measured
+    (``tests/test_latency_ort_static.py``, and docs/latency.md): an op calibrated on these feeds
+    and on feeds of another scale and offset gives the same nodes, op for op. An op in the
+    middle of a network also has no audio of its own: its input is the ops' before it.
+    """
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.full((batch,), frames, dtype=torch.long).numpy()
+    return [
+        dict(zip(INPUT_NAMES, (torch.randn(batch, frames, dim, generator=gen).numpy(), lengths)))
+        for _ in range(count)
+    ]
 
 
 def compose(files: list[Path], name: str) -> Path:

@@ -4,8 +4,9 @@
 A table's numbers hold only under the settings it was measured with; ``CHECKED_KEYS`` are the
 ones whose difference makes them meaningless (``LatencyTable.check`` compares them). The runtime
 is one of them: ``torch`` (eager PyTorch, or CUDA graphs) or ``onnxruntime`` (the ops exported to
-ONNX as ``supernet export`` exports models, on the CPU, in fp32 or with ``int8`` weights): the same
-network runs at another speed in each, and a search must target the one it will be deployed on.
+ONNX as ``supernet export`` exports models, on the CPU, in fp32 or ``int8``, quantised as
+``int8_mode`` says: ``static`` or ``dynamic``, ``supernet.deploy.quantize``): the same network runs
+at another speed in each, and a search must target the one it will be deployed on.
 ``LatencyTableError`` is the error of every part of ``supernet.latency``: a table that cannot
 answer (wrong settings, a missing op, an op that cannot stream).
 """
@@ -38,10 +39,14 @@ CHECKED_KEYS = (
     "allocator",
     "runtime",
     "int8",
+    "int8_mode",
     "onnxruntime",
 )
 CLOCKS_NAMES = ("wall", "cpu")
 RUNTIMES = ("torch", "onnxruntime")
+# how int8 tables quantise (``supernet.deploy.quantize.MODES``, not imported: it is the deploy
+# wing's); static is the default, as in ``supernet export --int8``
+INT8_MODES = ("static", "dynamic")
 # The opset of the ONNX graphs an onnxruntime table times: the one `supernet export` writes
 # (``supernet.deploy.export.DEFAULT_OPSET``; not imported here, it would load Lightning).
 ONNX_OPSET = 18
@@ -76,9 +81,11 @@ def make_settings(
     cuda_graph: bool = False,
     runtime: str = "torch",
     int8: bool = False,
+    int8_mode: str | None = None,
 ) -> dict[str, Any]:
     """The settings of a measurement on *this* machine (device name, torch and onnxruntime
-    versions read here)."""
+    versions read here). ``int8_mode`` (``static`` unless given) is recorded with ``int8``, None
+    without it."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     if device not in ("cpu", "cuda"):
@@ -97,7 +104,7 @@ def make_settings(
         raise ValueError(f"chunk_ms must be positive, got {chunk_ms}")
     if cuda_graph and device != "cuda":
         raise ValueError("cuda_graph: CUDA graphs (timing replays of a captured pass) need device cuda")
-    check_runtime(runtime, device, dtype, int8)
+    check_runtime(runtime, device, dtype, int8, int8_mode)
     onnx = runtime == "onnxruntime"
     return {
         "device": device,
@@ -115,14 +122,16 @@ def make_settings(
         "allocator": pin_heap_allocator() if device == "cpu" else None,
         "runtime": runtime,
         "int8": bool(int8),
+        "int8_mode": (int8_mode or INT8_MODES[0]) if int8 else None,
         "onnxruntime": onnxruntime_version() if onnx else None,
         "opset": ONNX_OPSET if onnx else None,
     }
 
 
-def check_runtime(runtime: str, device: str, dtype: str, int8: bool) -> None:
+def check_runtime(runtime: str, device: str, dtype: str, int8: bool, int8_mode: str | None = None) -> None:
     """Refuse settings the runtime cannot measure: onnxruntime runs here on the CPU in fp32
-    (its CUDA provider is not installed), and int8 weights are onnxruntime's quantisation."""
+    (its CUDA provider is not installed), and int8 is onnxruntime's quantisation (``int8_mode``:
+    static or dynamic, only with ``int8``)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime: {runtime!r} is not one of {', '.join(RUNTIMES)}")
     if runtime == "onnxruntime" and (device != "cpu" or dtype != "fp32"):
@@ -131,9 +140,29 @@ def check_runtime(runtime: str, device: str, dtype: str, int8: bool) -> None:
             "for int8 weights add --int8"
         )
     if int8 and runtime != "onnxruntime":
-        raise ValueError(
-            "int8: int8 weights are onnxruntime's dynamic quantisation; add --runtime onnxruntime"
-        )
+        raise ValueError("int8: int8 models are onnxruntime's quantisation; add --runtime onnxruntime")
+    if int8_mode is not None and int8_mode not in INT8_MODES:
+        raise ValueError(f"int8_mode: {int8_mode!r} is not one of {', '.join(INT8_MODES)}")
+    if int8_mode is not None and not int8:
+        raise ValueError(f"int8_mode: --int8-mode {int8_mode} quantises an int8 table; add --int8")
+
+
+def table_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` of a table written before some keys were recorded, completed as it was
+    measured: before CUDA graphs (none), before the CPU allocator was pinned (the system's),
+    before onnxruntime tables (torch), and before int8 modes (an int8 table was dynamic: the
+    only quantisation onnxruntime tables had)."""
+    cpu = settings.get("device") == "cpu"
+    settings = {
+        "cuda_graph": False,
+        "allocator": "system" if cpu else None,
+        "runtime": "torch",
+        "int8": False,
+        "onnxruntime": None,
+        **settings,
+    }
+    settings.setdefault("int8_mode", "dynamic" if settings["int8"] else None)
+    return settings
 
 
 def onnxruntime_version() -> str:

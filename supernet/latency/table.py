@@ -29,7 +29,7 @@ import torch
 from supernet.archspec import ArchSpec
 from supernet.latency import calibration
 from supernet.latency.costs import SpaceCosts
-from supernet.latency.settings import CHECKED_KEYS, LatencyTableError
+from supernet.latency.settings import CHECKED_KEYS, LatencyTableError, table_defaults
 from supernet.latency.slots import Slot, arch_slots, space_positions
 from supernet.shipped import resolve
 from supernet.space import SearchSpace
@@ -45,17 +45,7 @@ class LatencyTable:
     def __init__(
         self, settings: dict[str, Any], entries: dict[str, dict[str, Any]], source: str = "<memory>"
     ):
-        # tables written before CUDA graphs were measured, before the CPU allocator was pinned, or
-        # before onnxruntime tables: all torch
-        cpu = settings.get("device") == "cpu"
-        settings = {
-            "cuda_graph": False,
-            "allocator": "system" if cpu else None,
-            "runtime": "torch",
-            "int8": False,
-            "onnxruntime": None,
-            **settings,
-        }
+        settings = table_defaults(settings)  # tables written before some keys were recorded
         missing = [k for k in CHECKED_KEYS if k not in settings]
         if missing:
             raise LatencyTableError(f"{source}: settings lack {missing}")
@@ -110,9 +100,11 @@ class LatencyTable:
         if differ and not force:
             k = differ[0]
             hint = "measure a new table"
-            if k in ("runtime", "int8"):  # a table predicts the runtime it was measured in, no other
+            if k in ("runtime", "int8", "int8_mode"):  # a table predicts the runtime it was measured in
                 runtime = expect.get("runtime", self.settings["runtime"])
                 int8 = " --int8" if expect.get("int8", self.settings["int8"]) else ""
+                mode = expect.get("int8_mode", self.settings["int8_mode"])
+                int8 += f" --int8-mode {mode}" if int8 and mode else ""
                 hint = f"measure a table in that runtime: `supernet profile --runtime {runtime}{int8}`"
             raise LatencyTableError(
                 f"{self.source}: settings key {k!r} differs: table has {self.settings.get(k)!r}, "
