@@ -178,3 +178,36 @@ def test_every_epoch_has_the_first_epochs_batch_count():
     assert sampler._fit_count([[0, 1, 2, 3, 4, 5]], epoch=1) == [[0, 1, 2], [3, 4, 5]]
     with pytest.raises(RuntimeError, match="no two small ones fit max_frames=400"):
         sampler._fit_count([[4, 0], [5, 1], [2, 3]], epoch=1)
+
+
+def test_the_guides_lhotse_librispeech_flow_on_a_tiny_tree(tmp_path):
+    """The guide's `lhotse prepare librispeech DIR OUT` then `supernet search --data OUT`, without the
+    download: lhotse's own recipe over a LibriSpeech tree made here, read as a corpus whose
+    utterances are those `supernet data import-librispeech` reads from the same tree."""
+    from lhotse.recipes import prepare_librispeech
+
+    from supernet.data.tokenizer import normalize_text
+    from tests.test_data_manifest import make_librispeech
+
+    root = tmp_path / "LibriSpeech"
+    durations = {
+        part: make_librispeech(root / part) for part in ("train-clean-100", "dev-clean", "test-clean")
+    }
+    prepare_librispeech(root, dataset_parts="auto", output_dir=tmp_path / "manifests")
+    splits = resolve_splits(tmp_path / "manifests", 0.1)
+    assert set(splits["test"]) == {"test-clean"}
+    for part, utterances in [
+        ("train-clean-100", splits["fit"]["train"] + splits["fit"]["arch"]),
+        ("dev-clean", splits["fit"]["dev"]),
+        ("test-clean", splits["test"]["test-clean"]),
+    ]:
+        assert (
+            cli_main(["data", "import-librispeech", str(root / part), "-o", str(tmp_path / f"{part}.jsonl")])
+            == 0
+        )
+        # lhotse keeps the transcript's spacing, our import collapses it: the tokenizer sees one text
+        ours = {u.id: (normalize_text(u.text), u.speaker) for u in read_manifest(tmp_path / f"{part}.jsonl")}
+        assert {u.id: (normalize_text(u.text), u.speaker) for u in utterances} == ours, part
+        assert {u.id: round(u.duration, 3) for u in utterances} == {
+            k: round(v, 3) for k, v in durations[part].items()
+        }
