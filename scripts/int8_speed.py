@@ -29,18 +29,18 @@ import numpy as np
 import torch
 
 from supernet.deploy.agreement import char_error_rate
-from supernet.deploy.checkpoint import load_module
-from supernet.deploy.export import export_asr_module, model_inputs
-from supernet.deploy.inputs import read_inputs, synthetic_waveforms
-from supernet.deploy.metadata import read_metadata
-from supernet.deploy.quantize import (
+from supernet.deploy.calibration import (
     CALIBRATION_UTTERANCES,
     Calibration,
     calibration_feeds,
     calibration_utterances,
     checkpoint_calibration,
-    quantize_int8,
 )
+from supernet.deploy.checkpoint import load_module
+from supernet.deploy.export import export_asr_module, model_inputs
+from supernet.deploy.inputs import read_inputs, synthetic_waveforms
+from supernet.deploy.metadata import read_metadata
+from supernet.deploy.quantize import quantize_int8
 from supernet.deploy.runtime import OnnxCTC
 from supernet.deploy.transcribe import score, transcribe_items
 

@@ -24,13 +24,13 @@ from supernet.asr_module import ASRModule  # noqa: E402
 from supernet.commands.cli import main as cli_main  # noqa: E402
 from supernet.data.datamodule import resolve_splits  # noqa: E402
 from supernet.deploy import inputs  # noqa: E402
-from supernet.deploy.export import export_asr_module  # noqa: E402
-from supernet.deploy.quantize import (  # noqa: E402
+from supernet.deploy.calibration import (  # noqa: E402
     Calibration,
     calibration_feeds,
     calibration_utterances,
-    quantize_int8,
 )
+from supernet.deploy.export import export_asr_module  # noqa: E402
+from supernet.deploy.quantize import quantize_int8  # noqa: E402
 from supernet.deploy.session import ort_session  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
 from tests.test_export import TOKENIZER  # noqa: E402

@@ -9,6 +9,6 @@ nvidia-smi --query-gpu=name,driver_version,memory.used --format=csv,noheader
 bash scripts/device/study.sh "$@" &
 study=$!
 for _ in $(seq 120); do grep -q "\[study\] budgets:" "$out/study.log" 2>/dev/null && break; sleep 2; done
-timeout 300 python3 -m pytest -q -m gpu tests -p no:cacheprovider --ignore=tests/test_export.py >"$out/gpu_tests.log" 2>&1
+timeout 300 python3 -m pytest -q -m gpu tests -p no:cacheprovider -o addopts="" --ignore=tests/test_export.py >"$out/gpu_tests.log" 2>&1
 tail -6 "$out/gpu_tests.log"
 wait $study

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from supernet.asr_module import ASRModule
+from supernet.deploy.calibration import Calibration, Int8Plan, int8_plan
 from supernet.deploy.checkpoint import load_module
 from supernet.deploy.graph import (
     INPUT_KINDS,
@@ -28,7 +29,6 @@ from supernet.deploy.locate import find_unexportable
 from supernet.deploy.metadata import model_metadata, read_metadata, write_props
 from supernet.deploy.onnx_export import ExportFailed, export_module, save
 from supernet.deploy.parity import TOLERANCE, Parity, check_parity
-from supernet.deploy.quantize import Calibration, Int8Plan, int8_plan
 from supernet.deploy.runtime import pad_time, pad_waveforms
 from supernet.deploy.session import ort_session
 from supernet.errors import UserError
@@ -49,7 +49,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, **options: Any) -> d
         and options.get("int8_mode", "auto") != "dynamic"
         and not options.get("calibration")
     ):
-        from supernet.deploy.quantize import checkpoint_calibration
+        from supernet.deploy.calibration import checkpoint_calibration
 
         options["calibration"] = checkpoint_calibration(checkpoint)
     return {"checkpoint": str(checkpoint), **export_asr_module(module, output, **options)}
@@ -179,7 +179,8 @@ def _quantise(
 ) -> dict[str, Any]:
     """The int8 model beside ``output`` and how its transcripts compare with the fp32 model's."""
     from supernet.deploy.agreement import char_error_rate
-    from supernet.deploy.quantize import calibration_feeds, quantize_int8
+    from supernet.deploy.calibration import calibration_feeds
+    from supernet.deploy.quantize import quantize_int8
 
     min_length = read_metadata(output)["min_input_length"]
     feeds = None
