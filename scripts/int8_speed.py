@@ -54,6 +54,8 @@ def build(ckpt: Path, out: Path, kind: str, calibration: Calibration | None, cou
     fp32 = out / f"{name}.onnx"
     export_asr_module(module, fp32, input_kind=kind)
     calibration = calibration or checkpoint_calibration(ckpt)
+    if calibration is None:
+        raise SystemExit(f"{ckpt}: records no training data; pass --calibration DATA")
     utterances = calibration_utterances(calibration, count)
     feeds = calibration_feeds(module, kind, utterances, read_metadata(fp32)["min_input_length"])
     paths = {

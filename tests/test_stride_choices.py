@@ -255,6 +255,27 @@ def test_st_finds_the_known_answer_of_a_stride_edge_by_its_score_function_gradie
     assert TOY[int(probs.argmax())] == "tdnn-k5-d2" and float(probs.max()) > 0.8, dict(zip(TOY, probs.tolist()))
 
 
+def test_sample_ahead_weights_the_score_function_term_by_now_over_then():
+    """With sample_ahead the stride edge's candidate comes from the alphas one update old; its
+    term is weighted by p_now(k) / p_then(k), so it estimates the gradient at the current alphas."""
+    edge = MixedOp("e", [ops.build(c, 4, 4, dropout=0.0) for c in TOY], TOY)
+    arch = ArchParams({"e": TOY}, seed=0)
+    st = build("st", {"sample_ahead": True, "baseline_decay": 0.5})
+    check_stride_edges(st, [edge])
+    then = st.host_probs(arch)  # the alphas before the update below: what the step samples from
+    with torch.no_grad():
+        arch.alphas["e"].add_(torch.tensor([0.7, -0.3, 0.1]))
+    k = st.plan(arch, "arch", 1, then)["e"].index
+    st.baseline = torch.tensor(1.0)
+    loss = torch.tensor(3.0)
+    (grad,) = torch.autograd.grad(st.arch_loss(arch, loss), [arch.alphas["e"]])
+    now = torch.softmax(arch.alphas["e"].detach(), -1)
+    score = torch.nn.functional.one_hot(torch.tensor(k), 3).float() - now  # d ln p_now(k) / d alpha
+    expected = (now[k] / then["e"][k]) * (3.0 - 1.0) * score
+    assert float(now[k] / then["e"][k]) != pytest.approx(1.0, abs=1e-3)  # so the weight is tested
+    assert torch.allclose(grad, expected, atol=1e-6), (grad, expected)
+
+
 @pytest.mark.parametrize(("method", "options"), [("darts", None), ("gumbel", None)])
 def test_methods_that_sum_candidates_refuse_a_stride_edge_naming_it(method, options):
     with pytest.raises(UserError) as err:

@@ -56,7 +56,10 @@ def _streaming_model(args: argparse.Namespace):
         if not args.model.is_file():
             raise UserError(f"{args.model}: model not found")
         model = OnnxStreamingCTC(args.model, args.threads)
-        if args.chunk_ms is not None and not math.isclose(args.chunk_ms, model.chunk_ms):
+        asked = model.metadata["streaming"].get("requested_chunk_ms")  # before rounding to whole frames
+        if args.chunk_ms is not None and not any(
+            math.isclose(args.chunk_ms, ms) for ms in (model.chunk_ms, asked) if ms is not None
+        ):
             raise UserError(
                 f"{args.model}: its chunk step is {model.chunk_ms:g} ms (fixed at export); leave out "
                 f"--chunk-ms or export again with --chunk-ms {args.chunk_ms:g}"

@@ -158,6 +158,7 @@ class OnnxStream:
         self.session, self.metadata = session, metadata
         self.streaming = metadata["streaming"]
         self.chunk = int(self.streaming["chunk_frames"])
+        self.output_names = [o.name for o in session.get_outputs()]
         self.reset()
 
     def reset(self, batch: int = 1) -> None:
@@ -172,8 +173,7 @@ class OnnxStream:
     def _step(self, chunk: np.ndarray, valid: int) -> np.ndarray:
         began = time.perf_counter()
         feeds = {"features": chunk.astype(np.float32), "valid_frames": np.array(valid, dtype=np.int64)}
-        names = [o.name for o in self.session.get_outputs()]
-        outputs = dict(zip(names, self.session.run(None, {**feeds, **self.state})))
+        outputs = dict(zip(self.output_names, self.session.run(None, {**feeds, **self.state})))
         self.state = {s["input"]: outputs[s["output"]] for s in self.streaming["states"]}
         self.chunk_seconds.append(time.perf_counter() - began)
         return outputs["log_probs"][:, outputs["frame_valid"]]

@@ -42,6 +42,8 @@ class SpaceCosts:
     # per (device, dtype): the edges' cost vectors, made once; making them anew at every search
     # step would be one blocking host-to-device copy per edge
     _vectors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    # each edge's number of candidates, made once: ``expected`` reads it at every arch step
+    _sizes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         unknown = sorted(set(self.strides) - set(self.edges))
@@ -52,6 +54,7 @@ class SpaceCosts:
             for name, cost in self.edges.items()
         }
         self.strides = {name: [int(s) for s in strides] for name, strides in self.strides.items()}
+        self._sizes = {n: len(next(iter(c.values())) if isinstance(c, dict) else c) for n, c in self.edges.items()}
         for name, strides in self.strides.items():
             if len(strides) != self.sizes[name]:
                 raise ValueError(
@@ -80,7 +83,7 @@ class SpaceCosts:
     @property
     def sizes(self) -> dict[str, int]:
         """Each edge's number of candidates."""
-        return {n: len(next(iter(c.values())) if isinstance(c, dict) else c) for n, c in self.edges.items()}
+        return self._sizes
 
     def edge_cost(self, name: str, rate: int = 1) -> list[float]:
         """Edge ``name``'s candidate costs at ``rate`` (the same at every rate before a stride edge)."""

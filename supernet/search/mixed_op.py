@@ -133,15 +133,12 @@ class MixedOp(nn.Module):
         self.dropouts = [[m for m in c.modules() if isinstance(m, DROPOUTS)] for c in candidates]
         self.norms = [[m for m in c.modules() if isinstance(m, _BatchNorm)] for c in candidates]
         self.strides = [int(getattr(c, "stride", 1)) for c in candidates]
+        # a stride edge: candidates that subsample differently (``SearchSpace.stride_edges``)
+        self.subsamples_differently = len(set(self.strides)) > 1
         self.lookahead = max(int(getattr(c, "lookahead", 0)) for c in candidates)
         self.streamable = all(bool(getattr(c, "streamable", True)) for c in candidates)
         self.parameter_free = False
         self.plan: EdgePlan | None = None
-
-    @property
-    def subsamples_differently(self) -> bool:
-        """Whether the candidates' strides differ (a stride edge)."""
-        return len(set(self.strides)) > 1
 
     @property
     def stride(self) -> int:

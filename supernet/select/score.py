@@ -70,6 +70,10 @@ class SupernetScorer:
         recorded = self.module.checkpoint_n_fft
         self.datamodule.feature_pipeline.use_n_fft(n_fft_of(extractor.kind, recorded, extractor.win_length))
         self.datamodule.tokenizer = self.module.tokenizer  # the search's own symbols
+        # the arch split as the search had it: without the utterances too short for CTC at the
+        # space's largest stride. With stride edges this matters: kept, an utterance infeasible at
+        # stride 4 would add a loss of 0 to every stride-4 path (zero_infinity) and favour it.
+        self.datamodule.check_ctc(self.space.max_total_stride, f"space {self.space.name}")
         if split is None:
             split = "arch" if self.datamodule.splits["fit"]["arch"] else "dev"
         if split not in ("arch", "dev"):

@@ -12,13 +12,18 @@ Stride edges (candidates that subsample differently) cannot take Eq. 10: its sco
 pass runs the sampled candidate alone, and the alphas get a score-function (REINFORCE) estimate
 of the gradient of the expected loss, as ProxylessNAS does for choices it cannot differentiate:
 ``(L - b) * d log p_k / d alpha``, ``b`` a moving average of the arch pass's loss
-(``baseline_decay``) that lowers its variance and keeps it unbiased. The term is added with value
+(``baseline_decay``) that lowers its variance and keeps it unbiased. With ``sample_ahead`` the
+candidate was drawn from the alphas one update old: the term is then weighted by
+``p_now(k) / p_then(k)`` (importance sampling), so it still estimates the gradient at the current
+alphas. The term is added with value
 zero, so the logged loss is the CTC loss. The baseline is kept in checkpoints; under DDP each rank
 keeps its own (the alphas' gradients are averaged as usual), so a resume on several ranks restarts
 the others from rank 0's.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -39,6 +44,7 @@ class StraightThrough(Relaxation):
         self._restored = None  # sample_ahead's host copies from a checkpoint, put back at the first read
         self.stride_edges: list[str] = []
         self._sampled: dict[str, int] = {}  # the arch pass's candidate at each stride edge
+        self._drawn_from: float = 0.0  # sample_ahead: ln P(those candidates) under the lagged alphas
         self.baseline: torch.Tensor | None = None  # moving average of the arch pass's loss
 
     def use_stride_edges(self, names):
@@ -52,6 +58,8 @@ class StraightThrough(Relaxation):
         baseline = value if self.baseline is None else self.baseline.to(value.device)
         log_prob = sum(torch.log_softmax(arch.alphas[n], -1)[k] for n, k in self._sampled.items())
         surrogate = (value - baseline) * log_prob
+        if self.sample_ahead:  # drawn from the alphas one update old: weight by p_now / p_then
+            surrogate = surrogate * torch.exp(log_prob.detach() - self._drawn_from)
         self.baseline = self.baseline_decay * baseline + (1.0 - self.baseline_decay) * value
         self._sampled = {}
         return loss + (surrogate - surrogate.detach())
@@ -85,6 +93,8 @@ class StraightThrough(Relaxation):
             return {n: EdgePlan("single", index=i) for n, i in choices.items()}
         probs = arch.probs()
         self._sampled = {n: choices[n] for n in self.stride_edges}  # scored in arch_loss instead
+        if self.sample_ahead and self._sampled:  # host copies: no device read
+            self._drawn_from = sum(math.log(float(host_probs[n][k])) for n, k in self._sampled.items())
         return {
             n: EdgePlan("single", index=i) if n in self._sampled else EdgePlan("st", index=i, probs=probs[n])
             for n, i in choices.items()
