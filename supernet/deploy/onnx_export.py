@@ -3,8 +3,8 @@
 
 The TorchScript exporter (``dynamo=False``) is not used: tried on these ops, it refused the
 relative-position attention (``SymbolicValueError`` in ``rel_shift``'s strided view), while the
-dynamo path exports every op family of the shipped spaces (LSTMs aside) and matches PyTorch to
-1e-5 on them (``tests/test_export.py``, ``docs/deploy.md``).
+dynamo path exports every op family of the shipped spaces (LSTMs as ONNX ``LSTM`` nodes,
+``ops/recurrent.py``) and matches PyTorch to 1e-5 on them (``tests/test_export.py``, ``docs/deploy.md``).
 """
 
 from __future__ import annotations

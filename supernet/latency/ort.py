@@ -26,8 +26,9 @@ fusions across ops).
 - Streaming (``chunk_ms``): each op's graph starts by cutting or zero-padding its input to its chunk
   plus look-ahead, as ``NetworkRunner`` does between ops, so that the joined graph is one chunk's
   pass.
-- Ops that do not export (LSTM and BLSTM today): profiling stops before anything is timed, with an
-  error naming each such op and where it sits. Not timed in torch instead: a search would then
+- Ops that do not export (none of the shipped families today; LSTM and BLSTM export as ONNX
+  ``LSTM`` nodes, ``ops/recurrent.py``): profiling stops before anything is timed, with an error
+  naming each such op and where it sits. Not timed in torch instead: a search would then
   pick ops that ``supernet export`` refuses, and one table would mix two runtimes.
 - Exports are kept for the process (``_EXPORTED``): ``latency-check`` measures networks a second
   time for its noise floor, and one export costs seconds (a conformer block, ~10 s on the 2-core
