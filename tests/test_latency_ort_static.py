@@ -22,19 +22,10 @@ from supernet.commands.cli import main  # noqa: E402
 from supernet.latency import LatencyTable, LatencyTableError, make_settings, ort  # noqa: E402
 from supernet.latency.settings import INT8_MODES  # noqa: E402
 from supernet.space import SearchSpace  # noqa: E402
+from tests.test_latency_ort import DYNAMIC, SETTINGS, STATIC  # noqa: E402
+from tests.test_latency_ort import SPACE as ORT_SPACE  # noqa: E402
 
-SPACE = {
-    "name": "tiny_ort_static",
-    "features": "fbank",
-    "feature_dim": 8,
-    "dim": 16,
-    "input": "linear",
-    "layers": [{"name": "a", "choice": ["tdnn-k3-d1", "skip"]}],
-    "head": "linear",
-}
-SETTINGS = ["--threads", "1", "--seconds", "0.2", "--vocab", "5", "--warmup", "0", "--repeats", "1"]
-DYNAMIC = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
-STATIC = {"QuantizeLinear", "DequantizeLinear"}
+SPACE = {**ORT_SPACE, "name": "tiny_ort_static"}
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,7 @@ from supernet.deploy.onnx_streaming import StreamingStep, export_streaming, step
 from supernet.deploy.runtime import pad_waveforms  # noqa: E402
 from supernet.derived import DerivedNet  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
+from tests.test_streaming import one_thread  # noqa: E402, F401  (autouse: tiny tensors, one thread)
 
 TOKENIZER = CharTokenizer.build(["abcdefgh ijklmno"])
 DIM, MELS = 32, 20
@@ -48,15 +49,6 @@ CHUNKED = "conformer-k15-f4-h4-chunk-c8-w16"  # 8 frames (320 ms at 40 ms) a chu
 ARCHS = {"tdnn_d": None, "conformer_s-chunk": [CHUNKED] * 4}
 SEEDS = {"tdnn_d": 0, "conformer_s-chunk": 1}  # random weights whose greedy texts hold several tokens
 CHUNK_MS = (160, 320)  # conformer: 160 ms is half an attention chunk (the step's delay path), 320 ms one
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only waits (on a shared 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_module(arch: str, layers: list[str] | None = None, seed: int = 0) -> ASRModule:
