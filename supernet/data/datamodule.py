@@ -35,7 +35,7 @@ from supernet.data import lhotse_io, preflight
 from supernet.data.audio import TARGET_SAMPLE_RATE, AudioInfo, load_audio
 from supernet.data.augment import Augmenter, EpochKeySampler
 from supernet.data.buckets import DurationBucketSampler, LhotseBucketSampler
-from supernet.data.features import FeaturePipeline, GlobalCMVN, n_fft_of, num_frames
+from supernet.data.features import FeaturePipeline, GlobalCMVN, num_frames
 from supernet.data.manifest import DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
 from supernet.data.tokenizer import (
     Tokenizer,
@@ -446,8 +446,7 @@ class SpeechDataModule(pl.LightningDataModule):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        extractor = self.feature_pipeline.extractor
-        self.feature_pipeline.use_n_fft(n_fft_of(extractor.kind, state.get("n_fft"), extractor.win_length))
+        self.feature_pipeline.use_recorded_n_fft(state.get("n_fft"))
         if "cmvn" in state:
             self.feature_pipeline.cmvn = GlobalCMVN.from_dict(state["cmvn"])
         if "tokenizer" in state:

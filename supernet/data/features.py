@@ -322,6 +322,11 @@ class FeaturePipeline(nn.Module):
         if extractor.n_fft != self.extractor.n_fft:
             self.extractor, self.extractor_kwargs = extractor, kwargs
 
+    def use_recorded_n_fft(self, recorded: int | None) -> None:
+        """Extract as a checkpoint's features were made: ``recorded`` its ``n_fft`` (None: saved
+        before n_fft was recorded, ``n_fft_of``)."""
+        self.use_n_fft(n_fft_of(self.extractor.kind, recorded, self.extractor.win_length))
+
     @torch.no_grad()
     def fit_cmvn(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> GlobalCMVN:
         """Global statistics of the features of ``(audio (B, S), lengths)`` batches (the train split,

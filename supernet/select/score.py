@@ -54,7 +54,6 @@ class SupernetScorer:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         self.metric = metric
         from supernet.data.datamodule import SpeechDataModule
-        from supernet.data.features import n_fft_of
         from supernet.search.module import SearchModule
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -66,9 +65,7 @@ class SupernetScorer:
             max_frames=max_frames, spec_augment=False, num_workers=0, check_audio=False,
         )  # fmt: skip
         # the features at the FFT size the search's were made with (ASRModule.on_load_checkpoint)
-        extractor = self.datamodule.feature_pipeline.extractor
-        recorded = self.module.checkpoint_n_fft
-        self.datamodule.feature_pipeline.use_n_fft(n_fft_of(extractor.kind, recorded, extractor.win_length))
+        self.datamodule.feature_pipeline.use_recorded_n_fft(self.module.checkpoint_n_fft)
         self.datamodule.tokenizer = self.module.tokenizer  # the search's own symbols
         # the arch split as the search had it: without the utterances too short for CTC at the
         # space's largest stride. With stride edges this matters: kept, an utterance infeasible at
