@@ -25,19 +25,41 @@ from supernet.archspec import ArchSpec
 from supernet.select.score import SupernetScorer
 from supernet.study.rank import kendall_tau
 
-# name: search options beyond the common ones. Epochs are guesses at what fits --max-time, so that
-# the cosine schedule ends near the time limit (each run reports the epochs it reached).
-RECIPES = {
-    "study_h200": {"trainer.max_epochs": 14, "data.max_frames": 60000},
-    "long_60k": {"trainer.max_epochs": 30, "data.max_frames": 60000},
-    "long_20k": {"trainer.max_epochs": 16, "data.max_frames": 20000},
-    "long_20k_lr1e-3": {"trainer.max_epochs": 16, "data.max_frames": 20000, "model.lr": 1.0e-3},
-    "long_20k_fair": {
-        "trainer.max_epochs": 16,
-        "data.max_frames": 20000,
-        "model.method_options": "{fair: true}",
+# name: search options beyond the common ones, by round. Epochs are guesses at what fits --max-time,
+# so that the cosine schedule ends near the time limit (each run reports the epochs it reached).
+# Round 1 (--max-time 220, H100): every recipe still on the CTC plateau (train loss 2.8-3.0 after
+# 266-768 steps) with tau about 0. Round 2 (--max-time 420): four to six times the steps.
+ROUNDS = {
+    1: {
+        "study_h200": {"trainer.max_epochs": 14, "data.max_frames": 60000},
+        "long_60k": {"trainer.max_epochs": 30, "data.max_frames": 60000},
+        "long_20k": {"trainer.max_epochs": 16, "data.max_frames": 20000},
+        "long_20k_lr1e-3": {"trainer.max_epochs": 16, "data.max_frames": 20000, "model.lr": 1.0e-3},
+        "long_20k_fair": {
+            "trainer.max_epochs": 16,
+            "data.max_frames": 20000,
+            "model.method_options": "{fair: true}",
+        },
+        "long_20k_graphs": {"trainer.max_epochs": 16, "data.max_frames": 20000, "model.cuda_graphs": "true"},
     },
-    "long_20k_graphs": {"trainer.max_epochs": 16, "data.max_frames": 20000, "model.cuda_graphs": "true"},
+    2: {
+        "e50_20k": {"trainer.max_epochs": 50, "data.max_frames": 20000},
+        "e50_20k_lr1e-3": {"trainer.max_epochs": 50, "data.max_frames": 20000, "model.lr": 1.0e-3},
+        "e50_20k_lr5e-4": {"trainer.max_epochs": 50, "data.max_frames": 20000, "model.lr": 5.0e-4},
+        "e50_20k_lr1e-3_fair": {
+            "trainer.max_epochs": 50,
+            "data.max_frames": 20000,
+            "model.lr": 1.0e-3,
+            "model.method_options": "{fair: true}",
+        },
+        "e50_20k_lr1e-3_warm500": {
+            "trainer.max_epochs": 50,
+            "data.max_frames": 20000,
+            "model.lr": 1.0e-3,
+            "model.warmup_steps": 500,
+        },
+        "e80_60k_lr1e-3": {"trainer.max_epochs": 80, "data.max_frames": 60000, "model.lr": 1.0e-3},
+    },
 }
 COMMON = {
     "model.method": "uniform",
@@ -61,9 +83,14 @@ def train(name: str, options: dict, args, work: Path) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
 
-def last_train_loss(run: Path, n: int = 5) -> float | None:
+def train_losses(run: Path) -> list[tuple[int, float]]:
+    """(step, train loss) as logged: the curve shows whether a recipe left the CTC plateau, and when."""
     rows = [r for r in csv.DictReader(open(run / "csv" / "metrics.csv")) if r.get("train/loss")]
-    losses = [float(r["train/loss"]) for r in rows[-n:]]
+    return [(int(r["step"]), float(r["train/loss"])) for r in rows]
+
+
+def last_train_loss(curve: list[tuple[int, float]], n: int = 5) -> float | None:
+    losses = [loss for _, loss in curve[-n:]]
     return sum(losses) / len(losses) if losses else None
 
 
@@ -75,9 +102,12 @@ def main() -> None:
     parser.add_argument("--corpus", default="data/study_h200")
     parser.add_argument("--space", default="budget")
     parser.add_argument("--max-time", type=int, default=240, help="seconds of training per recipe")
-    parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--round", type=int, default=max(ROUNDS), choices=sorted(ROUNDS))
+    parser.add_argument("--recipes", nargs="*", help="a subset of the round's recipes (default: all)")
     parser.add_argument("--batches", type=int, default=8, help="train batches to recalibrate BatchNorm")
     args = parser.parse_args()
+    recipes = ROUNDS[args.round]
+    args.recipes = args.recipes or list(recipes)
     out = Path(os.environ.get("OUT", "/tmp/out"))
     work = Path("/tmp/supernet_recipes")
     work.mkdir(parents=True, exist_ok=True)
@@ -88,7 +118,7 @@ def main() -> None:
     standalone = {r["name"]: r["cer"]["dev"] for r in reference["rows"]}
     archs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in reference["rows"]}
     start = time.time()
-    runs = {name: train(name, RECIPES[name], args, work) for name in args.recipes}
+    runs = {name: train(name, recipes[name], args, work) for name in args.recipes}
     codes = {name: run.wait() for name, run in runs.items()}
     print(f"training: {time.time() - start:.0f} s, exit codes {codes}", flush=True)
     results = []
@@ -99,19 +129,20 @@ def main() -> None:
             print(f"{name}: no checkpoint; log tail:\n" + (work / f"{name}.log").read_text()[-2000:])
             continue
         summary = json.load(open(run / "search.json"))
+        curve = train_losses(run)
         scorer = SupernetScorer(ckpt, args.corpus, args.batches, split="dev", arch_fraction=0.0)
         t0 = time.time()
         scores = {n: scorer.measure(scorer.space.index_of(spec)) for n, spec in archs.items()}
         names = sorted(scores)
         row = {
-            "recipe": name, "options": RECIPES[name], "epochs": summary.get("epochs"), "steps": summary.get("steps"),
-            "seconds": summary.get("search_seconds"), "train_loss": last_train_loss(run),
+            "recipe": name, "options": recipes[name], "epochs": summary.get("epochs"), "steps": summary.get("steps"),
+            "seconds": summary.get("search_seconds"), "train_loss": last_train_loss(curve), "curve": curve[::2],
             "tau_cer": kendall_tau([scores[n]["cer"] for n in names], [standalone[n] for n in names]),
             "tau_loss": kendall_tau([scores[n]["loss"] for n in names], [standalone[n] for n in names]),
             "score_seconds": (time.time() - t0) / len(names), "scores": scores,
         }  # fmt: skip
         results.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "scores"}), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("scores", "curve")}), flush=True)
     print("\n| recipe | steps | epochs | s | train loss | mean supernet dev CER % | tau (CER) | tau (loss) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
@@ -119,7 +150,7 @@ def main() -> None:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"| {r['recipe']} | {r['steps']} | {r['epochs']} | {r['seconds']} | {fmt(r['train_loss'])} "
               f"| {mean_cer:.1f} | {fmt(r['tau_cer'])} | {fmt(r['tau_loss'])} |")  # fmt: skip
-    json.dump({"reference": args.reference, "max_time": args.max_time, "results": results},
+    json.dump({"reference": args.reference, "round": args.round, "max_time": args.max_time, "results": results},
               open(out / "supernet_recipes.json", "w"), indent=1)  # fmt: skip
 
 
