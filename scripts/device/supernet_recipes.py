@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--max-time", type=int, default=240, help="seconds of training per recipe")
     parser.add_argument("--round", type=int, default=max(ROUNDS), choices=sorted(ROUNDS))
     parser.add_argument("--recipes", nargs="*", help="a subset of the round's recipes (default: all)")
+    parser.add_argument("--score-only", action="store_true", help="score the supernets a killed call trained")
     parser.add_argument("--batches", type=int, default=8, help="train batches to recalibrate BatchNorm")
     args = parser.parse_args()
     recipes = ROUNDS[args.round]
@@ -117,10 +118,11 @@ def main() -> None:
     reference = json.load(open(args.reference))
     standalone = {r["name"]: r["cer"]["dev"] for r in reference["rows"]}
     archs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in reference["rows"]}
-    start = time.time()
-    runs = {name: train(name, recipes[name], args, work) for name in args.recipes}
-    codes = {name: run.wait() for name, run in runs.items()}
-    print(f"training: {time.time() - start:.0f} s, exit codes {codes}", flush=True)
+    if not args.score_only:
+        start = time.time()
+        runs = {name: train(name, recipes[name], args, work) for name in args.recipes}
+        codes = {name: run.wait() for name, run in runs.items()}
+        print(f"training: {time.time() - start:.0f} s, exit codes {codes}", flush=True)
     results = []
     for name in args.recipes:
         run = work / name
