@@ -173,3 +173,14 @@ def read_marker(out: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def fit_seconds(trainer, seconds: float) -> float:
+    """The training time of the whole run: Lightning's Timer (present under ``--trainer.max_time``)
+    carries the time of the segments before a resume in its checkpoint state, where ``seconds``
+    (this process's fit) does not."""
+    from pytorch_lightning.callbacks import Timer
+
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    elapsed = timer.time_elapsed("train") if timer is not None else 0.0
+    return max(elapsed, seconds)

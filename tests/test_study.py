@@ -209,7 +209,25 @@ def test_study_writes_study_json_and_md(study):
     ]  # both supernets (st's and uniform's) score every network
     assert set(summary["kendall_tau_by_metric"]) == {"cer", "loss"}
     assert summary["kendall_tau"] == summary["kendall_tau_by_metric"]["cer"]  # ranking.metric's default
+    costs = summary["costs"]
+    networks = {json.dumps(r["arch"]["layers"]) for r in rows.values()}  # one retrain each, 2 seeds
+    assert costs["retrain_seconds"]["runs"] == 2 * len(networks) and costs["retrain_seconds"]["mean"] > 0
+    assert {s["run"]: s["budget"] for s in costs["searches"]} == {
+        "st-s0-p100": "p100",
+        "uniform-s0-any": None,
+    }
+    assert all(s["seconds"] > 0 and s["vs_retrain"] > 0 for s in costs["searches"])
+    assert [s["run"] for s in costs["selects"]] == ["uniform-s0-any-random-p100"] and costs["selects"][0][
+        "seconds"
+    ] > 0
+    (one,) = costs["one_supernet_vs_per_budget"]  # the uniform supernet and its select against st's search
+    seconds = {s["run"]: s["seconds"] for s in costs["searches"]}
+    assert one["seconds"] == pytest.approx(
+        seconds["uniform-s0-any"] + costs["selects"][0]["seconds"], abs=0.01
+    )
+    assert one["method"] == "st" and one["searches_seconds"] == pytest.approx(seconds["st-s0-p100"])
     text = (out / "study.md").read_text()
+    assert "## What the runs cost" in text and "/ one retrain" in text
     assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
     assert "dev CER %" in text and "test CER %" in text
 
@@ -258,3 +276,49 @@ def test_a_folder_of_another_study_is_refused_unless_overwrite(study, study_conf
     claim(copy, other, overwrite=True)  # the old study's files go, the user's stay
     assert not (copy / "search").exists() and (copy / "mine.txt").read_text() == "kept"
     assert yaml.safe_load((copy / "study.yaml").read_text())["name"] == "other"
+
+
+def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
+    """Known answer: a 100 s supernet and two 10 s selects against two 80 s st searches -> 0.75."""
+    from supernet.study import costs
+    from supernet.study.plan import Run
+
+    def run(kind, name, **record):
+        out = tmp_path / kind / name
+        out.mkdir(parents=True)
+        file = {"search": "search.json", "select": "select.json", "retrain": "metrics.json"}[kind]
+        (out / file).write_text(json.dumps(record))
+        return Run(kind, out, [])
+
+    a, b = ("a", 1.0), ("b", 2.0)
+    searches = {
+        ("uniform", 0, None): run("search", "uniform-s0-any", search_seconds=100.0),
+        ("st", 0, a): run("search", "st-s0-a", search_seconds=80.0),
+        ("st", 0, b): run("search", "st-s0-b", search_seconds=80.0),
+    }
+    selects = {(("uniform", 0, None), x): run("select", f"sel-{x[0]}", seconds=10.0) for x in (a, b)}
+    retrains = {"k": [run("retrain", "r0", train_seconds=40.0), run("retrain", "r1", train_seconds=60.0)]}
+    found = costs.collect(searches, selects, retrains)
+    assert found["retrain_seconds"] == {"mean": 50.0, "runs": 2}
+    assert [s["vs_retrain"] for s in found["searches"]] == [2.0, 1.6, 1.6]
+    assert found["one_supernet_vs_per_budget"] == [
+        {"supernet": "uniform-s0-any", "budgets": 2, "seconds": 120.0, "method": "st", "searches": 2,
+         "searches_seconds": 160.0, "ratio": 0.75}
+    ]  # fmt: skip
+    text = "\n".join(costs.markdown(found))
+    assert "ratio 0.75" in text and "| `st-s0-a` | st | a | 80 s | 1.60 |" in text
+
+
+def test_fit_seconds_counts_the_segments_before_a_resume():
+    """Lightning's Timer restores the training time of the run's earlier segments from its
+    checkpoint; fit_seconds reports the whole, not this process's part."""
+    from types import SimpleNamespace
+
+    from pytorch_lightning.callbacks import Timer
+
+    from supernet.run_folder import fit_seconds
+
+    timer = Timer(duration="00:00:10:00")
+    timer.load_state_dict({"time_elapsed": {"train": 250.0}})
+    assert fit_seconds(SimpleNamespace(callbacks=[timer]), 40.0) == 250.0
+    assert fit_seconds(SimpleNamespace(callbacks=[]), 40.0) == 40.0

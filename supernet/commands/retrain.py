@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with run_folder.failing(out, trainer.is_global_zero):
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
-        seconds = time.perf_counter() - start
+        seconds = run_folder.fit_seconds(trainer, time.perf_counter() - start)
         epochs = trainer.current_epoch
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or "last"

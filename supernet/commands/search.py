@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with run_folder.failing(out, trainer.is_global_zero):
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
-    seconds = time.perf_counter() - start
+    seconds = run_folder.fit_seconds(trainer, time.perf_counter() - start)
     if trainer.is_global_zero:
         if model.picks_architecture:
             summary = search_summary(model, seconds, trainer.current_epoch)

@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     out = Path(args.out)
     stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
+    start = time.perf_counter()
     with failing(out), _scorer(args) as scorer:
         scores = dict(stored)
 
@@ -297,6 +299,8 @@ def run(args: argparse.Namespace) -> int:
             **settings, "split": scorer.split, "metric": costs.metric, "candidates": candidates, "best": best,
             "front": [entry(h) for h in problems[max(budgets)].front()] if args.strategy == "nsga2" else None,
             "scored": len(scores), "reused": len(stored),
+            # this run's wall time, recalibration and scoring included (not the runs a resume continues)
+            "seconds": round(time.perf_counter() - start, 2),
         }  # fmt: skip
         atomic_write_json(out / "select.json", result)
         _plot(out, curves)

@@ -25,6 +25,7 @@ from supernet.errors import UserError
 from supernet.latency import CHECKED_KEYS
 from supernet.outputs import atomic_write_json
 from supernet.select.score import METRICS
+from supernet.study import costs as run_costs
 from supernet.study import plan, rank, report
 from supernet.study.config import StudyConfigError, load_config, picks_architecture
 from supernet.study.execute import execute
@@ -216,6 +217,7 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
         "kendall_tau_by_metric": taus,
         "ranking": ranking,
         "rows": rows,
+        "costs": run_costs.collect(searches, selects, retrains),
         "seconds": round(time.perf_counter() - start, 1),
     }
     report.write_json(out, summary)

@@ -1,0 +1,109 @@
+"""What a study's runs cost, and the two comparisons the search issues ask of it.
+
+- warm-up + search against one retrain (issue 16: a search is worth it at <= 2x one retrain);
+- one supernet, picked for every budget (training + every ``select``), against a search per
+  budget by a method that picks (issue 17: <= 0.5x their total).
+
+Seconds are each run's own wall time (``search.json``'s ``search_seconds``, ``metrics.json``'s
+``train_seconds``, ``select.json``'s ``seconds``), including the segments before a resume where
+Lightning's Timer kept them. Runs of one stage share the machine with the others of that stage, so
+a ratio compares like with like only within a stage: searches with searches, retrains with
+retrains, side by side as the study ran them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+
+def _read(path: Path, key: str) -> float | None:
+    try:
+        value = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    return float(value) if value is not None else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def collect(searches: dict, selects: dict, retrains: dict) -> dict[str, Any]:
+    """``searches``: {(method, seed, budget or None): Run}; ``selects``: {((method, seed, None),
+    budget): Run}; ``retrains``: {key: [Run]} as the study planned them."""
+    retrain = [_read(run.out / "metrics.json", "train_seconds") for runs in retrains.values() for run in runs]
+    retrain = [s for s in retrain if s is not None]
+    mean_retrain = statistics.fmean(retrain) if retrain else None
+    search_rows = []
+    for (method, seed, budget), run in searches.items():
+        seconds = _read(run.out / "search.json", "search_seconds")
+        search_rows.append({
+            "run": run.out.name, "method": method, "seed": seed, "budget": budget[0] if budget else None,
+            "seconds": seconds, "vs_retrain": _ratio(seconds, mean_retrain),
+        })  # fmt: skip
+    select_rows = [
+        {"run": run.out.name, "supernet": searches[key].out.name, "budget": budget[0],
+         "seconds": _read(run.out / "select.json", "seconds")}
+        for (key, budget), run in selects.items()
+    ]  # fmt: skip
+    return {
+        "retrain_seconds": {"mean": mean_retrain, "runs": len(retrain)},
+        "searches": search_rows,
+        "selects": select_rows,
+        "one_supernet_vs_per_budget": _one_vs_many(search_rows, select_rows),
+    }
+
+
+def _one_vs_many(searches: list[dict], selects: list[dict]) -> list[dict]:
+    """Each supernet that picks nothing itself (with its selects) against the per-budget searches
+    of every picking method and the same seed."""
+    rows = []
+    for supernet in (s for s in searches if s["budget"] is None):
+        own = [s["seconds"] for s in selects if s["supernet"] == supernet["run"]]
+        if not own or supernet["seconds"] is None or None in own:
+            continue
+        total = supernet["seconds"] + sum(own)
+        for method in sorted({s["method"] for s in searches if s["budget"] is not None}):
+            many = [
+                s for s in searches if s["method"] == method and s["seed"] == supernet["seed"] and s["budget"]
+            ]
+            if not many or any(s["seconds"] is None for s in many):
+                continue
+            per_budget = sum(s["seconds"] for s in many)
+            rows.append({
+                "supernet": supernet["run"], "budgets": len(own), "seconds": round(total, 2),
+                "method": method, "searches": len(many), "searches_seconds": round(per_budget, 2),
+                "ratio": _ratio(total, per_budget),
+            })  # fmt: skip
+    return rows
+
+
+def markdown(costs: dict[str, Any]) -> list[str]:
+    """The cost section of ``study.md``."""
+    fmt = lambda v, unit="": "-" if v is None else f"{v:.0f}{unit}" if unit else f"{v:.2f}"  # noqa: E731
+    mean = costs["retrain_seconds"]["mean"]
+    lines = [
+        "## What the runs cost",
+        "",
+        f"One retrain: {fmt(mean, ' s')} (mean of {costs['retrain_seconds']['runs']} runs side by side). "
+        "Seconds are wall time of runs that shared the machine with the others of their stage.",
+        "",
+        "| search | method | budget | seconds | / one retrain |",
+        "|---|---|---|---|---|",
+        *(
+            f"| `{s['run']}` | {s['method']} | {s['budget'] or 'any'} | {fmt(s['seconds'], ' s')} | {fmt(s['vs_retrain'])} |"
+            for s in costs["searches"]
+        ),
+    ]
+    if costs["selects"]:
+        lines += ["", *(f"- `{s['run']}`: {fmt(s['seconds'], ' s')}" for s in costs["selects"])]
+    for row in costs["one_supernet_vs_per_budget"]:
+        lines.append(
+            f"\nOne supernet (`{row['supernet']}` and its {row['budgets']} selects): {fmt(row['seconds'], ' s')}, "
+            f"against {row['searches']} `{row['method']}` searches, one per budget: "
+            f"{fmt(row['searches_seconds'], ' s')}; ratio {fmt(row['ratio'])}."
+        )
+    return lines
