@@ -322,3 +322,43 @@ def test_fit_seconds_counts_the_segments_before_a_resume():
     timer.load_state_dict({"time_elapsed": {"train": 250.0}})
     assert fit_seconds(SimpleNamespace(callbacks=[timer]), 40.0) == 250.0
     assert fit_seconds(SimpleNamespace(callbacks=[]), 40.0) == 40.0
+
+
+STOPPED_STUDY = """
+import sys
+from pathlib import Path
+
+from supernet.study import execute
+from supernet.study.plan import Run
+
+folder = Path(sys.argv[1])
+sleep = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+execute.command_line = lambda run: [sys.executable, "-c", sleep, str(run.out / "pid")]
+execute.execute([Run("retrain", folder / f"run{i}", []) for i in range(3)], 2, "retrain")
+"""
+
+
+def test_a_stopped_study_stops_its_runs_and_starts_no_more(tmp_path):
+    """SIGTERM (timeout, preemption) to a study running two runs side by side: both runs end, the
+    third never starts, and the study exits 143; no orphan is left to race the resumed study."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    study = subprocess.Popen(
+        [sys.executable, "-c", STOPPED_STUDY, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    pids = [tmp_path / f"run{i}" / "pid" for i in range(2)]
+    deadline = time.monotonic() + 60
+    while not all(p.is_file() and p.read_text() for p in pids):
+        assert time.monotonic() < deadline and study.poll() is None, "the two runs never started"
+        time.sleep(0.1)
+    study.send_signal(signal.SIGTERM)
+    out, _ = study.communicate(timeout=60)
+    assert study.returncode == 143 and "stopped (SIGTERM)" in out
+    for pid in (int(p.read_text()) for p in pids):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (tmp_path / "run2" / "pid").exists()

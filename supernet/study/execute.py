@@ -6,6 +6,10 @@ never got a checkpoint starts over (``--overwrite``). With ``parallel`` 1 the co
 process (``supernet.commands.search.main``, as ``supernet demo`` does); with more, as that many
 ``python -m supernet`` subprocesses at a time, each logging to ``RUN/study.log`` and each given its
 share of the CPU threads (and, on a host with several GPUs, one GPU).
+
+A study stopped by SIGTERM (``timeout``, a batch scheduler's preemption, ``kill``) terminates its
+running subprocesses and starts no more: otherwise they would run on as orphans and race the
+resumed study's runs for the same folders. Each keeps the checkpoint of its last epoch.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from supernet import run_folder
 from supernet.errors import UserError
@@ -23,6 +30,62 @@ from supernet.study.plan import Run
 
 # arguments that say where and how a run started, not what it computes
 PLACE_FLAGS = ("--out", "--ckpt_path", "--overwrite")
+STOP_WAIT_S = 60  # how long a terminated run may take to exit before it is killed
+
+
+class _Children:
+    """The running subprocesses of a stage, and whether the study is stopping."""
+
+    def __init__(self) -> None:
+        self.live: set[subprocess.Popen] = set()
+        self.stopping = False
+        self.lock = threading.Lock()
+
+    def start(self, argv: list[str], **kwargs) -> subprocess.Popen | None:
+        with self.lock:
+            if self.stopping:
+                return None
+            child = subprocess.Popen(argv, **kwargs)
+            self.live.add(child)
+            return child
+
+    def done(self, child: subprocess.Popen) -> None:
+        with self.lock:
+            self.live.discard(child)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            children = list(self.live)
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+@contextmanager
+def _stopped_with_us(children: _Children):
+    """On SIGTERM: terminate the children, start no more, exit (status 143, as a terminated process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def on_term(signum, frame):
+        print(
+            "[study] stopped (SIGTERM): terminating the running runs; run the study again to resume",
+            flush=True,
+        )
+        children.stop()
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _what(argv: list[str]) -> list[str]:
@@ -78,18 +141,30 @@ def _in_process(run: Run) -> str | None:
     return None
 
 
-def _subprocess(run: Run, slots: queue.Queue, env: dict[str, str], gpus: int) -> str | None:
+def command_line(run: Run) -> list[str]:
+    """The subprocess that runs ``run``."""
+    return [sys.executable, "-m", "supernet", run.command, *command_argv(run)]
+
+
+def _subprocess(
+    run: Run, slots: queue.Queue, env: dict[str, str], gpus: int, children: _Children
+) -> str | None:
     slot = slots.get()  # a slot is one GPU of several; it also keeps `parallel` runs at a time
     try:
         run.out.mkdir(parents=True, exist_ok=True)
         log = run.out / "study.log"  # not a run's file: the command's claim of the folder keeps it
         gpu = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else {}
         with open(log, "w") as handle:
-            done = subprocess.run(
-                [sys.executable, "-m", "supernet", run.command, *command_argv(run)],
-                stdout=handle, stderr=subprocess.STDOUT, env={**env, **gpu},
-            )  # fmt: skip
-        return None if done.returncode == 0 else f"exit status {done.returncode}, see {log}"
+            child = children.start(
+                command_line(run), stdout=handle, stderr=subprocess.STDOUT, env={**env, **gpu}
+            )
+            if child is None:
+                return "not started: the study was stopped"
+            try:
+                code = child.wait()
+            finally:
+                children.done(child)
+        return None if code == 0 else f"exit status {code}, see {log}"
     finally:
         slots.put(slot)
 
@@ -109,8 +184,9 @@ def execute(runs: list[Run], parallel: int, what: str) -> None:
         slots: queue.Queue = queue.Queue()
         for slot in range(parallel):
             slots.put(slot)
-        with ThreadPoolExecutor(parallel) as pool:
-            results = pool.map(lambda run: _subprocess(run, slots, env, gpus), todo)
+        children = _Children()
+        with _stopped_with_us(children), ThreadPoolExecutor(parallel) as pool:
+            results = pool.map(lambda run: _subprocess(run, slots, env, gpus, children), todo)
             for run, failure in zip(todo, results):
                 print(f"[study] {run.command} {'failed' if failure else 'done'}: {run.out}")
                 failures[run.out] = failure
