@@ -88,7 +88,7 @@ def markdown(costs: dict[str, Any]) -> list[str]:
     lines = [
         "## What the runs cost",
         "",
-        f"One retrain: {fmt(mean, ' s')} (mean of {costs['retrain_seconds']['runs']} runs side by side). "
+        f"One retrain: {fmt(mean, ' s')} (mean of {costs['retrain_seconds']['runs']} runs). "
         "Seconds are wall time of runs that shared the machine with the others of their stage.",
         "",
         "| search | method | budget | seconds | / one retrain |",
