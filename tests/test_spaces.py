@@ -99,3 +99,22 @@ def test_the_budget_cpu_table_covers_the_space():
     ms = {entry["spec"]: entry["ms"] for entry in table.entries.values() if not entry["head"]}
     assert ms["skip"] < ms["res-tdnn-k3-d1"] < ms["res-tdnn-k3-d2-e384"] < ms["conformer-k15-f4-h4-rel"]
     assert ops.build("ebranchformer-k15-f4-rel", 192).lookahead == ops.UNBOUNDED
+
+
+def test_the_budget_rate_cpu_table_prices_every_path_at_every_rate():
+    """Every op after the stride edge is in the table at 20, 30 and 40 ms frames: costs build, a
+    stride-2 path costs more than the same path at stride 4, and the baselines are priced."""
+    table = LatencyTable.load("budget_rate_cpu")
+    assert (table.settings["device"], table.settings["threads"], table.settings["batch"]) == ("cpu", 1, 1)
+    space = SearchSpace.load("budget_rate")
+    costs = table.costs(space)
+    assert 0 < costs.cheapest() < costs.dearest()
+    stem = space.choices[[c.name for c in space.choices].index("stem")]
+    path = {c.name: 0 for c in space.choices}  # TDNNs everywhere
+    at = {
+        s: table.predict(space.derive({**path, "stem": stem.candidates.index(f"tdnn-k3-d1-s{s}")}, "p"))
+        for s in (2, 4)
+    }
+    assert at[2] > 1.3 * at[4]
+    for name in ("budget_tdnn_d", "budget_conformer_s"):
+        assert table.predict(ArchSpec.load(name)) > 0
