@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from supernet.commands.cli import main as cli_main
+from supernet.errors import UserError
 from supernet.latency import SpaceCosts
 from supernet.space import SearchSpace
 from supernet.study import plan
@@ -203,7 +204,7 @@ def test_study_writes_study_json_and_md(study):
     assert searched["rank_among_random"]["of"] == 3
     picked = rows["uniform-s0-any-random-p100"]  # the random strategy's pick from the uniform supernet
     assert picked["method"] == "uniform+random" and picked["kind"] == "searched"
-    assert (out / "select" / "uniform-s0-any-random-p100" / "select.json").is_file()
+    assert (out / "select" / "uniform-s0-any-random" / "select.json").is_file()
     assert [r["archs"] for r in summary["ranking"]] == 2 * [
         len({json.dumps(r["arch"]["layers"]) for r in rows.values()})
     ]  # both supernets (st's and uniform's) score every network
@@ -217,7 +218,7 @@ def test_study_writes_study_json_and_md(study):
         "uniform-s0-any": None,
     }
     assert all(s["seconds"] > 0 and s["vs_retrain"] > 0 for s in costs["searches"])
-    assert [s["run"] for s in costs["selects"]] == ["uniform-s0-any-random-p100"] and costs["selects"][0][
+    assert [s["run"] for s in costs["selects"]] == ["uniform-s0-any-random"] and costs["selects"][0][
         "seconds"
     ] > 0
     (one,) = costs["one_supernet_vs_per_budget"]  # the uniform supernet and its select against st's search
@@ -279,7 +280,8 @@ def test_a_folder_of_another_study_is_refused_unless_overwrite(study, study_conf
 
 
 def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
-    """Known answer: a 100 s supernet and two 10 s selects against two 80 s st searches -> 0.75."""
+    """Known answer: a 100 s supernet and one 20 s select for two budgets against two 80 s st
+    searches -> 0.75."""
     from supernet.study import costs
     from supernet.study.plan import Run
 
@@ -296,7 +298,7 @@ def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
         ("st", 0, a): run("search", "st-s0-a", search_seconds=80.0),
         ("st", 0, b): run("search", "st-s0-b", search_seconds=80.0),
     }
-    selects = {(("uniform", 0, None), x): run("select", f"sel-{x[0]}", seconds=10.0) for x in (a, b)}
+    selects = {("uniform", 0, None): (run("select", "uniform-s0-any-evolution", seconds=20.0), [a, b])}
     retrains = {"k": [run("retrain", "r0", train_seconds=40.0), run("retrain", "r1", train_seconds=60.0)]}
     found = costs.collect(searches, selects, retrains)
     assert found["retrain_seconds"] == {"mean": 50.0, "runs": 2}
@@ -362,3 +364,29 @@ def test_a_stopped_study_stops_its_runs_and_starts_no_more(tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not (tmp_path / "run2" / "pid").exists()
+
+
+def test_one_select_picks_for_every_budget_of_its_supernet(tmp_path):
+    """A uniform supernet gets one `select --budgets` (the budgets share its scores); each budget's
+    pick is read from its own entry of select.json and named RUN-LABEL."""
+    study = load_config({**load_config("tiny"), "select": {"strategy": "evolution", "methods": ["st"]}})
+    search = plan.Run("search", tmp_path / "search" / "uniform-s0-any", [])
+    run = plan.select_run(
+        study, tmp_path, tmp_path / "data", search, tmp_path / "lut.json", [("a", 1.5), ("b", 3.0)]
+    )
+    assert run.out == tmp_path / "select" / "uniform-s0-any-evolution"
+    at = run.argv.index("--budgets")
+    assert run.argv[at + 1 : at + 3] == ["1.5", "3.0"] and "--budget" not in run.argv
+    run.out.mkdir(parents=True)
+    arch = {**TINY_SPACE, "name": "x", "layers": ["tdnn-k3-d1", "tdnn-k3-d1-s3", "tdnn-k3-d2"]}
+    for label in ("1.5", "3"):
+        (run.out / f"budget_{label}").mkdir()
+        (run.out / f"budget_{label}" / "arch.yaml").write_text(yaml.safe_dump(arch))
+    best = [
+        {"budget": 1.5, "path": "0-0", "arch": "budget_1.5/arch.yaml"},
+        {"budget": 3.0, "path": None, "note": "no feasible path was scored"},
+    ]
+    (run.out / "select.json").write_text(json.dumps({"best": best}))
+    assert plan.selected_arch(run, "a", 1.5).name == "uniform-s0-any-evolution-a"
+    with pytest.raises(UserError, match="budget b: no feasible path was scored"):
+        plan.selected_arch(run, "b", 3.0)

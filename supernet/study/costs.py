@@ -32,8 +32,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def collect(searches: dict, selects: dict, retrains: dict) -> dict[str, Any]:
-    """``searches``: {(method, seed, budget or None): Run}; ``selects``: {((method, seed, None),
-    budget): Run}; ``retrains``: {key: [Run]} as the study planned them."""
+    """``searches``: {(method, seed, budget or None): Run}; ``selects``: {search key: (Run, its
+    budgets)}; ``retrains``: {key: [Run]} as the study planned them."""
     retrain = [_read(run.out / "metrics.json", "train_seconds") for runs in retrains.values() for run in runs]
     retrain = [s for s in retrain if s is not None]
     mean_retrain = statistics.fmean(retrain) if retrain else None
@@ -45,9 +45,9 @@ def collect(searches: dict, selects: dict, retrains: dict) -> dict[str, Any]:
             "seconds": seconds, "vs_retrain": _ratio(seconds, mean_retrain),
         })  # fmt: skip
     select_rows = [
-        {"run": run.out.name, "supernet": searches[key].out.name, "budget": budget[0],
+        {"run": run.out.name, "supernet": searches[key].out.name, "budgets": [label for label, _ in budgets],
          "seconds": _read(run.out / "select.json", "seconds")}
-        for (key, budget), run in selects.items()
+        for key, (run, budgets) in selects.items()
     ]  # fmt: skip
     return {
         "retrain_seconds": {"mean": mean_retrain, "runs": len(retrain)},
@@ -62,10 +62,10 @@ def _one_vs_many(searches: list[dict], selects: list[dict]) -> list[dict]:
     of every picking method and the same seed."""
     rows = []
     for supernet in (s for s in searches if s["budget"] is None):
-        own = [s["seconds"] for s in selects if s["supernet"] == supernet["run"]]
-        if not own or supernet["seconds"] is None or None in own:
+        own = [s for s in selects if s["supernet"] == supernet["run"]]
+        if not own or supernet["seconds"] is None or any(s["seconds"] is None for s in own):
             continue
-        total = supernet["seconds"] + sum(own)
+        total = supernet["seconds"] + sum(s["seconds"] for s in own)
         for method in sorted({s["method"] for s in searches if s["budget"] is not None}):
             many = [
                 s for s in searches if s["method"] == method and s["seed"] == supernet["seed"] and s["budget"]
@@ -74,7 +74,7 @@ def _one_vs_many(searches: list[dict], selects: list[dict]) -> list[dict]:
                 continue
             per_budget = sum(s["seconds"] for s in many)
             rows.append({
-                "supernet": supernet["run"], "budgets": len(own), "seconds": round(total, 2),
+                "supernet": supernet["run"], "budgets": sum(len(s["budgets"]) for s in own), "seconds": round(total, 2),
                 "method": method, "searches": len(many), "searches_seconds": round(per_budget, 2),
                 "ratio": _ratio(total, per_budget),
             })  # fmt: skip
@@ -99,10 +99,16 @@ def markdown(costs: dict[str, Any]) -> list[str]:
         ),
     ]
     if costs["selects"]:
-        lines += ["", *(f"- `{s['run']}`: {fmt(s['seconds'], ' s')}" for s in costs["selects"])]
+        lines += [
+            "",
+            *(
+                f"- select `{s['run']}` ({len(s['budgets'])} budgets): {fmt(s['seconds'], ' s')}"
+                for s in costs["selects"]
+            ),
+        ]
     for row in costs["one_supernet_vs_per_budget"]:
         lines.append(
-            f"\nOne supernet (`{row['supernet']}` and its {row['budgets']} selects): {fmt(row['seconds'], ' s')}, "
+            f"\nOne supernet (`{row['supernet']}`, picked for {row['budgets']} budgets): {fmt(row['seconds'], ' s')}, "
             f"against {row['searches']} `{row['method']}` searches, one per budget: "
             f"{fmt(row['searches_seconds'], ' s')}; ratio {fmt(row['ratio'])}."
         )

@@ -98,9 +98,10 @@ def _archs(study, searches, selects, space, baselines, table, costs, budgets) ->
             spec, _, _ = extract(run.out / "checkpoints" / "last.ckpt", name=run.out.name)
             archs.append(Arch(spec.name, "searched", spec, *budget, method, seed, run.out))
     strategy = (study["select"] or {}).get("strategy")
-    for ((method, seed, _), (label, ms)), run in selects.items():
-        spec = plan.selected_arch(run)
-        archs.append(Arch(spec.name, "searched", spec, label, ms, f"{method}+{strategy}", seed, run.out))
+    for (method, seed, _), (run, picked_for) in selects.items():
+        for label, ms in picked_for:
+            spec = plan.selected_arch(run, label, ms)
+            archs.append(Arch(spec.name, "searched", spec, label, ms, f"{method}+{strategy}", seed, run.out))
     for label, ms in budgets:
         paths, note = plan.random_paths(space, costs, ms, study["random"]["n"], study["random"]["seed"])
         archs += [
@@ -170,12 +171,12 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
         for budget in (budgets if picks_architecture(method) else [None])
     }  # fmt: skip
     execute(list(searches.values()), parallel, "search")
-    selects = {
-        (key, budget): plan.select_run(study, out, data, run, table_path, budget)
+    selects = {  # one select per supernet, for every budget it serves (one for a per-budget search)
+        key: (plan.select_run(study, out, data, run, table_path, these), these)
         for key, run in searches.items() if key[0] in select["methods"]
-        for budget in (budgets if key[2] is None else [key[2]])
+        for these in [budgets if key[2] is None else [key[2]]]
     }  # fmt: skip
-    execute(list(selects.values()), parallel, "select")
+    execute([run for run, _ in selects.values()], parallel, "select")
     archs, notes = _archs(study, searches, selects, space, baselines, table, costs, budgets)
     owners: dict[str, Arch] = {}  # one retrain per network, under the first name it has
     for arch in archs:

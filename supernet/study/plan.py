@@ -213,29 +213,32 @@ def search_run(
     return Run("search", out / "search" / f"{method}-s{seed}-{label}", argv)
 
 
-def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, budget) -> Run:
-    """``supernet select`` on ``search``'s supernet: the best path within ``budget`` by the study's
-    strategy (scores on the arch split, never a test set), in ``select/SEARCH-STRATEGY-BUDGET``."""
-    label, ms = budget
+def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, budgets: list) -> Run:
+    """One ``supernet select`` on ``search``'s supernet for all of ``budgets`` (train once, pick for
+    every budget: the budgets share its scores): the best path within each by the study's strategy
+    (scored on the arch split, never a test set), in ``select/SEARCH-STRATEGY``."""
     select = study["select"]
     options = [
         arg for key, value in select["options"].items() for arg in ("--option", f"{key}={json.dumps(value)}")
     ]
     argv = [
         str(search.out / "checkpoints" / "last.ckpt"), "--data", str(data), "--strategy", select["strategy"],
-        "--budget", repr(ms), "--lut", str(Path(table).resolve()), "--evaluations", str(select["evaluations"]),
-        "--seed", str(select["seed"]), "--batches", str(select["batches"]), "--metric", select["metric"], *options,
+        "--budgets", *(repr(ms) for _, ms in budgets), "--lut", str(Path(table).resolve()),
+        "--evaluations", str(select["evaluations"]), "--seed", str(select["seed"]),
+        "--batches", str(select["batches"]), "--metric", select["metric"], *options,
     ]  # fmt: skip
-    return Run("select", out / "select" / f"{search.out.name}-{select['strategy']}-{label}", argv)
+    return Run("select", out / "select" / f"{search.out.name}-{select['strategy']}", argv)
 
 
-def selected_arch(run: Run) -> ArchSpec:
-    """The path a finished ``select_run`` picked (its ``select.json``'s best), named after the run."""
-    best = json.loads((run.out / "select.json").read_text())["best"][0]
-    if best.get("path") is None:
-        raise UserError(f"{run.out}: {best.get('note', 'no path was picked')}")
-    spec = ArchSpec.load(run.out / best["arch"])
-    return ArchSpec.from_dict({**spec.to_dict(), "name": run.out.name}, spec.source)
+def selected_arch(run: Run, label: str, ms: float) -> ArchSpec:
+    """The path a finished ``select_run`` picked within budget ``ms`` (its ``select.json``'s best),
+    named ``RUN-LABEL``."""
+    found = [b for b in json.loads((run.out / "select.json").read_text())["best"] if b["budget"] == ms]
+    if not found or found[0].get("path") is None:
+        note = found[0].get("note") if found else f"no pick for budget {ms!r}"
+        raise UserError(f"{run.out}: budget {label}: {note or 'no path was picked'}")
+    spec = ArchSpec.load(run.out / found[0]["arch"])
+    return ArchSpec.from_dict({**spec.to_dict(), "name": f"{run.out.name}-{label}"}, spec.source)
 
 
 def retrain_run(study: dict, out: Path, data: Path, arch: Path, name: str, seed: int) -> Run:
