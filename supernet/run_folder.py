@@ -176,11 +176,10 @@ def read_marker(out: Path) -> dict | None:
 
 
 def fit_seconds(trainer, seconds: float) -> float:
-    """The training time of the whole run: Lightning's Timer (present under ``--trainer.max_time``)
-    carries the time of the segments before a resume in its checkpoint state, where ``seconds``
-    (this process's fit) does not."""
+    """``seconds`` (this process's fit) plus the training time of the segments before a resume,
+    which Lightning's Timer (present under ``--trainer.max_time``) restores from the checkpoint as
+    its offset. Without a Timer a resumed run counts only its last segment."""
     from pytorch_lightning.callbacks import Timer
 
     timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-    elapsed = timer.time_elapsed("train") if timer is not None else 0.0
-    return max(elapsed, seconds)
+    return seconds + float(getattr(timer, "_offset", 0.0) or 0.0)

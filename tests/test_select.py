@@ -240,6 +240,7 @@ def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp
     assert cli_main(argv) == 0
     again = json.loads((out / "select.json").read_text())
     assert again["best"] == result["best"] and again["reused"] == len(cache)
+    assert again["seconds"] > result["seconds"] > 0  # the resumed run's time adds to the first's
     # another select into the folder is refused unless --overwrite
     options = argv.index("--option")
     other = [*argv[: options - 1], "random", *argv[options + 4 :]]  # --strategy random, no options

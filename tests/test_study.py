@@ -247,6 +247,22 @@ def test_running_it_again_retrains_nothing(study, study_config, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")} == checkpoints
 
 
+def test_a_finished_retrain_of_another_network_under_the_name_is_refused(study, study_config):
+    """A pick that changed on a resume (or a folder of an older layout) keeps the name: the finished
+    retrain of the old network is not reported as the new one's."""
+    out, _ = study
+    run = sorted(out.glob("retrain/*/seed0"))[0]
+    kept = (run / "arch.yaml").read_text()
+    other = yaml.safe_load(kept)
+    other["layers"] = list(reversed(other["layers"]))
+    (run / "arch.yaml").write_text(yaml.safe_dump(other))
+    try:
+        with pytest.raises(UserError, match="trained another network than"):
+            run_study(study_config, out)
+    finally:
+        (run / "arch.yaml").write_text(kept)
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(study, study_config):
     out, _ = study
     marker = next(iter(sorted(out.glob("retrain/*/seed1/run.json"))))
@@ -295,25 +311,27 @@ def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
     a, b = ("a", 1.0), ("b", 2.0)
     searches = {
         ("uniform", 0, None): run("search", "uniform-s0-any", search_seconds=100.0),
-        ("st", 0, a): run("search", "st-s0-a", search_seconds=80.0),
-        ("st", 0, b): run("search", "st-s0-b", search_seconds=80.0),
+        ("st", 0, a): run("search", "st-s0-a", search_seconds=80.0, epochs=4),
+        ("st", 0, b): run("search", "st-s0-b", search_seconds=80.0, epochs=10),
     }
     selects = {("uniform", 0, None): (run("select", "uniform-s0-any-evolution", seconds=20.0), [a, b])}
     retrains = {"k": [run("retrain", "r0", train_seconds=40.0), run("retrain", "r1", train_seconds=60.0)]}
-    found = costs.collect(searches, selects, retrains)
-    assert found["retrain_seconds"] == {"mean": 50.0, "runs": 2}
+    study = {"search": {"options": {"trainer.max_epochs": 10}}, "retrain": {"options": {}}}
+    found = costs.collect(study, searches, selects, retrains)
+    assert found["retrain_seconds"] == {"mean": 50.0, "runs": 2, "capped": 0}
+    assert [s["capped"] for s in found["searches"]] == [None, True, False]  # epochs unknown, 4 and 10 of 10
     assert [s["vs_retrain"] for s in found["searches"]] == [2.0, 1.6, 1.6]
     assert found["one_supernet_vs_per_budget"] == [
         {"supernet": "uniform-s0-any", "budgets": 2, "seconds": 120.0, "method": "st", "searches": 2,
          "searches_seconds": 160.0, "ratio": 0.75}
     ]  # fmt: skip
     text = "\n".join(costs.markdown(found))
-    assert "ratio 0.75" in text and "| `st-s0-a` | st | a | 80 s | 1.60 |" in text
+    assert "ratio 0.75" in text and "| `st-s0-a` | st | a | 4 (time cap) | 80 s | 1.60 |" in text
 
 
 def test_fit_seconds_counts_the_segments_before_a_resume():
     """Lightning's Timer restores the training time of the run's earlier segments from its
-    checkpoint; fit_seconds reports the whole, not this process's part."""
+    checkpoint; fit_seconds adds it to this process's part."""
     from types import SimpleNamespace
 
     from pytorch_lightning.callbacks import Timer
@@ -322,7 +340,10 @@ def test_fit_seconds_counts_the_segments_before_a_resume():
 
     timer = Timer(duration="00:00:10:00")
     timer.load_state_dict({"time_elapsed": {"train": 250.0}})
-    assert fit_seconds(SimpleNamespace(callbacks=[timer]), 40.0) == 250.0
+    assert fit_seconds(SimpleNamespace(callbacks=[timer]), 40.0) == 290.0
+    assert (
+        fit_seconds(SimpleNamespace(callbacks=[Timer(duration="00:00:10:00")]), 40.0) == 40.0
+    )  # never resumed
     assert fit_seconds(SimpleNamespace(callbacks=[]), 40.0) == 40.0
 
 
@@ -358,8 +379,11 @@ def test_a_stopped_study_stops_its_runs_and_starts_no_more(tmp_path):
         assert time.monotonic() < deadline and study.poll() is None, "the two runs never started"
         time.sleep(0.1)
     study.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    study.send_signal(signal.SIGTERM)  # a second one (a scheduler, `timeout`'s group signal) is ignored
     out, _ = study.communicate(timeout=60)
-    assert study.returncode == 143 and "stopped (SIGTERM)" in out
+    # 143: the study's own exit; -15: the second signal came after its handler was put back
+    assert study.returncode in (143, -signal.SIGTERM) and out.count("stopped (SIGTERM)") == 1
     for pid in (int(p.read_text()) for p in pids):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -2,19 +2,20 @@
 # A study in one device call: `supernet study CONFIG` with N runs side by side on the GPU, then
 # what comes back under $OUT (at most 8 files): study.log, study.json, study.md, plots.tar.gz and
 # runs.tar.gz (every run folder without checkpoints: logs, metrics.json, arch YAMLs, alphas).
-#   usage (device tool, carry .whl): bash scripts/device/study.sh CONFIG [PARALLEL=24] [LIMIT_S=540]
+#   usage (device tool, carry .whl): bash scripts/device/study.sh CONFIG [PARALLEL=24] [LIMIT_S=480]
 # On the limit the study terminates its runs (SIGTERM; killed 70 s later): keep LIMIT_S + 70 + the
 # copying under the call's limit, and start the next call while the machine is warm to resume.
 set -o pipefail
 config=${1:?usage: scripts/device/study.sh CONFIG [PARALLEL] [LIMIT_S]}
 parallel=${2:-24}
-limit=${3:-540}
+limit=${3:-480}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 work=/tmp/study_$(basename "$config" .yaml)
 start=$(date +%s)
 timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" >"$out/study.log" 2>&1
-echo "study: $(( $(date +%s) - start )) s, exit $?" >>"$out/study.log"
+rc=$?  # 124: stopped at the limit (run the same call again while the machine is warm to resume)
+echo "study: $(( $(date +%s) - start )) s, exit $rc" >>"$out/study.log"
 cp "$work"/study.json "$work"/study.md "$out"/ 2>/dev/null
 [ -d "$work/plots" ] && tar -czf "$out/plots.tar.gz" -C "$work" plots
 tar -czf "$out/runs.tar.gz" --exclude='*.ckpt' --exclude='checkpoints' -C "$work" . 2>/dev/null

@@ -218,13 +218,18 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     out = Path(args.out)
     stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
+    # wall time of the runs this one resumes (kept in cache.json with their scores), then this run's
+    before = json.loads((out / "cache.json").read_text()).get("seconds", 0.0) if stored else 0.0
     start = time.perf_counter()
     with failing(out), _scorer(args) as scorer:
         scores = dict(stored)
 
         def score_fn(path):
             scores[key_of(path)] = scorer(path)
-            atomic_write_json(out / "cache.json", {"split": scorer.split, "scores": scores})
+            seconds = round(before + time.perf_counter() - start, 2)
+            atomic_write_json(
+                out / "cache.json", {"split": scorer.split, "scores": scores, "seconds": seconds}
+            )
             return scores[key_of(path)]
 
         labels = space.edges
@@ -299,8 +304,8 @@ def run(args: argparse.Namespace) -> int:
             **settings, "split": scorer.split, "metric": costs.metric, "candidates": candidates, "best": best,
             "front": [entry(h) for h in problems[max(budgets)].front()] if args.strategy == "nsga2" else None,
             "scored": len(scores), "reused": len(stored),
-            # this run's wall time, recalibration and scoring included (not the runs a resume continues)
-            "seconds": round(time.perf_counter() - start, 2),
+            # wall time, recalibration and scoring included, with that of the runs a resume continues
+            "seconds": round(before + time.perf_counter() - start, 2),
         }  # fmt: skip
         atomic_write_json(out / "select.json", result)
         _plot(out, curves)

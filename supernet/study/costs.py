@@ -31,18 +31,29 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-def collect(searches: dict, selects: dict, retrains: dict) -> dict[str, Any]:
+def _capped(epochs: float | None, options: dict) -> bool | None:
+    """Whether a run stopped before its ``trainer.max_epochs`` (at ``trainer.max_time``): its
+    seconds then say what the cap allowed, not what the recipe needs."""
+    wanted = options.get("trainer.max_epochs")
+    return None if epochs is None or wanted is None else epochs < int(wanted)
+
+
+def collect(study: dict, searches: dict, selects: dict, retrains: dict) -> dict[str, Any]:
     """``searches``: {(method, seed, budget or None): Run}; ``selects``: {search key: (Run, its
     budgets)}; ``retrains``: {key: [Run]} as the study planned them."""
-    retrain = [_read(run.out / "metrics.json", "train_seconds") for runs in retrains.values() for run in runs]
-    retrain = [s for s in retrain if s is not None]
+    runs = [run for runs in retrains.values() for run in runs]
+    retrain = [s for s in (_read(run.out / "metrics.json", "train_seconds") for run in runs) if s is not None]
+    options = study["retrain"]["options"]
+    capped = sum(bool(_capped(_read(run.out / "metrics.json", "epochs"), options)) for run in runs)
     mean_retrain = statistics.fmean(retrain) if retrain else None
     search_rows = []
     for (method, seed, budget), run in searches.items():
         seconds = _read(run.out / "search.json", "search_seconds")
+        epochs = _read(run.out / "search.json", "epochs")
         search_rows.append({
             "run": run.out.name, "method": method, "seed": seed, "budget": budget[0] if budget else None,
-            "seconds": seconds, "vs_retrain": _ratio(seconds, mean_retrain),
+            "seconds": seconds, "epochs": epochs, "capped": _capped(epochs, study["search"]["options"]),
+            "vs_retrain": _ratio(seconds, mean_retrain),
         })  # fmt: skip
     select_rows = [
         {"run": run.out.name, "supernet": searches[key].out.name, "budgets": [label for label, _ in budgets],
@@ -50,7 +61,7 @@ def collect(searches: dict, selects: dict, retrains: dict) -> dict[str, Any]:
         for key, (run, budgets) in selects.items()
     ]  # fmt: skip
     return {
-        "retrain_seconds": {"mean": mean_retrain, "runs": len(retrain)},
+        "retrain_seconds": {"mean": mean_retrain, "runs": len(retrain), "capped": capped},
         "searches": search_rows,
         "selects": select_rows,
         "one_supernet_vs_per_budget": _one_vs_many(search_rows, select_rows),
@@ -88,13 +99,16 @@ def markdown(costs: dict[str, Any]) -> list[str]:
     lines = [
         "## What the runs cost",
         "",
-        f"One retrain: {fmt(mean, ' s')} (mean of {costs['retrain_seconds']['runs']} runs). "
-        "Seconds are wall time of runs that shared the machine with the others of their stage.",
+        f"One retrain: {fmt(mean, ' s')} (mean of {costs['retrain_seconds']['runs']} runs, "
+        f"{costs['retrain_seconds'].get('capped', 0)} of them stopped by trainer.max_time before their last epoch). "
+        "Seconds are wall time of runs that shared the machine with the others of their stage; a run stopped "
+        "by its time cap measures the cap, not the work its recipe asks.",
         "",
-        "| search | method | budget | seconds | / one retrain |",
-        "|---|---|---|---|---|",
+        "| search | method | budget | epochs | seconds | / one retrain |",
+        "|---|---|---|---|---|---|",
         *(
-            f"| `{s['run']}` | {s['method']} | {s['budget'] or 'any'} | {fmt(s['seconds'], ' s')} | {fmt(s['vs_retrain'])} |"
+            f"| `{s['run']}` | {s['method']} | {s['budget'] or 'any'} | {fmt(s.get('epochs'), ' ')}"
+            f"{'(time cap)' if s.get('capped') else ''} | {fmt(s['seconds'], ' s')} | {fmt(s['vs_retrain'])} |"
             for s in costs["searches"]
         ),
     ]

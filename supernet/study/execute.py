@@ -21,12 +21,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from supernet import run_folder
+from supernet.archspec import ArchSpec
 from supernet.errors import UserError
-from supernet.study.plan import Run
+from supernet.study.plan import Run, arch_key
 
 # arguments that say where and how a run started, not what it computes
 PLACE_FLAGS = ("--out", "--ckpt_path", "--overwrite")
@@ -54,14 +56,17 @@ class _Children:
             self.live.discard(child)
 
     def stop(self) -> None:
+        """Terminate every child, then kill those still running ``STOP_WAIT_S`` later (one deadline
+        for all of them)."""
         with self.lock:
             self.stopping = True
             children = list(self.live)
         for child in children:
             child.terminate()
+        deadline = time.monotonic() + STOP_WAIT_S
         for child in children:
             try:
-                child.wait(STOP_WAIT_S)
+                child.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
 
@@ -74,6 +79,9 @@ def _stopped_with_us(children: _Children):
         return
 
     def on_term(signum, frame):
+        if stopping.is_set():  # a second SIGTERM while the first is handled (the handler re-enters)
+            return
+        stopping.set()
         print(
             "[study] stopped (SIGTERM): terminating the running runs; run the study again to resume",
             flush=True,
@@ -81,6 +89,7 @@ def _stopped_with_us(children: _Children):
         children.stop()
         raise SystemExit(128 + signum)
 
+    stopping = threading.Event()
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         yield
@@ -116,6 +125,13 @@ def is_done(run: Run) -> bool:
             f"{run.out} holds a finished `{record.get('command')}` run with other arguments than this study's "
             "(was the study's YAML edited?): run the study with --overwrite, or choose another --out"
         )
+    if "--arch" in run.argv and (run.out / "arch.yaml").is_file():  # same file name, other network?
+        wanted = run.argv[run.argv.index("--arch") + 1]
+        if arch_key(ArchSpec.load(run.out / "arch.yaml")) != arch_key(ArchSpec.load(wanted)):
+            raise UserError(
+                f"{run.out} trained another network than {wanted} now holds (a pick that changed, or a "
+                "folder of an older layout): run the study with --overwrite, or choose another --out"
+            )
     return True
 
 
@@ -151,10 +167,12 @@ def _subprocess(
 ) -> str | None:
     slot = slots.get()  # a slot is one GPU of several; it also keeps `parallel` runs at a time
     try:
+        if children.stopping:  # checked again under the lock; this spares the folder and its log
+            return "not started: the study was stopped"
         run.out.mkdir(parents=True, exist_ok=True)
         log = run.out / "study.log"  # not a run's file: the command's claim of the folder keeps it
         gpu = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else {}
-        with open(log, "w") as handle:
+        with open(log, "a") as handle:  # appended: a resumed run keeps the log of its earlier part
             child = children.start(
                 command_line(run), stdout=handle, stderr=subprocess.STDOUT, env={**env, **gpu}
             )

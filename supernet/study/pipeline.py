@@ -119,14 +119,17 @@ def _supernet_scores(out: Path, searches: dict, data: Path, specs: dict, batches
     """Each search's scores of the architectures (dev CER and CTC loss, inherited weights), kept in
     ``supernet_scores.json`` so that a resumed study does not score them again."""
     path = out / "supernet_scores.json"
-    scores = json.loads(path.read_text()) if path.is_file() else {}
+    archs = {name: plan.arch_key(spec) for name, spec in specs.items()}
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    # kept only for the very same networks under the same names (a pick may change on a resume)
+    scores = kept.get("scores", {}) if kept.get("archs") == archs else {}
     for run in searches.values():
         if run.out.name not in scores:
             print(f"[study] scoring {len(specs)} architectures with the supernet of {run.out}")
             scores[run.out.name] = rank.supernet_scores(
                 run.out / "checkpoints" / "last.ckpt", data, specs, batches
             )
-            atomic_write_json(path, scores)
+            atomic_write_json(path, {"archs": archs, "scores": scores})
     return scores
 
 
@@ -218,7 +221,7 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
         "kendall_tau_by_metric": taus,
         "ranking": ranking,
         "rows": rows,
-        "costs": run_costs.collect(searches, selects, retrains),
+        "costs": run_costs.collect(study, searches, selects, retrains),
         "seconds": round(time.perf_counter() - start, 1),
     }
     report.write_json(out, summary)
