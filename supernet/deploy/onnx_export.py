@@ -52,10 +52,16 @@ def trace(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> torch
     accepted (``shortest_time``: the metadata records it, callers pad to it).
     """
     dynamic = ({0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}, {0: torch.export.Dim.DYNAMIC})
+    return export_program(model, example, dynamic)
+
+
+def export_program(model: nn.Module, example: tuple, dynamic_shapes) -> torch.export.ExportedProgram:
+    """``torch.export`` (non-strict, no grad, the ops in their traceable form, its chatter kept for
+    the error); ``ExportFailed`` with the gist of whatever it raised."""
     log = io.StringIO()
     with torch.no_grad(), traceable_ops(), quiet(log):
         try:
-            return torch.export.export(model, example, dynamic_shapes=dynamic, strict=False)
+            return torch.export.export(model, example, dynamic_shapes=dynamic_shapes, strict=False)
         except Exception as err:  # torch.export raises many kinds; all mean "does not trace"
             raise ExportFailed(gist(err), log.getvalue()) from err
 

@@ -419,17 +419,11 @@ def export_step(step: StreamingStep, example: tuple, opset: int):
 
 def trace_step(step: StreamingStep, example: tuple) -> torch.export.ExportedProgram:
     """``torch.export`` of the step, the batch axis dynamic (features and caches); ``ExportFailed``."""
-    from supernet.deploy.onnx_export import ExportFailed, gist, quiet
-    from supernet.deploy.traceable import traceable_ops
+    from supernet.deploy.onnx_export import export_program
 
     batch = torch.export.Dim.DYNAMIC
     dynamic = [{0: batch}, None, None, None, tuple({0: batch} for _ in step.caches)]  # *caches: one entry
-    log = io.StringIO()
-    with torch.no_grad(), traceable_ops(), quiet(log):
-        try:
-            return torch.export.export(step, example, dynamic_shapes=dynamic, strict=False)
-        except Exception as err:  # torch.export raises many kinds; all mean "does not trace"
-            raise ExportFailed(gist(err), log.getvalue()) from err
+    return export_program(step, example, dynamic)
 
 
 def check_streaming_parity(module, path: Path, check_audio=None, check_files: int = 8):

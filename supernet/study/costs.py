@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 
-def _read(path: Path, key: str) -> float | None:
+def _read(path: Path, *keys: str) -> list[float | None]:
+    """``keys`` of a run's JSON file, read once (None where the file or the key is missing)."""
     try:
-        value = json.loads(path.read_text()).get(key)
+        found = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    return float(value) if value is not None else None
+        found = {}
+    return [None if found.get(key) is None else float(found[key]) for key in keys]
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -41,15 +42,17 @@ def _capped(epochs: float | None, options: dict) -> bool | None:
 def collect(study: dict, searches: dict, selects: dict, retrains: dict) -> dict[str, Any]:
     """``searches``: {(method, seed, budget or None): Run}; ``selects``: {search key: (Run, its
     budgets)}; ``retrains``: {key: [Run]} as the study planned them."""
-    runs = [run for runs in retrains.values() for run in runs]
-    retrain = [s for s in (_read(run.out / "metrics.json", "train_seconds") for run in runs) if s is not None]
-    options = study["retrain"]["options"]
-    capped = sum(bool(_capped(_read(run.out / "metrics.json", "epochs"), options)) for run in runs)
+    read = [
+        _read(run.out / "metrics.json", "train_seconds", "epochs")
+        for runs in retrains.values()
+        for run in runs
+    ]
+    retrain = [seconds for seconds, _ in read if seconds is not None]
+    capped = sum(bool(_capped(epochs, study["retrain"]["options"])) for _, epochs in read)
     mean_retrain = statistics.fmean(retrain) if retrain else None
     search_rows = []
     for (method, seed, budget), run in searches.items():
-        seconds = _read(run.out / "search.json", "search_seconds")
-        epochs = _read(run.out / "search.json", "epochs")
+        seconds, epochs = _read(run.out / "search.json", "search_seconds", "epochs")
         search_rows.append({
             "run": run.out.name, "method": method, "seed": seed, "budget": budget[0] if budget else None,
             "seconds": seconds, "epochs": epochs, "capped": _capped(epochs, study["search"]["options"]),
@@ -57,7 +60,7 @@ def collect(study: dict, searches: dict, selects: dict, retrains: dict) -> dict[
         })  # fmt: skip
     select_rows = [
         {"run": run.out.name, "supernet": searches[key].out.name, "budgets": [label for label, _ in budgets],
-         "seconds": _read(run.out / "select.json", "seconds")}
+         "seconds": _read(run.out / "select.json", "seconds")[0]}
         for key, (run, budgets) in selects.items()
     ]  # fmt: skip
     return {
