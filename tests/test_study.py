@@ -227,7 +227,10 @@ def test_study_writes_study_json_and_md(study):
         seconds["uniform-s0-any"] + costs["selects"][0]["seconds"], abs=0.01
     )
     assert one["method"] == "st" and one["searches_seconds"] == pytest.approx(seconds["st-s0-p100"])
+    targets = {v["target"] for v in summary["verdicts"]}
+    assert len(targets) == 6 and all(v["met"] in (True, False, None) for v in summary["verdicts"])
     text = (out / "study.md").read_text()
+    assert "## Does the search win?" in text
     assert "## What the runs cost" in text and "/ one retrain" in text
     assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
     assert "dev CER %" in text and "test CER %" in text

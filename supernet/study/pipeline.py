@@ -26,7 +26,7 @@ from supernet.latency import CHECKED_KEYS
 from supernet.outputs import atomic_write_json
 from supernet.select.score import METRICS
 from supernet.study import costs as run_costs
-from supernet.study import plan, rank, report
+from supernet.study import plan, rank, report, verdict
 from supernet.study.config import StudyConfigError, load_config, picks_architecture
 from supernet.study.execute import execute
 from supernet.study.plan import Arch
@@ -224,6 +224,7 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
         "costs": run_costs.collect(study, searches, selects, retrains),
         "seconds": round(time.perf_counter() - start, 1),
     }
+    summary["verdicts"] = verdict.judge(summary)
     report.write_json(out, summary)
     report.write_markdown(out, summary)
     print(f"[study] written: {out / 'study.json'}, {out / 'study.md'}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from supernet.loggers import can_plot, pyplot
 from supernet.outputs import atomic_write_json, atomic_write_text, replaced_when_done
-from supernet.study import costs
+from supernet.study import costs, verdict
 from supernet.study.plan import Arch
 
 KINDS = {"searched": ("*", "tab:red", 12), "random": ("o", "tab:gray", 6), "baseline": ("s", "tab:blue", 7)}
@@ -146,6 +146,8 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
         + "".join(f"; by dev {m}: {_tau(t)}" for m, t in by_metric.items() if m != metric)
         + ")."
     )
+    if summary.get("verdicts"):
+        lines += ["", *verdict.markdown(summary["verdicts"])]
     if summary.get("costs"):
         lines += ["", *costs.markdown(summary["costs"])]
     if plots:

@@ -1,0 +1,126 @@
+"""Does the search win? The search issues' targets, judged from a study's rows and costs.
+
+A study exists to answer this, so it answers it itself, target by target, with the margin:
+- a searched pick beats the best hand-designed baseline that fits its budget (best by dev CER,
+  the one a user would have shipped) by >= 5% relative test CER;
+- it beats the median of the random paths of its budget and lies in their top quartile;
+- the supernet's ranking (Kendall tau) >= 0.5;
+- warm-up + search <= 2x one retrain;
+- one supernet's picks, against the per-budget searches: retrained CER within noise or better,
+  for <= 0.5x their time.
+Test CER is reported against targets only; nothing here chooses an architecture.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+GAIN_OVER_BASELINE = 0.05
+TAU_TARGET = 0.5
+SEARCH_VS_RETRAIN = 2.0
+ONE_VS_MANY = 0.5
+FITS = 1e-6  # a baseline whose predicted latency is the budget fits it (relative slack for rounding)
+
+
+def _test_set(rows: list[dict]) -> str:
+    """``test`` (every test set pooled) where the study has it, else its first test set, else dev."""
+    sets = list(rows[0]["cer"]) if rows else ["dev"]
+    return "test" if "test" in sets else next((s for s in sets if s != "dev"), "dev")
+
+
+def _verdict(target: str, subject: str, value: float | None, threshold: float, met: bool | None, detail: str):
+    return {"target": target, "subject": subject, "value": value, "threshold": threshold, "met": met, "detail": detail}
+
+
+def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
+    fitting = [r for r in group if r["kind"] == "baseline" and r["predicted_ms"] <= row["budget_ms"] * (1 + FITS)]
+    target = "beats the best baseline that fits by >= 5% relative test CER"
+    if not fitting:
+        return _verdict(target, row["name"], None, GAIN_OVER_BASELINE, None, "no baseline fits this budget")
+    best = min(fitting, key=lambda r: r["cer"]["dev"])
+    gain = (best["cer"][split] - row["cer"][split]) / best["cer"][split]
+    detail = (
+        f"{100 * row['cer'][split]:.1f}% against `{best['name']}` {100 * best['cer'][split]:.1f}% "
+        f"({split}): {100 * gain:+.1f}% relative"
+    )
+    return _verdict(target, row["name"], gain, GAIN_OVER_BASELINE, gain >= GAIN_OVER_BASELINE, detail)
+
+
+def _searched_vs_random(row: dict, group: list[dict], split: str) -> dict:
+    randoms = sorted(r["cer"][split] for r in group if r["kind"] == "random")
+    target = "beats the random paths' median and lies in their top quartile"
+    if len(randoms) < 4:
+        return _verdict(target, row["name"], None, 0.25, None, f"{len(randoms)} random paths: too few for quartiles")
+    median = statistics.median(randoms)
+    quartile = statistics.quantiles(randoms, n=4, method="inclusive")[0]
+    share_better = sum(c < row["cer"][split] for c in randoms) / len(randoms)
+    detail = (
+        f"{100 * row['cer'][split]:.1f}% against the median {100 * median:.1f}% and the top quartile's bound "
+        f"{100 * quartile:.1f}% of {len(randoms)} random paths ({split}); {100 * share_better:.0f}% of them better"
+    )
+    met = row["cer"][split] < median and row["cer"][split] <= quartile
+    return _verdict(target, row["name"], share_better, 0.25, met, detail)
+
+
+def _one_vs_per_budget(picked: dict, searched: dict, split: str) -> dict:
+    """Within noise: the difference of the two seed means is within two of its standard errors."""
+    diff = picked["cer"][split] - searched["cer"][split]
+    error = math.sqrt(
+        picked["cer_std"][split] ** 2 / max(picked["retrain_seeds"], 1)
+        + searched["cer_std"][split] ** 2 / max(searched["retrain_seeds"], 1)
+    )
+    detail = (
+        f"{100 * picked['cer'][split]:.1f}% against `{searched['name']}` {100 * searched['cer'][split]:.1f}% "
+        f"({split}): {100 * diff:+.1f} points, two standard errors {100 * 2 * error:.1f}"
+    )
+    target = "one supernet's pick within noise of, or better than, the per-budget search"
+    return _verdict(target, picked["name"], diff, 2 * error, diff <= 2 * error, detail)
+
+
+def judge(summary: dict[str, Any]) -> list[dict]:
+    """Every target the study can judge, one verdict each (``met`` None: the study cannot tell)."""
+    rows, out = summary["rows"], []
+    split = _test_set(rows)
+    for budget in summary["budgets"]:
+        group = [r for r in rows if r["budget"] == budget["budget"]]
+        searched = [r for r in group if r["kind"] == "searched"]
+        for row in searched:
+            out += [_searched_vs_baseline(row, group, split), _searched_vs_random(row, group, split)]
+        per_budget = [r for r in searched if "+" not in (r["method"] or "")]
+        for picked in (r for r in searched if "+" in (r["method"] or "")):
+            out += [_one_vs_per_budget(picked, other, split) for other in per_budget]
+    for search in summary.get("ranking", []):
+        tau = search.get("kendall_tau")
+        out.append(_verdict(
+            "Kendall tau of the supernet's ranking >= 0.5", search["search"], tau, TAU_TARGET,
+            None if tau is None else tau >= TAU_TARGET, f"over {search.get('archs')} architectures",
+        ))  # fmt: skip
+    costs = summary.get("costs") or {}
+    for search in costs.get("searches", []):
+        ratio = search.get("vs_retrain")
+        out.append(_verdict(
+            "warm-up + search <= 2x one retrain", search["run"], ratio, SEARCH_VS_RETRAIN,
+            None if ratio is None else ratio <= SEARCH_VS_RETRAIN,
+            "time cap reached: the ratio measures the cap" if search.get("capped") else "",
+        ))  # fmt: skip
+    for row in costs.get("one_supernet_vs_per_budget", []):
+        out.append(_verdict(
+            "one supernet + its selects <= 0.5x the per-budget searches", row["supernet"], row["ratio"], ONE_VS_MANY,
+            None if row["ratio"] is None else row["ratio"] <= ONE_VS_MANY,
+            f"{row['seconds']:.0f} s against {row['searches']} `{row['method']}` searches, {row['searches_seconds']:.0f} s",
+        ))  # fmt: skip
+    return out
+
+
+def markdown(verdicts: list[dict]) -> list[str]:
+    """The verdict section of ``study.md``: one line a target, met or missed, with the margin."""
+    if not verdicts:
+        return []
+    mark = {True: "met", False: "**missed**", None: "cannot tell"}
+    lines = ["## Does the search win? (the targets)", "", "| target | subject | verdict | detail |", "|---|---|---|---|"]
+    for v in verdicts:
+        value = "" if v["value"] is None else f" ({v['value']:.3g} vs {v['threshold']:.3g})"
+        lines.append(f"| {v['target']} | `{v['subject']}` | {mark[v['met']]}{value} | {v['detail']} |")
+    return lines

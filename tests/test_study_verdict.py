@@ -1,0 +1,72 @@
+"""Known answers for the study's verdicts: each search-issue target met, missed or undecidable."""
+
+from supernet.study import verdict
+
+
+def row(name, kind, cer, std=0.01, method=None, predicted=1.0, budget="b", budget_ms=1.0):
+    return {
+        "name": name, "kind": kind, "method": method, "budget": budget, "budget_ms": budget_ms,
+        "predicted_ms": predicted, "cer": {"dev": cer, "test": cer}, "cer_std": {"dev": std, "test": std},
+        "retrain_seeds": 3,
+    }  # fmt: skip
+
+
+def summary(rows, ranking=(), costs=None):
+    return {"rows": rows, "budgets": [{"budget": "b", "ms": 1.0}], "ranking": list(ranking), "costs": costs}
+
+
+RANDOM = [row(f"random-{i}", "random", 0.30 + 0.01 * i) for i in range(8)]  # 30% .. 37%, median 33.5%
+
+
+def by_target(verdicts, words):
+    return [v for v in verdicts if words in v["target"]]
+
+
+def test_a_pick_that_wins_meets_both_targets_and_the_best_fitting_baseline_is_judged():
+    baselines = [
+        row("small", "baseline", 0.40, predicted=0.5),
+        row("big", "baseline", 0.20, predicted=1.5),  # better, but over the budget: not a rival
+    ]
+    out = verdict.judge(summary([row("st", "searched", 0.30, method="st"), *RANDOM, *baselines]))
+    (base,) = by_target(out, "baseline")
+    assert base["met"] and abs(base["value"] - 0.25) < 1e-9 and "`small`" in base["detail"]
+    (rand,) = by_target(out, "random")
+    assert rand["met"] and rand["value"] == 0  # no random path is better
+
+
+def test_a_pick_at_the_median_misses_and_a_gain_under_five_percent_misses():
+    rows = [row("st", "searched", 0.345, method="st"), *RANDOM, row("base", "baseline", 0.35)]
+    out = verdict.judge(summary(rows))
+    (base,) = by_target(out, "baseline")
+    assert base["met"] is False and abs(base["value"] - 0.5 / 35) < 1e-9
+    (rand,) = by_target(out, "random")
+    assert rand["met"] is False and rand["value"] == 5 / 8  # 30% .. 34% beat it
+
+
+def test_without_a_fitting_baseline_or_enough_random_paths_it_cannot_tell():
+    out = verdict.judge(summary([row("st", "searched", 0.3, method="st"), *RANDOM[:3]]))
+    assert [v["met"] for v in out] == [None, None]
+
+
+def test_one_supernets_pick_within_two_standard_errors_is_within_noise():
+    rows = [row("st", "searched", 0.30, std=0.03, method="st"), *RANDOM]
+    near = row("uniform-evolution", "searched", 0.32, std=0.03, method="uniform+evolution")
+    far = row("uniform-random", "searched", 0.40, std=0.03, method="uniform+random")
+    out = by_target(verdict.judge(summary([*rows, near, far])), "within noise")
+    assert {v["subject"]: v["met"] for v in out} == {"uniform-evolution": True, "uniform-random": False}
+
+
+def test_tau_and_costs_are_judged_against_their_thresholds():
+    costs = {
+        "searches": [{"run": "st", "vs_retrain": 1.5, "capped": False}, {"run": "slow", "vs_retrain": 2.5}],
+        "one_supernet_vs_per_budget": [
+            {"supernet": "u", "ratio": 0.4, "seconds": 40, "searches": 3, "method": "st", "searches_seconds": 100}
+        ],
+    }
+    ranking = [{"search": "st", "kendall_tau": 0.6, "archs": 12}, {"search": "u", "kendall_tau": None, "archs": 1}]
+    out = verdict.judge(summary([], ranking, costs))
+    assert [(v["subject"], v["met"]) for v in out] == [
+        ("st", True), ("u", None), ("st", True), ("slow", False), ("u", True)
+    ]
+    text = "\n".join(verdict.markdown(out))
+    assert "**missed** (2.5 vs 2)" in text and "cannot tell" in text
