@@ -60,13 +60,27 @@ def test_tau_and_costs_are_judged_against_their_thresholds():
     costs = {
         "searches": [{"run": "st", "vs_retrain": 1.5, "capped": False}, {"run": "slow", "vs_retrain": 2.5}],
         "one_supernet_vs_per_budget": [
-            {"supernet": "u", "ratio": 0.4, "seconds": 40, "searches": 3, "method": "st", "searches_seconds": 100}
+            {
+                "supernet": "u",
+                "ratio": 0.4,
+                "seconds": 40,
+                "searches": 3,
+                "method": "st",
+                "searches_seconds": 100,
+            }
         ],
     }
-    ranking = [{"search": "st", "kendall_tau": 0.6, "archs": 12}, {"search": "u", "kendall_tau": None, "archs": 1}]
+    ranking = [
+        {"search": "st", "kendall_tau": 0.6, "archs": 12},
+        {"search": "u", "kendall_tau": None, "archs": 1},
+    ]
     out = verdict.judge(summary([], ranking, costs))
     assert [(v["subject"], v["met"]) for v in out] == [
-        ("st", True), ("u", None), ("st", True), ("slow", False), ("u", True)
+        ("st", True),
+        ("u", None),
+        ("st", True),
+        ("slow", False),
+        ("u", True),
     ]
     text = "\n".join(verdict.markdown(out))
     assert "**missed** (2.5 vs 2)" in text and "cannot tell" in text

@@ -31,11 +31,20 @@ def _test_set(rows: list[dict]) -> str:
 
 
 def _verdict(target: str, subject: str, value: float | None, threshold: float, met: bool | None, detail: str):
-    return {"target": target, "subject": subject, "value": value, "threshold": threshold, "met": met, "detail": detail}
+    return {
+        "target": target,
+        "subject": subject,
+        "value": value,
+        "threshold": threshold,
+        "met": met,
+        "detail": detail,
+    }
 
 
 def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
-    fitting = [r for r in group if r["kind"] == "baseline" and r["predicted_ms"] <= row["budget_ms"] * (1 + FITS)]
+    fitting = [
+        r for r in group if r["kind"] == "baseline" and r["predicted_ms"] <= row["budget_ms"] * (1 + FITS)
+    ]
     target = "beats the best baseline that fits by >= 5% relative test CER"
     if not fitting:
         return _verdict(target, row["name"], None, GAIN_OVER_BASELINE, None, "no baseline fits this budget")
@@ -52,7 +61,9 @@ def _searched_vs_random(row: dict, group: list[dict], split: str) -> dict:
     randoms = sorted(r["cer"][split] for r in group if r["kind"] == "random")
     target = "beats the random paths' median and lies in their top quartile"
     if len(randoms) < 4:
-        return _verdict(target, row["name"], None, 0.25, None, f"{len(randoms)} random paths: too few for quartiles")
+        return _verdict(
+            target, row["name"], None, 0.25, None, f"{len(randoms)} random paths: too few for quartiles"
+        )
     median = statistics.median(randoms)
     quartile = statistics.quantiles(randoms, n=4, method="inclusive")[0]
     share_better = sum(c < row["cer"][split] for c in randoms) / len(randoms)
@@ -119,7 +130,12 @@ def markdown(verdicts: list[dict]) -> list[str]:
     if not verdicts:
         return []
     mark = {True: "met", False: "**missed**", None: "cannot tell"}
-    lines = ["## Does the search win? (the targets)", "", "| target | subject | verdict | detail |", "|---|---|---|---|"]
+    lines = [
+        "## Does the search win? (the targets)",
+        "",
+        "| target | subject | verdict | detail |",
+        "|---|---|---|---|",
+    ]
     for v in verdicts:
         value = "" if v["value"] is None else f" ({v['value']:.3g} vs {v['threshold']:.3g})"
         lines.append(f"| {v['target']} | `{v['subject']}` | {mark[v['met']]}{value} | {v['detail']} |")
