@@ -276,6 +276,31 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(study, study_config):
     assert record["status"] == "done" and record["resumed_from"].endswith("last.ckpt")
 
 
+def test_a_partial_report_runs_nothing_and_needs_no_checkpoint(study, study_config, tmp_path):
+    import shutil
+
+    from supernet.study.pipeline import report_partial
+
+    out, summary = study
+    copy = tmp_path / "moved"  # as a stopped study comes back from another machine: no checkpoints
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("*.ckpt", "study.json", "study.md"))
+    stopped = sorted(copy.glob("retrain/*/seed1/run.json"))[0]
+    stopped.write_text(json.dumps({**json.loads(stopped.read_text()), "status": "running"}))
+    partial = report_partial(study_config, copy)
+    name = stopped.parent.parent.name
+    assert partial["partial"] and partial["missing"] == [name]
+    full = {r["name"]: r["cer"] for r in summary["rows"]}
+    rows = {r["name"]: r for r in partial["rows"]}
+    assert name not in rows and rows and all(rows[n]["cer"] == full[n] for n in rows)
+    assert all(r["latency_ms"] is None and r["predicted_ms"] > 0 for r in rows.values())
+    assert partial["device"] is None and partial["verdicts"]
+    text = (copy / "partial.md").read_text()
+    assert "(partial)" in text and f"`{name}`" in text.split("\n\n")[1]
+    assert not (copy / "study.json").exists() and not list(copy.rglob("*.ckpt"))
+    with pytest.raises(UserError, match="no study.yaml"):
+        report_partial(study_config, tmp_path / "nothing")
+
+
 def test_a_folder_of_another_study_is_refused_unless_overwrite(study, study_config, tmp_path):
     from supernet.errors import UserError
 

@@ -58,6 +58,7 @@ def test_one_supernets_pick_within_two_standard_errors_is_within_noise():
 
 def test_tau_and_costs_are_judged_against_their_thresholds():
     costs = {
+        "parallel": 1,
         "searches": [{"run": "st", "vs_retrain": 1.5, "capped": False}, {"run": "slow", "vs_retrain": 2.5}],
         "one_supernet_vs_per_budget": [
             {
@@ -84,3 +85,5 @@ def test_tau_and_costs_are_judged_against_their_thresholds():
     ]
     text = "\n".join(verdict.markdown(out))
     assert "**missed** (2.5 vs 2)" in text and "cannot tell" in text
+    shared = verdict.judge(summary([], (), {**costs, "parallel": 4}))  # runs side by side: not like for like
+    assert [v["met"] for v in shared if "retrain" in v["target"]] == [None, None]

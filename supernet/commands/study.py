@@ -6,7 +6,7 @@
 Searches (methods x seeds x budgets), random paths within each budget and the baselines, every
 one retrained with the same recipe and each seed, scored by the supernet (Kendall tau), measured
 under the latency table's settings: ``DIR/study.json``, ``DIR/study.md`` and plots. Run it again
-to resume: finished runs are skipped. The YAML and the files: ``docs/study.md``.
+to resume: finished runs are skipped; ``--partial`` reports what a stopped study has so far. The YAML and the files: ``docs/study.md``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="runs side by side, as subprocesses (default 1: in this process)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the study that --out holds")
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="run nothing: report the networks finished so far (DIR/partial.json, DIR/partial.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from supernet.study.pipeline import run_study
+    from supernet.study.pipeline import report_partial, run_study
 
+    if args.partial:
+        report_partial(args.config, args.out)
+        return 0
     if args.parallel < 1:
         raise UserError(f"--parallel must be at least 1, got {args.parallel}")
     run_study(args.config, args.out, args.parallel, args.overwrite)

@@ -16,23 +16,28 @@ import json
 import shutil
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from supernet import run_folder
+from supernet.archspec import ArchSpec
 from supernet.errors import UserError
-from supernet.latency import CHECKED_KEYS
-from supernet.outputs import atomic_write_json
+from supernet.latency import CHECKED_KEYS, LatencyTable
+from supernet.outputs import atomic_write_json, atomic_write_text
 from supernet.select.score import METRICS
 from supernet.study import costs as run_costs
 from supernet.study import plan, rank, report, verdict
 from supernet.study.config import StudyConfigError, load_config, picks_architecture
 from supernet.study.execute import execute
-from supernet.study.plan import Arch
+from supernet.study.plan import Arch, Run
 
 MARKER = "study.yaml"
-STUDY_FILES = (MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json")
+STUDY_FILES = (
+    MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json", "partial.json", "partial.md"
+)  # fmt: skip
 STUDY_FOLDERS = ("arch", "search", "select", "retrain", "plots")
 
 
@@ -87,21 +92,36 @@ def check_test_sets(data: Path, wanted: list[str] | None) -> list[str]:
     return have if wanted is None else wanted
 
 
-def _archs(study, searches, selects, space, baselines, table, costs, budgets) -> tuple[list[Arch], list[str]]:
+def _archs(
+    study, searches, selects, space, baselines, table, costs, budgets, stored: Path | None = None
+) -> tuple[list[Arch], list[str]]:
     """The searched picks (a search's own, or a strategy's from its supernet), the random paths and
-    the baselines of every budget."""
+    the baselines of every budget. ``stored``: the study folder whose ``arch/`` holds the picks it
+    retrained (a partial report, which needs no checkpoint); a pick not there is left out."""
     from supernet.search.extract import extract
+
+    def pick(run: Run, name: str, label=None, ms=None) -> ArchSpec | None:
+        if stored is not None:
+            path = plan.arch_path(stored, name)
+            return ArchSpec.load(path) if path.is_file() else None
+        if label is None:
+            return extract(run.out / "checkpoints" / "last.ckpt", name=name)[0]
+        return plan.selected_arch(run, label, ms)
 
     archs, notes = [], []
     for (method, seed, budget), run in searches.items():
         if budget is not None:  # a method that picks (uniform searches are picked from by select)
-            spec, _, _ = extract(run.out / "checkpoints" / "last.ckpt", name=run.out.name)
-            archs.append(Arch(spec.name, "searched", spec, *budget, method, seed, run.out))
+            spec = pick(run, run.out.name)
+            if spec is not None:
+                archs.append(Arch(spec.name, "searched", spec, *budget, method, seed, run.out))
     strategy = (study["select"] or {}).get("strategy")
     for (method, seed, _), (run, picked_for) in selects.items():
         for label, ms in picked_for:
-            spec = plan.selected_arch(run, label, ms)
-            archs.append(Arch(spec.name, "searched", spec, label, ms, f"{method}+{strategy}", seed, run.out))
+            spec = pick(run, f"{run.out.name}-{label}", label, ms)
+            if spec is not None:
+                archs.append(
+                    Arch(spec.name, "searched", spec, label, ms, f"{method}+{strategy}", seed, run.out)
+                )
     for label, ms in budgets:
         paths, note = plan.random_paths(space, costs, ms, study["random"]["n"], study["random"]["seed"])
         archs += [
@@ -153,6 +173,116 @@ def _measure(table, latency: dict, specs: list) -> tuple[dict, list[float]]:
         torch.set_num_threads(threads)
 
 
+@dataclass
+class Planned:
+    """What a study runs, as its config and folder fix it (the picks once the searches are done)."""
+
+    table: Any
+    budgets: list
+    searches: dict
+    selects: dict = field(default_factory=dict)
+    archs: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    owners: dict = field(default_factory=dict)  # one retrain per network, under the first name it has
+    retrains: dict = field(default_factory=dict)
+
+
+def _plan_searches(
+    study: dict, out: Path, data: Path, space, baselines, table_path=None
+) -> tuple[Planned, Path]:
+    table, table_path = (
+        plan.latency_table(study, out, space, baselines)
+        if table_path is None
+        else (LatencyTable.load(table_path), table_path)
+    )
+    costs = plan.space_costs(table, space, baselines)
+    space_path = plan.write_space(space, out)
+    baseline_ms = {Path(name).stem: table.predict(spec) for name, spec in zip(study["baselines"], baselines)}
+    budgets = plan.resolve_budgets(study["latency"]["budgets"], plan.path_costs(space, costs), baseline_ms)
+    search = study["search"]
+    searches = {
+        (method, seed, budget): plan.search_run(study, out, data, space_path, table_path, method, seed, budget)
+        for method in search["methods"] for seed in search["seeds"]
+        for budget in (budgets if picks_architecture(method) else [None])
+    }  # fmt: skip
+    return Planned(table, budgets, searches), table_path
+
+
+def _plan_selects(study: dict, out: Path, data: Path, planned: Planned, table_path: Path) -> None:
+    select = study["select"] or {"methods": []}
+    planned.selects = {  # one select per supernet, for every budget it serves (one for a per-budget search)
+        key: (plan.select_run(study, out, data, run, table_path, these), these)
+        for key, run in planned.searches.items() if key[0] in select["methods"]
+        for these in [planned.budgets if key[2] is None else [key[2]]]
+    }  # fmt: skip
+
+
+def _plan_retrains(study, out, data, space, baselines, planned: Planned, stored: bool = False) -> None:
+    costs = plan.space_costs(planned.table, space, baselines)
+    planned.archs, planned.notes = _archs(
+        study, planned.searches, planned.selects, space, baselines, planned.table, costs, planned.budgets,
+        out if stored else None,
+    )  # fmt: skip
+    for arch in planned.archs:
+        if not stored:
+            plan.write_arch(out, arch.spec)
+        planned.owners.setdefault(plan.arch_key(arch.spec), arch)
+    planned.retrains = {
+        key: [
+            plan.retrain_run(study, out, data, plan.arch_path(out, a.name), a.name, s)
+            for s in study["retrain"]["seeds"]
+        ]
+        for key, a in planned.owners.items()
+    }
+
+
+RETRAIN_ORDER = {"searched": 0, "baseline": 1, "random": 2}  # a stopped study has the comparisons first
+
+
+def _rows(planned: Planned, test_sets: list[str], scores: dict, measured: dict, keys) -> tuple[list, dict]:
+    """One row per architecture whose network is in ``keys`` (every retrain seed finished), and
+    each network's stand-alone dev CER (what the supernets' scores are ranked against)."""
+    rows, standalone = [], {}
+    for arch in planned.archs:
+        key = plan.arch_key(arch.spec)
+        if key not in keys:
+            continue
+        metrics = [report.read_metrics(run.out) for run in planned.retrains[key]]
+        row = report.make_row(arch, metrics, test_sets, planned.table.predict(arch.spec), measured.get(key))
+        owner = planned.owners[key].name
+        own = [s[owner] for s in scores.values() if owner in s]
+        for measure in METRICS:
+            row[f"supernet_{measure}"] = statistics.fmean(m[measure] for m in own) if own else None
+        row["runs"] = [str(run.out) for run in planned.retrains[key]]
+        rows.append(row)
+        standalone[owner] = row["cer"]["dev"]
+    report.rank_among_random(rows)
+    return rows, standalone
+
+
+def _summary(
+    study, planned: Planned, rows, standalone: dict, scores: dict, device, data, parallel=None
+) -> dict:
+    ranking, tau, taus = rank.ranking_quality(scores, standalone, study["ranking"]["metric"])
+    summary = {
+        "config": study,
+        "device": device,
+        "corpus": str(data),
+        "budgets": [{"budget": label, "ms": ms} for label, ms in planned.budgets],
+        "notes": planned.notes,
+        "kendall_tau": tau,
+        "kendall_tau_by_metric": taus,
+        "ranking": ranking,
+        "rows": rows,
+        "costs": {
+            **run_costs.collect(study, planned.searches, planned.selects, planned.retrains),
+            "parallel": parallel,  # runs side by side (None: not known, as in a partial report)
+        },
+    }
+    summary["verdicts"] = verdict.judge(summary)
+    return summary
+
+
 def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, overwrite: bool = False) -> dict:
     """Run (or resume) the study of ``config`` in ``out``; returns what ``study.json`` holds."""
     start, study, out = time.perf_counter(), load_config(config), Path(out)
@@ -160,72 +290,72 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
     test_sets = check_test_sets(data, study["test_sets"])
     space, baselines = plan.space(study), plan.baselines(study)  # names and files checked first
     claim(out, study, overwrite)
-    table, table_path = plan.latency_table(study, out, space, baselines)
-    costs = plan.space_costs(table, space, baselines)
-    space_path = plan.write_space(space, out)
-    baseline_ms = {Path(name).stem: table.predict(spec) for name, spec in zip(study["baselines"], baselines)}
-    budgets = plan.resolve_budgets(study["latency"]["budgets"], plan.path_costs(space, costs), baseline_ms)
-    print("[study] budgets: " + ", ".join(f"{label} = {ms:.3f} ms" for label, ms in budgets))
+    planned, table_path = _plan_searches(study, out, data, space, baselines)
+    print("[study] budgets: " + ", ".join(f"{label} = {ms:.3f} ms" for label, ms in planned.budgets))
+    execute(list(planned.searches.values()), parallel, "search")
+    _plan_selects(study, out, data, planned, table_path)
+    execute([run for run, _ in planned.selects.values()], parallel, "select")
+    _plan_retrains(study, out, data, space, baselines, planned)
+    queue = sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
+    execute([run for key, _ in queue for run in planned.retrains[key]], parallel, "retrain")
 
-    search, select = study["search"], study["select"] or {"methods": []}
-    searches = {
-        (method, seed, budget): plan.search_run(study, out, data, space_path, table_path, method, seed, budget)
-        for method in search["methods"] for seed in search["seeds"]
-        for budget in (budgets if picks_architecture(method) else [None])
-    }  # fmt: skip
-    execute(list(searches.values()), parallel, "search")
-    selects = {  # one select per supernet, for every budget it serves (one for a per-budget search)
-        key: (plan.select_run(study, out, data, run, table_path, these), these)
-        for key, run in searches.items() if key[0] in select["methods"]
-        for these in [budgets if key[2] is None else [key[2]]]
-    }  # fmt: skip
-    execute([run for run, _ in selects.values()], parallel, "select")
-    archs, notes = _archs(study, searches, selects, space, baselines, table, costs, budgets)
-    owners: dict[str, Arch] = {}  # one retrain per network, under the first name it has
-    for arch in archs:
-        plan.write_arch(out, arch.spec)
-        owners.setdefault(plan.arch_key(arch.spec), arch)
-    retrains = {
-        key: [
-            plan.retrain_run(study, out, data, plan.arch_path(out, a.name), a.name, s)
-            for s in study["retrain"]["seeds"]
-        ]
-        for key, a in owners.items()
-    }
-    execute([run for runs in retrains.values() for run in runs], parallel, "retrain")
-
-    specs = {a.name: a.spec for a in owners.values()}
-    scores = _supernet_scores(out, searches, data, specs, study["ranking"]["batches"])
-    settings, measured = _measure(table, study["latency"], list(specs.values()))
-    measured = dict(zip(owners, measured))
-    rows = []
-    for arch in archs:
-        key = plan.arch_key(arch.spec)
-        metrics = [report.read_metrics(run.out) for run in retrains[key]]
-        row = report.make_row(arch, metrics, test_sets, table.predict(arch.spec), measured[key])
-        own = [s[owners[key].name] for s in scores.values() if owners[key].name in s]
-        for measure in METRICS:
-            row[f"supernet_{measure}"] = statistics.fmean(m[measure] for m in own) if own else None
-        row["runs"] = [str(run.out) for run in retrains[key]]
-        rows.append(row)
-    report.rank_among_random(rows)
-    standalone = {owners[plan.arch_key(a.spec)].name: r["cer"]["dev"] for a, r in zip(archs, rows)}
-    ranking, tau, taus = rank.ranking_quality(scores, standalone, study["ranking"]["metric"])
+    specs = {a.name: a.spec for a in planned.owners.values()}
+    scores = _supernet_scores(out, planned.searches, data, specs, study["ranking"]["batches"])
+    settings, measured = _measure(planned.table, study["latency"], list(specs.values()))
+    rows, standalone = _rows(planned, test_sets, scores, dict(zip(planned.owners, measured)), planned.owners)
+    device = {key: settings[key] for key in CHECKED_KEYS}
     summary = {
-        "config": study,
-        "device": {key: settings[key] for key in CHECKED_KEYS},
-        "corpus": str(data),
-        "budgets": [{"budget": label, "ms": ms} for label, ms in budgets],
-        "notes": notes,
-        "kendall_tau": tau,
-        "kendall_tau_by_metric": taus,
-        "ranking": ranking,
-        "rows": rows,
-        "costs": run_costs.collect(study, searches, selects, retrains),
+        **_summary(study, planned, rows, standalone, scores, device, data, parallel),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    summary["verdicts"] = verdict.judge(summary)
     report.write_json(out, summary)
     report.write_markdown(out, summary)
     print(f"[study] written: {out / 'study.json'}, {out / 'study.md'}")
+    return summary
+
+
+def _finished(run: Run) -> bool:
+    """A run whose ``run.json`` says done and whose ``metrics.json`` is there (wherever it ran:
+    the arguments name that machine's paths, so they are not compared as a resume does)."""
+    marker = run.out / run_folder.MARKER
+    try:
+        done = json.loads(marker.read_text()).get("status") == "done"
+    except (OSError, ValueError):
+        return False
+    return done and (run.out / "metrics.json").is_file()
+
+
+def report_partial(config: str | Path | dict, out: str | Path) -> dict:
+    """What a stopped study has so far, running nothing and on any machine: a row for every network
+    whose retrain seeds all finished, the verdicts those rows decide, in ``partial.json`` and
+    ``partial.md``. Latency is not measured (rows carry the table's prediction; ``latency_ms`` is
+    null), and the picks are the ones the study wrote to ``arch/`` (no checkpoint is needed)."""
+    study, out = load_config(config), Path(out)
+    if not (out / MARKER).is_file():
+        raise UserError(f"{out}: no {MARKER}, so no study to report on")
+    differs = _first_difference(yaml.safe_load((out / MARKER).read_text()), study)
+    if differs:
+        raise UserError(f"{out} holds another study (field {differs!r} differs)")
+    table_path = out / "latency.json" if study["latency"]["profile"] else None
+    if table_path is not None and not table_path.is_file():
+        raise UserError(f"{table_path}: missing; the study stopped before it measured its latency table")
+    space, baselines = plan.space(study), plan.baselines(study)
+    data = Path(study["corpus"]["path"]).resolve()
+    planned, table_path = _plan_searches(
+        study, out, data, space, baselines, table_path or study["latency"]["table"]
+    )
+    _plan_selects(study, out, data, planned, table_path)
+    _plan_retrains(study, out, data, space, baselines, planned, stored=True)
+    done = {key for key, runs in planned.retrains.items() if all(_finished(run) for run in runs)}
+    first = next((report.read_metrics(planned.retrains[k][0].out) for k in done), {"cer": {}})
+    test_sets = [s for s in first["cer"] if study["test_sets"] is None or s in study["test_sets"]]
+    scores_file = out / "supernet_scores.json"
+    scores = json.loads(scores_file.read_text()).get("scores", {}) if scores_file.is_file() else {}
+    rows, standalone = _rows(planned, test_sets, scores, {}, done)
+    summary = _summary(study, planned, rows, standalone, scores, None, data)
+    missing = sorted({planned.owners[k].name for k in planned.owners if k not in done})
+    summary = {"partial": True, "missing": missing, **summary}
+    atomic_write_json(out / "partial.json", summary)
+    atomic_write_text(out / "partial.md", report.markdown(summary, []))
+    print(f"[study] {len(done)} of {len(planned.owners)} networks finished; written: {out / 'partial.md'}")
     return summary

@@ -85,7 +85,8 @@ def _table(rows: list[dict], sets: list[str]) -> list[str]:
     for r in sorted(rows, key=lambda r: r["cer"]["dev"]):
         rank = r["rank_among_random"]
         cells = [
-            f"`{r['name']}`", r["kind"], f"{r['params']:,}", f"{r['predicted_ms']:.3f}", f"{r['latency_ms']:.3f}",
+            f"`{r['name']}`", r["kind"], f"{r['params']:,}", f"{r['predicted_ms']:.3f}",
+            "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}",
             *(_pct(r, s) for s in sets),
             "-" if r["supernet_cer"] is None else f"{100 * r['supernet_cer']:.1f}",
             "-" if r.get("supernet_loss") is None else f"{r['supernet_loss']:.3f}",
@@ -99,12 +100,22 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     rows, config, device = summary["rows"], summary["config"], summary["device"]
     sets = list(rows[0]["cer"]) if rows else ["dev"]
     dim = f" at dim {config['dim']}" if config["dim"] else ""
+    measured = (
+        "latency not measured (a partial report: the table's prediction only)"
+        if device is None
+        else f"latency measured on {device['device_name']} ({device['device']}, {device['dtype']}, "
+        f"{device['threads']} thread(s), batch {device['batch']} x {device['seconds']} s)"
+    )
+    partial = (
+        [f"**Partial**: the study stopped before these networks finished every retrain seed: "
+         f"{', '.join(f'`{name}`' for name in summary['missing'])}.", ""]
+        if summary.get("partial") else []
+    )  # fmt: skip
     lines = [
-        f"# Study `{config['name']}`",
+        f"# Study `{config['name']}`" + (" (partial)" if summary.get("partial") else ""),
         "",
-        f"Space `{config['space']}`{dim}, corpus `{summary['corpus']}`; latency measured on "
-        f"{device['device_name']} ({device['device']}, {device['dtype']}, {device['threads']} thread(s), "
-        f"batch {device['batch']} x {device['seconds']} s). CER is the mean ± std over "
+        *partial,
+        f"Space `{config['space']}`{dim}, corpus `{summary['corpus']}`; {measured}. CER is the mean ± std over "
         f"{len(config['retrain']['seeds'])} retrain seed(s). Dev chooses, test reports: ranks and the best "
         "row use dev CER only.",
         "",
