@@ -286,17 +286,23 @@ def test_a_partial_report_runs_nothing_and_needs_no_checkpoint(study, study_conf
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("*.ckpt", "study.json", "study.md"))
     stopped = sorted(copy.glob("retrain/*/seed1/run.json"))[0]
     stopped.write_text(json.dumps({**json.loads(stopped.read_text()), "status": "running"}))
+    space = (copy / "space.yaml").stat().st_mtime_ns
     partial = report_partial(study_config, copy)
     name = stopped.parent.parent.name
     assert partial["partial"] and partial["missing"] == [name]
-    full = {r["name"]: r["cer"] for r in summary["rows"]}
+    full = {r["name"]: r for r in summary["rows"]}
     rows = {r["name"]: r for r in partial["rows"]}
-    assert name not in rows and rows and all(rows[n]["cer"] == full[n] for n in rows)
+    assert name not in rows and rows
+    for n, r in rows.items():  # the same figures and supernet scores as the finished study's
+        assert (r["cer"], r["supernet_loss"]) == (full[n]["cer"], full[n]["supernet_loss"])
+    assert (copy / "space.yaml").stat().st_mtime_ns == space  # it writes nothing but its report
     assert all(r["latency_ms"] is None and r["predicted_ms"] > 0 for r in rows.values())
     assert partial["device"] is None and partial["verdicts"]
     text = (copy / "partial.md").read_text()
     assert "(partial)" in text and f"`{name}`" in text.split("\n\n")[1]
     assert not (copy / "study.json").exists() and not list(copy.rglob("*.ckpt"))
+    (copy / "arch" / "st-s0-p100.yaml").unlink()  # a search stopped before its pick
+    assert "st-s0-p100 (not picked yet)" in report_partial(study_config, copy)["missing"]
     with pytest.raises(UserError, match="no study.yaml"):
         report_partial(study_config, tmp_path / "nothing")
 

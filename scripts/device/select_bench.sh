@@ -20,10 +20,12 @@ done
 budget=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['best'][0]['budget'])" "$select_json")
 ckpt=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['ckpt'])" "$select_json")
 data=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['data'])" "$select_json")
+lut=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['lut'] or '')" "$select_json")
 left=$(( limit - ($(date +%s) - start) ))
+[ "$left" -ge 30 ] || { echo "select_bench: ${left} s left, too little" >"$out/select_bench.log"; exit 0; }
 echo "select_bench: $ckpt budget $budget, ${left} s left" >"$out/select_bench.log"
 timeout -k 20 "$left" python3 scripts/select_strategies.py "$ckpt" --data "$data" \
-  --lut "$study/latency.json" --budget "$budget" --evaluations "$evaluations" \
+  ${lut:+--lut "$lut"} --budget "$budget" --evaluations "$evaluations" \
   --strategies random evolution nsga2 --seeds 0 1 2 --metric loss --out "$bench" >>"$out/select_bench.log" 2>&1
 echo "select_bench: exit $?" >>"$out/select_bench.log"
 mkdir -p "$out/select_bench" && cp "$bench"/*.json "$bench"/*.png "$out/select_bench/" 2>/dev/null

@@ -1,10 +1,13 @@
 # Sourced at the start of a device call: installs the wheels carried in .whl (what the device
 # image lacks: jsonargparse, jiwer, soundfile, espeakng-loader, wordfreq, optuna and their needs),
-# once per machine.
-if [ ! -f /tmp/site/.installed ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl 2>&1 \
-    | grep -v "Running pip as the 'root'"
-  touch /tmp/site/.installed
-fi
+# once per machine (flock: two scripts started side by side in one call install them once).
+(
+  flock 9
+  if [ ! -f /tmp/site/.installed ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl 2>&1 \
+      | grep -v "Running pip as the 'root'"
+    touch /tmp/site/.installed
+  fi
+) 9>/tmp/site.lock
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 WANDB_MODE=offline
 python3 -c "import jsonargparse, jiwer, soundfile, espeakng_loader, wordfreq, optuna" || exit 1

@@ -188,7 +188,7 @@ class Planned:
 
 
 def _plan_searches(
-    study: dict, out: Path, data: Path, space, baselines, table_path=None
+    study: dict, out: Path, data: Path, space, baselines, table_path=None, write: bool = True
 ) -> tuple[Planned, Path]:
     table, table_path = (
         plan.latency_table(study, out, space, baselines)
@@ -196,7 +196,7 @@ def _plan_searches(
         else (LatencyTable.load(table_path), table_path)
     )
     costs = plan.space_costs(table, space, baselines)
-    space_path = plan.write_space(space, out)
+    space_path = plan.write_space(space, out) if write else out / "space.yaml"
     baseline_ms = {Path(name).stem: table.predict(spec) for name, spec in zip(study["baselines"], baselines)}
     budgets = plan.resolve_budgets(study["latency"]["budgets"], plan.path_costs(space, costs), baseline_ms)
     search = study["search"]
@@ -325,6 +325,27 @@ def _finished(run: Run) -> bool:
     return done and (run.out / "metrics.json").is_file()
 
 
+def _pick_names(planned: Planned) -> list[str]:
+    """The names the searched picks get (``_archs``): a search's own, a select's ``RUN-LABEL``."""
+    own = [run.out.name for (_, _, budget), run in planned.searches.items() if budget is not None]
+    return own + [
+        f"{run.out.name}-{label}" for run, budgets in planned.selects.values() for label, _ in budgets
+    ]
+
+
+def _stored_scores(out: Path, planned: Planned) -> dict:
+    """``supernet_scores.json``'s scores of the networks that still hold their names (a pick may
+    have changed on a resume: its old score is not its score)."""
+    path = out / "supernet_scores.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    now = {a.name: plan.arch_key(a.spec) for a in planned.owners.values()}
+    same = {name for name, key in kept.get("archs", {}).items() if now.get(name) == key}
+    return {
+        search: {n: v for n, v in by_name.items() if n in same}
+        for search, by_name in kept.get("scores", {}).items()
+    }
+
+
 def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     """What a stopped study has so far, running nothing and on any machine: a row for every network
     whose retrain seeds all finished, the verdicts those rows decide, in ``partial.json`` and
@@ -342,18 +363,18 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     space, baselines = plan.space(study), plan.baselines(study)
     data = Path(study["corpus"]["path"]).resolve()
     planned, table_path = _plan_searches(
-        study, out, data, space, baselines, table_path or study["latency"]["table"]
+        study, out, data, space, baselines, table_path or study["latency"]["table"], write=False
     )
     _plan_selects(study, out, data, planned, table_path)
     _plan_retrains(study, out, data, space, baselines, planned, stored=True)
     done = {key for key, runs in planned.retrains.items() if all(_finished(run) for run in runs)}
     first = next((report.read_metrics(planned.retrains[k][0].out) for k in done), {"cer": {}})
-    test_sets = [s for s in first["cer"] if study["test_sets"] is None or s in study["test_sets"]]
-    scores_file = out / "supernet_scores.json"
-    scores = json.loads(scores_file.read_text()).get("scores", {}) if scores_file.is_file() else {}
-    rows, standalone = _rows(planned, test_sets, scores, {}, done)
-    summary = _summary(study, planned, rows, standalone, scores, None, data)
+    test_sets = study["test_sets"] or [s for s in first["cer"] if s != "dev"]
+    rows, standalone = _rows(planned, test_sets, _stored_scores(out, planned), {}, done)
+    summary = _summary(study, planned, rows, standalone, _stored_scores(out, planned), None, data)
     missing = sorted({planned.owners[k].name for k in planned.owners if k not in done})
+    named = {a.name for a in planned.archs}
+    missing += [f"{name} (not picked yet)" for name in _pick_names(planned) if name not in named]
     summary = {"partial": True, "missing": missing, **summary}
     atomic_write_json(out / "partial.json", summary)
     atomic_write_text(out / "partial.md", report.markdown(summary, []))
