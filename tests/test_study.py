@@ -227,6 +227,9 @@ def test_study_writes_study_json_and_md(study):
         seconds["uniform-s0-any"] + costs["selects"][0]["seconds"], abs=0.01
     )
     assert one["method"] == "st" and one["searches_seconds"] == pytest.approx(seconds["st-s0-p100"])
+    assert costs["parallel"] == 1 and json.loads((out / "sharing.json").read_text()) == {
+        "search": [1], "select": [1], "retrain": [1]
+    }  # fmt: skip
     targets = {v["target"] for v in summary["verdicts"]}
     assert len(targets) == 6 and all(v["met"] in (True, False, None) for v in summary["verdicts"])
     text = (out / "study.md").read_text()

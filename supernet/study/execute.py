@@ -187,8 +187,9 @@ def _subprocess(
         slots.put(slot)
 
 
-def execute(runs: list[Run], parallel: int, what: str) -> None:
-    """Run every unfinished run of ``runs``; a ``UserError`` listing the failures once all ended."""
+def execute(runs: list[Run], parallel: int, what: str) -> int:
+    """Run every unfinished run of ``runs`` (returns how many it started); a ``UserError`` listing
+    the failures once all ended."""
     todo = [run for run in runs if not is_done(run)]
     print(f"[study] {what}: {len(runs) - len(todo)} of {len(runs)} finished already, {len(todo)} to run")
     failures = {}
@@ -215,6 +216,7 @@ def execute(runs: list[Run], parallel: int, what: str) -> None:
             f"{len(failed)} of {len(todo)} {what} run(s) failed ({listed}). Finished runs are kept: "
             "fix the cause and run the study again"
         )
+    return len(todo)
 
 
 def _gpus() -> int:

@@ -36,7 +36,8 @@ from supernet.study.plan import Arch, Run
 
 MARKER = "study.yaml"
 STUDY_FILES = (
-    MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json", "partial.json", "partial.md"
+    MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json", "partial.json", "partial.md",
+    "sharing.json"
 )  # fmt: skip
 STUDY_FOLDERS = ("arch", "search", "select", "retrain", "plots")
 
@@ -236,6 +237,24 @@ def _plan_retrains(study, out, data, space, baselines, planned: Planned, stored:
     }
 
 
+def _record_sharing(out: Path, stage: str, parallel: int, ran: int) -> None:
+    """Keep how many runs ran side by side in each stage, over every resume (``sharing.json``):
+    the stages' seconds compare like for like only when it was one value throughout."""
+    if not ran:
+        return
+    path = out / "sharing.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    kept[stage] = sorted({*kept.get(stage, []), parallel})
+    atomic_write_json(path, kept)
+
+
+def _sharing(out: Path) -> int | None:
+    """The one ``--parallel`` every stage ran with, or None (not recorded, or it varied)."""
+    path = out / "sharing.json"
+    values = {v for used in json.loads(path.read_text()).values() for v in used} if path.is_file() else set()
+    return values.pop() if len(values) == 1 else None
+
+
 RETRAIN_ORDER = {"searched": 0, "baseline": 1, "random": 2}  # a stopped study has the comparisons first
 
 
@@ -276,7 +295,7 @@ def _summary(
         "rows": rows,
         "costs": {
             **run_costs.collect(study, planned.searches, planned.selects, planned.retrains),
-            "parallel": parallel,  # runs side by side (None: not known, as in a partial report)
+            "parallel": parallel,  # runs side by side in every stage (None: not known, or it varied)
         },
     }
     summary["verdicts"] = verdict.judge(summary)
@@ -292,12 +311,15 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
     claim(out, study, overwrite)
     planned, table_path = _plan_searches(study, out, data, space, baselines)
     print("[study] budgets: " + ", ".join(f"{label} = {ms:.3f} ms" for label, ms in planned.budgets))
-    execute(list(planned.searches.values()), parallel, "search")
+    ran = execute(list(planned.searches.values()), parallel, "search")
+    _record_sharing(out, "search", parallel, ran)
     _plan_selects(study, out, data, planned, table_path)
-    execute([run for run, _ in planned.selects.values()], parallel, "select")
+    ran = execute([run for run, _ in planned.selects.values()], parallel, "select")
+    _record_sharing(out, "select", parallel, ran)
     _plan_retrains(study, out, data, space, baselines, planned)
     queue = sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
-    execute([run for key, _ in queue for run in planned.retrains[key]], parallel, "retrain")
+    ran = execute([run for key, _ in queue for run in planned.retrains[key]], parallel, "retrain")
+    _record_sharing(out, "retrain", parallel, ran)
 
     specs = {a.name: a.spec for a in planned.owners.values()}
     scores = _supernet_scores(out, planned.searches, data, specs, study["ranking"]["batches"])
@@ -305,7 +327,7 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
     rows, standalone = _rows(planned, test_sets, scores, dict(zip(planned.owners, measured)), planned.owners)
     device = {key: settings[key] for key in CHECKED_KEYS}
     summary = {
-        **_summary(study, planned, rows, standalone, scores, device, data, parallel),
+        **_summary(study, planned, rows, standalone, scores, device, data, _sharing(out)),
         "seconds": round(time.perf_counter() - start, 1),
     }
     report.write_json(out, summary)
@@ -371,7 +393,9 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     first = next((report.read_metrics(planned.retrains[k][0].out) for k in done), {"cer": {}})
     test_sets = study["test_sets"] or [s for s in first["cer"] if s != "dev"]
     rows, standalone = _rows(planned, test_sets, _stored_scores(out, planned), {}, done)
-    summary = _summary(study, planned, rows, standalone, _stored_scores(out, planned), None, data)
+    summary = _summary(
+        study, planned, rows, standalone, _stored_scores(out, planned), None, data, _sharing(out)
+    )
     missing = sorted({planned.owners[k].name for k in planned.owners if k not in done})
     named = {a.name for a in planned.archs}
     missing += [f"{name} (not picked yet)" for name in _pick_names(planned) if name not in named]
