@@ -304,6 +304,8 @@ def test_a_partial_report_runs_nothing_and_needs_no_checkpoint(study, study_conf
     text = (copy / "partial.md").read_text()
     assert "(partial)" in text and f"`{name}`" in text.split("\n\n")[1]
     assert not (copy / "study.json").exists() and not list(copy.rglob("*.ckpt"))
+    pytest.importorskip("matplotlib")
+    assert (copy / "plots_partial" / "cer_vs_latency.png").is_file() and "](plots_partial/" in text
     (copy / "arch" / "st-s0-p100.yaml").unlink()  # a search stopped before its pick
     assert "st-s0-p100 (not picked yet)" in report_partial(study_config, copy)["missing"]
     with pytest.raises(UserError, match="no study.yaml"):

@@ -26,6 +26,7 @@ from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.errors import UserError
 from supernet.latency import CHECKED_KEYS, LatencyTable
+from supernet.loggers import can_plot
 from supernet.outputs import atomic_write_json, atomic_write_text
 from supernet.select.score import METRICS
 from supernet.study import costs as run_costs
@@ -39,7 +40,7 @@ STUDY_FILES = (
     MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json", "partial.json", "partial.md",
     "sharing.json"
 )  # fmt: skip
-STUDY_FOLDERS = ("arch", "search", "select", "retrain", "plots")
+STUDY_FOLDERS = ("arch", "search", "select", "retrain", "plots", "plots_partial")
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
@@ -401,6 +402,7 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     missing += [f"{name} (not picked yet)" for name in _pick_names(planned) if name not in named]
     summary = {"partial": True, "missing": missing, **summary}
     atomic_write_json(out / "partial.json", summary)
-    atomic_write_text(out / "partial.md", report.markdown(summary, []))
+    plots = report.draw(out / "plots_partial", summary) if rows and can_plot("the partial plots") else []
+    atomic_write_text(out / "partial.md", report.markdown(summary, plots))
     print(f"[study] {len(done)} of {len(planned.owners)} networks finished; written: {out / 'partial.md'}")
     return summary

@@ -162,7 +162,7 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     if summary.get("costs"):
         lines += ["", *costs.markdown(summary["costs"])]
     if plots:
-        lines += ["", "## Plots", "", *(f"![{p.stem}](plots/{p.name})" for p in plots)]
+        lines += ["", "## Plots", "", *(f"![{p.stem}]({p.parent.name}/{p.name})" for p in plots)]
     return "\n".join(lines) + "\n"
 
 
@@ -196,13 +196,16 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
     plt, rows = pyplot(), summary["rows"]
     folder.mkdir(parents=True, exist_ok=True)
     sets = list(rows[0]["cer"])
+    # a partial report measures no latency: it plots the table's prediction, and says so
+    latency = "latency_ms" if all(r["latency_ms"] is not None for r in rows) else "predicted_ms"
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.8), squeeze=False)
     for ax, split in zip(axes[0], sets):
         cer, std = (lambda r, s=split: 100 * r["cer"][s]), (lambda r, s=split: 100 * r["cer_std"][s])
-        _marked(ax, rows, lambda r: r["latency_ms"], cer, std)
+        _marked(ax, rows, lambda r: r[latency], cer, std)
         for budget in summary["budgets"]:
             ax.axvline(budget["ms"], color="k", ls=":", lw=1)
-        ax.set(xlabel="measured latency (ms)", ylabel=f"{split} CER (%)", title=split)
+        xlabel = "measured latency (ms)" if latency == "latency_ms" else "predicted latency (ms, the table's)"
+        ax.set(xlabel=xlabel, ylabel=f"{split} CER (%)", title=split)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     paths = [_save(fig, folder / "cer_vs_latency.png")]
