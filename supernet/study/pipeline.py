@@ -96,10 +96,11 @@ def check_test_sets(data: Path, wanted: list[str] | None) -> list[str]:
 
 def _archs(
     study, searches, selects, space, baselines, table, costs, budgets, stored: Path | None = None
-) -> tuple[list[Arch], list[str]]:
+) -> tuple[list[Arch], list[str], list[str]]:
     """The searched picks (a search's own, or a strategy's from its supernet), the random paths and
-    the baselines of every budget. ``stored``: the study folder whose ``arch/`` holds the picks it
-    retrained (a partial report, which needs no checkpoint); a pick not there is left out."""
+    the baselines of every budget, notes, and the names of picks not made yet. ``stored``: the
+    study folder whose ``arch/`` holds the picks it retrained (a partial report, which needs no
+    checkpoint); a pick not there is left out and named."""
     from supernet.search.extract import extract
 
     def pick(run: Run, name: str, label=None, ms=None) -> ArchSpec | None:
@@ -110,17 +111,21 @@ def _archs(
             return extract(run.out / "checkpoints" / "last.ckpt", name=name)[0]
         return plan.selected_arch(run, label, ms)
 
-    archs, notes = [], []
+    archs, notes, unpicked = [], [], []
     for (method, seed, budget), run in searches.items():
         if budget is not None:  # a method that picks (uniform searches are picked from by select)
             spec = pick(run, run.out.name)
-            if spec is not None:
+            if spec is None:
+                unpicked.append(run.out.name)
+            else:
                 archs.append(Arch(spec.name, "searched", spec, *budget, method, seed, run.out))
     strategy = (study["select"] or {}).get("strategy")
     for (method, seed, _), (run, picked_for) in selects.items():
         for label, ms in picked_for:
             spec = pick(run, f"{run.out.name}-{label}", label, ms)
-            if spec is not None:
+            if spec is None:
+                unpicked.append(f"{run.out.name}-{label}")
+            else:
                 archs.append(
                     Arch(spec.name, "searched", spec, label, ms, f"{method}+{strategy}", seed, run.out)
                 )
@@ -134,7 +139,7 @@ def _archs(
     for spec in baselines:
         fits = [(label, ms) for label, ms in budgets if table.predict(spec) <= ms] or [(None, None)]
         archs += [Arch(spec.name, "baseline", spec, label, ms) for label, ms in fits]
-    return archs, notes
+    return archs, notes, unpicked
 
 
 def _supernet_scores(out: Path, searches: dict, data: Path, specs: dict, batches: int) -> dict[str, dict]:
@@ -180,11 +185,13 @@ class Planned:
     """What a study runs, as its config and folder fix it (the picks once the searches are done)."""
 
     table: Any
+    costs: Any  # the table's costs of the space
     budgets: list
     searches: dict
     selects: dict = field(default_factory=dict)
     archs: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    unpicked: list = field(default_factory=list)  # picks not made yet (a partial report)
     owners: dict = field(default_factory=dict)  # one retrain per network, under the first name it has
     retrains: dict = field(default_factory=dict)
 
@@ -207,7 +214,7 @@ def _plan_searches(
         for method in search["methods"] for seed in search["seeds"]
         for budget in (budgets if picks_architecture(method) else [None])
     }  # fmt: skip
-    return Planned(table, budgets, searches), table_path
+    return Planned(table, costs, budgets, searches), table_path
 
 
 def _plan_selects(study: dict, out: Path, data: Path, planned: Planned, table_path: Path) -> None:
@@ -220,10 +227,9 @@ def _plan_selects(study: dict, out: Path, data: Path, planned: Planned, table_pa
 
 
 def _plan_retrains(study, out, data, space, baselines, planned: Planned, stored: bool = False) -> None:
-    costs = plan.space_costs(planned.table, space, baselines)
-    planned.archs, planned.notes = _archs(
-        study, planned.searches, planned.selects, space, baselines, planned.table, costs, planned.budgets,
-        out if stored else None,
+    planned.archs, planned.notes, planned.unpicked = _archs(
+        study, planned.searches, planned.selects, space, baselines, planned.table, planned.costs,
+        planned.budgets, out if stored else None,
     )  # fmt: skip
     for arch in planned.archs:
         if not stored:
@@ -340,20 +346,8 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
 def _finished(run: Run) -> bool:
     """A run whose ``run.json`` says done and whose ``metrics.json`` is there (wherever it ran:
     the arguments name that machine's paths, so they are not compared as a resume does)."""
-    marker = run.out / run_folder.MARKER
-    try:
-        done = json.loads(marker.read_text()).get("status") == "done"
-    except (OSError, ValueError):
-        return False
-    return done and (run.out / "metrics.json").is_file()
-
-
-def _pick_names(planned: Planned) -> list[str]:
-    """The names the searched picks get (``_archs``): a search's own, a select's ``RUN-LABEL``."""
-    own = [run.out.name for (_, _, budget), run in planned.searches.items() if budget is not None]
-    return own + [
-        f"{run.out.name}-{label}" for run, budgets in planned.selects.values() for label, _ in budgets
-    ]
+    record = run_folder.read_marker(run.out) or {}
+    return record.get("status") == "done" and (run.out / "metrics.json").is_file()
 
 
 def _stored_scores(out: Path, planned: Planned) -> dict:
@@ -393,13 +387,11 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     done = {key for key, runs in planned.retrains.items() if all(_finished(run) for run in runs)}
     first = next((report.read_metrics(planned.retrains[k][0].out) for k in done), {"cer": {}})
     test_sets = study["test_sets"] or [s for s in first["cer"] if s != "dev"]
-    rows, standalone = _rows(planned, test_sets, _stored_scores(out, planned), {}, done)
-    summary = _summary(
-        study, planned, rows, standalone, _stored_scores(out, planned), None, data, _sharing(out)
-    )
+    scores = _stored_scores(out, planned)
+    rows, standalone = _rows(planned, test_sets, scores, {}, done)
+    summary = _summary(study, planned, rows, standalone, scores, None, data, _sharing(out))
     missing = sorted({planned.owners[k].name for k in planned.owners if k not in done})
-    named = {a.name for a in planned.archs}
-    missing += [f"{name} (not picked yet)" for name in _pick_names(planned) if name not in named]
+    missing += [f"{name} (not picked yet)" for name in planned.unpicked]
     summary = {"partial": True, "missing": missing, **summary}
     atomic_write_json(out / "partial.json", summary)
     plots = report.draw(out / "plots_partial", summary) if rows and can_plot("the partial plots") else []
