@@ -26,8 +26,7 @@ from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.errors import UserError
 from supernet.latency import CHECKED_KEYS, LatencyTable
-from supernet.loggers import can_plot
-from supernet.outputs import atomic_write_json, atomic_write_text
+from supernet.outputs import atomic_write_json
 from supernet.select.score import METRICS
 from supernet.study import costs as run_costs
 from supernet.study import plan, rank, report, verdict
@@ -394,7 +393,6 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     missing += [f"{name} (not picked yet)" for name in planned.unpicked]
     summary = {"partial": True, "missing": missing, **summary}
     atomic_write_json(out / "partial.json", summary)
-    plots = report.draw(out / "plots_partial", summary) if rows and can_plot("the partial plots") else []
-    atomic_write_text(out / "partial.md", report.markdown(summary, plots))
+    report.write_markdown(out, summary, "partial", "plots_partial")
     print(f"[study] {len(done)} of {len(planned.owners)} networks finished; written: {out / 'partial.md'}")
     return summary

@@ -166,9 +166,10 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(out: Path, summary: dict[str, Any]) -> Path:
-    plots = draw(out / "plots", summary) if summary["rows"] and can_plot("the study's plots") else []
-    return atomic_write_text(out / "study.md", markdown(summary, plots))
+def write_markdown(out: Path, summary: dict[str, Any], stem: str = "study", plots: str = "plots") -> Path:
+    """``out/STEM.md`` and its plots in ``out/PLOTS/`` (a partial report: ``partial``, ``plots_partial``)."""
+    drawn = draw(out / plots, summary) if summary["rows"] and can_plot(f"the {stem} plots") else []
+    return atomic_write_text(out / f"{stem}.md", markdown(summary, drawn))
 
 
 # --- plots --------------------------------------------------------------------------------------
