@@ -299,8 +299,14 @@ def test_a_partial_report_runs_nothing_and_needs_no_checkpoint(study, study_conf
     for n, r in rows.items():  # the same figures and supernet scores as the finished study's
         assert (r["cer"], r["supernet_loss"]) == (full[n]["cer"], full[n]["supernet_loss"])
     assert (copy / "space.yaml").stat().st_mtime_ns == space  # it writes nothing but its report
-    assert all(r["latency_ms"] is None and r["predicted_ms"] > 0 for r in rows.values())
-    assert partial["device"] is None and partial["verdicts"]
+    assert all(
+        r["latency_ms"] == full[n]["latency_ms"] > 0 for n, r in rows.items()
+    )  # measured before retrains
+    assert partial["device"] == summary["device"] and partial["verdicts"]
+    (copy / "latency_measured.json").unlink()  # a study stopped before it measured: the table's prediction
+    unmeasured = report_partial(study_config, copy)
+    assert all(r["latency_ms"] is None and r["predicted_ms"] > 0 for r in unmeasured["rows"])
+    assert unmeasured["device"] is None
     text = (copy / "partial.md").read_text()
     assert "(partial)" in text and f"`{name}`" in text.split("\n\n")[1]
     assert not (copy / "study.json").exists() and not list(copy.rglob("*.ckpt"))
@@ -310,6 +316,36 @@ def test_a_partial_report_runs_nothing_and_needs_no_checkpoint(study, study_conf
     assert "st-s0-p100 (not picked yet)" in report_partial(study_config, copy)["missing"]
     with pytest.raises(UserError, match="no study.yaml"):
         report_partial(study_config, tmp_path / "nothing")
+
+
+def test_a_study_that_lost_its_checkpoints_resumes_its_retrains(study, study_config, tmp_path):
+    """As a stopped study comes back from another machine (its folder without checkpoints, at the
+    same path): the picks come from arch/, the kept scores and latencies stand, and only the
+    unfinished retrain runs; without kept scores the searches are left out of the ranking, named."""
+    import shutil
+
+    out, summary = study
+    kept = tmp_path / "kept"
+    shutil.move(out, kept)
+    try:
+        shutil.copytree(kept, out, ignore=shutil.ignore_patterns("*.ckpt"))
+        stopped = sorted(out.glob("retrain/*/seed1/run.json"))[0]
+        stopped.write_text(json.dumps({**json.loads(stopped.read_text()), "status": "running"}))
+        resumed = run_study(study_config, out)
+        assert json.loads(stopped.read_text())["status"] == "done"
+        figures = lambda s: {r["name"]: (r["latency_ms"], r["supernet_loss"]) for r in s["rows"]}  # noqa: E731
+        assert figures(resumed) == figures(summary) and not resumed["notes"]
+        (out / "supernet_scores.json").unlink()
+        unranked = run_study(study_config, out)
+        assert unranked["ranking"] == [] and unranked["kendall_tau"] is None
+        assert sorted(n.split(":")[0] for n in unranked["notes"]) == ["st-s0-p100", "uniform-s0-any"]
+        assert all("checkpoint" in n for n in unranked["notes"])
+        (out / "arch" / "st-s0-p100.yaml").unlink()
+        with pytest.raises(UserError, match="no pick for st-s0-p100"):
+            run_study(study_config, out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.move(kept, out)
 
 
 def test_a_folder_of_another_study_is_refused_unless_overwrite(study, study_config, tmp_path):

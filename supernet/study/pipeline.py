@@ -4,9 +4,17 @@ corpus -> ``space.yaml`` (at the study's width) and baselines -> latency table (
 when measured here) and budgets -> searches (``search/METHOD-sSEED-BUDGET``, method x seed x
 budget; a method that picks nothing, ``uniform``, once per seed) -> ``select/`` (a strategy's
 pick per budget from the supernets of ``select.methods``) -> the picks (``arch/``) -> random
-paths within each budget and the baselines that fit it -> every architecture retrained with each seed (``retrain/NAME/seedK``) -> the supernets' scores
-(``supernet_scores.json``) -> latency measured under the table's settings -> ``study.json``,
-``study.md``, ``plots/``. ``study.yaml`` (the config with its defaults) marks DIR as this study's.
+paths within each budget and the baselines that fit it -> the supernets' scores of every
+architecture (``supernet_scores.json``) -> each one's latency measured under the table's settings
+(``latency_measured.json``) -> every architecture retrained with each seed
+(``retrain/NAME/seedK``) -> ``study.json``, ``study.md``, ``plots/``. ``study.yaml`` (the config
+with its defaults) marks DIR as this study's.
+
+Scoring and measuring come before the retrains: they need the supernets' checkpoints and a GPU
+that nothing else shares, and a study stopped during its long retrain stage keeps both results
+(``--partial`` reports them). A study folder that lost its checkpoints (copied back without them)
+still resumes: the picks are read from ``arch/``, and a search without a checkpoint is left out
+of the ranking, with a note.
 """
 
 from __future__ import annotations
@@ -36,8 +44,8 @@ from supernet.study.plan import Arch, Run
 
 MARKER = "study.yaml"
 STUDY_FILES = (
-    MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json", "partial.json", "partial.md",
-    "sharing.json"
+    MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json", "latency_measured.json",
+    "partial.json", "partial.md", "sharing.json"
 )  # fmt: skip
 STUDY_FOLDERS = ("arch", "search", "select", "retrain", "plots", "plots_partial")
 
@@ -94,20 +102,21 @@ def check_test_sets(data: Path, wanted: list[str] | None) -> list[str]:
 
 
 def _archs(
-    study, searches, selects, space, baselines, table, costs, budgets, stored: Path | None = None
+    study, out, searches, selects, space, baselines, table, costs, budgets, stored: bool = False
 ) -> tuple[list[Arch], list[str], list[str]]:
     """The searched picks (a search's own, or a strategy's from its supernet), the random paths and
     the baselines of every budget, notes, and the names of picks not made yet. ``stored``: the
-    study folder whose ``arch/`` holds the picks it retrained (a partial report, which needs no
-    checkpoint); a pick not there is left out and named."""
+    picks are the ones ``out/arch/`` holds (a partial report, which needs no checkpoint), as they
+    are for a search whose checkpoint is gone; a pick not there is left out and named."""
     from supernet.search.extract import extract
 
     def pick(run: Run, name: str, label=None, ms=None) -> ArchSpec | None:
-        if stored is not None:
-            path = plan.arch_path(stored, name)
+        ckpt = run.out / "checkpoints" / "last.ckpt"
+        if stored or (label is None and not ckpt.is_file()):  # written to arch/ when it was picked
+            path = plan.arch_path(out, name)
             return ArchSpec.load(path) if path.is_file() else None
         if label is None:
-            return extract(run.out / "checkpoints" / "last.ckpt", name=name)[0]
+            return extract(ckpt, name=name)[0]
         return plan.selected_arch(run, label, ms)
 
     archs, notes, unpicked = [], [], []
@@ -141,22 +150,50 @@ def _archs(
     return archs, notes, unpicked
 
 
-def _supernet_scores(out: Path, searches: dict, data: Path, specs: dict, batches: int) -> dict[str, dict]:
+def _supernet_scores(
+    out: Path, searches: dict, data: Path, specs: dict, batches: int, notes: list[str]
+) -> dict[str, dict]:
     """Each search's scores of the architectures (dev CER and CTC loss, inherited weights), kept in
-    ``supernet_scores.json`` so that a resumed study does not score them again."""
+    ``supernet_scores.json`` so that a resumed study does not score them again. A search whose
+    checkpoint is gone is left out, and ``notes`` says so."""
     path = out / "supernet_scores.json"
     archs = {name: plan.arch_key(spec) for name, spec in specs.items()}
     kept = json.loads(path.read_text()) if path.is_file() else {}
     # kept only for the very same networks under the same names (a pick may change on a resume)
     scores = kept.get("scores", {}) if kept.get("archs") == archs else {}
     for run in searches.values():
-        if run.out.name not in scores:
-            print(f"[study] scoring {len(specs)} architectures with the supernet of {run.out}")
-            scores[run.out.name] = rank.supernet_scores(
-                run.out / "checkpoints" / "last.ckpt", data, specs, batches
-            )
-            atomic_write_json(path, {"archs": archs, "scores": scores})
+        ckpt = run.out / "checkpoints" / "last.ckpt"
+        if run.out.name in scores:
+            continue
+        if not ckpt.is_file():
+            notes.append(f"{run.out.name}: not in the ranking (its checkpoint {ckpt} is gone)")
+            continue
+        print(f"[study] scoring {len(specs)} architectures with the supernet of {run.out}")
+        scores[run.out.name] = rank.supernet_scores(ckpt, data, specs, batches)
+        atomic_write_json(path, {"archs": archs, "scores": scores})
     return scores
+
+
+def _latencies(out: Path, table, latency: dict, specs: dict) -> tuple[dict, dict[str, float]]:
+    """The device and each network's measured latency (ms) by name, kept in
+    ``latency_measured.json`` so that a resumed study, or a partial report, does not measure again."""
+    path = out / "latency_measured.json"
+    archs = {name: plan.arch_key(spec) for name, spec in specs.items()}
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    if kept.get("archs") == archs:
+        return kept["device"], kept["ms"]
+    settings, measured = _measure(table, latency, list(specs.values()))
+    device, ms = {key: settings[key] for key in CHECKED_KEYS}, dict(zip(specs, measured))
+    atomic_write_json(path, {"archs": archs, "device": device, "ms": ms})
+    return device, ms
+
+
+def _kept(path: Path, planned: Planned) -> tuple[dict, set[str]]:
+    """A kept file (``supernet_scores.json``, ``latency_measured.json``) and the names in it that
+    still name the same network (a pick may have changed on a resume: its old figures are not its)."""
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    now = {a.name: plan.arch_key(a.spec) for a in planned.owners.values()}
+    return kept, {name for name, key in kept.get("archs", {}).items() if now.get(name) == key}
 
 
 def _measure(table, latency: dict, specs: list) -> tuple[dict, list[float]]:
@@ -227,8 +264,8 @@ def _plan_selects(study: dict, out: Path, data: Path, planned: Planned, table_pa
 
 def _plan_retrains(study, out, data, space, baselines, planned: Planned, stored: bool = False) -> None:
     planned.archs, planned.notes, planned.unpicked = _archs(
-        study, planned.searches, planned.selects, space, baselines, planned.table, planned.costs,
-        planned.budgets, out if stored else None,
+        study, out, planned.searches, planned.selects, space, baselines, planned.table, planned.costs,
+        planned.budgets, stored,
     )  # fmt: skip
     for arch in planned.archs:
         if not stored:
@@ -265,7 +302,8 @@ RETRAIN_ORDER = {"searched": 0, "baseline": 1, "random": 2}  # a stopped study h
 
 
 def _rows(planned: Planned, test_sets: list[str], scores: dict, measured: dict, keys) -> tuple[list, dict]:
-    """One row per architecture whose network is in ``keys`` (every retrain seed finished), and
+    """One row per architecture whose network is in ``keys`` (every retrain seed finished), with its
+    network's measured latency (``measured``, by the name that network was retrained under), and
     each network's stand-alone dev CER (what the supernets' scores are ranked against)."""
     rows, standalone = [], {}
     for arch in planned.archs:
@@ -273,8 +311,8 @@ def _rows(planned: Planned, test_sets: list[str], scores: dict, measured: dict, 
         if key not in keys:
             continue
         metrics = [report.read_metrics(run.out) for run in planned.retrains[key]]
-        row = report.make_row(arch, metrics, test_sets, planned.table.predict(arch.spec), measured.get(key))
         owner = planned.owners[key].name
+        row = report.make_row(arch, metrics, test_sets, planned.table.predict(arch.spec), measured.get(owner))
         own = [s[owner] for s in scores.values() if owner in s]
         for measure in METRICS:
             row[f"supernet_{measure}"] = statistics.fmean(m[measure] for m in own) if own else None
@@ -323,15 +361,19 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
     ran = execute([run for run, _ in planned.selects.values()], parallel, "select")
     _record_sharing(out, "select", parallel, ran)
     _plan_retrains(study, out, data, space, baselines, planned)
+    if planned.unpicked:
+        raise UserError(
+            f"{out}: no pick for {', '.join(planned.unpicked)}: the search finished but its checkpoint and "
+            "arch/ file are gone; run the study with --overwrite"
+        )
+    specs = {a.name: a.spec for a in planned.owners.values()}
+    scores = _supernet_scores(out, planned.searches, data, specs, study["ranking"]["batches"], planned.notes)
+    device, measured = _latencies(out, planned.table, study["latency"], specs)
     queue = sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
     ran = execute([run for key, _ in queue for run in planned.retrains[key]], parallel, "retrain")
     _record_sharing(out, "retrain", parallel, ran)
 
-    specs = {a.name: a.spec for a in planned.owners.values()}
-    scores = _supernet_scores(out, planned.searches, data, specs, study["ranking"]["batches"])
-    settings, measured = _measure(planned.table, study["latency"], list(specs.values()))
-    rows, standalone = _rows(planned, test_sets, scores, dict(zip(planned.owners, measured)), planned.owners)
-    device = {key: settings[key] for key in CHECKED_KEYS}
+    rows, standalone = _rows(planned, test_sets, scores, measured, planned.owners)
     summary = {
         **_summary(study, planned, rows, standalone, scores, device, data, _sharing(out)),
         "seconds": round(time.perf_counter() - start, 1),
@@ -350,23 +392,26 @@ def _finished(run: Run) -> bool:
 
 
 def _stored_scores(out: Path, planned: Planned) -> dict:
-    """``supernet_scores.json``'s scores of the networks that still hold their names (a pick may
-    have changed on a resume: its old score is not its score)."""
-    path = out / "supernet_scores.json"
-    kept = json.loads(path.read_text()) if path.is_file() else {}
-    now = {a.name: plan.arch_key(a.spec) for a in planned.owners.values()}
-    same = {name for name, key in kept.get("archs", {}).items() if now.get(name) == key}
+    """``supernet_scores.json``'s scores of the networks that still hold their names."""
+    kept, same = _kept(out / "supernet_scores.json", planned)
     return {
         search: {n: v for n, v in by_name.items() if n in same}
         for search, by_name in kept.get("scores", {}).items()
     }
 
 
+def _stored_latencies(out: Path, planned: Planned) -> tuple[dict | None, dict[str, float]]:
+    """``latency_measured.json``'s device and the latencies of the networks that still hold their names."""
+    kept, same = _kept(out / "latency_measured.json", planned)
+    return kept.get("device"), {n: ms for n, ms in kept.get("ms", {}).items() if n in same}
+
+
 def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     """What a stopped study has so far, running nothing and on any machine: a row for every network
     whose retrain seeds all finished, the verdicts those rows decide, in ``partial.json`` and
-    ``partial.md``. Latency is not measured (rows carry the table's prediction; ``latency_ms`` is
-    null), and the picks are the ones the study wrote to ``arch/`` (no checkpoint is needed)."""
+    ``partial.md``. Nothing is measured: the supernets' scores and latencies are the ones the study
+    kept (``latency_ms`` is null where it stopped before measuring), and the picks are the ones it
+    wrote to ``arch/`` (no checkpoint is needed)."""
     study, out = load_config(config), Path(out)
     if not (out / MARKER).is_file():
         raise UserError(f"{out}: no {MARKER}, so no study to report on")
@@ -387,8 +432,9 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     first = next((report.read_metrics(planned.retrains[k][0].out) for k in done), {"cer": {}})
     test_sets = study["test_sets"] or [s for s in first["cer"] if s != "dev"]
     scores = _stored_scores(out, planned)
-    rows, standalone = _rows(planned, test_sets, scores, {}, done)
-    summary = _summary(study, planned, rows, standalone, scores, None, data, _sharing(out))
+    device, measured = _stored_latencies(out, planned)
+    rows, standalone = _rows(planned, test_sets, scores, measured, done)
+    summary = _summary(study, planned, rows, standalone, scores, device, data, _sharing(out))
     missing = sorted({planned.owners[k].name for k in planned.owners if k not in done})
     missing += [f"{name} (not picked yet)" for name in planned.unpicked]
     summary = {"partial": True, "missing": missing, **summary}

@@ -101,7 +101,7 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     sets = list(rows[0]["cer"]) if rows else ["dev"]
     dim = f" at dim {config['dim']}" if config["dim"] else ""
     measured = (
-        "latency not measured (a partial report: the table's prediction only)"
+        "latency not measured yet (the study stopped before measuring it: the table's prediction only)"
         if device is None
         else f"latency measured on {device['device_name']} ({device['device']}, {device['dtype']}, "
         f"{device['threads']} thread(s), batch {device['batch']} x {device['seconds']} s)"
@@ -197,7 +197,7 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
     plt, rows = pyplot(), summary["rows"]
     folder.mkdir(parents=True, exist_ok=True)
     sets = list(rows[0]["cer"])
-    # a partial report measures no latency: it plots the table's prediction, and says so
+    # a study stopped before it measured latency plots the table's prediction, and says so
     latency = "latency_ms" if all(r["latency_ms"] is not None for r in rows) else "predicted_ms"
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.8), squeeze=False)
     for ax, split in zip(axes[0], sets):
