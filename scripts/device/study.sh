@@ -5,13 +5,22 @@
 #   usage (device tool, carry .whl): bash scripts/device/study.sh CONFIG [PARALLEL=24] [LIMIT_S=480]
 # On the limit the study terminates its runs (SIGTERM; killed 70 s later): keep LIMIT_S + 70 + the
 # copying under the call's limit, and start the next call while the machine is warm to resume.
+# A study cut off by the end of a session resumes on a fresh machine from its runs.tar.gz: keep it
+# in an ignored folder, carry it too and set STUDY_FROM=that/runs.tar.gz (it is unpacked into the
+# study folder when that folder is not there yet; the searches and selects stay done, without
+# checkpoints, and the scores and latencies the study kept stand). STUDY_DIR names the study folder
+# (default /tmp/study_CONFIG); a resumed study needs the folder it ran in, since its runs name it.
 set -o pipefail
 config=${1:?usage: scripts/device/study.sh CONFIG [PARALLEL] [LIMIT_S]}
 parallel=${2:-24}
 limit=${3:-480}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
-work=/tmp/study_$(basename "$config" .yaml)
+work=${STUDY_DIR:-/tmp/study_$(basename "$config" .yaml)}
+if [ -n "${STUDY_FROM:-}" ] && [ ! -d "$work" ]; then
+  mkdir -p "$work" && tar -xzf "$STUDY_FROM" -C "$work" || exit 1
+  echo "study: resumed from $STUDY_FROM into $work"
+fi
 start=$(date +%s)
 timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" >"$out/study.log" 2>&1
 rc=$?  # 124: stopped at the limit (run the same call again while the machine is warm to resume)
