@@ -3,10 +3,12 @@ end to end (study.json, study.md, resume without retraining, a resumed interrupt
 of another study refused)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
+from supernet.archspec import ArchSpec
 from supernet.commands.cli import main as cli_main
 from supernet.errors import UserError
 from supernet.latency import SpaceCosts
@@ -346,6 +348,36 @@ def test_a_study_that_lost_its_checkpoints_resumes_its_retrains(study, study_con
     finally:
         shutil.rmtree(out, ignore_errors=True)
         shutil.move(kept, out)
+
+
+def test_tau_from_cached_select_scores_known_answers(study, tmp_path):
+    """scripts/tau_from_select.py ranks a study's networks by cached scores: scores equal to the
+    stand-alone dev CER give tau 1, their negation -1; networks the caches never scored are left out."""
+    import subprocess
+    import sys
+
+    from supernet.select.problem import key_of
+
+    out, summary = study
+    space = SearchSpace.load(out / "space.yaml")
+    keys = {key_of(space.index_of(ArchSpec.from_dict(r["arch"]))): r["cer"]["dev"] for r in summary["rows"]}
+    script = Path(__file__).parent.parent / "scripts" / "tau_from_select.py"
+    for sign, tau in ((1, "1.000"), (-1, "-1.000")):
+        cache = tmp_path / f"scores{sign}.json"
+        cache.write_text(json.dumps({"scores": {k: sign * cer for k, cer in keys.items()}}))
+        said = subprocess.run(
+            [sys.executable, str(script), "--space", str(out / "space.yaml"), "--report", str(out / "study.json"),
+             "--caches", str(cache)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f"over {len(keys)} networks: {tau}" in said
+    (tmp_path / "few.json").write_text(json.dumps({"scores": dict(list(keys.items())[:2])}))
+    refused = subprocess.run(
+        [sys.executable, str(script), "--space", str(out / "space.yaml"), "--report", str(out / "study.json"),
+         "--caches", str(tmp_path / "few.json")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "too few for tau" in refused.stderr
 
 
 def test_a_folder_of_another_study_is_refused_unless_overwrite(study, study_config, tmp_path):
