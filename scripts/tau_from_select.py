@@ -28,12 +28,22 @@ from supernet.study.rank import kendall_tau
 
 
 def cached_scores(caches: list[Path]) -> dict[str, float]:
-    """Every cached supernet score by path key: a ``select.json``'s candidates, or a ``scores.json``."""
-    scores = {}
+    """Every cached supernet score by path key: a ``select.json``'s candidates, or a ``scores.json``
+    (``select_strategies.py``'s cache). They must come from one checkpoint and one score metric, or
+    the tau would belong to no one supernet."""
+    scores, ckpts, metrics = {}, set(), set()
     for path in caches:
         cache = json.loads(path.read_text())
+        settings = cache.get("settings", cache)  # scores.json keeps them under "settings"
+        ckpts.add(settings.get("ckpt"))
+        if settings.get("metric") in ("cer", "loss"):  # older select.json files wrote the cost unit there
+            metrics.add(settings["metric"])
         scores |= (
             {c["path"]: c["score"] for c in cache["candidates"]} if "candidates" in cache else cache["scores"]
+        )
+    if len(ckpts) > 1 or len(metrics) > 1:
+        raise SystemExit(
+            f"the caches come from several supernets {sorted(ckpts)} or score metrics {sorted(metrics)}"
         )
     return scores
 
@@ -46,7 +56,11 @@ def bootstrap(x: list[float], y: list[float], draws: int = 2000, seed: int = 0) 
         tau = kendall_tau([x[i] for i in pick], [y[i] for i in pick])
         taus += [] if tau is None else [tau]
     taus.sort()
-    return taus[len(taus) // 20], taus[-len(taus) // 20]
+    return (taus[len(taus) // 20], taus[-len(taus) // 20]) if taus else (None, None)
+
+
+def shown(tau: float | None) -> str:
+    return "undefined (every score or CER tied)" if tau is None else f"{tau:.3f}"
 
 
 def main() -> None:
@@ -76,8 +90,8 @@ def main() -> None:
     print(f"{'network':<50} {'supernet score':>14} {'dev CER %':>9}")
     for name, score, cer in sorted(networks.values(), key=lambda n: n[1]):
         print(f"{name:<50} {score:>14.3f} {100 * cer:>9.1f}")
-    print(f"Kendall tau (score vs stand-alone dev CER) over {len(x)} networks: {kendall_tau(x, y):.3f}")
-    print(f"bootstrap 90% interval: {low:.2f} .. {high:.2f}")
+    print(f"Kendall tau (score vs stand-alone dev CER) over {len(x)} networks: {shown(kendall_tau(x, y))}")
+    print(f"bootstrap 90% interval: {shown(low)} .. {shown(high)}")
 
 
 if __name__ == "__main__":

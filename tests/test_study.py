@@ -320,11 +320,15 @@ def test_a_partial_report_runs_nothing_and_needs_no_checkpoint(study, study_conf
         report_partial(study_config, tmp_path / "nothing")
 
 
-def test_a_study_that_lost_its_checkpoints_resumes_its_retrains(study, study_config, tmp_path):
+def test_a_study_that_lost_its_checkpoints_resumes_its_retrains(study, study_config, tmp_path, monkeypatch):
     """As a stopped study comes back from another machine (its folder without checkpoints, at the
     same path): the picks come from arch/, the kept scores and latencies stand, and only the
-    unfinished retrain runs; without kept scores the searches are left out of the ranking, named."""
+    unfinished retrain runs; without kept scores the searches are left out of the ranking, named;
+    on a machine that does not match the table, latency is left for later, named."""
     import shutil
+
+    from supernet.latency import LatencyTableError
+    from supernet.study import pipeline
 
     out, summary = study
     kept = tmp_path / "kept"
@@ -342,6 +346,18 @@ def test_a_study_that_lost_its_checkpoints_resumes_its_retrains(study, study_con
         assert unranked["ranking"] == [] and unranked["kendall_tau"] is None
         assert sorted(n.split(":")[0] for n in unranked["notes"]) == ["st-s0-p100", "uniform-s0-any"]
         assert all("checkpoint" in n for n in unranked["notes"])
+        (out / "latency_measured.json").unlink()
+
+        def another_card(*_):
+            raise LatencyTableError("the table was measured on another card")
+
+        monkeypatch.setattr(pipeline, "_measure", another_card)
+        unmeasured = run_study(study_config, out)
+        assert all(r["latency_ms"] is None for r in unmeasured["rows"]) and unmeasured["device"] is None
+        assert any(
+            "not measured on this machine: the table was measured on another card" in n
+            for n in unmeasured["notes"]
+        )
         (out / "arch" / "st-s0-p100.yaml").unlink()
         with pytest.raises(UserError, match="no pick for st-s0-p100"):
             run_study(study_config, out)
@@ -351,8 +367,9 @@ def test_a_study_that_lost_its_checkpoints_resumes_its_retrains(study, study_con
 
 
 def test_tau_from_cached_select_scores_known_answers(study, tmp_path):
-    """scripts/tau_from_select.py ranks a study's networks by cached scores: scores equal to the
-    stand-alone dev CER give tau 1, their negation -1; networks the caches never scored are left out."""
+    """scripts/tau_from_select.py ranks a study's networks by cached scores (a scores.json, or a
+    select.json's candidates): scores equal to the stand-alone dev CER give tau 1, their negation
+    -1; all tied, undefined; caches of two supernets, or too few networks scored, are refused."""
     import subprocess
     import sys
 
@@ -362,22 +379,25 @@ def test_tau_from_cached_select_scores_known_answers(study, tmp_path):
     space = SearchSpace.load(out / "space.yaml")
     keys = {key_of(space.index_of(ArchSpec.from_dict(r["arch"]))): r["cer"]["dev"] for r in summary["rows"]}
     script = Path(__file__).parent.parent / "scripts" / "tau_from_select.py"
-    for sign, tau in ((1, "1.000"), (-1, "-1.000")):
-        cache = tmp_path / f"scores{sign}.json"
-        cache.write_text(json.dumps({"scores": {k: sign * cer for k, cer in keys.items()}}))
-        said = subprocess.run(
-            [sys.executable, str(script), "--space", str(out / "space.yaml"), "--report", str(out / "study.json"),
-             "--caches", str(cache)],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        assert f"over {len(keys)} networks: {tau}" in said
-    (tmp_path / "few.json").write_text(json.dumps({"scores": dict(list(keys.items())[:2])}))
-    refused = subprocess.run(
-        [sys.executable, str(script), "--space", str(out / "space.yaml"), "--report", str(out / "study.json"),
-         "--caches", str(tmp_path / "few.json")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert refused.returncode != 0 and "too few for tau" in refused.stderr
+
+    def tau_of(*caches: dict) -> subprocess.CompletedProcess:
+        paths = []
+        for i, cache in enumerate(caches):
+            paths.append(tmp_path / f"cache{i}.json")
+            paths[-1].write_text(json.dumps(cache))
+        argv = ["--space", out / "space.yaml", "--report", out / "study.json", "--caches", *paths]
+        return subprocess.run([sys.executable, script, *map(str, argv)], capture_output=True, text=True)
+
+    ckpt = {"ckpt": "a.ckpt", "metric": "loss"}
+    as_scores = {"settings": ckpt, "scores": keys}
+    as_select = {**ckpt, "candidates": [{"path": k, "score": -cer} for k, cer in keys.items()]}
+    assert f"over {len(keys)} networks: 1.000" in tau_of(as_scores).stdout
+    assert f"over {len(keys)} networks: -1.000" in tau_of(as_select).stdout
+    assert "networks: undefined" in tau_of({"scores": dict.fromkeys(keys, 1.0)}).stdout
+    other = tau_of(as_scores, {**as_select, "ckpt": "b.ckpt"})
+    assert other.returncode != 0 and "several supernets" in other.stderr
+    few = tau_of({"scores": dict(list(keys.items())[:2])})
+    assert few.returncode != 0 and "too few for tau" in few.stderr
 
 
 def test_a_folder_of_another_study_is_refused_unless_overwrite(study, study_config, tmp_path):

@@ -17,9 +17,15 @@ limit=${3:-480}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 work=${STUDY_DIR:-/tmp/study_$(basename "$config" .yaml)}
-if [ -n "${STUDY_FROM:-}" ] && [ ! -d "$work" ]; then
-  mkdir -p "$work" && tar -xzf "$STUDY_FROM" -C "$work" || exit 1
-  echo "study: resumed from $STUDY_FROM into $work"
+if [ -n "${STUDY_FROM:-}" ]; then
+  if [ -d "$work" ]; then
+    echo "study: $work is there already: STUDY_FROM=$STUDY_FROM ignored"
+  else  # unpacked beside it, then moved: a failed unpack leaves no half folder to resume from
+    [ -f "$STUDY_FROM" ] || { echo "study: STUDY_FROM=$STUDY_FROM: no such file"; exit 1; }
+    rm -rf "$work.unpack" && mkdir -p "$work.unpack" && tar -xzf "$STUDY_FROM" -C "$work.unpack" \
+      && mv "$work.unpack" "$work" || { echo "study: could not unpack $STUDY_FROM"; rm -rf "$work.unpack"; exit 1; }
+    echo "study: resumed from $STUDY_FROM into $work"
+  fi
 fi
 start=$(date +%s)
 timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" >"$out/study.log" 2>&1

@@ -10,11 +10,13 @@ architecture (``supernet_scores.json``) -> each one's latency measured under the
 (``retrain/NAME/seedK``) -> ``study.json``, ``study.md``, ``plots/``. ``study.yaml`` (the config
 with its defaults) marks DIR as this study's.
 
-Scoring and measuring come before the retrains: they need the supernets' checkpoints and a GPU
-that nothing else shares, and a study stopped during its long retrain stage keeps both results
-(``--partial`` reports them). A study folder that lost its checkpoints (copied back without them)
-still resumes: the picks are read from ``arch/``, and a search without a checkpoint is left out
-of the ranking, with a note.
+Scoring and measuring come before the retrains: scoring needs the supernets' checkpoints,
+measuring a GPU that nothing else shares, and a study stopped during its long retrain stage keeps
+both (``--partial`` reports them). A study folder copied back without its checkpoints still resumes
+(at the same paths: its runs' arguments name them): the picks are read from ``arch/``, kept scores
+and latencies stand, and what a search without a checkpoint could not score is named in a note; on
+a machine that does not match the table the retrains go on and latency waits for a resume on one
+that does.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import yaml
 from supernet import run_folder
 from supernet.archspec import ArchSpec
 from supernet.errors import UserError
-from supernet.latency import CHECKED_KEYS, LatencyTable
+from supernet.latency import CHECKED_KEYS, LatencyTable, LatencyTableError
 from supernet.outputs import atomic_write_json
 from supernet.select.score import METRICS
 from supernet.study import costs as run_costs
@@ -150,50 +152,71 @@ def _archs(
     return archs, notes, unpicked
 
 
+def _kept(path: Path, archs: dict[str, str]) -> tuple[dict, set[str]]:
+    """A kept file (``supernet_scores.json``, ``latency_measured.json``) and the names in it that
+    still name the same network (``archs``: name -> network key; a pick may have changed on a
+    resume, and its old figures are not its)."""
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    return kept, {name for name, key in kept.get("archs", {}).items() if archs.get(name) == key}
+
+
 def _supernet_scores(
     out: Path, searches: dict, data: Path, specs: dict, batches: int, notes: list[str]
 ) -> dict[str, dict]:
     """Each search's scores of the architectures (dev CER and CTC loss, inherited weights), kept in
-    ``supernet_scores.json`` so that a resumed study does not score them again. A search whose
-    checkpoint is gone is left out, and ``notes`` says so."""
+    ``supernet_scores.json``: a resumed study scores only the networks not scored yet. A search
+    whose checkpoint is gone keeps what it scored, and ``notes`` names what it could not score."""
     path = out / "supernet_scores.json"
     archs = {name: plan.arch_key(spec) for name, spec in specs.items()}
-    kept = json.loads(path.read_text()) if path.is_file() else {}
-    # kept only for the very same networks under the same names (a pick may change on a resume)
-    scores = kept.get("scores", {}) if kept.get("archs") == archs else {}
+    kept, same = _kept(path, archs)
+    scores = {s: {n: v for n, v in by.items() if n in same} for s, by in kept.get("scores", {}).items()}
     for run in searches.values():
-        ckpt = run.out / "checkpoints" / "last.ckpt"
-        if run.out.name in scores:
+        ckpt, have = run.out / "checkpoints" / "last.ckpt", scores.get(run.out.name, {})
+        missing = {name: spec for name, spec in specs.items() if name not in have}
+        if not missing:
             continue
         if not ckpt.is_file():
-            notes.append(f"{run.out.name}: not in the ranking (its checkpoint {ckpt} is gone)")
+            notes.append(
+                f"{run.out.name}: {len(missing)} network(s) not scored (its checkpoint {ckpt} is gone)"
+            )
             continue
-        print(f"[study] scoring {len(specs)} architectures with the supernet of {run.out}")
-        scores[run.out.name] = rank.supernet_scores(ckpt, data, specs, batches)
+        print(f"[study] scoring {len(missing)} architectures with the supernet of {run.out}")
+        scores[run.out.name] = {**have, **rank.supernet_scores(ckpt, data, missing, batches)}
         atomic_write_json(path, {"archs": archs, "scores": scores})
-    return scores
+    return {search: by for search, by in scores.items() if by}
 
 
-def _latencies(out: Path, table, latency: dict, specs: dict) -> tuple[dict, dict[str, float]]:
+def _latencies(out: Path, table, latency: dict, specs: dict, notes: list[str]) -> tuple[dict | None, dict]:
     """The device and each network's measured latency (ms) by name, kept in
-    ``latency_measured.json`` so that a resumed study, or a partial report, does not measure again."""
+    ``latency_measured.json``: a resumed study measures only the networks not measured yet. On a
+    machine that does not match the table (a resume on another card) nothing is measured, and
+    ``notes`` says so: a later resume on a matching machine measures them."""
     path = out / "latency_measured.json"
     archs = {name: plan.arch_key(spec) for name, spec in specs.items()}
-    kept = json.loads(path.read_text()) if path.is_file() else {}
-    if kept.get("archs") == archs:
-        return kept["device"], kept["ms"]
-    settings, measured = _measure(table, latency, list(specs.values()))
-    device, ms = {key: settings[key] for key in CHECKED_KEYS}, dict(zip(specs, measured))
+    kept, same = _kept(path, archs)
+    ms = {name: v for name, v in kept.get("ms", {}).items() if name in same}
+    missing = {name: spec for name, spec in specs.items() if name not in ms}
+    if not missing:
+        return kept["device"], ms
+    try:
+        settings, measured = _measure(table, latency, list(missing.values()))
+    except LatencyTableError as err:
+        notes.append(f"{len(missing)} network(s) not measured on this machine: {err}")
+        return (kept.get("device") if ms else None), ms
+    device, ms = {key: settings[key] for key in CHECKED_KEYS}, {**ms, **dict(zip(missing, measured))}
     atomic_write_json(path, {"archs": archs, "device": device, "ms": ms})
     return device, ms
 
 
-def _kept(path: Path, planned: Planned) -> tuple[dict, set[str]]:
-    """A kept file (``supernet_scores.json``, ``latency_measured.json``) and the names in it that
-    still name the same network (a pick may have changed on a resume: its old figures are not its)."""
-    kept = json.loads(path.read_text()) if path.is_file() else {}
-    now = {a.name: plan.arch_key(a.spec) for a in planned.owners.values()}
-    return kept, {name for name, key in kept.get("archs", {}).items() if now.get(name) == key}
+def _release_gpu() -> None:
+    """Give back the memory the scoring and measuring held before the retrains share the GPU."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _measure(table, latency: dict, specs: list) -> tuple[dict, list[float]]:
@@ -364,11 +387,12 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
     if planned.unpicked:
         raise UserError(
             f"{out}: no pick for {', '.join(planned.unpicked)}: the search finished but its checkpoint and "
-            "arch/ file are gone; run the study with --overwrite"
+            "arch/ file are gone; put the arch/ file back, or run the study with --overwrite"
         )
     specs = {a.name: a.spec for a in planned.owners.values()}
     scores = _supernet_scores(out, planned.searches, data, specs, study["ranking"]["batches"], planned.notes)
-    device, measured = _latencies(out, planned.table, study["latency"], specs)
+    device, measured = _latencies(out, planned.table, study["latency"], specs, planned.notes)
+    _release_gpu()
     queue = sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
     ran = execute([run for key, _ in queue for run in planned.retrains[key]], parallel, "retrain")
     _record_sharing(out, "retrain", parallel, ran)
@@ -391,19 +415,24 @@ def _finished(run: Run) -> bool:
     return record.get("status") == "done" and (run.out / "metrics.json").is_file()
 
 
+def _names(planned: Planned) -> dict[str, str]:
+    """Each retrained network's name and key."""
+    return {a.name: plan.arch_key(a.spec) for a in planned.owners.values()}
+
+
 def _stored_scores(out: Path, planned: Planned) -> dict:
     """``supernet_scores.json``'s scores of the networks that still hold their names."""
-    kept, same = _kept(out / "supernet_scores.json", planned)
-    return {
-        search: {n: v for n, v in by_name.items() if n in same}
-        for search, by_name in kept.get("scores", {}).items()
-    }
+    kept, same = _kept(out / "supernet_scores.json", _names(planned))
+    scores = {s: {n: v for n, v in by.items() if n in same} for s, by in kept.get("scores", {}).items()}
+    return {search: by for search, by in scores.items() if by}
 
 
 def _stored_latencies(out: Path, planned: Planned) -> tuple[dict | None, dict[str, float]]:
-    """``latency_measured.json``'s device and the latencies of the networks that still hold their names."""
-    kept, same = _kept(out / "latency_measured.json", planned)
-    return kept.get("device"), {n: ms for n, ms in kept.get("ms", {}).items() if n in same}
+    """``latency_measured.json``'s device and the latencies of the networks that still hold their
+    names (no device when none does)."""
+    kept, same = _kept(out / "latency_measured.json", _names(planned))
+    ms = {n: v for n, v in kept.get("ms", {}).items() if n in same}
+    return (kept.get("device") if ms else None), ms
 
 
 def report_partial(config: str | Path | dict, out: str | Path) -> dict:
