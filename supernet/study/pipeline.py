@@ -197,7 +197,7 @@ def _latencies(out: Path, table, latency: dict, specs: dict, notes: list[str]) -
     ms = {name: v for name, v in kept.get("ms", {}).items() if name in same}
     missing = {name: spec for name, spec in specs.items() if name not in ms}
     if not missing:
-        return kept["device"], ms
+        return kept.get("device"), ms
     try:
         settings, measured = _measure(table, latency, list(missing.values()))
     except LatencyTableError as err:
