@@ -17,10 +17,8 @@ until [ -n "$select_json" ]; do
   sleep 10
   select_json=$(ls "$study"/select/*/select.json 2>/dev/null | head -1)
 done
-budget=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['best'][0]['budget'])" "$select_json")
-ckpt=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['ckpt'])" "$select_json")
-data=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['data'])" "$select_json")
-lut=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['lut'] or '')" "$select_json")
+IFS=$'\t' read -r budget ckpt data lut < <(python3 -c "import json,sys; s = json.load(open(sys.argv[1]))
+print(s['best'][0]['budget'], s['ckpt'], s['data'], s['lut'] or '', sep='\t')" "$select_json")
 left=$(( limit - ($(date +%s) - start) ))
 [ "$left" -ge 30 ] || { echo "select_bench: ${left} s left, too little" >"$out/select_bench.log"; exit 0; }
 echo "select_bench: $ckpt budget $budget, ${left} s left" >"$out/select_bench.log"

@@ -141,7 +141,7 @@ def command_argv(run: Run) -> list[str]:
     argv = [*run.argv, "--out", str(run.out)]
     if run.command == "select":
         return argv
-    last = run.out / "checkpoints" / "last.ckpt"
+    last = run.checkpoint
     if last.is_file():
         return [*argv, "--ckpt_path", str(last)]
     return [*argv, "--overwrite", "true"] if run_folder.run_files(run.out) else argv

@@ -113,12 +113,11 @@ def _archs(
     from supernet.search.extract import extract
 
     def pick(run: Run, name: str, label=None, ms=None) -> ArchSpec | None:
-        ckpt = run.out / "checkpoints" / "last.ckpt"
-        if stored or (label is None and not ckpt.is_file()):  # written to arch/ when it was picked
+        if stored or (label is None and not run.checkpoint.is_file()):  # written to arch/ when it was picked
             path = plan.arch_path(out, name)
             return ArchSpec.load(path) if path.is_file() else None
         if label is None:
-            return extract(ckpt, name=name)[0]
+            return extract(run.checkpoint, name=name)[0]
         return plan.selected_arch(run, label, ms)
 
     archs, notes, unpicked = [], [], []
@@ -160,18 +159,30 @@ def _kept(path: Path, archs: dict[str, str]) -> tuple[dict, set[str]]:
     return kept, {name for name, key in kept.get("archs", {}).items() if archs.get(name) == key}
 
 
+def _kept_scores(out: Path, archs: dict[str, str]) -> dict[str, dict]:
+    """``supernet_scores.json``'s scores, by search, of the networks that still hold their names."""
+    kept, same = _kept(out / "supernet_scores.json", archs)
+    return {s: {n: v for n, v in by.items() if n in same} for s, by in kept.get("scores", {}).items()}
+
+
+def _kept_latencies(out: Path, archs: dict[str, str]) -> tuple[dict | None, dict[str, float]]:
+    """``latency_measured.json``'s device and the latencies of the networks that still hold their
+    names (no device when none does)."""
+    kept, same = _kept(out / "latency_measured.json", archs)
+    ms = {n: v for n, v in kept.get("ms", {}).items() if n in same}
+    return (kept.get("device") if ms else None), ms
+
+
 def _supernet_scores(
     out: Path, searches: dict, data: Path, specs: dict, batches: int, notes: list[str]
 ) -> dict[str, dict]:
     """Each search's scores of the architectures (dev CER and CTC loss, inherited weights), kept in
     ``supernet_scores.json``: a resumed study scores only the networks not scored yet. A search
     whose checkpoint is gone keeps what it scored, and ``notes`` names what it could not score."""
-    path = out / "supernet_scores.json"
     archs = {name: plan.arch_key(spec) for name, spec in specs.items()}
-    kept, same = _kept(path, archs)
-    scores = {s: {n: v for n, v in by.items() if n in same} for s, by in kept.get("scores", {}).items()}
+    scores = _kept_scores(out, archs)
     for run in searches.values():
-        ckpt, have = run.out / "checkpoints" / "last.ckpt", scores.get(run.out.name, {})
+        ckpt, have = run.checkpoint, scores.get(run.out.name, {})
         missing = {name: spec for name, spec in specs.items() if name not in have}
         if not missing:
             continue
@@ -182,7 +193,7 @@ def _supernet_scores(
             continue
         print(f"[study] scoring {len(missing)} architectures with the supernet of {run.out}")
         scores[run.out.name] = {**have, **rank.supernet_scores(ckpt, data, missing, batches)}
-        atomic_write_json(path, {"archs": archs, "scores": scores})
+        atomic_write_json(out / "supernet_scores.json", {"archs": archs, "scores": scores})
     return {search: by for search, by in scores.items() if by}
 
 
@@ -191,20 +202,18 @@ def _latencies(out: Path, table, latency: dict, specs: dict, notes: list[str]) -
     ``latency_measured.json``: a resumed study measures only the networks not measured yet. On a
     machine that does not match the table (a resume on another card) nothing is measured, and
     ``notes`` says so: a later resume on a matching machine measures them."""
-    path = out / "latency_measured.json"
     archs = {name: plan.arch_key(spec) for name, spec in specs.items()}
-    kept, same = _kept(path, archs)
-    ms = {name: v for name, v in kept.get("ms", {}).items() if name in same}
+    device, ms = _kept_latencies(out, archs)
     missing = {name: spec for name, spec in specs.items() if name not in ms}
     if not missing:
-        return kept.get("device"), ms
+        return device, ms
     try:
         settings, measured = _measure(table, latency, list(missing.values()))
     except LatencyTableError as err:
         notes.append(f"{len(missing)} network(s) not measured on this machine: {err}")
-        return (kept.get("device") if ms else None), ms
+        return device, ms
     device, ms = {key: settings[key] for key in CHECKED_KEYS}, {**ms, **dict(zip(missing, measured))}
-    atomic_write_json(path, {"archs": archs, "device": device, "ms": ms})
+    atomic_write_json(out / "latency_measured.json", {"archs": archs, "device": device, "ms": ms})
     return device, ms
 
 
@@ -420,21 +429,6 @@ def _names(planned: Planned) -> dict[str, str]:
     return {a.name: plan.arch_key(a.spec) for a in planned.owners.values()}
 
 
-def _stored_scores(out: Path, planned: Planned) -> dict:
-    """``supernet_scores.json``'s scores of the networks that still hold their names."""
-    kept, same = _kept(out / "supernet_scores.json", _names(planned))
-    scores = {s: {n: v for n, v in by.items() if n in same} for s, by in kept.get("scores", {}).items()}
-    return {search: by for search, by in scores.items() if by}
-
-
-def _stored_latencies(out: Path, planned: Planned) -> tuple[dict | None, dict[str, float]]:
-    """``latency_measured.json``'s device and the latencies of the networks that still hold their
-    names (no device when none does)."""
-    kept, same = _kept(out / "latency_measured.json", _names(planned))
-    ms = {n: v for n, v in kept.get("ms", {}).items() if n in same}
-    return (kept.get("device") if ms else None), ms
-
-
 def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     """What a stopped study has so far, running nothing and on any machine: a row for every network
     whose retrain seeds all finished, the verdicts those rows decide, in ``partial.json`` and
@@ -460,8 +454,9 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     done = {key for key, runs in planned.retrains.items() if all(_finished(run) for run in runs)}
     first = next((report.read_metrics(planned.retrains[k][0].out) for k in done), {"cer": {}})
     test_sets = study["test_sets"] or [s for s in first["cer"] if s != "dev"]
-    scores = _stored_scores(out, planned)
-    device, measured = _stored_latencies(out, planned)
+    names = _names(planned)
+    scores = {search: by for search, by in _kept_scores(out, names).items() if by}
+    device, measured = _kept_latencies(out, names)
     rows, standalone = _rows(planned, test_sets, scores, measured, done)
     summary = _summary(study, planned, rows, standalone, scores, device, data, _sharing(out))
     missing = sorted({planned.owners[k].name for k in planned.owners if k not in done})

@@ -51,6 +51,11 @@ class Run:
     out: Path
     argv: list[str]
 
+    @property
+    def checkpoint(self) -> Path:
+        """Where the run keeps its last epoch (a search's supernet; what a resume continues)."""
+        return self.out / "checkpoints" / "last.ckpt"
+
 
 def prepare_corpus(study: dict) -> Path:
     """The corpus folder; the built-in corpus is built first when ``corpus.build`` asks for it."""
@@ -222,7 +227,7 @@ def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, bud
         arg for key, value in select["options"].items() for arg in ("--option", f"{key}={json.dumps(value)}")
     ]
     argv = [
-        str(search.out / "checkpoints" / "last.ckpt"), "--data", str(data), "--strategy", select["strategy"],
+        str(search.checkpoint), "--data", str(data), "--strategy", select["strategy"],
         "--budgets", *(repr(ms) for _, ms in budgets), "--lut", str(Path(table).resolve()),
         "--evaluations", str(select["evaluations"]), "--seed", str(select["seed"]),
         "--batches", str(select["batches"]), "--metric", select["metric"], *options,

@@ -101,7 +101,8 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     sets = list(rows[0]["cer"]) if rows else ["dev"]
     dim = f" at dim {config['dim']}" if config["dim"] else ""
     measured = (
-        "latency not measured yet (the study stopped before measuring it: the table's prediction only)"
+        "latency not measured (the study stopped before measuring it, or ran on a machine that does not match "
+        "its table: the table's prediction only)"
         if device is None
         else f"latency measured on {device['device_name']} ({device['device']}, {device['dtype']}, "
         f"{device['threads']} thread(s), batch {device['batch']} x {device['seconds']} s)"
