@@ -130,6 +130,11 @@ class SearchSpace:
     def edges(self) -> dict[str, list[str]]:
         return {c.name: list(c.candidates) for c in self.choices}
 
+    def droppable(self) -> dict[str, int]:
+        """Each edge with a ``skip`` candidate, and its index: choosing it drops the layer (the
+        residual path, or the chain itself, carries the signal on), so depth is searchable there."""
+        return {name: cands.index("skip") for name, cands in self.edges.items() if "skip" in cands}
+
     @property
     def stride_edges(self) -> dict[str, list[int]]:
         """The edges whose candidates subsample differently, each candidate's time stride, in

@@ -137,10 +137,13 @@ class HardwareObjective:
         """The budget a chosen path must meet: the hinge penalty's; other penalties set none."""
         return self.penalty.budget if self.penalty.kind == "hinge" else None
 
-    def choose_path(self, alphas: dict[str, torch.Tensor]) -> dict[str, int]:
+    def choose_path(
+        self, alphas: dict[str, torch.Tensor], drop: dict[str, int] | None = None
+    ) -> dict[str, int]:
         """Every edge's argmax; under a budget (``path_budget``), the most probable path within it
-        when the argmax is over it (``SpaceCosts.most_probable_within``)."""
-        return choose_path(alphas, self.target_costs, self.path_budget)
+        when the argmax is over it (``SpaceCosts.most_probable_within``). ``drop`` decides depth
+        first (``costs.depth_first_path``)."""
+        return choose_path(alphas, self.target_costs, self.path_budget, drop)
 
     def over_budget(self, choices: dict[str, int]) -> bool:
         """Whether the path ``choices`` costs more than ``path_budget`` (never without one)."""

@@ -17,6 +17,7 @@ import torch
 from supernet.archspec import ArchSpec
 from supernet.errors import NonFiniteError, UserError
 from supernet.latency import HardwareObjective, SpaceCosts
+from supernet.latency.costs import PICK_RULES
 from supernet.search.arch_params import ArchParams
 from supernet.space import SearchSpace
 
@@ -66,15 +67,31 @@ def vocab_size(hparams: dict) -> int:
     return len(hparams.get("vocab", [])) or 2
 
 
-def extract(ckpt: str | Path, name: str | None = None) -> tuple[ArchSpec, ArchParams, dict]:
-    """The searched architecture: every edge's argmax or, when it is over the search's budget, the
-    most probable path within it (``HardwareObjective.choose_path``, as ``SearchModule.chosen_path``)."""
+def extract(
+    ckpt: str | Path, name: str | None = None, pick: str | None = None
+) -> tuple[ArchSpec, ArchParams, dict]:
+    """The searched architecture: every edge's argmax (or depth first: ``pick``, by default the
+    search's own) or, when it is over the search's budget, the most probable path within it
+    (``pick_path``, as ``SearchModule.chosen_path``)."""
     space, arch, hparams = load_search_checkpoint(ckpt)
     method = hparams.get("method", "search")
     if method == "uniform":
         raise UserError(f"{ckpt}: {UNIFORM_PICKS_NOTHING}")
-    choices = search_objective(space, hparams).choose_path(dict(arch.alphas))
+    rule = pick or hparams.get("pick", "argmax")
+    check_pick(rule, "--pick")
+    choices = pick_path(space, search_objective(space, hparams), dict(arch.alphas), rule)
     return space.derive(choices, name=name or f"{space.name}-{method}"), arch, hparams
+
+
+def check_pick(rule: str, where: str) -> None:
+    if rule not in PICK_RULES:
+        raise UserError(f"{where}: unknown pick rule {rule!r}; choose one of {', '.join(PICK_RULES)}")
+
+
+def pick_path(space: SearchSpace, objective: HardwareObjective, alphas: dict, rule: str) -> dict[str, int]:
+    """The path the alphas pick under ``rule`` (``PICK_RULES``): ``depth`` decides each droppable
+    layer's depth before its op (``costs.depth_first_path``)."""
+    return objective.choose_path(alphas, space.droppable() if rule == "depth" else None)
 
 
 UNIFORM_PICKS_NOTHING = (

@@ -19,6 +19,7 @@ from supernet.asr_module import CTCModule
 from supernet.errors import NonFiniteError, UserError
 from supernet.latency import HardwareObjective
 from supernet.search.arch_params import ArchParams, NotADistributionError
+from supernet.search.extract import check_pick, pick_path
 from supernet.search.hooks import SearchHooks
 from supernet.search.network import Supernet
 from supernet.search.relaxations import Relaxation, build
@@ -43,6 +44,8 @@ class SearchModule(SearchHooks, CTCModule):
         seed: the alphas' start and the path sampler (paths depend on (seed, step) alone).
         latency_table ... reference: the hardware objective (``HardwareObjective.OPTIONS``).
         cuda_graphs: on a GPU, replay the sampled ops as CUDA graphs (``supernet.accel``).
+        pick: how the alphas become one path: ``argmax`` (every edge's own), or ``depth`` (keep a
+            layer when its ops together outweigh ``skip``, then its op: ``costs.depth_first_path``).
     """
 
     def __init__(
@@ -69,15 +72,19 @@ class SearchModule(SearchHooks, CTCModule):
         budget: float | None = OBJECTIVE["budget"],
         reference: float | None = OBJECTIVE["reference"],
         cuda_graphs: bool = False,
+        pick: str = "argmax",
     ):
         super().__init__(vocab)
         if warmup_epochs < 0:
             raise UserError(f"model.warmup_epochs must be >= 0, got {warmup_epochs}")
+        check_pick(pick, "model.pick")
         self.automatic_optimization = False
         self.space = SearchSpace.load(space)
         relaxation = build(method, method_options)
         self.save_hyperparameters()
-        self.hparams.update(space=self.space.to_dict(), vocab=list(vocab), method_options=relaxation.options())
+        self.hparams.update(
+            space=self.space.to_dict(), vocab=list(vocab), method_options=relaxation.options()
+        )
         self.net = Supernet(self.space, self.vocab_size)
         self.arch = ArchParams(self.space.edges, seed=seed)
         options = {k: self.hparams[k] for k in HardwareObjective.OPTIONS}
@@ -111,8 +118,10 @@ class SearchModule(SearchHooks, CTCModule):
         return self.ctc_loss(batch)[0]
 
     def chosen_path(self) -> dict[str, int]:
-        """Each edge's argmax; under a budget, the most probable path within it."""
-        return self.objective.choose_path(dict(self.arch.alphas))
+        """Each edge's argmax (or depth first: ``pick``); under a budget, the most probable path within it."""
+        return pick_path(
+            self.space, self.objective, dict(self.arch.alphas), self.hparams.get("pick", "argmax")
+        )
 
     def alphas_moved(self, atol: float = 1e-6) -> bool:
         """Whether the alphas left their start: when not, the chosen path is a tie-break."""
@@ -136,7 +145,9 @@ class SearchModule(SearchHooks, CTCModule):
             host_probs = self.search.host_probs(warmup=not searching)  # one read for both passes
             if searching:
                 if arch_batch is None:
-                    raise UserError("the search stage needs arch batches: build the data module with search=True")
+                    raise UserError(
+                        "the search stage needs arch batches: build the data module with search=True"
+                    )
                 arch_loss, logs = self.search.arch_step(arch_batch, step, arch_opt, host_probs, log)
                 self.log_values({"arch/loss": arch_loss, **logs}, log, arch_batch, prog_bar=("arch/loss",))
             loss = self.search.weight_step(train_batch, step, weight_opt, host_probs, not searching, log)

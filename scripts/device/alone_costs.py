@@ -1,0 +1,107 @@
+"""The search issues' time ratios with the GPU to itself, and each supernet's ranking of a study.
+
+A study runs its stages side by side, so its own ratios compare like with like only within a
+stage. This runs a study's pieces one at a time, in this process, with the study's recipes and
+budgets (read from a kept latency table, so no profiling): the retrains of ARCHs (seed 0), the ST
+search at one budget, the uniform supernet and its ``select`` for every budget. Each run's seconds
+are its own (``train_seconds``, ``search_seconds``, the select's ``seconds``). Then each supernet
+scores the networks of the study's report (the study's ranking settings, timed) and prints Kendall
+tau against their stand-alone dev CER; the scores are written as ``scores_SEARCH.json`` caches
+for ``scripts/tau_from_select.py`` (its bootstrap interval). Finished runs are skipped, so a call
+stopped by its limit goes on in the next one on the warm machine.
+
+    bash -c 'source scripts/device/setup.sh && python3 scripts/device/alone_costs.py h200_three \
+        /tmp/alone --table docs/study/h200_three/latency.json --report docs/study/h200_three/partial.json \
+        --budget budget_tdnn_d --archs docs/study/h200_three/arch/st-s0-budget_conformer_s.yaml'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from supernet.archspec import ArchSpec
+from supernet.select.problem import key_of
+from supernet.study import pipeline, plan, rank
+from supernet.study.config import load_config
+from supernet.study.execute import execute
+
+
+def seconds(path: Path, key: str) -> float | None:
+    try:
+        return float(json.loads(path.read_text())[key])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("work", type=Path, help="a folder of its own (not the study's)")
+    parser.add_argument("--table", type=Path, required=True, help="the study's kept latency.json")
+    parser.add_argument("--report", type=Path, required=True, help="the study's study.json or partial.json")
+    parser.add_argument(
+        "--budget", default="budget_tdnn_d", help="the ST search's budget (a study budget label)"
+    )
+    parser.add_argument("--archs", nargs="*", default=[], help="ArchSpecs to retrain alone (seed 0)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
+    args = parser.parse_args()
+    study, work = load_config(args.config), args.work
+    data = plan.prepare_corpus(study)
+    space, baselines = plan.space(study), plan.baselines(study)
+    planned, table = pipeline._plan_searches(study, work, data, space, baselines, table_path=args.table)
+    result = {"budgets": planned.budgets, "retrains": {}, "searches": {}, "scoring": {}}
+
+    def save():
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "alone_costs.json").write_text(json.dumps(result, indent=1))
+
+    for spec in map(ArchSpec.load, args.archs):
+        run = plan.retrain_run(study, work, data, plan.write_arch(work, spec), spec.name, 0)
+        execute([run], 1, "retrain")
+        result["retrains"][spec.name] = seconds(run.out / "metrics.json", "train_seconds")
+        save()
+    st = next(
+        run
+        for (method, _, budget), run in planned.searches.items()
+        if method == "st" and budget[0] == args.budget
+    )
+    uniform = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
+    for run in (st, uniform):
+        execute([run], 1, "search")
+        result["searches"][run.out.name] = seconds(run.out / "search.json", "search_seconds")
+        save()
+    pipeline._plan_selects(study, work, data, planned, table)
+    for select, _ in planned.selects.values():
+        execute([select], 1, "select")
+        result["searches"][select.out.name] = seconds(select.out / "select.json", "seconds")
+        save()
+    rows = [r for r in json.loads(args.report.read_text())["rows"] if r.get("cer", {}).get("dev") is not None]
+    specs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}
+    cer = {r["name"]: r["cer"]["dev"] for r in rows}
+    for run in (st, uniform):
+        start = time.perf_counter()
+        scores = rank.supernet_scores(run.checkpoint, data, specs, study["ranking"]["batches"])
+        took = time.perf_counter() - start
+        metric = study["ranking"]["metric"]
+        names = sorted(scores)
+        tau = rank.kendall_tau([scores[n][metric] for n in names], [cer[n] for n in names])
+        result["scoring"][run.out.name] = {
+            "networks": len(names),
+            "seconds": took,
+            "tau": tau,
+            "metric": metric,
+        }
+        cache = {"settings": {"ckpt": str(run.checkpoint), "metric": metric},
+                 "scores": {key_of(space.index_of(specs[n])): scores[n][metric] for n in names}}  # fmt: skip
+        (args.out / f"scores_{run.out.name}.json").write_text(json.dumps(cache))
+        print(f"{run.out.name}: {len(names)} networks scored in {took:.0f} s; tau ({metric}) {tau}")
+        save()
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
