@@ -10,6 +10,10 @@ and an interrupted benchmark resumes from it.
     python scripts/select_strategies.py CKPT --data D --budget 20 --evaluations 40 \
         --strategies random evolution nsga2 tpe --seeds 0 1 2 --out runs/strategies
 
+``--replay SPACE`` runs the strategies again from a cache alone, with no checkpoint (one scored on
+a machine that is gone): the same seeds propose the same paths, and a run that asks for a path the
+cache lacks stops there and is left out (named in the output).
+
 Prints, per strategy, the mean (and spread) over seeds of the best score after a quarter, half and
 all of the evaluations, and how many seeds beat random's mean at the end; writes
 ``OUT/strategies.json`` and ``OUT/strategies.png`` (best score against evaluations).
@@ -25,10 +29,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from supernet.latency.table import LatencyTable
 from supernet.outputs import atomic_write_json
 from supernet.select.problem import Problem, key_of
 from supernet.select.score import SupernetScorer
 from supernet.select.strategies.base import build_strategy
+from supernet.space import SearchSpace
+
+
+class NotCached(Exception):
+    """A replay asked for a path its cache lacks."""
 
 
 def best_curve(problem: Problem, evaluations: int) -> list[float]:
@@ -90,38 +100,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=4, help="train batches that re-estimate BatchNorm")
     parser.add_argument("--metric", choices=["cer", "loss"], default="loss")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--replay", type=Path, metavar="SPACE",
+        help="the supernet's space YAML: replay from OUT/scores.json alone (ckpt and --data are then "
+        "only names; needs --lut)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-
-    from supernet.commands.select import _costs
-
-    space, _, costs = _costs(args.ckpt, "latency", args.lut)
     args.out.mkdir(parents=True, exist_ok=True)
     cache_file = args.out / "scores.json"
-    settings = {"ckpt": str(Path(args.ckpt).resolve()), "data": str(Path(args.data).resolve()),
-                "batches": args.batches, "metric": args.metric}  # fmt: skip
-    scores: dict[str, float] = {}
-    if cache_file.is_file():
-        kept = json.loads(cache_file.read_text())
-        if kept.get("settings") == settings:
-            scores = kept["scores"]
-    scorer = SupernetScorer(args.ckpt, args.data, args.batches, metric=args.metric)
+    if args.replay:
+        if not args.lut or not cache_file.is_file():
+            parser.error(f"--replay needs --lut and a cache {cache_file}")
+        space = SearchSpace.load(args.replay)
+        costs = LatencyTable.load(args.lut).costs(space)
+        settings = json.loads(cache_file.read_text())["settings"]  # as they were scored
+        scores = json.loads(cache_file.read_text())["scores"]
 
-    def score_fn(path):
-        scores[key_of(path)] = scorer(path)
-        atomic_write_json(cache_file, {"settings": settings, "scores": scores})
-        return scores[key_of(path)]
+        def score_fn(path):
+            if key_of(path) not in scores:
+                raise NotCached(key_of(path))
+            return scores[key_of(path)]
+    else:
+        from supernet.commands.select import _costs
+
+        space, _, costs = _costs(args.ckpt, "latency", args.lut)
+        settings = {"ckpt": str(Path(args.ckpt).resolve()), "data": str(Path(args.data).resolve()),
+                    "batches": args.batches, "metric": args.metric}  # fmt: skip
+        scores: dict[str, float] = {}
+        if cache_file.is_file():
+            kept = json.loads(cache_file.read_text())
+            if kept.get("settings") == settings:
+                scores = kept["scores"]
+        scorer = SupernetScorer(args.ckpt, args.data, args.batches, metric=args.metric)
+
+        def score_fn(path):
+            scores[key_of(path)] = scorer(path)
+            atomic_write_json(cache_file, {"settings": settings, "scores": scores})
+            return scores[key_of(path)]
 
     edges = {name: len(cands) for name, cands in space.edges.items()}
     curves: dict[str, list[list[float]]] = {}
-    picks = []
+    picks, unfinished = [], []
     runs = [(name, seed) for name in args.strategies for seed in args.seeds]
     for name, seed in tqdm(runs, desc="strategy x seed"):
         problem = Problem(edges, score_fn, costs.at, args.budget, stored=scores)
-        build_strategy(name, {}).run(problem, args.evaluations, seed)
+        try:
+            build_strategy(name, {}).run(problem, args.evaluations, seed)
+        except NotCached:
+            unfinished.append(f"{name} seed {seed}")
+            continue
         curves.setdefault(name, []).append(best_curve(problem, args.evaluations))
         best = problem.best()
         picks.append({"strategy": name, "seed": seed, "path": key_of(best[0]) if best else None,
                       "score": best[1] if best else None})  # fmt: skip
+    if unfinished:
+        print(f"left out, their paths not all in the cache: {', '.join(unfinished)}")
     table = summarise(curves, args.evaluations)
     every = [s for s in scores.values() if math.isfinite(s)]
     print(f"\n{len(every)} distinct paths scored in all ({args.metric}); space {space.name}, "
@@ -132,8 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<12}" + "".join(f"{row.get(c, float('nan')):>14.4f}" for c in columns))
     atomic_write_json(
         args.out / "strategies.json",
-        {**settings, "budget": args.budget, "evaluations": args.evaluations, "seeds": args.seeds,
-         "table": table, "curves": curves, "picks": picks, "scored": len(every)},  # fmt: skip
+        {
+            **settings,
+            "budget": args.budget,
+            "evaluations": args.evaluations,
+            "seeds": args.seeds,
+            "table": table,
+            "curves": curves,
+            "picks": picks,
+            "scored": len(every),
+            "unfinished": unfinished,
+        },  # fmt: skip
     )
     plot(args.out, curves)
     print(f"written: {args.out / 'strategies.json'}")

@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
     args = parser.parse_args()
     study, work = load_config(args.config), args.work
+    work.mkdir(parents=True, exist_ok=True)
     data = plan.prepare_corpus(study)
     space, baselines = plan.space(study), plan.baselines(study)
     planned, table = pipeline._plan_searches(study, work, data, space, baselines, table_path=args.table)
