@@ -71,7 +71,7 @@ THREE = {
 def test_the_search_and_extract_pick_depth_first_when_asked(tmp_path, capsys):
     space = SearchSpace(THREE)
     assert space.droppable() == {"a": 2}
-    module = SearchModule(THREE, vocab=["<blank>", "<unk>", "a"], method="st", pick="depth")
+    module = SearchModule(THREE, vocab=["<blank>", "<unk>", "a"], method="st")  # depth: the default
     with torch.no_grad():
         module.arch.alphas["a"].copy_(torch.tensor([0.35, 0.25, 0.40]).log())
     assert module.chosen_path() == {"a": 0}
@@ -79,6 +79,9 @@ def test_the_search_and_extract_pick_depth_first_when_asked(tmp_path, capsys):
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
     assert space.index_of(extract(ckpt)[0]) == {"a": 0}  # the search's own rule
     assert space.index_of(extract(ckpt, pick="argmax")[0]) == {"a": 2}
+    older = {k: v for k, v in module.hparams.items() if k != "pick"}  # searched before the setting
+    torch.save({"hyper_parameters": older, "state_dict": module.state_dict()}, tmp_path / "older.ckpt")
+    assert space.index_of(extract(tmp_path / "older.ckpt")[0]) == {"a": 2}  # keeps the argmax it had
     args = argparse.Namespace(ckpt=str(ckpt), output=str(tmp_path / "arch.yaml"), name=None, pick="argmax")
     assert extract_command.run(args) == 0 and "a: skip  (p=0.40)" in capsys.readouterr().out
     with pytest.raises(UserError, match="model.pick: unknown pick rule 'widest'"):
