@@ -267,7 +267,7 @@ def test_moved_compares_with_the_start_made_again_from_the_seed():
 
 
 def extract_args(ckpt, output) -> argparse.Namespace:
-    return argparse.Namespace(ckpt=str(ckpt), output=str(output), name=None)
+    return argparse.Namespace(ckpt=str(ckpt), output=str(output), name=None, pick=None)
 
 
 def test_extract_warns_when_the_alphas_never_moved(searched, tmp_path, capsys):
