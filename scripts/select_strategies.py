@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from supernet.latency.table import LatencyTable
 from supernet.outputs import atomic_write_json
+from supernet.select.feasible import FeasibleSampler
 from supernet.select.problem import Problem, key_of
 from supernet.select.score import SupernetScorer
 from supernet.select.strategies.base import build_strategy
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the supernet's space YAML: replay from OUT/scores.json alone (ckpt and --data are then "
         "only names; needs --lut)",
     )  # fmt: skip
+    parser.add_argument(
+        "--rejection", action="store_true",
+        help="draw feasible paths by rejection from the whole space, as before FeasibleSampler",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     cache_file = args.out / "scores.json"
@@ -143,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     picks, unfinished = [], []
     runs = [(name, seed) for name in args.strategies for seed in args.seeds]
     for name, seed in tqdm(runs, desc="strategy x seed"):
-        problem = Problem(edges, score_fn, costs.at, args.budget, stored=scores)
+        sampler = (
+            FeasibleSampler(costs, args.budget) if args.budget is not None and not args.rejection else None
+        )
+        problem = Problem(edges, score_fn, costs.at, args.budget, stored=scores, sampler=sampler)
         try:
             build_strategy(name, {}).run(problem, args.evaluations, seed)
         except NotCached:

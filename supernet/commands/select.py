@@ -187,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
 
     from supernet.outputs import atomic_write_json, atomic_write_text
     from supernet.run_folder import failing, finish
+    from supernet.select.feasible import FeasibleSampler
     from supernet.select.problem import Problem, key_of
     from supernet.select.strategies.base import build_strategy
 
@@ -251,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
                 stored=scores,
                 reward_lambda=args.reward_lambda,
                 prior=prior,
+                sampler=None if budget is None else FeasibleSampler(costs, budget, prior),
             )
             curve = curves.setdefault(_label(budget), [])
 
@@ -280,13 +282,11 @@ def run(args: argparse.Namespace) -> int:
                 if math.isfinite(h["score"]) and key_of(h["path"]) not in seen:
                     seen.add(key_of(h["path"]))
                     candidates.append({"run_budget": budget, **entry(h)})
+        # a budget's pick is the best path scored within it by any of the runs (they share scores:
+        # a cheap path the larger budget's run found counts for the smaller budget too)
+        scored = [h for problem in problems.values() for h in problem.history if math.isfinite(h["score"])]
         for budget in budgets:
-            problem = problems[budget if budget in problems else max(budgets)]
-            within = [
-                h
-                for h in problem.history
-                if math.isfinite(h["score"]) and (budget is None or h["cost"] <= budget)
-            ]
+            within = [h for h in scored if budget is None or h["cost"] <= budget]
             if not within:
                 best.append({"budget": budget, "path": None, "note": "no feasible path was scored"})
                 continue

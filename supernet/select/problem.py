@@ -42,6 +42,9 @@ class Problem:
     # per edge, the probabilities random draws follow (a differentiable search's softmax(alpha):
     # ``supernet select --prior alphas``); None: uniform
     prior: dict[str, list[float]] | None = None
+    # draws paths within the budget directly (``feasible.FeasibleSampler``, by the same prior); None:
+    # rejection from the whole space, which at a tight budget needs thousands of draws per path
+    sampler: Callable[[Any], Path | None] | None = None
 
     def objective(self, score: float, cost: float) -> float:
         """What the strategies minimise: the score, or with ``reward_lambda`` the soft reward's
@@ -98,11 +101,13 @@ class Problem:
         return {name: rng.choices(range(n), weights=self.prior[name])[0] for name, n in self.edges.items()}
 
     def random_feasible(self, rng, tries: int, new: bool = True) -> Path | None:
-        """A uniform path within the budget (rejection sampling: infeasible draws are never scored),
-        one not proposed before when ``new``; None after ``tries`` draws found none (the budget's
-        paths are exhausted or rare)."""
+        """A uniform (or prior) path within the budget, drawn by ``sampler`` or else by rejection
+        (infeasible draws are never scored), one not proposed before when ``new``; None after
+        ``tries`` draws found none (the budget's paths are exhausted, or rare for rejection)."""
         for _ in range(tries):
-            path = self.random_path(rng)
+            path = self.random_path(rng) if self.sampler is None else self.sampler(rng)
+            if path is None:  # the sampler found that no path fits
+                return None
             if (not new or key_of(path) not in self.cache) and self.feasible(path):
                 return path
         return None
