@@ -2,7 +2,8 @@
 
 Why: rejection sampling from the whole space needs about 1/f draws per path when a fraction f of
 the paths fits. Under ``h200_three``'s tightest budget f is 0.2%, and evolution's 1,000 tries found
-no first path for 1 seed in 7 and cut most first populations short.
+no first path for 19 seeds of 100 (``h200_three``'s table, 0.229 ms) and cut others' first
+populations short.
 
 How: each edge's costs are rounded *down* to a grid of ``bins`` steps over the budget left after
 the fixed part, and a backward pass counts, for every edge, rate and number of steps left, the
