@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 17's "evolution and NSGA-II beat random at the same number of scored candidates, on the
+# supernet score and after retraining", on the GPU, in steps that each resume on a warm machine:
+#   1. the study's uniform supernet, alone (h200_three's recipe; skipped once it is trained);
+#   2. scripts/select_strategies.py at BUDGET: STRATEGIES x seeds 0 1 2, EVALS candidates each
+#      (one shared cache, so a stopped call loses nothing);
+#   3. each strategy's seed-0 pick retrained with the study's recipe x 3 seeds (retrain_archs.py).
+# What comes back under $OUT: strategies.json/png, scores.json, retrain_archs.json, logs.
+#   usage (device tool, carry .whl): bash scripts/device/strategies_gpu.sh [BUDGET=0.2287] [EVALS=48] [LIMIT_S=540]
+#   STRATEGIES="random evolution nsga2 predictor" by default.
+budget=${1:-0.22870199831546464}
+evals=${2:-48}
+limit=${3:-540}
+strategies=${STRATEGIES:-random evolution nsga2 predictor}
+source scripts/device/setup.sh
+out=${OUT:-/tmp/out}
+work=/tmp/strategies_gpu
+table=docs/study/h200_three/latency.json
+start=$(date +%s)
+left() { echo $(( limit - ($(date +%s) - start) )); }
+ckpt=$(timeout -k 15 "$(left)" python3 - "$work" "$table" <<'EOF' 2>"$out/supernet.log" | tail -1
+import sys
+from pathlib import Path
+from supernet.study import pipeline, plan
+from supernet.study.config import load_config
+from supernet.study.execute import execute
+study = load_config("h200_three")
+data = plan.prepare_corpus(study)
+work = Path(sys.argv[1]); work.mkdir(parents=True, exist_ok=True)
+planned, _ = pipeline._plan_searches(study, work, data, plan.space(study), plan.baselines(study), table_path=Path(sys.argv[2]))
+run = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
+execute([run], 1, "search")
+print(run.checkpoint)
+EOF
+)
+[ -f "$ckpt" ] || { echo "strategies_gpu: the supernet is not trained yet (call again on the warm machine)"; tail -3 "$out/supernet.log"; exit 0; }
+echo "strategies_gpu: supernet $ckpt, $(left) s left"
+timeout -k 15 "$(left)" python3 scripts/select_strategies.py "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
+  --budget "$budget" --evaluations "$evals" --strategies $strategies --seeds 0 1 2 --metric loss \
+  --out "$work/bench" >"$out/select_strategies.log" 2>&1
+cp "$work"/bench/*.json "$work"/bench/*.png "$out/" 2>/dev/null
+[ -f "$work/bench/strategies.json" ] || { echo "strategies_gpu: the benchmark is not done (call again)"; exit 0; }
+grep -A8 "distinct paths scored" "$out/select_strategies.log"
+python3 - "$work" <<'EOF'
+import json, sys
+from pathlib import Path
+from supernet.space import SearchSpace
+work = Path(sys.argv[1])
+space = SearchSpace.load(work / "space.yaml")
+(work / "picks").mkdir(exist_ok=True)
+for pick in json.loads((work / "bench" / "strategies.json").read_text())["picks"]:
+    if pick["seed"] == 0 and pick["path"]:
+        choices = dict(zip(space.edges, map(int, pick["path"].split("-"))))
+        space.derive(choices, name=f"pick-{pick['strategy']}").to_yaml(work / "picks" / f"pick-{pick['strategy']}.yaml")
+EOF
+timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$work"/picks/*.yaml \
+  --parallel 12 >"$out/retrain.log" 2>&1
+tail -5 "$out/retrain.log"
