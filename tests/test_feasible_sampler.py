@@ -43,6 +43,8 @@ def test_costs_after_a_stride_edge_depend_on_the_rate_and_a_prior_weighs_the_dra
     seen = frequencies(FeasibleSampler(costs, 2.0, weights={"s": [0.9, 0.1], "a": [0.5, 0.5]}), 6000)
     assert seen["0-1"] == pytest.approx(9 / 11, abs=0.02) and seen["1-0"] == pytest.approx(1 / 11, abs=0.02)
     assert FeasibleSampler(costs, 0.4)(random.Random(0)) is None  # the cheapest path costs 0.5
+    free = SpaceCosts("ms", 1.0, {"a": [0.0, 0.5], "b": [0.3, 0.0]})  # a budget of the fixed part alone
+    assert set(frequencies(FeasibleSampler(free, 1.0), 200)) == {"0-1"}
 
 
 def test_evolution_starts_where_rejection_finds_no_path():

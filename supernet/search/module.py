@@ -121,9 +121,7 @@ class SearchModule(SearchHooks, CTCModule):
 
     def chosen_path(self) -> dict[str, int]:
         """Each edge's argmax (or depth first: ``pick``); under a budget, the most probable path within it."""
-        return pick_path(
-            self.space, self.objective, dict(self.arch.alphas), self.hparams.get("pick", "argmax")
-        )
+        return pick_path(self.space, self.objective, dict(self.arch.alphas), self.hparams.pick)
 
     def alphas_moved(self, atol: float = 1e-6) -> bool:
         """Whether the alphas left their start: when not, the chosen path is a tie-break."""

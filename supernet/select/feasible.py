@@ -42,7 +42,7 @@ class FeasibleSampler:
         self.names = list(costs.edges)
         left = budget - costs.fixed
         self.bins = bins if left > 0 else 0
-        self.step = left / bins if left > 0 else 1.0
+        self.step = left / bins if left > 0 else None  # None: only free candidates fit
         self.weights = {n: list(weights[n]) if weights else [1.0] * costs.sizes[n] for n in self.names}
         # ways[i][rate]: tensor over steps left b = 0..bins, the weight of finishing edges i.. from it
         self.ways: list[dict[int, torch.Tensor]] = [dict() for _ in range(len(self.names) + 1)]
@@ -74,11 +74,13 @@ class FeasibleSampler:
 
     def _steps(self, name: str, rate: int) -> list[int]:
         """The edge's costs in grid steps, rounded down (so no path within the budget is lost)."""
+        if self.step is None:
+            return [0 if c <= 0 else self.bins + 1 for c in self.costs.edge_cost(name, rate)]
         return [max(0, math.floor(c / self.step)) for c in self.costs.edge_cost(name, rate)]
 
     @property
     def any_fits(self) -> bool:
-        return self.bins >= 0 and float(self.ways[0][1][self.bins]) > 0
+        return float(self.ways[0][1][self.bins]) > 0
 
     def __call__(self, rng: random.Random) -> Path | None:
         if not self.any_fits:
