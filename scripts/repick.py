@@ -17,6 +17,7 @@ import torch
 
 from supernet.latency.costs import PICK_RULES, choose_path
 from supernet.latency.table import LatencyTable
+from supernet.search.extract import drop_for
 from supernet.space import SearchSpace
 
 
@@ -31,7 +32,7 @@ def repick(search: dict, space: SearchSpace, table: Path | None, budget: float |
         )
     alphas = {name: torch.tensor(probs[name], dtype=torch.float64).log() for name in space.edges}
     costs = LatencyTable.load(table).costs(space) if table else None
-    choices = choose_path(alphas, costs, budget, space.droppable() if pick == "depth" else None)
+    choices = choose_path(alphas, costs, budget, drop_for(space, pick))
     return choices, (costs.at(choices) if costs else None)
 
 

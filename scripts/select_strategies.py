@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--rejection", action="store_true",
-        help="draw feasible paths by rejection from the whole space, as before FeasibleSampler",
+        help="draw feasible paths by rejection from the whole space, as before FeasibleSampler (a "
+        "replay follows the cache's own record, and a cache without one was drawn so)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         space = SearchSpace.load(args.replay)
         costs = LatencyTable.load(args.lut).costs(space)
         settings = json.loads(cache_file.read_text())["settings"]  # as they were scored
+        args.rejection = (
+            args.rejection or json.loads(cache_file.read_text()).get("draws", "rejection") == "rejection"
+        )
         scores = json.loads(cache_file.read_text())["scores"]
 
         def score_fn(path):
@@ -140,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
 
         def score_fn(path):
             scores[key_of(path)] = scorer(path)
-            atomic_write_json(cache_file, {"settings": settings, "scores": scores})
+            atomic_write_json(cache_file, {"settings": settings, "draws": draws, "scores": scores})
             return scores[key_of(path)]
 
+    draws = "rejection" if args.rejection else "feasible"  # how the runs drew their paths: a replay needs it
     edges = {name: len(cands) for name, cands in space.edges.items()}
     curves: dict[str, list[list[float]]] = {}
     picks, unfinished = [], []
@@ -176,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             **settings,
             "budget": args.budget,
+            "draws": draws,
             "evaluations": args.evaluations,
             "seeds": args.seeds,
             "table": table,

@@ -53,6 +53,14 @@ def test_under_a_budget_cheaper_ops_come_before_a_shallower_path():
         assert choose_path(probs, costs, -1.0, SKIP) == {"a": 0, "b": 0}  # nothing fits: the argmax
 
 
+def test_a_tie_keeps_the_layer_and_tied_votes_drop_in_edge_order():
+    tied = alphas(a=[0.5, 0.5], b=[0.5, 0.5])  # skip is index 1 of both: every vote a tie
+    drop = {"a": 1, "b": 1}
+    assert choose_path(tied, None, None, drop) == {"a": 0, "b": 0}
+    costs = SpaceCosts("ms", 0.0, {"a": [1.0, 0.0], "b": [1.0, 0.0]})
+    assert choose_path(tied, costs, 1.0, drop) == {"a": 1, "b": 0}  # one layer fits: a goes first
+
+
 def test_an_all_ruled_out_edge_has_no_path_within():
     costs = SpaceCosts("ms", 0.0, {"a": [1.0, 0.0]})
     assert costs.most_probable_within({"a": [-math.inf, -math.inf]}, 5.0) is None
@@ -82,6 +90,10 @@ def test_the_search_and_extract_pick_depth_first_when_asked(tmp_path, capsys):
     older = {k: v for k, v in module.hparams.items() if k != "pick"}  # searched before the setting
     torch.save({"hyper_parameters": older, "state_dict": module.state_dict()}, tmp_path / "older.ckpt")
     assert space.index_of(extract(tmp_path / "older.ckpt")[0]) == {"a": 2}  # keeps the argmax it had
+    loaded = SearchModule(THREE, vocab=["<blank>", "<unk>", "a"], method="st")
+    loaded.load_state_dict(module.state_dict())
+    loaded.on_load_checkpoint({"hyper_parameters": older})  # a search resumed or loaded from it
+    assert loaded.hparams.pick == "argmax" and loaded.chosen_path() == {"a": 2}
     args = argparse.Namespace(ckpt=str(ckpt), output=str(tmp_path / "arch.yaml"), name=None, pick="argmax")
     assert extract_command.run(args) == 0 and "a: skip  (p=0.40)" in capsys.readouterr().out
     with pytest.raises(UserError, match="model.pick: unknown pick rule 'widest'"):

@@ -14,10 +14,12 @@ limit=${3:-540}
 strategies=${STRATEGIES:-random evolution nsga2 predictor}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
+mkdir -p "$out"
 work=/tmp/strategies_gpu
 table=docs/study/h200_three/latency.json
 start=$(date +%s)
 left() { echo $(( limit - ($(date +%s) - start) )); }
+enough() { [ "$(left)" -gt 30 ] || { echo "strategies_gpu: $(left) s left, too little (call again)"; exit 0; }; }
 ckpt=$(timeout -k 15 "$(left)" python3 - "$work" "$table" <<'EOF' 2>"$out/supernet.log" | tail -1
 import sys
 from pathlib import Path
@@ -35,12 +37,14 @@ EOF
 )
 [ -f "$ckpt" ] || { echo "strategies_gpu: the supernet is not trained yet (call again on the warm machine)"; tail -3 "$out/supernet.log"; exit 0; }
 echo "strategies_gpu: supernet $ckpt, $(left) s left"
+enough
 timeout -k 15 "$(left)" python3 scripts/select_strategies.py "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
   --budget "$budget" --evaluations "$evals" --strategies $strategies --seeds 0 1 2 --metric loss \
   --out "$work/bench" >"$out/select_strategies.log" 2>&1
 cp "$work"/bench/*.json "$work"/bench/*.png "$out/" 2>/dev/null
 [ -f "$work/bench/strategies.json" ] || { echo "strategies_gpu: the benchmark is not done (call again)"; exit 0; }
 grep -A8 "distinct paths scored" "$out/select_strategies.log"
+rm -rf "$work/picks"  # this benchmark's picks only
 python3 - "$work" <<'EOF'
 import json, sys
 from pathlib import Path
@@ -53,6 +57,7 @@ for pick in json.loads((work / "bench" / "strategies.json").read_text())["picks"
         choices = dict(zip(space.edges, map(int, pick["path"].split("-"))))
         space.derive(choices, name=f"pick-{pick['strategy']}").to_yaml(work / "picks" / f"pick-{pick['strategy']}.yaml")
 EOF
+enough
 timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$work"/picks/*.yaml \
   --parallel 12 >"$out/retrain.log" 2>&1
 tail -5 "$out/retrain.log"

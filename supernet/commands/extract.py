@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from supernet.latency.costs import PICK_RULES
-from supernet.search.extract import NOT_MOVED_WARNING, extract, vocab_size
+from supernet.search.extract import NOT_MOVED_WARNING, extract, pick_rule, vocab_size
 from supernet.space import SearchSpace
 
 
@@ -38,9 +38,7 @@ def run(args: argparse.Namespace) -> int:
     argmax = arch.argmax()
     for edge, index in SearchSpace(hparams["space"]).index_of(spec).items():
         note = (
-            ""
-            if index == argmax[edge]
-            else f", not the argmax: {NOT_ARGMAX[args.pick or hparams.get('pick', 'argmax')]}"
+            "" if index == argmax[edge] else f", not the argmax: {NOT_ARGMAX[pick_rule(hparams, args.pick)]}"
         )
         print(f"{edge}: {arch.labels[edge][index]}  (p={float(probs[edge].detach()[index]):.2f}{note})")
     vocab = vocab_size(hparams)

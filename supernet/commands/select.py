@@ -301,7 +301,8 @@ def run(args: argparse.Namespace) -> int:
                 f"  -> {arch}"
             )
         result = {
-            **settings, "split": scorer.split, "cost_unit": costs.metric, "candidates": candidates, "best": best,
+            **settings, "split": scorer.split, "cost_unit": costs.metric, "draws": "feasible",
+            "candidates": candidates, "best": best,
             "front": [entry(h) for h in problems[max(budgets)].front()] if args.strategy == "nsga2" else None,
             "scored": len(scores), "reused": len(stored),
             # wall time, recalibration and scoring included, with that of the runs a resume continues

@@ -281,20 +281,18 @@ def depth_first_path(
     held its *expected* latency at the budget then picked a path at 61% of it, three layers of nine
     (``h200_three``, TDNN-D's budget). Keeping a layer is one decision, its op another.
     """
-    probs = {
-        name: torch.softmax(alpha.detach().double().cpu(), -1).tolist() for name, alpha in alphas.items()
+    logs = {
+        name: torch.log_softmax(alpha.detach().double().cpu(), -1).tolist() for name, alpha in alphas.items()
     }
-    margin = {name: 1.0 - 2.0 * probs[name][k] for name, k in drop.items()}  # P(keep) - P(drop)
-    kept = {name for name, m in margin.items() if m > 0}
+    margin = {name: 1.0 - 2.0 * math.exp(logs[name][k]) for name, k in drop.items()}  # P(keep) - P(drop)
+    order = {name: i for i, name in enumerate(alphas)}  # ties go by edge order, the same in every process
+    kept = {name for name, m in margin.items() if m >= 0}  # a tie keeps the layer, as argmax keeps index 0
     while True:
         log_probs = {}
-        for name, p in probs.items():
-            allowed = range(len(p)) if name not in drop else [
-                k for k in range(len(p)) if (k != drop[name]) == (name in kept)
-            ]  # fmt: skip
-            log_probs[name] = [
-                math.log(p[k]) if k in allowed and p[k] > 0 else -math.inf for k in range(len(p))
-            ]
+        for name, lp in logs.items():
+            if name in drop:  # a kept layer: its ops only; a dropped one: its skip only
+                lp = [x if (k != drop[name]) == (name in kept) else -math.inf for k, x in enumerate(lp)]
+            log_probs[name] = lp
         path = {name: max(range(len(lp)), key=lp.__getitem__) for name, lp in log_probs.items()}
         if not over_budget(path, costs, budget):
             return path
@@ -303,4 +301,4 @@ def depth_first_path(
             return within
         if not kept:  # even the argmax depth has no path within the budget: choose_path's answer
             return choose_path(alphas, costs, budget)
-        kept.remove(min(kept, key=margin.__getitem__))
+        kept.remove(min(kept, key=lambda name: (margin[name], order[name])))

@@ -77,9 +77,7 @@ def extract(
     method = hparams.get("method", "search")
     if method == "uniform":
         raise UserError(f"{ckpt}: {UNIFORM_PICKS_NOTHING}")
-    rule = pick or hparams.get("pick", "argmax")
-    check_pick(rule, "--pick")
-    choices = pick_path(space, search_objective(space, hparams), dict(arch.alphas), rule)
+    choices = pick_path(space, search_objective(space, hparams), dict(arch.alphas), pick_rule(hparams, pick))
     return space.derive(choices, name=name or f"{space.name}-{method}"), arch, hparams
 
 
@@ -88,10 +86,23 @@ def check_pick(rule: str, where: str) -> None:
         raise UserError(f"{where}: unknown pick rule {rule!r}; choose one of {', '.join(PICK_RULES)}")
 
 
+def pick_rule(hparams: dict, pick: str | None = None) -> str:
+    """``pick`` (``extract --pick``), else the search's ``model.pick``; ``argmax`` for a checkpoint
+    searched before that setting."""
+    rule = pick or hparams.get("pick", "argmax")
+    check_pick(rule, "--pick" if pick else "the checkpoint's model.pick")
+    return rule
+
+
+def drop_for(space: SearchSpace, rule: str) -> dict[str, int] | None:
+    """What ``choose_path`` needs for ``rule``: the droppable edges for ``depth``, else None."""
+    return space.droppable() if rule == "depth" else None
+
+
 def pick_path(space: SearchSpace, objective: HardwareObjective, alphas: dict, rule: str) -> dict[str, int]:
     """The path the alphas pick under ``rule`` (``PICK_RULES``): ``depth`` decides each droppable
     layer's depth before its op (``costs.depth_first_path``)."""
-    return objective.choose_path(alphas, space.droppable() if rule == "depth" else None)
+    return objective.choose_path(alphas, drop_for(space, rule))
 
 
 UNIFORM_PICKS_NOTHING = (

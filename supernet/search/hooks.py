@@ -51,7 +51,9 @@ class SearchHooks:
 
     def clip(self, optimizer) -> None:
         """Lightning's clipping (it unscales fp16 gradients first)."""
-        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        self.clip_gradients(
+            optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
+        )
 
     # --- fit, checkpoints ---------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -71,6 +73,8 @@ class SearchHooks:
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
+        if "pick" not in checkpoint.get("hyper_parameters", {}):  # searched before model.pick: argmax,
+            self.hparams.pick = "argmax"  # as `supernet extract` reads it, also when it resumes
         self._host_step = None
         self.search.relaxation.load_state_dict(checkpoint.get("relaxation", {}))
 
@@ -95,7 +99,9 @@ class SearchHooks:
 
     def weight_advice(self) -> str:
         hp = self.hparams
-        return f"the weights diverged; lower --model.lr (now {hp.lr}) or --model.grad_clip (now {hp.grad_clip})"
+        return (
+            f"the weights diverged; lower --model.lr (now {hp.lr}) or --model.grad_clip (now {hp.grad_clip})"
+        )
 
     def alpha_advice(self) -> str:
         return f"the alphas diverged; lower --model.arch_lr (now {self.hparams.arch_lr})"

@@ -47,6 +47,11 @@ class FeasibleSampler:
         # ways[i][rate]: tensor over steps left b = 0..bins, the weight of finishing edges i.. from it
         self.ways: list[dict[int, torch.Tensor]] = [dict() for _ in range(len(self.names) + 1)]
         self.rates = self._reachable_rates()
+        self.steps = {
+            (name, rate): self._steps(name, rate)
+            for i, name in enumerate(self.names)
+            for rate in self.rates[i]
+        }
         done = (
             torch.ones(self.bins + 1, dtype=torch.float64)
             if left >= 0
@@ -57,7 +62,7 @@ class FeasibleSampler:
             name = self.names[i]
             for rate in self.rates[i]:
                 total = torch.zeros(self.bins + 1, dtype=torch.float64)
-                for k, (cost, weight) in enumerate(zip(self._steps(name, rate), self.weights[name])):
+                for k, (cost, weight) in enumerate(zip(self.steps[name, rate], self.weights[name])):
                     if weight <= 0 or cost > self.bins:
                         continue
                     after = self.ways[i + 1][self.costs._next_rate(name, rate, k)]
@@ -88,7 +93,7 @@ class FeasibleSampler:
         for _ in range(self.tries):
             path, rate, left = {}, 1, self.bins
             for i, name in enumerate(self.names):
-                steps = self._steps(name, rate)
+                steps = self.steps[name, rate]
                 options = [
                     self.weights[name][k] * float(self.ways[i + 1][self.costs._next_rate(name, rate, k)][left - c])
                     if self.weights[name][k] > 0 and c <= left else 0.0

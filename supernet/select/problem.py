@@ -106,8 +106,9 @@ class Problem:
         ``tries`` draws found none (the budget's paths are exhausted, or rare for rejection)."""
         for _ in range(tries):
             path = self.random_path(rng) if self.sampler is None else self.sampler(rng)
-            if path is None:  # the sampler found that no path fits
-                return None
+            if path is None:  # the sampler drew none (none fits, or its redraws ran out): a miss
+                continue
+            path = {name: int(path[name]) for name in self.edges}
             if (not new or key_of(path) not in self.cache) and self.feasible(path):
                 return path
         return None
