@@ -13,6 +13,10 @@ stopped by its limit goes on in the next one on the warm machine.
     bash -c 'source scripts/device/setup.sh && python3 scripts/device/alone_costs.py h200_three \
         /tmp/alone --table docs/study/h200_three/latency.json --report docs/study/h200_three/partial.json \
         --budget budget_tdnn_d --archs docs/study/h200_three/arch/st-s0-budget_conformer_s.yaml'
+
+A shorter search recipe, timed and ranked the same way (then retrain its picks, the ST search's
+``arch.yaml`` and the select's ``budget_*/arch.yaml``, with ``retrain_archs.py``): add
+``--search-option trainer.max_epochs=15 --search-option model.warmup_epochs=8``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import json
 import os
 import time
 from pathlib import Path
+
+import yaml
 
 from supernet.archspec import ArchSpec
 from supernet.select.problem import key_of
@@ -47,9 +53,16 @@ def main() -> None:
         "--budget", default="budget_tdnn_d", help="the ST search's budget (a study budget label)"
     )
     parser.add_argument("--archs", nargs="*", default=[], help="ArchSpecs to retrain alone (seed 0)")
+    parser.add_argument(
+        "--search-option", action="append", default=[], metavar="KEY=VALUE",
+        help="override one of the study's search options (a shorter recipe: trainer.max_epochs=15)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
     args = parser.parse_args()
     study, work = load_config(args.config), args.work
+    for option in args.search_option:  # values as YAML reads them: 15 is an int, 00:00:06:00 a string
+        key, _, value = option.partition("=")
+        study["search"]["options"][key] = yaml.safe_load(value)
     work.mkdir(parents=True, exist_ok=True)
     data = plan.prepare_corpus(study)
     space, baselines = plan.space(study), plan.baselines(study)
