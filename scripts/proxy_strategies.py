@@ -21,7 +21,7 @@ from tqdm import tqdm
 from supernet.latency.table import LatencyTable
 from supernet.select.feasible import FeasibleSampler
 from supernet.select.predictor import build_predictor
-from supernet.select.problem import Problem, key_of
+from supernet.select.problem import Problem, key_of, path_of
 from supernet.select.strategies.base import build_strategy
 from supernet.space import SearchSpace
 
@@ -40,7 +40,7 @@ def main() -> None:
     costs = LatencyTable.load(args.table).costs(space)
     edges = {name: len(cands) for name, cands in space.edges.items()}
     cached = json.loads(args.scores.read_text())["scores"]
-    known = [(dict(zip(edges, map(int, k.split("-")))), v) for k, v in cached.items() if math.isfinite(v)]
+    known = [(path_of(k, edges), v) for k, v in cached.items() if math.isfinite(v)]
     proxy = build_predictor("gp", edges, lambda path: [costs.at(path)], seed=0)
     proxy.fit([path for path, _ in known], [score for _, score in known])
     memo: dict[str, float] = {}

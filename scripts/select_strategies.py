@@ -119,11 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--replay needs --lut and a cache {cache_file}")
         space = SearchSpace.load(args.replay)
         costs = LatencyTable.load(args.lut).costs(space)
-        settings = json.loads(cache_file.read_text())["settings"]  # as they were scored
-        args.rejection = (
-            args.rejection or json.loads(cache_file.read_text()).get("draws", "rejection") == "rejection"
-        )
-        scores = json.loads(cache_file.read_text())["scores"]
+        cache = json.loads(cache_file.read_text())
+        settings, scores = cache["settings"], cache["scores"]  # as they were scored
+        args.rejection = args.rejection or cache.get("draws", "rejection") == "rejection"
 
         def score_fn(path):
             if key_of(path) not in scores:

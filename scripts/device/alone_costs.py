@@ -33,14 +33,8 @@ from supernet.archspec import ArchSpec
 from supernet.select.problem import key_of
 from supernet.study import pipeline, plan, rank
 from supernet.study.config import load_config
+from supernet.study.costs import read_numbers
 from supernet.study.execute import execute
-
-
-def seconds(path: Path, key: str) -> float | None:
-    try:
-        return float(json.loads(path.read_text())[key])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def main() -> None:
@@ -76,7 +70,7 @@ def main() -> None:
     for spec in map(ArchSpec.load, args.archs):
         run = plan.retrain_run(study, work, data, plan.write_arch(work, spec), spec.name, 0)
         execute([run], 1, "retrain")
-        result["retrains"][spec.name] = seconds(run.out / "metrics.json", "train_seconds")
+        result["retrains"][spec.name] = read_numbers(run.out / "metrics.json", "train_seconds")[0]
         save()
     st = next(
         run
@@ -86,12 +80,12 @@ def main() -> None:
     uniform = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
     for run in (st, uniform):
         execute([run], 1, "search")
-        result["searches"][run.out.name] = seconds(run.out / "search.json", "search_seconds")
+        result["searches"][run.out.name] = read_numbers(run.out / "search.json", "search_seconds")[0]
         save()
     pipeline._plan_selects(study, work, data, planned, table)
     for select, _ in planned.selects.values():
         execute([select], 1, "select")
-        result["searches"][select.out.name] = seconds(select.out / "select.json", "seconds")
+        result["searches"][select.out.name] = read_numbers(select.out / "select.json", "seconds")[0]
         save()
     rows = [r for r in json.loads(args.report.read_text())["rows"] if r.get("cer", {}).get("dev") is not None]
     specs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}
@@ -102,9 +96,10 @@ def main() -> None:
         took = time.perf_counter() - start
         metric = study["ranking"]["metric"]
         names = sorted(scores)
-        tau = rank.kendall_tau([scores[n][metric] for n in names], [cer[n] for n in names])
+        ranked = rank.ranking_quality({run.out.name: scores}, cer, metric)[0][0]  # the study's own tau
+        tau = ranked["kendall_tau"]
         result["scoring"][run.out.name] = {
-            "networks": len(names),
+            "networks": ranked["archs"],
             "seconds": took,
             "tau": tau,
             "metric": metric,

@@ -23,7 +23,7 @@ from supernet.study import plan
 from supernet.study.config import load_config
 from supernet.study.execute import execute
 from supernet.study.pipeline import check_test_sets
-from supernet.study.report import _mean_std, _rate, read_metrics
+from supernet.study.report import cer_by_set, read_metrics
 
 
 def main() -> None:
@@ -51,10 +51,10 @@ def main() -> None:
         if not metrics:
             rows.append({"name": spec.name, "retrain_seeds": 0})
             continue
-        cer = {s: _mean_std([_rate(m, s, "cer") for m in metrics]) for s in sets}
+        cer, cer_std = cer_by_set(metrics, sets)
         rows.append({
             "name": spec.name, "params": metrics[0]["params"], "retrain_seeds": len(metrics),
-            "cer": {s: cer[s][0] for s in sets}, "cer_std": {s: cer[s][1] for s in sets},
+            "cer": cer, "cer_std": cer_std,
             "train_seconds": [m.get("train_seconds") for m in metrics], "arch": spec.to_dict(),
         })  # fmt: skip
     for row in rows:

@@ -48,14 +48,14 @@ rm -rf "$work/picks"  # this benchmark's picks only
 python3 - "$work" <<'EOF'
 import json, sys
 from pathlib import Path
+from supernet.select.problem import path_of
 from supernet.space import SearchSpace
 work = Path(sys.argv[1])
 space = SearchSpace.load(work / "space.yaml")
 (work / "picks").mkdir(exist_ok=True)
 for pick in json.loads((work / "bench" / "strategies.json").read_text())["picks"]:
     if pick["seed"] == 0 and pick["path"]:
-        choices = dict(zip(space.edges, map(int, pick["path"].split("-"))))
-        space.derive(choices, name=f"pick-{pick['strategy']}").to_yaml(work / "picks" / f"pick-{pick['strategy']}.yaml")
+        space.derive(path_of(pick["path"], space.edges), name=f"pick-{pick['strategy']}").to_yaml(work / "picks" / f"pick-{pick['strategy']}.yaml")
 EOF
 enough
 timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$work"/picks/*.yaml \

@@ -24,6 +24,11 @@ def key_of(path: Path) -> str:
     return "-".join(str(int(i)) for i in path.values())
 
 
+def path_of(key: str, edges) -> Path:
+    """The path a cache key names (``key_of``'s inverse), over ``edges`` in their order."""
+    return dict(zip(edges, map(int, key.split("-"))))
+
+
 @dataclass
 class Problem:
     """The search space of a selection: ``edges`` maps each edge to its number of candidates."""

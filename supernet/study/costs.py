@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _read(path: Path, *keys: str) -> list[float | None]:
+def read_numbers(path: Path, *keys: str) -> list[float | None]:
     """``keys`` of a run's JSON file, read once (None where the file or the key is missing)."""
     try:
         found = json.loads(path.read_text())
@@ -43,7 +43,7 @@ def collect(study: dict, searches: dict, selects: dict, retrains: dict) -> dict[
     """``searches``: {(method, seed, budget or None): Run}; ``selects``: {search key: (Run, its
     budgets)}; ``retrains``: {key: [Run]} as the study planned them."""
     read = [
-        _read(run.out / "metrics.json", "train_seconds", "epochs")
+        read_numbers(run.out / "metrics.json", "train_seconds", "epochs")
         for runs in retrains.values()
         for run in runs
     ]
@@ -52,7 +52,7 @@ def collect(study: dict, searches: dict, selects: dict, retrains: dict) -> dict[
     mean_retrain = statistics.fmean(retrain) if retrain else None
     search_rows = []
     for (method, seed, budget), run in searches.items():
-        seconds, epochs = _read(run.out / "search.json", "search_seconds", "epochs")
+        seconds, epochs = read_numbers(run.out / "search.json", "search_seconds", "epochs")
         search_rows.append({
             "run": run.out.name, "method": method, "seed": seed, "budget": budget[0] if budget else None,
             "seconds": seconds, "epochs": epochs, "capped": _capped(epochs, study["search"]["options"]),
@@ -60,7 +60,7 @@ def collect(study: dict, searches: dict, selects: dict, retrains: dict) -> dict[
         })  # fmt: skip
     select_rows = [
         {"run": run.out.name, "supernet": searches[key].out.name, "budgets": [label for label, _ in budgets],
-         "seconds": _read(run.out / "select.json", "seconds")[0]}
+         "seconds": read_numbers(run.out / "select.json", "seconds")[0]}
         for key, (run, budgets) in selects.items()
     ]  # fmt: skip
     return {

@@ -29,12 +29,18 @@ def _rate(metrics: dict, split: str, metric: str) -> float:
     return metrics[f"dev_{metric}"] if split == "dev" else metrics[metric][split]
 
 
+def cer_by_set(metrics: list[dict], sets: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """CER mean and std over retrain runs' ``metrics.json``, per set (``dev``, or a test set)."""
+    cer = {s: _mean_std([_rate(m, s, "cer") for m in metrics]) for s in sets}
+    return {s: cer[s][0] for s in sets}, {s: cer[s][1] for s in sets}
+
+
 def make_row(
     arch: Arch, metrics: list[dict], test_sets: list[str], predicted: float, measured: float
 ) -> dict:
     """One architecture's row: error rates as mean and std over its retrain runs' ``metrics.json``."""
     sets = ["dev", *test_sets]
-    cer = {s: _mean_std([_rate(m, s, "cer") for m in metrics]) for s in sets}
+    cer, cer_std = cer_by_set(metrics, sets)
     return {
         "name": arch.name,
         "kind": arch.kind,
@@ -45,8 +51,8 @@ def make_row(
         "params": metrics[0]["params"],
         "latency_ms": measured,
         "predicted_ms": predicted,
-        "cer": {s: cer[s][0] for s in sets},
-        "cer_std": {s: cer[s][1] for s in sets},
+        "cer": cer,
+        "cer_std": cer_std,
         "wer": {s: statistics.fmean(_rate(m, s, "wer") for m in metrics) for s in sets},
         "retrain_seeds": len(metrics),
         "supernet_cer": None,
