@@ -1,0 +1,115 @@
+"""Issue 17's "beat random after retraining": each strategy's picks, one per search seed, retrained
+with a study's recipe, against random selection's picks.
+
+A strategy's figure is the mean over its search seeds of each pick's CER (itself the mean over the
+retrain seeds), so a lucky seed counts once, as in ``select_strategies.py``'s ``beat_random``:
+how many of a strategy's seeds end below random's mean. Picks are matched to rows by name:
+``pick-STRATEGY-sSEED`` (``pick-STRATEGY`` is seed 0, as ``strategies_gpu.sh`` first named them).
+The decision split is dev; test is reported beside it, never chosen on.
+
+    python3 scripts/strategies_retrained.py strategies.json retrain_archs.json [more.json] --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def pick_name(strategy: str, seed: int) -> str:
+    return f"pick-{strategy}-s{seed}"
+
+
+def _cer_of(rows: dict[str, dict], strategy: str, seed: int) -> dict | None:
+    row = rows.get(pick_name(strategy, seed)) or (rows.get(f"pick-{strategy}") if seed == 0 else None)
+    return row["cer"] if row and row.get("retrain_seeds") else None
+
+
+def compare(strategies: dict, rows: list[dict], split: str = "dev") -> dict[str, dict]:
+    """Per strategy: supernet score and retrained CER of each seed's pick, their means, and how
+    many seeds beat random's mean on ``split``."""
+    by_name = {row["name"]: row for row in rows}
+    table: dict[str, dict] = {}
+    for pick in strategies["picks"]:
+        cer = _cer_of(by_name, pick["strategy"], pick["seed"])
+        if cer is None:
+            continue
+        entry = table.setdefault(pick["strategy"], {"seeds": [], "score": [], "cer": []})
+        entry["seeds"].append(pick["seed"])
+        entry["score"].append(pick["score"])
+        entry["cer"].append(cer)
+    for entry in table.values():
+        entry["mean"] = {s: statistics.mean(c[s] for c in entry["cer"]) for s in entry["cer"][0]}
+        entry["std"] = {s: statistics.pstdev(c[s] for c in entry["cer"]) for s in entry["cer"][0]}
+        entry["mean_score"] = statistics.mean(entry["score"])
+    if "random" in table:
+        random_mean = table["random"]["mean"][split]
+        for name, entry in table.items():
+            if name != "random":
+                entry["beat_random"] = sum(c[split] < random_mean for c in entry["cer"])
+                entry["vs_random"] = entry["mean"][split] - random_mean
+    return table
+
+
+def render(table: dict[str, dict], split: str, budget: float | None) -> str:
+    lines = [
+        f"budget {budget} ms: retrained CER (%), mean over search seeds of each pick's mean over retrain seeds",
+        f"{'strategy':12s} {'seeds':>5s} {'score':>7s} {split:>12s} {'test':>12s} {'vs random':>10s} beat_random",
+    ]
+    for name, entry in table.items():
+        m, s = entry["mean"], entry["std"]
+        test = f"{100 * m['test']:.1f}±{100 * s['test']:.1f}" if "test" in m else "-"
+        versus = f"{100 * entry['vs_random']:+.2f}" if "vs_random" in entry else "-"
+        beat = f"{entry['beat_random']}/{len(entry['seeds'])}" if "beat_random" in entry else "-"
+        lines.append(
+            f"{name:12s} {len(entry['seeds']):5d} {entry['mean_score']:7.4f} "
+            f"{100 * m[split]:7.1f}±{100 * s[split]:.1f} {test:>12s} {versus:>10s} {beat:>6s}"
+        )
+    return "\n".join(lines)
+
+
+def plot(out: Path, table: dict[str, dict], split: str) -> None:
+    """Each seed's retrained CER per strategy, the mean as a bar: the spread is the point."""
+    from supernet.loggers import can_plot, pyplot
+
+    if not can_plot("strategies_retrained.png"):
+        return
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, entry) in enumerate(table.items()):
+        values = [100 * c[split] for c in entry["cer"]]
+        ax.scatter([i] * len(values), values, color="tab:blue", zorder=3)
+        ax.hlines(100 * entry["mean"][split], i - 0.3, i + 0.3, color="tab:red")
+    ax.set_xticks(range(len(table)), list(table))
+    ax.set_ylabel(f"retrained {split} CER (%)")
+    ax.set_title("each search seed's pick (dots), their mean (bar)")
+    fig.tight_layout()
+    fig.savefig(out / "strategies_retrained.png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("strategies", type=Path, help="select_strategies.py's strategies.json")
+    parser.add_argument("retrains", type=Path, nargs="+", help="retrain_archs.py's retrain_archs.json files")
+    parser.add_argument("--split", default="dev", help="the split that decides (never a test set)")
+    parser.add_argument("--out", type=Path, help="writes strategies_retrained.json and .png here")
+    args = parser.parse_args(argv)
+    strategies = json.loads(args.strategies.read_text())
+    rows = [row for path in args.retrains for row in json.loads(path.read_text())["rows"]]
+    table = compare(strategies, rows, args.split)
+    if not table:
+        parser.error(f"no pick of {args.strategies} has a retrained row in {[str(p) for p in args.retrains]}")
+    print(render(table, args.split, strategies.get("budget")))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        result = {"budget": strategies.get("budget"), "split": args.split, "strategies": table}
+        (args.out / "strategies_retrained.json").write_text(json.dumps(result, indent=1))
+        plot(args.out, table, args.split)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
