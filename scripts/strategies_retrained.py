@@ -70,7 +70,7 @@ def render(table: dict[str, dict], split: str, budget: float | None) -> str:
     return "\n".join(lines)
 
 
-def plot(out: Path, table: dict[str, dict], split: str) -> None:
+def plot(out: Path, table: dict[str, dict], split: str, budget: float | None) -> None:
     """Each seed's retrained CER per strategy, the mean as a bar: the spread is the point."""
     from supernet.loggers import can_plot, pyplot
 
@@ -78,13 +78,13 @@ def plot(out: Path, table: dict[str, dict], split: str) -> None:
         return
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (name, entry) in enumerate(table.items()):
+    for i, entry in enumerate(table.values()):
         values = [100 * c[split] for c in entry["cer"]]
         ax.scatter([i] * len(values), values, color="tab:blue", zorder=3)
         ax.hlines(100 * entry["mean"][split], i - 0.3, i + 0.3, color="tab:red")
     ax.set_xticks(range(len(table)), list(table))
     ax.set_ylabel(f"retrained {split} CER (%)")
-    ax.set_title("each search seed's pick (dots), their mean (bar)")
+    ax.set_title(f"budget {budget:.3g} ms: each search seed's pick (dots), their mean (bar)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "strategies_retrained.png")
     plt.close(fig)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         result = {"budget": strategies.get("budget"), "split": args.split, "strategies": table}
         (args.out / "strategies_retrained.json").write_text(json.dumps(result, indent=1))
-        plot(args.out, table, args.split)
+        plot(args.out, table, args.split, strategies.get("budget"))
     return 0
 
 

@@ -4,8 +4,12 @@
 #   1. the study's uniform supernet, alone (h200_three's recipe; skipped once it is trained);
 #   2. scripts/select_strategies.py at BUDGET: STRATEGIES x seeds 0 1 2, EVALS candidates each
 #      (one shared cache, so a stopped call loses nothing);
-#   3. each strategy's seed-0 pick retrained with the study's recipe x 3 seeds (retrain_archs.py).
-# What comes back under $OUT: strategies.json/png, scores.json, retrain_archs.json, logs.
+#   3. every strategy's pick (one per seed) retrained with the study's recipe x 3 seeds
+#      (retrain_archs.py), then compared with random's (scripts/strategies_retrained.py).
+# Each budget has its own folder (bench, picks, retrains) beside the one supernet, so a second
+# budget on the warm machine reuses the supernet and nothing else.
+# What comes back under $OUT: strategies.json/png, scores.json, retrain_archs.json,
+# strategies_retrained.json/png, logs.
 #   usage (device tool, carry .whl): bash scripts/device/strategies_gpu.sh [BUDGET=0.2287] [EVALS=48] [LIMIT_S=540]
 #   STRATEGIES="random evolution nsga2 predictor" by default.
 budget=${1:-0.22870199831546464}
@@ -16,6 +20,7 @@ source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 work=/tmp/strategies_gpu
+here=$work/budget_$budget
 table=docs/study/h200_three/latency.json
 start=$(date +%s)
 left() { echo $(( limit - ($(date +%s) - start) )); }
@@ -40,24 +45,27 @@ echo "strategies_gpu: supernet $ckpt, $(left) s left"
 enough
 timeout -k 15 "$(left)" python3 scripts/select_strategies.py "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
   --budget "$budget" --evaluations "$evals" --strategies $strategies --seeds 0 1 2 --metric loss \
-  --out "$work/bench" >"$out/select_strategies.log" 2>&1
-cp "$work"/bench/*.json "$work"/bench/*.png "$out/" 2>/dev/null
-[ -f "$work/bench/strategies.json" ] || { echo "strategies_gpu: the benchmark is not done (call again)"; exit 0; }
+  --out "$here/bench" >"$out/select_strategies.log" 2>&1
+cp "$here"/bench/*.json "$here"/bench/*.png "$out/" 2>/dev/null
+[ -f "$here/bench/strategies.json" ] || { echo "strategies_gpu: the benchmark is not done (call again)"; exit 0; }
 grep -A8 "distinct paths scored" "$out/select_strategies.log"
-rm -rf "$work/picks"  # this benchmark's picks only
-python3 - "$work" <<'EOF'
+rm -rf "$here/picks"  # this benchmark's picks only
+python3 - "$work" "$here" <<'EOF'
 import json, sys
 from pathlib import Path
 from supernet.select.problem import path_of
 from supernet.space import SearchSpace
-work = Path(sys.argv[1])
-space = SearchSpace.load(work / "space.yaml")
-(work / "picks").mkdir(exist_ok=True)
-for pick in json.loads((work / "bench" / "strategies.json").read_text())["picks"]:
-    if pick["seed"] == 0 and pick["path"]:
-        space.derive(path_of(pick["path"], space.edges), name=f"pick-{pick['strategy']}").to_yaml(work / "picks" / f"pick-{pick['strategy']}.yaml")
+sys.path.insert(0, "scripts")
+from strategies_retrained import pick_name
+space, here = SearchSpace.load(Path(sys.argv[1]) / "space.yaml"), Path(sys.argv[2])
+(here / "picks").mkdir(exist_ok=True)
+for pick in json.loads((here / "bench" / "strategies.json").read_text())["picks"]:
+    if pick["path"]:
+        name = pick_name(pick["strategy"], pick["seed"])
+        space.derive(path_of(pick["path"], space.edges), name=name).to_yaml(here / "picks" / f"{name}.yaml")
 EOF
 enough
-timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$work"/picks/*.yaml \
-  --parallel 12 >"$out/retrain.log" 2>&1
-tail -5 "$out/retrain.log"
+timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$here/retrain" "$here"/picks/*.yaml \
+  --parallel 36 >"$out/retrain.log" 2>&1
+tail -13 "$out/retrain.log"
+python3 scripts/strategies_retrained.py "$here/bench/strategies.json" "$out/retrain_archs.json" --out "$out"

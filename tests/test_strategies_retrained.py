@@ -1,0 +1,72 @@
+"""scripts/strategies_retrained.py: strategies compared after retraining, on known figures."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+import strategies_retrained  # noqa: E402
+
+
+def _picks():
+    return {
+        "budget": 0.5,
+        "picks": [
+            {"strategy": s, "seed": seed, "path": "0-1", "score": score}
+            for s, scores in {"random": (1.3, 1.2, 1.1), "evolution": (1.0, 1.1, 1.2)}.items()
+            for seed, score in enumerate(scores)
+        ],
+    }
+
+
+def _row(name, dev, test=None, seeds=3):
+    cer = {"dev": dev, "test": dev + 0.02 if test is None else test}
+    return {"name": name, "retrain_seeds": seeds, "cer": cer}
+
+
+def test_means_over_search_seeds_and_seeds_beating_random():
+    rows = [  # seed 0 under its first name (pick-STRATEGY), the others as pick-STRATEGY-sSEED
+        _row("pick-random", 0.30), _row("pick-random-s1", 0.28), _row("pick-random-s2", 0.26),
+        _row("pick-evolution", 0.25), _row("pick-evolution-s1", 0.29), _row("pick-evolution-s2", 0.27),
+    ]  # fmt: skip
+    table = strategies_retrained.compare(_picks(), rows)
+    assert table["random"]["seeds"] == [0, 1, 2]
+    assert table["random"]["mean"]["dev"] == pytest.approx(0.28)
+    assert table["evolution"]["mean"]["dev"] == pytest.approx(0.27)
+    assert table["evolution"]["vs_random"] == pytest.approx(-0.01)
+    assert table["evolution"]["beat_random"] == 2  # 0.25 and 0.27 below random's 0.28; 0.29 not
+    assert table["evolution"]["mean_score"] == pytest.approx(1.1)
+    assert "beat_random" not in table["random"]
+
+
+def test_a_pick_without_a_finished_retrain_is_left_out():
+    rows = [_row("pick-random-s0", 0.3), _row("pick-random-s1", 0.2, seeds=0), _row("pick-evolution-s2", 0.1)]
+    table = strategies_retrained.compare(_picks(), rows)
+    assert table["random"]["seeds"] == [0] and table["evolution"]["seeds"] == [2]
+    assert table["evolution"]["beat_random"] == 1
+
+
+def test_main_writes_the_comparison_and_refuses_files_that_do_not_match(tmp_path, capsys):
+    (tmp_path / "strategies.json").write_text(json.dumps(_picks()))
+    (tmp_path / "retrain.json").write_text(
+        json.dumps({"rows": [_row("pick-random-s0", 0.3), _row("pick-evolution-s0", 0.2)]})
+    )
+    assert (
+        strategies_retrained.main(
+            [
+                str(tmp_path / "strategies.json"),
+                str(tmp_path / "retrain.json"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    written = json.loads((tmp_path / "out" / "strategies_retrained.json").read_text())
+    assert written["strategies"]["evolution"]["vs_random"] == pytest.approx(-0.1)
+    assert "evolution" in capsys.readouterr().out
+    (tmp_path / "other.json").write_text(json.dumps({"rows": [_row("pick-tpe-s0", 0.3)]}))
+    with pytest.raises(SystemExit):
+        strategies_retrained.main([str(tmp_path / "strategies.json"), str(tmp_path / "other.json")])
