@@ -3,7 +3,8 @@ with a study's recipe, against random selection's picks.
 
 A strategy's figure is the mean over its search seeds of each pick's CER (itself the mean over the
 retrain seeds), so a lucky seed counts once, as in ``select_strategies.py``'s ``beat_random``:
-how many of a strategy's seeds end below random's mean. Picks are matched to rows by name:
+how many of a strategy's seeds end below random's mean, and an exact permutation p-value over the
+search seeds (one-sided: the strategy's picks are better). Picks are matched to rows by name:
 ``pick-STRATEGY-sSEED`` (``pick-STRATEGY`` is seed 0, as ``strategies_gpu.sh`` first named them).
 The decision split is dev; test is reported beside it, never chosen on.
 
@@ -13,6 +14,7 @@ The decision split is dev; test is reported beside it, never chosen on.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -20,6 +22,16 @@ from pathlib import Path
 
 def pick_name(strategy: str, seed: int) -> str:
     return f"pick-{strategy}-s{seed}"
+
+
+def permutation_p(lower: list[float], other: list[float]) -> float:
+    """One-sided exact permutation p-value that ``lower`` has the smaller mean: the share of equal
+    splits of the pooled values whose first part sums no higher. With 3 seeds against 3 the
+    smallest possible is 1/20, which is why three search seeds can suggest but not settle it.
+    (Written here: scipy is not a dependency, and 20 splits need no library.)"""
+    pooled, observed = lower + other, sum(lower)
+    splits = list(itertools.combinations(range(len(pooled)), len(lower)))
+    return sum(sum(pooled[i] for i in split) <= observed + 1e-12 for split in splits) / len(splits)
 
 
 def _cer_of(rows: dict[str, dict], strategy: str, seed: int) -> dict | None:
@@ -50,22 +62,26 @@ def compare(strategies: dict, rows: list[dict], split: str = "dev") -> dict[str,
             if name != "random":
                 entry["beat_random"] = sum(c[split] < random_mean for c in entry["cer"])
                 entry["vs_random"] = entry["mean"][split] - random_mean
+                entry["p_vs_random"] = permutation_p(
+                    [c[split] for c in entry["cer"]], [c[split] for c in table["random"]["cer"]]
+                )
     return table
 
 
 def render(table: dict[str, dict], split: str, budget: float | None) -> str:
     lines = [
         f"budget {budget} ms: retrained CER (%), mean over search seeds of each pick's mean over retrain seeds",
-        f"{'strategy':12s} {'seeds':>5s} {'score':>7s} {split:>12s} {'test':>12s} {'vs random':>10s} beat_random",
+        f"{'strategy':12s} {'seeds':>5s} {'score':>7s} {split:>12s} {'test':>12s} {'vs random':>10s} {'beat_random':>11s} {'p':>5s}",
     ]
     for name, entry in table.items():
         m, s = entry["mean"], entry["std"]
         test = f"{100 * m['test']:.1f}±{100 * s['test']:.1f}" if "test" in m else "-"
         versus = f"{100 * entry['vs_random']:+.2f}" if "vs_random" in entry else "-"
         beat = f"{entry['beat_random']}/{len(entry['seeds'])}" if "beat_random" in entry else "-"
+        p = f"{entry['p_vs_random']:.2f}" if "p_vs_random" in entry else "-"
         lines.append(
             f"{name:12s} {len(entry['seeds']):5d} {entry['mean_score']:7.4f} "
-            f"{100 * m[split]:7.1f}±{100 * s[split]:.1f} {test:>12s} {versus:>10s} {beat:>6s}"
+            f"{100 * m[split]:7.1f}±{100 * s[split]:.1f} {test:>12s} {versus:>10s} {beat:>11s} {p:>5s}"
         )
     return "\n".join(lines)
 

@@ -70,3 +70,10 @@ def test_main_writes_the_comparison_and_refuses_files_that_do_not_match(tmp_path
     (tmp_path / "other.json").write_text(json.dumps({"rows": [_row("pick-tpe-s0", 0.3)]}))
     with pytest.raises(SystemExit):
         strategies_retrained.main([str(tmp_path / "strategies.json"), str(tmp_path / "other.json")])
+
+
+def test_permutation_p_counts_the_splits_no_worse_than_the_observed_one():
+    assert strategies_retrained.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(1 / 20)
+    assert strategies_retrained.permutation_p([4, 5, 6], [1, 2, 3]) == pytest.approx(1.0)
+    # ranks 1, 2, 5 against 3, 4, 6: sums <= 8 are {1,2,3} {1,2,4} {1,2,5} {1,3,4}
+    assert strategies_retrained.permutation_p([1, 2, 5], [3, 4, 6]) == pytest.approx(4 / 20)
