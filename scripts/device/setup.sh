@@ -1,5 +1,6 @@
 # Sourced at the start of a device call: installs the wheels carried in .whl (what the device
-# image lacks: jsonargparse, jiwer, soundfile, espeakng-loader, wordfreq, optuna and their needs),
+# image lacks: jsonargparse, jiwer, soundfile, espeakng-loader, wordfreq, optuna and their needs;
+# scripts/device/wheels.sh fills .whl),
 # once per machine (flock: two scripts started side by side in one call install them once).
 (
   flock 9
@@ -10,4 +11,4 @@
   fi
 ) 9>/tmp/site.lock
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 WANDB_MODE=offline
-python3 -c "import jsonargparse, jiwer, soundfile, espeakng_loader, wordfreq, optuna" || exit 1
+python3 -c "import jsonargparse, docstring_parser, typeshed_client, jiwer, soundfile, espeakng_loader, wordfreq, optuna" || exit 1
