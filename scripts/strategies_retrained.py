@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="dev", help="the split that decides (never a test set)")
     parser.add_argument("--out", type=Path, help="writes strategies_retrained.json and .png here")
     args = parser.parse_args(argv)
+    if args.split.startswith("test"):
+        parser.error(f"--split {args.split}: a test set reports, it does not decide (use dev or arch)")
     strategies = json.loads(args.strategies.read_text())
     rows = [row for path in args.retrains for row in json.loads(path.read_text())["rows"]]
     table = compare(strategies, rows, args.split)

@@ -70,6 +70,10 @@ def test_main_writes_the_comparison_and_refuses_files_that_do_not_match(tmp_path
     (tmp_path / "other.json").write_text(json.dumps({"rows": [_row("pick-tpe-s0", 0.3)]}))
     with pytest.raises(SystemExit):
         strategies_retrained.main([str(tmp_path / "strategies.json"), str(tmp_path / "other.json")])
+    with pytest.raises(SystemExit):  # test sets report, never decide
+        strategies_retrained.main(
+            [str(tmp_path / "strategies.json"), str(tmp_path / "retrain.json"), "--split", "test"]
+        )
 
 
 def test_permutation_p_counts_the_splits_no_worse_than_the_observed_one():
