@@ -2,7 +2,7 @@
 # Issue 17's "evolution and NSGA-II beat random at the same number of scored candidates, on the
 # supernet score and after retraining", on the GPU, in steps that each resume on a warm machine:
 #   1. the study's uniform supernet, alone (h200_three's recipe; skipped once it is trained);
-#   2. scripts/select_strategies.py at BUDGET: STRATEGIES x seeds 0 1 2, EVALS candidates each
+#   2. scripts/select_strategies.py at BUDGET: STRATEGIES x SEEDS, EVALS candidates each
 #      (one shared cache, so a stopped call loses nothing);
 #   3. every strategy's pick (one per seed) retrained with the study's recipe x 3 seeds
 #      (retrain_archs.py), then compared with random's (scripts/strategies_retrained.py).
@@ -11,11 +11,13 @@
 # What comes back under $OUT: strategies.json/png, scores.json, retrain_archs.json,
 # strategies_retrained.json/png, logs.
 #   usage (device tool, carry .whl): bash scripts/device/strategies_gpu.sh [BUDGET=0.2287] [EVALS=48] [LIMIT_S=540]
-#   STRATEGIES="random evolution nsga2 predictor" by default.
+#   STRATEGIES="random evolution nsga2 predictor" and SEEDS="0 1 2" by default (more seeds: a
+#   permutation test over 3 seeds against 3 cannot go below p = 0.05).
 budget=${1:-0.22870199831546464}
 evals=${2:-48}
 limit=${3:-540}
 strategies=${STRATEGIES:-random evolution nsga2 predictor}
+seeds=${SEEDS:-0 1 2}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -44,7 +46,7 @@ EOF
 echo "strategies_gpu: supernet $ckpt, $(left) s left"
 enough
 timeout -k 15 "$(left)" python3 scripts/select_strategies.py "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
-  --budget "$budget" --evaluations "$evals" --strategies $strategies --seeds 0 1 2 --metric loss \
+  --budget "$budget" --evaluations "$evals" --strategies $strategies --seeds $seeds --metric loss \
   --out "$here/bench" >"$out/select_strategies.log" 2>&1
 cp "$here"/bench/*.json "$here"/bench/*.png "$out/" 2>/dev/null
 [ -f "$here/bench/strategies.json" ] || { echo "strategies_gpu: the benchmark is not done (call again)"; exit 0; }
