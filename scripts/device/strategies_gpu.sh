@@ -12,7 +12,9 @@
 # strategies_retrained.json/png, logs.
 #   usage (device tool, carry .whl): bash scripts/device/strategies_gpu.sh [BUDGET=0.2287] [EVALS=48] [LIMIT_S=540]
 #   STRATEGIES="random evolution nsga2 predictor" and SEEDS="0 1 2" by default (more seeds: a
-#   permutation test over 3 seeds against 3 cannot go below p = 0.05).
+#   permutation test over 3 seeds against 3 cannot go below p = 0.05). SEARCH_OPTIONS="KEY=VALUE
+#   ..." changes the supernet's recipe (a shorter one: "trainer.max_epochs=20"), in a work folder
+#   of its own; the supernet's search_seconds are printed for the cost ratios.
 budget=${1:-0.22870199831546464}
 evals=${2:-48}
 limit=${3:-540}
@@ -21,19 +23,23 @@ seeds=${SEEDS:-0 1 2}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-work=/tmp/strategies_gpu
+work=/tmp/strategies_gpu${SEARCH_OPTIONS:+_$(echo "$SEARCH_OPTIONS" | md5sum | cut -c1-8)}
 here=$work/budget_$budget
 table=docs/study/h200_three/latency.json
 start=$(date +%s)
 left() { echo $(( limit - ($(date +%s) - start) )); }
 enough() { [ "$(left)" -gt 30 ] || { echo "strategies_gpu: $(left) s left, too little (call again)"; exit 0; }; }
-ckpt=$(timeout -k 15 "$(left)" python3 - "$work" "$table" <<'EOF' 2>"$out/supernet.log" | tail -1
+ckpt=$(timeout -k 15 "$(left)" python3 - "$work" "$table" ${SEARCH_OPTIONS:-} <<'EOF' 2>"$out/supernet.log" | tail -1
 import sys
 from pathlib import Path
+import yaml
 from supernet.study import pipeline, plan
 from supernet.study.config import load_config
 from supernet.study.execute import execute
 study = load_config("h200_three")
+for option in sys.argv[3:]:  # as alone_costs.py --search-option reads them
+    key, _, value = option.partition("=")
+    study["search"]["options"][key] = yaml.safe_load(value)
 data = plan.prepare_corpus(study)
 work = Path(sys.argv[1]); work.mkdir(parents=True, exist_ok=True)
 planned, _ = pipeline._plan_searches(study, work, data, plan.space(study), plan.baselines(study), table_path=Path(sys.argv[2]))
@@ -43,7 +49,7 @@ print(run.checkpoint)
 EOF
 )
 [ -f "$ckpt" ] || { echo "strategies_gpu: the supernet is not trained yet (call again on the warm machine)"; tail -3 "$out/supernet.log"; exit 0; }
-echo "strategies_gpu: supernet $ckpt, $(left) s left"
+echo "strategies_gpu: supernet $ckpt ($(grep -o '"search_seconds": [0-9.]*' "$(dirname "$(dirname "$ckpt")")/search.json") ${SEARCH_OPTIONS:-h200_three recipe}), $(left) s left"
 enough
 timeout -k 15 "$(left)" python3 scripts/select_strategies.py "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
   --budget "$budget" --evaluations "$evals" --strategies $strategies --seeds $seeds --metric loss \
