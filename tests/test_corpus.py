@@ -405,3 +405,24 @@ def test_ensure_demo_corpus_replaces_another_corpus_but_not_other_files(tmp_path
     (other / "todo.txt").write_text("keep me")
     corpus.ensure_demo_corpus(other, *SMALL, seed=4)
     assert calls[-1] == {"overwrite": False}
+
+
+def test_a_script_without_the_main_guard_gets_an_error_not_a_hang(tmp_path):
+    """The render workers are spawned and import the caller's script; one that builds at top level
+    made mp.Pool start workers forever (the guide's snippet, saved as a file). Now it stops at once
+    with an error naming the guard, and the worker never starts a build of its own."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "corpus"
+    script = tmp_path / "build.py"
+    script.write_text(
+        "import supernet\n"
+        f"supernet.build_corpus({str(out)!r}, langs=('en',), minutes=0.05, seed=0, workers=1)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode != 0
+    assert 'if __name__ == "__main__":' in proc.stderr.strip().splitlines()[-1]
+    assert not out.exists() and not list(tmp_path.glob(".corpus.partial-*"))  # nothing left behind

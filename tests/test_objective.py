@@ -12,6 +12,7 @@ import torch
 
 from losses.latency import ResourcePenalty
 from supernet.latency import HardwareObjective, LatencyTable, SpaceCosts, make_settings, space_slots
+from supernet.latency.objective import BudgetError
 from supernet.search.extract import extract
 from supernet.search.module import SearchModule
 from supernet.space import SearchSpace
@@ -109,6 +110,31 @@ def test_options_errors():
         HardwareObjective.from_options(space, 5, penalty="hinge", budget=1.0)
     with pytest.raises(TypeError, match="unknown option.*penalty_gamma"):
         HardwareObjective.from_options(space, 5, penalty_gamma=1.0)
+
+
+def test_a_budget_no_path_meets_is_refused_before_training(tmp_path):
+    space = SearchSpace(SPACE)
+    write_table(space, tmp_path / "lut.json")
+    lut = str(tmp_path / "lut.json")
+    cheapest = HardwareObjective.from_options(space, len(VOCAB), latency_table=lut).latency.cheapest()
+    with pytest.raises(
+        BudgetError, match=f"the cheapest path of space 'two' costs {cheapest:g} ms in .*lut.json"
+    ):
+        HardwareObjective.from_options(
+            space, len(VOCAB), latency_table=lut, penalty="hinge", budget=cheapest * 0.9
+        )
+    exact = HardwareObjective.from_options(
+        space, len(VOCAB), latency_table=lut, penalty="hinge", budget=cheapest
+    )
+    assert exact.path_budget == cheapest  # a budget at the cheapest path's own cost admits it
+    with pytest.raises(BudgetError, match="model.budget 1 params: the cheapest path .* params; give"):
+        HardwareObjective.from_options(
+            space, len(VOCAB), penalty="hinge", penalty_target="params", budget=1.0
+        )
+    # other penalties take the budget as no limit on the pick, so it is not checked there
+    assert (
+        HardwareObjective.from_options(space, len(VOCAB), latency_table=lut, budget=0.1).path_budget is None
+    )
     # the options and their defaults are declared once: SearchModule's signature reads them
     from supernet.search.module import SearchModule
 

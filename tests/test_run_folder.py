@@ -78,12 +78,10 @@ def test_second_search_into_a_run_folder_is_refused_and_overwrite_replaces(
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
 
     (out / "notes.txt").write_text("mine")  # not a run's file: --overwrite keeps it
-    assert (
-        cli_main(search_argv(corpus, space_file, out, "--seed_everything", "8", "--overwrite", "true")) == 0
-    )
+    assert cli_main(search_argv(corpus, space_file, out, "--seed_everything", "8", "--overwrite")) == 0
     assert (out / "notes.txt").read_text() == "mine"
     assert len((out / "alpha_history.jsonl").read_text().splitlines()) == 2  # one run's epochs, not both
-    assert json.loads((out / "run.json").read_text())["argv"][-3:] == ["8", "--overwrite", "true"]
+    assert json.loads((out / "run.json").read_text())["argv"][-2:] == ["8", "--overwrite"]
 
 
 def test_retrain_over_a_finished_run_is_refused(corpus, tmp_path, capsys):

@@ -265,6 +265,9 @@ def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp
     capsys.readouterr()
     assert cli_main([*argv[:budgets], *argv[budgets + 3 :]]) == 2  # neither a budget nor a reward
     assert "--reward-lambda" in capsys.readouterr().err
+    low = [*argv[:budgets], "--budgets", "1e-9", "1e9", *argv[budgets + 3 : -1], str(tmp_path / "low")]
+    assert cli_main(low) == 2  # the flag the user gave is the one the error names
+    assert "--budgets 1e-09: the cheapest path of the space costs" in capsys.readouterr().err
 
 
 def test_the_scorer_measures_cer_and_loss_and_its_kept_batches_change_nothing(uniform_run):
@@ -281,4 +284,3 @@ def test_the_scorer_measures_cer_and_loss_and_its_kept_batches_change_nothing(un
     assert fresh.measure(first) == measured and fresh(first) == measured["cer"]
     with pytest.raises(ValueError, match="metric must be one of"):
         SupernetScorer(ckpt, corpus, metric="wer")
-

@@ -106,9 +106,10 @@ def add_run_arguments(parser: LightningArgumentParser) -> None:
         default=None,
         help="resume from this checkpoint (RUN/checkpoints/last.ckpt)",
     )
-    parser.add_argument(
-        "--overwrite", type=bool, default=False, help="replace the run that --out already holds"
-    )
+    parser.add_argument(  # bare --overwrite as in demo, study and select; --overwrite true still works
+        "--overwrite", type=bool, default=False, nargs="?", const=True,
+        help="replace the run that --out already holds",
+    )  # fmt: skip
 
 
 def link_run_arguments(parser: LightningArgumentParser) -> None:

@@ -209,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
     for budget in budgets:
         if budget is not None and budget < cheapest:
             raise UserError(
-                f"--budget {budget:g}: the cheapest path of the space costs {cheapest:g} {costs.metric}"
+                f"{'--budgets' if args.budgets else '--budget'} {budget:g}: the cheapest path of the space "
+                f"costs {cheapest:g} {costs.metric}"
             )
     settings = {
         "ckpt": str(Path(args.ckpt).resolve()), "data": str(Path(args.data).resolve()),
@@ -289,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
             within = [h for h in scored if budget is None or h["cost"] <= budget]
             if not within:
                 best.append({"budget": budget, "path": None, "note": "no feasible path was scored"})
+                print(f"budget {_label(budget)}: no path within it was scored (more --evaluations?)")
                 continue
             top = min(within, key=lambda h: (h["objective"], h["cost"]))
             arch = out / f"budget_{_label(budget)}" / "arch.yaml"

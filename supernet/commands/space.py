@@ -1,4 +1,5 @@
-"""`supernet space info SPACE`: how big a search space is, before any search runs."""
+"""`supernet space info SPACE [--lut TABLE]`: how big a search space is, before any search runs;
+with a latency table, the cheapest and dearest path's latency, the range a budget can take."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     info = sub.add_parser("info", help="paths, params range and candidates of a space")
     info.add_argument("space", help="a space YAML or a shipped name (st_nas, conformer, mixed)")
     info.add_argument("--vocab", type=int, default=64, help="vocabulary size for the head's params")
+    info.add_argument("--lut", help="a latency table (`supernet profile`): the range of path latencies")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +38,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"space: {s['name']} ({space.source})")
     print(f"paths: {s['paths']:,}")
     print(f"params: {s['params_min']:,} .. {s['params_max']:,} (vocabulary {args.vocab})")
+    if args.lut:
+        from supernet.latency import LatencyTable
+
+        costs = LatencyTable.load(args.lut).costs(space)
+        print(
+            f"latency: {costs.cheapest():g} .. {costs.dearest():g} {costs.metric} ({args.lut}): a budget lies in this range"
+        )
     for layer in space.layers:
         if isinstance(layer, str):
             print(f"  fixed   {layer}")

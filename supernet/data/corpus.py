@@ -35,6 +35,8 @@ import shutil
 import sys
 import tempfile
 import uuid
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -416,6 +418,7 @@ def build_corpus(
     corpus or other files is a CorpusError unless `overwrite`, which replaces it once the new
     corpus is complete.
     """
+    _refuse_inside_a_worker_start()
     langs = tuple(langs)
     if not langs:
         raise CorpusError("no language given")
@@ -451,6 +454,22 @@ def build_corpus(
     return given
 
 
+SCRIPT_GUARD = (
+    'a script that calls supernet.build_corpus must call it under `if __name__ == "__main__":`: '
+    "the render workers are spawned and import the script, which would build the corpus again "
+    "(a notebook needs no guard)"
+)
+
+
+def _refuse_inside_a_worker_start() -> None:
+    """A spawned worker imports the user's main script; one that calls us at top level would
+    start a build (and clear the parent's half-built folder) inside the worker. Stop it first."""
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise RuntimeError(SCRIPT_GUARD)
+
+
 def _render_corpus(
     out: Path, langs: tuple[str, ...], minutes: float, seed: int, workers: int, text: str = "random"
 ) -> None:
@@ -469,7 +488,10 @@ def _render_corpus(
     def full(lang: str) -> bool:  # a language is full with its seconds and every split used
         return seconds[lang] >= target[lang] and len(records[lang]) >= len(SPLITS)
 
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
+    # an executor, not mp.Pool: a worker that dies while starting (a script without the main
+    # guard) breaks it with an error, where a Pool would start new workers forever
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+    try:
         round_ = 0
         while not all(full(lang) for lang in langs):
             # Plan a little more than the estimate asks; what is measured decides what is kept.
@@ -482,7 +504,7 @@ def _render_corpus(
                     planned += batch[-1].estimated_seconds()
             chunksize = max(1, min(16, len(batch) // (workers * 8)))
             with _progress(len(batch), f"corpus round {round_}") as bar:
-                for utt, (flac, n_samples) in zip(batch, pool.imap(render, batch, chunksize)):
+                for utt, (flac, n_samples) in zip(batch, pool.map(render, batch, chunksize=chunksize)):
                     bar.update()
                     if full(utt.lang):
                         continue  # later utterances of a full language are dropped
@@ -500,8 +522,15 @@ def _render_corpus(
                             "_split": utt.split,
                         }
                     )
-        pool.close()  # let the workers exit on their own, so that they stop their espeak servers
-        pool.join()
+    except BrokenProcessPool as err:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise CorpusError(
+            f"a corpus render worker died ({str(err).rstrip('.')}); if this runs from a script: {SCRIPT_GUARD}"
+        ) from err
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()  # let the workers exit on their own, so that they stop their espeak servers
 
     manifests: dict[str, list[dict]] = {}
     for split in SPLITS:

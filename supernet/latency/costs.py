@@ -244,7 +244,7 @@ def choose_path(
     if within is None:
         warnings.warn(
             f"no path of the space costs at most the budget {budget:g} {costs.metric} (the cheapest costs "
-            f"more); keeping the argmax path ({costs.at(choices):g})",
+            f"{costs.cheapest():g}); keeping the argmax path ({costs.at(choices):g})",
             stacklevel=2,
         )
         return choices

@@ -16,9 +16,16 @@ from typing import Any, ClassVar
 import torch
 
 from losses.latency import TARGETS, ResourcePenalty
+from supernet.errors import UserError
 from supernet.latency.costs import SpaceCosts, choose_path, over_budget, param_costs
 from supernet.latency.table import LatencyTable
 from supernet.space import SearchSpace
+
+
+class BudgetError(UserError, ValueError):
+    """A hinge budget no path of the space meets: refused before training, not warned about at
+    every epoch's pick."""
+
 
 # how each target's costs are named in the logs
 LOG_NAMES = {"params": "params", "latency": "latency_ms"}
@@ -74,6 +81,19 @@ class HardwareObjective:
             latency = target_costs if target == "latency" else None
             params = target_costs if target == "params" else param_costs(space, vocab_size)
         costs = {"latency": latency, "params": params}[target]
+        if penalty == "hinge" and budget is not None and costs is not None:
+            cheapest = costs.cheapest()
+            if budget < cheapest * (1 - 1e-9):  # a budget taken from a path's own cost admits it
+                where = f" in {latency_table}" if target == "latency" and target_costs is None else ""
+                raise BudgetError(
+                    f"model.budget {budget:g} {costs.metric}: the cheapest path of space {space.name!r} "
+                    f"costs {cheapest:g} {costs.metric}{where}; give a budget of at least that"
+                    + (
+                        " (latency tables are per machine: `supernet profile` makes this one's)"
+                        if where
+                        else ""
+                    )
+                )
         if reference is None and costs is not None:
             uniform = {name: torch.full((n,), 1.0 / n) for name, n in costs.sizes.items()}
             reference = float(costs.expected(uniform))
