@@ -157,8 +157,9 @@ def test_hinge_search_costs_push_towards_the_budget(tmp_path):
     space = SearchSpace(TINY)
     table, _ = hand_table(space, settings())
     table.save(tmp_path / "lut.json")
+    budget = table.costs(space).cheapest()  # the least a budget may be; uniform alphas expect more
     objective = HardwareObjective.from_options(
-        space, 5, latency_table=tmp_path / "lut.json", penalty="hinge", penalty_lambda=1.0, budget=1.0
+        space, 5, latency_table=tmp_path / "lut.json", penalty="hinge", penalty_lambda=1.0, budget=budget
     )
     assert objective.penalty.reference == pytest.approx(
         float(table.expected(space, {"a": torch.ones(2) / 2, "b": torch.ones(3) / 3}))
@@ -358,9 +359,7 @@ def test_search_and_extract_keep_the_budget_without_the_table(tmp_path):
     space = SearchSpace(TINY)
     table, _ = hand_table(space, settings())
     table.save(tmp_path / "lut.json")
-    costs = HardwareObjective.from_options(
-        space, 5, latency_table=tmp_path / "lut.json", penalty="hinge", budget=1.0
-    ).target_costs
+    costs = HardwareObjective.from_options(space, 5, latency_table=tmp_path / "lut.json").target_costs
     dearest = {n: max(range(len(c)), key=c.__getitem__) for n, c in costs.edges.items()}
     cheapest = {n: min(range(len(c)), key=c.__getitem__) for n, c in costs.edges.items()}
     budget = (costs.at(dearest) + costs.at(cheapest)) / 2

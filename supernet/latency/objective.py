@@ -81,10 +81,11 @@ class HardwareObjective:
             latency = target_costs if target == "latency" else None
             params = target_costs if target == "params" else param_costs(space, vocab_size)
         costs = {"latency": latency, "params": params}[target]
-        if penalty == "hinge" and budget is not None and costs is not None:
+        # checked when a search starts from its table; an older checkpoint's saved costs load as they were
+        if penalty == "hinge" and budget is not None and costs is not None and target_costs is None:
             cheapest = costs.cheapest()
             if budget < cheapest * (1 - 1e-9):  # a budget taken from a path's own cost admits it
-                where = f" in {latency_table}" if target == "latency" and target_costs is None else ""
+                where = f" in {latency_table}" if target == "latency" else ""
                 raise BudgetError(
                     f"model.budget {budget:g} {costs.metric}: the cheapest path of space {space.name!r} "
                     f"costs {cheapest:g} {costs.metric}{where}; give a budget of at least that"
