@@ -185,6 +185,7 @@ def _label(budget: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from supernet.latency.costs import unmeetable
     from supernet.outputs import atomic_write_json, atomic_write_text
     from supernet.run_folder import failing, finish
     from supernet.select.feasible import FeasibleSampler
@@ -205,9 +206,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
     strategy = build_strategy(args.strategy, _options(args.option))  # unknown names fail before any work
     space, arch, costs = _costs(args.ckpt, args.target, args.lut)
-    cheapest = costs.cheapest()
     for budget in budgets:
-        if budget is not None and budget < cheapest:
+        cheapest = unmeetable(costs, budget)
+        if cheapest is not None:
             raise UserError(
                 f"{'--budgets' if args.budgets else '--budget'} {budget:g}: the cheapest path of the space "
                 f"costs {cheapest:g} {costs.metric}"

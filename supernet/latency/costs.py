@@ -221,6 +221,13 @@ def over_budget(choices: dict[str, int], costs: SpaceCosts | None, budget: float
     return budget is not None and costs is not None and costs.at(choices) > budget
 
 
+def unmeetable(costs: SpaceCosts, budget: float | None) -> float | None:
+    """The cheapest path's cost when ``budget`` is below it (no path can meet it), else None. A
+    budget taken from a path's own cost, summed in another order, still admits that path."""
+    cheapest = costs.cheapest()
+    return cheapest if budget is not None and budget < cheapest * (1 - 1e-9) else None
+
+
 PICK_RULES = ("argmax", "depth")
 
 

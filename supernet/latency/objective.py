@@ -17,7 +17,7 @@ import torch
 
 from losses.latency import TARGETS, ResourcePenalty
 from supernet.errors import UserError
-from supernet.latency.costs import SpaceCosts, choose_path, over_budget, param_costs
+from supernet.latency.costs import SpaceCosts, choose_path, over_budget, param_costs, unmeetable
 from supernet.latency.table import LatencyTable
 from supernet.space import SearchSpace
 
@@ -82,9 +82,9 @@ class HardwareObjective:
             params = target_costs if target == "params" else param_costs(space, vocab_size)
         costs = {"latency": latency, "params": params}[target]
         # checked when a search starts from its table; an older checkpoint's saved costs load as they were
-        if penalty == "hinge" and budget is not None and costs is not None and target_costs is None:
-            cheapest = costs.cheapest()
-            if budget < cheapest * (1 - 1e-9):  # a budget taken from a path's own cost admits it
+        if penalty == "hinge" and costs is not None and target_costs is None:
+            cheapest = unmeetable(costs, budget)
+            if cheapest is not None:
                 where = f" in {latency_table}" if target == "latency" else ""
                 raise BudgetError(
                     f"model.budget {budget:g} {costs.metric}: the cheapest path of space {space.name!r} "
