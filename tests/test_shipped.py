@@ -67,6 +67,14 @@ def test_a_wrong_name_on_the_command_line_is_one_line(capsys):
     assert err.count("\n") == 1 and "supernet space: error: search space 'st_naz'" in err and "st_nas" in err
 
 
+@pytest.mark.parametrize("command", ["search", "retrain"])
+def test_the_lightning_commands_help_names_the_command(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: supernet {command} [-c CONFIG]")
+
+
 def test_demo_refuses_a_table_that_cannot_price_its_networks_before_building_anything(tmp_path, capsys):
     argv = ["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--dim", "32"]
     assert main([*argv, "--lut", "st_nas_cpu"]) == 2  # the shipped table holds width 256 only

@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         run=False,
         parser_kwargs={
             "default_config_files": [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else [],
+            "prog": "supernet retrain",
             **PARSER_KWARGS,
         },
         trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},

@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         SpeechDataModule,
         args=argv,
         run=False,
-        parser_kwargs={"default_config_files": [str(DEFAULT_CONFIG)], **PARSER_KWARGS},
+        parser_kwargs={
+            "default_config_files": [str(DEFAULT_CONFIG)],
+            "prog": "supernet search",
+            **PARSER_KWARGS,
+        },
         trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
         save_config_kwargs={"overwrite": True},
     )
