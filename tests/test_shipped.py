@@ -75,6 +75,13 @@ def test_the_lightning_commands_help_names_the_command(command, capsys):
     assert capsys.readouterr().out.startswith(f"usage: supernet {command} [-c CONFIG]")
 
 
+def test_a_features_flag_says_where_the_features_are_set(tmp_path, capsys):
+    argv = ["retrain", "--arch", "tdnn_d", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--data.features", "kaldi_fbank"]) == 2
+    assert "set `features:` in the architecture or space YAML" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_demo_refuses_a_table_that_cannot_price_its_networks_before_building_anything(tmp_path, capsys):
     argv = ["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--dim", "32"]
     assert main([*argv, "--lut", "st_nas_cpu"]) == 2  # the shipped table holds width 256 only

@@ -46,9 +46,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "WER against predicted latency and params of retrained runs; the Pareto front",
     ),
     "study": ("supernet.commands.study", "searched vs random vs baseline architectures at equal latency"),
-    "select": ("supernet.commands.select", "a path per budget from a trained supernet (random, evolution, tpe, nsga2)"),
-    "export": ("supernet.commands.export", "a retrained model as ONNX (fp32, optionally int8), checked against PyTorch"),
-    "transcribe": ("supernet.commands.transcribe", "transcripts of audio files with a checkpoint or an ONNX model"),
+    "select": (
+        "supernet.commands.select",
+        "a path per budget from a trained supernet (random, evolution, tpe, nsga2)",
+    ),
+    "export": (
+        "supernet.commands.export",
+        "a retrained model as ONNX (fp32, optionally int8), checked against PyTorch",
+    ),
+    "transcribe": (
+        "supernet.commands.transcribe",
+        "transcripts of audio files with a checkpoint or an ONNX model",
+    ),
     "lm": ("supernet.commands.lm", "word n-gram language model (ARPA) from a corpus' training transcripts"),
 }
 
@@ -116,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             if type(err).__name__ == "ArgumentError"
             else ""
         )
-        print(f"supernet {command}: error: {message}{hint}", file=sys.stderr)
+        if 'Linked "data.features"' in message:  # jsonargparse's words for a linked option
+            hint = "; the features follow the model: set `features:` in the architecture or space YAML" + hint
+        print(f"supernet {command}: error: {message.rstrip('.') if hint else message}{hint}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 
