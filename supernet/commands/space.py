@@ -12,8 +12,7 @@ from supernet.space import SearchSpace
 def space_summary(space: SearchSpace, vocab_size: int) -> dict:
     """Number of paths, the smallest and largest path's params, the candidates of each edge."""
     costs = param_costs(space, vocab_size)
-    low = costs.fixed + sum(min(c) for c in costs.edges.values())
-    high = costs.fixed + sum(max(c) for c in costs.edges.values())
+    low, high = costs.cheapest(), costs.dearest()  # the same walk as a latency table's range below
     edges = {name: dict(zip(space.edges[name], map(int, c))) for name, c in costs.edges.items()}
     return {
         "name": space.name,

@@ -96,8 +96,17 @@ class SpaceCosts:
             raise KeyError(f"edge {name!r}: no costs at rate {rate} (reachable: {sorted(cost)})")
         return cost[rate]
 
-    def _next_rate(self, name: str, rate: int, k: int) -> int:
+    def next_rate(self, name: str, rate: int, k: int) -> int:
+        """The rate after edge ``name`` takes candidate ``k`` at ``rate`` (its stride, if any)."""
         return rate * self.strides[name][k] if name in self.strides else rate
+
+    def reachable_rates(self) -> list[set[int]]:
+        """The rates a path can be at before each edge, and after the last: {1} throughout
+        without stride edges."""
+        rates = [{1}]
+        for name in self.edges:
+            rates.append({self.next_rate(name, r, k) for r in rates[-1] for k in range(self.sizes[name])})
+        return rates
 
     def vectors(self, like: torch.Tensor) -> dict[str, torch.Tensor | dict[int, torch.Tensor]]:
         key = (like.device, like.dtype)
@@ -148,7 +157,7 @@ class SpaceCosts:
         for name in self.edges:
             k = int(choices[name])
             total += self.edge_cost(name, rate)[k]
-            rate = self._next_rate(name, rate, k)
+            rate = self.next_rate(name, rate, k)
         return self.fixed + total  # the knapsack's order of additions
 
     def cheapest(self) -> float:
@@ -165,7 +174,7 @@ class SpaceCosts:
             grown: dict[int, float] = {}
             for rate, cost in best.items():
                 for k, c in enumerate(self.edge_cost(name, rate)):
-                    after = self._next_rate(name, rate, k)
+                    after = self.next_rate(name, rate, k)
                     grown[after] = pick(grown.get(after, cost + c), cost + c)
             best = grown
         return self.fixed + pick(best.values())
@@ -196,7 +205,7 @@ class SpaceCosts:
                     for k, (c, lp) in options:
                         # costs are >= 0: a partial path over the budget stays over
                         if self.fixed + (cost + c) <= budget:
-                            after = grown.setdefault(self._next_rate(name, rate, k), [])
+                            after = grown.setdefault(self.next_rate(name, rate, k), [])
                             after.append((cost + c, score + lp, picks + (k,)))
             fronts = {}
             for rate, states in grown.items():

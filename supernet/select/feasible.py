@@ -46,7 +46,7 @@ class FeasibleSampler:
         self.weights = {n: list(weights[n]) if weights else [1.0] * costs.sizes[n] for n in self.names}
         # ways[i][rate]: tensor over steps left b = 0..bins, the weight of finishing edges i.. from it
         self.ways: list[dict[int, torch.Tensor]] = [dict() for _ in range(len(self.names) + 1)]
-        self.rates = self._reachable_rates()
+        self.rates = self.costs.reachable_rates()
         self.steps = {
             (name, rate): self._steps(name, rate)
             for i, name in enumerate(self.names)
@@ -65,17 +65,9 @@ class FeasibleSampler:
                 for k, (cost, weight) in enumerate(zip(self.steps[name, rate], self.weights[name])):
                     if weight <= 0 or cost > self.bins:
                         continue
-                    after = self.ways[i + 1][self.costs._next_rate(name, rate, k)]
+                    after = self.ways[i + 1][self.costs.next_rate(name, rate, k)]
                     total[cost:] += weight * after[: self.bins + 1 - cost]
                 self.ways[i][rate] = total
-
-    def _reachable_rates(self) -> list[set[int]]:
-        rates = [{1}]
-        for name in self.names:
-            rates.append(
-                {self.costs._next_rate(name, r, k) for r in rates[-1] for k in range(self.costs.sizes[name])}
-            )
-        return rates
 
     def _steps(self, name: str, rate: int) -> list[int]:
         """The edge's costs in grid steps, rounded down (so no path within the budget is lost)."""
@@ -95,12 +87,12 @@ class FeasibleSampler:
             for i, name in enumerate(self.names):
                 steps = self.steps[name, rate]
                 options = [
-                    self.weights[name][k] * float(self.ways[i + 1][self.costs._next_rate(name, rate, k)][left - c])
+                    self.weights[name][k] * float(self.ways[i + 1][self.costs.next_rate(name, rate, k)][left - c])
                     if self.weights[name][k] > 0 and c <= left else 0.0
                     for k, c in enumerate(steps)
                 ]  # fmt: skip
                 k = rng.choices(range(len(options)), weights=options)[0]
-                path[name], left, rate = k, left - steps[k], self.costs._next_rate(name, rate, k)
+                path[name], left, rate = k, left - steps[k], self.costs.next_rate(name, rate, k)
             if self.costs.at(path) <= self.budget:
                 return path
         return None
