@@ -29,7 +29,8 @@ table=docs/study/h200_three/latency.json
 start=$(date +%s)
 left() { echo $(( limit - ($(date +%s) - start) )); }
 enough() { [ "$(left)" -gt 30 ] || { echo "strategies_gpu: $(left) s left, too little (call again)"; exit 0; }; }
-ckpt=$(timeout -k 15 "$(left)" python3 - "$work" "$table" ${SEARCH_OPTIONS:-} <<'EOF' 2>"$out/supernet.log" | tail -1
+# python3 -c, not a script on stdin: the corpus's spawned render workers cannot import '<stdin>'
+ckpt=$(timeout -k 15 "$(left)" python3 -c "$(cat <<'EOF'
 import sys
 from pathlib import Path
 import yaml
@@ -47,7 +48,7 @@ run = next(run for (method, _, _), run in planned.searches.items() if method == 
 execute([run], 1, "search")
 print(run.checkpoint)
 EOF
-)
+)" "$work" "$table" ${SEARCH_OPTIONS:-} 2>"$out/supernet.log" | tail -1)
 [ -f "$ckpt" ] || { echo "strategies_gpu: the supernet is not trained yet (call again on the warm machine)"; tail -3 "$out/supernet.log"; exit 0; }
 echo "strategies_gpu: supernet $ckpt ($(grep -o '"search_seconds": [0-9.]*' "$(dirname "$(dirname "$ckpt")")/search.json") ${SEARCH_OPTIONS:-h200_three recipe}), $(left) s left"
 enough
