@@ -9,6 +9,9 @@ search seeds (one-sided: the strategy's picks are better). Picks are matched to 
 The decision split is dev; test is reported beside it, never chosen on.
 
     python3 scripts/strategies_retrained.py strategies.json retrain_archs.json [more.json] --out DIR
+
+More search seeds from a second benchmark of the same budget (``SEEDS="3 4 5"``) join with
+``--also other/strategies.json``; a (strategy, seed) found twice is refused, not averaged.
 """
 
 from __future__ import annotations
@@ -68,6 +71,24 @@ def compare(strategies: dict, rows: list[dict], split: str = "dev") -> dict[str,
     return table
 
 
+def merge_benchmarks(benchmarks: list[dict], names: list[str]) -> dict:
+    """One strategies.json of several benchmarks' picks at one budget, so their search seeds pool."""
+    merged = dict(benchmarks[0], picks=[])
+    seen: dict[tuple[str, int], str] = {}
+    for benchmark, name in zip(benchmarks, names):
+        if benchmark.get("budget") != merged.get("budget"):
+            raise ValueError(
+                f"{name}: budget {benchmark.get('budget')}, not {merged.get('budget')} as {names[0]}"
+            )
+        for pick in benchmark["picks"]:
+            key = (pick["strategy"], pick["seed"])
+            if key in seen:
+                raise ValueError(f"{name}: {key[0]} seed {key[1]} is already in {seen[key]}")
+            seen[key] = name
+            merged["picks"].append(pick)
+    return merged
+
+
 def render(table: dict[str, dict], split: str, budget: float | None) -> str:
     lines = [
         f"budget {budget} ms: retrained CER (%), mean over search seeds of each pick's mean over retrain seeds",
@@ -110,12 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("strategies", type=Path, help="select_strategies.py's strategies.json")
     parser.add_argument("retrains", type=Path, nargs="+", help="retrain_archs.py's retrain_archs.json files")
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        help="another strategies.json of the same budget (more seeds)",
+    )
     parser.add_argument("--split", default="dev", help="the split that decides (never a test set)")
     parser.add_argument("--out", type=Path, help="writes strategies_retrained.json and .png here")
     args = parser.parse_args(argv)
     if args.split.startswith("test"):
         parser.error(f"--split {args.split}: a test set reports, it does not decide (use dev or arch)")
-    strategies = json.loads(args.strategies.read_text())
+    files = [args.strategies, *args.also]
+    try:
+        strategies = merge_benchmarks(
+            [json.loads(path.read_text()) for path in files], [str(p) for p in files]
+        )
+    except ValueError as error:
+        parser.error(str(error))
     rows = [row for path in args.retrains for row in json.loads(path.read_text())["rows"]]
     table = compare(strategies, rows, args.split)
     if not table:

@@ -426,3 +426,20 @@ def test_a_script_without_the_main_guard_gets_an_error_not_a_hang(tmp_path):
     assert proc.returncode != 0
     assert 'if __name__ == "__main__":' in proc.stderr.strip().splitlines()[-1]
     assert not out.exists() and not list(tmp_path.glob(".corpus.partial-*"))  # nothing left behind
+
+
+def test_a_script_read_from_stdin_gets_an_error_naming_the_fix(tmp_path):
+    """`python - <<EOF` gives the main module the path '<stdin>', which a spawned render worker
+    cannot re-import: each would die on start. It is refused before a worker starts, and nothing
+    is left behind."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "corpus"
+    script = f"import supernet\nsupernet.build_corpus({str(out)!r}, langs=('en',), minutes=0.05, seed=0, workers=1)\n"
+    proc = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode != 0
+    assert "'<stdin>'" in proc.stderr and "python -c" in proc.stderr.strip().splitlines()[-1]
+    assert not out.exists() and not list(tmp_path.glob(".corpus.partial-*"))

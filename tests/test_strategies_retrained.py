@@ -81,3 +81,28 @@ def test_permutation_p_counts_the_splits_no_worse_than_the_observed_one():
     assert strategies_retrained.permutation_p([4, 5, 6], [1, 2, 3]) == pytest.approx(1.0)
     # ranks 1, 2, 5 against 3, 4, 6: sums <= 8 are {1,2,3} {1,2,4} {1,2,5} {1,3,4}
     assert strategies_retrained.permutation_p([1, 2, 5], [3, 4, 6]) == pytest.approx(4 / 20)
+
+
+def test_a_second_benchmark_adds_search_seeds_and_may_not_repeat_one(tmp_path, capsys):
+    first, second = _picks(), _picks()
+    for pick in second["picks"]:
+        pick["seed"] += 3
+    rows = [
+        _row(f"pick-{s}-s{seed}", 0.3 if s == "random" else 0.2)
+        for s in ("random", "evolution")
+        for seed in range(6)
+    ]
+    for name, content in {"a.json": first, "b.json": second, "retrain.json": {"rows": rows}}.items():
+        (tmp_path / name).write_text(json.dumps(content))
+    files = [str(tmp_path / "a.json"), str(tmp_path / "retrain.json"), "--also", str(tmp_path / "b.json")]
+    assert strategies_retrained.main([*files, "--out", str(tmp_path / "out")]) == 0
+    written = json.loads((tmp_path / "out" / "strategies_retrained.json").read_text())["strategies"]
+    assert written["evolution"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    assert written["evolution"]["p_vs_random"] == pytest.approx(1 / 924)  # 6 against 6: C(12, 6) splits
+    with pytest.raises(SystemExit):  # the same seeds twice would count a pick twice
+        strategies_retrained.main([*files[:3], str(tmp_path / "a.json")])
+    second["budget"] = 0.25
+    (tmp_path / "b.json").write_text(json.dumps(second))
+    with pytest.raises(SystemExit):
+        strategies_retrained.main(files)
+    assert "already in" in capsys.readouterr().err

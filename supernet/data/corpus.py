@@ -470,12 +470,25 @@ def _refuse_inside_a_worker_start() -> None:
         raise RuntimeError(SCRIPT_GUARD)
 
 
+def _refuse_a_main_script_spawn_cannot_import() -> None:
+    """Spawned workers re-import the main script by its path; a script read from stdin
+    (``python - <<EOF``) has the path '<stdin>', so every worker would die on start. Say so."""
+    main_path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_path is not None and not Path(main_path).is_file():
+        raise CorpusError(
+            f"the corpus cannot be rendered from a script whose file is {main_path!r} (a script read "
+            "from stdin): the render workers are spawned and re-import the main script by its path. "
+            "Save it to a file (with the main guard) or pass it with `python -c`"
+        )
+
+
 def _render_corpus(
     out: Path, langs: tuple[str, ...], minutes: float, seed: int, workers: int, text: str = "random"
 ) -> None:
     """Render every utterance into the empty folder `out` and write the manifests, metadata last."""
     import multiprocessing as mp
 
+    _refuse_a_main_script_spawn_cannot_import()
     for lang in langs:
         (out / "audio" / lang).mkdir(parents=True)
 
