@@ -51,8 +51,9 @@ def compare(strategies: dict, rows: list[dict], split: str = "dev") -> dict[str,
         cer = _cer_of(by_name, pick["strategy"], pick["seed"])
         if cer is None:
             continue
-        entry = table.setdefault(pick["strategy"], {"seeds": [], "score": [], "cer": []})
+        entry = table.setdefault(pick["strategy"], {"seeds": [], "score": [], "cer": [], "benchmark": []})
         entry["seeds"].append(pick["seed"])
+        entry["benchmark"].append(pick.get("benchmark", 0))
         entry["score"].append(pick["score"])
         entry["cer"].append(cer)
     for entry in table.values():
@@ -75,7 +76,7 @@ def merge_benchmarks(benchmarks: list[dict], names: list[str]) -> dict:
     """One strategies.json of several benchmarks' picks at one budget, so their search seeds pool."""
     merged = dict(benchmarks[0], picks=[])
     seen: dict[tuple[str, int], str] = {}
-    for benchmark, name in zip(benchmarks, names):
+    for index, (benchmark, name) in enumerate(zip(benchmarks, names)):
         if benchmark.get("budget") != merged.get("budget"):
             raise ValueError(
                 f"{name}: budget {benchmark.get('budget')}, not {merged.get('budget')} as {names[0]}"
@@ -85,7 +86,7 @@ def merge_benchmarks(benchmarks: list[dict], names: list[str]) -> dict:
             if key in seen:
                 raise ValueError(f"{name}: {key[0]} seed {key[1]} is already in {seen[key]}")
             seen[key] = name
-            merged["picks"].append(pick)
+            merged["picks"].append(dict(pick, benchmark=index))  # its supernet may differ: the plot tells
     return merged
 
 
@@ -108,18 +109,28 @@ def render(table: dict[str, dict], split: str, budget: float | None) -> str:
 
 
 def plot(out: Path, table: dict[str, dict], split: str, budget: float | None) -> None:
-    """Each seed's retrained CER per strategy, the mean as a bar: the spread is the point."""
+    """Each seed's retrained CER per strategy, the mean as a bar: the spread is the point. Seeds of
+    each benchmark (``--also``) have a colour of their own: another call may have trained another
+    supernet."""
     from supernet.loggers import can_plot, pyplot
 
     if not can_plot("strategies_retrained.png"):
         return
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
     for i, entry in enumerate(table.values()):
-        values = [100 * c[split] for c in entry["cer"]]
-        ax.scatter([i] * len(values), values, color="tab:blue", zorder=3)
+        for benchmark in sorted(set(entry["benchmark"])):
+            values = [100 * c[split] for c, b in zip(entry["cer"], entry["benchmark"]) if b == benchmark]
+            seeds = [str(seed) for seed, b in zip(entry["seeds"], entry["benchmark"]) if b == benchmark]
+            label = f"seeds {' '.join(seeds)}" if i == 0 and len(set(entry["benchmark"])) > 1 else None
+            ax.scatter(
+                [i] * len(values), values, color=colours[benchmark % len(colours)], zorder=3, label=label
+            )
         ax.hlines(100 * entry["mean"][split], i - 0.3, i + 0.3, color="tab:red")
     ax.set_xticks(range(len(table)), list(table))
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=8)
     ax.set_ylabel(f"retrained {split} CER (%)")
     ax.set_title(f"budget {budget:.3g} ms: each search seed's pick (dots), their mean (bar)", fontsize=10)
     fig.tight_layout()

@@ -98,6 +98,7 @@ def test_a_second_benchmark_adds_search_seeds_and_may_not_repeat_one(tmp_path, c
     assert strategies_retrained.main([*files, "--out", str(tmp_path / "out")]) == 0
     written = json.loads((tmp_path / "out" / "strategies_retrained.json").read_text())["strategies"]
     assert written["evolution"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    assert written["evolution"]["benchmark"] == [0, 0, 0, 1, 1, 1]  # the plot colours them apart
     assert written["evolution"]["p_vs_random"] == pytest.approx(1 / 924)  # 6 against 6: C(12, 6) splits
     with pytest.raises(SystemExit):  # the same seeds twice would count a pick twice
         strategies_retrained.main([*files[:3], str(tmp_path / "a.json")])
