@@ -70,7 +70,9 @@ def test_spec_augment_masks_only_valid_frames_within_limits():
 
 
 def test_extractor_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="features must be one of fbank, mfcc, raw, kaldi_fbank; got 'spectrogram'"):
+    with pytest.raises(
+        ValueError, match="features must be one of fbank, mfcc, raw, kaldi_fbank; got 'spectrogram'"
+    ):
         FeatureExtractor("spectrogram")
 
 

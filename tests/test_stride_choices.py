@@ -88,7 +88,9 @@ def derive(space: SearchSpace, path: dict[str, int]) -> ArchSpec:
 
 def paths(space: SearchSpace) -> list[dict[str, int]]:
     names = [c.name for c in space.choices]
-    return [dict(zip(names, p)) for p in itertools.product(*(range(len(c.candidates)) for c in space.choices))]
+    return [
+        dict(zip(names, p)) for p in itertools.product(*(range(len(c.candidates)) for c in space.choices))
+    ]
 
 
 def settings(**kw):
@@ -191,7 +193,9 @@ def test_a_uniform_supernet_trains_on_stride_edges_and_checks_ctc_at_the_largest
     trainer(epochs=1, callbacks=[seen]).fit(module, datamodule=data)
     assert data.checked == [(6, "space 'one'")]  # the largest total stride of any path
     assert len(set(seen.strides)) >= 2, seen.strides  # the stem's stride varied between steps
-    trained = {stem.strides[k] for k, c in enumerate(stem.candidates) if not torch.equal(c.conv.weight, before[k])}
+    trained = {
+        stem.strides[k] for k, c in enumerate(stem.candidates) if not torch.equal(c.conv.weight, before[k])
+    }
     assert trained == set(seen.strides)  # each sampled stride's candidate trained, and only those
 
 
@@ -252,7 +256,9 @@ def test_st_finds_the_known_answer_of_a_stride_edge_by_its_score_function_gradie
             arch.alphas["e"].grad = grad
             arch_opt.step()
     probs = arch.probs()["e"].detach()
-    assert TOY[int(probs.argmax())] == "tdnn-k5-d2" and float(probs.max()) > 0.8, dict(zip(TOY, probs.tolist()))
+    assert TOY[int(probs.argmax())] == "tdnn-k5-d2" and float(probs.max()) > 0.8, dict(
+        zip(TOY, probs.tolist())
+    )
 
 
 def test_sample_ahead_weights_the_score_function_term_by_now_over_then():
@@ -293,7 +299,9 @@ def test_a_plan_that_combines_a_stride_edge_fails_naming_the_edge():
     stem = net.edges["stem"]
     x, lengths = torch.randn(1, 12, 16), torch.tensor([12])
     stem.plan = EdgePlan("sum", weights=torch.full((3,), 1 / 3))
-    with pytest.raises(RuntimeError, match=r"edge 'stem': a 'sum' plan combines .* strides \[2, 3, 1\] differ"):
+    with pytest.raises(
+        RuntimeError, match=r"edge 'stem': a 'sum' plan combines .* strides \[2, 3, 1\] differ"
+    ):
         stem(x, lengths)
     with pytest.raises(RuntimeError, match="edge 'stem'.*its stride is the planned candidate's"):
         _ = stem.stride
@@ -332,7 +340,9 @@ def test_a_path_is_predicted_from_entries_at_its_own_frames_and_the_costs_agree(
         assert table.predict(arch) == pytest.approx(1.3 * by_hand + 0.25)
         assert costs.at(path) == pytest.approx(table.predict(arch))
     predictions = [table.predict(derive(space, p)) for p in paths(space)]
-    assert costs.cheapest() == pytest.approx(min(predictions)) and costs.dearest() == pytest.approx(max(predictions))
+    assert costs.cheapest() == pytest.approx(min(predictions)) and costs.dearest() == pytest.approx(
+        max(predictions)
+    )
     params = table.costs(space, "params")
     assert all(params.at(p) == pytest.approx(table.predict(derive(space, p), "params")) for p in paths(space))
 
@@ -347,7 +357,8 @@ def test_expected_latency_is_the_average_over_every_path_and_its_gradient_too(sp
     probs = {n: torch.softmax(a, -1) for n, a in logits.items()}
     expected = table.expected(space, probs)
     brute = sum(
-        math.prod(probs[n][k] for n, k in path.items()) * table.predict(derive(space, path)) for path in paths(space)
+        math.prod(probs[n][k] for n, k in path.items()) * table.predict(derive(space, path))
+        for path in paths(space)
     )
     assert float(expected) == pytest.approx(float(brute), rel=1e-12)
     got = torch.autograd.grad(expected, list(logits.values()), retain_graph=True)
@@ -365,7 +376,9 @@ def test_the_budgeted_path_is_the_most_probable_within_the_budget(spec):
     space = space_of(spec)
     costs = hand_table(space, settings()).costs(space)
     gen = torch.Generator().manual_seed(2)
-    alphas = {c.name: torch.randn(len(c.candidates), generator=gen, dtype=torch.float64) for c in space.choices}
+    alphas = {
+        c.name: torch.randn(len(c.candidates), generator=gen, dtype=torch.float64) for c in space.choices
+    }
     log_probs = {n: torch.log_softmax(a, -1).tolist() for n, a in alphas.items()}
     every = sorted(costs.at(p) for p in paths(space))
     for budget in (every[0], every[len(every) // 3], every[len(every) // 2], every[-1]):

@@ -101,7 +101,9 @@ def main() -> None:
     )
     parser.add_argument("--corpus", default="data/study_h200")
     parser.add_argument("--space", default="budget")
-    parser.add_argument("--max-time", type=int, default=410, help="seconds of training per recipe (round 2: 410)")
+    parser.add_argument(
+        "--max-time", type=int, default=410, help="seconds of training per recipe (round 2: 410)"
+    )
     parser.add_argument("--round", type=int, default=max(ROUNDS), choices=sorted(ROUNDS))
     parser.add_argument("--recipes", nargs="*", help="a subset of the round's recipes (default: all)")
     parser.add_argument("--score-only", action="store_true", help="score the supernets a killed call trained")
@@ -130,7 +132,9 @@ def main() -> None:
         if not ckpt.exists():
             print(f"{name}: no checkpoint; log tail:\n" + (work / f"{name}.log").read_text()[-2000:])
             continue
-        summary = json.load(open(run / "search.json")) if (run / "search.json").exists() else {}  # killed early
+        summary = (
+            json.load(open(run / "search.json")) if (run / "search.json").exists() else {}
+        )  # killed early
         curve = train_losses(run)
         scorer = SupernetScorer(ckpt, args.corpus, args.batches, split="dev", arch_fraction=0.0)
         t0 = time.time()

@@ -41,7 +41,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrain-epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--logger", default="auto", help="auto (W&B offline if installed, else CSV) | wandb | csv | tensorboard | none"
+        "--logger",
+        default="auto",
+        help="auto (W&B offline if installed, else CSV) | wandb | csv | tensorboard | none",
     )
     parser.add_argument(
         "--lut", default=None, help="a latency table (supernet profile) for predicted latency"

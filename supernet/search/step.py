@@ -114,7 +114,13 @@ class SearchStep:
         return loss.detach(), logs
 
     def weight_step(
-        self, batch: dict[str, Any], step: int, optimizer, host_probs=None, warmup: bool = False, log: bool = False
+        self,
+        batch: dict[str, Any],
+        step: int,
+        optimizer,
+        host_probs=None,
+        warmup: bool = False,
+        log: bool = False,
     ) -> torch.Tensor:
         """One update of the network's weights with the alphas frozen."""
         self.plan("weight", step, host_probs, warmup)

@@ -18,7 +18,9 @@ class Gumbel(Relaxation):
 
     def __init__(self, hard: bool = False, tau_start: float = 5.0, tau_end: float = 0.5):
         if not (tau_start > 0 and tau_end > 0):
-            raise ValueError(f"gumbel: temperatures must be positive, got tau_start={tau_start}, tau_end={tau_end}")
+            raise ValueError(
+                f"gumbel: temperatures must be positive, got tau_start={tau_start}, tau_end={tau_end}"
+            )
         self.hard, self.tau_start, self.tau_end = bool(hard), float(tau_start), float(tau_end)
         self.tau = self.tau_start
 
