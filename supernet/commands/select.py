@@ -77,6 +77,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="the score: greedy CER, or CTC loss per token (orders paths a young supernet decodes as blanks)",
     )  # fmt: skip
     parser.add_argument(
+        "--weights", choices=("average", "trained"), default="average",
+        help="score with the search's moving average of its weights (model.weight_average) when it "
+        "kept one, or always with the trained weights",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", required=True, help="the select's folder (resumed when it holds this select)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
@@ -167,12 +172,12 @@ def _scorer(args: argparse.Namespace):
     from supernet.select.score import SupernetScorer
 
     if args.devices == 1:
-        yield SupernetScorer(args.ckpt, args.data, args.batches, metric=args.metric)
+        yield SupernetScorer(args.ckpt, args.data, args.batches, metric=args.metric, weights=args.weights)
         return
     from supernet.select.distributed import DistributedScorer
 
     with DistributedScorer(
-        args.ckpt, args.data, args.devices, batches=args.batches, metric=args.metric
+        args.ckpt, args.data, args.devices, batches=args.batches, metric=args.metric, weights=args.weights
     ) as scorer:
         yield scorer
 
@@ -219,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
         "lut": args.lut, "evaluations": args.evaluations, "seed": args.seed, "batches": args.batches,
         "metric": args.metric, "reward_lambda": args.reward_lambda, "prior": args.prior,
     }  # fmt: skip
+    if args.weights != "average":  # only then: a select begun before --weights existed still resumes
+        settings["weights"] = args.weights
     out = Path(args.out)
     stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
     # wall time of the runs this one resumes (kept in cache.json with their scores), then this run's
@@ -304,8 +311,8 @@ def run(args: argparse.Namespace) -> int:
                 f"  -> {arch}"
             )
         result = {
-            **settings, "split": scorer.split, "cost_unit": costs.metric, "draws": "feasible",
-            "candidates": candidates, "best": best,
+            **settings, "split": scorer.split, "weights_used": scorer.weights, "cost_unit": costs.metric,
+            "draws": "feasible", "candidates": candidates, "best": best,
             "front": [entry(h) for h in problems[max(budgets)].front()] if args.strategy == "nsga2" else None,
             "scored": len(scores), "reused": len(stored),
             # wall time, recalibration and scoring included, with that of the runs a resume continues

@@ -24,6 +24,7 @@ from supernet.search.hooks import SearchHooks
 from supernet.search.network import Supernet
 from supernet.search.relaxations import Relaxation, build
 from supernet.search.step import SearchStep
+from supernet.search.weight_average import WeightAverage
 from supernet.space import SearchSpace
 
 OBJECTIVE = HardwareObjective.DEFAULTS  # the objective's options' defaults, declared once
@@ -48,6 +49,10 @@ class SearchModule(SearchHooks, CTCModule):
             outweigh ``skip``, then its op: ``costs.depth_first_path``; the same as ``argmax`` on
             edges without ``skip``), or ``argmax`` (every edge's own). ``depth`` is the default: on
             ``h200_three``'s tightest budget it gave 1.1 and 1.5 points lower test CER (docs/results.md).
+        weight_average: the decay of an exponential moving average of the supernet's weights,
+            updated after every weight step (``supernet.search.weight_average``; 0: none). Scorers
+            (``supernet select``, a study's ranking) measure paths with the averaged weights; the
+            checkpoint holds both copies (twice the weights' size).
     """
 
     def __init__(
@@ -75,11 +80,14 @@ class SearchModule(SearchHooks, CTCModule):
         reference: float | None = OBJECTIVE["reference"],
         cuda_graphs: bool = False,
         pick: str = "depth",
+        weight_average: float = 0.0,
     ):
         super().__init__(vocab)
         if warmup_epochs < 0:
             raise UserError(f"model.warmup_epochs must be >= 0, got {warmup_epochs}")
         check_pick(pick, "model.pick")
+        if not 0.0 <= weight_average < 1.0:
+            raise UserError(f"model.weight_average must lie in [0, 1) (0: none), got {weight_average}")
         self.automatic_optimization = False
         self.space = SearchSpace.load(space)
         relaxation = build(method, method_options)
@@ -89,6 +97,7 @@ class SearchModule(SearchHooks, CTCModule):
         )
         self.net = Supernet(self.space, self.vocab_size)
         self.arch = ArchParams(self.space.edges, seed=seed)
+        self.net_average = WeightAverage(self.net, weight_average) if weight_average else None
         options = {k: self.hparams[k] for k in HardwareObjective.OPTIONS}
         objective = HardwareObjective.from_options(self.space, self.vocab_size, **options)
         self.search = SearchStep(
@@ -123,6 +132,14 @@ class SearchModule(SearchHooks, CTCModule):
         """Each edge's argmax (or depth first: ``pick``); under a budget, the most probable path within it."""
         return pick_path(self.space, self.objective, dict(self.arch.alphas), self.hparams.pick)
 
+    def use_averaged_weights(self) -> bool:
+        """Put the averaged weights (``weight_average``) in place of the trained ones, for scoring;
+        False when the search kept no average."""
+        if self.net_average is None:
+            return False
+        self.net_average.copy_to(self.net)
+        return True
+
     def alphas_moved(self, atol: float = 1e-6) -> bool:
         """Whether the alphas left their start: when not, the chosen path is a tie-break."""
         return self.arch.moved(atol)
@@ -151,6 +168,8 @@ class SearchModule(SearchHooks, CTCModule):
                 arch_loss, logs = self.search.arch_step(arch_batch, step, arch_opt, host_probs, log)
                 self.log_values({"arch/loss": arch_loss, **logs}, log, arch_batch, prog_bar=("arch/loss",))
             loss = self.search.weight_step(train_batch, step, weight_opt, host_probs, not searching, log)
+            if self.net_average is not None:
+                self.net_average.update(self.net)
         except NotADistributionError as err:  # the alphas are not finite: find out what made them so
             self.check_finite(f"at step {step} (epoch {self.current_epoch})")
             raise NonFiniteError(  # nothing recorded is: the probabilities came from an older copy

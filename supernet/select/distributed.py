@@ -94,6 +94,7 @@ class DistributedScorer:
         self.threads = torch.get_num_threads()  # _join shares the CPU cores: given back on close
         _join(0, devices, port, cuda)
         self.split, self.space, self.metric = self.scorer.split, self.scorer.space, self.scorer.metric
+        self.weights = self.scorer.weights
 
     def measure(self, path: dict[str, int]) -> dict[str, float]:
         dist.broadcast_object_list([dict(path)], src=0)

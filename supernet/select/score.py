@@ -23,6 +23,7 @@ from torch import nn
 from supernet.data.tokenizer import normalize_text
 
 METRICS = ("cer", "loss")
+WEIGHTS = ("average", "trained")  # a search's weight average (model.weight_average) when it kept one
 
 
 class SupernetScorer:
@@ -35,7 +36,11 @@ class SupernetScorer:
     On several devices (``supernet.select.distributed``) each process keeps ``shard = (rank,
     world)``, every world-th batch, and ``reduce`` sums a tensor across the processes in place: the
     BatchNorm statistics and the error and loss sums are combined, so every process gets the score
-    one process would have measured on all the batches (up to float rounding)."""
+    one process would have measured on all the batches (up to float rounding).
+
+    ``weights``: ``average`` measures with the search's moving average of its weights when it kept
+    one (``model.weight_average``), else with the trained weights; ``trained`` always with the
+    trained ones. ``scorer.weights`` says which were used."""
 
     def __init__(
         self,
@@ -49,15 +54,20 @@ class SupernetScorer:
         metric: str = "cer",
         shard: tuple[int, int] = (0, 1),
         reduce: Callable[[torch.Tensor], None] | None = None,
+        weights: str = "average",
     ):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
         self.metric = metric
         from supernet.data.datamodule import SpeechDataModule
         from supernet.search.module import SearchModule
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.module = SearchModule.load_from_checkpoint(ckpt, map_location=self.device).eval()
+        averaged = weights == "average" and self.module.use_averaged_weights()
+        self.weights = "average" if averaged else "trained"
         self.space, fields = self.module.space, self.module.space.fields
         sizes = {"n_mels": fields["feature_dim"], "n_mfcc": fields["feature_dim"]}
         self.datamodule = SpeechDataModule(

@@ -51,13 +51,21 @@ def ranking_quality(
 
 
 def supernet_scores(
-    ckpt: str | Path, data: Path, archs: dict[str, ArchSpec], batches: int, max_frames: int = 20000
+    ckpt: str | Path,
+    data: Path,
+    archs: dict[str, ArchSpec],
+    batches: int,
+    max_frames: int = 20000,
+    weights: str = "average",
 ) -> dict[str, dict[str, float]]:
     """Dev CER and CTC loss of each architecture of ``archs`` that is a path of the search's space,
-    with the weights of the search checkpoint ``ckpt`` (architectures outside the space are left out)."""
+    with the weights of the search checkpoint ``ckpt`` (architectures outside the space are left out;
+    ``weights``: as ``SupernetScorer``'s)."""
     from supernet.select.score import SupernetScorer
 
-    scorer = SupernetScorer(ckpt, data, batches, split="dev", arch_fraction=0.0, max_frames=max_frames)
+    scorer = SupernetScorer(
+        ckpt, data, batches, split="dev", arch_fraction=0.0, max_frames=max_frames, weights=weights
+    )
     paths = {}
     for name, spec in archs.items():
         try:

@@ -1,0 +1,95 @@
+"""Does a moving average of the supernet's weights rank a study's networks better?
+
+Trains the study's uniform supernet once per ``--decay`` with ``model.weight_average=DECAY`` (and
+any ``--search-option``, e.g. the 20-epoch recipe of issue 16's 2x route), alone, then scores the
+study's retrained networks from that one checkpoint twice: with the trained weights and with the
+averaged ones (``SupernetScorer(weights=...)``), and prints Kendall tau of each against their
+stand-alone dev CER, with a bootstrap interval. The average does not change the training, so the
+two taus of one run differ by the average alone, and the trained-weights taus of the runs show
+how much tau moves between trainings of one recipe. Finished supernets are kept (work folder per
+decay): a call stopped by its limit goes on in the next one on the warm machine.
+
+    bash -c 'source scripts/device/setup.sh && python3 scripts/device/average_ranking.py h200_three \
+        /tmp/average --table docs/study/h200_three/latency.json --report docs/study/h200_three/study.json \
+        --decay 0.98 0.995 --search-option trainer.max_epochs=20 --search-option model.warmup_epochs=10'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from supernet.archspec import ArchSpec
+from supernet.study import pipeline, plan, rank
+from supernet.study.config import load_config
+from supernet.study.costs import read_numbers
+from supernet.study.execute import execute
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tau_from_select import bootstrap  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("work", type=Path, help="a folder of its own (not the study's)")
+    parser.add_argument("--table", type=Path, required=True, help="the study's kept latency.json")
+    parser.add_argument("--report", type=Path, required=True, help="the study's study.json or partial.json")
+    parser.add_argument("--decay", type=float, nargs="+", required=True, help="one supernet per decay")
+    parser.add_argument(
+        "--search-option", action="append", default=[], metavar="KEY=VALUE",
+        help="override one of the study's search options (a shorter recipe: trainer.max_epochs=20)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
+    args = parser.parse_args()
+    rows = [r for r in json.loads(args.report.read_text())["rows"] if r.get("cer", {}).get("dev") is not None]
+    specs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}
+    cer = {r["name"]: r["cer"]["dev"] for r in rows}
+    result: dict = {"search_options": args.search_option, "report": str(args.report), "runs": {}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for decay in args.decay:
+        study = load_config(args.config)
+        for option in [*args.search_option, f"model.weight_average={decay}"]:
+            key, _, value = option.partition("=")
+            study["search"]["options"][key] = yaml.safe_load(value)
+        work = args.work / f"decay_{decay}"
+        work.mkdir(parents=True, exist_ok=True)
+        data = plan.prepare_corpus(study)
+        planned, _ = pipeline._plan_searches(
+            study, work, data, plan.space(study), plan.baselines(study), table_path=args.table
+        )
+        run = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
+        execute([run], 1, "search")
+        entry = {"search_seconds": read_numbers(run.out / "search.json", "search_seconds")[0]}
+        metric = study["ranking"]["metric"]
+        for weights in ("trained", "average"):
+            start = time.perf_counter()
+            scores = rank.supernet_scores(
+                run.checkpoint, data, specs, study["ranking"]["batches"], weights=weights
+            )
+            names = sorted(scores)
+            x, y = [scores[n][metric] for n in names], [cer[n] for n in names]
+            tau = rank.kendall_tau(x, y)
+            low, high = bootstrap(x, y)
+            entry[weights] = {"tau": tau, "interval_90": [low, high], "networks": len(names),
+                              "seconds": round(time.perf_counter() - start, 1), "scores": dict(zip(names, x))}  # fmt: skip
+            print(
+                f"decay {decay}: {weights:8s} weights, tau ({metric}) {tau:.3f} [{low:.2f}, {high:.2f}] over {len(names)} networks"
+            )
+        result["runs"][str(decay)] = entry
+        (args.out / "average_ranking.json").write_text(json.dumps(result, indent=1))
+    print(f"{'decay':>8s} {'seconds':>8s} {'tau trained':>12s} {'tau average':>12s}")
+    for decay, entry in result["runs"].items():
+        print(
+            f"{decay:>8s} {entry['search_seconds']:8.1f} {entry['trained']['tau']:12.3f} {entry['average']['tau']:12.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""An exponential moving average of a supernet's weights, for scoring paths after training.
+
+Why: single-path one-shot training moves the shared weights towards whichever paths the last
+steps drew, so the paths scored right after training are ranked partly by how recently they (or
+their neighbours) were trained. Averaging the weights over the last few hundred steps spreads
+that over many draws; BigNAS and OFA evaluate averaged weights too. Whether it ranks retrained
+networks better on this project's spaces is measured in ``docs/results.md`` (or not yet).
+
+The decay ramps up as timm's ``ModelEma`` does, ``min(decay, (1 + n) / (10 + n))`` after n
+updates, so the untrained start fades out within a short run instead of weighing ``decay **
+steps`` at the end. Written here rather than with ``torch.optim.swa_utils.AveragedModel``: that
+reads its update counter (a device tensor) on the host twice per update, a synchronisation the
+search steps are built to avoid; this one keeps a host copy, read once after a load.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def ramped_decay(decay: float, updates: int) -> float:
+    """The EMA decay for the update that follows ``updates`` earlier ones."""
+    return min(decay, (1 + updates) / (10 + updates))
+
+
+class WeightAverage(nn.Module):
+    """A frozen copy of ``net`` (``average``) whose parameters follow an EMA of ``net``'s: call
+    ``update(net)`` after each weight step. Buffers (BatchNorm statistics) are copied as they
+    were at the start and never averaged: a path's are re-estimated when it is scored. Saved with
+    the module that holds it (the copy and the ``updates`` counter), so a resumed run goes on."""
+
+    def __init__(self, net: nn.Module, decay: float):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the weight average's decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.average = copy.deepcopy(net).requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self._host_updates: int | None = None
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_host_updates", None))
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        if self._host_updates is None:
+            self._host_updates = int(self.updates)
+        averaged = list(self.average.parameters())
+        current = [p.detach() for p in net.parameters()]
+        if len(averaged) != len(current):
+            raise ValueError(f"the averaged copy has {len(averaged)} parameters, the network {len(current)}")
+        torch._foreach_lerp_(averaged, current, 1.0 - ramped_decay(self.decay, self._host_updates))
+        self.updates += 1
+        self._host_updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, net: nn.Module) -> None:
+        """Load the averaged parameters into ``net`` (its buffers stay): what a scorer measures."""
+        for target, source in zip(net.parameters(), self.average.parameters(), strict=True):
+            target.copy_(source)
