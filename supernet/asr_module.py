@@ -334,7 +334,8 @@ class CTCModule(pl.LightningModule):
         metrics = self.split_metrics(split)
         metrics["wer"].update(hyps, refs)
         metrics["cer"].update(hyps, refs)
-        self.log(f"{split}/loss", loss, batch_size=len(refs), add_dataloader_idx=False)
+        # each DDP rank evaluates its shard of the split: the epoch's loss is their mean
+        self.log(f"{split}/loss", loss, batch_size=len(refs), add_dataloader_idx=False, sync_dist=True)
         return loss
 
     def _log_split(self, split: str, prog_bar: bool = False) -> dict[str, float]:
@@ -342,8 +343,8 @@ class CTCModule(pl.LightningModule):
         if not metrics["wer"].update_called:
             return {}
         values = {name: float(metric.compute()) for name, metric in metrics.items()}
-        for name, metric in metrics.items():
-            self.log(f"{split}/{name}", values[name], prog_bar=prog_bar)
+        for name, metric in metrics.items():  # compute() already gathered every rank's counts:
+            self.log(f"{split}/{name}", values[name], prog_bar=prog_bar, sync_dist=True)  # equal on all
             metric.reset()
         return values
 
@@ -353,7 +354,7 @@ class CTCModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self._log_split("dev", prog_bar=True)
         if values:
-            self.log("dev/score", (values["wer"] + values["cer"]) / 2)
+            self.log("dev/score", (values["wer"] + values["cer"]) / 2, sync_dist=True)
 
     def test_names(self) -> list[str]:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -114,6 +114,9 @@ def test_search_writes_arch_extract_agrees_and_same_seed_same_arch(corpus, space
     assert any(v.abs().max() > 1e-3 for v in alphas_of(first).values())
     extracted, _, _ = extract(run / "checkpoints" / "last.ckpt")
     assert extracted.layers == arch.layers
+    picked, tiny = summary["picked"], SearchSpace(TINY_SPACE)  # printed as "architecture:"
+    assert set(picked) == set(summary["choices"])  # and it is arch.yaml, edge by edge:
+    assert tiny.derive({e: tiny.edges[e].index(label) for e, label in picked.items()}).layers == arch.layers
 
     second = run_search(corpus, space_file, tmp_path / "b", epochs=3)
     for k, v in alphas_of(first).items():

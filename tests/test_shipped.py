@@ -82,6 +82,33 @@ def test_a_features_flag_says_where_the_features_are_set(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_bad_space_file_is_named_without_the_parsers_wrapping(tmp_path, capsys):
+    """The space is read to fill a linked option (the features): jsonargparse wrapped its error in
+    "Call to compute_fn of link ... failed:"; the user sees the file and field first."""
+    space = tmp_path / "bad.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {
+                **SearchSpace.from_yaml("st_nas").to_dict(),
+                "layers": [{"choice": ["tdnn-k3-d1", "tdnn-k3-q2"]}],
+            }
+        )
+    )
+    argv = [
+        "search",
+        "--data",
+        str(tmp_path / "none"),
+        "--model.space",
+        str(space),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"supernet search: error: {space}: field 'layers[0].choice[1]'"), err
+    assert "compute_fn" not in err and "--help" not in err
+
+
 def test_demo_refuses_a_table_that_cannot_price_its_networks_before_building_anything(tmp_path, capsys):
     argv = ["demo", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--dim", "32"]
     assert main([*argv, "--lut", "st_nas_cpu"]) == 2  # the shipped table holds width 256 only

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from supernet.errors import UserError
@@ -109,6 +110,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, FileNotFoundError, ArgumentError)
 
 
+LINK_FAILED = re.compile(r"Call to compute_fn of link '[^']*' with args \(.*?\) failed: ")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv or os.environ.get("SUPERNET_DEBUG", "") not in ("", "0")
@@ -125,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             if type(err).__name__ == "ArgumentError"
             else ""
         )
+        linked = LINK_FAILED.match(message)  # a file read to fill a linked option was bad: its own
+        if linked:  # error names the file and field; jsonargparse's wrapping and the --help hint do not help
+            message, hint = message[linked.end() :], ""
         if 'Linked "data.features"' in message:  # jsonargparse's words for a linked option
             hint = "; the features follow the model: set `features:` in the architecture or space YAML" + hint
         print(f"supernet {command}: error: {message.rstrip('.') if hint else message}{hint}", file=sys.stderr)

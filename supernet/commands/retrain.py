@@ -42,6 +42,13 @@ from supernet.shipped import default_config
 
 # LightningCLI errors raise (one line from `supernet`, see supernet.commands.cli) instead of printing the usage
 PARSER_KWARGS = {"exit_on_error": False}
+# The data module's bucket samplers shard by rank themselves (made in setup, once the process
+# group is up): Lightning's own injection of a DistributedSampler would have to rebuild them from
+# saved constructor arguments they were not made with, and stops a DDP run before its first step.
+TRAINER_DEFAULTS = {
+    "precision": "bf16-mixed" if torch.cuda.is_available() else "32-true",
+    "use_distributed_sampler": False,
+}
 
 DEFAULT_CONFIG = default_config("retrain")
 SHORTCUTS = {"--arch": "--model.arch", "--data": "--data.data", "--out": "--trainer.default_root_dir"}
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             "prog": "supernet retrain",
             **PARSER_KWARGS,
         },
-        trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
+        trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
         load_from_checkpoint_support=False,  # the checkpoint stores the arch dict, not the YAML path
     )

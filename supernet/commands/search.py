@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import AlphaLogger, EpochCheckpoint
@@ -26,6 +25,7 @@ from supernet import run_folder
 from supernet.accel.ddp import search_strategy
 from supernet.commands.retrain import (
     PARSER_KWARGS,
+    TRAINER_DEFAULTS,
     add_run_arguments,
     claim_run_folder,
     expand_shortcuts,
@@ -107,11 +107,13 @@ def supernet_summary(model: SearchModule, seconds: float, epochs: int) -> dict[s
 
 def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str, Any]:
     """What ``search.json`` holds: the chosen path, how sure the search is, what it cost."""
-    spec = model.current_archspec()
+    spec, path = model.current_archspec(), model.chosen_path()
     return {
         **supernet_summary(model, seconds, epochs),
         "arch": spec.to_dict(),
-        "choices": model.arch.argmax_labels(),  # each edge's argmax; "arch" may differ under a budget
+        "picked": {edge: model.space.edges[edge][index] for edge, index in path.items()},  # arch.yaml's
+        # each edge's own argmax: "picked" differs under a budget or by model.pick depth
+        "choices": model.arch.argmax_labels(),
         "argmax_over_budget": model.objective.over_budget(model.arch.argmax()),
         "probs": {n: p.detach().cpu().tolist() for n, p in model.arch.probs().items()},
         "entropy": model.arch.mean_normalised_entropy(),
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             "prog": "supernet search",
             **PARSER_KWARGS,
         },
-        trainer_defaults={"precision": "bf16-mixed" if torch.cuda.is_available() else "32-true"},
+        trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
     )
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if not model.picks_architecture:
             print(f"trained supernet: {out / 'checkpoints' / 'last.ckpt'}\nnote: {UNIFORM_PICKS_NOTHING}")
         else:
-            print(f"architecture: {summary['choices']}")
+            print(f"architecture: {summary['picked']}")
             print(f"parameter-free layers chosen: {summary['parameter_free']}; params: {summary['params']:,}")
             if not summary["alphas_moved"]:
                 print(NOT_MOVED_WARNING)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from pytorch_lightning.utilities import CombinedLoader, rank_zero_info, rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
@@ -369,7 +370,10 @@ class SpeechDataModule(pl.LightningDataModule):
         return [num_frames(n, hop) for n in samples]
 
     def sampler(self, name: str, shuffle: bool) -> DurationBucketSampler:
-        key = f"{name}:{shuffle}"
+        """The split's bucket sampler, sharded by the process group's rank and size as they are when
+        it is made: one made before a DDP process group started is not reused after."""
+        world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
+        key = f"{name}:{shuffle}:{rank}/{world}"
         if key not in self.samplers:
             counts = self.frame_counts(name)
             too_long = [u for u, n in zip(self._utterances(name), counts) if n > self.max_frames]
