@@ -40,7 +40,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", required=True, help="the corpus folder or manifest the supernet was trained on"
     )
-    parser.add_argument("--strategy", default="evolution", help="random | evolution | tpe | nsga2 | ...")
+    parser.add_argument("--strategy", default="evolution", help="random | evolution | tpe | nsga2 | rl | predictor")
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="a strategy option (repeatable)"
     )
