@@ -92,7 +92,12 @@ class DecoderOptions:
         if self.beam_size < 1:
             raise UserError(f"beam size must be at least 1, got {self.beam_size}")
         if self.kind == "greedy":
-            given = [what for what, value in (("an LM", self.lm), ("a lexicon", self.lexicon)) if value]
+            beam_only = (
+                ("an LM", self.lm),
+                ("a lexicon", self.lexicon),
+                ("a word boundary", self.word_boundary),
+            )
+            given = [what for what, value in beam_only if value]
             if given:
                 raise UserError(
                     f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} the beam decoder "

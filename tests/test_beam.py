@@ -110,6 +110,8 @@ def test_missing_files_and_options_are_named(tmp_path, capsys):
         DecoderOptions(kind="beam", lm=tmp_path / "missing.arpa")
     with pytest.raises(UserError, match=r"an LM needs the beam decoder \(--decoder beam"):
         DecoderOptions(kind="greedy", lm=tmp_path / "missing.arpa")
+    with pytest.raises(UserError, match="a word boundary needs the beam decoder"):  # was ignored
+        DecoderOptions(kind="greedy", word_boundary="|")
     argv = ["transcribe", "model.onnx", "a.wav", "--decoder", "beam", "--lexicon", str(tmp_path / "gone.txt")]
     assert cli_main(argv) == 2
     assert "gone.txt: lexicon not found" in capsys.readouterr().err
