@@ -118,6 +118,7 @@ class DecoderOptions:
             "lm": None if self.lm is None else str(self.lm),
             "lm_weight": self.lm_weight if self.lm is not None else None,
             "word_score": self.word_score,
+            "word_boundary": self.word_boundary,  # None: the vocabulary's space or '▁'
         }
 
 

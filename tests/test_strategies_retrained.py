@@ -107,3 +107,11 @@ def test_a_second_benchmark_adds_search_seeds_and_may_not_repeat_one(tmp_path, c
     with pytest.raises(SystemExit):
         strategies_retrained.main(files)
     assert "already in" in capsys.readouterr().err
+
+
+def test_permutation_p_samples_when_the_splits_are_too_many_to_list():
+    lower, other = [float(i) for i in range(12)], [float(i) + 100 for i in range(12)]  # 2.7 million splits
+    p = strategies_retrained.permutation_p(lower, other, draws=2000)
+    assert p == pytest.approx(1 / 2001)  # no random split beats the observed one: (0 + 1) / (draws + 1)
+    same = strategies_retrained.permutation_p(lower, lower, draws=2000)
+    assert 0.4 < same < 0.7

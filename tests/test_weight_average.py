@@ -60,6 +60,7 @@ def test_a_decay_outside_zero_to_one_is_refused():
 def test_a_uniform_search_keeps_an_average_that_select_scores_with(tmp_path, capsys):
     from supernet.commands.cli import main as cli_main
     from supernet.data.corpus import build_corpus
+    from supernet.errors import UserError
     from supernet.search.module import SearchModule
     from supernet.select.score import SupernetScorer
     from tests.test_search import TINY_SPACE, run_search
@@ -73,7 +74,7 @@ def test_a_uniform_search_keeps_an_average_that_select_scores_with(tmp_path, cap
     module = SearchModule.load_from_checkpoint(ckpt, map_location="cpu")
     assert int(module.net_average.updates) == int(module.search_step) > 0  # one update a weight step
     trained = [p.clone() for p in module.net.parameters()]
-    assert module.use_averaged_weights()
+    assert module.load_averaged_weights()
     assert any(not torch.equal(a, b) for a, b in zip(trained, module.net.parameters()))
 
     path = {name: 0 for name in module.space.edges}
@@ -83,6 +84,10 @@ def test_a_uniform_search_keeps_an_average_that_select_scores_with(tmp_path, cap
     assert average(path) != plain(path)
     with pytest.raises(ValueError, match="weights must be one of"):
         SupernetScorer(ckpt, corpus, weights="ema")
+    assert average.norms  # BatchNorm statistics of the trained weights would score the averaged ones:
+    with pytest.raises(UserError, match="re-estimated"):
+        SupernetScorer(ckpt, corpus, batches=0, device="cpu")
+    assert SupernetScorer(ckpt, corpus, batches=0, device="cpu", weights="trained").weights == "trained"
 
     argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "random", "--target", "params",
             "--budget", "1e9", "--evaluations", "2", "--batches", "1", "--metric", "loss"]  # fmt: skip
@@ -104,3 +109,23 @@ def test_the_search_refuses_a_weight_average_outside_zero_to_one():
     with pytest.raises(UserError, match="model.weight_average must lie in"):
         SearchModule(TINY_SPACE, vocab=["<blank>", "<unk>", "a"], method="uniform", weight_average=1.5)
     assert SearchModule(TINY_SPACE, vocab=["<blank>", "<unk>", "a"], method="uniform").net_average is None
+
+
+def test_a_search_with_an_average_pickles_for_spawned_ddp_and_refuses_a_resume_without_it():
+    import pickle
+
+    from supernet.errors import UserError
+    from supernet.search.module import SearchModule
+    from tests.test_search import TINY_SPACE
+
+    vocab = ["<blank>", "<unk>", "a"]
+    with_average = SearchModule(TINY_SPACE, vocab=vocab, method="uniform", weight_average=0.9)
+    copy = pickle.loads(pickle.dumps(with_average))  # ddp_spawn pickles the module for each process
+    copy.net_average.update(copy.net)
+    assert int(copy.net_average.updates) == 1
+    state = {"state_dict": with_average.state_dict(), "hyper_parameters": {"weight_average": 0.9}}
+    plain = SearchModule(TINY_SPACE, vocab=vocab, method="uniform")
+    with pytest.raises(UserError, match="searched with model.weight_average 0.9, this run asks for 0.0"):
+        plain.on_load_checkpoint(state)
+    with pytest.raises(UserError, match="weight_average 0.0, this run asks for 0.9"):
+        with_average.on_load_checkpoint({"state_dict": plain.state_dict(), "hyper_parameters": {}})

@@ -4,8 +4,9 @@ Trains the study's uniform supernet once per ``--decay`` with ``model.weight_ave
 any ``--search-option``, e.g. the 20-epoch recipe of issue 16's 2x route), alone, then scores the
 study's retrained networks from that one checkpoint twice: with the trained weights and with the
 averaged ones (``SupernetScorer(weights=...)``), and prints Kendall tau of each against their
-stand-alone dev CER, with a bootstrap interval. The average does not change the training, so the
-two taus of one run differ by the average alone, and the trained-weights taus of the runs show
+stand-alone dev CER, with a bootstrap interval. The average does not change the training (under an
+epoch budget; under ``max_time`` its small per-step cost could change the steps run), so the two
+taus of one run differ by the average alone, and the trained-weights taus of the runs show
 how much tau moves between trainings of one recipe. Finished supernets are kept (work folder per
 decay): a call stopped by its limit goes on in the next one on the warm machine.
 
@@ -23,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from supernet.archspec import ArchSpec
@@ -32,7 +34,7 @@ from supernet.study.costs import read_numbers
 from supernet.study.execute import execute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tau_from_select import bootstrap  # noqa: E402
+from tau_from_select import bootstrap, shown  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +50,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
     args = parser.parse_args()
-    rows = [r for r in json.loads(args.report.read_text())["rows"] if r.get("cer", {}).get("dev") is not None]
+    rows = [
+        r for r in json.loads(args.report.read_text())["rows"] if (r.get("cer") or {}).get("dev") is not None
+    ]
     specs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}
     cer = {r["name"]: r["cer"]["dev"] for r in rows}
     result: dict = {"search_options": args.search_option, "report": str(args.report), "runs": {}}
@@ -66,6 +70,9 @@ def main() -> None:
         )
         run = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
         execute([run], 1, "search")
+        state = torch.load(run.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        if "net_average.updates" not in state:  # else both columns would score the trained weights
+            raise SystemExit(f"{run.checkpoint}: no weight average in it (decay {decay}?)")
         entry = {"search_seconds": read_numbers(run.out / "search.json", "search_seconds")[0]}
         metric = study["ranking"]["metric"]
         for weights in ("trained", "average"):
@@ -80,15 +87,15 @@ def main() -> None:
             entry[weights] = {"tau": tau, "interval_90": [low, high], "networks": len(names),
                               "seconds": round(time.perf_counter() - start, 1), "scores": dict(zip(names, x))}  # fmt: skip
             print(
-                f"decay {decay}: {weights:8s} weights, tau ({metric}) {tau:.3f} [{low:.2f}, {high:.2f}] over {len(names)} networks"
+                f"decay {decay}: {weights:8s} weights, tau ({metric}) {shown(tau)} "
+                f"[{shown(low)}, {shown(high)}] over {len(names)} networks"
             )
         result["runs"][str(decay)] = entry
         (args.out / "average_ranking.json").write_text(json.dumps(result, indent=1))
     print(f"{'decay':>8s} {'seconds':>8s} {'tau trained':>12s} {'tau average':>12s}")
     for decay, entry in result["runs"].items():
-        print(
-            f"{decay:>8s} {entry['search_seconds']:8.1f} {entry['trained']['tau']:12.3f} {entry['average']['tau']:12.3f}"
-        )
+        taus = (shown(entry[weights]["tau"]) for weights in ("trained", "average"))
+        print(f"{decay:>8s} {entry['search_seconds']:8.1f} {next(taus):>12s} {next(taus):>12s}")
 
 
 if __name__ == "__main__":

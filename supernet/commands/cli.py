@@ -110,7 +110,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, FileNotFoundError, ArgumentError)
 
 
-LINK_FAILED = re.compile(r"Call to compute_fn of link '[^']*' with args \(.*?\) failed: ")
+# a link that reads the architecture or space file (its features, sizes): the file's own error
+# names the file and field, so jsonargparse's wrapping is dropped; other links keep theirs
+LINK_FAILED = re.compile(
+    r"Call to compute_fn of link '[^']*\(model\.(space|arch)\)[^']*' with args \(.*?\) failed: "
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             if type(err).__name__ == "ArgumentError"
             else ""
         )
-        linked = LINK_FAILED.match(message)  # a file read to fill a linked option was bad: its own
-        if linked:  # error names the file and field; jsonargparse's wrapping and the --help hint do not help
+        linked = LINK_FAILED.match(message)
+        if linked:
             message, hint = message[linked.end() :], ""
         if 'Linked "data.features"' in message:  # jsonargparse's words for a linked option
             hint = "; the features follow the model: set `features:` in the architecture or space YAML" + hint

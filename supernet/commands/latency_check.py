@@ -191,20 +191,23 @@ def verdict(result: dict[str, Any]) -> str:
         return (
             "the table misses; measure the noise floor (--noise N) to tell a bad table from a noisy machine"
         )
-    if result["mape"] <= 1.5 * result["self_mape"] + 0.02:  # the table's error is of the noise's size
+    # noise when the table's error is of the machine's own size by the mean error and by the count
+    like_noise = result["mape"] <= 1.5 * result["self_mape"] + 0.02
+    if like_noise and result["within_10pct"] >= result["self_within_10pct"] - 0.1:
         if result["self_within_10pct"] < 0.9:
             return (
                 "the machine disagrees with itself about as much as with the table: its noise, not the "
                 "table's error (measure on a quieter machine)"
             )
         return (
-            f"the table's error (mape {result['mape']:.3f}) is no larger than this machine's own run-to-run "
-            f"error (self mape {result['self_mape']:.3f}): a few slow outliers, not the table (more --rounds "
-            "or --repeats steady them)"
+            f"the table's error (mape {result['mape']:.3f}) is comparable to this machine's own "
+            f"run-to-run error (self mape {result['self_mape']:.3f}): noise, not the table (more "
+            "--rounds or --repeats steady the measurement)"
         )
     return (
-        f"the table's error (mape {result['mape']:.3f}) is well above this machine's noise "
-        f"(self mape {result['self_mape']:.3f}): profile again under these settings"
+        f"the table misses more often than this machine's noise explains (mape {result['mape']:.3f}, "
+        f"{result['within_10pct']:.0%} within 10%; the machine against itself: mape "
+        f"{result['self_mape']:.3f}, {result['self_within_10pct']:.0%}): profile again under these settings"
     )
 
 

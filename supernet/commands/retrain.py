@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             "prog": "supernet retrain",
             **PARSER_KWARGS,
         },
-        trainer_defaults=TRAINER_DEFAULTS,
+        trainer_defaults=dict(TRAINER_DEFAULTS),
         save_config_kwargs={"overwrite": True},
         load_from_checkpoint_support=False,  # the checkpoint stores the arch dict, not the YAML path
     )

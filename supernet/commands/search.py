@@ -107,11 +107,12 @@ def supernet_summary(model: SearchModule, seconds: float, epochs: int) -> dict[s
 
 def search_summary(model: SearchModule, seconds: float, epochs: int) -> dict[str, Any]:
     """What ``search.json`` holds: the chosen path, how sure the search is, what it cost."""
-    spec, path = model.current_archspec(), model.chosen_path()
+    path, edges = model.chosen_path(), model.space.edges
+    spec = model.current_archspec(path)
     return {
         **supernet_summary(model, seconds, epochs),
         "arch": spec.to_dict(),
-        "picked": {edge: model.space.edges[edge][index] for edge, index in path.items()},  # arch.yaml's
+        "picked": {edge: edges[edge][index] for edge, index in path.items()},  # arch.yaml's
         # each edge's own argmax: "picked" differs under a budget or by model.pick depth
         "choices": model.arch.argmax_labels(),
         "argmax_over_budget": model.objective.over_budget(model.arch.argmax()),
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "prog": "supernet search",
             **PARSER_KWARGS,
         },
-        trainer_defaults=TRAINER_DEFAULTS,
+        trainer_defaults=dict(TRAINER_DEFAULTS),
         save_config_kwargs={"overwrite": True},
     )
     trainer, model, data = cli.trainer, cli.model, cli.datamodule

@@ -40,7 +40,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", required=True, help="the corpus folder or manifest the supernet was trained on"
     )
-    parser.add_argument("--strategy", default="evolution", help="random | evolution | tpe | nsga2 | rl | predictor")
+    parser.add_argument(
+        "--strategy", default="evolution", help="random | evolution | tpe | nsga2 | rl | predictor"
+    )
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="a strategy option (repeatable)"
     )
@@ -77,7 +79,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="the score: greedy CER, or CTC loss per token (orders paths a young supernet decodes as blanks)",
     )  # fmt: skip
     parser.add_argument(
-        "--weights", choices=("average", "trained"), default="average",
+        "--weights", choices=("average", "trained"), default="average",  # score.WEIGHTS, without torch
         help="score with the search's moving average of its weights (model.weight_average) when it "
         "kept one, or always with the trained weights",
     )  # fmt: skip

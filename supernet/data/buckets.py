@@ -20,7 +20,8 @@ import torch.distributed as dist
 from torch.utils.data import BatchSampler, DistributedSampler, Sampler
 
 
-def _distributed_defaults(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+def distributed_defaults(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``(world size, rank)``: those given, else the process group's, else one process."""
     initialised = dist.is_available() and dist.is_initialized()
     if num_replicas is None:
         num_replicas = dist.get_world_size() if initialised else 1
@@ -34,9 +35,11 @@ def _distributed_defaults(num_replicas: int | None, rank: int | None) -> tuple[i
 class DurationBucketSampler(BatchSampler):
     """Yields lists of dataset indices whose padded size `len(batch) * max(frames)` is `<= max_frames`.
 
-    `frame_counts[i]` is item i's length in feature frames. `sampler` is accepted only so that
-    Lightning can hand in its `DistributedSampler` under DDP (its `num_replicas`/`rank` are used;
-    nothing else of it). Otherwise `num_replicas`/`rank` default to the `torch.distributed` state.
+    `frame_counts[i]` is item i's length in feature frames. `num_replicas`/`rank` default to the
+    `torch.distributed` state when the sampler is made (the data module makes it in `setup`, after
+    the process group starts; `supernet search` and `retrain` turn Lightning's sampler injection
+    off). `sampler` is still accepted for a Trainer that injects: a `DistributedSampler`'s
+    `num_replicas`/`rank` are used, nothing else of it.
 
     Every rank gets the same number of batches: when the total is not a multiple of the number of
     ranks, the largest batches are split in two (still under the cap, nothing repeated); only when
@@ -56,7 +59,7 @@ class DurationBucketSampler(BatchSampler):
     ):
         if isinstance(sampler, DistributedSampler):
             num_replicas, rank = sampler.num_replicas, sampler.rank
-        self.num_replicas, self.rank = _distributed_defaults(num_replicas, rank)
+        self.num_replicas, self.rank = distributed_defaults(num_replicas, rank)
         self.frame_counts = [int(n) for n in frame_counts]
         if not self.frame_counts:
             raise ValueError("DurationBucketSampler: no items")
@@ -99,7 +102,7 @@ class DurationBucketSampler(BatchSampler):
     def sampler(self) -> DurationBucketSampler:
         """Itself: Lightning sets the epoch of ``loader.sampler`` and ``loader.batch_sampler.sampler``
         (``_set_sampler_epoch``), never of the batch sampler itself, so without this every epoch
-        replayed epoch 0's order. (Re-instantiation under DDP uses the saved init arguments.)"""
+        replayed epoch 0's order."""
         return self
 
     def _all_batches(self, epoch: int) -> list[list[int]]:

@@ -471,14 +471,19 @@ def _refuse_inside_a_worker_start() -> None:
 
 
 def _refuse_a_main_script_spawn_cannot_import() -> None:
-    """Spawned workers re-import the main script by its path; a script read from stdin
-    (``python - <<EOF``) has the path '<stdin>', so every worker would die on start. Say so."""
-    main_path = getattr(sys.modules.get("__main__"), "__file__", None)
-    if main_path is not None and not Path(main_path).is_file():
+    """Spawned workers re-import the main module as ``multiprocessing.spawn`` does: by its module
+    name when it has one (``python -m``, a zipapp's), else by its file's path (a frozen app
+    re-runs itself). A script read from stdin (``python - <<EOF``) has the path '<stdin>', which
+    no worker can open: each would die on start. Say so before one starts."""
+    main = sys.modules.get("__main__")
+    if getattr(sys, "frozen", False) or getattr(getattr(main, "__spec__", None), "name", None):
+        return
+    main_path = getattr(main, "__file__", None)
+    if main_path is not None and (main_path.startswith("<") or not os.path.exists(main_path)):
         raise CorpusError(
-            f"the corpus cannot be rendered from a script whose file is {main_path!r} (a script read "
-            "from stdin): the render workers are spawned and re-import the main script by its path. "
-            "Save it to a file (with the main guard) or pass it with `python -c`"
+            f"the corpus cannot be rendered from a main script whose file is {main_path!r}: the render "
+            "workers are spawned and re-import it by its path. Save the script to a file (with the "
+            "main guard) or pass it with `python -c`"
         )
 
 

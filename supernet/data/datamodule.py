@@ -28,14 +28,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 from pytorch_lightning.utilities import CombinedLoader, rank_zero_info, rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from supernet.data import lhotse_io, preflight
 from supernet.data.audio import TARGET_SAMPLE_RATE, AudioInfo, load_audio
 from supernet.data.augment import Augmenter, EpochKeySampler
-from supernet.data.buckets import DurationBucketSampler, LhotseBucketSampler
+from supernet.data.buckets import DurationBucketSampler, LhotseBucketSampler, distributed_defaults
 from supernet.data.features import FeaturePipeline, GlobalCMVN, num_frames
 from supernet.data.manifest import DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
 from supernet.data.tokenizer import (
@@ -372,7 +371,7 @@ class SpeechDataModule(pl.LightningDataModule):
     def sampler(self, name: str, shuffle: bool) -> DurationBucketSampler:
         """The split's bucket sampler, sharded by the process group's rank and size as they are when
         it is made: one made before a DDP process group started is not reused after."""
-        world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
+        world, rank = distributed_defaults(None, None)  # as the sampler will read them
         key = f"{name}:{shuffle}:{rank}/{world}"
         if key not in self.samplers:
             counts = self.frame_counts(name)

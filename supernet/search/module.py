@@ -132,7 +132,7 @@ class SearchModule(SearchHooks, CTCModule):
         """Each edge's argmax (or depth first: ``pick``); under a budget, the most probable path within it."""
         return pick_path(self.space, self.objective, dict(self.arch.alphas), self.hparams.pick)
 
-    def use_averaged_weights(self) -> bool:
+    def load_averaged_weights(self) -> bool:
         """Put the averaged weights (``weight_average``) in place of the trained ones, for scoring;
         False when the search kept no average."""
         if self.net_average is None:
@@ -140,12 +140,26 @@ class SearchModule(SearchHooks, CTCModule):
         self.net_average.copy_to(self.net)
         return True
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resume must keep the checkpoint's weight average (or its absence): the average is saved
+        state, and Lightning's strict load would stop on its keys with a traceback."""
+        kept = any(key.startswith("net_average.") for key in checkpoint.get("state_dict", {}))
+        if kept != (self.net_average is not None):
+            was = checkpoint.get("hyper_parameters", {}).get("weight_average", 0.0)
+            raise UserError(
+                f"the checkpoint was searched with model.weight_average {was}, this run asks for "
+                f"{self.hparams.weight_average}: resume with the same value"
+            )
+        super().on_load_checkpoint(checkpoint)
+
     def alphas_moved(self, atol: float = 1e-6) -> bool:
         """Whether the alphas left their start: when not, the chosen path is a tie-break."""
         return self.arch.moved(atol)
 
-    def current_archspec(self) -> ArchSpec:
-        return self.space.derive(self.chosen_path(), name=f"{self.space.name}-{self.hparams.method}")
+    def current_archspec(self, path: dict[str, int] | None = None) -> ArchSpec:
+        """The ArchSpec of ``path`` (default: ``chosen_path()``)."""
+        path = self.chosen_path() if path is None else path
+        return self.space.derive(path, name=f"{self.space.name}-{self.hparams.method}")
 
     def setup(self, stage: str) -> None:
         where = f"space {self.space.name!r}"

@@ -6,11 +6,12 @@ their neighbours) were trained. Averaging the weights over the last few hundred 
 that over many draws; BigNAS and OFA evaluate averaged weights too. Whether it ranks retrained
 networks better on this project's spaces is measured in ``docs/results.md`` (or not yet).
 
-The decay ramps up as timm's ``ModelEma`` does, ``min(decay, (1 + n) / (10 + n))`` after n
-updates, so the untrained start fades out within a short run instead of weighing ``decay **
+The decay ramps up as TensorFlow's ``ExponentialMovingAverage(num_updates=n)`` does,
+``min(decay, (1 + n) / (10 + n))`` after n updates, so the untrained start fades out within a short run instead of weighing ``decay **
 steps`` at the end. Written here rather than with ``torch.optim.swa_utils.AveragedModel``: that
 reads its update counter (a device tensor) on the host twice per update, a synchronisation the
-search steps are built to avoid; this one keeps a host copy, read once after a load.
+search steps are built to avoid; this one keeps a host copy, read once after a load. The
+parameter lists are walked once and kept (updates and loads are in place, so storage stays).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import copy
 
 import torch
 from torch import nn
+
+from supernet.errors import UserError
 
 
 def ramped_decay(decay: float, updates: int) -> float:
@@ -40,16 +43,33 @@ class WeightAverage(nn.Module):
         self.average = copy.deepcopy(net).requires_grad_(False)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self._host_updates: int | None = None
-        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_host_updates", None))
+        self._lists: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self.register_load_state_dict_post_hook(WeightAverage._forget_host_count)  # named: it pickles
+
+    @staticmethod
+    def _forget_host_count(module: WeightAverage, incompatible_keys=None) -> None:
+        module._host_updates = None
+
+    def _apply(self, fn, recurse=True):  # .to() / .cuda() may give the parameters new storage
+        self._lists = None
+        return super()._apply(fn, recurse)
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
         if self._host_updates is None:
             self._host_updates = int(self.updates)
-        averaged = list(self.average.parameters())
-        current = [p.detach() for p in net.parameters()]
-        if len(averaged) != len(current):
-            raise ValueError(f"the averaged copy has {len(averaged)} parameters, the network {len(current)}")
+        if self._lists is None:
+            averaged, current = list(self.average.parameters()), list(net.parameters())
+            if len(averaged) != len(current):
+                raise ValueError(
+                    f"the averaged copy has {len(averaged)} parameters, the network {len(current)}"
+                )
+            if any(p.dtype != torch.float32 for p in averaged):  # bf16-true: 1 - decay rounds away
+                raise UserError(
+                    "model.weight_average needs float32 weights: precision bf16-mixed, not bf16-true"
+                )
+            self._lists = (averaged, current)
+        averaged, current = self._lists
         torch._foreach_lerp_(averaged, current, 1.0 - ramped_decay(self.decay, self._host_updates))
         self.updates += 1
         self._host_updates += 1

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from supernet.data.tokenizer import normalize_text
+from supernet.errors import UserError
 
 METRICS = ("cer", "loss")
 WEIGHTS = ("average", "trained")  # a search's weight average (model.weight_average) when it kept one
@@ -66,8 +67,9 @@ class SupernetScorer:
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.module = SearchModule.load_from_checkpoint(ckpt, map_location=self.device).eval()
-        averaged = weights == "average" and self.module.use_averaged_weights()
+        averaged = weights == "average" and self.module.load_averaged_weights()
         self.weights = "average" if averaged else "trained"
+        self.module.net_average = None  # copied into the network, or not used: free its memory
         self.space, fields = self.module.space, self.module.space.fields
         sizes = {"n_mels": fields["feature_dim"], "n_mfcc": fields["feature_dim"]}
         self.datamodule = SpeechDataModule(
@@ -89,6 +91,13 @@ class SupernetScorer:
         self.rank, self.world = shard
         self.reduce = reduce
         self.norms = [m for m in self.module.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if (
+            self.weights == "average" and self.norms and not batches
+        ):  # its statistics are the trained weights'
+            raise UserError(
+                "averaged weights need their BatchNorm statistics re-estimated: --batches 1 or more "
+                "(or --weights trained)"
+            )
         self._batches: dict[str, list[dict]] = {}
 
     def batches_of(self, split: str) -> list[dict]:
