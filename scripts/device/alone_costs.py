@@ -21,42 +21,26 @@ A shorter search recipe, timed and ranked the same way (then retrain its picks, 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
-from pathlib import Path
 
-import yaml
+from study_pieces import retrained, study_parser, study_with  # scripts/device, beside this file
 
 from supernet.archspec import ArchSpec
 from supernet.select.problem import key_of
 from supernet.study import pipeline, plan, rank
-from supernet.study.config import load_config
 from supernet.study.costs import read_numbers
 from supernet.study.execute import execute
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config")
-    parser.add_argument("work", type=Path, help="a folder of its own (not the study's)")
-    parser.add_argument("--table", type=Path, required=True, help="the study's kept latency.json")
-    parser.add_argument("--report", type=Path, required=True, help="the study's study.json or partial.json")
+    parser = study_parser(__doc__, "trainer.max_epochs=15")
     parser.add_argument(
         "--budget", default="budget_tdnn_d", help="the ST search's budget (a study budget label)"
     )
     parser.add_argument("--archs", nargs="*", default=[], help="ArchSpecs to retrain alone (seed 0)")
-    parser.add_argument(
-        "--search-option", action="append", default=[], metavar="KEY=VALUE",
-        help="override one of the study's search options (a shorter recipe: trainer.max_epochs=15)",
-    )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
     args = parser.parse_args()
-    study, work = load_config(args.config), args.work
-    for option in args.search_option:  # values as YAML reads them: 15 is an int, 00:00:06:00 a string
-        key, _, value = option.partition("=")
-        study["search"]["options"][key] = yaml.safe_load(value)
+    study, work = study_with(args.config, args.search_option), args.work
     work.mkdir(parents=True, exist_ok=True)
     data = plan.prepare_corpus(study)
     space, baselines = plan.space(study), plan.baselines(study)
@@ -87,9 +71,7 @@ def main() -> None:
         execute([select], 1, "select")
         result["searches"][select.out.name] = read_numbers(select.out / "select.json", "seconds")[0]
         save()
-    rows = [r for r in json.loads(args.report.read_text())["rows"] if r.get("cer", {}).get("dev") is not None]
-    specs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}
-    cer = {r["name"]: r["cer"]["dev"] for r in rows}
+    specs, cer = retrained(args.report)
     for run in (st, uniform):
         start = time.perf_counter()
         scores = rank.supernet_scores(run.checkpoint, data, specs, study["ranking"]["batches"])

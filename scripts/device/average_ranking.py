@@ -17,51 +17,31 @@ decay): a call stopped by its limit goes on in the next one on the warm machine.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from supernet.archspec import ArchSpec
 from supernet.study import pipeline, plan, rank
-from supernet.study.config import load_config
 from supernet.study.costs import read_numbers
 from supernet.study.execute import execute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from study_pieces import retrained, study_parser, study_with  # noqa: E402  (beside this file)
 from tau_from_select import bootstrap, shown  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config")
-    parser.add_argument("work", type=Path, help="a folder of its own (not the study's)")
-    parser.add_argument("--table", type=Path, required=True, help="the study's kept latency.json")
-    parser.add_argument("--report", type=Path, required=True, help="the study's study.json or partial.json")
+    parser = study_parser(__doc__, "trainer.max_epochs=20")
     parser.add_argument("--decay", type=float, nargs="+", required=True, help="one supernet per decay")
-    parser.add_argument(
-        "--search-option", action="append", default=[], metavar="KEY=VALUE",
-        help="override one of the study's search options (a shorter recipe: trainer.max_epochs=20)",
-    )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
     args = parser.parse_args()
-    rows = [
-        r for r in json.loads(args.report.read_text())["rows"] if (r.get("cer") or {}).get("dev") is not None
-    ]
-    specs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}
-    cer = {r["name"]: r["cer"]["dev"] for r in rows}
+    specs, cer = retrained(args.report)
     result: dict = {"search_options": args.search_option, "report": str(args.report), "runs": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     for decay in args.decay:
-        study = load_config(args.config)
-        for option in [*args.search_option, f"model.weight_average={decay}"]:
-            key, _, value = option.partition("=")
-            study["search"]["options"][key] = yaml.safe_load(value)
+        study = study_with(args.config, [*args.search_option, f"model.weight_average={decay}"])
         work = args.work / f"decay_{decay}"
         work.mkdir(parents=True, exist_ok=True)
         data = plan.prepare_corpus(study)

@@ -1,0 +1,48 @@
+"""What the device scripts that run a study's pieces alone share (``alone_costs.py``,
+``average_ranking.py``): their common arguments, the study with ``--search-option`` applied, and
+the report's retrained networks with their stand-alone dev CER."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from supernet.archspec import ArchSpec
+from supernet.study.config import load_config
+
+
+def study_parser(doc: str, example: str) -> argparse.ArgumentParser:
+    """CONFIG WORK --table --report [--search-option KEY=VALUE ...] [--out]; add your own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("work", type=Path, help="a folder of its own (not the study's)")
+    parser.add_argument("--table", type=Path, required=True, help="the study's kept latency.json")
+    parser.add_argument("--report", type=Path, required=True, help="the study's study.json or partial.json")
+    parser.add_argument(
+        "--search-option", action="append", default=[], metavar="KEY=VALUE",
+        help=f"override one of the study's search options (a shorter recipe: {example})",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
+    return parser
+
+
+def study_with(config: str, options: list[str]) -> dict:
+    """The study's config with ``KEY=VALUE`` search options, values as YAML reads them (15 is an
+    int, 00:00:06:00 a string)."""
+    study = load_config(config)
+    for option in options:
+        key, _, value = option.partition("=")
+        study["search"]["options"][key] = yaml.safe_load(value)
+    return study
+
+
+def retrained(report: Path) -> tuple[dict[str, ArchSpec], dict[str, float]]:
+    """The report's networks with a stand-alone dev CER: their ArchSpecs and that CER."""
+    rows = [r for r in json.loads(report.read_text())["rows"] if (r.get("cer") or {}).get("dev") is not None]
+    return {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}, {
+        r["name"]: r["cer"]["dev"] for r in rows
+    }
