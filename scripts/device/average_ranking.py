@@ -8,7 +8,8 @@ stand-alone dev CER, with a bootstrap interval. The average does not change the 
 epoch budget; under ``max_time`` its small per-step cost could change the steps run), so the two
 taus of one run differ by the average alone, and the trained-weights taus of the runs show
 how much tau moves between trainings of one recipe. Finished supernets are kept (work folder per
-decay): a call stopped by its limit goes on in the next one on the warm machine.
+decay): a call stopped by its limit goes on in the next one on the warm machine. Writes
+``average_ranking.json`` (every score, tau and interval) and ``average_ranking.png`` under ``--out``.
 
     bash -c 'source scripts/device/setup.sh && python3 scripts/device/average_ranking.py h200_three \
         /tmp/average --table docs/study/h200_three/latency.json --report docs/study/h200_three/study.json \
@@ -31,6 +32,30 @@ from supernet.study.execute import execute
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from study_pieces import retrained, study_parser, study_with  # noqa: E402  (beside this file)
 from tau_from_select import bootstrap, shown  # noqa: E402
+
+
+def plot(result: dict, cer: dict[str, float], path: Path) -> None:
+    """One panel per decay: each network's supernet score against its stand-alone dev CER, with
+    the trained weights and with the average, so a tighter cloud shows at a glance."""
+    from supernet.loggers import can_plot, pyplot
+
+    if not can_plot(path.name):
+        return
+    plt = pyplot()
+    runs = result["runs"]
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4), squeeze=False)
+    for ax, (decay, entry) in zip(axes[0], runs.items()):
+        for weights, colour in (("trained", "tab:blue"), ("average", "tab:orange")):
+            scores = entry[weights]["scores"]
+            ax.scatter([100 * cer[n] for n in scores], list(scores.values()), color=colour, s=18,
+                       label=f"{weights} (tau {shown(entry[weights]['tau'])})")  # fmt: skip
+        ax.set_xlabel("stand-alone dev CER (%)")
+        ax.set_ylabel("supernet score")
+        ax.set_title(f"decay {decay}", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -72,6 +97,7 @@ def main() -> None:
             )
         result["runs"][str(decay)] = entry
         (args.out / "average_ranking.json").write_text(json.dumps(result, indent=1))
+        plot(result, cer, args.out / "average_ranking.png")
     print(f"{'decay':>8s} {'seconds':>8s} {'tau trained':>12s} {'tau average':>12s}")
     for decay, entry in result["runs"].items():
         taus = (shown(entry[weights]["tau"]) for weights in ("trained", "average"))
