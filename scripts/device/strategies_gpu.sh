@@ -33,14 +33,11 @@ enough() { [ "$(left)" -gt 30 ] || { echo "strategies_gpu: $(left) s left, too l
 ckpt=$(timeout -k 15 "$(left)" python3 -c "$(cat <<'EOF'
 import sys
 from pathlib import Path
-import yaml
 from supernet.study import pipeline, plan
-from supernet.study.config import load_config
 from supernet.study.execute import execute
-study = load_config("h200_three")
-for option in sys.argv[3:]:  # as alone_costs.py --search-option reads them
-    key, _, value = option.partition("=")
-    study["search"]["options"][key] = yaml.safe_load(value)
+sys.path.insert(0, "scripts/device")
+from study_pieces import study_with  # as alone_costs.py --search-option reads them
+study = study_with("h200_three", sys.argv[3:])
 data = plan.prepare_corpus(study)
 work = Path(sys.argv[1]); work.mkdir(parents=True, exist_ok=True)
 planned, _ = pipeline._plan_searches(study, work, data, plan.space(study), plan.baselines(study), table_path=Path(sys.argv[2]))

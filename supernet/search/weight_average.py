@@ -7,8 +7,9 @@ that over many draws; BigNAS and OFA evaluate averaged weights too. Whether it r
 networks better on this project's spaces is measured in ``docs/results.md`` (or not yet).
 
 The decay ramps up as TensorFlow's ``ExponentialMovingAverage(num_updates=n)`` does,
-``min(decay, (1 + n) / (10 + n))`` after n updates, so the untrained start fades out within a short run instead of weighing ``decay **
-steps`` at the end. Written here rather than with ``torch.optim.swa_utils.AveragedModel``: that
+``min(decay, (1 + n) / (10 + n))`` after n updates, so the untrained start fades out within a
+short run instead of weighing ``decay ** steps`` at the end. Written here rather than with
+``torch.optim.swa_utils.AveragedModel``: that
 reads its update counter (a device tensor) on the host twice per update, a synchronisation the
 search steps are built to avoid; this one keeps a host copy, read once after a load. The
 parameter lists are walked once and kept (updates and loads are in place, so storage stays).

@@ -91,9 +91,8 @@ class SupernetScorer:
         self.rank, self.world = shard
         self.reduce = reduce
         self.norms = [m for m in self.module.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if (
-            self.weights == "average" and self.norms and not batches
-        ):  # its statistics are the trained weights'
+        stale_statistics = self.weights == "average" and self.norms and not batches  # the trained weights'
+        if stale_statistics:
             raise UserError(
                 "averaged weights need their BatchNorm statistics re-estimated: --batches 1 or more "
                 "(or --weights trained)"
