@@ -72,9 +72,10 @@ class DecoderOptions:
         word_boundary: the token between words (default: the vocabulary's space or ``▁``).
 
     The weights' defaults come from the built-in corpus' ``--text markov`` dev set
-    (docs/decoding.md): LM weight 1 is the best there by dev score (mean of WER and CER); word score
-    0 is within 0.01 of the best (1) and keeps a lexicon without an LM from inserting words. Tune
-    both on your own dev set.
+    (docs/decoding.md): by dev score (mean of WER and CER) LM weight 1 with word score 0 is within
+    0.1 of the grid's best (0.5 and -1 for the demo's tdnn_d; 1 and 1 for an earlier ``st_nas``
+    model), and word score 0 keeps a lexicon without an LM from inserting words. Tune both on your
+    own dev set.
     """
 
     kind: str = "greedy"

@@ -89,11 +89,14 @@ def main() -> None:
             x, y = [scores[n][metric] for n in names], [cer[n] for n in names]
             tau = rank.kendall_tau(x, y)
             low, high = bootstrap(x, y)
+            other = "cer" if metric == "loss" else "loss"  # the score the study does not rank by
+            tau_other = rank.kendall_tau([scores[n][other] for n in names], y)
             entry[weights] = {"tau": tau, "interval_90": [low, high], "networks": len(names),
-                              "seconds": round(time.perf_counter() - start, 1), "scores": dict(zip(names, x))}  # fmt: skip
+                              "seconds": round(time.perf_counter() - start, 1), "scores": dict(zip(names, x)),
+                              f"tau_{other}": tau_other, f"scores_{other}": {n: scores[n][other] for n in names}}  # fmt: skip
             print(
                 f"decay {decay}: {weights:8s} weights, tau ({metric}) {shown(tau)} "
-                f"[{shown(low)}, {shown(high)}] over {len(names)} networks"
+                f"[{shown(low)}, {shown(high)}] over {len(names)} networks; tau ({other}) {shown(tau_other)}"
             )
         result["runs"][str(decay)] = entry
         (args.out / "average_ranking.json").write_text(json.dumps(result, indent=1))

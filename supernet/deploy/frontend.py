@@ -2,9 +2,10 @@
 as a strided Conv1d over a windowed DFT basis instead of ONNX's ``STFT`` op.
 
 torchaudio's ``MelSpectrogram`` exports (``aten::stft`` -> ONNX ``STFT``), but onnxruntime's STFT
-of a 400-point frame (not a power of two) gave log-mels up to 7e-4 away from PyTorch's (20 mels,
-measured), and tiny attention networks' log-probs 3.6e-4 to 1.1e-3 away, over the 1e-4 parity
-target. With the STFT written as below the same networks matched to under 5e-6. The basis is
+of a 400-point frame (not a power of two) gave log-mels up to 7.1e-4 away from PyTorch's (20 mels),
+and tiny attention networks' log-probs 5.6e-4 to 4.6e-3 away, over the 1e-4 parity target. With
+the STFT written as below the same networks matched to 4.8e-6 to 2.2e-5
+(``scripts/deploy_agreement.py``; docs/deploy.md). The basis is
 computed in float64 and stored in float32; the mel filterbank and DCT are torchaudio's own.
 
 A window shorter than ``n_fft`` (the project's 400 samples in a 512-point FFT, ``ops.framing``) is

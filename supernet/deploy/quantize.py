@@ -32,8 +32,8 @@ from supernet.errors import UserError
 
 MODES = ("static", "dynamic")
 # dynamic: MatMul and Gemm (linears, attention projections, FFNs). Convolutions stay float: with
-# them in int8 onnxruntime's ConvInteger made the models about twice as slow (1 thread, 4 s of
-# audio: tdnn_d 30.8 ms against 12.7 ms, conformer_s 54.8 against 23.2 ms).
+# them in int8 onnxruntime's ConvInteger made the models about three times as slow (1 thread, 4 s
+# of audio: tdnn_d 23.2 ms against 7.9 ms, conformer_s 42.1 against 15.8 ms; scripts/int8_ablation.py).
 QUANTISED_OPS = ["MatMul", "Gemm"]
 # static: the compute ops, and the ops between them that can run on uint8 (QLinearWhere for the
 # padding masks): with these float, conformer_s's subsampling spent 3 ms a run converting to and
@@ -65,8 +65,9 @@ def outside_network(model) -> list[str]:
 def ctc_head(model) -> list[str]:
     """Names of the nodes of the network's output layer (``net.head``; ``head`` in a
     features-input graph). Static int8 keeps it float: on tdnn_d (123 test utterances) its int8
-    logits changed 1.58% of the characters of the fp32 transcripts, against 0.68% with it float,
-    for a layer of one small matrix product."""
+    logits changed 1.29% of the characters of the fp32 transcripts, against 0.89% with it float
+    (conformer_s 1.85% against 1.47%; ``scripts/int8_ablation.py``), for a layer of one small
+    matrix product."""
     names = []
     for node in model.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == SCOPES), None)
