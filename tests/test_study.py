@@ -125,6 +125,22 @@ def test_ranking_quality_gives_tau_per_measure_and_the_configured_one():
     assert tau == taus["loss"] == 0.0 and taus["cer"] == pytest.approx((1 - 2 / 6**0.5) / 2)
 
 
+def test_tau_within_a_budget_is_apart_from_the_tau_over_budgets():
+    # every dear path beats every cheap one and the supernet sees it, so the tau over all is high;
+    # within each budget it orders the two paths of that budget backwards
+    standalone = {"c1": 0.40, "c2": 0.45, "d1": 0.20, "d2": 0.25, "both": 0.30}
+    loss = {"c1": 3.1, "c2": 3.0, "d1": 2.1, "d2": 2.0, "both": 2.5}
+    budgets = {"c1": ["cheap"], "c2": ["cheap"], "d1": ["dear"], "d2": ["dear"], "both": ["cheap"]}
+    scores = {"s": {n: {"loss": v} for n, v in loss.items()}}
+    ranking, tau, _ = ranking_quality(scores, standalone, "loss", budgets)
+    within = ranking[0]["within_budget"]
+    assert tau == pytest.approx(0.6)  # 8 of 10 pairs concordant: only c1-c2 and d1-d2 are not
+    assert within["cheap"] == {"kendall_tau": pytest.approx(1 / 3), "archs": 3}  # c1-c2 reversed
+    assert within["dear"] == {"kendall_tau": -1.0, "archs": 2}
+    assert ranking[0]["kendall_tau_within_budget"] == pytest.approx(-1 / 3)
+    assert "within_budget" not in ranking_quality(scores, standalone, "loss")[0][0]  # no budgets given
+
+
 def test_random_paths_are_seeded_distinct_and_within_the_budget():
     space = SearchSpace(TINY_SPACE)
     costs = SpaceCosts("ms", 1.0, {"a": [1.0, 3.0, 2.0], "b": [0.5, 1.0]})  # paths cost 2.5 .. 5.0

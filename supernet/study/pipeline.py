@@ -333,11 +333,13 @@ def _sharing(out: Path) -> int | None:
 RETRAIN_ORDER = {"searched": 0, "baseline": 1, "random": 2}  # a stopped study has the comparisons first
 
 
-def _rows(planned: Planned, test_sets: list[str], scores: dict, measured: dict, keys) -> tuple[list, dict]:
+def _rows(
+    planned: Planned, test_sets: list[str], scores: dict, measured: dict, keys
+) -> tuple[list, dict, dict]:
     """One row per architecture whose network is in ``keys`` (every retrain seed finished), with its
     network's measured latency (``measured``, by the name that network was retrained under), and
     each network's stand-alone dev CER (what the supernets' scores are ranked against)."""
-    rows, standalone = [], {}
+    rows, standalone, budgets = [], {}, {}
     for arch in planned.archs:
         key = plan.arch_key(arch.spec)
         if key not in keys:
@@ -351,14 +353,15 @@ def _rows(planned: Planned, test_sets: list[str], scores: dict, measured: dict, 
         row["runs"] = [str(run.out) for run in planned.retrains[key]]
         rows.append(row)
         standalone[owner] = row["cer"]["dev"]
+        budgets.setdefault(owner, []).append(row["budget"])
     report.rank_among_random(rows)
-    return rows, standalone
+    return rows, standalone, budgets
 
 
 def _summary(
-    study, planned: Planned, rows, standalone: dict, scores: dict, device, data, parallel=None
+    study, planned: Planned, rows, standalone: dict, budgets: dict, scores: dict, device, data, parallel=None
 ) -> dict:
-    ranking, tau, taus = rank.ranking_quality(scores, standalone, study["ranking"]["metric"])
+    ranking, tau, taus = rank.ranking_quality(scores, standalone, study["ranking"]["metric"], budgets)
     summary = {
         "config": study,
         "device": device,
@@ -367,6 +370,7 @@ def _summary(
         "notes": planned.notes,
         "kendall_tau": tau,
         "kendall_tau_by_metric": taus,
+        "kendall_tau_within_budget": rank.defined_mean([r.get("kendall_tau_within_budget") for r in ranking]),
         "ranking": ranking,
         "rows": rows,
         "costs": {
@@ -406,9 +410,9 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
     ran = execute([run for key, _ in queue for run in planned.retrains[key]], parallel, "retrain")
     _record_sharing(out, "retrain", parallel, ran)
 
-    rows, standalone = _rows(planned, test_sets, scores, measured, planned.owners)
+    rows, standalone, budgets = _rows(planned, test_sets, scores, measured, planned.owners)
     summary = {
-        **_summary(study, planned, rows, standalone, scores, device, data, _sharing(out)),
+        **_summary(study, planned, rows, standalone, budgets, scores, device, data, _sharing(out)),
         "seconds": round(time.perf_counter() - start, 1),
     }
     report.write_json(out, summary)
@@ -457,8 +461,8 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     names = _names(planned)
     scores = {search: by for search, by in _kept_scores(out, names).items() if by}
     device, measured = _kept_latencies(out, names)
-    rows, standalone = _rows(planned, test_sets, scores, measured, done)
-    summary = _summary(study, planned, rows, standalone, scores, device, data, _sharing(out))
+    rows, standalone, budgets = _rows(planned, test_sets, scores, measured, done)
+    summary = _summary(study, planned, rows, standalone, budgets, scores, device, data, _sharing(out))
     missing = sorted({planned.owners[k].name for k in planned.owners if k not in done})
     missing += [f"{name} (not picked yet)" for name in planned.unpicked]
     summary = {"partial": True, "missing": missing, **summary}

@@ -27,12 +27,39 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
     return concordance / math.sqrt(untied_x * untied_y) if untied_x and untied_y else None
 
 
+def defined_mean(values: list[float | None]) -> float | None:
+    """The mean of the taus that are defined (None: none is)."""
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def within_budgets(
+    score: dict[str, dict[str, float]],
+    standalone: dict[str, float],
+    budgets: dict[str, list[str]],
+    metric: str,
+) -> tuple[dict[str, dict], float | None]:
+    """``metric``'s tau among the architectures of each budget alone (``budgets``: each name's
+    budget labels), and its mean over budgets. Why: a selection compares paths of one budget, and
+    a tau over several budgets is raised by how much cheaper paths lose to dearer ones."""
+    by_budget = {}
+    for label in sorted({b for labels in budgets.values() for b in labels}):
+        names = sorted(n for n in set(score) & set(standalone) if label in budgets.get(n, ()))
+        tau = kendall_tau([score[n][metric] for n in names], [standalone[n] for n in names])
+        by_budget[label] = {"kendall_tau": tau, "archs": len(names)}
+    return by_budget, defined_mean([b["kendall_tau"] for b in by_budget.values()])
+
+
 def ranking_quality(
-    scores: dict[str, dict[str, dict[str, float]]], standalone: dict[str, float], metric: str
+    scores: dict[str, dict[str, dict[str, float]]],
+    standalone: dict[str, float],
+    metric: str,
+    budgets: dict[str, list[str]] | None = None,
 ) -> tuple[list[dict], float | None, dict[str, float | None]]:
     """Kendall's tau of each search's scores (``{search: {arch: {measure: value}}}``, measures
-    ``cer`` and ``loss``) against the stand-alone dev CER of the same architectures, per measure;
-    the mean over searches of ``metric``'s tau, and that mean for every measure."""
+    ``cer`` and ``loss``) against the stand-alone dev CER of the same architectures, per measure
+    (and, given each architecture's ``budgets``, ``metric``'s tau within each budget); the mean
+    over searches of ``metric``'s tau, and that mean for every measure."""
     ranking = []
     for search, score in scores.items():
         names = sorted(set(score) & set(standalone))
@@ -40,13 +67,16 @@ def ranking_quality(
         taus = {
             m: kendall_tau([score[n][m] for n in names], [standalone[n] for n in names]) for m in measures
         }
-        ranking.append(
-            {"search": search, "kendall_tau": taus.get(metric), "by_metric": taus, "archs": len(names)}
-        )
-    means = {}
-    for m in sorted({m for r in ranking for m in r["by_metric"]}):
-        taus = [r["by_metric"][m] for r in ranking if r["by_metric"].get(m) is not None]
-        means[m] = sum(taus) / len(taus) if taus else None
+        entry = {"search": search, "kendall_tau": taus.get(metric), "by_metric": taus, "archs": len(names)}
+        if budgets and metric in measures:
+            entry["within_budget"], entry["kendall_tau_within_budget"] = within_budgets(
+                {n: score[n] for n in names}, standalone, budgets, metric
+            )
+        ranking.append(entry)
+    means = {
+        m: defined_mean([r["by_metric"].get(m) for r in ranking])
+        for m in sorted({m for r in ranking for m in r["by_metric"]})
+    }
     return ranking, means.get(metric), means
 
 

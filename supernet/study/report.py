@@ -157,6 +157,12 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     for search in summary["ranking"]:
         taus = ", ".join(f"{_tau(t)} by supernet dev {m}" for m, t in search.get("by_metric", {}).items())
         lines.append(f"- `{search['search']}`: Kendall tau {taus} over {search['archs']} architectures")
+        if search.get("within_budget"):
+            each = ", ".join(
+                f"{_tau(b['kendall_tau'])} at {label} ({b['archs']})"
+                for label, b in search["within_budget"].items()
+            )
+            lines.append(f"  - within one budget, by dev {metric}: {each}")
     by_metric = summary.get("kendall_tau_by_metric", {})
     lines.append(
         f"\nKendall tau between the supernet's dev {metric} (inherited weights) and the stand-alone dev CER: "
@@ -164,6 +170,12 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
         + "".join(f"; by dev {m}: {_tau(t)}" for m, t in by_metric.items() if m != metric)
         + ")."
     )
+    if summary.get("kendall_tau_within_budget") is not None:
+        lines.append(
+            f"Within one budget (what a selection compares) it is {_tau(summary['kendall_tau_within_budget'])}, "
+            "the mean over budgets and searches: a tau over several budgets is raised by how clearly "
+            "dearer paths beat cheaper ones."
+        )
     if summary.get("verdicts"):
         lines += ["", *verdict.markdown(summary["verdicts"])]
     if summary.get("costs"):

@@ -121,6 +121,14 @@ def _cost_caveats(costs: dict, capped: bool) -> list[str]:
     return notes
 
 
+def _tau_note(search: dict) -> str:
+    """How many architectures the tau spans, and the tau within one budget beside it: the target
+    is judged on the tau over every budget, which a selection within one budget does not see."""
+    note = f"over {search.get('archs')} architectures"
+    within = search.get("kendall_tau_within_budget")
+    return note if within is None else f"{note}; {within:.3f} within one budget (mean over budgets)"
+
+
 def judge(summary: dict[str, Any]) -> list[dict]:
     """Every target the study can judge, one verdict each (``met`` None: the study cannot tell)."""
     rows, out = summary["rows"], []
@@ -137,7 +145,7 @@ def judge(summary: dict[str, Any]) -> list[dict]:
         tau = search.get("kendall_tau")
         out.append(_verdict(
             "Kendall tau of the supernet's ranking >= 0.5", search["search"], tau, TAU_TARGET,
-            None if tau is None else tau >= TAU_TARGET, f"over {search.get('archs')} architectures",
+            None if tau is None else tau >= TAU_TARGET, _tau_note(search),
         ))  # fmt: skip
     costs = summary.get("costs") or {}
     retrains_capped = bool((costs.get("retrain_seconds") or {}).get("capped"))
