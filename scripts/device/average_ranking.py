@@ -30,7 +30,7 @@ from supernet.study.costs import read_numbers
 from supernet.study.execute import execute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from study_pieces import retrained, study_parser, study_with  # noqa: E402  (beside this file)
+from study_pieces import budgets_of, retrained, study_parser, study_with  # noqa: E402  (beside this file)
 from tau_from_select import bootstrap, shown  # noqa: E402
 
 
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--decay", type=float, nargs="+", required=True, help="one supernet per decay")
     args = parser.parse_args()
     specs, cer = retrained(args.report)
+    budgets = budgets_of(args.report)
     result: dict = {"search_options": args.search_option, "report": str(args.report), "runs": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     for decay in args.decay:
@@ -89,14 +90,19 @@ def main() -> None:
             x, y = [scores[n][metric] for n in names], [cer[n] for n in names]
             tau = rank.kendall_tau(x, y)
             low, high = bootstrap(x, y)
+            within, within_mean = rank.within_budgets(scores, cer, budgets, metric)
             other = "cer" if metric == "loss" else "loss"  # the score the study does not rank by
             tau_other = rank.kendall_tau([scores[n][other] for n in names], y)
             entry[weights] = {"tau": tau, "interval_90": [low, high], "networks": len(names),
                               "seconds": round(time.perf_counter() - start, 1), "scores": dict(zip(names, x)),
-                              f"tau_{other}": tau_other, f"scores_{other}": {n: scores[n][other] for n in names}}  # fmt: skip
+                              f"tau_{other}": tau_other, f"scores_{other}": {n: scores[n][other] for n in names},
+                              "within_budget": within, "tau_within_budget": within_mean}  # fmt: skip
             print(
                 f"decay {decay}: {weights:8s} weights, tau ({metric}) {shown(tau)} "
-                f"[{shown(low)}, {shown(high)}] over {len(names)} networks; tau ({other}) {shown(tau_other)}"
+                f"[{shown(low)}, {shown(high)}] over {len(names)} networks; tau ({other}) {shown(tau_other)}; "
+                f"within one budget {shown(within_mean)} ("
+                + ", ".join(f"{label} {shown(b['kendall_tau'])}" for label, b in within.items())
+                + ")"
             )
         result["runs"][str(decay)] = entry
         (args.out / "average_ranking.json").write_text(json.dumps(result, indent=1))

@@ -46,3 +46,8 @@ def retrained(report: Path) -> tuple[dict[str, ArchSpec], dict[str, float]]:
     return {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}, {
         r["name"]: r["cer"]["dev"] for r in rows
     }
+
+
+def budgets_of(report: Path) -> dict[str, list[str]]:
+    """Each of the report's networks' budget labels (for ``rank.within_budgets``)."""
+    return {r["name"]: [r["budget"]] for r in json.loads(report.read_text())["rows"] if r.get("budget")}
