@@ -38,6 +38,7 @@ from supernet.deploy.checkpoint import load_module  # noqa: E402
 from supernet.deploy.graph import feature_pipeline  # noqa: E402
 from supernet.deploy.inputs import synthetic_waveforms  # noqa: E402
 from supernet.deploy.onnx_streaming import StreamingStep, export_streaming, step_frames  # noqa: E402
+from supernet.deploy.parity import as_if_trained  # noqa: E402
 from supernet.deploy.runtime import pad_waveforms  # noqa: E402
 from supernet.derived import DerivedNet  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
@@ -59,14 +60,7 @@ def tiny_module(arch: str, layers: list[str] | None = None, seed: int = 0) -> AS
     spec.update(name=arch, feature_dim=MELS, dim=DIM, dropout=0.0, **({"layers": layers} if layers else {}))
     torch.manual_seed(seed)
     module = ASRModule(spec, vocab=TOKENIZER.vocab).eval()
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-    with torch.no_grad():
-        module.net.head.proj.weight.mul_(4.0)
-        module.net.head.proj.bias[0] -= 2.0
-    return module
+    return as_if_trained(module)
 
 
 def save_checkpoint(module: ASRModule, path, cmvn: GlobalCMVN | None) -> str:

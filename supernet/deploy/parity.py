@@ -48,6 +48,20 @@ class Parity:
         return {**asdict(self), "ok": self.ok, "summary": self.summary()}
 
 
+def as_if_trained(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """An untrained ``ASRModule`` that a parity check can fail on: BatchNorm statistics other than
+    the identity's (as after training), and a confident head that rarely picks blank, so that
+    texts differ when the numbers do. For checks of random networks (tests, scripts)."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.2, 0.2, generator=generator)
+            m.running_var.uniform_(0.5, 2.0, generator=generator)
+    with torch.no_grad():
+        module.net.head.proj.weight.mul_(4.0)
+        module.net.head.proj.bias[0] -= 2.0
+    return module
+
+
 def max_valid_diff(a: np.ndarray, b: np.ndarray, lengths: np.ndarray) -> tuple[float, int]:
     """``max |a - b|`` over frames ``t < lengths[b]`` of ``(B, T, V)`` arrays, and how many frames."""
     valid = np.arange(a.shape[1])[None, :] < lengths[:, None]
