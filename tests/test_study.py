@@ -228,6 +228,9 @@ def test_study_writes_study_json_and_md(study):
     ]  # both supernets (st's and uniform's) score every network
     assert set(summary["kendall_tau_by_metric"]) == {"cer", "loss"}
     assert summary["kendall_tau"] == summary["kendall_tau_by_metric"]["cer"]  # ranking.metric's default
+    for search in summary["ranking"]:  # one budget: within it is the tau over every network
+        assert search["within_budget"]["p100"]["kendall_tau"] == search["kendall_tau"]
+        assert search["kendall_tau_within_budget"] == search["kendall_tau"]
     costs = summary["costs"]
     networks = {json.dumps(r["arch"]["layers"]) for r in rows.values()}  # one retrain each, 2 seeds
     assert costs["retrain_seconds"]["runs"] == 2 * len(networks) and costs["retrain_seconds"]["mean"] > 0
@@ -255,6 +258,7 @@ def test_study_writes_study_json_and_md(study):
     assert "## What the runs cost" in text and "/ one retrain" in text
     assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
     assert "dev CER %" in text and "test CER %" in text
+    assert ("Within one budget" in text) == (summary["kendall_tau_within_budget"] is not None)
 
 
 def test_running_it_again_retrains_nothing(study, study_config, capsys):
