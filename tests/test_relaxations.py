@@ -121,7 +121,8 @@ def test_fair_uniform_trains_every_candidate_of_an_edge_once_a_round():
 
     arch = ArchParams({"a": ["x", "y", "z", "w"], "b": ["p", "q"]}, seed=3)
     method = build("uniform", {"fair": True})
-    assert method.options() == {"fair": True} and build("uniform").options() == {"fair": False}
+    assert method.options() == {"fair": True, "draw_weights": {}}
+    assert build("uniform").options() == {"fair": False, "draw_weights": {}}
     rounds = []
     for r in range(3):
         plans = [method.plan(arch, "weight", 4 * r + i) for i in range(4)]
@@ -132,3 +133,38 @@ def test_fair_uniform_trains_every_candidate_of_an_edge_once_a_round():
     assert len({tuple(r) for r in rounds}) > 1  # a new permutation each round
     again = ArchParams({"a": ["x", "y", "z", "w"], "b": ["p", "q"]}, seed=3)
     assert [again.fair_sample(s)["a"] for s in range(4)] == rounds[0]  # (seed, step) only: every rank
+
+
+def test_uniform_draw_weights_draw_matching_candidates_as_often_as_weighted():
+    from supernet.search.arch_params import ArchParams
+
+    arch = ArchParams({"a": ["tdnn", "conformer", "down2-conformer"], "b": ["p", "q"]}, seed=0)
+    method = build("uniform", {"draw_weights": {"former": 4, "down": 0.25}})
+    # a: tdnn 1, conformer 4, down2-conformer 4 * 0.25 = 1 -> 1/6, 4/6, 1/6; b: no pattern, even
+    picks = [method.plan(arch, "weight", step) for step in range(6000)]
+    share = [sum(p["a"].index == i for p in picks) / len(picks) for i in range(3)]
+    assert share == pytest.approx([1 / 6, 4 / 6, 1 / 6], abs=0.02)
+    assert sum(p["b"].index for p in picks) / len(picks) == pytest.approx(0.5, abs=0.02)
+    again = build("uniform", {"draw_weights": {"former": 4, "down": 0.25}})
+    assert [again.plan(arch, "weight", s)["a"].index for s in range(50)] == [p["a"].index for p in picks[:50]]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"draw_weights": {"former": 0}}, "positive"),
+        ({"draw_weights": {"former": "x"}}, "positive"),
+        ({"draw_weights": {"former": 2}, "fair": True}, "exclude"),
+    ],
+)
+def test_uniform_draw_weights_refuses_bad_weights(options, message):
+    with pytest.raises(UserError, match=message):
+        build("uniform", options)
+
+
+def test_uniform_draw_weights_refuses_a_pattern_no_candidate_has():
+    from supernet.search.arch_params import ArchParams
+
+    method = build("uniform", {"draw_weights": {"lstm": 2}})
+    with pytest.raises(UserError, match="lstm.*match no candidate"):
+        method.plan(ArchParams({"a": ["tdnn", "conformer"]}, seed=0), "weight", 0)
