@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Does drawing attention blocks more often (uniform's draw_weights) stop a 20-epoch uniform
+# supernet under-rating them (docs/results.md, session 11)? Two weightings side by side on the one
+# GPU, each a 20-epoch supernet of h200_three's recipe scored on the study's retrained networks by
+# average_ranking.py (decay 0.995: the average is kept, both columns printed). Compare their taus,
+# and scripts/ranking_breakdown.py on what comes back, with recipe A of average_recipes.sh.
+#   usage (device tool, carry .whl): bash scripts/device/draw_weights.sh
+source scripts/device/setup.sh
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name --format=csv,noheader
+# python3 -c, not a script on stdin: the corpus's spawned render workers cannot import '<stdin>'
+python3 -c "import sys; sys.path.insert(0, 'scripts/device'); from study_pieces import study_with; \
+from supernet.study import plan; plan.prepare_corpus(study_with('h200_three', []))" 2>&1 | tail -1
+common=(--table docs/study/h200_three/latency.json --report docs/study/h200_three/study.json --decay 0.995
+        --search-option trainer.max_epochs=20 --search-option model.warmup_epochs=10)
+for weights in "former: 2, down: 0.5" "former: 4, down: 0.25"; do
+    name=$(echo "$weights" | tr -dc '0-9a-z.')
+    python3 scripts/device/average_ranking.py h200_three "/tmp/draw_$name" --out "$out/$name" "${common[@]}" \
+        --search-option "model.method_options={draw_weights: {$weights}}" >"$out/$name.log" 2>&1 &
+done
+wait
+for log in "$out"/*.log; do echo "== $log"; grep -E "^decay|^ +0|Error" "$log" | tail -6; done
