@@ -37,7 +37,7 @@ from supernet.deploy.session import ort_session
 from supernet.shipped import shipped_path
 
 TOKENIZER = CharTokenizer.build(["abcdefgh ijklmno"])
-# attention networks (what the 3.6e-4..1.1e-3 figure was about) and a TDNN for contrast
+# attention networks (what the ONNX STFT's log-prob figures are about) and a TDNN for contrast
 NETWORKS = {
     "conformer-rel": ["conformer-k15-f2-h4-rel"],
     "res-conformer-e16": ["tdnn-k3-d2-s3", "res-conformer-k15-f2-h4-rel-e16"],

@@ -27,12 +27,10 @@ import statistics
 from pathlib import Path
 
 import torch
-from tau_from_select import cached_scores, shown
+from tau_from_select import cached_scores, scored_networks, shown
 
-from supernet.archspec import ArchSpec
-from supernet.select.problem import key_of
 from supernet.space import SearchSpace
-from supernet.study.rank import kendall_tau, within_budgets
+from supernet.study.rank import distinct_networks, kendall_tau, within_budgets
 
 ATTENTION = ("conformer", "ebranchformer", "transformer")
 
@@ -46,22 +44,20 @@ def family(layer: str) -> str:
     return base.split("-")[0] + ("_down" if down else "") + ("_wide" if "-e384" in name else "")
 
 
-def scores_from(args, rows: list[dict]) -> dict[str, float]:
-    """Each scored network's score by name (one name per distinct network for select caches)."""
+def full_rate_attention(layer: str) -> bool:
+    return family(layer).removesuffix("_wide") in ATTENTION
+
+
+def scores_from(args, rows: list[dict], names: set[str]) -> dict[str, float]:
+    """Each distinct network's score, by its first name (``rank.distinct_networks``)."""
     if args.average_ranking:
         run = json.loads(args.average_ranking.read_text())["runs"][args.decay]
-        return dict(run[args.weights]["scores"])
-    space, cache, seen = SearchSpace.load(args.space), cached_scores(args.caches), set()
-    scores = {}
-    for row in rows:
-        try:
-            key = key_of(space.index_of(ArchSpec.from_dict(row["arch"])))
-        except ValueError:
-            continue  # not a path of the space
-        if key in cache and key not in seen:
-            seen.add(key)
-            scores[row["name"]] = cache[key]
-    return scores
+        return {n: s for n, s in run[args.weights]["scores"].items() if n in names}
+    return scored_networks(SearchSpace.load(args.space), rows, cached_scores(args.caches))
+
+
+def shown_within(entry: dict) -> str:
+    return "too few networks" if entry["archs"] < 2 else shown(entry["kendall_tau"])
 
 
 def loo_ridge_tau(features: torch.Tensor, cer: torch.Tensor, ridge: float) -> float | None:
@@ -90,21 +86,20 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.average_ranking) == bool(args.caches) or bool(args.caches) != bool(args.space):
         parser.error("give --average-ranking, or --space with --caches")
-    rows = [
-        r for r in json.loads(args.report.read_text())["rows"] if (r.get("cer") or {}).get("dev") is not None
-    ]
-    by_name = {r["name"]: r for r in rows}
-    scores = scores_from(args, rows)
-    names = sorted(n for n in scores if n in by_name)
+    rows = json.loads(args.report.read_text())["rows"]
+    networks = distinct_networks(rows)
+    scores = scores_from(args, rows, set(networks))
+    names = sorted(scores)
     score = [scores[n] for n in names]
-    cer = [by_name[n]["cer"]["dev"] for n in names]
-    print(f"Kendall tau over {len(names)} networks: {shown(kendall_tau(score, cer))}")
-    budgets = {n: [by_name[n]["budget"]] for n in names}
+    cer = [networks[n]["cer"] for n in names]
+    layers = {n: networks[n]["spec"].layers for n in names}
+    print(f"Kendall tau over {len(names)} distinct networks: {shown(kendall_tau(score, cer))}")
+    budgets = {n: networks[n]["budgets"] for n in names}
     within, mean = within_budgets(
         {n: {"score": s} for n, s in zip(names, score)}, dict(zip(names, cer)), budgets, "score"
     )
     for label, entry in within.items():
-        print(f"  within {label}: {shown(entry['kendall_tau'])} over {entry['archs']} networks")
+        print(f"  within {label}: {shown_within(entry)} over {entry['archs']} networks")
     print(f"  mean within one budget: {shown(mean)}")
 
     slope, intercept = (
@@ -117,19 +112,16 @@ def main() -> None:
     )
     groups: dict[int, list[float]] = {}
     for n, s, c in zip(names, score, cer):
-        blocks = sum(family(layer) in ATTENTION for layer in by_name[n]["arch"]["layers"])
+        blocks = sum(full_rate_attention(layer) for layer in layers[n])
         groups.setdefault(blocks, []).append(s - (slope * c + intercept))
     spread = statistics.pstdev(score)
     print(f"score residual by full-rate attention blocks (the scores' standard deviation {spread:.3f}):")
     for blocks, residuals in sorted(groups.items()):
         print(f"  {blocks}: mean {statistics.fmean(residuals):+.3f} over {len(residuals)} networks")
 
-    families = sorted({family(layer) for n in names for layer in by_name[n]["arch"]["layers"]} - {"skip"})
+    families = sorted({family(layer) for n in names for layer in layers[n]} - {"skip"})
     counts = torch.tensor(
-        [
-            [sum(family(layer) == f for layer in by_name[n]["arch"]["layers"]) for f in families]
-            for n in names
-        ],
+        [[sum(family(layer) == f for layer in layers[n]) for f in families] for n in names],
         dtype=torch.float64,
     )
     target = torch.tensor(cer, dtype=torch.float64)

@@ -1,6 +1,6 @@
 """Per-op cost of one space in two or more latency tables, side by side: how onnxruntime (fp32,
-int8) prices the ops against PyTorch. The figures of docs/deploy.md's "It matters" bullet and of
-docs/latency.md's "Why it matters" table.
+int8) prices the ops against PyTorch. The figures of docs/deploy.md's "It matters" bullet
+(docs/latency.md's "Why it matters" table is an earlier comparison of the same kind, with sizes).
 
     supernet profile --space budget -o torch.json
     supernet profile --space budget --runtime onnxruntime -o ort.json

@@ -21,10 +21,9 @@ import json
 import random
 from pathlib import Path
 
-from supernet.archspec import ArchSpec
 from supernet.select.problem import key_of
 from supernet.space import SearchSpace
-from supernet.study.rank import kendall_tau
+from supernet.study.rank import distinct_networks, kendall_tau
 
 
 def cached_scores(caches: list[Path]) -> dict[str, float]:
@@ -59,6 +58,20 @@ def bootstrap(x: list[float], y: list[float], draws: int = 2000, seed: int = 0) 
     return (taus[len(taus) // 20], taus[-len(taus) // 20]) if taus else (None, None)
 
 
+def scored_networks(space: SearchSpace, rows: list[dict], cache: dict[str, float]) -> dict[str, float]:
+    """The cached score of each of the report's distinct networks (``rank.distinct_networks``) that
+    is a path of ``space`` and was scored, by the network's first name."""
+    scores = {}
+    for name, network in distinct_networks(rows).items():
+        try:
+            key = key_of(space.index_of(network["spec"]))
+        except ValueError:
+            continue  # not a path of the space
+        if key in cache:
+            scores[name] = cache[key]
+    return scores
+
+
 def shown(tau: float | None) -> str:
     return "undefined (every score or CER tied)" if tau is None else f"{tau:.3f}"
 
@@ -71,16 +84,10 @@ def main() -> None:
         "--caches", type=Path, nargs="+", required=True, help="select.json or scores.json files"
     )
     args = parser.parse_args()
-    space = SearchSpace.load(args.space)
-    scores = cached_scores(args.caches)
-    networks = {}  # one entry per distinct network, under the first name it has
-    for row in json.loads(args.report.read_text())["rows"]:
-        try:
-            key = key_of(space.index_of(ArchSpec.from_dict(row["arch"])))
-        except ValueError:
-            continue  # not a path of the space
-        if key in scores and key not in networks:
-            networks[key] = (row["name"], scores[key], row["cer"]["dev"])
+    rows = json.loads(args.report.read_text())["rows"]
+    scores = scored_networks(SearchSpace.load(args.space), rows, cached_scores(args.caches))
+    cer = {name: network["cer"] for name, network in distinct_networks(rows).items()}
+    networks = {name: (name, score, cer[name]) for name, score in scores.items()}
     if len(networks) < 3:
         raise SystemExit(
             f"{len(networks)} of the study's networks were scored by its selects: too few for tau"

@@ -139,6 +139,33 @@ def test_tau_within_a_budget_is_apart_from_the_tau_over_budgets():
     assert within["dear"] == {"kendall_tau": -1.0, "archs": 2}
     assert ranking[0]["kendall_tau_within_budget"] == pytest.approx(-1 / 3)
     assert "within_budget" not in ranking_quality(scores, standalone, "loss")[0][0]  # no budgets given
+    # a baseline that fits no budget has none (not a None label), and is left out of every group
+    ranking, _, _ = ranking_quality(scores, standalone, "loss", {**budgets, "both": []})
+    assert set(ranking[0]["within_budget"]) == {"cheap", "dear"}
+    assert ranking[0]["within_budget"]["cheap"]["archs"] == 2
+
+
+def test_distinct_networks_merge_a_network_retrained_for_several_budgets():
+    from supernet.study.rank import distinct_networks
+
+    def row(name, layers, budget, cer=0.3):
+        arch = {"name": name, "features": "fbank", "feature_dim": 20, "dim": 32, "input": "linear"}
+        arch |= {"layers": layers, "head": "linear", "dropout": 0.0}
+        return {"name": name, "arch": arch, "budget": budget, "cer": {"dev": cer}}
+
+    rows = [
+        row("baseline", ["tdnn-k3-d1"], "p50"),
+        row("baseline", ["tdnn-k3-d1"], "p100"),  # a baseline sits in every budget
+        row("random-p50-0", ["tdnn-k3-d2"], "p50", 0.4),
+        row("random-p100-3", ["tdnn-k3-d2"], "p100", 0.4),  # the same network drawn at two budgets
+        row("too-big", ["tdnn-k5-d2"], None),  # a baseline that fits no budget
+        {**row("unfinished", ["tdnn-k3-d1", "tdnn-k3-d1"], "p50"), "cer": {"dev": None}},
+    ]
+    networks = distinct_networks(rows)
+    assert sorted(networks) == ["baseline", "random-p50-0", "too-big"]
+    assert networks["baseline"]["budgets"] == ["p50", "p100"]
+    assert networks["random-p50-0"]["budgets"] == ["p50", "p100"] and networks["random-p50-0"]["cer"] == 0.4
+    assert networks["too-big"]["budgets"] == [] and networks["too-big"]["spec"].layers == ["tdnn-k5-d2"]
 
 
 def test_random_paths_are_seeded_distinct_and_within_the_budget():

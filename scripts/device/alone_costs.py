@@ -71,7 +71,7 @@ def main() -> None:
         execute([select], 1, "select")
         result["searches"][select.out.name] = read_numbers(select.out / "select.json", "seconds")[0]
         save()
-    specs, cer = retrained(args.report)
+    specs, cer, _ = retrained(args.report)
     for run in (st, uniform):
         start = time.perf_counter()
         scores = rank.supernet_scores(run.checkpoint, data, specs, study["ranking"]["batches"])

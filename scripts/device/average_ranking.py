@@ -9,7 +9,9 @@ epoch budget; under ``max_time`` its small per-step cost could change the steps 
 taus of one run differ by the average alone, and the trained-weights taus of the runs show
 how much tau moves between trainings of one recipe. Finished supernets are kept (work folder per
 decay): a call stopped by its limit goes on in the next one on the warm machine. Writes
-``average_ranking.json`` (every score, tau and interval) and ``average_ranking.png`` under ``--out``.
+``average_ranking.json`` (every score, tau and interval; the tau by the other score, CER or loss;
+the tau within each budget) and ``average_ranking.png`` under ``--out``. The networks are the
+report's distinct ones (``rank.distinct_networks``).
 
     bash -c 'source scripts/device/setup.sh && python3 scripts/device/average_ranking.py h200_three \
         /tmp/average --table docs/study/h200_three/latency.json --report docs/study/h200_three/study.json \
@@ -30,7 +32,8 @@ from supernet.study.costs import read_numbers
 from supernet.study.execute import execute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from study_pieces import budgets_of, retrained, study_parser, study_with  # noqa: E402  (beside this file)
+from ranking_breakdown import shown_within  # noqa: E402
+from study_pieces import retrained, study_parser, study_with  # noqa: E402  (beside this file)
 from tau_from_select import bootstrap, shown  # noqa: E402
 
 
@@ -62,8 +65,7 @@ def main() -> None:
     parser = study_parser(__doc__, "trainer.max_epochs=20")
     parser.add_argument("--decay", type=float, nargs="+", required=True, help="one supernet per decay")
     args = parser.parse_args()
-    specs, cer = retrained(args.report)
-    budgets = budgets_of(args.report)
+    specs, cer, budgets = retrained(args.report)
     result: dict = {"search_options": args.search_option, "report": str(args.report), "runs": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     for decay in args.decay:
@@ -101,7 +103,7 @@ def main() -> None:
                 f"decay {decay}: {weights:8s} weights, tau ({metric}) {shown(tau)} "
                 f"[{shown(low)}, {shown(high)}] over {len(names)} networks; tau ({other}) {shown(tau_other)}; "
                 f"within one budget {shown(within_mean)} ("
-                + ", ".join(f"{label} {shown(b['kendall_tau'])}" for label, b in within.items())
+                + ", ".join(f"{label} {shown_within(b)}" for label, b in within.items())
                 + ")"
             )
         result["runs"][str(decay)] = entry

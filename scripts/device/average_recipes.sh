@@ -5,7 +5,7 @@
 # search_seconds do, so time the chosen recipe alone afterwards):
 #   A: the 20-epoch route of session 10 (20 epochs, 10 warm-up, batches of 20,000 frames);
 #   B: the same epochs in batches of 60,000 frames, the retrain's batch size (a third of A's steps),
-#      lr 2e-3 and 150 warm-up steps as the retrain uses.
+#      the retrain's lr 2e-3, and 150 warm-up steps (the supernet's 500 for a third of the steps).
 # The corpus is built first, once, so the two do not race to build it.
 #   usage (device tool, carry .whl): bash scripts/device/average_recipes.sh "A_DECAYS" "B_DECAYS"
 decays_a=${1:-0.98 0.995}

@@ -4,7 +4,7 @@
 # GPU, each a 20-epoch supernet of h200_three's recipe scored on the study's retrained networks by
 # average_ranking.py (decay 0.995: the average is kept, both columns printed). Compare their taus,
 # and scripts/ranking_breakdown.py on what comes back, with recipe A of average_recipes.sh.
-#   usage (device tool, carry .whl): bash scripts/device/draw_weights.sh
+#   usage (device tool, carry .whl): bash scripts/device/draw_weights.sh ["former: 2, down: 0.5" ...]
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -14,7 +14,8 @@ python3 -c "import sys; sys.path.insert(0, 'scripts/device'); from study_pieces 
 from supernet.study import plan; plan.prepare_corpus(study_with('h200_three', []))" 2>&1 | tail -1
 common=(--table docs/study/h200_three/latency.json --report docs/study/h200_three/study.json --decay 0.995
         --search-option trainer.max_epochs=20 --search-option model.warmup_epochs=10)
-for weights in "former: 2, down: 0.5" "former: 4, down: 0.25"; do
+[ $# -gt 0 ] || set -- "former: 2, down: 0.5" "former: 4, down: 0.25"
+for weights in "$@"; do
     name=$(echo "$weights" | tr -dc '0-9a-z.')
     python3 scripts/device/average_ranking.py h200_three "/tmp/draw_$name" --out "$out/$name" "${common[@]}" \
         --search-option "model.method_options={draw_weights: {$weights}}" >"$out/$name.log" 2>&1 &

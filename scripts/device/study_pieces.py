@@ -1,6 +1,6 @@
 """What the device scripts that run a study's pieces alone share (``alone_costs.py``,
 ``average_ranking.py``): their common arguments, the study with ``--search-option`` applied, and
-the report's retrained networks with their stand-alone dev CER."""
+the report's distinct retrained networks with their stand-alone dev CER and budgets."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import yaml
 
 from supernet.archspec import ArchSpec
 from supernet.study.config import load_config
+from supernet.study.rank import distinct_networks
 
 
 def study_parser(doc: str, example: str) -> argparse.ArgumentParser:
@@ -40,14 +41,12 @@ def study_with(config: str, options: list[str]) -> dict:
     return study
 
 
-def retrained(report: Path) -> tuple[dict[str, ArchSpec], dict[str, float]]:
-    """The report's networks with a stand-alone dev CER: their ArchSpecs and that CER."""
-    rows = [r for r in json.loads(report.read_text())["rows"] if (r.get("cer") or {}).get("dev") is not None]
-    return {r["name"]: ArchSpec.from_dict(r["arch"]) for r in rows}, {
-        r["name"]: r["cer"]["dev"] for r in rows
-    }
-
-
-def budgets_of(report: Path) -> dict[str, list[str]]:
-    """Each of the report's networks' budget labels (for ``rank.within_budgets``)."""
-    return {r["name"]: [r["budget"]] for r in json.loads(report.read_text())["rows"] if r.get("budget")}
+def retrained(report: Path) -> tuple[dict[str, ArchSpec], dict[str, float], dict[str, list[str]]]:
+    """The report's distinct retrained networks (``rank.distinct_networks``): their ArchSpecs,
+    stand-alone dev CER and budgets."""
+    networks = distinct_networks(json.loads(report.read_text())["rows"])
+    return (
+        {n: e["spec"] for n, e in networks.items()},
+        {n: e["cer"] for n, e in networks.items()},
+        {n: e["budgets"] for n, e in networks.items()},
+    )

@@ -8,8 +8,8 @@ Where the word boundary is a token between words (the space of character tokens)
 with it, so that the model must emit a space where the decoder ends a word: flashlight treats the
 boundary as optional silence, and without it a lexicon of short words cuts one spoken word into
 several (the built-in corpus' dev set, its training words as lexicon, LM weight 0: WER 1.93
-without, 1.31 with; ``scripts/decoding_figures.py``). ``BeamSearchDecoder`` gives the last word its boundary with a frame of its
-own. A ``▁`` boundary starts a subword spelling already.
+without, 1.31 with; ``scripts/decoding_figures.py``). ``BeamSearchDecoder`` gives the last word
+its boundary with a frame of its own. A ``▁`` boundary starts a subword spelling already.
 """
 
 from __future__ import annotations

@@ -338,7 +338,8 @@ def _rows(
 ) -> tuple[list, dict, dict]:
     """One row per architecture whose network is in ``keys`` (every retrain seed finished), with its
     network's measured latency (``measured``, by the name that network was retrained under), and
-    each network's stand-alone dev CER (what the supernets' scores are ranked against)."""
+    each network's stand-alone dev CER (what the supernets' scores are ranked against) and the
+    budgets it was retrained for (a baseline that fits none has none)."""
     rows, standalone, budgets = [], {}, {}
     for arch in planned.archs:
         key = plan.arch_key(arch.spec)
@@ -353,7 +354,9 @@ def _rows(
         row["runs"] = [str(run.out) for run in planned.retrains[key]]
         rows.append(row)
         standalone[owner] = row["cer"]["dev"]
-        budgets.setdefault(owner, []).append(row["budget"])
+        budgets.setdefault(owner, [])
+        if row["budget"] is not None:
+            budgets[owner].append(row["budget"])
     report.rank_among_random(rows)
     return rows, standalone, budgets
 

@@ -27,6 +27,26 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
     return concordance / math.sqrt(untied_x * untied_y) if untied_x and untied_y else None
 
 
+def distinct_networks(rows: list[dict]) -> dict[str, dict]:
+    """A study report's retrained networks, one entry per distinct network under the first name it
+    has (a random draw can equal another budget's; a baseline sits in every budget):
+    ``{"spec": ArchSpec, "cer": dev CER, "budgets": [every budget it was retrained for]}``. The
+    networks and budgets the study's own ranking uses, for scripts that rank from a kept report."""
+    from supernet.study.plan import arch_key
+
+    networks: dict[str, dict] = {}
+    names: dict[str, str] = {}
+    for row in rows:
+        if (row.get("cer") or {}).get("dev") is None:
+            continue
+        spec = ArchSpec.from_dict(row["arch"])
+        name = names.setdefault(arch_key(spec), row["name"])
+        entry = networks.setdefault(name, {"spec": spec, "cer": row["cer"]["dev"], "budgets": []})
+        if row.get("budget") is not None and row["budget"] not in entry["budgets"]:
+            entry["budgets"].append(row["budget"])
+    return networks
+
+
 def defined_mean(values: list[float | None]) -> float | None:
     """The mean of the taus that are defined (None: none is)."""
     kept = [v for v in values if v is not None]
@@ -43,7 +63,7 @@ def within_budgets(
     budget labels), and its mean over budgets. Why: a selection compares paths of one budget, and
     a tau over several budgets is raised by how much cheaper paths lose to dearer ones."""
     by_budget = {}
-    for label in sorted({b for labels in budgets.values() for b in labels}):
+    for label in sorted({b for labels in budgets.values() for b in labels if b is not None}):
         names = sorted(n for n in set(score) & set(standalone) if label in budgets.get(n, ()))
         tau = kendall_tau([score[n][metric] for n in names], [standalone[n] for n in names])
         by_budget[label] = {"kendall_tau": tau, "archs": len(names)}
