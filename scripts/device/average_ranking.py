@@ -49,6 +49,8 @@ def plot(result: dict, cer: dict[str, float], path: Path) -> None:
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4), squeeze=False)
     for ax, (decay, entry) in zip(axes[0], runs.items()):
         for weights, colour in (("trained", "tab:blue"), ("average", "tab:orange")):
+            if weights not in entry:
+                continue
             scores = entry[weights]["scores"]
             ax.scatter([100 * cer[n] for n in scores], list(scores.values()), color=colour, s=18,
                        label=f"{weights} (tau {shown(entry[weights]['tau'])})")  # fmt: skip
@@ -64,6 +66,10 @@ def plot(result: dict, cer: dict[str, float], path: Path) -> None:
 def main() -> None:
     parser = study_parser(__doc__, "trainer.max_epochs=20")
     parser.add_argument("--decay", type=float, nargs="+", required=True, help="one supernet per decay")
+    parser.add_argument(
+        "--weights", nargs="+", default=["trained", "average"], choices=("trained", "average"),
+        help="score with these (default both; one halves the scoring time)",
+    )  # fmt: skip
     args = parser.parse_args()
     specs, cer, budgets = retrained(args.report)
     result: dict = {"search_options": args.search_option, "report": str(args.report), "runs": {}}
@@ -83,7 +89,7 @@ def main() -> None:
             raise SystemExit(f"{run.checkpoint}: no weight average in it (decay {decay}?)")
         entry = {"search_seconds": read_numbers(run.out / "search.json", "search_seconds")[0]}
         metric = study["ranking"]["metric"]
-        for weights in ("trained", "average"):
+        for weights in args.weights:
             start = time.perf_counter()
             scores = rank.supernet_scores(
                 run.checkpoint, data, specs, study["ranking"]["batches"], weights=weights
@@ -111,7 +117,7 @@ def main() -> None:
         plot(result, cer, args.out / "average_ranking.png")
     print(f"{'decay':>8s} {'seconds':>8s} {'tau trained':>12s} {'tau average':>12s}")
     for decay, entry in result["runs"].items():
-        taus = (shown(entry[weights]["tau"]) for weights in ("trained", "average"))
+        taus = (shown(entry[w]["tau"]) if w in entry else "not scored" for w in ("trained", "average"))
         print(f"{decay:>8s} {entry['search_seconds']:8.1f} {next(taus):>12s} {next(taus):>12s}")
 
 

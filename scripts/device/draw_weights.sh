@@ -4,7 +4,7 @@
 # GPU, each a 20-epoch supernet of h200_three's recipe scored on the study's retrained networks by
 # average_ranking.py (decay 0.995: the average is kept, both columns printed). Compare their taus,
 # and scripts/ranking_breakdown.py on what comes back, with recipe A of average_recipes.sh.
-#   usage (device tool, carry .whl): bash scripts/device/draw_weights.sh ["former: 2, down: 0.5" ...]
+#   usage (device tool, carry .whl): [WEIGHTS=trained] bash scripts/device/draw_weights.sh ["former: 2, down: 0.5" ...]
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -13,6 +13,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 python3 -c "import sys; sys.path.insert(0, 'scripts/device'); from study_pieces import study_with; \
 from supernet.study import plan; plan.prepare_corpus(study_with('h200_three', []))" 2>&1 | tail -1
 common=(--table docs/study/h200_three/latency.json --report docs/study/h200_three/study.json --decay 0.995
+        --weights ${WEIGHTS:-trained average}
         --search-option trainer.max_epochs=20 --search-option model.warmup_epochs=10)
 [ $# -gt 0 ] || set -- "former: 2, down: 0.5" "former: 4, down: 0.25"
 for weights in "$@"; do
