@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 from pathlib import Path
 
 import torch
-from tau_from_select import cached_scores, scored_networks, shown
+from tau_from_select import cached_scores, scored_networks, shown, shown_within
 
+import ops  # noqa: F401  (registers the op families)
+from ops import registry
 from supernet.space import SearchSpace
 from supernet.study.rank import distinct_networks, kendall_tau, within_budgets
 
@@ -36,28 +37,28 @@ ATTENTION = ("conformer", "ebranchformer", "transformer")
 
 
 def family(layer: str) -> str:
-    """An op's family: its block kind, ``_down`` when it runs at a lower frame rate, ``_wide`` for
-    an e384 inner width (``res-down2-conformer-...`` -> ``conformer_down``)."""
-    name = layer.removeprefix("res-")
-    down = re.match(r"down\d+-", name)
-    base = name[down.end() :] if down else name
-    return base.split("-")[0] + ("_down" if down else "") + ("_wide" if "-e384" in name else "")
+    """An op's family: its block kind, ``_down`` under a ``downN-`` wrapper (a lower frame rate),
+    ``_wide`` for an e384 inner width (``res-down2-conformer-...`` -> ``conformer_down``). The
+    wrappers and the spec are read as the op registry reads them."""
+    wrappers, inner = [], layer
+    while "-" in inner and inner.partition("-")[0] in registry.WRAPPERS:
+        prefix, _, inner = inner.partition("-")
+        wrappers.append(prefix)
+    spec = registry.parse_spec(inner)
+    down = any(w.startswith("down") for w in wrappers)
+    return spec.family + ("_down" if down else "") + ("_wide" if spec.numbers.get("e") == 384 else "")
 
 
 def full_rate_attention(layer: str) -> bool:
     return family(layer).removesuffix("_wide") in ATTENTION
 
 
-def scores_from(args, rows: list[dict], names: set[str]) -> dict[str, float]:
+def scores_from(args, networks: dict[str, dict]) -> dict[str, float]:
     """Each distinct network's score, by its first name (``rank.distinct_networks``)."""
     if args.average_ranking:
         run = json.loads(args.average_ranking.read_text())["runs"][args.decay]
-        return {n: s for n, s in run[args.weights]["scores"].items() if n in names}
-    return scored_networks(SearchSpace.load(args.space), rows, cached_scores(args.caches))
-
-
-def shown_within(entry: dict) -> str:
-    return "too few networks" if entry["archs"] < 2 else shown(entry["kendall_tau"])
+        return {n: s for n, s in run[args.weights]["scores"].items() if n in networks}
+    return scored_networks(SearchSpace.load(args.space), networks, cached_scores(args.caches))
 
 
 def loo_ridge_tau(features: torch.Tensor, cer: torch.Tensor, ridge: float) -> float | None:
@@ -86,9 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.average_ranking) == bool(args.caches) or bool(args.caches) != bool(args.space):
         parser.error("give --average-ranking, or --space with --caches")
-    rows = json.loads(args.report.read_text())["rows"]
-    networks = distinct_networks(rows)
-    scores = scores_from(args, rows, set(networks))
+    networks = distinct_networks(json.loads(args.report.read_text())["rows"])
+    scores = scores_from(args, networks)
     names = sorted(scores)
     score = [scores[n] for n in names]
     cer = [networks[n]["cer"] for n in names]

@@ -58,11 +58,13 @@ def bootstrap(x: list[float], y: list[float], draws: int = 2000, seed: int = 0) 
     return (taus[len(taus) // 20], taus[-len(taus) // 20]) if taus else (None, None)
 
 
-def scored_networks(space: SearchSpace, rows: list[dict], cache: dict[str, float]) -> dict[str, float]:
-    """The cached score of each of the report's distinct networks (``rank.distinct_networks``) that
-    is a path of ``space`` and was scored, by the network's first name."""
+def scored_networks(
+    space: SearchSpace, networks: dict[str, dict], cache: dict[str, float]
+) -> dict[str, float]:
+    """The cached score of each distinct network (``rank.distinct_networks``) that is a path of
+    ``space`` and was scored, by the network's first name."""
     scores = {}
-    for name, network in distinct_networks(rows).items():
+    for name, network in networks.items():
         try:
             key = key_of(space.index_of(network["spec"]))
         except ValueError:
@@ -76,6 +78,11 @@ def shown(tau: float | None) -> str:
     return "undefined (every score or CER tied)" if tau is None else f"{tau:.3f}"
 
 
+def shown_within(entry: dict) -> str:
+    """A within-budget tau (``rank.within_budgets``' entry), or why it has none."""
+    return "too few networks" if entry["archs"] < 2 else shown(entry["kendall_tau"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", type=Path, required=True, help="the study's space.yaml")
@@ -84,10 +91,9 @@ def main() -> None:
         "--caches", type=Path, nargs="+", required=True, help="select.json or scores.json files"
     )
     args = parser.parse_args()
-    rows = json.loads(args.report.read_text())["rows"]
-    scores = scored_networks(SearchSpace.load(args.space), rows, cached_scores(args.caches))
-    cer = {name: network["cer"] for name, network in distinct_networks(rows).items()}
-    networks = {name: (name, score, cer[name]) for name, score in scores.items()}
+    distinct = distinct_networks(json.loads(args.report.read_text())["rows"])
+    scores = scored_networks(SearchSpace.load(args.space), distinct, cached_scores(args.caches))
+    networks = {name: (name, score, distinct[name]["cer"]) for name, score in scores.items()}
     if len(networks) < 3:
         raise SystemExit(
             f"{len(networks)} of the study's networks were scored by its selects: too few for tau"

@@ -32,9 +32,8 @@ from supernet.study.costs import read_numbers
 from supernet.study.execute import execute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ranking_breakdown import shown_within  # noqa: E402
 from study_pieces import retrained, study_parser, study_with  # noqa: E402  (beside this file)
-from tau_from_select import bootstrap, shown  # noqa: E402
+from tau_from_select import bootstrap, shown, shown_within  # noqa: E402
 
 
 def plot(result: dict, cer: dict[str, float], path: Path) -> None:
