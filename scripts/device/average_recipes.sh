@@ -13,9 +13,7 @@ decays_b=${2:-0.99 0.998}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-# python3 -c, not a script on stdin: the corpus's spawned render workers cannot import '<stdin>'
-python3 -c "import sys; sys.path.insert(0, 'scripts/device'); from study_pieces import study_with; \
-from supernet.study import plan; plan.prepare_corpus(study_with('h200_three', []))" 2>&1 | tail -2
+study_corpus h200_three
 common=(--table docs/study/h200_three/latency.json --report docs/study/h200_three/study.json
         --search-option trainer.max_epochs=20 --search-option model.warmup_epochs=10)
 # shellcheck disable=SC2086  # the decays are meant to split into words

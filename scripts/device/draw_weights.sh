@@ -9,9 +9,7 @@ source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name --format=csv,noheader
-# python3 -c, not a script on stdin: the corpus's spawned render workers cannot import '<stdin>'
-python3 -c "import sys; sys.path.insert(0, 'scripts/device'); from study_pieces import study_with; \
-from supernet.study import plan; plan.prepare_corpus(study_with('h200_three', []))" 2>&1 | tail -1
+study_corpus h200_three
 common=(--table docs/study/h200_three/latency.json --report docs/study/h200_three/study.json --decay 0.995
         --weights ${WEIGHTS:-trained average}
         --search-option trainer.max_epochs=20 --search-option model.warmup_epochs=10)

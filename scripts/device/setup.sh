@@ -11,4 +11,10 @@
   fi
 ) 9>/tmp/site.lock
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 WANDB_MODE=offline
+# study_corpus CONFIG: the study's corpus, built once before runs started side by side race to
+# build it. python3 -c, not a script on stdin: the spawned render workers cannot import '<stdin>'.
+study_corpus() {
+  python3 -c "import sys; sys.path.insert(0, 'scripts/device'); from study_pieces import study_with; \
+from supernet.study import plan; plan.prepare_corpus(study_with(sys.argv[1], []))" "$1" 2>&1 | tail -1
+}
 python3 -c "import jsonargparse, docstring_parser, typeshed_client, jiwer, soundfile, espeakng_loader, wordfreq, optuna" || exit 1
