@@ -5,7 +5,11 @@ Each ARCH x the study's retrain seeds runs as the study runs its own retrains (`
 ``execute``) under WORK/retrain/NAME/seedS (a folder of its own: the study's stays as it ran), so a
 stopped call resumes on the warm machine, and the rows compare with the study's (same corpus,
 recipe and seeds). Prints dev and test CER (mean +- std over the seeds) and writes
-``$OUT/retrain_archs.json``.
+``$OUT/retrain_archs.json``, with each seed's dev CER after every epoch (is the recipe long enough?).
+
+``--retrain-option KEY=VALUE`` changes the study's retrain recipe (a longer one:
+``trainer.max_epochs=24``) and ``--seeds`` its seeds (one seed alone, for a time with the GPU to
+itself); use a WORK folder of its own for each recipe.
 
     bash -c 'source scripts/device/setup.sh && python3 scripts/device/retrain_archs.py \
         h200_three /tmp/depth_check docs/study/h200_three/depth/*.yaml --parallel 6'
@@ -14,13 +18,15 @@ recipe and seeds). Prints dev and test CER (mean +- std over the seeds) and writ
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 from pathlib import Path
 
+from study_pieces import study_with  # scripts/device, beside this file
+
 from supernet.archspec import ArchSpec
 from supernet.study import plan
-from supernet.study.config import load_config
 from supernet.study.execute import execute
 from supernet.study.pipeline import check_test_sets
 from supernet.study.report import cer_by_set, read_metrics
@@ -32,8 +38,12 @@ def main() -> None:
     parser.add_argument("work", help="a folder for these retrains (not the study's own)")
     parser.add_argument("archs", nargs="+", help="ArchSpec YAMLs (their names name the runs)")
     parser.add_argument("--parallel", type=int, default=6)
+    parser.add_argument("--retrain-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seeds", type=int, nargs="+", help="instead of the study's retrain seeds")
     args = parser.parse_args()
-    study, out = load_config(args.config), Path(args.work)
+    study, out = study_with(args.config, args.retrain_option, "retrain"), Path(args.work)
+    if args.seeds:
+        study["retrain"]["seeds"] = args.seeds
     data = plan.prepare_corpus(study)
     sets = ["dev", *check_test_sets(data, study["test_sets"])]
     specs = [ArchSpec.load(a) for a in args.archs]
@@ -56,6 +66,7 @@ def main() -> None:
             "name": spec.name, "params": metrics[0]["params"], "retrain_seeds": len(metrics),
             "cer": cer, "cer_std": cer_std,
             "train_seconds": [m.get("train_seconds") for m in metrics], "arch": spec.to_dict(),
+            "dev_cer_by_epoch": [dev_curve(run.out) for run in runs[spec.name]],
         })  # fmt: skip
     for row in rows:
         figures = (
@@ -66,7 +77,18 @@ def main() -> None:
         print(f"{row['name']:40s} seeds {row['retrain_seeds']}  {figures}")
     target = Path(os.environ.get("OUT", "/tmp/out")) / "retrain_archs.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps({"config": args.config, "corpus": str(data), "rows": rows}, indent=1))
+    target.write_text(json.dumps({
+        "config": args.config, "retrain": study["retrain"], "corpus": str(data), "rows": rows,
+    }, indent=1))  # fmt: skip
+
+
+def dev_curve(run: Path) -> list[float]:
+    """Dev CER after each epoch, from the run's CSV log (empty if it has none)."""
+    log = run / "csv" / "metrics.csv"
+    if not log.is_file():
+        return []
+    with open(log) as handle:
+        return [float(row["dev/cer"]) for row in csv.DictReader(handle) if row.get("dev/cer")]
 
 
 if __name__ == "__main__":

@@ -29,23 +29,8 @@ table=docs/study/h200_three/latency.json
 start=$(date +%s)
 left() { echo $(( limit - ($(date +%s) - start) )); }
 enough() { [ "$(left)" -gt 30 ] || { echo "strategies_gpu: $(left) s left, too little (call again)"; exit 0; }; }
-# python3 -c, not a script on stdin: the corpus's spawned render workers cannot import '<stdin>'
-ckpt=$(timeout -k 15 "$(left)" python3 -c "$(cat <<'EOF'
-import sys
-from pathlib import Path
-from supernet.study import pipeline, plan
-from supernet.study.execute import execute
-sys.path.insert(0, "scripts/device")
-from study_pieces import study_with  # as alone_costs.py --search-option reads them
-study = study_with("h200_three", sys.argv[3:])
-data = plan.prepare_corpus(study)
-work = Path(sys.argv[1]); work.mkdir(parents=True, exist_ok=True)
-planned, _ = pipeline._plan_searches(study, work, data, plan.space(study), plan.baselines(study), table_path=Path(sys.argv[2]))
-run = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
-execute([run], 1, "search")
-print(run.checkpoint)
-EOF
-)" "$work" "$table" ${SEARCH_OPTIONS:-} 2>"$out/supernet.log" | tail -1)
+ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work" "$table" ${SEARCH_OPTIONS:-} \
+  2>"$out/supernet.log" | tail -1)
 [ -f "$ckpt" ] || { echo "strategies_gpu: the supernet is not trained yet (call again on the warm machine)"; tail -3 "$out/supernet.log"; exit 0; }
 echo "strategies_gpu: supernet $ckpt ($(grep -o '"search_seconds": [0-9.]*' "$(dirname "$(dirname "$ckpt")")/search.json") ${SEARCH_OPTIONS:-h200_three recipe}), $(left) s left"
 enough

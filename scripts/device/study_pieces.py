@@ -31,13 +31,13 @@ def study_parser(doc: str, example: str) -> argparse.ArgumentParser:
     return parser
 
 
-def study_with(config: str, options: list[str]) -> dict:
-    """The study's config with ``KEY=VALUE`` search options, values as YAML reads them (15 is an
-    int, 00:00:06:00 a string)."""
+def study_with(config: str, options: list[str], section: str = "search") -> dict:
+    """The study's config with ``KEY=VALUE`` options of one section (``search`` or ``retrain``),
+    values as YAML reads them (15 is an int, 00:00:06:00 a string)."""
     study = load_config(config)
     for option in options:
         key, _, value = option.partition("=")
-        study["search"]["options"][key] = yaml.safe_load(value)
+        study[section]["options"][key] = yaml.safe_load(value)
     return study
 
 
