@@ -134,7 +134,10 @@ def table(old: list[dict], new: list[dict], budgets: list[dict], epochs: tuple[i
     return lines
 
 
-def plot(side: dict, out: Path) -> Path | None:
+def plot(side: dict, epochs: int, out: Path) -> Path | None:
+    """Dev CER by epoch, each network's mean over its seeds. Curves end at the last epoch: a run
+    resumed before the CSV logger kept earlier rows (fixed in ``supernet.loggers``) logged only
+    the epochs after its resume, so its curve starts later."""
     try:
         import matplotlib
 
@@ -151,9 +154,9 @@ def plot(side: dict, out: Path) -> Path | None:
         if not curves:
             continue
         length = min(map(len, curves))
-        mean = [100 * sum(c[i] for c in curves) / len(curves) for i in range(length)]
+        mean = [100 * sum(c[len(c) - length + i] for c in curves) / len(curves) for i in range(length)]
         colour = next((c for k, c in colours.items() if row["name"].startswith(k)), "black")
-        ax.plot(range(length), mean, color=colour, alpha=0.7, lw=1)
+        ax.plot(range(epochs - length, epochs), mean, color=colour, alpha=0.7, lw=1)
     for key, colour in colours.items():
         ax.plot([], [], color=colour, label={"short": "20-epoch picks", "uniform": "study picks",
                                              "random": "random paths", "budget": "baselines"}[key])  # fmt: skip
@@ -219,7 +222,7 @@ def main() -> None:
             f"{cost['retrain_seconds']:.1f} s = **{cost['ratio']:.2f}x** (target <= {verdict.SEARCH_VS_RETRAIN:g}x)"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    if (figure := plot(side, args.out)) is not None:
+    if (figure := plot(side, epochs[1], args.out)) is not None:
         lines.append(f"\n![dev CER by epoch]({figure.name})")
     atomic_write_json(args.out / "retrain_length.json", result)
     (args.out / "retrain_length.md").write_text("\n".join(lines) + "\n")

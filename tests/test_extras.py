@@ -57,8 +57,10 @@ def test_pyproject_has_the_extras_and_dev_takes_both():
 
 
 def test_the_default_logger_falls_back_to_csv_in_one_line(no_wandb, tmp_path, capsys):
+    from pytorch_lightning.loggers import CSVLogger
+
     logger = make_logger("auto", tmp_path, name="run")
-    assert type(logger).__name__ == "CSVLogger"
+    assert isinstance(logger, CSVLogger)
     err = one_line(capsys.readouterr().err)
     assert "wandb is not installed" in err and str(tmp_path / "csv" / "metrics.csv") in err
     assert "pip install 'supernet[wandb]'" in err
@@ -71,9 +73,30 @@ def test_the_default_logger_is_wandb_when_installed(tmp_path, capsys):
 
 
 def test_csv_and_none_need_no_wandb_and_say_nothing(no_wandb, tmp_path, capsys):
-    assert type(make_logger("csv", tmp_path, name="run")).__name__ == "CSVLogger"
+    from pytorch_lightning.loggers import CSVLogger
+
+    assert isinstance(make_logger("csv", tmp_path, name="run"), CSVLogger)
     assert make_logger("none", tmp_path, name="run") is False
     assert capsys.readouterr().err == ""
+
+
+def test_a_resumed_run_keeps_the_csv_rows_of_its_earlier_part(tmp_path):
+    """Lightning's CSV logger deleted metrics.csv on a resume; the rows before it must stay, and a
+    key new after the resume widens the header without losing them."""
+    import csv
+
+    first = make_logger("csv", tmp_path, name="run")
+    first.log_metrics({"dev/cer": 0.9, "epoch": 0}, step=1)
+    first.save()
+    resumed = make_logger("csv", tmp_path, name="run")  # a new process on the same run folder
+    resumed.log_metrics({"dev/cer": 0.7, "epoch": 1}, step=2)
+    resumed.save()
+    resumed.log_metrics({"dev/cer": 0.6, "dev/wer": 0.8, "epoch": 2}, step=3)
+    resumed.save()
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(r["epoch"], r["dev/cer"]) for r in rows] == [("0", "0.9"), ("1", "0.7"), ("2", "0.6")]
+    assert [r["dev/wer"] for r in rows] == ["", "", "0.8"]
 
 
 def test_an_explicit_wandb_logger_without_wandb_is_a_user_error(no_wandb, tmp_path):

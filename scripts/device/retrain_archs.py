@@ -83,12 +83,17 @@ def main() -> None:
 
 
 def dev_curve(run: Path) -> list[float]:
-    """Dev CER after each epoch, from the run's CSV log (empty if it has none)."""
+    """Dev CER after each epoch, then the final pass, from the run's CSV log (empty if it has
+    none). One value an epoch, the last logged: a resumed run's log also holds the final pass of
+    its earlier part, under the epoch it went on with."""
     log = run / "csv" / "metrics.csv"
     if not log.is_file():
         return []
     with open(log) as handle:
-        return [float(row["dev/cer"]) for row in csv.DictReader(handle) if row.get("dev/cer")]
+        by_epoch = {
+            int(row["epoch"]): float(row["dev/cer"]) for row in csv.DictReader(handle) if row.get("dev/cer")
+        }
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 if __name__ == "__main__":
