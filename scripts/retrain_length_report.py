@@ -8,9 +8,11 @@ recipes side by side:
 - the study's own verdicts (``supernet.study.verdict``: >= 5% over the best baseline that fits,
   the random paths' median and top quartile), judged on each recipe's CER;
 - Kendall tau between the two recipes' dev CER (does a 12-epoch retrain rank networks as a longer
-  one does?) and each supernet's tau against both (given score files);
+  one does?), each supernet's tau against both (given score files), and the parameter count's
+  over the same networks (``rank.parameter_count_ranking``: the free reference);
 - the route's cost against the longer retrain (``route_cost.json``);
-- a plot of dev CER after each epoch of the longer retrain.
+- a plot of dev CER after each epoch of the longer retrain;
+- each recipe's rows as a study report (``report_N_epochs.json``), for ``ranking_breakdown.py``.
 
     python scripts/retrain_length_report.py --side OUT/retrain_side.json \
         --report docs/study/h200_three/study.json \
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from supernet.outputs import atomic_write_json
 from supernet.study import verdict
-from supernet.study.rank import kendall_tau, within_budgets
+from supernet.study.rank import kendall_tau, parameter_count_ranking, within_budgets
 
 SHORT_NAME = re.compile(r"short(?P<ms>[0-9.]+)-pick-(?P<strategy>\w+)-s(?P<seed>\d+)")
 
@@ -110,6 +112,7 @@ def taus(scores: dict[str, float], networks: dict[str, dict]) -> dict:
     )
     return {
         "networks": len(names),
+        "names": names,
         "kendall_tau": kendall_tau([scores[n] for n in names], [cer[n] for n in names]),
         "kendall_tau_within_budget": within,
     }
@@ -213,6 +216,16 @@ def main() -> None:
             within = tau["kendall_tau_within_budget"]
             lines.append(f"- supernet {label}: tau {tau['kendall_tau']:.3f} over {tau['networks']} networks "
                          f"against the {e}-epoch dev CER; within one budget {within:.3f}")  # fmt: skip
+    scored = set().union(*(s[e]["names"] for s in result["supernets"].values() for e in epochs)) or set(names)
+    params = {r["name"]: r["params"] for r in new if r["name"] in scored}
+    result["parameter_count"] = {}
+    for e, nets in zip(epochs, networks):
+        cer = {n: nets[n]["cer"] for n in params}
+        reference = parameter_count_ranking(params, cer, {n: nets[n]["budgets"] for n in params})
+        result["parameter_count"][e] = reference
+        lines.append(f"- the parameter count alone: tau {reference['kendall_tau']:.3f} over {reference['archs']} "
+                     f"networks against the {e}-epoch dev CER; within one budget "
+                     f"{reference['kendall_tau_within_budget']:.3f}")  # fmt: skip
     if args.cost:
         cost = json.loads(args.cost.read_text())
         result["cost"] = cost
@@ -225,6 +238,8 @@ def main() -> None:
     if (figure := plot(side, epochs[1], args.out)) is not None:
         lines.append(f"\n![dev CER by epoch]({figure.name})")
     atomic_write_json(args.out / "retrain_length.json", result)
+    for label, rows in zip(epochs, (old, new)):  # study-shaped, for scripts/ranking_breakdown.py --report
+        atomic_write_json(args.out / f"report_{label}_epochs.json", {"budgets": budgets, "rows": rows})
     (args.out / "retrain_length.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

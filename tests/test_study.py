@@ -145,6 +145,23 @@ def test_tau_within_a_budget_is_apart_from_the_tau_over_budgets():
     assert ranking[0]["within_budget"]["cheap"]["archs"] == 2
 
 
+def test_the_parameter_count_is_a_reference_ranking():
+    from supernet.study.rank import parameter_count_ranking
+
+    # more parameters, lower CER for three networks; "odd" is the smallest, yet better than two of them
+    standalone = {"small": 0.40, "mid": 0.30, "large": 0.20, "odd": 0.25}
+    params = {"small": 1e6, "mid": 2e6, "large": 3e6, "odd": 0.5e6, "not retrained": 9e6}
+    budgets = {"small": ["b"], "mid": ["b"], "large": ["b"], "odd": ["c"]}
+    three = parameter_count_ranking({k: params[k] for k in ("small", "mid", "large")}, standalone)
+    assert three == {"kendall_tau": 1.0, "archs": 3}
+    reference = parameter_count_ranking(params, standalone, budgets)
+    assert reference["archs"] == 4  # the network that was not retrained is left out
+    assert reference["kendall_tau"] == pytest.approx(2 / 6)  # odd: discordant with small and mid
+    assert reference["within_budget"]["b"] == {"kendall_tau": 1.0, "archs": 3}
+    assert reference["within_budget"]["c"] == {"kendall_tau": None, "archs": 1}
+    assert reference["kendall_tau_within_budget"] == 1.0
+
+
 def test_distinct_networks_merge_a_network_retrained_for_several_budgets():
     from supernet.study.rank import distinct_networks
 
@@ -286,6 +303,9 @@ def test_study_writes_study_json_and_md(study):
     assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
     assert "dev CER %" in text and "test CER %" in text
     assert ("Within one budget" in text) == (summary["kendall_tau_within_budget"] is not None)
+    reference = summary["reference_ranking"]["params"]
+    assert reference["archs"] == summary["ranking"][0]["archs"]  # the networks the supernets rank
+    assert "The parameter count alone" in text
 
 
 def test_running_it_again_retrains_nothing(study, study_config, capsys):

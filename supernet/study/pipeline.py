@@ -375,6 +375,11 @@ def _summary(
         "kendall_tau_by_metric": taus,
         "kendall_tau_within_budget": rank.defined_mean([r.get("kendall_tau_within_budget") for r in ranking]),
         "ranking": ranking,
+        "reference_ranking": {
+            "params": rank.parameter_count_ranking(
+                {r["name"]: r["params"] for r in rows}, standalone, budgets
+            )
+        },
         "rows": rows,
         "costs": {
             **run_costs.collect(study, planned.searches, planned.selects, planned.retrains),

@@ -100,6 +100,19 @@ def ranking_quality(
     return ranking, means.get(metric), means
 
 
+def parameter_count_ranking(
+    params: dict[str, float], standalone: dict[str, float], budgets: dict[str, list[str]] | None = None
+) -> dict:
+    """Kendall tau of the parameter count (more parameters expected to train to a lower CER)
+    against the stand-alone dev CER, over every network and within each budget: the reference
+    ranking that costs nothing, which a supernet's must beat to be worth training. On
+    ``h200_three`` after 24-epoch retrains it beat both supernets (docs/results.md, session 12)."""
+    scores = {n: {"params": -float(p)} for n, p in params.items() if n in standalone}
+    (entry,), _, _ = ranking_quality({"parameter count": scores}, standalone, "params", budgets)
+    kept = ("kendall_tau", "archs", "within_budget", "kendall_tau_within_budget")
+    return {k: entry[k] for k in kept if k in entry}
+
+
 def supernet_scores(
     ckpt: str | Path,
     data: Path,

@@ -176,6 +176,15 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
             "the mean over budgets and searches: a tau over several budgets is raised by how clearly "
             "dearer paths beat cheaper ones."
         )
+    reference = (summary.get("reference_ranking") or {}).get("params")
+    if reference and reference.get("archs"):
+        within = reference.get("kendall_tau_within_budget")
+        lines.append(
+            f"The parameter count alone (more parameters, lower CER) ranks the same networks at "
+            f"{_tau(reference['kendall_tau'])} over {reference['archs']}"
+            + ("" if within is None else f", {_tau(within)} within one budget")
+            + ": a supernet that does not beat it adds nothing a free count does not give."
+        )
     if summary.get("verdicts"):
         lines += ["", *verdict.markdown(summary["verdicts"])]
     if summary.get("costs"):
