@@ -59,7 +59,8 @@ def searched_row(name: str, retrained: dict, budgets: list[dict], template: dict
     row = copy.deepcopy(template)
     row.update(
         name=name, kind="searched", method=f"uniform+{match['strategy']}", search_seed=int(match["seed"]),
-        budget=budget["budget"], budget_ms=budget["ms"], arch=retrained["arch"],
+        budget=budget["budget"], budget_ms=budget["ms"], arch=retrained["arch"], params=retrained["params"],
+        predicted_ms=None, latency_ms=None,  # not the template's; the picks were not timed
     )  # fmt: skip
     return with_cer(row, retrained)
 

@@ -8,7 +8,7 @@ sync`` uploads them later).
 
 - ``auto`` (the default): W&B if wandb is installed, else CSV, saying so in one printed line;
 - ``wandb``: W&B, and a ``UserError`` naming the extra when wandb is missing;
-- ``csv``: ``SAVE_DIR/csv/metrics.csv``, kept across a resume (``_resumable_csv_logger``);
+- ``csv``: ``SAVE_DIR/csv/metrics.csv``, kept across a resume (``supernet.csv_logger``);
   ``none``: no logger;
 - ``tensorboard``: event files under ``SAVE_DIR/tensorboard`` (``tensorboard --logdir SAVE_DIR``),
   and a ``UserError`` saying ``pip install tensorboard`` when it is missing.
@@ -82,32 +82,7 @@ def make_logger(kind: str, save_dir: str | Path, name: str, project: str = "supe
         if kind == "wandb":
             raise UserError(f"--logger wandb needs wandb: `{WANDB_INSTALL}`, or choose --logger csv")
         _say_csv_fallback(save_dir)
-    return _resumable_csv_logger(save_dir)
-
-
-def _resumable_csv_logger(save_dir: Path) -> Logger:
-    """Lightning's CSV logger deletes ``metrics.csv`` when its folder exists, so a run resumed from
-    its checkpoint (``--ckpt_path``, an interrupted study) kept only the epochs after the resume.
-    A run folder holds one run (``--overwrite`` clears it first), so a file already there is this
-    run's earlier part: keep it, and write on after it."""
-    import csv
-
-    from pytorch_lightning.loggers import CSVLogger
-    from pytorch_lightning.loggers.csv_logs import ExperimentWriter
-
-    class KeptWriter(ExperimentWriter):
-        def _check_log_dir_exists(self) -> None:
-            if self._fs.isfile(self.metrics_file_path):  # its header: new rows append under it
-                with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                    self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
-
-    class ResumableCSVLogger(CSVLogger):
-        @property
-        def experiment(self) -> ExperimentWriter:
-            if self._experiment is None:
-                self._fs.makedirs(self.root_dir, exist_ok=True)
-                self._experiment = KeptWriter(log_dir=self.log_dir)
-            return self._experiment
+    from supernet.csv_logger import ResumableCSVLogger  # keeps a resumed run's rows
 
     return ResumableCSVLogger(save_dir=str(save_dir), name="csv", version="")
 

@@ -81,22 +81,25 @@ def test_csv_and_none_need_no_wandb_and_say_nothing(no_wandb, tmp_path, capsys):
 
 
 def test_a_resumed_run_keeps_the_csv_rows_of_its_earlier_part(tmp_path):
-    """Lightning's CSV logger deleted metrics.csv on a resume; the rows before it must stay, and a
-    key new after the resume widens the header without losing them."""
+    """Lightning's CSV logger deleted metrics.csv on a resume; the rows before it must stay, under
+    their header: the earlier part's keys (dev/wer) need not come back in the resumed part's first
+    rows, and a key new after the resume (train/loss) widens the header without losing a row."""
     import csv
+    import pickle
 
     first = make_logger("csv", tmp_path, name="run")
-    first.log_metrics({"dev/cer": 0.9, "epoch": 0}, step=1)
+    first.log_metrics({"dev/cer": 0.9, "dev/wer": 1.0, "epoch": 0}, step=1)
     first.save()
     resumed = make_logger("csv", tmp_path, name="run")  # a new process on the same run folder
     resumed.log_metrics({"dev/cer": 0.7, "epoch": 1}, step=2)
     resumed.save()
-    resumed.log_metrics({"dev/cer": 0.6, "dev/wer": 0.8, "epoch": 2}, step=3)
+    resumed.log_metrics({"train/loss": 2.5, "epoch": 2}, step=3)
     resumed.save()
     with open(tmp_path / "csv" / "metrics.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    assert [(r["epoch"], r["dev/cer"]) for r in rows] == [("0", "0.9"), ("1", "0.7"), ("2", "0.6")]
-    assert [r["dev/wer"] for r in rows] == ["", "", "0.8"]
+    assert [(r["epoch"], r["dev/cer"]) for r in rows] == [("0", "0.9"), ("1", "0.7"), ("2", "")]
+    assert [r["dev/wer"] for r in rows] == ["1.0", "", ""] and rows[2]["train/loss"] == "2.5"
+    pickle.dumps(resumed)  # ddp_spawn pickles the Trainer's loggers
 
 
 def test_an_explicit_wandb_logger_without_wandb_is_a_user_error(no_wandb, tmp_path):

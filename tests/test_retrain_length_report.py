@@ -13,17 +13,20 @@ import retrain_length_report  # noqa: E402
 BUDGET = {"budget": "b1", "ms": 0.8409}
 
 
+PARAMS = {"base": 3e6, "study-pick": 2e6, "pick-predictor-s1": 2.5e6, "short0.841-pick-predictor-s1": 2.5e6}
+
+
 def _row(name, kind, dev, test, **extra):
     return {
         "name": name, "kind": kind, "method": extra.pop("method", None), "budget": "b1",
-        "budget_ms": BUDGET["ms"], "cer": {"dev": dev, "test": test},
+        "budget_ms": BUDGET["ms"], "cer": {"dev": dev, "test": test}, "params": PARAMS.get(name, 1e6),
         "cer_std": {"dev": 0.0, "test": 0.0}, "retrain_seeds": 3, "arch": {"name": name}, **extra,
     }  # fmt: skip
 
 
 def _longer(name, dev, test, seeds=3):
     return {
-        "name": name, "retrain_seeds": seeds, "cer": {"dev": dev, "test": test},
+        "name": name, "retrain_seeds": seeds, "cer": {"dev": dev, "test": test}, "params": PARAMS.get(name, 1e6),
         "cer_std": {"dev": 0.01, "test": 0.01}, "arch": {"name": name},
         "dev_cer_by_epoch": [[0.5, 0.4, dev, dev]] * seeds,
     }  # fmt: skip
@@ -69,6 +72,7 @@ def test_both_recipes_pair_each_network_with_its_longer_retrain(kept):
     assert (pick["kind"], pick["method"], pick["search_seed"]) == ("searched", "uniform+predictor", 1)
     assert next(r for r in old if r["name"] == pick["name"])["cer"]["test"] == pytest.approx(0.33)
     assert pick["cer"]["test"] == pytest.approx(0.22)
+    assert pick["params"] == 2.5e6 and pick["predicted_ms"] is None  # its own, not the template row's
 
 
 def test_verdicts_follow_each_recipe(kept, tmp_path):

@@ -284,3 +284,48 @@ def test_the_scorer_measures_cer_and_loss_and_its_kept_batches_change_nothing(un
     assert fresh.measure(first) == measured and fresh(first) == measured["cer"]
     with pytest.raises(ValueError, match="metric must be one of"):
         SupernetScorer(ckpt, corpus, metric="wer")
+
+
+def test_finetuning_a_finalist_trains_its_path_and_restores_the_supernet(uniform_run):
+    import torch
+
+    from supernet.select.score import SupernetScorer
+
+    corpus, ckpt = uniform_run
+    scorer = SupernetScorer(ckpt, corpus, batches=1, metric="loss", device="cpu")
+    path = {name: 0 for name in scorer.space.edges}
+    inherited = scorer.measure(path)
+    before = {
+        k: v.clone() for k, v in scorer.module.net.state_dict().items()
+    }  # BatchNorm's as measure left it
+    tuned = scorer.finetuned(path, steps=3, lr=1e-3)
+    assert tuned["loss"] < inherited["loss"]  # three steps on train batches lower the held-out loss here
+    after = scorer.module.net.state_dict()
+    assert all(
+        torch.equal(before[k], after[k]) for k in before
+    )  # the next finalist starts from the same weights
+    assert scorer.measure(path) == inherited
+    assert scorer.finetuned(path, steps=3, lr=1e-3) == pytest.approx(tuned)  # same batches, same order
+
+
+def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp_path, capsys):
+    corpus, ckpt = uniform_run
+    out = tmp_path / "finalists"
+    argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "random", "--budget", "1e9",
+            "--target", "params", "--evaluations", "4", "--batches", "1", "--metric", "loss",
+            "--finalists", "3", "--finetune-steps", "2", "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    result = json.loads((out / "select.json").read_text())
+    [best] = result["best"]
+    finalists = best["finalists"]
+    assert len(finalists) == 3 and result["finalists"] == 3 and result["finetune_seconds"] > 0
+    by_score = sorted(result["candidates"], key=lambda c: c["objective"])[:3]
+    assert [f["path"] for f in finalists] == [c["path"] for c in by_score]  # the three best scored
+    assert best["path"] == min(finalists, key=lambda f: f["finetuned_objective"])["path"]
+    assert all(
+        f["finetuned_objective"] == f["finetuned"] for f in finalists
+    )  # a hard budget: the score alone
+    capsys.readouterr()
+    assert cli_main([*argv[:-2], "--devices", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "--devices 1" in capsys.readouterr().err
+    assert cli_main([*argv[:-4], "--finalists", "0", "--out", str(tmp_path / "y")]) == 2

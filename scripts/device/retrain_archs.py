@@ -4,7 +4,9 @@ the GPU without a new study (issue 16, ``extract --pick depth``).
 Each ARCH x the study's retrain seeds runs as the study runs its own retrains (``plan.retrain_run``,
 ``execute``) under WORK/retrain/NAME/seedS (a folder of its own: the study's stays as it ran), so a
 stopped call resumes on the warm machine, and the rows compare with the study's (same corpus,
-recipe and seeds). Prints dev and test CER (mean +- std over the seeds) and writes
+recipe and seeds: the shipped config's, 24 epochs since session 12; the kept
+``docs/study/h200_three/study.json`` was retrained for 12, so give ``docs/study/h200_three/study.yaml``
+as CONFIG, or ``--retrain-option trainer.max_epochs=12``, to compare with it). Prints dev and test CER (mean +- std over the seeds) and writes
 ``$OUT/retrain_archs.json``, with each seed's dev CER after every epoch (is the recipe long enough?).
 
 ``--retrain-option KEY=VALUE`` changes the study's retrain recipe (a longer one:
@@ -66,7 +68,9 @@ def main() -> None:
             "name": spec.name, "params": metrics[0]["params"], "retrain_seeds": len(metrics),
             "cer": cer, "cer_std": cer_std,
             "train_seconds": [m.get("train_seconds") for m in metrics], "arch": spec.to_dict(),
-            "dev_cer_by_epoch": [dev_curve(run.out) for run in runs[spec.name]],
+            "dev_cer_by_epoch": [
+                dev_curve(run.out) for run in runs[spec.name] if (run.out / "metrics.json").is_file()
+            ],
         })  # fmt: skip
     for row in rows:
         figures = (

@@ -15,8 +15,9 @@ limit=${2:-560}
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-start=$(date +%s)
-left() { echo $(( limit - ($(date +%s) - start) )); }
+deadline "$limit" retrain_length
+# all_done JSON SEEDS: every network of retrain_archs.py's JSON has SEEDS finished seeds
+all_done() { [ -f "$1" ] && python3 -c "import json, sys; sys.exit(any(r['retrain_seeds'] != int(sys.argv[2]) for r in json.load(open(sys.argv[1]))['rows']))" "$1" "$2"; }
 work=/tmp/retrain_length_$epochs
 table=docs/study/h200_three/latency.json
 budget=0.8409086691601766
@@ -35,20 +36,24 @@ arch=docs/study/h200_three/arch
 archs=("$arch"/budget_conformer_s.yaml "$arch"/budget_tdnn_d.yaml "$work"/archs/*.yaml
        "$arch"/uniform-s0-any-evolution-budget_conformer_s.yaml "$arch"/uniform-s0-any-evolution-0.5xbudget_conformer_s.yaml
        "$arch"/random-budget_conformer_s-?.yaml "$arch"/random-0.5xbudget_conformer_s-?.yaml)
+rm -f "$out/retrain_archs.json"  # a stale one must not pass for this call's
+enough
 timeout -k 70 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/side" "${archs[@]}" \
   --parallel 36 "${recipe[@]}" >"$out/retrain.log" 2>&1
 grep -E "seeds [0-9]" "$out/retrain.log" | tail -30
-unfinished=$(grep -c "seeds [012] " "$out/retrain.log")
-[ "$unfinished" = 0 ] && [ -f "$out/retrain_archs.json" ] || { echo "retrain_length: the retrains are not all done (call again)"; exit 0; }
+all_done "$out/retrain_archs.json" 3 || { echo "retrain_length: the retrains are not all done (call again)"; exit 0; }
 mv "$out/retrain_archs.json" "$out/retrain_side.json"
 # 2. the costs, one at a time
-[ "$(left)" -gt 60 ] || { echo "retrain_length: $(left) s left for the costs (call again)"; exit 0; }
+enough
 timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/alone" \
   "$work/archs/short0.841-pick-evolution-s1.yaml" --parallel 1 --seeds 0 "${recipe[@]}" >"$out/alone.log" 2>&1
-mv "$out/retrain_archs.json" "$out/retrain_alone.json" 2>/dev/null
+all_done "$out/retrain_archs.json" 1 || { echo "retrain_length: the retrain alone is not done (call again)"; exit 0; }
+mv "$out/retrain_archs.json" "$out/retrain_alone.json"
+enough
 ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/supernet" "$table" \
   trainer.max_epochs=20 model.warmup_epochs=10 2>"$out/supernet.log" | tail -1)
 [ -f "$ckpt" ] || { echo "retrain_length: the supernet is not trained yet (call again)"; exit 0; }
+enough
 timeout -k 15 "$(left)" python3 -m supernet select "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
   --budget "$budget" --strategy predictor --evaluations 48 --seed 0 --batches 4 --metric loss \
   --out "$work/select" >"$out/select.log" 2>&1 || { echo "retrain_length: select stopped (call again)"; tail -3 "$out/select.log"; exit 0; }

@@ -18,3 +18,8 @@ study_corpus() {
 from supernet.study import plan; plan.prepare_corpus(study_with(sys.argv[1], []))" "$1" 2>&1 | tail -1
 }
 python3 -c "import jsonargparse, docstring_parser, typeshed_client, jiwer, soundfile, espeakng_loader, wordfreq, optuna" || exit 1
+# deadline LIMIT_S NAME: from now, `left` prints the seconds left of LIMIT_S, and `enough` ends the
+# script (status 0, saying so as NAME) when 30 s or fewer are left: call again on the warm machine.
+deadline() { deadline_limit=$1; deadline_name=$2; deadline_start=$(date +%s); }
+left() { echo $(( deadline_limit - ($(date +%s) - deadline_start) )); }
+enough() { [ "$(left)" -gt 30 ] || { echo "$deadline_name: $(left) s left, too little (call again)"; exit 0; }; }

@@ -26,9 +26,7 @@ mkdir -p "$out"
 work=/tmp/strategies_gpu${SEARCH_OPTIONS:+_$(echo "$SEARCH_OPTIONS" | md5sum | cut -c1-8)}
 here=$work/budget_$budget
 table=docs/study/h200_three/latency.json
-start=$(date +%s)
-left() { echo $(( limit - ($(date +%s) - start) )); }
-enough() { [ "$(left)" -gt 30 ] || { echo "strategies_gpu: $(left) s left, too little (call again)"; exit 0; }; }
+deadline "$limit" strategies_gpu
 ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work" "$table" ${SEARCH_OPTIONS:-} \
   2>"$out/supernet.log" | tail -1)
 [ -f "$ckpt" ] || { echo "strategies_gpu: the supernet is not trained yet (call again on the warm machine)"; tail -3 "$out/supernet.log"; exit 0; }
@@ -56,7 +54,8 @@ for pick in json.loads((here / "bench" / "strategies.json").read_text())["picks"
         space.derive(path_of(pick["path"], space.edges), name=name).to_yaml(here / "picks" / f"{name}.yaml")
 EOF
 enough
+# the picks' retrains: RETRAIN_EPOCHS (12, as sessions 9-10 kept them; the shipped config has 24 since session 12)
 timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$here/retrain" "$here"/picks/*.yaml \
-  --parallel 36 >"$out/retrain.log" 2>&1
+  --parallel 36 --retrain-option "trainer.max_epochs=${RETRAIN_EPOCHS:-12}" >"$out/retrain.log" 2>&1
 tail -13 "$out/retrain.log"
 python3 scripts/strategies_retrained.py "$here/bench/strategies.json" "$out/retrain_archs.json" --out "$out"

@@ -14,6 +14,11 @@ the best per budget, nsga2's front, the settings), ``DIR/select.png`` (best scor
 evaluations) and ``DIR/cache.json`` (every score, written as it grows: run the same command again
 to resume an interrupted select to the same result). Costs: the checkpoint's own (``--target``),
 or a table's (``--lut``). A ``uniform`` (single-path one-shot) checkpoint is what this is for.
+
+``--finalists K`` fine-tunes each budget's K best-scored paths alone for ``--finetune-steps`` from
+the supernet's weights (``SupernetScorer.finetuned``), scores them again and picks the best of
+them: a correction of the inherited weights' bias towards paths that learn fast. Its fine-tunes
+are not cached: a resumed select runs them again.
 """
 
 from __future__ import annotations
@@ -83,6 +88,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="score with the search's moving average of its weights (model.weight_average) when it "
         "kept one, or always with the trained weights",
     )  # fmt: skip
+    parser.add_argument(
+        "--finalists", type=int, default=1,
+        help="fine-tune the K best-scored paths of each budget alone for --finetune-steps from the "
+        "supernet's weights, score them again and pick the best (1: off; one process only)",
+    )  # fmt: skip
+    parser.add_argument("--finetune-steps", type=int, default=50, help="weight steps per finalist")
+    parser.add_argument(
+        "--finetune-lr", type=float, default=None, help="the finalists' AdamW lr (default: the search's)"
+    )
     parser.add_argument(
         "--out", required=True, help="the select's folder (resumed when it holds this select)"
     )
@@ -189,6 +203,27 @@ def _label(budget: float | None) -> str:
     return "none" if budget is None else f"{budget:g}"
 
 
+def _finalists(within: list[dict], count: int) -> list[dict]:
+    """The ``count`` best distinct paths of a budget, by objective, then cost."""
+    from supernet.select.problem import key_of
+
+    seen, out = set(), []
+    for h in sorted(within, key=lambda h: (h["objective"], h["cost"])):
+        if key_of(h["path"]) not in seen and len(out) < count:
+            seen.add(key_of(h["path"]))
+            out.append(h)
+    return out
+
+
+def _check_finalists(args: argparse.Namespace) -> None:
+    if args.finalists < 1:
+        raise UserError(f"--finalists must be at least 1 (1: off), got {args.finalists}")
+    if args.finalists > 1 and args.finetune_steps < 1:
+        raise UserError(f"--finetune-steps must be at least 1 with --finalists, got {args.finetune_steps}")
+    if args.finalists > 1 and args.devices > 1:
+        raise UserError("--finalists fine-tunes in one process: use --devices 1")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -211,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--evaluations must be at least 1, got {args.evaluations}")
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
+    _check_finalists(args)
     strategy = build_strategy(args.strategy, _options(args.option))  # unknown names fail before any work
     space, arch, costs = _costs(args.ckpt, args.target, args.lut)
     for budget in budgets:
@@ -228,6 +264,10 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     if args.weights != "average":  # only then: a select begun before --weights existed still resumes
         settings["weights"] = args.weights
+    if args.finalists > 1:  # likewise
+        settings.update(
+            finalists=args.finalists, finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr
+        )
     out = Path(args.out)
     stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
     # wall time of the runs this one resumes (kept in cache.json with their scores), then this run's
@@ -296,6 +336,8 @@ def run(args: argparse.Namespace) -> int:
         # a budget's pick is the best path scored within it by any of the runs (they share scores:
         # a cheap path the larger budget's run found counts for the smaller budget too)
         scored = [h for problem in problems.values() for h in problem.history if math.isfinite(h["score"])]
+        tuned: dict[str, dict[str, float]] = {}  # a path that is a finalist of two budgets: tuned once
+        tune_seconds = 0.0
         for budget in budgets:
             within = [h for h in scored if budget is None or h["cost"] <= budget]
             if not within:
@@ -303,11 +345,36 @@ def run(args: argparse.Namespace) -> int:
                 print(f"budget {_label(budget)}: no path within it was scored (more --evaluations?)")
                 continue
             top = min(within, key=lambda h: (h["objective"], h["cost"]))
+            finalists = []
+            if args.finalists > 1:
+                for h in tqdm(
+                    _finalists(within, args.finalists),
+                    desc=f"fine-tune finalists {_label(budget)}",
+                    leave=False,
+                ):
+                    if key_of(h["path"]) not in tuned:
+                        began = time.perf_counter()
+                        tuned[key_of(h["path"])] = scorer.finetuned(
+                            h["path"], args.finetune_steps, args.finetune_lr
+                        )
+                        tune_seconds += time.perf_counter() - began
+                    score = tuned[key_of(h["path"])][args.metric]
+                    finalists.append(
+                        {
+                            **entry(h),
+                            "finetuned": score,
+                            "finetuned_objective": h["objective"] - h["score"] + score,
+                        }
+                    )
+                best_key = min(finalists, key=lambda f: (f["finetuned_objective"], f["cost"]))["path"]
+                top = next(h for h in within if key_of(h["path"]) == best_key)
             arch = out / f"budget_{_label(budget)}" / "arch.yaml"
             arch.parent.mkdir(parents=True, exist_ok=True)
             spec = space.derive(top["path"], name=f"{space.name}-{args.strategy}-{_label(budget)}")
             atomic_write_text(arch, yaml.safe_dump(spec.to_dict(), sort_keys=False))
             best.append({"budget": budget, **entry(top), "arch": str(arch.relative_to(out))})
+            if finalists:
+                best[-1]["finalists"] = finalists
             print(
                 f"budget {_label(budget)}: score {top['score']:.4f}  cost {top['cost']:g} {costs.metric}"
                 f"  -> {arch}"
@@ -317,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
             "draws": "feasible", "candidates": candidates, "best": best,
             "front": [entry(h) for h in problems[max(budgets)].front()] if args.strategy == "nsga2" else None,
             "scored": len(scores), "reused": len(stored),
+            "finetune_seconds": round(tune_seconds, 2) if args.finalists > 1 else None,
             # wall time, recalibration and scoring included, with that of the runs a resume continues
             "seconds": round(before + time.perf_counter() - start, 2),
         }  # fmt: skip

@@ -361,6 +361,14 @@ def _rows(
     return rows, standalone, budgets
 
 
+def _parameter_count(rows: list[dict], standalone: dict, budgets: dict, scores: dict) -> dict:
+    """The parameter count's ranking of the networks the supernets scored (every retrained one
+    when no supernet scored any): the same networks as their taus."""
+    scored = set().union(*scores.values()) if scores else set()
+    ranked = {n: c for n, c in standalone.items() if n in scored} if scored else standalone
+    return rank.parameter_count_ranking({r["name"]: r["params"] for r in rows}, ranked, budgets)
+
+
 def _summary(
     study, planned: Planned, rows, standalone: dict, budgets: dict, scores: dict, device, data, parallel=None
 ) -> dict:
@@ -375,11 +383,7 @@ def _summary(
         "kendall_tau_by_metric": taus,
         "kendall_tau_within_budget": rank.defined_mean([r.get("kendall_tau_within_budget") for r in ranking]),
         "ranking": ranking,
-        "reference_ranking": {
-            "params": rank.parameter_count_ranking(
-                {r["name"]: r["params"] for r in rows}, standalone, budgets
-            )
-        },
+        "reference_ranking": {"params": _parameter_count(rows, standalone, budgets, scores)},
         "rows": rows,
         "costs": {
             **run_costs.collect(study, planned.searches, planned.selects, planned.retrains),

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Does fine-tuning a few finalists alone (`supernet select --finalists`) pick better networks than
+# the supernet's score alone (issue 16: at 0.841 ms no pick of the score beat Conformer-S by 5%
+# after 24-epoch retrains, session 12)? In steps that each resume on the warm machine:
+#   1. the 20-epoch uniform supernet (train_supernet.py; 1.63x one 24-epoch retrain with its select);
+#   2. per seed of SEEDS, `supernet select` (predictor, 48 candidates) at BUDGET with --finalists
+#      FINALISTS --finetune-steps STEPS: its select.json holds the score's own pick (the first
+#      finalist) and the finalists' pick;
+#   3. both picks of every seed retrained for 24 epochs x the study's 3 seeds (retrain_archs.py),
+#      side by side. Compare them with Conformer-S's 21.7% test CER at 24 epochs
+#      (docs/study/h200_three/retrain_length/); finetune_seconds gives the added cost.
+#   usage (device tool, carry .whl): bash scripts/device/finalists.sh [BUDGET=0.841] [LIMIT_S=540]
+#   SEEDS="0 1 2", FINALISTS=4, STEPS=48 (about one epoch of 20,000-frame batches) by default.
+budget=${1:-0.8409086691601766}
+limit=${2:-540}
+seeds=${SEEDS:-0 1 2}
+finalists=${FINALISTS:-4}
+steps=${STEPS:-48}
+source scripts/device/setup.sh
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+deadline "$limit" finalists
+work=/tmp/finalists
+table=docs/study/h200_three/latency.json
+ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/supernet" "$table" \
+  trainer.max_epochs=20 model.warmup_epochs=10 2>"$out/supernet.log" | tail -1)
+[ -f "$ckpt" ] || { echo "finalists: the supernet is not trained yet (call again)"; exit 0; }
+mkdir -p "$work/picks"
+for seed in $seeds; do
+  enough
+  timeout -k 15 "$(left)" python3 -m supernet select "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
+    --budget "$budget" --strategy predictor --evaluations 48 --seed "$seed" --batches 4 --metric loss \
+    --finalists "$finalists" --finetune-steps "$steps" --out "$work/select-s$seed" >"$out/select-s$seed.log" 2>&1 \
+    || { echo "finalists: select seed $seed stopped (call again)"; tail -3 "$out/select-s$seed.log"; exit 0; }
+  cp "$work/select-s$seed/select.json" "$out/select-s$seed.json"
+  python3 -c "
+import json, sys
+from pathlib import Path
+from supernet.space import SearchSpace
+from supernet.select.problem import path_of
+select, picks, seed = json.load(open(sys.argv[1])), Path(sys.argv[2]), sys.argv[3]
+space = SearchSpace.load(sys.argv[4])
+[best] = select['best']
+for name, key in (('score', best['finalists'][0]['path']), ('finalists', best['path'])):
+    spec = space.derive(path_of(key, space.edges), name=f'{name}-s{seed}')
+    spec.to_yaml(picks / f'{name}-s{seed}.yaml')
+print(f'seed {seed}: the score picks', best['finalists'][0]['path'], '; the finalists', best['path'],
+      '; fine-tuned in', select['finetune_seconds'], 's')
+" "$work/select-s$seed/select.json" "$work/picks" "$seed" "$work/supernet/space.yaml"
+done
+enough
+timeout -k 70 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$work"/picks/*.yaml \
+  --parallel 36 --retrain-option trainer.max_epochs=24 --retrain-option trainer.max_time=00:01:00:00 >"$out/retrain.log" 2>&1
+grep -E "seeds [0-9]" "$out/retrain.log"
