@@ -304,21 +304,26 @@ class CTCModule(pl.LightningModule):
             )
         return self.metrics[key]
 
+    def weight_adamw(self, params, lr: float | None = None) -> torch.optim.AdamW:
+        """AdamW over the trainable ``params`` at ``lr`` (default ``hparams.lr``), weight decay on
+        matrices only, not biases and norms."""
+        params = [p for p in params if p.requires_grad]
+        return torch.optim.AdamW(
+            [
+                {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.hparams.weight_decay},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            ],
+            lr=self.hparams.lr if lr is None else lr,
+        )
+
     def weight_optimizer(self, params) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
         """AdamW over ``params`` (weight decay on matrices only, not biases and norms) and its
         per-step schedule: warm-up, then ``hparams.schedule`` decay over the run's steps.
 
         Not the fused AdamW: Lightning refuses to clip its gradients (it assumes fused optimizers
         unscale fp16 gradients themselves), and it saved only 7 of 316 kernels a step on an H200."""
-        params = [p for p in params if p.requires_grad]
         hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
-                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-            ],
-            lr=hp.lr,
-        )
+        optimizer = self.weight_adamw(params)
         total = self.trainer.estimated_stepping_batches  # inf without a step/epoch limit: no decay
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, hp.warmup_steps, total, hp.schedule, hp.min_lr_ratio)

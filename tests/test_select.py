@@ -305,7 +305,13 @@ def test_finetuning_a_finalist_trains_its_path_and_restores_the_supernet(uniform
         torch.equal(before[k], after[k]) for k in before
     )  # the next finalist starts from the same weights
     assert scorer.measure(path) == inherited
-    assert scorer.finetuned(path, steps=3, lr=1e-3) == pytest.approx(tuned)  # same batches, same order
+    assert all(p.grad is None for p in scorer.module.net.parameters())
+    for module in scorer.module.net.modules():  # the tiny space has none: dropout as a real space has it
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.3
+    noisy = scorer.finetuned(path, steps=3, lr=1e-3, seed=1)
+    assert scorer.finetuned(path, steps=3, lr=1e-3, seed=1) == noisy  # same batches, order and dropout
+    assert scorer.finetuned(path, steps=3, lr=1e-3, seed=2) != noisy  # the dropout is drawn, from the seed
 
 
 def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp_path, capsys):
@@ -329,3 +335,5 @@ def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp
     assert cli_main([*argv[:-2], "--devices", "2", "--out", str(tmp_path / "x")]) == 2
     assert "--devices 1" in capsys.readouterr().err
     assert cli_main([*argv[:-4], "--finalists", "0", "--out", str(tmp_path / "y")]) == 2
+    assert cli_main([*argv[:-2], "--finetune-lr", "0", "--out", str(tmp_path / "z")]) == 2
+    assert "--finetune-lr must be a positive number" in capsys.readouterr().err

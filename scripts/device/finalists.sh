@@ -27,6 +27,10 @@ ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/s
 [ -f "$ckpt" ] || { echo "finalists: the supernet is not trained yet (call again)"; exit 0; }
 mkdir -p "$work/picks"
 for seed in $seeds; do
+  # a finished select is not run again: its fine-tunes are not cached, and its picks name retrains
+  if grep -q '"status": "done"' "$work/select-s$seed/run.json" 2>/dev/null && [ -f "$work/picks/finalists-s$seed.yaml" ]; then
+    cp "$work/select-s$seed/select.json" "$out/select-s$seed.json"; continue
+  fi
   enough
   timeout -k 15 "$(left)" python3 -m supernet select "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
     --budget "$budget" --strategy predictor --evaluations 48 --seed "$seed" --batches 4 --metric loss \

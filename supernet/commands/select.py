@@ -215,6 +215,12 @@ def _finalists(within: list[dict], count: int) -> list[dict]:
     return out
 
 
+def _finetuned_order(finalist: dict) -> tuple[float, float]:
+    """Lower fine-tuned objective first, then lower cost; a fine-tune that diverged (None) last."""
+    objective = finalist["finetuned_objective"]
+    return (math.inf if objective is None else objective, finalist["cost"])
+
+
 def _check_finalists(args: argparse.Namespace) -> None:
     if args.finalists < 1:
         raise UserError(f"--finalists must be at least 1 (1: off), got {args.finalists}")
@@ -222,6 +228,8 @@ def _check_finalists(args: argparse.Namespace) -> None:
         raise UserError(f"--finetune-steps must be at least 1 with --finalists, got {args.finetune_steps}")
     if args.finalists > 1 and args.devices > 1:
         raise UserError("--finalists fine-tunes in one process: use --devices 1")
+    if args.finetune_lr is not None and not (math.isfinite(args.finetune_lr) and args.finetune_lr > 0):
+        raise UserError(f"--finetune-lr must be a positive number, got {args.finetune_lr}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -355,18 +363,21 @@ def run(args: argparse.Namespace) -> int:
                     if key_of(h["path"]) not in tuned:
                         began = time.perf_counter()
                         tuned[key_of(h["path"])] = scorer.finetuned(
-                            h["path"], args.finetune_steps, args.finetune_lr
+                            h["path"], args.finetune_steps, args.finetune_lr, args.seed
                         )
                         tune_seconds += time.perf_counter() - began
                     score = tuned[key_of(h["path"])][args.metric]
+                    score = score if math.isfinite(score) else None  # a fine-tune that diverged
                     finalists.append(
                         {
                             **entry(h),
                             "finetuned": score,
-                            "finetuned_objective": h["objective"] - h["score"] + score,
+                            "finetuned_objective": None
+                            if score is None
+                            else h["objective"] - h["score"] + score,
                         }
                     )
-                best_key = min(finalists, key=lambda f: (f["finetuned_objective"], f["cost"]))["path"]
+                best_key = min(finalists, key=_finetuned_order)["path"]
                 top = next(h for h in within if key_of(h["path"]) == best_key)
             arch = out / f"budget_{_label(budget)}" / "arch.yaml"
             arch.parent.mkdir(parents=True, exist_ok=True)

@@ -138,39 +138,43 @@ class SupernetScorer:
         errors, chars, loss, utterances = sums.tolist()
         return {"cer": errors / chars if chars else 0.0, "loss": loss / max(utterances, 1.0)}
 
-    def finetuned(self, path: dict[str, int], steps: int, lr: float | None = None) -> dict[str, float]:
+    def finetuned(
+        self, path: dict[str, int], steps: int, lr: float | None = None, seed: int = 0
+    ) -> dict[str, float]:
         """The path's measures after ``steps`` weight steps on train batches of the path alone,
         from the supernet's weights, which are restored afterwards (every path starts from the
         same ones). Why: the inherited weights are a compromise between every path that shares
         them, and the score favours paths that learn fast (docs/results.md, session 12); a short
-        training of a few finalists alone is the usual correction. AdamW at ``lr`` (default: the
-        search's own), the search's weight decay and gradient clipping; the same batches, in the
-        same order, for every path. One process only."""
+        training of a few finalists alone is the usual correction. The search's AdamW (its peak
+        ``lr`` unless given, fresh moments, no warm-up; decay on matrices only) and gradient
+        clipping; the same batches in the same order, and dropout drawn from ``seed``, for every
+        path, so a select run again picks the same. One process only."""
         if self.world > 1:
             raise UserError("fine-tuning finalists runs in one process: use --devices 1")
         from supernet.asr_module import move_batch
 
-        net, hparams = self.module.net, self.module.hparams
+        net, clip = self.module.net, self.module.hparams.grad_clip
         saved = {name: tensor.clone() for name, tensor in net.state_dict().items()}
         net.fix_path({name: int(index) for name, index in path.items()})
-        params = [p for p in net.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=lr or hparams.lr, weight_decay=hparams.weight_decay)
-        net.train()
+        params = [p for p in net.parameters() if p.requires_grad]  # a path's own get gradients
+        optimizer = self.module.weight_adamw(params, lr)
+        cuda = [self.device] if self.device.type == "cuda" else []
         try:
-            with torch.enable_grad():
+            with torch.random.fork_rng(devices=cuda), torch.enable_grad():
+                torch.manual_seed(seed)
+                net.train()
                 for batch in islice(self._cycled_train(), steps):
                     batch = self.datamodule.featurize(move_batch(batch, self.device), augment=False)
                     loss, _, _ = self.module.ctc_loss(batch, net)
-                    optimizer.zero_grad(set_to_none=True)  # a path's own parameters get gradients
+                    optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    if hparams.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(
-                            [p for p in params if p.grad is not None], hparams.grad_clip
-                        )
+                    if clip:
+                        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip)
                     optimizer.step()
             net.eval()
             return self.measure(path)
         finally:
+            net.zero_grad(set_to_none=True)
             net.load_state_dict(saved)
             net.eval()
 
