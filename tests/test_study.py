@@ -595,6 +595,14 @@ def test_one_select_picks_for_every_budget_of_its_supernet(tmp_path):
     assert run.out == tmp_path / "select" / "uniform-s0-any-evolution"
     at = run.argv.index("--budgets")
     assert run.argv[at + 1 : at + 3] == ["1.5", "3.0"] and "--budget" not in run.argv
+    assert "--finalists" not in run.argv  # off by default: the argv of a study begun before it
+    tuned = {**study, "select": {**study["select"], "finalists": 4, "finetune_steps": 48}}
+    argv = plan.select_run(
+        tuned, tmp_path, tmp_path / "data", search, tmp_path / "lut.json", [("a", 1.5)]
+    ).argv
+    assert argv[-4:] == ["--finalists", "4", "--finetune-steps", "48"]
+    with pytest.raises(UserError, match="finalists"):
+        load_config({**load_config("tiny"), "select": {"methods": ["st"], "finalists": 0}})
     run.out.mkdir(parents=True)
     arch = {**TINY_SPACE, "name": "x", "layers": ["tdnn-k3-d1", "tdnn-k3-d1-s3", "tdnn-k3-d2"]}
     for label in ("1.5", "3"):

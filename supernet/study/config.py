@@ -225,6 +225,8 @@ SELECT = {
     "metric": (_metric, "cer"),
     "options": (_options, {}),
     "methods": (lambda v, f, s: _strs(v, f, s, empty=False), ["uniform"]),
+    "finalists": (lambda v, f, s: _int(v, f, s, low=1), 1),  # select --finalists (1: off)
+    "finetune_steps": (lambda v, f, s: _int(v, f, s, low=1), 50),
 }
 SCHEMA = {
     "name": (_str, None),

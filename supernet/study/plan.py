@@ -232,6 +232,8 @@ def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, bud
         "--evaluations", str(select["evaluations"]), "--seed", str(select["seed"]),
         "--batches", str(select["batches"]), "--metric", select["metric"], *options,
     ]  # fmt: skip
+    if select["finalists"] > 1:  # only then: a study begun before finalists existed still resumes
+        argv += ["--finalists", str(select["finalists"]), "--finetune-steps", str(select["finetune_steps"])]
     return Run("select", out / "select" / f"{search.out.name}-{select['strategy']}", argv)
 
 
