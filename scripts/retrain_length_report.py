@@ -33,6 +33,7 @@ from pathlib import Path
 from supernet.outputs import atomic_write_json
 from supernet.study import verdict
 from supernet.study.rank import kendall_tau, parameter_count_ranking, within_budgets
+from supernet.study.report import late_drop
 
 SHORT_NAME = re.compile(r"short(?P<ms>[0-9.]+)-pick-(?P<strategy>\w+)-s(?P<seed>\d+)")
 
@@ -210,6 +211,14 @@ def main() -> None:
     )
     lines.append(f"\nKendall tau between the two recipes' dev CER, {len(names)} networks: "
                  f"{result['tau_between_recipes']:.3f}")  # fmt: skip
+    # runs logged from their first epoch (a run resumed before the CSV fix lost its early rows)
+    whole = [
+        dict(enumerate(c)) for r in side["rows"] for c in r.get("dev_cer_by_epoch", []) if len(c) > epochs[1]
+    ]
+    result["late_drop"] = {"runs": len(whole), "drop": late_drop(whole, epochs[1])}
+    if result["late_drop"]["drop"] is not None:
+        lines.append(f"Over its last quarter the {epochs[1]}-epoch retrain's dev CER still fell by "
+                     f"{100 * result['late_drop']['drop']:.2f} points ({len(whole)} runs logged whole)")  # fmt: skip
     for spec in args.scores:
         label, scores = read_scores(spec)
         result["supernets"][label] = {e: taus(scores, nets) for e, nets in zip(epochs, networks)}

@@ -162,6 +162,34 @@ def test_the_parameter_count_is_a_reference_ranking():
     assert reference["kendall_tau_within_budget"] == 1.0
 
 
+def test_how_far_dev_cer_still_fell_at_the_end_of_the_retrains(tmp_path):
+    from supernet.study.report import dev_cer_by_epoch, late_drop
+
+    log = tmp_path / "run" / "csv" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    # 8 epochs, resumed after epoch 3: the earlier part's final pass sits under epoch 4, then
+    # epoch 4's own row follows it; the row after the last epoch is the final pass
+    rows = [
+        (0, 0.9),
+        (1, 0.7),
+        (2, 0.6),
+        (3, 0.5),
+        (4, 0.5),
+        (4, 0.45),
+        (5, 0.4),
+        (6, 0.35),
+        (7, 0.3),
+        (8, 0.3),
+    ]
+    log.write_text("dev/cer,epoch,train/loss\n" + "".join(f"{c},{e},\n" for e, c in rows) + ",8,1.0\n")
+    curve = dev_cer_by_epoch(tmp_path / "run")
+    assert curve == {0: 0.9, 1: 0.7, 2: 0.6, 3: 0.5, 4: 0.45, 5: 0.4, 6: 0.35, 7: 0.3, 8: 0.3}
+    assert late_drop([curve], 8) == pytest.approx(0.4 - 0.3)  # epoch 5 to epoch 7: the last quarter
+    assert late_drop([curve, {7: 0.3}], 8) == pytest.approx(0.1)  # a run without both ends is left out
+    assert late_drop([curve], 1) is None and late_drop([curve], None) is None
+    assert dev_cer_by_epoch(tmp_path / "no run") == {}
+
+
 def test_distinct_networks_merge_a_network_retrained_for_several_budgets():
     from supernet.study.rank import distinct_networks
 
@@ -303,6 +331,7 @@ def test_study_writes_study_json_and_md(study):
     assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
     assert "dev CER %" in text and "test CER %" in text
     assert ("Within one budget" in text) == (summary["kendall_tau_within_budget"] is not None)
+    assert all("dev_cer_late_drop" in row for row in rows.values())  # None: one epoch has no last quarter
     reference = summary["reference_ranking"]["params"]
     assert reference["archs"] == summary["ranking"][0]["archs"]  # the networks the supernets rank
     assert "The parameter count alone" in text

@@ -20,7 +20,6 @@ itself); use a WORK folder of its own for each recipe.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 from pathlib import Path
@@ -31,7 +30,7 @@ from supernet.archspec import ArchSpec
 from supernet.study import plan
 from supernet.study.execute import execute
 from supernet.study.pipeline import check_test_sets
-from supernet.study.report import cer_by_set, read_metrics
+from supernet.study.report import cer_by_set, dev_cer_by_epoch, read_metrics
 
 
 def main() -> None:
@@ -87,16 +86,8 @@ def main() -> None:
 
 
 def dev_curve(run: Path) -> list[float]:
-    """Dev CER after each epoch, then the final pass, from the run's CSV log (empty if it has
-    none). One value an epoch, the last logged: a resumed run's log also holds the final pass of
-    its earlier part, under the epoch it went on with."""
-    log = run / "csv" / "metrics.csv"
-    if not log.is_file():
-        return []
-    with open(log) as handle:
-        by_epoch = {
-            int(row["epoch"]): float(row["dev/cer"]) for row in csv.DictReader(handle) if row.get("dev/cer")
-        }
+    """Dev CER after each epoch, then the final pass (``report.dev_cer_by_epoch``, in order)."""
+    by_epoch = dev_cer_by_epoch(run)
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 

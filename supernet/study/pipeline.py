@@ -347,7 +347,11 @@ def _rows(
             continue
         metrics = [report.read_metrics(run.out) for run in planned.retrains[key]]
         owner = planned.owners[key].name
-        row = report.make_row(arch, metrics, test_sets, planned.table.predict(arch.spec), measured.get(owner))
+        curves = [report.dev_cer_by_epoch(run.out) for run in planned.retrains[key]]
+        late = report.late_drop(curves, metrics[0].get("epochs"))
+        row = report.make_row(
+            arch, metrics, test_sets, planned.table.predict(arch.spec), measured.get(owner), late
+        )
         own = [s[owner] for s in scores.values() if owner in s]
         for measure in METRICS:
             row[f"supernet_{measure}"] = statistics.fmean(m[measure] for m in own) if own else None

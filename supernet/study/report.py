@@ -7,6 +7,7 @@ a budget and the supernet's ranking quality all use dev CER; test sets are only 
 
 from __future__ import annotations
 
+import csv
 import json
 import statistics
 from pathlib import Path
@@ -35,10 +36,36 @@ def cer_by_set(metrics: list[dict], sets: list[str]) -> tuple[dict[str, float], 
     return {s: cer[s][0] for s in sets}, {s: cer[s][1] for s in sets}
 
 
+def dev_cer_by_epoch(run: Path) -> dict[int, float]:
+    """A run's dev CER after each epoch, from its CSV log (empty without one); the entry after the
+    last epoch is the final evaluation pass. One value an epoch, the last logged: a resumed run's
+    log also holds its earlier part's final pass, under the epoch it went on with."""
+    log = run / "csv" / "metrics.csv"
+    if not log.is_file():
+        return {}
+    with open(log, newline="") as handle:
+        return {int(r["epoch"]): float(r["dev/cer"]) for r in csv.DictReader(handle) if r.get("dev/cer")}
+
+
+def late_drop(curves: list[dict[int, float]], epochs: int | None) -> float | None:
+    """How far dev CER still fell over the last quarter of ``epochs`` (at least one epoch), the
+    mean over the runs that logged both ends; None when none did. A retrain whose CER still falls
+    at its end may rank networks otherwise when trained longer (docs/results.md, session 12)."""
+    if not epochs:
+        return None
+    back = max(1, epochs // 4)
+    drops = [
+        c[epochs - 1 - back] - c[epochs - 1] for c in curves if {epochs - 1 - back, epochs - 1} <= set(c)
+    ]
+    return statistics.fmean(drops) if drops else None
+
+
 def make_row(
-    arch: Arch, metrics: list[dict], test_sets: list[str], predicted: float, measured: float
-) -> dict:
-    """One architecture's row: error rates as mean and std over its retrain runs' ``metrics.json``."""
+    arch: Arch, metrics: list[dict], test_sets: list[str], predicted: float, measured: float,
+    late: float | None = None,
+) -> dict:  # fmt: skip
+    """One architecture's row: error rates as mean and std over its retrain runs' ``metrics.json``;
+    ``late``: ``late_drop`` of their dev CER."""
     sets = ["dev", *test_sets]
     cer, cer_std = cer_by_set(metrics, sets)
     return {
@@ -55,6 +82,7 @@ def make_row(
         "cer_std": cer_std,
         "wer": {s: statistics.fmean(_rate(m, s, "wer") for m in metrics) for s in sets},
         "retrain_seeds": len(metrics),
+        "dev_cer_late_drop": late,
         "supernet_cer": None,
         "supernet_loss": None,
         "rank_among_random": None,
@@ -100,6 +128,21 @@ def _table(rows: list[dict], sets: list[str]) -> list[str]:
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _late_drop_line(rows: list[dict]) -> list[str]:
+    """How far the retrains' dev CER still fell at their end: is the retrain long enough?"""
+    drops = {r["name"]: r["dev_cer_late_drop"] for r in rows if r.get("dev_cer_late_drop") is not None}
+    if not drops:
+        return []
+    most = max(drops, key=drops.get)
+    return [
+        "",
+        f"Over the last quarter of their epochs the retrains' dev CER still fell by "
+        f"{100 * statistics.fmean(drops.values()):.2f} points on average (most: {100 * drops[most]:.2f}, "
+        f"`{most}`). Where it still falls, a longer retrain may order the networks otherwise: on "
+        "h200_three, 12 epochs against 24 changed the verdict at one budget (docs/study.md).",
+    ]
 
 
 def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
@@ -148,6 +191,7 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     over = [r for r in rows if r["budget"] is None]
     if over:
         lines += ["", "## Baselines over every budget", "", *_table(over, sets)]
+    lines += _late_drop_line(rows)
     lines += ["", "## Ranking quality of the supernet", ""]
 
     def _tau(value: float | None) -> str:
