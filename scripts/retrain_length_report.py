@@ -215,7 +215,7 @@ def main() -> None:
     whole = [
         dict(enumerate(c)) for r in side["rows"] for c in r.get("dev_cer_by_epoch", []) if len(c) > epochs[1]
     ]
-    result["late_drop"] = {"runs": len(whole), "drop": late_drop(whole, epochs[1])}
+    result["late_drop"] = {"runs": len(whole), "drop": late_drop([(c, epochs[1]) for c in whole])}
     if result["late_drop"]["drop"] is not None:
         lines.append(f"Over its last quarter the {epochs[1]}-epoch retrain's dev CER still fell by "
                      f"{100 * result['late_drop']['drop']:.2f} points ({len(whole)} runs logged whole)")  # fmt: skip

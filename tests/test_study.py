@@ -184,9 +184,12 @@ def test_how_far_dev_cer_still_fell_at_the_end_of_the_retrains(tmp_path):
     log.write_text("dev/cer,epoch,train/loss\n" + "".join(f"{c},{e},\n" for e, c in rows) + ",8,1.0\n")
     curve = dev_cer_by_epoch(tmp_path / "run")
     assert curve == {0: 0.9, 1: 0.7, 2: 0.6, 3: 0.5, 4: 0.45, 5: 0.4, 6: 0.35, 7: 0.3, 8: 0.3}
-    assert late_drop([curve], 8) == pytest.approx(0.4 - 0.3)  # epoch 5 to epoch 7: the last quarter
-    assert late_drop([curve, {7: 0.3}], 8) == pytest.approx(0.1)  # a run without both ends is left out
-    assert late_drop([curve], 1) is None and late_drop([curve], None) is None
+    assert late_drop([(curve, 8)]) == pytest.approx(0.4 - 0.3)  # epoch 5 to epoch 7: the last quarter
+    assert late_drop([(curve, 8), ({7: 0.3}, 8)]) == pytest.approx(0.1)  # a run without both ends: left out
+    # a seed that early stopping ended after epoch 3 (its row 4 is its final pass): its own quarter
+    stopped = {0: 0.9, 1: 0.6, 2: 0.55, 3: 0.56, 4: 0.55}
+    assert late_drop([(curve, 8), (stopped, 4)]) == pytest.approx((0.1 + (0.55 - 0.56)) / 2)
+    assert late_drop([(curve, 1)]) is None and late_drop([(curve, None)]) is None
     assert dev_cer_by_epoch(tmp_path / "no run") == {}
 
 

@@ -348,7 +348,7 @@ def _rows(
         metrics = [report.read_metrics(run.out) for run in planned.retrains[key]]
         owner = planned.owners[key].name
         curves = [report.dev_cer_by_epoch(run.out) for run in planned.retrains[key]]
-        late = report.late_drop(curves, metrics[0].get("epochs"))
+        late = report.late_drop([(c, m.get("epochs")) for c, m in zip(curves, metrics)])
         row = report.make_row(
             arch, metrics, test_sets, planned.table.predict(arch.spec), measured.get(owner), late
         )
