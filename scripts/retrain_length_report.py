@@ -32,7 +32,7 @@ from pathlib import Path
 
 from supernet.outputs import atomic_write_json
 from supernet.study import verdict
-from supernet.study.rank import kendall_tau, parameter_count_ranking, within_budgets
+from supernet.study.rank import distinct_networks, kendall_tau, parameter_count_ranking, ranking_quality
 from supernet.study.report import late_drop
 
 SHORT_NAME = re.compile(r"short(?P<ms>[0-9.]+)-pick-(?P<strategy>\w+)-s(?P<seed>\d+)")
@@ -89,15 +89,6 @@ def both_recipes(side: dict, report: dict, short: Path) -> tuple[list[dict], lis
     return *keep, budgets
 
 
-def distinct(rows: list[dict]) -> dict[str, dict]:
-    """One entry per network name: its dev CER and the budgets it sits in."""
-    out: dict[str, dict] = {}
-    for row in rows:
-        entry = out.setdefault(row["name"], {"cer": row["cer"]["dev"], "budgets": []})
-        entry["budgets"].append(row["budget"])
-    return out
-
-
 def read_scores(spec: str) -> tuple[str, dict[str, float]]:
     """``LABEL=average_ranking.json:RUN``: the scores by network name of one of its trained
     supernets (``runs[RUN]["trained"]["scores"]``)."""
@@ -106,17 +97,19 @@ def read_scores(spec: str) -> tuple[str, dict[str, float]]:
     return label, json.loads(Path(path).read_text())["runs"][run]["trained"]["scores"]
 
 
-def taus(scores: dict[str, float], networks: dict[str, dict]) -> dict:
-    names = sorted(set(scores) & set(networks))
-    cer = {n: networks[n]["cer"] for n in names}
-    _, within = within_budgets(
-        {n: {"loss": scores[n]} for n in names}, cer, {n: networks[n]["budgets"] for n in names}, "loss"
+def taus(label: str, scores: dict[str, float], networks: dict[str, dict]) -> dict:
+    """One supernet's tau against ``networks``' dev CER, over all and within each budget
+    (``rank.ranking_quality``), and the networks it scored."""
+    cer = {n: e["cer"] for n, e in networks.items()}
+    budgets = {n: e["budgets"] for n, e in networks.items()}
+    (entry,), _, _ = ranking_quality(
+        {label: {n: {"loss": s} for n, s in scores.items()}}, cer, "loss", budgets
     )
     return {
-        "networks": len(names),
-        "names": names,
-        "kendall_tau": kendall_tau([scores[n] for n in names], [cer[n] for n in names]),
-        "kendall_tau_within_budget": within,
+        "networks": entry["archs"],
+        "names": sorted(set(scores) & set(cer)),
+        "kendall_tau": entry["kendall_tau"],
+        "kendall_tau_within_budget": entry["kendall_tau_within_budget"],
     }
 
 
@@ -204,7 +197,7 @@ def main() -> None:
         verdicts = verdict.judge({"rows": rows, "budgets": budgets})
         result["recipes"][label] = {"rows": rows, "verdicts": verdicts}
         lines += [f"\n## Verdicts, {label}-epoch retrain\n", *verdict.markdown(verdicts)]
-    networks = [distinct(rows) for rows in (old, new)]
+    networks = [distinct_networks(rows) for rows in (old, new)]
     names = sorted(networks[0])
     result["tau_between_recipes"] = kendall_tau(
         [networks[0][n]["cer"] for n in names], [networks[1][n]["cer"] for n in names]
@@ -221,7 +214,7 @@ def main() -> None:
                      f"{100 * result['late_drop']['drop']:.2f} points ({len(whole)} runs logged whole)")  # fmt: skip
     for spec in args.scores:
         label, scores = read_scores(spec)
-        result["supernets"][label] = {e: taus(scores, nets) for e, nets in zip(epochs, networks)}
+        result["supernets"][label] = {e: taus(label, scores, nets) for e, nets in zip(epochs, networks)}
         for e, tau in result["supernets"][label].items():
             within = tau["kendall_tau_within_budget"]
             lines.append(f"- supernet {label}: tau {tau['kendall_tau']:.3f} over {tau['networks']} networks "
