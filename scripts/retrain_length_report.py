@@ -32,7 +32,7 @@ from pathlib import Path
 
 from supernet.outputs import atomic_write_json
 from supernet.study import verdict
-from supernet.study.rank import distinct_networks, kendall_tau, parameter_count_ranking, ranking_quality
+from supernet.study.rank import kendall_tau, parameter_count_ranking, ranking_quality
 from supernet.study.report import late_drop
 
 SHORT_NAME = re.compile(r"short(?P<ms>[0-9.]+)-pick-(?P<strategy>\w+)-s(?P<seed>\d+)")
@@ -87,6 +87,16 @@ def both_recipes(side: dict, report: dict, short: Path) -> tuple[list[dict], lis
     budgets = [b for b in report["budgets"] if b["budget"] in spanned]
     keep = [r for r in old if r["budget"] in spanned], [r for r in new if r["budget"] in spanned]
     return *keep, budgets
+
+
+def distinct(rows: list[dict]) -> dict[str, dict]:
+    """One entry per network name: its dev CER and the budgets it sits in (by name, as both
+    recipes' rows name their networks; no ArchSpec needed)."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        entry = out.setdefault(row["name"], {"cer": row["cer"]["dev"], "budgets": []})
+        entry["budgets"].append(row["budget"])
+    return out
 
 
 def read_scores(spec: str) -> tuple[str, dict[str, float]]:
@@ -197,7 +207,7 @@ def main() -> None:
         verdicts = verdict.judge({"rows": rows, "budgets": budgets})
         result["recipes"][label] = {"rows": rows, "verdicts": verdicts}
         lines += [f"\n## Verdicts, {label}-epoch retrain\n", *verdict.markdown(verdicts)]
-    networks = [distinct_networks(rows) for rows in (old, new)]
+    networks = [distinct(rows) for rows in (old, new)]
     names = sorted(networks[0])
     result["tau_between_recipes"] = kendall_tau(
         [networks[0][n]["cer"] for n in names], [networks[1][n]["cer"] for n in names]
