@@ -221,6 +221,30 @@ def _finetuned_order(finalist: dict) -> tuple[float, float]:
     return (math.inf if objective is None else objective, finalist["cost"])
 
 
+def _finetuned_finalists(within: list[dict], budget, args, scorer, tuned: dict, entry) -> list[dict]:
+    """A budget's finalists (``select.json`` entries) with their fine-tuned score and objective;
+    ``tuned`` keeps each path's fine-tuned measures and seconds, so a finalist of two budgets is
+    tuned once."""
+    from tqdm import tqdm
+
+    from supernet.select.problem import key_of
+
+    finalists = []
+    for h in tqdm(
+        _finalists(within, args.finalists), desc=f"fine-tune finalists {_label(budget)}", leave=False
+    ):
+        key = key_of(h["path"])
+        if key not in tuned:
+            began = time.perf_counter()
+            measures = scorer.finetuned(h["path"], args.finetune_steps, args.finetune_lr, args.seed)
+            tuned[key] = {**measures, "seconds": time.perf_counter() - began}
+        score = tuned[key][args.metric]
+        score = score if math.isfinite(score) else None  # a fine-tune that diverged
+        objective = None if score is None else h["objective"] - h["score"] + score
+        finalists.append({**entry(h), "finetuned": score, "finetuned_objective": objective})
+    return finalists
+
+
 def _check_finalists(args: argparse.Namespace) -> None:
     if args.finalists < 1:
         raise UserError(f"--finalists must be at least 1 (1: off), got {args.finalists}")
@@ -345,7 +369,6 @@ def run(args: argparse.Namespace) -> int:
         # a cheap path the larger budget's run found counts for the smaller budget too)
         scored = [h for problem in problems.values() for h in problem.history if math.isfinite(h["score"])]
         tuned: dict[str, dict[str, float]] = {}  # a path that is a finalist of two budgets: tuned once
-        tune_seconds = 0.0
         for budget in budgets:
             within = [h for h in scored if budget is None or h["cost"] <= budget]
             if not within:
@@ -355,28 +378,7 @@ def run(args: argparse.Namespace) -> int:
             top = min(within, key=lambda h: (h["objective"], h["cost"]))
             finalists = []
             if args.finalists > 1:
-                for h in tqdm(
-                    _finalists(within, args.finalists),
-                    desc=f"fine-tune finalists {_label(budget)}",
-                    leave=False,
-                ):
-                    if key_of(h["path"]) not in tuned:
-                        began = time.perf_counter()
-                        tuned[key_of(h["path"])] = scorer.finetuned(
-                            h["path"], args.finetune_steps, args.finetune_lr, args.seed
-                        )
-                        tune_seconds += time.perf_counter() - began
-                    score = tuned[key_of(h["path"])][args.metric]
-                    score = score if math.isfinite(score) else None  # a fine-tune that diverged
-                    finalists.append(
-                        {
-                            **entry(h),
-                            "finetuned": score,
-                            "finetuned_objective": None
-                            if score is None
-                            else h["objective"] - h["score"] + score,
-                        }
-                    )
+                finalists = _finetuned_finalists(within, budget, args, scorer, tuned, entry)
                 best_key = min(finalists, key=_finetuned_order)["path"]
                 top = next(h for h in within if key_of(h["path"]) == best_key)
             arch = out / f"budget_{_label(budget)}" / "arch.yaml"
@@ -395,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
             "draws": "feasible", "candidates": candidates, "best": best,
             "front": [entry(h) for h in problems[max(budgets)].front()] if args.strategy == "nsga2" else None,
             "scored": len(scores), "reused": len(stored),
-            "finetune_seconds": round(tune_seconds, 2) if args.finalists > 1 else None,
+            "finetune_seconds": round(sum(t["seconds"] for t in tuned.values()), 2) if args.finalists > 1 else None,
             # wall time, recalibration and scoring included, with that of the runs a resume continues
             "seconds": round(before + time.perf_counter() - start, 2),
         }  # fmt: skip
