@@ -6,8 +6,9 @@
 #   2. per seed of SEEDS, `supernet select` (predictor, 48 candidates) at BUDGET with --finalists
 #      FINALISTS --finetune-steps STEPS: its select.json holds the score's own pick (the first
 #      finalist) and the finalists' pick;
-#   3. both picks of every seed retrained for 24 epochs x the study's 3 seeds (retrain_archs.py),
-#      side by side. Compare them with Conformer-S's 21.7% test CER at 24 epochs
+#   3. every finalist of every seed (the score's pick is the first, the finalists' pick is
+#      select.json's best path) retrained for 24 epochs x the study's 3 seeds (retrain_archs.py),
+#      side by side: does the fine-tuned score order them better than the inherited one? Compare them with Conformer-S's 21.7% test CER at 24 epochs
 #      (docs/study/h200_three/retrain_length/); finetune_seconds gives the added cost.
 #   usage (device tool, carry .whl): bash scripts/device/finalists.sh [BUDGET=0.841] [LIMIT_S=540]
 #   SEEDS="0 1 2", FINALISTS=4, STEPS=48 (about one epoch of 20,000-frame batches) by default.
@@ -28,7 +29,7 @@ ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/s
 mkdir -p "$work/picks"
 for seed in $seeds; do
   # a finished select is not run again: its fine-tunes are not cached, and its picks name retrains
-  if grep -q '"status": "done"' "$work/select-s$seed/run.json" 2>/dev/null && [ -f "$work/picks/finalists-s$seed.yaml" ]; then
+  if grep -q '"status": "done"' "$work/select-s$seed/run.json" 2>/dev/null && [ -f "$work/picks/s$seed.done" ]; then
     cp "$work/select-s$seed/select.json" "$out/select-s$seed.json"; continue
   fi
   enough
@@ -45,13 +46,17 @@ from supernet.select.problem import path_of
 select, picks, seed = json.load(open(sys.argv[1])), Path(sys.argv[2]), sys.argv[3]
 space = SearchSpace.load(sys.argv[4])
 [best] = select['best']
-for name, key in (('score', best['finalists'][0]['path']), ('finalists', best['path'])):
-    spec = space.derive(path_of(key, space.edges), name=f'{name}-s{seed}')
-    spec.to_yaml(picks / f'{name}-s{seed}.yaml')
+# every finalist, retrained once however many seeds chose it (finalist-KEY.yaml): the score's pick
+# is the first finalist, the finalists' pick is best['path']; both are read back from select.json
+for finalist in best['finalists']:
+    key = finalist['path']
+    spec = space.derive(path_of(key, space.edges), name=f'finalist-{key}')
+    spec.to_yaml(picks / f'finalist-{key}.yaml')
 print(f'seed {seed}: the score picks', best['finalists'][0]['path'], '; the finalists', best['path'],
       '; fine-tuned in', select['finetune_seconds'], 's')
-" "$work/select-s$seed/select.json" "$work/picks" "$seed" "$work/supernet/space.yaml"
+" "$work/select-s$seed/select.json" "$work/picks" "$seed" "$work/supernet/space.yaml" && touch "$work/picks/s$seed.done"
 done
+mkdir -p "$out/picks" && cp "$work"/picks/*.yaml "$out/picks/"
 enough
 timeout -k 70 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$work"/picks/*.yaml \
   --parallel 36 --retrain-option trainer.max_epochs=24 --retrain-option trainer.max_time=00:01:00:00 >"$out/retrain.log" 2>&1
