@@ -15,6 +15,7 @@ import yaml
 from supernet.commands.cli import main as cli_main
 from supernet.errors import UserError
 from supernet.select.problem import Problem, key_of
+from supernet.select.score import SupernetScorer
 from supernet.select.strategies.base import build_strategy, load_strategies
 
 EDGES = {f"e{i}": 4 for i in range(4)}
@@ -314,7 +315,7 @@ def test_finetuning_a_finalist_trains_its_path_and_restores_the_supernet(uniform
     assert scorer.finetuned(path, steps=3, lr=1e-3, seed=2) != noisy  # the dropout is drawn, from the seed
 
 
-def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp_path, capsys):
+def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp_path, capsys, monkeypatch):
     corpus, ckpt = uniform_run
     out = tmp_path / "finalists"
     argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "random", "--budget", "1e9",
@@ -331,6 +332,17 @@ def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp
     assert all(
         f["finetuned_objective"] == f["finetuned"] for f in finalists
     )  # a hard budget: the score alone
+    # run again (as after an interruption): the fine-tunes come from cache.json, not a new training
+    kept = json.loads((out / "cache.json").read_text())["finetuned"]
+    assert sorted(kept) == sorted(f["path"] for f in finalists)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a kept fine-tune was run again")
+
+    monkeypatch.setattr(SupernetScorer, "finetuned", no_training)
+    assert cli_main(argv) == 0
+    again = json.loads((out / "select.json").read_text())
+    assert again["best"] == result["best"] and again["finetune_seconds"] == result["finetune_seconds"]
     capsys.readouterr()
     assert cli_main([*argv[:-2], "--devices", "2", "--out", str(tmp_path / "x")]) == 2
     assert "--devices 1" in capsys.readouterr().err

@@ -18,7 +18,7 @@ or a table's (``--lut``). A ``uniform`` (single-path one-shot) checkpoint is wha
 ``--finalists K`` fine-tunes each budget's K best-scored paths alone for ``--finetune-steps`` from
 the supernet's weights (``SupernetScorer.finetuned``), scores them again and picks the best of
 them: a correction of the inherited weights' bias towards paths that learn fast. Its fine-tunes
-are not cached: a resumed select runs them again.
+are kept in ``cache.json`` as they end: a resumed select does not run them again.
 """
 
 from __future__ import annotations
@@ -130,9 +130,10 @@ def _costs(ckpt: str, target: str, lut: str | None):
     return space, arch, costs
 
 
-def claim(out: Path, settings: dict, overwrite: bool, argv: list[str] | None = None) -> dict[str, float]:
-    """Make ``out`` this select's folder; the scores kept from an interrupted run of the very same
-    select (``cache.json``), else none. Another run is refused unless ``overwrite``."""
+def claim(out: Path, settings: dict, overwrite: bool, argv: list[str] | None = None) -> dict[str, Any]:
+    """Make ``out`` this select's folder; what an interrupted run of the very same select kept
+    (``cache.json``: its ``scores``, its finalists' fine-tuned measures and its ``seconds``), else
+    ``{}``. Another run is refused unless ``overwrite``."""
     from supernet.outputs import atomic_write_json
     from supernet.run_folder import read_marker, run_files
 
@@ -153,14 +154,14 @@ def claim(out: Path, settings: dict, overwrite: bool, argv: list[str] | None = N
         for path in ours + theirs:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     cache = out / "cache.json"
-    stored = json.loads(cache.read_text())["scores"] if same and cache.is_file() and not overwrite else {}
+    kept = json.loads(cache.read_text()) if same and cache.is_file() and not overwrite else {}
     if overwrite and same:
         for path in ours:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     record = {"command": "select", "argv": argv or [], "settings": settings, "status": "running"}
     atomic_write_json(out / MARKER, record)
-    return stored
+    return kept
 
 
 def _plot(out: Path, curves: dict[str, list[float]]) -> None:
@@ -221,10 +222,12 @@ def _finetuned_order(finalist: dict) -> tuple[float, float]:
     return (math.inf if objective is None else objective, finalist["cost"])
 
 
-def _finetuned_finalists(within: list[dict], budget, args, scorer, tuned: dict, entry) -> list[dict]:
+def _finetuned_finalists(
+    within: list[dict], budget, args, scorer, tuned: dict, entry, save_cache
+) -> list[dict]:
     """A budget's finalists (``select.json`` entries) with their fine-tuned score and objective;
-    ``tuned`` keeps each path's fine-tuned measures and seconds, so a finalist of two budgets is
-    tuned once."""
+    ``tuned`` keeps each path's fine-tuned measures and seconds (``save_cache`` writes them to
+    ``cache.json`` as each one ends), so a finalist is tuned once, resumes included."""
     from tqdm import tqdm
 
     from supernet.select.problem import key_of
@@ -238,6 +241,7 @@ def _finetuned_finalists(within: list[dict], budget, args, scorer, tuned: dict, 
             began = time.perf_counter()
             measures = scorer.finetuned(h["path"], args.finetune_steps, args.finetune_lr, args.seed)
             tuned[key] = {**measures, "seconds": time.perf_counter() - began}
+            save_cache()
         score = tuned[key][args.metric]
         score = score if math.isfinite(score) else None  # a fine-tune that diverged
         objective = None if score is None else h["objective"] - h["score"] + score
@@ -301,19 +305,25 @@ def run(args: argparse.Namespace) -> int:
             finalists=args.finalists, finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr
         )
     out = Path(args.out)
-    stored = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
+    kept = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
+    stored = kept.get("scores", {})
     # wall time of the runs this one resumes (kept in cache.json with their scores), then this run's
-    before = json.loads((out / "cache.json").read_text()).get("seconds", 0.0) if stored else 0.0
+    before = kept.get("seconds", 0.0)
     start = time.perf_counter()
     with failing(out), _scorer(args) as scorer:
         scores = dict(stored)
+        # each finalist's fine-tuned measures and seconds: a finalist of two budgets, or of the run
+        # this one resumes, is tuned once
+        tuned: dict[str, dict[str, float]] = dict(kept.get("finetuned", {}))
+
+        def save_cache():
+            seconds = round(before + time.perf_counter() - start, 2)
+            cache = {"split": scorer.split, "scores": scores, "seconds": seconds}
+            atomic_write_json(out / "cache.json", {**cache, "finetuned": tuned} if tuned else cache)
 
         def score_fn(path):
             scores[key_of(path)] = scorer(path)
-            seconds = round(before + time.perf_counter() - start, 2)
-            atomic_write_json(
-                out / "cache.json", {"split": scorer.split, "scores": scores, "seconds": seconds}
-            )
+            save_cache()
             return scores[key_of(path)]
 
         labels = space.edges
@@ -368,7 +378,6 @@ def run(args: argparse.Namespace) -> int:
         # a budget's pick is the best path scored within it by any of the runs (they share scores:
         # a cheap path the larger budget's run found counts for the smaller budget too)
         scored = [h for problem in problems.values() for h in problem.history if math.isfinite(h["score"])]
-        tuned: dict[str, dict[str, float]] = {}  # a path that is a finalist of two budgets: tuned once
         for budget in budgets:
             within = [h for h in scored if budget is None or h["cost"] <= budget]
             if not within:
@@ -378,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
             top = min(within, key=lambda h: (h["objective"], h["cost"]))
             finalists = []
             if args.finalists > 1:
-                finalists = _finetuned_finalists(within, budget, args, scorer, tuned, entry)
+                finalists = _finetuned_finalists(within, budget, args, scorer, tuned, entry, save_cache)
                 best_key = min(finalists, key=_finetuned_order)["path"]
                 top = next(h for h in within if key_of(h["path"]) == best_key)
             arch = out / f"budget_{_label(budget)}" / "arch.yaml"
