@@ -163,7 +163,7 @@ def test_the_parameter_count_is_a_reference_ranking():
 
 
 def test_how_far_dev_cer_still_fell_at_the_end_of_the_retrains(tmp_path):
-    from supernet.study.report import dev_cer_by_epoch, late_drop
+    from supernet.study.report import _late_drop_line, dev_cer_by_epoch, late_drop
 
     log = tmp_path / "run" / "csv" / "metrics.csv"
     log.parent.mkdir(parents=True)
@@ -191,6 +191,12 @@ def test_how_far_dev_cer_still_fell_at_the_end_of_the_retrains(tmp_path):
     assert late_drop([(curve, 8), (stopped, 4)]) == pytest.approx((0.1 + (0.55 - 0.56)) / 2)
     assert late_drop([(curve, 1)]) is None and late_drop([(curve, None)]) is None
     assert dev_cer_by_epoch(tmp_path / "no run") == {}
+    # study.md says so, whether the retrains fell or not, and when no retrain logged enough to tell
+    assert "## Is the retrain long enough?" in _late_drop_line([{"name": "a", "dev_cer_late_drop": 0.1}])
+    text = " ".join(_late_drop_line([{"name": "a", "dev_cer_late_drop": 0.1}, {"name": "b"}]))
+    assert "still fell by 10.00 points" in text and "over 1 networks" in text
+    assert "Not measured" in " ".join(_late_drop_line([{"name": "a", "dev_cer_late_drop": None}]))
+    assert _late_drop_line([]) == []
 
 
 def test_distinct_networks_merge_a_network_retrained_for_several_budgets():

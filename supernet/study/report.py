@@ -138,15 +138,18 @@ def _late_drop_line(rows: list[dict]) -> list[str]:
     for r in rows:  # a baseline sits in several budgets: one network, one value
         if r.get("dev_cer_late_drop") is not None:
             drops.setdefault(tuple(r.get("runs") or [r["name"]]), (r["name"], r["dev_cer_late_drop"]))
-    if not drops:
+    title = ["", "## Is the retrain long enough?", ""]
+    if not drops and not rows:
         return []
+    if not drops:  # said, not left out: a reader should not take a missing section for a yes
+        return title + [
+            "Not measured: no retrain logged its dev CER per epoch over at least two epochs (the "
+            "study's CSV log; a retrain option that sets another `--logger` leaves none)."
+        ]
     mean = statistics.fmean(d for _, d in drops.values())
     name, most = max(drops.values(), key=lambda d: d[1])
     moved = f"still fell by {100 * mean:.2f} points" if mean >= 0 else f"rose by {-100 * mean:.2f} points"
-    return [
-        "",
-        "## Is the retrain long enough?",
-        "",
+    return title + [
         f"Over the last quarter of their epochs the retrains' dev CER {moved} on average over "
         f"{len(drops)} networks (the most it fell: {100 * most:.2f}, `{name}`). Where it still falls, a "
         "longer retrain may order the networks otherwise: on h200_three, 12 epochs against 24 changed "
