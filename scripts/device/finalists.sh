@@ -8,8 +8,10 @@
 #      finalist) and the finalists' pick;
 #   3. every finalist of every seed (the score's pick is the first, the finalists' pick is
 #      select.json's best path) retrained for 24 epochs x the study's 3 seeds (retrain_archs.py),
-#      side by side: does the fine-tuned score order them better than the inherited one? Compare them with Conformer-S's 21.7% test CER at 24 epochs
-#      (docs/study/h200_three/retrain_length/); finetune_seconds gives the added cost.
+#      side by side: does the fine-tuned score order them better than the inherited one? Compare
+#      them with Conformer-S's 21.7% test CER at 24 epochs (docs/study/h200_three/retrain_length/).
+#      Before them, seed 0's score pick retrained alone gives the cost ratio on this machine, fine-
+#      tunes included ($OUT/route_cost.json).
 #   usage (device tool, carry .whl): bash scripts/device/finalists.sh [BUDGET=0.841] [LIMIT_S=540]
 #   SEEDS="0 1 2", FINALISTS=4, STEPS=48 (about one epoch of 20,000-frame batches) by default.
 budget=${1:-0.8409086691601766}
@@ -57,7 +59,21 @@ print(f'seed {seed}: the score picks', best['finalists'][0]['path'], '; the fina
 " "$work/select-s$seed/select.json" "$work/picks" "$seed" "$work/supernet/space.yaml" && touch "$work/picks/s$seed.done"
 done
 mkdir -p "$out/picks" && cp "$work"/picks/*.yaml "$out/picks/"
+recipe=(--retrain-option trainer.max_epochs=24 --retrain-option trainer.max_time=00:01:00:00)
+# the cost: seed 0's score pick retrained once with the GPU to itself, against the supernet and
+# seed 0's select (its fine-tunes included), on this machine
+first=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['best'][0]['finalists'][0]['path'])" "$work/select-s${seeds%% *}/select.json")
+if [ ! -f "$work/route_cost.json" ]; then
+  enough
+  rm -f "$out/retrain_archs.json"
+  timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/alone" \
+    "$work/picks/finalist-$first.yaml" --parallel 1 --seeds 0 "${recipe[@]}" >"$out/alone.log" 2>&1
+  all_done "$out/retrain_archs.json" 1 || { echo "finalists: the retrain alone is not done (call again)"; exit 0; }
+  mv "$out/retrain_archs.json" "$out/retrain_alone.json"
+  python3 scripts/device/route_cost.py "$out/retrain_alone.json" "$ckpt" "$work/select-s${seeds%% *}/select.json" "$work/route_cost.json" 24
+fi
+cp "$work/route_cost.json" "$out/"
 enough
 timeout -k 70 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$work"/picks/*.yaml \
-  --parallel 36 --retrain-option trainer.max_epochs=24 --retrain-option trainer.max_time=00:01:00:00 >"$out/retrain.log" 2>&1
+  --parallel 36 "${recipe[@]}" >"$out/retrain.log" 2>&1
 grep -E "seeds [0-9]" "$out/retrain.log"

@@ -16,8 +16,6 @@ source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 deadline "$limit" retrain_length
-# all_done JSON SEEDS: every network of retrain_archs.py's JSON has SEEDS finished seeds
-all_done() { [ -f "$1" ] && python3 -c "import json, sys; sys.exit(any(r['retrain_seeds'] != int(sys.argv[2]) for r in json.load(open(sys.argv[1]))['rows']))" "$1" "$2"; }
 work=/tmp/retrain_length_$epochs
 table=docs/study/h200_three/latency.json
 budget=0.8409086691601766
@@ -58,13 +56,4 @@ timeout -k 15 "$(left)" python3 -m supernet select "$ckpt" --data "$PWD/data/stu
   --budget "$budget" --strategy predictor --evaluations 48 --seed 0 --batches 4 --metric loss \
   --out "$work/select" >"$out/select.log" 2>&1 || { echo "retrain_length: select stopped (call again)"; tail -3 "$out/select.log"; exit 0; }
 cp "$work/select/select.json" "$out/" 2>/dev/null
-python3 -c "
-import json, sys
-from pathlib import Path
-alone = json.load(open(sys.argv[1]))['rows'][0]['train_seconds'][0]
-search = json.load(open(Path(sys.argv[2]).parents[1] / 'search.json'))['search_seconds']
-select = json.load(open(sys.argv[3]))['seconds']
-cost = {'retrain_seconds': alone, 'supernet_seconds': search, 'select_seconds': select,
-        'ratio': (search + select) / alone, 'epochs': int(sys.argv[5])}
-Path(sys.argv[4]).write_text(json.dumps(cost, indent=1)); print(cost)
-" "$out/retrain_alone.json" "$ckpt" "$work/select/select.json" "$out/route_cost.json" "$epochs"
+python3 scripts/device/route_cost.py "$out/retrain_alone.json" "$ckpt" "$work/select/select.json" "$out/route_cost.json" "$epochs"

@@ -23,3 +23,5 @@ python3 -c "import jsonargparse, docstring_parser, typeshed_client, jiwer, sound
 deadline() { deadline_limit=$1; deadline_name=$2; deadline_start=$(date +%s); }
 left() { echo $(( deadline_limit - ($(date +%s) - deadline_start) )); }
 enough() { [ "$(left)" -gt 30 ] || { echo "$deadline_name: $(left) s left, too little (call again)"; exit 0; }; }
+# all_done JSON SEEDS: every network of retrain_archs.py's JSON has SEEDS finished seeds
+all_done() { [ -f "$1" ] && python3 -c "import json, sys; sys.exit(any(r['retrain_seeds'] != int(sys.argv[2]) for r in json.load(open(sys.argv[1]))['rows']))" "$1" "$2"; }
