@@ -1,0 +1,188 @@
+"""Do fine-tuned finalists (``supernet select --finalists``) pick better networks than the
+supernet's score alone? The report of ``scripts/device/finalists.sh``.
+
+Reads each seed's ``select-sS.json`` (its K finalists: inherited and fine-tuned score; the score's
+pick is the first, the finalists' pick is ``best[].path``), the finalists' retrains
+(``retrain_archs.json``: every finalist of every seed, ``finalist-KEY``) and a kept study report of
+the same recipe (``report_24_epochs.json``: the budget's baselines and random paths) and writes:
+- per seed, both picks against the study's verdicts (``supernet.study.verdict``: >= 5% over the best
+  baseline that fits, the random paths' median and top quartile);
+- Kendall tau of the inherited and of the fine-tuned score against the finalists' retrained dev
+  CER, over all finalists and within each seed's K (what the fine-tune is for);
+- the cost (``route_cost.json``): supernet + select (fine-tunes included) over one retrain.
+
+    python scripts/finalists_report.py --selects OUT --retrain OUT/retrain_archs.json \
+        --reference docs/study/h200_three/retrain_length/report_24_epochs.json \
+        --cost OUT/route_cost.json --out DIR
+
+Dev is what the scores are ranked against; test CER appears only against the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import statistics
+from pathlib import Path
+
+from supernet.outputs import atomic_write_json
+from supernet.study import verdict
+from supernet.study.rank import defined_mean, kendall_tau
+
+SELECT = re.compile(r"select-s(?P<seed>\d+)\.json")
+FITS = 1e-3  # the budget's ms as select.json and the report each round it
+
+
+def budget_of(report: dict, ms: float) -> dict:
+    """The report's budget whose ms is ``ms``."""
+    return next(b for b in report["budgets"] if abs(b["ms"] - ms) <= FITS * ms)
+
+
+def pick_row(name: str, retrained: dict, budget: dict, template: dict) -> dict:
+    """A retrained finalist as a study row of ``budget`` (``template``: a row to copy fields from)."""
+    row = copy.deepcopy(template)
+    for stale in ("wer", "rank_among_random", "runs", "supernet_cer", "supernet_loss", "latency_ms"):
+        row.pop(stale, None)
+    row.update(
+        name=name, kind="searched", method=None, search_seed=None, budget=budget["budget"],
+        budget_ms=budget["ms"], arch=retrained["arch"], params=retrained["params"], predicted_ms=None,
+        cer=retrained["cer"], cer_std=retrained["cer_std"], retrain_seeds=retrained["retrain_seeds"],
+    )  # fmt: skip
+    return row
+
+
+def seed_taus(finalists: list[dict], dev: dict[str, float]) -> dict:
+    """Within one seed's finalists: tau of the inherited and of the fine-tuned score against the
+    retrained dev CER (finalists not retrained, or whose fine-tune diverged, left out)."""
+    kept = [f for f in finalists if f["path"] in dev and f.get("finetuned") is not None]
+    cer = [dev[f["path"]] for f in kept]
+    return {
+        "finalists": len(kept),
+        "inherited": kendall_tau([f["score"] for f in kept], cer),
+        "finetuned": kendall_tau([f["finetuned"] for f in kept], cer),
+    }
+
+
+def report(selects: dict[int, dict], retrained: dict[str, dict], reference: dict, cost: dict | None) -> dict:
+    """Everything the report says, as JSON: per seed its picks' verdicts, the taus, the cost."""
+    ms = selects[min(selects)]["budgets"][0]
+    budget = budget_of(reference, ms)
+    group = [r for r in reference["rows"] if r["budget"] == budget["budget"] and r["kind"] != "searched"]
+    template = next(r for r in reference["rows"] if r["kind"] == "searched")
+    dev = {key: r["cer"]["dev"] for key, r in retrained.items() if r["retrain_seeds"]}
+    seeds, rows = {}, []
+    for seed, select in sorted(selects.items()):
+        [best] = select["best"]
+        finalists = best["finalists"]
+        picks = {"score": finalists[0]["path"], "finalists": best["path"]}
+        for which, key in picks.items():
+            if key in dev:
+                rows.append(pick_row(f"s{seed}-{which}-pick-{key}", retrained[key], budget, template))
+        seeds[seed] = {
+            "picks": picks,
+            "changed": picks["score"] != picks["finalists"],
+            "dev": {which: dev.get(key) for which, key in picks.items()},
+            "taus": seed_taus(finalists, dev),
+            "select_seconds": select["seconds"],
+            "finetune_seconds": select.get("finetune_seconds"),
+        }
+    verdicts = verdict.judge({"rows": group + rows, "budgets": [budget]})
+    every = {f["path"]: f for s in selects.values() for f in s["best"][0]["finalists"]}
+    pooled = seed_taus(list(every.values()), dev)
+    result = {
+        "budget": budget,
+        "seeds": seeds,
+        "rows": rows,
+        "verdicts": verdicts,
+        "taus": {
+            "pooled": pooled,
+            "mean_within_seed": {
+                kind: defined_mean([s["taus"][kind] for s in seeds.values()])
+                for kind in ("inherited", "finetuned")
+            },
+        },
+    }
+    if cost is not None:
+        per_seed = {
+            seed: (cost["supernet_seconds"] + s["select_seconds"]) / cost["retrain_seconds"]
+            for seed, s in seeds.items()
+        }
+        result["cost"] = {**cost, "ratio_by_seed": per_seed}
+    return result
+
+
+def markdown(result: dict, reference: dict) -> list[str]:
+    budget = result["budget"]
+    group = [r for r in reference["rows"] if r["budget"] == budget["budget"] and r["kind"] != "searched"]
+    lines = [
+        f"# Fine-tuned finalists at {budget['budget']} ({budget['ms']:.3f} ms)",
+        "",
+        "| network | kind | dev CER | test CER |",
+        "|---|---|---|---|",
+    ]
+    for r in sorted(group + result["rows"], key=lambda r: r["cer"]["dev"]):
+        cells = [f"{100 * r['cer'][s]:.1f} ± {100 * r['cer_std'][s]:.1f}" for s in ("dev", "test")]
+        lines.append(f"| {r['name']} | {r['kind']} | " + " | ".join(cells) + " |")
+    lines += ["", "| seed | the fine-tune changed the pick | dev CER, score's pick | dev CER, finalists' pick |"
+              " tau within its finalists, inherited / fine-tuned |", "|---|---|---|---|---|"]  # fmt: skip
+    for seed, s in result["seeds"].items():
+        dev = ["-" if v is None else f"{100 * v:.1f}" for v in s["dev"].values()]
+        tau = [_tau(s["taus"][k]) for k in ("inherited", "finetuned")]
+        lines.append(
+            f"| {seed} | {'yes' if s['changed'] else 'no'} | {dev[0]} | {dev[1]} | {' / '.join(tau)} |"
+        )
+    pooled, mean = result["taus"]["pooled"], result["taus"]["mean_within_seed"]
+    lines += [
+        "",
+        f"Kendall tau against the retrained dev CER over all {pooled['finalists']} finalists: inherited "
+        f"score {_tau(pooled['inherited'])}, fine-tuned {_tau(pooled['finetuned'])}; mean within a seed: "
+        f"{_tau(mean['inherited'])} and {_tau(mean['finetuned'])}.",
+    ]
+    if "cost" in result:
+        cost = result["cost"]
+        ratios = ", ".join(f"{r:.2f}x" for r in cost["ratio_by_seed"].values())
+        lines.append(
+            f"\nCost: supernet {cost['supernet_seconds']:.1f} s + select (fine-tunes "
+            f"{cost['finetune_seconds']:.1f} s of it) against one {cost['epochs']}-epoch retrain "
+            f"{cost['retrain_seconds']:.1f} s: by seed {ratios} (target <= {verdict.SEARCH_VS_RETRAIN:g}x)"
+        )
+    lines += ["", *verdict.markdown(result["verdicts"])]
+    return lines
+
+
+def _tau(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--selects", type=Path, required=True, help="a folder of select-sS.json")
+    parser.add_argument("--retrain", type=Path, required=True, help="finalists.sh's retrain_archs.json")
+    parser.add_argument("--reference", type=Path, required=True, help="a study report of the same recipe")
+    parser.add_argument("--cost", type=Path, help="finalists.sh's route_cost.json")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    selects = {
+        int(m["seed"]): json.loads(p.read_text())
+        for p in sorted(args.selects.glob("select-s*.json"))
+        if (m := SELECT.fullmatch(p.name))
+    }
+    retrained = {r["name"].removeprefix("finalist-"): r for r in json.loads(args.retrain.read_text())["rows"]}
+    reference = json.loads(args.reference.read_text())
+    cost = json.loads(args.cost.read_text()) if args.cost else None
+    result = report(selects, retrained, reference, cost)
+    lines = markdown(result, reference)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out / "finalists.json", result)
+    (args.out / "finalists.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print("mean dev CER of the picks:", {
+        which: statistics.fmean(v for s in result["seeds"].values() if (v := s["dev"][which]) is not None)
+        for which in ("score", "finalists") if any(s["dev"][which] is not None for s in result["seeds"].values())
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""scripts/finalists_report.py: fine-tuned finalists against the score's own pick, on known figures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+import finalists_report  # noqa: E402
+
+BUDGET = {"budget": "b1", "ms": 0.8409}
+
+
+def _row(name, kind, dev, test, **extra):
+    return {
+        "name": name, "kind": kind, "method": None, "budget": "b1", "budget_ms": BUDGET["ms"],
+        "cer": {"dev": dev, "test": test}, "cer_std": {"dev": 0.0, "test": 0.0}, "retrain_seeds": 3,
+        "params": 1e6, "arch": {"name": name}, **extra,
+    }  # fmt: skip
+
+
+def _select(finalists, best, seconds=30.0):
+    return {
+        "budgets": [0.84090866], "seconds": seconds, "finetune_seconds": 10.0, "best": [{"path": best,
+        "finalists": [{"path": p, "score": s, "finetuned": t} for p, s, t in finalists]}],
+    }  # fmt: skip
+
+
+def _retrained(key, dev, test):
+    return {
+        "name": f"finalist-{key}", "retrain_seeds": 3, "cer": {"dev": dev, "test": test},
+        "cer_std": {"dev": 0.01, "test": 0.01}, "params": 2e6, "arch": {"name": key},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def kept(tmp_path):
+    """One budget (a baseline at 0.20, eight random paths 0.21-0.28); two seeds of three
+    finalists. Seed 0's fine-tune orders its finalists as their retrains do and changes the pick to
+    one that wins by 10%; seed 1's inverts them and keeps the score's pick, which loses."""
+    randoms = [_row(f"random-{i}", "random", 0.21 + i / 100, 0.21 + i / 100) for i in range(8)]
+    reference = {
+        "budgets": [BUDGET],
+        "rows": [_row("base", "baseline", 0.20, 0.20, predicted_ms=0.8), *randoms,
+                 _row("old-pick", "searched", 0.19, 0.19)],
+    }  # fmt: skip
+    selects = {
+        0: _select([("a", 1.0, 0.9), ("b", 1.1, 0.7), ("c", 1.2, 0.8)], best="b"),
+        1: _select([("d", 1.0, 0.9), ("e", 1.1, 0.8), ("c", 1.2, 0.7)], best="c"),
+    }
+    retrained = {
+        "a": _retrained("a", 0.22, 0.22),
+        "b": _retrained("b", 0.18, 0.18),
+        "c": _retrained("c", 0.19, 0.19),
+        "d": _retrained("d", 0.25, 0.25),
+        "e": _retrained("e", 0.20, 0.20),
+    }
+    for seed, select in selects.items():
+        (tmp_path / f"select-s{seed}.json").write_text(json.dumps(select))
+    (tmp_path / "retrain_archs.json").write_text(json.dumps({"rows": list(retrained.values())}))
+    (tmp_path / "reference.json").write_text(json.dumps(reference))
+    cost = {"supernet_seconds": 100.0, "select_seconds": 30.0, "finetune_seconds": 10.0,
+            "retrain_seconds": 80.0, "ratio": 130 / 80, "epochs": 24}  # fmt: skip
+    (tmp_path / "route_cost.json").write_text(json.dumps(cost))
+    return tmp_path, selects, retrained, reference, cost
+
+
+def test_the_picks_of_each_seed_are_judged_against_the_baseline_and_the_random_paths(kept):
+    _, selects, retrained, reference, cost = kept
+    result = finalists_report.report(selects, retrained, reference, cost)
+    assert result["seeds"][0]["changed"] and result["seeds"][0]["dev"] == {"score": 0.22, "finalists": 0.18}
+    assert result["seeds"][1]["picks"] == {"score": "d", "finalists": "c"}
+    by_subject = {}
+    for v in result["verdicts"]:
+        by_subject.setdefault(v["subject"], []).append(v)
+    baseline = {s: vs[0] for s, vs in by_subject.items()}
+    assert baseline["s0-finalists-pick-b"]["met"] and baseline["s0-finalists-pick-b"][
+        "value"
+    ] == pytest.approx(0.1)
+    assert not baseline["s0-score-pick-a"]["met"] and baseline["s0-score-pick-a"]["value"] == pytest.approx(
+        -0.1
+    )
+    assert "old-pick" not in by_subject  # the reference's own searched rows are not this experiment's
+    random = {s: vs[1] for s, vs in by_subject.items()}
+    assert (
+        random["s1-finalists-pick-c"]["met"] and not random["s1-score-pick-d"]["met"]
+    )  # 0.19 and 0.25 against 0.21-0.28
+
+
+def test_the_fine_tuned_score_is_ranked_against_the_retrained_dev_cer(kept):
+    _, selects, retrained, reference, cost = kept
+    result = finalists_report.report(selects, retrained, reference, cost)
+    # seed 0: inherited a<b<c against dev a>c>b: tau -1/3; fine-tuned b<c<a: tau 1
+    assert result["seeds"][0]["taus"]["inherited"] == pytest.approx(-1 / 3)
+    assert result["seeds"][0]["taus"]["finetuned"] == pytest.approx(1.0)
+    # seed 1: inherited d<e<c against dev d>e>c: -1; fine-tuned c<e<d: 1
+    assert result["seeds"][1]["taus"] == {"finalists": 3, "inherited": -1.0, "finetuned": 1.0}
+    assert result["taus"]["mean_within_seed"]["finetuned"] == pytest.approx(1.0)
+    assert result["taus"]["pooled"]["finalists"] == 5  # c, finalist of both seeds, counted once
+    assert result["cost"]["ratio_by_seed"] == {0: pytest.approx(130 / 80), 1: pytest.approx(130 / 80)}
+
+
+def test_the_script_writes_its_report(kept):
+    folder = kept[0]
+    out = folder / "report"
+    subprocess.run(
+        [sys.executable, str(Path(finalists_report.__file__)), "--selects", str(folder), "--retrain",
+         str(folder / "retrain_archs.json"), "--reference", str(folder / "reference.json"),
+         "--cost", str(folder / "route_cost.json"), "--out", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    text = (out / "finalists.md").read_text()
+    assert "| 0 | yes | 22.0 | 18.0 | -0.333 / 1.000 |" in text
+    assert "by seed 1.62x, 1.62x" in text
+    assert json.loads((out / "finalists.json").read_text())["taus"]["pooled"]["finalists"] == 5
