@@ -313,6 +313,13 @@ def test_finetuning_a_finalist_trains_its_path_and_restores_the_supernet(uniform
     noisy = scorer.finetuned(path, steps=3, lr=1e-3, seed=1)
     assert scorer.finetuned(path, steps=3, lr=1e-3, seed=1) == noisy  # same batches, order and dropout
     assert scorer.finetuned(path, steps=3, lr=1e-3, seed=2) != noisy  # the dropout is drawn, from the seed
+    # a training carried across calls (successive halving's rungs) ends where one call ends
+    state = {}
+    scorer.finetuned(path, steps=2, lr=1e-3, seed=1, state=state)
+    assert state["steps"] == 2 and state["weights"]
+    assert scorer.finetuned(path, steps=1, lr=1e-3, seed=1, state=state) == noisy
+    assert state["steps"] == 3
+    assert scorer.measure(path) == inherited  # the supernet restored after each part
 
 
 def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp_path, capsys, monkeypatch):

@@ -13,7 +13,7 @@ the loss still orders the paths.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -98,6 +98,7 @@ class SupernetScorer:
                 "(or --weights trained)"
             )
         self._batches: dict[str, list[dict]] = {}
+        self._finetune: tuple[list[dict], Iterator[dict]] | None = None  # the fine-tunes' batches
 
     def batches_of(self, split: str) -> list[dict]:
         """The featurized batches on the device (``train``: the first ``batches`` of them), read
@@ -139,7 +140,12 @@ class SupernetScorer:
         return {"cer": errors / chars if chars else 0.0, "loss": loss / max(utterances, 1.0)}
 
     def finetuned(
-        self, path: dict[str, int], steps: int, lr: float | None = None, seed: int = 0
+        self,
+        path: dict[str, int],
+        steps: int,
+        lr: float | None = None,
+        seed: int = 0,
+        state: dict | None = None,
     ) -> dict[str, float]:
         """The path's measures after ``steps`` weight steps on train batches of the path alone,
         from the supernet's weights, which are restored afterwards (every path starts from the
@@ -148,35 +154,72 @@ class SupernetScorer:
         training of a few finalists alone is the usual correction. The search's AdamW (its peak
         ``lr`` unless given, fresh moments, no warm-up; decay on matrices only) and gradient
         clipping; the same batches in the same order, and dropout drawn from ``seed``, for every
-        path, so a select run again picks the same. One process only."""
+        path, so a select run again picks the same. One process only.
+
+        ``state`` (a dict, updated in place) carries one path's training across calls: its own
+        weights, AdamW's moments, the random state and the steps taken. Given one that holds
+        ``n`` steps, the training goes on for ``steps`` more on the next batches of the same
+        sequence, as one call of ``n + steps`` would (successive halving's rungs,
+        ``supernet select --halving``)."""
         if self.world > 1:
             raise UserError("fine-tuning finalists runs in one process: use --devices 1")
-        from supernet.asr_module import move_batch
-
-        net, clip = self.module.net, self.module.hparams.grad_clip
+        state = {} if state is None else state
+        net, clip, done = self.module.net, self.module.hparams.grad_clip, state.get("steps", 0)
         saved = {name: tensor.clone() for name, tensor in net.state_dict().items()}
         net.fix_path({name: int(index) for name, index in path.items()})
-        params = [p for p in net.parameters() if p.requires_grad]  # a path's own get gradients
+        named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]  # a path's own get gradients
+        params = [p for _, p in named]
         optimizer = self.module.weight_adamw(params, lr)
         cuda = [self.device] if self.device.type == "cuda" else []
+        batches = self._finetune_batches(done + steps, cuda)[done:]
         try:
             with torch.random.fork_rng(devices=cuda), torch.enable_grad():
-                torch.manual_seed(seed)
+                if done:
+                    with torch.no_grad():
+                        for name, param in named:
+                            if name in state["weights"]:
+                                param.copy_(state["weights"][name])
+                    optimizer.load_state_dict(state["optimizer"])
+                    torch.set_rng_state(state["rng"])
+                    if cuda:
+                        torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+                else:
+                    torch.manual_seed(seed)
                 net.train()
-                for batch in islice(self._cycled_train(), steps):
-                    batch = self.datamodule.featurize(move_batch(batch, self.device), augment=False)
+                for batch in batches:
                     loss, _, _ = self.module.ctc_loss(batch, net)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if clip:
                         torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip)
                     optimizer.step()
+                state.update(
+                    steps=done + steps, optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
+                    weights={n: p.detach().clone() for n, p in named if p in optimizer.state},  # the path's
+                    cuda_rng=torch.cuda.get_rng_state(self.device) if cuda else None,
+                )  # fmt: skip
             net.eval()
             return self.measure(path)
         finally:
             net.zero_grad(set_to_none=True)
             net.load_state_dict(saved)
             net.eval()
+
+    def _finetune_batches(self, count: int, cuda: list) -> list[dict]:
+        """The first ``count`` batches of the fine-tunes' train sequence (shuffled with the
+        corpus's seed, epoch after epoch), featurized on the device and kept: every finalist
+        trains on the same ones, so each is read and featurized once. Read under a random state
+        of their own (a loader draws its seed from the global one): the training's stays the same
+        whichever finalist reads a batch first."""
+        from supernet.asr_module import move_batch
+
+        if self._finetune is None:
+            self._finetune = ([], self._cycled_train())
+        kept, stream = self._finetune
+        with torch.random.fork_rng(devices=cuda):
+            while len(kept) < count:
+                kept.append(self.datamodule.featurize(move_batch(next(stream), self.device), augment=False))
+        return kept[:count]
 
     def _cycled_train(self):
         """Train batches, shuffled with the corpus's seed, epoch after epoch: the same sequence on
