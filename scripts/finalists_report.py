@@ -55,8 +55,11 @@ def pick_row(name: str, retrained: dict, budget: dict, template: dict) -> dict:
 
 def seed_taus(finalists: list[dict], dev: dict[str, float]) -> dict:
     """Within one seed's finalists: tau of the inherited and of the fine-tuned score against the
-    retrained dev CER (finalists not retrained, or whose fine-tune diverged, left out)."""
+    retrained dev CER, over the retrained finalists fine-tuned for the most steps (successive
+    halving stops the others early; a fine-tune that diverged is left out)."""
     kept = [f for f in finalists if f["path"] in dev and f.get("finetuned") is not None]
+    most = max((f.get("finetune_steps", 0) for f in kept), default=0)
+    kept = [f for f in kept if f.get("finetune_steps", 0) == most]
     cer = [dev[f["path"]] for f in kept]
     return {
         "finalists": len(kept),

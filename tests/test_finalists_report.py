@@ -115,3 +115,14 @@ def test_the_script_writes_its_report(kept):
     assert "| 0 | yes | 22.0 | 18.0 | -0.333 / 1.000 |" in text
     assert "by seed 1.62x, 1.62x" in text
     assert json.loads((out / "finalists.json").read_text())["taus"]["pooled"]["finalists"] == 5
+
+
+def test_with_successive_halving_only_the_last_rung_is_ranked():
+    """A finalist stopped after the first rung has a score of fewer steps: not comparable."""
+    finalists = [
+        {"path": "a", "score": 1.0, "finetuned": 0.5, "finetune_steps": 24},
+        {"path": "b", "score": 1.1, "finetuned": 0.6, "finetune_steps": 24},
+        {"path": "c", "score": 1.2, "finetuned": 0.1, "finetune_steps": 12},  # stopped early
+    ]
+    taus = finalists_report.seed_taus(finalists, {"a": 0.2, "b": 0.3, "c": 0.4})
+    assert taus == {"finalists": 2, "inherited": 1.0, "finetuned": 1.0}

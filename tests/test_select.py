@@ -341,7 +341,7 @@ def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp
     )  # a hard budget: the score alone
     # run again (as after an interruption): the fine-tunes come from cache.json, not a new training
     kept = json.loads((out / "cache.json").read_text())["finetuned"]
-    assert sorted(kept) == sorted(f["path"] for f in finalists)
+    assert sorted(kept) == sorted(f"{f['path']}@2" for f in finalists)  # PATH@STEPS
 
     def no_training(*args, **kwargs):
         raise AssertionError("a kept fine-tune was run again")
@@ -351,8 +351,61 @@ def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp
     again = json.loads((out / "select.json").read_text())
     assert again["best"] == result["best"] and again["finetune_seconds"] == result["finetune_seconds"]
     capsys.readouterr()
+    assert cli_main([*argv[:-2], "--halving", "--finalists", "2", "--out", str(tmp_path / "h")]) == 2
+    assert "--halving needs --finalists 3 or more" in capsys.readouterr().err
     assert cli_main([*argv[:-2], "--devices", "2", "--out", str(tmp_path / "x")]) == 2
     assert "--devices 1" in capsys.readouterr().err
     assert cli_main([*argv[:-4], "--finalists", "0", "--out", str(tmp_path / "y")]) == 2
     assert cli_main([*argv[:-2], "--finetune-lr", "0", "--out", str(tmp_path / "z")]) == 2
     assert "--finetune-lr must be a positive number" in capsys.readouterr().err
+
+
+def test_rungs_double_the_steps_while_halving_leaves_more_than_two():
+    from supernet.commands.select import rung_steps
+
+    assert rung_steps(8, 12, halving=True) == [12, 24, 48]  # 8, then 4, then 2 finalists
+    assert rung_steps(4, 12, halving=True) == [12, 24] and rung_steps(3, 12, halving=True) == [12, 24]
+    assert rung_steps(8, 12, halving=False) == [12]
+
+
+def test_select_with_halving_trains_the_better_half_on(uniform_run, tmp_path, monkeypatch):
+    from supernet.commands import select as select_command
+
+    corpus, ckpt = uniform_run
+    out = tmp_path / "halving"
+    argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "random", "--budget", "1e9",
+            "--target", "params", "--evaluations", "4", "--batches", "1", "--metric", "loss",
+            "--finalists", "4", "--finetune-steps", "1", "--halving", "--out", str(out)]  # fmt: skip
+    calls = []
+    finetuned = SupernetScorer.finetuned
+
+    def counted(self, path, steps, lr=None, seed=0, state=None):
+        calls.append((steps, (state or {}).get("steps", 0)))
+        return finetuned(self, path, steps, lr, seed, state)
+
+    monkeypatch.setattr(SupernetScorer, "finetuned", counted)
+    assert cli_main(argv) == 0
+    result = json.loads((out / "select.json").read_text())
+    [best] = result["best"]
+    finalists = best["finalists"]
+    assert result["halving"] is True and len(finalists) == 4
+    assert sorted(calls) == [(1, 0)] * 4 + [(1, 1)] * 2  # two survivors go on from step 1 to step 2
+    survivors = [f for f in finalists if f["finetune_steps"] == 2]
+    assert len(survivors) == 2 and all(len(f["rungs"]) == 2 for f in survivors)
+    stopped = [f for f in finalists if f["finetune_steps"] == 1]
+    # the better half of the first rung went on
+    assert max(f["rungs"][0] for f in survivors) <= min(f["rungs"][0] for f in stopped)
+    assert best["path"] == min(survivors, key=lambda f: f["finetuned_objective"])["path"]
+    kept = json.loads((out / "cache.json").read_text())["finetuned"]
+    assert len(kept) == 6 and sum(key.endswith("@2") for key in kept) == 2
+    # interrupted after the first rung: the survivors train from the supernet's weights to step 2
+    cache = json.loads((out / "cache.json").read_text())
+    cache["finetuned"] = {k: v for k, v in kept.items() if k.endswith("@1")}
+    (out / "cache.json").write_text(json.dumps(cache))
+    calls.clear()
+    assert cli_main(argv) == 0
+    assert sorted(calls) == [(2, 0)] * 2
+    again = json.loads((out / "select.json").read_text())
+    assert again["best"][0]["path"] == best["path"]
+    assert [f["rungs"] for f in again["best"][0]["finalists"]] == [f["rungs"] for f in finalists]
+    assert select_command.rung_steps(4, 1, True) == [1, 2]

@@ -639,6 +639,11 @@ def test_one_select_picks_for_every_budget_of_its_supernet(tmp_path):
         tuned, tmp_path, tmp_path / "data", search, tmp_path / "lut.json", [("a", 1.5)]
     ).argv
     assert argv[-4:] == ["--finalists", "4", "--finetune-steps", "48"]
+    halving = {**study, "select": {**study["select"], "finalists": 8, "finetune_steps": 12, "halving": True}}
+    argv = plan.select_run(
+        halving, tmp_path, tmp_path / "data", search, tmp_path / "lut.json", [("a", 1.5)]
+    ).argv
+    assert argv[-5:] == ["--finalists", "8", "--finetune-steps", "12", "--halving"]
     with pytest.raises(UserError, match="finalists"):
         load_config({**load_config("tiny"), "select": {"methods": ["st"], "finalists": 0}})
     run.out.mkdir(parents=True)

@@ -13,17 +13,20 @@
 #      Before them, seed 0's score pick retrained alone gives the cost ratio on this machine, fine-
 #      tunes included ($OUT/route_cost.json).
 #   usage (device tool, carry .whl): bash scripts/device/finalists.sh [BUDGET=0.841] [LIMIT_S=540]
-#   SEEDS="0 1 2", FINALISTS=4, STEPS=48 (about one epoch of 20,000-frame batches) by default.
+#   SEEDS="0 1 2", FINALISTS=4, STEPS=48 (about one epoch of 20,000-frame batches) by default;
+#   HALVING=1 FINALISTS=8 STEPS=12 spends the same steps by successive halving (8 at 12, 4 at 24,
+#   2 at 48), in a folder of its own, and retrains the score's pick and the last two of each seed.
 budget=${1:-0.8409086691601766}
 limit=${2:-540}
 seeds=${SEEDS:-0 1 2}
 finalists=${FINALISTS:-4}
 steps=${STEPS:-48}
+halving=${HALVING:+--halving}  # HALVING=1: successive halving of the finalists (FINALISTS=8 STEPS=12: the same steps)
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 deadline "$limit" finalists
-work=/tmp/finalists
+work=/tmp/finalists${HALVING:+_halving}
 table=docs/study/h200_three/latency.json
 ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/supernet" "$table" \
   trainer.max_epochs=20 model.warmup_epochs=10 2>"$out/supernet.log" | tail -1)
@@ -37,7 +40,7 @@ for seed in $seeds; do
   enough
   timeout -k 15 "$(left)" python3 -m supernet select "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
     --budget "$budget" --strategy predictor --evaluations 48 --seed "$seed" --batches 4 --metric loss \
-    --finalists "$finalists" --finetune-steps "$steps" --out "$work/select-s$seed" >"$out/select-s$seed.log" 2>&1 \
+    --finalists "$finalists" --finetune-steps "$steps" $halving --out "$work/select-s$seed" >"$out/select-s$seed.log" 2>&1 \
     || { echo "finalists: select seed $seed stopped (call again)"; tail -3 "$out/select-s$seed.log"; exit 0; }
   cp "$work/select-s$seed/select.json" "$out/select-s$seed.json"
   python3 -c "
@@ -48,9 +51,10 @@ from supernet.select.problem import path_of
 select, picks, seed = json.load(open(sys.argv[1])), Path(sys.argv[2]), sys.argv[3]
 space = SearchSpace.load(sys.argv[4])
 [best] = select['best']
-# every finalist, retrained once however many seeds chose it (finalist-KEY.yaml): the score's pick
-# is the first finalist, the finalists' pick is best['path']; both are read back from select.json
-for finalist in best['finalists']:
+# every finalist that reached the last rung, and the score's pick (the first finalist), retrained
+# once however many seeds chose it (finalist-KEY.yaml); the finalists' pick is best['path']
+last = max(f['finetune_steps'] for f in best['finalists'])
+for finalist in [f for i, f in enumerate(best['finalists']) if i == 0 or f['finetune_steps'] == last]:
     key = finalist['path']
     spec = space.derive(path_of(key, space.edges), name=f'finalist-{key}')
     spec.to_yaml(picks / f'finalist-{key}.yaml')

@@ -17,8 +17,12 @@ or a table's (``--lut``). A ``uniform`` (single-path one-shot) checkpoint is wha
 
 ``--finalists K`` fine-tunes each budget's K best-scored paths alone for ``--finetune-steps`` from
 the supernet's weights (``SupernetScorer.finetuned``), scores them again and picks the best of
-them: a correction of the inherited weights' bias towards paths that learn fast. Its fine-tunes
-are kept in ``cache.json`` as they end: a resumed select does not run them again.
+them: a correction of the inherited weights' bias towards paths that learn fast. ``--halving``
+spends those steps by successive halving instead: every finalist trains ``--finetune-steps``, the
+better half goes on to twice the steps, and so on until the better of the last two is the pick
+(8 finalists from N steps: 16N steps in all, as 4 finalists of 4N steps each, while a
+survivor's training carries on from its last rung). Its fine-tunes are kept in
+``cache.json`` as they end: a resumed select does not run them again.
 """
 
 from __future__ import annotations
@@ -94,6 +98,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "supernet's weights, score them again and pick the best (1: off; one process only)",
     )  # fmt: skip
     parser.add_argument("--finetune-steps", type=int, default=50, help="weight steps per finalist")
+    parser.add_argument(
+        "--halving", action="store_true",
+        help="successive halving of the finalists: all train --finetune-steps, the better half "
+        "goes on to twice the steps, and so on until two are left; their better is the pick",
+    )  # fmt: skip
     parser.add_argument(
         "--finetune-lr", type=float, default=None, help="the finalists' AdamW lr (default: the search's)"
     )
@@ -216,36 +225,64 @@ def _finalists(within: list[dict], count: int) -> list[dict]:
     return out
 
 
-def _finetuned_order(finalist: dict) -> tuple[float, float]:
-    """Lower fine-tuned objective first, then lower cost; a fine-tune that diverged (None) last."""
+def _finetuned_order(finalist: dict) -> tuple[float, float, float]:
+    """The most steps first (a survivor of every rung), then lower fine-tuned objective, then
+    lower cost; a fine-tune that diverged (None) last."""
     objective = finalist["finetuned_objective"]
-    return (math.inf if objective is None else objective, finalist["cost"])
+    return (-finalist["finetune_steps"], math.inf if objective is None else objective, finalist["cost"])
+
+
+def rung_steps(finalists: int, steps: int, halving: bool) -> list[int]:
+    """The steps each rung trains its finalists to: ``steps`` once, or with successive halving
+    ``steps``, twice that, ... while more than one finalist is left after a rung halves them
+    (8 finalists: 8 to ``steps``, 4 to ``2 steps``, 2 to ``4 steps``)."""
+    rungs, left = [steps], finalists
+    while halving and left > 2:
+        left = math.ceil(left / 2)
+        rungs.append(2 * rungs[-1])
+    return rungs
 
 
 def _finetuned_finalists(
     within: list[dict], budget, args, scorer, tuned: dict, entry, save_cache
 ) -> list[dict]:
-    """A budget's finalists (``select.json`` entries) with their fine-tuned score and objective;
-    ``tuned`` keeps each path's fine-tuned measures and seconds (``save_cache`` writes them to
-    ``cache.json`` as each one ends), so a finalist is tuned once, resumes included."""
+    """A budget's finalists (``select.json`` entries) with their fine-tuned score and objective
+    after the last rung each reached (``rung_steps``; the better half of a rung goes on).
+    ``tuned`` keeps each path's measures and seconds by ``PATH@STEPS`` (``save_cache`` writes them
+    to ``cache.json`` as each one ends), so a rung is tuned once, resumes included; a survivor's
+    training goes on from its last rung when this run trained it (``states``), else from the
+    supernet's weights to the same end."""
     from tqdm import tqdm
 
     from supernet.select.problem import key_of
 
-    finalists = []
-    for h in tqdm(
-        _finalists(within, args.finalists), desc=f"fine-tune finalists {_label(budget)}", leave=False
-    ):
-        key = key_of(h["path"])
-        if key not in tuned:
-            began = time.perf_counter()
-            measures = scorer.finetuned(h["path"], args.finetune_steps, args.finetune_lr, args.seed)
-            tuned[key] = {**measures, "seconds": time.perf_counter() - began}
-            save_cache()
-        score = tuned[key][args.metric]
-        score = score if math.isfinite(score) else None  # a fine-tune that diverged
-        objective = None if score is None else h["objective"] - h["score"] + score
-        finalists.append({**entry(h), "finetuned": score, "finetuned_objective": objective})
+    finalists = [{**entry(h), "rungs": []} for h in _finalists(within, args.finalists)]
+    states: dict[str, dict] = {}  # each survivor's training so far, in memory
+    left = finalists
+    rungs = rung_steps(len(finalists), args.finetune_steps, args.halving)
+    for number, steps in enumerate(rungs):
+        for f in tqdm(left, desc=f"fine-tune finalists {_label(budget)}, {steps} steps", leave=False):
+            key = f["path"]
+            if f"{key}@{steps}" not in tuned:
+                path = next(h["path"] for h in within if key_of(h["path"]) == key)
+                state = states.setdefault(key, {})
+                began = time.perf_counter()
+                measures = scorer.finetuned(
+                    path, steps - state.get("steps", 0), args.finetune_lr, args.seed, state=state
+                )
+                tuned[f"{key}@{steps}"] = {**measures, "seconds": time.perf_counter() - began}
+                save_cache()
+            score = tuned[f"{key}@{steps}"][args.metric]
+            score = score if math.isfinite(score) else None  # a fine-tune that diverged
+            f.update(
+                finetuned=score, finetune_steps=steps,
+                finetuned_objective=None if score is None else f["objective"] - f["score"] + score,
+            )  # fmt: skip
+            f["rungs"].append(score)
+        if number + 1 < len(rungs):
+            left = sorted(left, key=_finetuned_order)[: math.ceil(len(left) / 2)]
+            going_on = {f["path"] for f in left}
+            states = {key: state for key, state in states.items() if key in going_on}  # the rest stop
     return finalists
 
 
@@ -254,6 +291,10 @@ def _check_finalists(args: argparse.Namespace) -> None:
         raise UserError(f"--finalists must be at least 1 (1: off), got {args.finalists}")
     if args.finalists > 1 and args.finetune_steps < 1:
         raise UserError(f"--finetune-steps must be at least 1 with --finalists, got {args.finetune_steps}")
+    if args.halving and args.finalists < 3:
+        raise UserError(
+            f"--halving needs --finalists 3 or more (two are compared at once), got {args.finalists}"
+        )
     if args.finalists > 1 and args.devices > 1:
         raise UserError("--finalists fine-tunes in one process: use --devices 1")
     if args.finetune_lr is not None and not (math.isfinite(args.finetune_lr) and args.finetune_lr > 0):
@@ -304,6 +345,8 @@ def run(args: argparse.Namespace) -> int:
         settings.update(
             finalists=args.finalists, finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr
         )
+        if args.halving:  # likewise
+            settings["halving"] = True
     out = Path(args.out)
     kept = claim(out, settings, args.overwrite, getattr(args, "_argv", None))
     stored = kept.get("scores", {})

@@ -227,6 +227,7 @@ SELECT = {
     "methods": (lambda v, f, s: _strs(v, f, s, empty=False), ["uniform"]),
     "finalists": (lambda v, f, s: _int(v, f, s, low=1), 1),  # select --finalists (1: off)
     "finetune_steps": (lambda v, f, s: _int(v, f, s, low=1), 50),
+    "halving": (_bool, False),  # select --halving: successive halving of the finalists
 }
 SCHEMA = {
     "name": (_str, None),

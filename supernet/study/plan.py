@@ -234,6 +234,7 @@ def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, bud
     ]  # fmt: skip
     if select["finalists"] > 1:  # only then: a study begun before finalists existed still resumes
         argv += ["--finalists", str(select["finalists"]), "--finetune-steps", str(select["finetune_steps"])]
+        argv += ["--halving"] if select["halving"] else []
     return Run("select", out / "select" / f"{search.out.name}-{select['strategy']}", argv)
 
 
