@@ -57,15 +57,26 @@ def seed_taus(finalists: list[dict], dev: dict[str, float]) -> dict:
     """Within one seed's finalists: tau of the inherited and of the fine-tuned score against the
     retrained dev CER, over the retrained finalists fine-tuned for the most steps (successive
     halving stops the others early; a fine-tune that diverged is left out)."""
-    kept = [f for f in finalists if f["path"] in dev and f.get("finetuned") is not None]
-    most = max((f.get("finetune_steps", 0) for f in kept), default=0)
-    kept = [f for f in kept if f.get("finetune_steps", 0) == most]
+    retrained = [f for f in finalists if f["path"] in dev]
+    most = max((f.get("finetune_steps", 0) for f in retrained), default=0)
+    kept = [f for f in retrained if f.get("finetune_steps", 0) == most and f.get("finetuned") is not None]
     cer = [dev[f["path"]] for f in kept]
     return {
         "finalists": len(kept),
         "inherited": kendall_tau([f["score"] for f in kept], cer),
         "finetuned": kendall_tau([f["finetuned"] for f in kept], cer),
     }
+
+
+def pooled_finalists(selects: dict[int, dict]) -> list[dict]:
+    """Every seed's finalists, a path that is a finalist of several seeds once: its entry of the
+    most fine-tune steps (with halving it may reach the last rung in one seed only), else its
+    first."""
+    every: dict[str, dict] = {}
+    for f in (f for s in selects.values() for f in s["best"][0]["finalists"]):
+        if f.get("finetune_steps", 0) > every.get(f["path"], {}).get("finetune_steps", -1):
+            every[f["path"]] = f
+    return list(every.values())
 
 
 def report(selects: dict[int, dict], retrained: dict[str, dict], reference: dict, cost: dict | None) -> dict:
@@ -92,8 +103,7 @@ def report(selects: dict[int, dict], retrained: dict[str, dict], reference: dict
             "finetune_seconds": select.get("finetune_seconds"),
         }
     verdicts = verdict.judge({"rows": group + rows, "budgets": [budget]})
-    every = {f["path"]: f for s in selects.values() for f in s["best"][0]["finalists"]}
-    pooled = seed_taus(list(every.values()), dev)
+    pooled = seed_taus(pooled_finalists(selects), dev)
     result = {
         "budget": budget,
         "seeds": seeds,

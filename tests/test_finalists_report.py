@@ -126,3 +126,31 @@ def test_with_successive_halving_only_the_last_rung_is_ranked():
     ]
     taus = finalists_report.seed_taus(finalists, {"a": 0.2, "b": 0.3, "c": 0.4})
     assert taus == {"finalists": 2, "inherited": 1.0, "finetuned": 1.0}
+
+
+def test_a_path_of_several_seeds_is_pooled_once_at_its_most_steps():
+    """With halving a path can reach the last rung in one seed and stop early in another: the
+    pooled tau takes its entry of the most steps."""
+
+    def select(finalists):
+        return {"best": [{"path": finalists[0][0], "finalists": [
+            {"path": p, "score": s, "finetuned": t, "finetune_steps": n} for p, s, t, n in finalists]}]}  # fmt: skip
+
+    selects = {
+        0: select([("a", 1.0, 0.5, 24), ("b", 1.1, 0.6, 24), ("c", 1.3, 0.9, 12)]),
+        1: select([("a", 1.2, 0.8, 12), ("c", 1.0, 0.4, 24), ("b", 1.1, 0.5, 24)]),
+    }
+    pooled = finalists_report.pooled_finalists(selects)
+    assert {f["path"]: f["finetuned"] for f in pooled} == {"a": 0.5, "b": 0.6, "c": 0.4}
+    taus = finalists_report.seed_taus(pooled, {"a": 0.2, "b": 0.3, "c": 0.1})
+    assert taus["finalists"] == 3 and taus["finetuned"] == pytest.approx(1.0)
+
+
+def test_a_last_rung_that_diverged_is_not_replaced_by_an_earlier_one():
+    finalists = [
+        {"path": "a", "score": 1.0, "finetuned": None, "finetune_steps": 24},  # diverged
+        {"path": "b", "score": 1.1, "finetuned": 0.6, "finetune_steps": 24},
+        {"path": "c", "score": 1.2, "finetuned": 0.1, "finetune_steps": 12},
+    ]
+    taus = finalists_report.seed_taus(finalists, {"a": 0.2, "b": 0.3, "c": 0.4})
+    assert taus == {"finalists": 1, "inherited": None, "finetuned": None}

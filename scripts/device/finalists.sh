@@ -10,39 +10,46 @@
 #      select.json's best path) retrained for 24 epochs x the study's 3 seeds (retrain_archs.py),
 #      side by side: does the fine-tuned score order them better than the inherited one? Compare
 #      them with Conformer-S's 21.7% test CER at 24 epochs (docs/study/h200_three/retrain_length/).
-#      Before them, seed 0's score pick retrained alone gives the cost ratio on this machine, fine-
-#      tunes included ($OUT/route_cost.json).
+#      Before them, the first seed's score pick retrained alone gives the cost ratio on this
+#      machine, fine-tunes included ($OUT/route_cost.json).
 #   usage (device tool, carry .whl): bash scripts/device/finalists.sh [BUDGET=0.841] [LIMIT_S=540]
 #   SEEDS="0 1 2", FINALISTS=4, STEPS=48 (about one epoch of 20,000-frame batches) by default;
-#   HALVING=1 FINALISTS=8 STEPS=12 spends the same steps by successive halving (8 at 12, 4 at 24,
-#   2 at 48), in a folder of its own, and retrains the score's pick and the last two of each seed.
+#   HALVING=1 spends the same steps by successive halving, FINALISTS=8 STEPS=12 by default (8 at
+#   12, 4 at 24, 2 at 48), and retrains the score's pick and the last two of each seed. Each
+#   variant (finalists, steps, halving) selects in folders of its own from the one supernet.
 budget=${1:-0.8409086691601766}
 limit=${2:-540}
 seeds=${SEEDS:-0 1 2}
-finalists=${FINALISTS:-4}
-steps=${STEPS:-48}
-halving=${HALVING:+--halving}  # HALVING=1: successive halving of the finalists (FINALISTS=8 STEPS=12: the same steps)
+halving=()
+if [ "${HALVING:-0}" = 1 ]; then
+  halving=(--halving); finalists=${FINALISTS:-8}; steps=${STEPS:-12}
+else
+  finalists=${FINALISTS:-4}; steps=${STEPS:-48}
+fi
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 deadline "$limit" finalists
-work=/tmp/finalists${HALVING:+_halving}
+work=/tmp/finalists
+variant=k$finalists-n$steps${halving:+-halving}  # its selects, picks and cost: select-VARIANT-sS, ...
 table=docs/study/h200_three/latency.json
 ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/supernet" "$table" \
   trainer.max_epochs=20 model.warmup_epochs=10 2>"$out/supernet.log" | tail -1)
 [ -f "$ckpt" ] || { echo "finalists: the supernet is not trained yet (call again)"; exit 0; }
-mkdir -p "$work/picks"
+picks=$work/picks-$variant
+mkdir -p "$picks"
 for seed in $seeds; do
-  # a finished select is not run again: its fine-tunes are not cached, and its picks name retrains
-  if grep -q '"status": "done"' "$work/select-s$seed/run.json" 2>/dev/null && [ -f "$work/picks/s$seed.done" ]; then
-    cp "$work/select-s$seed/select.json" "$out/select-s$seed.json"; continue
+  select=$work/select-$variant-s$seed
+  # a finished select whose picks are written is not run again (its select.json is read)
+  if grep -q '"status": "done"' "$select/run.json" 2>/dev/null && [ -f "$picks/s$seed.done" ]; then
+    cp "$select/select.json" "$out/select-s$seed.json"; continue
   fi
   enough
   timeout -k 15 "$(left)" python3 -m supernet select "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
     --budget "$budget" --strategy predictor --evaluations 48 --seed "$seed" --batches 4 --metric loss \
-    --finalists "$finalists" --finetune-steps "$steps" $halving --out "$work/select-s$seed" >"$out/select-s$seed.log" 2>&1 \
+    --finalists "$finalists" --finetune-steps "$steps" "${halving[@]}" --out "$select" >"$out/select-s$seed.log" 2>&1 \
     || { echo "finalists: select seed $seed stopped (call again)"; tail -3 "$out/select-s$seed.log"; exit 0; }
-  cp "$work/select-s$seed/select.json" "$out/select-s$seed.json"
+  cp "$select/select.json" "$out/select-s$seed.json"
   python3 -c "
 import json, sys
 from pathlib import Path
@@ -60,24 +67,27 @@ for finalist in [f for i, f in enumerate(best['finalists']) if i == 0 or f['fine
     spec.to_yaml(picks / f'finalist-{key}.yaml')
 print(f'seed {seed}: the score picks', best['finalists'][0]['path'], '; the finalists', best['path'],
       '; fine-tuned in', select['finetune_seconds'], 's')
-" "$work/select-s$seed/select.json" "$work/picks" "$seed" "$work/supernet/space.yaml" && touch "$work/picks/s$seed.done"
+" "$select/select.json" "$picks" "$seed" "$work/supernet/space.yaml" \
+    || { echo "finalists: seed $seed's picks were not written"; exit 1; }
+  touch "$picks/s$seed.done"
 done
-mkdir -p "$out/picks" && cp "$work"/picks/*.yaml "$out/picks/"
+mkdir -p "$out/picks" && cp "$picks"/*.yaml "$out/picks/"
 recipe=(--retrain-option trainer.max_epochs=24 --retrain-option trainer.max_time=00:01:00:00)
-# the cost: seed 0's score pick retrained once with the GPU to itself, against the supernet and
-# seed 0's select (its fine-tunes included), on this machine
-first=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['best'][0]['finalists'][0]['path'])" "$work/select-s${seeds%% *}/select.json")
-if [ ! -f "$work/route_cost.json" ]; then
+# the cost: the first seed's score pick retrained once with the GPU to itself, against the
+# supernet and that seed's select (its fine-tunes included), on this machine
+select=$work/select-$variant-s${seeds%% *}
+first=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['best'][0]['finalists'][0]['path'])" "$select/select.json")
+if [ ! -f "$work/route_cost-$variant.json" ]; then
   enough
   rm -f "$out/retrain_archs.json"
   timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/alone" \
-    "$work/picks/finalist-$first.yaml" --parallel 1 --seeds 0 "${recipe[@]}" >"$out/alone.log" 2>&1
+    "$picks/finalist-$first.yaml" --parallel 1 --seeds 0 "${recipe[@]}" >"$out/alone.log" 2>&1
   all_done "$out/retrain_archs.json" 1 || { echo "finalists: the retrain alone is not done (call again)"; exit 0; }
   mv "$out/retrain_archs.json" "$out/retrain_alone.json"
-  python3 scripts/device/route_cost.py "$out/retrain_alone.json" "$ckpt" "$work/select-s${seeds%% *}/select.json" "$work/route_cost.json" 24
+  python3 scripts/device/route_cost.py "$out/retrain_alone.json" "$ckpt" "$select/select.json" "$work/route_cost-$variant.json" 24
 fi
-cp "$work/route_cost.json" "$out/"
+cp "$work/route_cost-$variant.json" "$out/route_cost.json"
 enough
-timeout -k 70 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$work"/picks/*.yaml \
+timeout -k 70 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$picks"/*.yaml \
   --parallel 36 "${recipe[@]}" >"$out/retrain.log" 2>&1
 grep -E "seeds [0-9]" "$out/retrain.log"
