@@ -320,6 +320,11 @@ def test_finetuning_a_finalist_trains_its_path_and_restores_the_supernet(uniform
     assert scorer.finetuned(path, steps=1, lr=1e-3, seed=1, state=state) == noisy
     assert state["steps"] == 3
     assert scorer.measure(path) == inherited  # the supernet restored after each part
+    # measured without re-estimating BatchNorm: the statistics the training left are carried too
+    plain = SupernetScorer(ckpt, corpus, batches=0, metric="loss", device="cpu", weights="trained")
+    whole, state = plain.finetuned(path, steps=3, lr=1e-3), {}
+    plain.finetuned(path, steps=2, lr=1e-3, state=state)
+    assert plain.finetuned(path, steps=1, lr=1e-3, state=state) == whole
 
 
 def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp_path, capsys, monkeypatch):
@@ -409,3 +414,30 @@ def test_select_with_halving_trains_the_better_half_on(uniform_run, tmp_path, mo
     assert again["best"][0]["path"] == best["path"]
     assert [f["rungs"] for f in again["best"][0]["finalists"]] == [f["rungs"] for f in finalists]
     assert select_command.rung_steps(4, 1, True) == [1, 2]
+
+
+def test_a_finalist_whose_fine_tune_diverged_goes_no_further_and_is_never_the_pick(
+    uniform_run, tmp_path, monkeypatch
+):
+    corpus, ckpt = uniform_run
+    finetuned = SupernetScorer.finetuned
+    diverging = []
+
+    def diverges_first(self, path, steps, lr=None, seed=0, state=None):
+        measures = finetuned(self, path, steps, lr, seed, state)
+        if not diverging or diverging == [path]:  # the first finalist tuned diverges, at every rung
+            diverging[:] = [path]
+            return {name: math.inf for name in measures}
+        return measures
+
+    monkeypatch.setattr(SupernetScorer, "finetuned", diverges_first)
+    out = tmp_path / "diverged"
+    argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "random", "--budget", "1e9",
+            "--target", "params", "--evaluations", "4", "--batches", "1", "--metric", "loss",
+            "--finalists", "3", "--finetune-steps", "1", "--halving", "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    [best] = json.loads((out / "select.json").read_text())["best"]
+    [diverged] = [f for f in best["finalists"] if f["finetuned"] is None]
+    assert diverged["finetune_steps"] == 1 and diverged["rungs"] == [None]  # it stopped at the first rung
+    assert best["path"] != diverged["path"]
+    assert sorted(f["finetune_steps"] for f in best["finalists"]) == [1, 2, 2]  # the other two went on

@@ -644,6 +644,8 @@ def test_one_select_picks_for_every_budget_of_its_supernet(tmp_path):
         halving, tmp_path, tmp_path / "data", search, tmp_path / "lut.json", [("a", 1.5)]
     ).argv
     assert argv[-5:] == ["--finalists", "8", "--finetune-steps", "12", "--halving"]
+    with pytest.raises(UserError, match="select.finalists"):  # at load, before a supernet trains
+        load_config({**load_config("tiny"), "select": {"methods": ["st"], "finalists": 2, "halving": True}})
     with pytest.raises(UserError, match="finalists"):
         load_config({**load_config("tiny"), "select": {"methods": ["st"], "finalists": 0}})
     run.out.mkdir(parents=True)

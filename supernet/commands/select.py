@@ -225,11 +225,12 @@ def _finalists(within: list[dict], count: int) -> list[dict]:
     return out
 
 
-def _finetuned_order(finalist: dict) -> tuple[float, float, float]:
-    """The most steps first (a survivor of every rung), then lower fine-tuned objective, then
-    lower cost; a fine-tune that diverged (None) last."""
+def _finetuned_order(finalist: dict) -> tuple[bool, float, float, float]:
+    """A fine-tune that diverged (None) last; then the most steps first (a survivor of every
+    rung), lower fine-tuned objective, lower cost."""
     objective = finalist["finetuned_objective"]
-    return (-finalist["finetune_steps"], math.inf if objective is None else objective, finalist["cost"])
+    diverged = objective is None
+    return (diverged, -finalist["finetune_steps"], math.inf if diverged else objective, finalist["cost"])
 
 
 def rung_steps(finalists: int, steps: int, halving: bool) -> list[int]:
@@ -265,7 +266,8 @@ def _finetuned_finalists(
             key = f["path"]
             if f"{key}@{steps}" not in tuned:
                 path = next(h["path"] for h in within if key_of(h["path"]) == key)
-                state = states.setdefault(key, {})
+                # kept for a later rung only; the last one goes on from it and lets it go
+                state = states.setdefault(key, {}) if number + 1 < len(rungs) else states.pop(key, {})
                 began = time.perf_counter()
                 measures = scorer.finetuned(
                     path, steps - state.get("steps", 0), args.finetune_lr, args.seed, state=state
@@ -280,7 +282,8 @@ def _finetuned_finalists(
             )  # fmt: skip
             f["rungs"].append(score)
         if number + 1 < len(rungs):
-            left = sorted(left, key=_finetuned_order)[: math.ceil(len(left) / 2)]
+            going = [f for f in left if f["finetuned_objective"] is not None]  # a diverged one stops
+            left = sorted(going, key=_finetuned_order)[: math.ceil(len(left) / 2)]
             going_on = {f["path"] for f in left}
             states = {key: state for key, state in states.items() if key in going_on}  # the rest stop
     return finalists

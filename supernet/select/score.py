@@ -98,7 +98,7 @@ class SupernetScorer:
                 "(or --weights trained)"
             )
         self._batches: dict[str, list[dict]] = {}
-        self._finetune: tuple[list[dict], Iterator[dict]] | None = None  # the fine-tunes' batches
+        self._finetune: tuple[list[dict], Iterator[dict] | None] | None = None  # the fine-tunes' batches
 
     def batches_of(self, split: str) -> list[dict]:
         """The featurized batches on the device (``train``: the first ``batches`` of them), read
@@ -148,8 +148,8 @@ class SupernetScorer:
         state: dict | None = None,
     ) -> dict[str, float]:
         """The path's measures after ``steps`` weight steps on train batches of the path alone,
-        from the supernet's weights, which are restored afterwards (every path starts from the
-        same ones). Why: the inherited weights are a compromise between every path that shares
+        from the supernet's weights (or, given a ``state``, from where its training stopped); the
+        supernet's are restored afterwards (every path starts from the same ones). Why: the inherited weights are a compromise between every path that shares
         them, and the score favours paths that learn fast (docs/results.md, session 12); a short
         training of a few finalists alone is the usual correction. The search's AdamW (its peak
         ``lr`` unless given, fresh moments, no warm-up; decay on matrices only) and gradient
@@ -157,10 +157,12 @@ class SupernetScorer:
         path, so a select run again picks the same. One process only.
 
         ``state`` (a dict, updated in place) carries one path's training across calls: its own
-        weights, AdamW's moments, the random state and the steps taken. Given one that holds
-        ``n`` steps, the training goes on for ``steps`` more on the next batches of the same
-        sequence, as one call of ``n + steps`` would (successive halving's rungs,
-        ``supernet select --halving``)."""
+        weights, the network's buffers (BatchNorm's statistics, which ``measure`` uses as they are
+        when it re-estimates nothing), AdamW's moments, the random state and the steps taken.
+        Given one that holds ``n`` steps, the training goes on for ``steps`` more on the next
+        batches of the same sequence, as one call of ``n + steps`` would: exactly on a CPU, up to
+        the GPU's non-deterministic kernels (CTC's backward) on a GPU (successive halving's
+        rungs, ``supernet select --halving``)."""
         if self.world > 1:
             raise UserError("fine-tuning finalists runs in one process: use --devices 1")
         state = {} if state is None else state
@@ -179,6 +181,8 @@ class SupernetScorer:
                         for name, param in named:
                             if name in state["weights"]:
                                 param.copy_(state["weights"][name])
+                        for name, buffer in net.named_buffers():
+                            buffer.copy_(state["buffers"][name])
                     optimizer.load_state_dict(state["optimizer"])
                     torch.set_rng_state(state["rng"])
                     if cuda:
@@ -196,6 +200,7 @@ class SupernetScorer:
                 state.update(
                     steps=done + steps, optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
                     weights={n: p.detach().clone() for n, p in named if p in optimizer.state},  # the path's
+                    buffers={n: b.clone() for n, b in net.named_buffers()},
                     cuda_rng=torch.cuda.get_rng_state(self.device) if cuda else None,
                 )  # fmt: skip
             net.eval()
@@ -206,26 +211,28 @@ class SupernetScorer:
             net.eval()
 
     def _finetune_batches(self, count: int, cuda: list) -> list[dict]:
-        """The first ``count`` batches of the fine-tunes' train sequence (shuffled with the
-        corpus's seed, epoch after epoch), featurized on the device and kept: every finalist
-        trains on the same ones, so each is read and featurized once. Read under a random state
-        of their own (a loader draws its seed from the global one): the training's stays the same
-        whichever finalist reads a batch first."""
+        """The first ``count`` batches of the fine-tunes' train sequence: one epoch of the train
+        loader (shuffled with the corpus's seed, the same order every epoch), repeated. Each is
+        read and featurized once, kept on the device without its audio, since every finalist
+        trains on the same ones. Read under a random state of their own, so that reading can
+        never shift the training's, whichever finalist reads a batch first."""
         from supernet.asr_module import move_batch
 
         if self._finetune is None:
-            self._finetune = ([], self._cycled_train())
+            self._finetune = ([], iter(self.datamodule.loader("train", shuffle=True)))
         kept, stream = self._finetune
         with torch.random.fork_rng(devices=cuda):
-            while len(kept) < count:
-                kept.append(self.datamodule.featurize(move_batch(next(stream), self.device), augment=False))
-        return kept[:count]
-
-    def _cycled_train(self):
-        """Train batches, shuffled with the corpus's seed, epoch after epoch: the same sequence on
-        every call."""
-        while True:
-            yield from self.datamodule.loader("train", shuffle=True)
+            while stream is not None and len(kept) < count:
+                batch = next(stream, None)
+                if batch is None:  # the epoch is whole: it repeats
+                    stream = None
+                    break
+                batch = self.datamodule.featurize(move_batch(batch, self.device), augment=False)
+                kept.append({key: value for key, value in batch.items() if key != "audio"})
+        self._finetune = (kept, stream)
+        if not kept:
+            raise UserError("the train split has no batch to fine-tune on")
+        return [kept[i % len(kept)] for i in range(count)]
 
     def _recalibrate(self, net: nn.Module) -> None:
         """BatchNorm's running statistics re-estimated on this path alone: a plain average of the

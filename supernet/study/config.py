@@ -165,6 +165,9 @@ def _check_methods(study: dict, source: str) -> None:
     for i, method in enumerate(chosen):
         if method not in study["search"]["methods"]:
             _fail(source, f"select.methods[{i}]", "must be one of search.methods", method)
+    select = study["select"] or {}
+    if select.get("halving") and select["finalists"] < 3:  # caught here, not after the supernet trained
+        _fail(source, "select.finalists", "must be 3 or more with select.halving", select["finalists"])
 
 
 def _optional_section(schema: dict, fields: str):
