@@ -27,9 +27,12 @@ import re
 import statistics
 from pathlib import Path
 
+from retrain_length_report import with_cer  # scripts/, beside this file
+
 from supernet.outputs import atomic_write_json
 from supernet.study import verdict
 from supernet.study.rank import defined_mean, kendall_tau
+from supernet.study.report import cer_cell
 
 SELECT = re.compile(r"select-s(?P<seed>\d+)\.json")
 FITS = 1e-3  # the budget's ms as select.json and the report each round it
@@ -43,14 +46,12 @@ def budget_of(report: dict, ms: float) -> dict:
 def pick_row(name: str, retrained: dict, budget: dict, template: dict) -> dict:
     """A retrained finalist as a study row of ``budget`` (``template``: a row to copy fields from)."""
     row = copy.deepcopy(template)
-    for stale in ("wer", "rank_among_random", "runs", "supernet_cer", "supernet_loss", "latency_ms"):
-        row.pop(stale, None)
     row.update(
         name=name, kind="searched", method=None, search_seed=None, budget=budget["budget"],
         budget_ms=budget["ms"], arch=retrained["arch"], params=retrained["params"], predicted_ms=None,
-        cer=retrained["cer"], cer_std=retrained["cer_std"], retrain_seeds=retrained["retrain_seeds"],
+        latency_ms=None,  # not the template's; the finalists were not timed
     )  # fmt: skip
-    return row
+    return with_cer(row, retrained)
 
 
 def seed_taus(finalists: list[dict], dev: dict[str, float]) -> dict:
@@ -136,7 +137,7 @@ def markdown(result: dict, reference: dict) -> list[str]:
         "|---|---|---|---|",
     ]
     for r in sorted(group + result["rows"], key=lambda r: r["cer"]["dev"]):
-        cells = [f"{100 * r['cer'][s]:.1f} ± {100 * r['cer_std'][s]:.1f}" for s in ("dev", "test")]
+        cells = [cer_cell(r, s) for s in ("dev", "test")]
         lines.append(f"| {r['name']} | {r['kind']} | " + " | ".join(cells) + " |")
     lines += ["", "| seed | the fine-tune changed the pick | dev CER, score's pick | dev CER, finalists' pick |"
               " tau within its finalists, inherited / fine-tuned |", "|---|---|---|---|---|"]  # fmt: skip

@@ -33,7 +33,7 @@ from pathlib import Path
 from supernet.outputs import atomic_write_json
 from supernet.study import verdict
 from supernet.study.rank import kendall_tau, parameter_count_ranking, ranking_quality
-from supernet.study.report import late_drop
+from supernet.study.report import cer_cell, late_drop
 
 SHORT_NAME = re.compile(r"short(?P<ms>[0-9.]+)-pick-(?P<strategy>\w+)-s(?P<seed>\d+)")
 
@@ -133,11 +133,7 @@ def table(old: list[dict], new: list[dict], budgets: list[dict], epochs: tuple[i
         ]
         pairs = [(o, n) for o, n in zip(old, new) if o["budget"] == budget["budget"]]
         for o, n in sorted(pairs, key=lambda p: p[1]["cer"]["dev"]):
-            cells = [
-                f"{100 * r['cer'][s]:.1f} ± {100 * r['cer_std'][s]:.1f}"
-                for r in (o, n)
-                for s in ("dev", "test")
-            ]
+            cells = [cer_cell(r, s) for r in (o, n) for s in ("dev", "test")]
             lines.append(f"| {o['name']} | {o['kind']} | " + " | ".join(cells) + " |")
     return lines
 

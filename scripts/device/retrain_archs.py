@@ -5,9 +5,11 @@ Each ARCH x the study's retrain seeds runs as the study runs its own retrains (`
 ``execute``) under WORK/retrain/NAME/seedS (a folder of its own: the study's stays as it ran), so a
 stopped call resumes on the warm machine, and the rows compare with the study's (same corpus,
 recipe and seeds: the shipped config's, 24 epochs since session 12; the kept
-``docs/study/h200_three/study.json`` was retrained for 12, so give ``docs/study/h200_three/study.yaml``
-as CONFIG, or ``--retrain-option trainer.max_epochs=12``, to compare with it). Prints dev and test CER (mean +- std over the seeds) and writes
-``$OUT/retrain_archs.json``, with each seed's dev CER after every epoch (is the recipe long enough?).
+``docs/study/h200_three/study.json`` was retrained for 12, so give
+``docs/study/h200_three/study.yaml`` as CONFIG, or ``--retrain-option trainer.max_epochs=12``, to
+compare with it). Prints dev and test CER (mean +- std over the seeds) and writes
+``$OUT/retrain_archs.json``, with each seed's dev CER after every epoch (is the recipe long
+enough?).
 
 ``--retrain-option KEY=VALUE`` changes the study's retrain recipe (a longer one:
 ``trainer.max_epochs=24``) and ``--seeds`` its seeds (one seed alone, for a time with the GPU to

@@ -149,9 +149,10 @@ class SupernetScorer:
     ) -> dict[str, float]:
         """The path's measures after ``steps`` weight steps on train batches of the path alone,
         from the supernet's weights (or, given a ``state``, from where its training stopped); the
-        supernet's are restored afterwards (every path starts from the same ones). Why: the inherited weights are a compromise between every path that shares
-        them, and the score favours paths that learn fast (docs/results.md, session 12); a short
-        training of a few finalists alone is the usual correction. The search's AdamW (its peak
+        supernet's are restored afterwards (every path starts from the same ones). Why: the
+        inherited weights are a compromise between every path that shares them, and the score
+        favours paths that learn fast (docs/results.md, session 12); a short training of a few
+        finalists alone is the usual correction. The search's AdamW (its peak
         ``lr`` unless given, fresh moments, no warm-up; decay on matrices only) and gradient
         clipping; the same batches in the same order, and dropout drawn from ``seed``, for every
         path, so a select run again picks the same. One process only.

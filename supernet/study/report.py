@@ -109,7 +109,8 @@ def write_json(out: Path, summary: dict[str, Any]) -> Path:
     return atomic_write_json(out / "study.json", summary)
 
 
-def _pct(row: dict, split: str) -> str:
+def cer_cell(row: dict, split: str) -> str:
+    """A row's CER on ``split`` as a table cell: mean ± std over its retrain seeds, in percent."""
     return f"{100 * row['cer'][split]:.1f} ± {100 * row['cer_std'][split]:.1f}"
 
 
@@ -122,7 +123,7 @@ def _table(rows: list[dict], sets: list[str]) -> list[str]:
         cells = [
             f"`{r['name']}`", r["kind"], f"{r['params']:,}", f"{r['predicted_ms']:.3f}",
             "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}",
-            *(_pct(r, s) for s in sets),
+            *(cer_cell(r, s) for s in sets),
             "-" if r["supernet_cer"] is None else f"{100 * r['supernet_cer']:.1f}",
             "-" if r.get("supernet_loss") is None else f"{r['supernet_loss']:.3f}",
             "-" if rank is None else f"{rank['rank']} of {rank['of']}",
