@@ -140,12 +140,13 @@ def markdown(result: dict, reference: dict) -> list[str]:
         cells = [cer_cell(r, s) for s in ("dev", "test")]
         lines.append(f"| {r['name']} | {r['kind']} | " + " | ".join(cells) + " |")
     lines += ["", "| seed | the fine-tune changed the pick | dev CER, score's pick | dev CER, finalists' pick |"
-              " tau within its finalists, inherited / fine-tuned |", "|---|---|---|---|---|"]  # fmt: skip
+              " tau within its last rung's finalists, inherited / fine-tuned (how many) |",
+              "|---|---|---|---|---|"]  # fmt: skip
     for seed, s in result["seeds"].items():
         dev = ["-" if v is None else f"{100 * v:.1f}" for v in s["dev"].values()]
         tau = [_tau(s["taus"][k]) for k in ("inherited", "finetuned")]
         lines.append(
-            f"| {seed} | {'yes' if s['changed'] else 'no'} | {dev[0]} | {dev[1]} | {' / '.join(tau)} |"
+            f"| {seed} | {'yes' if s['changed'] else 'no'} | {dev[0]} | {dev[1]} | {' / '.join(tau)} ({s['taus']['finalists']}) |"
         )
     pooled, mean = result["taus"]["pooled"], result["taus"]["mean_within_seed"]
     lines += [

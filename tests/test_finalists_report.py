@@ -112,7 +112,7 @@ def test_the_script_writes_its_report(kept):
         check=True, capture_output=True,
     )  # fmt: skip
     text = (out / "finalists.md").read_text()
-    assert "| 0 | yes | 22.0 | 18.0 | -0.333 / 1.000 |" in text
+    assert "| 0 | yes | 22.0 | 18.0 | -0.333 / 1.000 (3) |" in text
     assert "by seed 1.62x, 1.62x" in text
     assert json.loads((out / "finalists.json").read_text())["taus"]["pooled"]["finalists"] == 5
 

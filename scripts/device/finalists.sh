@@ -29,6 +29,9 @@ fi
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
+# a call brings back 8 files at most: the logs and the picks' YAMLs travel as one archive, however
+# the call ends
+trap 'cd "$out" && tar -czf logs.tgz --remove-files $(ls -d *.log picks 2>/dev/null) 2>/dev/null' EXIT
 deadline "$limit" finalists
 work=/tmp/finalists
 variant=k$finalists-n$steps${halving:+-halving}  # its selects, picks and cost: select-VARIANT-sS, ...
