@@ -1,4 +1,5 @@
-"""scripts/rank_by_epoch.py: how well a short training ranks networks, on made-up curves."""
+"""How well a short training ranks networks (``rank.rank_by_epoch``, its study.md section and
+scripts/rank_by_epoch.py), on made-up curves."""
 
 import json
 import subprocess
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
-import rank_by_epoch  # noqa: E402
+from supernet.study import rank, report
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "rank_by_epoch.py"
 
 
 def _row(name, curves):
@@ -23,18 +25,27 @@ def _crossing(networks=4, seeds=2):
     ]
 
 
-def test_a_curve_that_lost_its_first_epochs_is_left_out():
-    rows = [_row("full", [[0.5, 0.4, 0.3]]), _row("resumed", [[0.4, 0.3]]), {"name": "none"}]
-    assert rank_by_epoch.complete_curves(rows) == {"full": [[0.5, 0.4, 0.3]]}
+def test_a_curve_that_lost_its_first_epochs_is_left_out_and_a_network_counts_once():
+    rows = [
+        _row("full", [[0.5, 0.4, 0.3]]),
+        _row("resumed", [[0.4, 0.3]]),
+        {"name": "none"},
+        {**_row("baseline", [[0.6, 0.5, 0.4]]), "runs": ["r0"]},
+        {**_row("baseline-again", [[0.6, 0.5, 0.4]]), "runs": ["r0"]},  # the same runs, another budget
+    ]
+    assert rank.complete_curves(rows) == {"full": [[0.5, 0.4, 0.3]], "baseline": [[0.6, 0.5, 0.4]]}
 
 
 def test_curves_that_cross_rank_in_reverse_early_and_exactly_at_the_end():
-    taus = rank_by_epoch.taus_by_epoch(rank_by_epoch.complete_curves(_crossing()))
-    assert [t["epoch"] for t in taus] == [1, 2, 3]
+    result = rank.rank_by_epoch(rank.complete_curves(_crossing()))
+    taus = result["by_epoch"]
+    assert [t["epoch"] for t in taus] == [1, 2, 3] and result["seeds"] == 2 and result["networks"] == 4
     assert taus[0]["tau"] == pytest.approx(-1.0) and taus[0]["tau_other_seed"] == pytest.approx(-1.0)
     assert taus[1]["tau"] is None  # every network tied after epoch 2
-    assert taus[2]["tau"] == pytest.approx(1.0) and taus[2]["tau_other_seed"] == pytest.approx(1.0)
-    assert rank_by_epoch.first_epoch(taus, 0.5, "tau_other_seed") == 3
+    assert taus[2]["tau"] == pytest.approx(1.0) and result["seed_ceiling"] == pytest.approx(1.0)
+    assert result["first_epoch_at_0.5"] == 3
+    assert rank.first_epoch_at(taus, -1.0) == 3  # epoch 2's undefined tau breaks "from epoch 1 on"
+    assert rank.first_epoch_at(taus, None) is None
 
 
 def test_seeds_that_disagree_lower_the_ceiling():
@@ -43,18 +54,26 @@ def test_seeds_that_disagree_lower_the_ceiling():
         _row("b", [[0.5, 0.31], [0.5, 0.32]]),
         _row("c", [[0.5, 0.40], [0.5, 0.41]]),
     ]
-    result = rank_by_epoch.report_rows(rows)
     # seed 0 ranks a < b < c, seed 1 b < a < c: one pair of three discordant, both ways
-    assert result["seed_ceiling"] == pytest.approx(1 / 3)
-    assert result["networks"] == 3 and result["epochs"] == 2
+    assert rank.rank_by_epoch(rank.complete_curves(rows))["seed_ceiling"] == pytest.approx(1 / 3)
+
+
+def test_the_study_section_says_what_the_supernets_tau_is_worth_or_that_it_was_not_measured():
+    result = rank.rank_by_epoch(rank.complete_curves(_crossing()))
+    text = "\n".join(report.rank_by_epoch_lines(result, supernet_tau=0.9))
+    assert "## How early does training alone rank the networks?" in text
+    assert "| another seed | -1.00 | - | 1.00 |" in text and "0.5 or more from epoch 3 of 3" in text
+    assert "what training alone keeps from epoch 3 on" in text
+    one_seed = rank.rank_by_epoch(rank.complete_curves(_crossing(seeds=1)))
+    assert "Not measured" in " ".join(report.rank_by_epoch_lines(one_seed))
+    assert "Not measured" in " ".join(report.rank_by_epoch_lines(None))
+    assert report._shown_epochs(24) == [1, 2, 3, 4, 6, 8, 12, 16, 18, 24]
 
 
 def test_the_script_writes_its_report(tmp_path):
-    (tmp_path / "a.json").write_text(json.dumps({"rows": _crossing()}))
+    (tmp_path / "a.json").write_text(json.dumps({"rows": [*_crossing(), _row("short", [[0.3]])]}))
     out = tmp_path / "out"
-    subprocess.run(
-        [sys.executable, str(Path(rank_by_epoch.__file__)), str(tmp_path / "a.json"), "--out", str(out)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    assert json.loads((out / "rank_by_epoch.json").read_text())["first_epoch_at_0.5"] == 3
-    assert "| 1 | -1.00 | -1.00 |" in (out / "rank_by_epoch.md").read_text()
+    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "a.json"), "--out", str(out)], check=True)
+    result = json.loads((out / "rank_by_epoch.json").read_text())
+    assert result["first_epoch_at_0.5"] == 3 and result["left_out"] == ["short"]
+    assert "| another seed | -1.00 | - | 1.00 |" in (out / "rank_by_epoch.md").read_text()

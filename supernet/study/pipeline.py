@@ -356,6 +356,7 @@ def _rows(
         for measure in METRICS:
             row[f"supernet_{measure}"] = statistics.fmean(m[measure] for m in own) if own else None
         row["runs"] = [str(run.out) for run in planned.retrains[key]]
+        row["dev_cer_by_epoch"] = [[c[e] for e in sorted(c)] for c in curves]  # then the final pass
         rows.append(row)
         standalone[owner] = row["cer"]["dev"]
         budgets.setdefault(owner, [])
@@ -388,6 +389,7 @@ def _summary(
         "kendall_tau_within_budget": rank.defined_mean([r.get("kendall_tau_within_budget") for r in ranking]),
         "ranking": ranking,
         "reference_ranking": {"params": _parameter_count(rows, standalone, budgets, scores)},
+        "rank_by_epoch": rank.rank_by_epoch(rank.complete_curves(rows)),
         "rows": rows,
         "costs": {
             **run_costs.collect(study, planned.searches, planned.selects, planned.retrains),

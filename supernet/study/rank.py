@@ -113,6 +113,74 @@ def parameter_count_ranking(
     return {k: entry[k] for k in kept if k in entry}
 
 
+def complete_curves(rows: list[dict]) -> dict[str, list[list[float]]]:
+    """Each network's per-epoch dev CER curves from rows with ``dev_cer_by_epoch`` (each retrain
+    seed's dev CER after every epoch, then the final pass, which is dropped), keeping the seeds
+    that logged every epoch of the longest (a run resumed before the CSV logger kept its earlier
+    rows, or stopped early, did not); a network once (a baseline sits in several budgets), by its
+    first name, and left out when no seed of it is complete."""
+    epochs = max((len(c) - 1 for r in rows for c in r.get("dev_cer_by_epoch") or []), default=0)
+    out: dict[str, list[list[float]]] = {}
+    seen: set = set()
+    for row in rows:
+        curves = [c[:-1] for c in row.get("dev_cer_by_epoch") or [] if len(c) - 1 == epochs]
+        network = tuple(row.get("runs") or [row["name"]])
+        if curves and network not in seen and row["name"] not in out:
+            seen.add(network)
+            out[row["name"]] = curves
+    return out
+
+
+def rank_by_epoch(curves: dict[str, list[list[float]]]) -> dict:
+    """How long must a network train before its rank shows? (``complete_curves``' networks.) Per
+    epoch e, Kendall tau against final dev CER:
+    - ``tau_other_seed``: one retrain seed's dev CER after e against another seed's after the last
+      epoch, mean over ordered pairs of seeds: what a short training apart from the retrain (a
+      cheap score: a supernet, a fine-tune, a first rung) could reach; its last epoch, the seeds'
+      agreement, is the ceiling (``seed_ceiling``); None with one seed;
+    - ``tau``: the seeds' mean after e against their mean after the last epoch (the same runs, so
+      it flatters a short training).
+    Why: on h200_three short training ranked the 24-epoch networks at 0.03 after one epoch and
+    0.5 only after 11 (docs/results.md, session 14), which bounds what any cheap score can do."""
+    import itertools
+
+    seeds = min(map(len, curves.values()), default=0)
+    epochs = len(next(iter(curves.values()), [[]])[0])
+    mean = {name: [sum(v) / len(v) for v in zip(*cs)] for name, cs in curves.items()}
+    final = [m[-1] for m in mean.values()]
+    by_epoch = []
+    for epoch in range(epochs):
+        across = [
+            kendall_tau([cs[i][epoch] for cs in curves.values()], [cs[j][-1] for cs in curves.values()])
+            for i, j in itertools.permutations(range(seeds), 2)
+        ]
+        by_epoch.append({
+            "epoch": epoch + 1,
+            "tau_other_seed": defined_mean(across),
+            "tau": kendall_tau([m[epoch] for m in mean.values()], final),
+        })  # fmt: skip
+    ceiling = by_epoch[-1]["tau_other_seed"] if by_epoch else None
+    return {
+        "networks": len(curves),
+        "seeds": seeds,
+        "epochs": epochs,
+        "seed_ceiling": ceiling,
+        "first_epoch_at_0.5": first_epoch_at(by_epoch, 0.5),
+        "by_epoch": by_epoch,
+    }
+
+
+def first_epoch_at(by_epoch: list[dict], level: float | None, key: str = "tau_other_seed") -> int | None:
+    """The first epoch from which ``key``'s tau stays at or above ``level`` to the end (None: never,
+    or no level)."""
+    if level is None:
+        return None
+    for i, row in enumerate(by_epoch):
+        if all(r[key] is not None and r[key] >= level for r in by_epoch[i:]):
+            return row["epoch"]
+    return None
+
+
 def supernet_scores(
     ckpt: str | Path,
     data: Path,

@@ -15,7 +15,7 @@ from typing import Any
 
 from supernet.loggers import can_plot, pyplot
 from supernet.outputs import atomic_write_json, atomic_write_text, replaced_when_done
-from supernet.study import costs, verdict
+from supernet.study import costs, rank, verdict
 from supernet.study.plan import Arch
 
 KINDS = {"searched": ("*", "tab:red", 12), "random": ("o", "tab:gray", 6), "baseline": ("s", "tab:blue", 7)}
@@ -158,6 +158,65 @@ def _late_drop_line(rows: list[dict]) -> list[str]:
     ]
 
 
+def _shown_epochs(epochs: int) -> list[int]:
+    """Every epoch of a short retrain; of a long one, the first four, the powers of two and the
+    quarters."""
+    if epochs <= 12:
+        return list(range(1, epochs + 1))
+    marks = {
+        1,
+        2,
+        3,
+        4,
+        epochs,
+        *(2**k for k in range(epochs.bit_length())),
+        *(epochs * q // 4 for q in (1, 2, 3)),
+    }
+    return sorted(e for e in marks if 1 <= e <= epochs)
+
+
+def rank_by_epoch_lines(
+    result: dict | None, supernet_tau: float | None = None, every: bool = False
+) -> list[str]:
+    """``rank.rank_by_epoch`` as Markdown: how well training alone ranks the networks after each
+    epoch, and how many epochs of it the supernet's tau is worth."""
+    title = ["", "## How early does training alone rank the networks?", ""]
+    if not result or result["networks"] < 3 or result["seeds"] < 2 or result["epochs"] < 2:
+        return title + [
+            "Not measured: it needs 3 networks whose 2 or more retrain seeds logged their dev CER "
+            "after each of 2 or more epochs."
+        ]
+    shown = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    by_epoch = {r["epoch"]: r for r in result["by_epoch"]}
+    epochs = list(by_epoch) if every else _shown_epochs(result["epochs"])
+    at = result["first_epoch_at_0.5"]
+    lines = title + [
+        f"Kendall tau against final dev CER, over the {result['networks']} networks whose retrains logged "
+        f"every epoch: *another seed* ranks one retrain seed's dev CER after epoch e against another "
+        "seed's at the end (what a cheap score apart from the retrain can reach, such as a supernet or a "
+        "short fine-tune); *same runs* ranks the seeds' mean then against their mean at the end.",
+        "",
+        "| after epoch | " + " | ".join(map(str, epochs)) + " |",
+        "|---|" + "---|" * len(epochs),
+        "| another seed | " + " | ".join(shown(by_epoch[e]["tau_other_seed"]) for e in epochs) + " |",
+        "| same runs | " + " | ".join(shown(by_epoch[e]["tau"]) for e in epochs) + " |",
+        "",
+        f"One seed ranks another at {shown(result['seed_ceiling'])} (the ceiling); training alone ranks at "
+        + (f"0.5 or more from epoch {at} of {result['epochs']}." if at else "0.5 at no epoch."),
+    ]
+    if supernet_tau is not None:
+        worth = rank.first_epoch_at(result["by_epoch"], supernet_tau)
+        lines.append(
+            f"The supernet's tau ({shown(supernet_tau)}) is "
+            + (
+                f"what training alone keeps from epoch {worth} on."
+                if worth
+                else "more than one seed says of another."
+            )
+        )
+    return lines
+
+
 def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     rows, config, device = summary["rows"], summary["config"], summary["device"]
     sets = list(rows[0]["cer"]) if rows else ["dev"]
@@ -205,6 +264,7 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     if over:
         lines += ["", "## Baselines over every budget", "", *_table(over, sets)]
     lines += _late_drop_line(rows)
+    lines += rank_by_epoch_lines(summary.get("rank_by_epoch"), summary["kendall_tau"]) if rows else []
     lines += ["", "## Ranking quality of the supernet", ""]
 
     def _tau(value: float | None) -> str:
@@ -331,7 +391,36 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         paths.append(_save(fig, folder / "ranking.png"))
+    by_epoch = [
+        r for r in (summary.get("rank_by_epoch") or {}).get("by_epoch", []) if r["tau_other_seed"] is not None
+    ]
+    if len(by_epoch) >= 2:
+        paths.append(
+            _save(
+                rank_by_epoch_figure(plt, summary["rank_by_epoch"], summary["kendall_tau"]),
+                folder / "rank_by_epoch.png",
+            )
+        )
     return paths
+
+
+def rank_by_epoch_figure(plt, result: dict, supernet_tau: float | None = None):
+    """Tau of training alone after each epoch (``rank.rank_by_epoch``), the seeds' ceiling and the
+    supernet's tau as lines."""
+    rows = [r for r in result["by_epoch"] if r["tau_other_seed"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    epochs = [r["epoch"] for r in rows]
+    ax.plot(epochs, [r["tau_other_seed"] for r in rows], marker="o", label="another seed's final")
+    ax.plot(epochs, [r["tau"] for r in rows], marker=".", alpha=0.6, label="the same runs' final")
+    if result["seed_ceiling"] is not None:
+        ax.axhline(result["seed_ceiling"], color="tab:gray", ls="--", label="one seed against another")
+    if supernet_tau is not None:
+        ax.axhline(supernet_tau, color="tab:red", ls=":", label="the supernet's tau")
+    ax.set(xlabel="epoch of training alone", ylabel="Kendall tau", ylim=(-0.3, 1.05))
+    ax.set_title(f"How well training alone ranks {result['networks']} networks")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
 
 
 def read_metrics(run: Path) -> dict:
