@@ -9,7 +9,7 @@ training can rank at all on the corpus and recipe at hand (``supernet.study.rank
 Reads ``retrain_archs.py`` JSONs (rows with ``dev_cer_by_epoch``: each seed's dev CER after every
 epoch, then the final pass). A seed's curve counts only when it holds every epoch: a run resumed
 before the CSV logger kept its earlier rows logged only the epochs after its resume. A network
-named in several files is taken from the first.
+named in several files is taken from the first file that holds a complete curve of it.
 
     python scripts/rank_by_epoch.py docs/study/h200_three/retrain_length/retrain_side.json \
         docs/study/h200_three/finalists/retrain_archs.json --out docs/study/h200_three/rank_by_epoch
@@ -45,7 +45,11 @@ def main() -> None:
     result = from_files(args.files)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "rank_by_epoch.json", result)
-    left = f"\n{len(result['left_out'])} networks left out (no seed logged every epoch): {', '.join(result['left_out'])}.\n"
+    left = (
+        f"\nLeft out ({len(result['left_out'])}: no seed logged every epoch, or the same runs as another row): "
+        + ", ".join(result["left_out"]) + ".\n"
+        if result["left_out"] else ""
+    )  # fmt: skip
     text = "\n".join(report.rank_by_epoch_lines(result, every=True)[1:]).replace("## ", "# ", 1) + "\n" + left
     (args.out / "rank_by_epoch.md").write_text(text)
     if can_plot("rank_by_epoch.png"):

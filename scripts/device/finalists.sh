@@ -29,9 +29,10 @@ fi
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-# a call brings back 8 files at most: the logs and the picks' YAMLs travel as one archive, however
-# the call ends
+# a call brings back 8 files at most: the logs and the picks' YAMLs travel as one archive when the
+# script ends, stops on an error or is stopped by a signal it can catch (a SIGTERM, too, exits)
 trap 'cd "$out" && tar -czf logs.tgz --remove-files $(ls -d *.log picks 2>/dev/null) 2>/dev/null' EXIT
+trap 'exit 143' TERM INT
 deadline "$limit" finalists
 work=/tmp/finalists
 variant=k$finalists-n$steps${halving:+-halving}  # its selects, picks and cost: select-VARIANT-sS, ...

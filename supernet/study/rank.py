@@ -114,16 +114,16 @@ def parameter_count_ranking(
 
 
 def complete_curves(rows: list[dict]) -> dict[str, list[list[float]]]:
-    """Each network's per-epoch dev CER curves from rows with ``dev_cer_by_epoch`` (each retrain
-    seed's dev CER after every epoch, then the final pass, which is dropped), keeping the seeds
-    that logged every epoch of the longest (a run resumed before the CSV logger kept its earlier
-    rows, or stopped early, did not); a network once (a baseline sits in several budgets), by its
-    first name, and left out when no seed of it is complete."""
+    """Each network's dev CER curves from rows with ``dev_cer_by_epoch`` (each retrain seed's dev
+    CER after every epoch, then the final pass: the best checkpoint's, the row's dev CER), keeping
+    the seeds that logged every epoch of the longest (a run resumed before the CSV logger kept its
+    earlier rows, or stopped early, did not) and at least one; a network once (a baseline sits in
+    several budgets), by its first name, and left out when no seed of it is complete."""
     epochs = max((len(c) - 1 for r in rows for c in r.get("dev_cer_by_epoch") or []), default=0)
     out: dict[str, list[list[float]]] = {}
     seen: set = set()
     for row in rows:
-        curves = [c[:-1] for c in row.get("dev_cer_by_epoch") or [] if len(c) - 1 == epochs]
+        curves = [list(c) for c in row.get("dev_cer_by_epoch") or [] if epochs >= 1 and len(c) - 1 == epochs]
         network = tuple(row.get("runs") or [row["name"]])
         if curves and network not in seen and row["name"] not in out:
             seen.add(network)
@@ -133,38 +133,47 @@ def complete_curves(rows: list[dict]) -> dict[str, list[list[float]]]:
 
 def rank_by_epoch(curves: dict[str, list[list[float]]]) -> dict:
     """How long must a network train before its rank shows? (``complete_curves``' networks.) Per
-    epoch e, Kendall tau against final dev CER:
-    - ``tau_other_seed``: one retrain seed's dev CER after e against another seed's after the last
-      epoch, mean over ordered pairs of seeds: what a short training apart from the retrain (a
-      cheap score: a supernet, a fine-tune, a first rung) could reach; its last epoch, the seeds'
-      agreement, is the ceiling (``seed_ceiling``); None with one seed;
-    - ``tau``: the seeds' mean after e against their mean after the last epoch (the same runs, so
-      it flatters a short training).
+    epoch e, Kendall tau against the final pass's dev CER (the best checkpoint's: what a study
+    ranks by):
+    - ``tau_other_seed``: one retrain seed's dev CER after e against the mean final dev CER of the
+      network's other seeds, mean over the seeds (networks with 2 or more complete seeds): what a
+      short training apart from the retrain (a cheap score: a supernet, a fine-tune, a first rung)
+      could reach. One seed's final pass in its place gives the ceiling (``seed_ceiling``), which
+      no cheap score is expected to beat; None with fewer than 2 seeds;
+    - ``tau``: the seeds' mean after e against their mean final pass (every network; the same
+      runs, so it flatters a short training).
     Why: on h200_three short training ranked the 24-epoch networks at 0.03 after one epoch and
-    0.5 only after 11 (docs/results.md, session 14), which bounds what any cheap score can do."""
-    import itertools
-
-    seeds = min(map(len, curves.values()), default=0)
-    epochs = len(next(iter(curves.values()), [[]])[0])
+    0.5 only from epoch 11 (docs/results.md, session 14), which bounds what any cheap score can do."""
+    epochs = len(next(iter(curves.values()), [[]])[0]) - 1
+    if epochs < 1:
+        return {"networks": 0, "networks_other_seed": 0, "seeds": 0, "epochs": 0, "seed_ceiling": None,
+                "first_epoch_at_0.5": None, "by_epoch": []}  # fmt: skip
     mean = {name: [sum(v) / len(v) for v in zip(*cs)] for name, cs in curves.items()}
     final = [m[-1] for m in mean.values()]
-    by_epoch = []
-    for epoch in range(epochs):
-        across = [
-            kendall_tau([cs[i][epoch] for cs in curves.values()], [cs[j][-1] for cs in curves.values()])
-            for i, j in itertools.permutations(range(seeds), 2)
-        ]
-        by_epoch.append({
-            "epoch": epoch + 1,
-            "tau_other_seed": defined_mean(across),
-            "tau": kendall_tau([m[epoch] for m in mean.values()], final),
-        })  # fmt: skip
-    ceiling = by_epoch[-1]["tau_other_seed"] if by_epoch else None
+    several = {name: cs for name, cs in curves.items() if len(cs) >= 2}
+    seeds = min(map(len, several.values()), default=len(next(iter(curves.values()))))
+
+    def against_others(at: int) -> float | None:
+        """Seed i's dev CER at index ``at`` against the others' mean final pass, mean over i."""
+        taus = []
+        for i in range(seeds if several else 0):
+            others = [
+                sum(c[-1] for j, c in enumerate(cs[:seeds]) if j != i) / (seeds - 1)
+                for cs in several.values()
+            ]
+            taus.append(kendall_tau([cs[i][at] for cs in several.values()], others))
+        return defined_mean(taus)
+
+    by_epoch = [
+        {"epoch": e + 1, "tau_other_seed": against_others(e), "tau": kendall_tau([m[e] for m in mean.values()], final)}
+        for e in range(epochs)
+    ]  # fmt: skip
     return {
         "networks": len(curves),
+        "networks_other_seed": len(several),
         "seeds": seeds,
         "epochs": epochs,
-        "seed_ceiling": ceiling,
+        "seed_ceiling": against_others(-1),
         "first_epoch_at_0.5": first_epoch_at(by_epoch, 0.5),
         "by_epoch": by_epoch,
     }

@@ -119,14 +119,14 @@ def _table(rows: list[dict], sets: list[str]) -> list[str]:
     head += ["supernet dev CER %", "supernet dev loss", "rank among random"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=lambda r: r["cer"]["dev"]):
-        rank = r["rank_among_random"]
+        place = r["rank_among_random"]
         cells = [
             f"`{r['name']}`", r["kind"], f"{r['params']:,}", f"{r['predicted_ms']:.3f}",
             "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}",
             *(cer_cell(r, s) for s in sets),
             "-" if r["supernet_cer"] is None else f"{100 * r['supernet_cer']:.1f}",
             "-" if r.get("supernet_loss") is None else f"{r['supernet_loss']:.3f}",
-            "-" if rank is None else f"{rank['rank']} of {rank['of']}",
+            "-" if place is None else f"{place['rank']} of {place['of']}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -175,44 +175,55 @@ def _shown_epochs(epochs: int) -> list[int]:
     return sorted(e for e in marks if 1 <= e <= epochs)
 
 
+def rank_by_epoch_measured(result: dict | None) -> bool:
+    """Whether ``rank.rank_by_epoch`` had enough to say: 3 networks with 2 complete seeds, 2 epochs."""
+    return bool(result) and result["networks_other_seed"] >= 3 and result["epochs"] >= 2
+
+
 def rank_by_epoch_lines(
-    result: dict | None, supernet_tau: float | None = None, every: bool = False
+    result: dict | None, supernet: tuple[float | None, int] | None = None, every: bool = False
 ) -> list[str]:
     """``rank.rank_by_epoch`` as Markdown: how well training alone ranks the networks after each
-    epoch, and how many epochs of it the supernet's tau is worth."""
+    epoch, and from which epoch it keeps the supernet's tau (``supernet``: that tau and over how
+    many networks)."""
     title = ["", "## How early does training alone rank the networks?", ""]
-    if not result or result["networks"] < 3 or result["seeds"] < 2 or result["epochs"] < 2:
+    if not rank_by_epoch_measured(result):
         return title + [
             "Not measured: it needs 3 networks whose 2 or more retrain seeds logged their dev CER "
             "after each of 2 or more epochs."
         ]
-    shown = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    shown = lambda v: "undefined" if v is None else f"{v:.2f}"  # noqa: E731
     by_epoch = {r["epoch"]: r for r in result["by_epoch"]}
     epochs = list(by_epoch) if every else _shown_epochs(result["epochs"])
     at = result["first_epoch_at_0.5"]
+    reaches = f"0.5 or more from epoch {at} of {result['epochs']}." if at else "0.5 at no epoch to the end."
     lines = title + [
-        f"Kendall tau against final dev CER, over the {result['networks']} networks whose retrains logged "
-        f"every epoch: *another seed* ranks one retrain seed's dev CER after epoch e against another "
-        "seed's at the end (what a cheap score apart from the retrain can reach, such as a supernet or a "
-        "short fine-tune); *same runs* ranks the seeds' mean then against their mean at the end.",
+        "Kendall tau against the final pass's dev CER (the best checkpoint's, which the tables rank by). "
+        "*Another seed*: one retrain seed's dev CER after epoch e against the mean of the network's other "
+        f"seeds, over the {result['networks_other_seed']} networks with {result['seeds']} seeds that logged "
+        "every epoch: what a cheap score trained apart from the retrain can reach (a supernet, a short "
+        f"fine-tune). *Same runs*: the seeds' mean after epoch e against their own end, over "
+        f"{result['networks']} networks (it flatters a short training).",
         "",
         "| after epoch | " + " | ".join(map(str, epochs)) + " |",
         "|---|" + "---|" * len(epochs),
         "| another seed | " + " | ".join(shown(by_epoch[e]["tau_other_seed"]) for e in epochs) + " |",
         "| same runs | " + " | ".join(shown(by_epoch[e]["tau"]) for e in epochs) + " |",
         "",
-        f"One seed ranks another at {shown(result['seed_ceiling'])} (the ceiling); training alone ranks at "
-        + (f"0.5 or more from epoch {at} of {result['epochs']}." if at else "0.5 at no epoch."),
+        f"One seed's final pass ranks the others' at {shown(result['seed_ceiling'])} (the ceiling); training "
+        f"alone ranks at {reaches}",
     ]
-    if supernet_tau is not None:
-        worth = rank.first_epoch_at(result["by_epoch"], supernet_tau)
+    if supernet is not None and supernet[0] is not None:
+        tau, networks = supernet
+        worth = rank.first_epoch_at(result["by_epoch"], tau)
         lines.append(
-            f"The supernet's tau ({shown(supernet_tau)}) is "
+            f"The supernet ranks the {networks} networks it scored at {shown(tau)} (against all seeds' mean): "
             + (
-                f"what training alone keeps from epoch {worth} on."
+                f"training alone stays at or above that from epoch {worth} on."
                 if worth
-                else "more than one seed says of another."
+                else "training alone does not stay at or above that to the end."
             )
+            + " The two sets of networks can differ."
         )
     return lines
 
@@ -256,15 +267,18 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
             lines += ["", f"Best on dev: `{best['name']}` ({best['kind']})."]
         for r in group:
             if r["kind"] == "searched" and r["rank_among_random"]:
-                rank = r["rank_among_random"]
+                place = r["rank_among_random"]
                 lines.append(
-                    f"Searched `{r['name']}` ranks {rank['rank']} of {rank['of']} among the random architectures."
+                    f"Searched `{r['name']}` ranks {place['rank']} of {place['of']} among the random architectures."
                 )
     over = [r for r in rows if r["budget"] is None]
     if over:
         lines += ["", "## Baselines over every budget", "", *_table(over, sets)]
     lines += _late_drop_line(rows)
-    lines += rank_by_epoch_lines(summary.get("rank_by_epoch"), summary["kendall_tau"]) if rows else []
+    scored = max((r["archs"] for r in summary["ranking"]), default=0)
+    lines += (
+        rank_by_epoch_lines(summary.get("rank_by_epoch"), (summary["kendall_tau"], scored)) if rows else []
+    )
     lines += ["", "## Ranking quality of the supernet", ""]
 
     def _tau(value: float | None) -> str:
@@ -391,10 +405,7 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         paths.append(_save(fig, folder / "ranking.png"))
-    by_epoch = [
-        r for r in (summary.get("rank_by_epoch") or {}).get("by_epoch", []) if r["tau_other_seed"] is not None
-    ]
-    if len(by_epoch) >= 2:
+    if rank_by_epoch_measured(summary.get("rank_by_epoch")):
         paths.append(
             _save(
                 rank_by_epoch_figure(plt, summary["rank_by_epoch"], summary["kendall_tau"]),
@@ -410,10 +421,17 @@ def rank_by_epoch_figure(plt, result: dict, supernet_tau: float | None = None):
     rows = [r for r in result["by_epoch"] if r["tau_other_seed"] is not None]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     epochs = [r["epoch"] for r in rows]
-    ax.plot(epochs, [r["tau_other_seed"] for r in rows], marker="o", label="another seed's final")
-    ax.plot(epochs, [r["tau"] for r in rows], marker=".", alpha=0.6, label="the same runs' final")
+    ax.plot(
+        epochs,
+        [r["tau_other_seed"] for r in rows],
+        marker="o",
+        label="one seed against the others' final pass",
+    )
+    ax.plot(
+        epochs, [r["tau"] for r in rows], marker=".", alpha=0.6, label="the seeds' mean against their own end"
+    )
     if result["seed_ceiling"] is not None:
-        ax.axhline(result["seed_ceiling"], color="tab:gray", ls="--", label="one seed against another")
+        ax.axhline(result["seed_ceiling"], color="tab:gray", ls="--", label="ceiling: one seed's final pass")
     if supernet_tau is not None:
         ax.axhline(supernet_tau, color="tab:red", ls=":", label="the supernet's tau")
     ax.set(xlabel="epoch of training alone", ylabel="Kendall tau", ylim=(-0.3, 1.05))
