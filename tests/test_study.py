@@ -341,7 +341,9 @@ def test_study_writes_study_json_and_md(study):
     assert "dev CER %" in text and "test CER %" in text
     assert ("Within one budget" in text) == (summary["kendall_tau_within_budget"] is not None)
     assert all("dev_cer_late_drop" in row for row in rows.values())  # None: one epoch has no last quarter
-    assert all(len(row["dev_cer_by_epoch"]) == 2 and len(row["dev_cer_by_epoch"][0]) == 2 for row in rows.values())
+    assert all(
+        len(row["dev_cer_by_epoch"]) == 2 and len(row["dev_cer_by_epoch"][0]) == 2 for row in rows.values()
+    )
     assert summary["rank_by_epoch"]["epochs"] == 1 and summary["rank_by_epoch"]["seeds"] == 2
     assert "## How early does training alone rank the networks?\n\nNot measured" in text  # one epoch
     reference = summary["reference_ranking"]["params"]
