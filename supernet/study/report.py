@@ -163,15 +163,8 @@ def _shown_epochs(epochs: int) -> list[int]:
     quarters."""
     if epochs <= 12:
         return list(range(1, epochs + 1))
-    marks = {
-        1,
-        2,
-        3,
-        4,
-        epochs,
-        *(2**k for k in range(epochs.bit_length())),
-        *(epochs * q // 4 for q in (1, 2, 3)),
-    }
+    quarters = {epochs * q // 4 for q in (1, 2, 3, 4)}
+    marks = {1, 2, 3, 4, *(2**k for k in range(epochs.bit_length())), *quarters}
     return sorted(e for e in marks if 1 <= e <= epochs)
 
 
@@ -435,7 +428,7 @@ def rank_by_epoch_figure(plt, result: dict, supernet_tau: float | None = None):
     if supernet_tau is not None:
         ax.axhline(supernet_tau, color="tab:red", ls=":", label="the supernet's tau")
     ax.set(xlabel="epoch of training alone", ylabel="Kendall tau", ylim=(-0.3, 1.05))
-    ax.set_title(f"How well training alone ranks {result['networks']} networks")
+    ax.set_title(f"How well training alone ranks {result['networks_other_seed']} networks")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return fig
