@@ -18,8 +18,8 @@ from supernet.study import pipeline, plan
 from supernet.study.execute import execute
 
 
-def main() -> None:
-    work, table, options = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+def train(work: Path, table: Path, options: list[str]) -> tuple[Path, Path]:
+    """The uniform supernet's checkpoint (trained now unless it was) and the corpus it read."""
     study = study_with("h200_three", options)  # as alone_costs.py --search-option reads them
     data = plan.prepare_corpus(study)
     work.mkdir(parents=True, exist_ok=True)
@@ -27,7 +27,12 @@ def main() -> None:
     planned, _ = pipeline._plan_searches(study, work, data, space, baselines, table_path=table)
     run = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
     execute([run], 1, "search")
-    print(run.checkpoint)
+    return Path(run.checkpoint), Path(data)
+
+
+def main() -> None:
+    ckpt, _ = train(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:])
+    print(ckpt)
 
 
 if __name__ == "__main__":
