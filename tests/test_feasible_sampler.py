@@ -66,3 +66,19 @@ def test_a_draw_the_sampler_gives_up_on_is_a_miss_not_the_end():
     draws = iter([None, {"a": 1}])
     problem = Problem({"a": 2}, lambda p: 0.0, lambda p: float(p["a"]), 5.0, sampler=lambda rng: next(draws))
     assert problem.random_feasible(random.Random(0), tries=3) == {"a": 1}
+
+
+@pytest.mark.parametrize("bins", [16, 2048])
+def test_a_floor_draws_uniformly_over_exactly_the_band(bins):
+    costs = SpaceCosts("ms", 1.0, {"a": [0.0, 1.0, 2.5], "b": [0.0, 1.5, 3.0], "c": [0.2, 0.7, 1.1]})
+    budget, floor = 4.6, 3.2
+    paths = [dict(zip("abc", p)) for p in itertools.product(range(3), repeat=3)]
+    band = {key_of(p) for p in paths if floor <= costs.at(p) <= budget}
+    assert 3 < len(band) < len({key_of(p) for p in paths if costs.at(p) <= budget})
+    seen = frequencies(FeasibleSampler(costs, budget, bins=bins, floor=floor), 6000)
+    assert set(seen) == band  # the paths at the floor's edge too (rounding admits, the exact cost judges)
+    assert all(abs(f - 1 / len(band)) < 0.12 / len(band) for f in seen.values())
+    assert FeasibleSampler(costs, budget, floor=budget + 1.0)(random.Random(0)) is None  # an empty band
+    p = Problem({"a": 3, "b": 3, "c": 3}, lambda path: 0.0, costs.at, budget, floor=floor)
+    assert [p.outside(c) for c in (floor - 0.5, floor, budget, budget + 0.25)] == [0.5, 0.0, 0.0, 0.25]
+    assert all(p.feasible(dict(zip("abc", map(int, key.split("-"))))) for key in band)

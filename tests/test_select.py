@@ -119,6 +119,19 @@ def test_strategies_find_the_optimum_within_their_evaluations(name, evaluations,
     assert len(calls) == len({key_of(c) for c in calls}) == p.evaluations  # each path scored once
 
 
+@pytest.mark.parametrize("name", ["random", "evolution", "tpe", "nsga2", "rl", "predictor"])
+def test_a_floor_keeps_every_scored_path_in_the_band_and_the_best_of_it_is_found(name):
+    floor = 5.0  # the optimum costs 5: it stays in the band; 74 paths fit [5, 6]
+    p = problem(floor=floor)
+    build_strategy(name).run(p, 40, 0)
+    assert all(floor <= cost(c) <= BUDGET for c in p.score_fn.calls)
+    band = [q for q in PATHS if floor <= cost(q) <= BUDGET]
+    if name in ("random", "predictor"):  # draws over the whole band: 40 distinct of its paths
+        assert p.evaluations == min(40, len(band))
+    if name in ("random", "evolution", "predictor"):
+        assert p.best() == (dict(zip(EDGES, TARGET)), 0.0)
+
+
 def brute_front(paths):
     front, best = [], math.inf
     for p in sorted(paths, key=lambda p: (cost(p), score(p))):
@@ -193,18 +206,27 @@ def uniform_run(tmp_path_factory):
     return corpus, out / "checkpoints" / "last.ckpt"
 
 
+def path_params(ckpt) -> list[float]:
+    """The parameter count of every path of the checkpoint's space (what ``--target params`` costs)."""
+    from supernet.search.extract import load_search_checkpoint, search_objective
+
+    space, _, hparams = load_search_checkpoint(ckpt)
+    params = search_objective(space, hparams).params
+    return [
+        params.at(dict(zip(space.edges, c)))
+        for c in itertools.product(*(range(len(v)) for v in space.edges.values()))
+    ]
+
+
 def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp_path, capsys):
     from supernet.archspec import ArchSpec
-    from supernet.search.extract import load_search_checkpoint, search_objective
+    from supernet.search.extract import load_search_checkpoint
     from supernet.space import SearchSpace
 
     corpus, ckpt = uniform_run
     space, _, hparams = load_search_checkpoint(ckpt)
-    params = search_objective(space, hparams).params
-    paths = [
-        dict(zip(space.edges, c)) for c in itertools.product(*(range(len(v)) for v in space.edges.values()))
-    ]
-    low, high = sorted({params.at(p) for p in paths})[1], max(params.at(p) for p in paths)
+    costs = path_params(ckpt)
+    low, high = sorted(set(costs))[1], max(costs)
     out = tmp_path / "select"
     argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "evolution", "--option", "population=2", "--option", "sample=2",
             "--budgets", str(low), str(high), "--target", "params", "--evaluations", "3", "--seed", "0",
@@ -269,6 +291,31 @@ def test_select_picks_a_path_per_budget_from_a_uniform_supernet(uniform_run, tmp
     low = [*argv[:budgets], "--budgets", "1e-9", "1e9", *argv[budgets + 3 : -1], str(tmp_path / "low")]
     assert cli_main(low) == 2  # the flag the user gave is the one the error names
     assert "--budgets 1e-09: the cheapest path of the space costs" in capsys.readouterr().err
+
+
+def test_select_with_a_floor_scores_and_picks_only_paths_in_the_band(uniform_run, tmp_path, capsys):
+    corpus, ckpt = uniform_run
+    costs = path_params(ckpt)
+    high = max(costs)
+    floor = sorted(costs)[len(costs) // 2] / high  # half the paths are below it
+    out = tmp_path / "band"
+    argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "random", "--budget", str(high),
+            "--target", "params", "--evaluations", "4", "--batches", "1", "--floor", str(floor),
+            "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    result = json.loads((out / "select.json").read_text())
+    assert result["floor"] == floor and len(result["candidates"]) == 4
+    assert all(floor * high - 1e-6 <= c["cost"] <= high for c in result["candidates"])
+    [best] = result["best"]
+    assert best["cost"] >= floor * high - 1e-6
+    capsys.readouterr()
+    for bad in (["--floor", "1.5"], ["--floor", "0"]):
+        assert cli_main([*argv[:-2], *bad, "--out", str(tmp_path / "bad")]) == 2
+        assert "--floor" in capsys.readouterr().err
+    budget = argv.index("--budget")
+    soft = [*argv[:budget], *argv[budget + 2 : -1], str(tmp_path / "soft"), "--reward-lambda", "0.05"]
+    assert cli_main(soft) == 2  # a floor is a fraction of a budget: none is given
+    assert "--floor" in capsys.readouterr().err
 
 
 def test_the_scorer_measures_cer_and_loss_and_its_kept_batches_change_nothing(uniform_run):

@@ -649,6 +649,13 @@ def test_one_select_picks_for_every_budget_of_its_supernet(tmp_path):
         halving, tmp_path, tmp_path / "data", search, tmp_path / "lut.json", [("a", 1.5)]
     ).argv
     assert argv[-5:] == ["--finalists", "8", "--finetune-steps", "12", "--halving"]
+    band = load_config({**load_config("tiny"), "select": {"methods": ["st"], "floor": 0.8}})
+    argv = plan.select_run(
+        band, tmp_path, tmp_path / "data", search, tmp_path / "lut.json", [("a", 1.5)]
+    ).argv
+    assert argv[-2:] == ["--floor", "0.8"] and "--floor" not in run.argv  # off by default
+    with pytest.raises(UserError, match="select.floor"):
+        load_config({**load_config("tiny"), "select": {"methods": ["st"], "floor": 1}})
     with pytest.raises(UserError, match="select.finalists"):  # at load, before a supernet trains
         load_config({**load_config("tiny"), "select": {"methods": ["st"], "finalists": 2, "halving": True}})
     with pytest.raises(UserError, match="finalists"):

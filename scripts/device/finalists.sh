@@ -15,8 +15,9 @@
 #   usage (device tool, carry .whl): bash scripts/device/finalists.sh [BUDGET=0.841] [LIMIT_S=540]
 #   SEEDS="0 1 2", FINALISTS=4, STEPS=48 (about one epoch of 20,000-frame batches) by default;
 #   HALVING=1 spends the same steps by successive halving, FINALISTS=8 STEPS=12 by default (8 at
-#   12, 4 at 24, 2 at 48), and retrains the score's pick and the last two of each seed. Each
-#   variant (finalists, steps, halving) selects in folders of its own from the one supernet.
+#   12, 4 at 24, 2 at 48), and retrains the score's pick and the last two of each seed. FLOOR=0.8
+#   selects within a band: paths of at least 0.8 x the budget (--floor). Each variant (finalists,
+#   steps, halving, floor) selects in folders of its own from the one supernet.
 budget=${1:-0.8409086691601766}
 limit=${2:-540}
 seeds=${SEEDS:-0 1 2}
@@ -26,6 +27,8 @@ if [ "${HALVING:-0}" = 1 ]; then
 else
   finalists=${FINALISTS:-4}; steps=${STEPS:-48}
 fi
+floor=()
+[ -n "${FLOOR:-}" ] && floor=(--floor "$FLOOR")
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -35,7 +38,7 @@ trap 'cd "$out" && tar -czf logs.tgz --remove-files $(ls -d *.log picks 2>/dev/n
 trap 'exit 143' TERM INT
 deadline "$limit" finalists
 work=/tmp/finalists
-variant=k$finalists-n$steps${halving:+-halving}  # its selects, picks and cost: select-VARIANT-sS, ...
+variant=k$finalists-n$steps${halving:+-halving}${FLOOR:+-floor$FLOOR}  # its selects, picks and cost: select-VARIANT-sS, ...
 table=docs/study/h200_three/latency.json
 ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/supernet" "$table" \
   trainer.max_epochs=20 model.warmup_epochs=10 2>"$out/supernet.log" | tail -1)
@@ -51,7 +54,7 @@ for seed in $seeds; do
   enough
   timeout -k 15 "$(left)" python3 -m supernet select "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
     --budget "$budget" --strategy predictor --evaluations 48 --seed "$seed" --batches 4 --metric loss \
-    --finalists "$finalists" --finetune-steps "$steps" "${halving[@]}" --out "$select" >"$out/select-s$seed.log" 2>&1 \
+    --finalists "$finalists" --finetune-steps "$steps" "${halving[@]}" "${floor[@]}" --out "$select" >"$out/select-s$seed.log" 2>&1 \
     || { echo "finalists: select seed $seed stopped (call again)"; tail -3 "$out/select-s$seed.log"; exit 0; }
   cp "$select/select.json" "$out/select-s$seed.json"
   python3 -c "

@@ -13,6 +13,11 @@ times the ways left after it. Rounding down only admits more paths (never fewer)
 whose exact cost is over the budget is drawn again, so the draws are exactly the prior restricted
 to the paths within the budget (for a uniform prior, uniform over them). After a stride edge the
 costs depend on the rate reached, as in ``SpaceCosts``: the counts are kept per rate.
+
+A ``floor`` (the least cost a path may have: ``supernet select --floor``) keeps only the ways that
+end with at most the grid steps a path at the floor leaves, plus one step per edge (each edge's
+rounding down gives away less than one), so again no path of the band is lost, and a drawn path
+below the floor is drawn again: the draws are the prior restricted to the band.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ Path = dict[str, int]
 
 
 class FeasibleSampler:
-    """``sampler(rng)``: a path with ``costs.at(path) <= budget`` (None when none fits)."""
+    """``sampler(rng)``: a path with ``floor <= costs.at(path) <= budget`` (None when none fits)."""
 
     def __init__(
         self,
@@ -37,8 +42,9 @@ class FeasibleSampler:
         weights: dict[str, list[float]] | None = None,
         bins: int = 2048,
         tries: int = 1000,
+        floor: float | None = None,
     ):
-        self.costs, self.budget, self.tries = costs, budget, tries
+        self.costs, self.budget, self.tries, self.floor = costs, budget, tries, floor
         self.names = list(costs.edges)
         left = budget - costs.fixed
         self.bins = bins if left > 0 else 0
@@ -57,6 +63,9 @@ class FeasibleSampler:
             if left >= 0
             else torch.zeros(1, dtype=torch.float64)
         )
+        if floor is not None and self.step is not None:  # steps left at the end: few enough to reach it
+            most = math.floor(self.bins - (floor - costs.fixed) / self.step) + len(self.names)
+            done[max(most + 1, 0) :] = 0.0
         self.ways[-1] = {rate: done for rate in self.rates[-1]}
         for i in reversed(range(len(self.names))):
             name = self.names[i]
@@ -93,6 +102,7 @@ class FeasibleSampler:
                 ]  # fmt: skip
                 k = rng.choices(range(len(options)), weights=options)[0]
                 path[name], left, rate = k, left - steps[k], self.costs.next_rate(name, rate, k)
-            if self.costs.at(path) <= self.budget:
+            cost = self.costs.at(path)
+            if cost <= self.budget and (self.floor is None or cost >= self.floor):
                 return path
         return None

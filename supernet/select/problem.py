@@ -3,8 +3,8 @@
 A path is ``{edge: candidate index}``. ``evaluate`` scores a path once (the cache keeps every
 score, so a strategy that proposes a path twice pays once, and an interrupted selection resumes
 from the cache to the same result); ``cost`` is the path's predicted latency or parameter count
-(the same costs ``supernet extract`` uses); a path over ``budget`` is infeasible and is never
-scored. With ``reward_lambda`` the strategies minimise MnasNet's soft objective instead of the
+(the same costs ``supernet extract`` uses); a path over ``budget``, or under ``floor`` (the least
+cost a path may have, ``supernet select --floor``), is infeasible and is never scored. With ``reward_lambda`` the strategies minimise MnasNet's soft objective instead of the
 score alone: ``score + lambda * ln(cost)`` (the reward ``-CER - lambda * log(latency)``), so a path
 may trade accuracy for cost without a hard limit (a ``budget`` still caps it when given).
 """
@@ -50,6 +50,8 @@ class Problem:
     # draws paths within the budget directly (``feasible.FeasibleSampler``, by the same prior); None:
     # rejection from the whole space, which at a tight budget needs thousands of draws per path
     sampler: Callable[[Any], Path | None] | None = None
+    # the least cost a path may have (``supernet select --floor``: a band under the budget); None: any
+    floor: float | None = None
 
     def objective(self, score: float, cost: float) -> float:
         """What the strategies minimise: the score, or with ``reward_lambda`` the soft reward's
@@ -59,7 +61,12 @@ class Problem:
         return score + self.reward_lambda * math.log(max(cost, 1e-12))
 
     def feasible(self, path: Path) -> bool:
-        return self.budget is None or self.cost_fn(path) <= self.budget
+        return self.outside(self.cost_fn(path)) == 0.0
+
+    def outside(self, cost: float) -> float:
+        """How far ``cost`` lies outside [``floor``, ``budget``] (0: within): an Optuna constraint."""
+        over = 0.0 if self.budget is None else max(0.0, cost - self.budget)
+        return over + (0.0 if self.floor is None else max(0.0, self.floor - cost))
 
     def evaluate(self, path: Path) -> float:
         """The path's objective (its score cached); an infeasible path scores ``inf`` unrun."""

@@ -79,6 +79,15 @@ def _bool(value, field, source):
     return value
 
 
+def _fraction(value, field, source):
+    """None, or a number strictly between 0 and 1 (``select.floor``)."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1
+    ):
+        _fail(source, field, "must be a fraction of the budget between 0 and 1, or null", value)
+    return None if value is None else float(value)
+
+
 def _str(value, field, source):
     if not isinstance(value, str) or not value:
         _fail(source, field, "must be a non-empty string", value)
@@ -231,6 +240,7 @@ SELECT = {
     "finalists": (lambda v, f, s: _int(v, f, s, low=1), 1),  # select --finalists (1: off)
     "finetune_steps": (lambda v, f, s: _int(v, f, s, low=1), 50),
     "halving": (_bool, False),  # select --halving: successive halving of the finalists
+    "floor": (_fraction, None),  # select --floor: paths cost at least this fraction of the budget
 }
 SCHEMA = {
     "name": (_str, None),

@@ -235,6 +235,8 @@ def select_run(study: dict, out: Path, data: Path, search: Run, table: Path, bud
     if select["finalists"] > 1:  # only then: a study begun before finalists existed still resumes
         argv += ["--finalists", str(select["finalists"]), "--finetune-steps", str(select["finetune_steps"])]
         argv += ["--halving"] if select["halving"] else []
+    if select["floor"] is not None:  # likewise
+        argv += ["--floor", repr(select["floor"])]
     return Run("select", out / "select" / f"{search.out.name}-{select['strategy']}", argv)
 
 

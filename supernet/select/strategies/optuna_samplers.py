@@ -2,8 +2,8 @@
 
 Each edge is a categorical parameter. ``tpe`` (``TPESampler``) lowers the score; ``nsga2``
 (``NSGAIISampler``) lowers score and cost together, so one run gives a front (``Problem.front``)
-from which each budget takes its best path. Both get the budget as an Optuna constraint (a path over
-it is infeasible and is told, not scored). Optuna is imported in ``run``, not when registered.
+from which each budget takes its best path. Both get the budget (and a floor) as an Optuna constraint
+(a path outside it is infeasible and is told, not scored). Optuna is imported in ``run``, not when registered.
 Seeded (``seed=``): same seed, same picks. A sampler may propose a path again: it costs nothing
 (the cache), and proposals stop after ``patience`` in a row that scored nothing new.
 """
@@ -61,7 +61,7 @@ class _OptunaStrategy(Strategy):
             trial = study.ask(distributions)
             path = {name: int(trial.params[name]) for name in problem.edges}
             cost = problem.cost_fn(path)
-            over = 0.0 if problem.budget is None else max(0.0, cost - problem.budget)
+            over = problem.outside(cost)
             trial.set_user_attr("over", over)
             if new_api:
                 trial.set_constraint("over_budget", over)
