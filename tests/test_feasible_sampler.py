@@ -78,7 +78,10 @@ def test_a_floor_draws_uniformly_over_exactly_the_band(bins):
     seen = frequencies(FeasibleSampler(costs, budget, bins=bins, floor=floor), 6000)
     assert set(seen) == band  # the paths at the floor's edge too (rounding admits, the exact cost judges)
     assert all(abs(f - 1 / len(band)) < 0.12 / len(band) for f in seen.values())
-    assert FeasibleSampler(costs, budget, floor=budget + 1.0)(random.Random(0)) is None  # an empty band
+    empty = FeasibleSampler(costs, budget, floor=budget + 1.0)
+    assert empty(random.Random(0)) is None and not empty.any_fits  # an empty band
+    edge = FeasibleSampler(SpaceCosts("ms", 1.0, {"e0": [0.6, 0.8]}), 1.8, floor=1.6)
+    assert {key_of(edge(random.Random(s))) for s in range(20)} == {"0", "1"}  # 1.6: exactly at the floor
     p = Problem({"a": 3, "b": 3, "c": 3}, lambda path: 0.0, costs.at, budget, floor=floor)
     assert [p.outside(c) for c in (floor - 0.5, floor, budget, budget + 0.25)] == [0.5, 0.0, 0.0, 0.25]
     assert all(p.feasible(dict(zip("abc", map(int, key.split("-"))))) for key in band)

@@ -130,6 +130,12 @@ def test_a_floor_keeps_every_scored_path_in_the_band_and_the_best_of_it_is_found
         assert p.evaluations == min(40, len(band))
     if name in ("random", "evolution", "predictor"):
         assert p.best() == (dict(zip(EDGES, TARGET)), 0.0)
+    thin = problem(budget=2.0, floor=2.0)  # 8 paths cost exactly 2; the cheapest path (0) is below
+    build_strategy(name).run(thin, 10, 0)
+    assert all(cost(c) == 2.0 for c in thin.score_fn.calls)
+    # direct draws reach every path of the band (8); Optuna's samplers propose out of it, are told
+    # so unscored, and stop after `patience` such proposals
+    assert thin.evaluations == 8 if name not in ("tpe", "nsga2") else thin.evaluations >= 1
 
 
 def brute_front(paths):

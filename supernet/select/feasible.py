@@ -16,8 +16,10 @@ costs depend on the rate reached, as in ``SpaceCosts``: the counts are kept per 
 
 A ``floor`` (the least cost a path may have: ``supernet select --floor``) keeps only the ways that
 end with at most the grid steps a path at the floor leaves, plus one step per edge (each edge's
-rounding down gives away less than one), so again no path of the band is lost, and a drawn path
-below the floor is drawn again: the draws are the prior restricted to the band.
+rounding down gives away less than one) and one for the floor's own rounding, so again no path of
+the band is lost, and a drawn path below the floor is drawn again: the draws are the prior
+restricted to the band. A sampler whose ``tries`` all fell below a floor says no path fits from
+then on (``any_fits``), so a strategy does not spend them again on every draw.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class FeasibleSampler:
         floor: float | None = None,
     ):
         self.costs, self.budget, self.tries, self.floor = costs, budget, tries, floor
+        self.exhausted = False  # every one of a call's tries fell outside the band
         self.names = list(costs.edges)
         left = budget - costs.fixed
         self.bins = bins if left > 0 else 0
@@ -64,7 +67,8 @@ class FeasibleSampler:
             else torch.zeros(1, dtype=torch.float64)
         )
         if floor is not None and self.step is not None:  # steps left at the end: few enough to reach it
-            most = math.floor(self.bins - (floor - costs.fixed) / self.step) + len(self.names)
+            # one step more than the edges' rounding: a path exactly at the floor can land just past it
+            most = math.floor(self.bins - (floor - costs.fixed) / self.step) + len(self.names) + 1
             done[max(most + 1, 0) :] = 0.0
         self.ways[-1] = {rate: done for rate in self.rates[-1]}
         for i in reversed(range(len(self.names))):
@@ -86,7 +90,7 @@ class FeasibleSampler:
 
     @property
     def any_fits(self) -> bool:
-        return float(self.ways[0][1][self.bins]) > 0
+        return not self.exhausted and float(self.ways[0][1][self.bins]) > 0
 
     def __call__(self, rng: random.Random) -> Path | None:
         if not self.any_fits:
@@ -105,4 +109,5 @@ class FeasibleSampler:
             cost = self.costs.at(path)
             if cost <= self.budget and (self.floor is None or cost >= self.floor):
                 return path
+        self.exhausted = self.floor is not None  # a band this thin is taken for empty
         return None

@@ -5,14 +5,17 @@ Adam step on ``-(advantage * log p(path)) - entropy * H``; the advantage is the 
 moving-average baseline, scaled by a moving average of its spread (so a CER in fractions and one
 in percent learn alike). An infeasible draw is skipped (it costs no evaluation) and drawn again;
 after ``resample`` infeasible draws in a row the cheapest path by cost is proposed instead (not
-learned from: the policy did not draw it), so a tight budget cannot loop forever. The run stops
-when ``problem.evaluations`` reaches the target, when the cheapest path is over the budget too (no
-path fits), or after ``patience`` proposals in a row that bring no path new to this run (the policy
+learned from: the policy did not draw it), so a tight budget cannot loop forever; under a floor
+(``Problem.floor``), where the cheapest path lies below the band, a random path of the band
+stands in (``Problem.random_feasible``, seeded too). The run stops when ``problem.evaluations``
+reaches the target, when no such path is found (no path fits), or after ``patience`` proposals in a row that bring no path new to this run (the policy
 has settled, or the feasible space is exhausted). Every draw comes from one ``torch.Generator``
 seeded by ``seed``: same seed, same history.
 """
 
 from __future__ import annotations
+
+import random
 
 import torch
 
@@ -96,6 +99,7 @@ class Reinforce(Strategy):
 
     def _run(self, problem: Problem, evaluations: int, seed: int) -> None:
         generator = torch.Generator().manual_seed(seed)
+        rng = random.Random(seed)  # the band's stand-ins under a floor
         policy = _Policy(problem.edges, self.lr)
         baseline: float | None = None
         spread = 0.0
@@ -109,8 +113,10 @@ class Reinforce(Strategy):
                 path = self._draw(problem, policy, generator)
                 if path is None:  # fell back to the cheapest path
                     fallback = cheapest_path(problem)
-                    if not problem.feasible(fallback):
-                        return  # no path fits the budget
+                    if not problem.feasible(fallback) and problem.floor is not None:  # below the band
+                        fallback = problem.random_feasible(rng, self.resample, new=False)
+                    if fallback is None or not problem.feasible(fallback):
+                        return  # no path fits the budget (or its band)
                     problem.evaluate(fallback)
                     key = key_of(fallback)
                 else:
