@@ -322,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     from supernet.outputs import atomic_write_json, atomic_write_text
     from supernet.run_folder import failing, finish
     from supernet.select.feasible import FeasibleSampler
-    from supernet.select.problem import Problem, key_of
+    from supernet.select.problem import Problem, key_of, outside
     from supernet.select.strategies.base import build_strategy
 
     budgets = [args.budget] if args.budgets is None else list(args.budgets)
@@ -398,10 +398,13 @@ def run(args: argparse.Namespace) -> int:
         runs = [max(budgets)] if args.strategy == "nsga2" else budgets
         problems, curves = {}, {}
 
+        def floor_at(budget):
+            """A budget's floor (None: no band)."""
+            return None if args.floor is None else args.floor * budget
+
         def floor_of(budget):
             """The least cost of a run's paths: the floor of the smallest budget it serves."""
-            served = budgets if args.strategy == "nsga2" else [budget]
-            return None if args.floor is None else args.floor * min(served)
+            return floor_at(min(budgets) if args.strategy == "nsga2" else budget)
 
         for budget in runs:
             bar = tqdm(
@@ -452,13 +455,10 @@ def run(args: argparse.Namespace) -> int:
         # a cheap path the larger budget's run found counts for the smaller budget too)
         scored = [h for problem in problems.values() for h in problem.history if math.isfinite(h["score"])]
         for budget in budgets:
-            within = [
-                h for h in scored
-                if (budget is None or h["cost"] <= budget) and (args.floor is None or h["cost"] >= args.floor * budget)
-            ]  # fmt: skip
+            within = [h for h in scored if outside(h["cost"], budget, floor_at(budget)) == 0.0]
             if not within:
                 best.append({"budget": budget, "path": None, "note": "no feasible path was scored"})
-                band = "" if args.floor is None else f" and above its floor {args.floor * budget:g}"
+                band = "" if args.floor is None else f" and above its floor {floor_at(budget):g}"
                 print(f"budget {_label(budget)}: no path within it{band} was scored (more --evaluations?)")
                 continue
             top = min(within, key=lambda h: (h["objective"], h["cost"]))

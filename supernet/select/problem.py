@@ -4,9 +4,10 @@ A path is ``{edge: candidate index}``. ``evaluate`` scores a path once (the cach
 score, so a strategy that proposes a path twice pays once, and an interrupted selection resumes
 from the cache to the same result); ``cost`` is the path's predicted latency or parameter count
 (the same costs ``supernet extract`` uses); a path over ``budget``, or under ``floor`` (the least
-cost a path may have, ``supernet select --floor``), is infeasible and is never scored. With ``reward_lambda`` the strategies minimise MnasNet's soft objective instead of the
-score alone: ``score + lambda * ln(cost)`` (the reward ``-CER - lambda * log(latency)``), so a path
-may trade accuracy for cost without a hard limit (a ``budget`` still caps it when given).
+cost a path may have, ``supernet select --floor``), is infeasible and is never scored. With
+``reward_lambda`` the strategies minimise MnasNet's soft objective instead of the score alone:
+``score + lambda * ln(cost)`` (the reward ``-CER - lambda * log(latency)``), so a path may trade
+accuracy for cost without a hard limit (a ``budget`` still caps it when given).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def key_of(path: Path) -> str:
 def path_of(key: str, edges) -> Path:
     """The path a cache key names (``key_of``'s inverse), over ``edges`` in their order."""
     return dict(zip(edges, map(int, key.split("-"))))
+
+
+def outside(cost: float, budget: float | None, floor: float | None = None) -> float:
+    """How far ``cost`` lies outside [``floor``, ``budget``] (0: within; None: no such bound)."""
+    over = 0.0 if budget is None else max(0.0, cost - budget)
+    return over + (0.0 if floor is None else max(0.0, floor - cost))
 
 
 @dataclass
@@ -64,9 +71,8 @@ class Problem:
         return self.outside(self.cost_fn(path)) == 0.0
 
     def outside(self, cost: float) -> float:
-        """How far ``cost`` lies outside [``floor``, ``budget``] (0: within): an Optuna constraint."""
-        over = 0.0 if self.budget is None else max(0.0, cost - self.budget)
-        return over + (0.0 if self.floor is None else max(0.0, self.floor - cost))
+        """How far ``cost`` lies outside this problem's band (0: within): an Optuna constraint."""
+        return outside(cost, self.budget, self.floor)
 
     def evaluate(self, path: Path) -> float:
         """The path's objective (its score cached); an infeasible path scores ``inf`` unrun."""
