@@ -6,11 +6,12 @@ worse in dev loss than those without, while retrained for 24 epochs they were be
 against 22.1). Drawing those blocks three times as often did not remove it (session 11). This
 trains that supernet once (or reuses it on the warm machine) and scores every retrained network of
 the given reports under each scorer setting: BatchNorm re-estimated on 0, 4 or 32 train batches,
-with the trained weights (or the averaged ones, when the search kept an average). For each it prints Kendall tau of dev loss and dev CER
-against the retrained dev CER, and the mean residual of the networks by their number of
-full-rate attention blocks (score minus the straight line fitted through all, in standard
-deviations of the score: positive means rated worse than their retrained CER says). A setting
-whose residuals flatten is the fix to ship; none that does says the cause is in the training.
+with the trained weights (or the averaged ones, when the search kept an average). For each it
+prints Kendall tau of dev loss and dev CER against the retrained dev CER, and the mean residual of
+the networks by their number of full-rate attention blocks (score minus the straight line fitted
+through all, in standard deviations of the score: positive means rated worse than their retrained
+CER says). A setting whose residuals flatten is the fix to ship; none that does says the cause is
+in the training.
 
     bash -c 'source scripts/device/setup.sh && python3 scripts/device/scorer_bias.py /tmp/bias \
         docs/study/h200_three/latency.json docs/study/h200_three/retrain_length/report_24_epochs.json \

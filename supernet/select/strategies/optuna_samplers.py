@@ -2,10 +2,11 @@
 
 Each edge is a categorical parameter. ``tpe`` (``TPESampler``) lowers the score; ``nsga2``
 (``NSGAIISampler``) lowers score and cost together, so one run gives a front (``Problem.front``)
-from which each budget takes its best path. Both get the budget (and a floor) as an Optuna constraint
-(a path outside it is infeasible and is told, not scored). Optuna is imported in ``run``, not when registered.
-Seeded (``seed=``): same seed, same picks. A sampler may propose a path again: it costs nothing
-(the cache), and proposals stop after ``patience`` in a row that scored nothing new.
+from which each budget takes its best path. Both get the budget (and a floor) as an Optuna
+constraint (a path outside it is infeasible and is told, not scored). Optuna is imported in
+``run``, not when registered. Seeded (``seed=``): same seed, same picks. A sampler may propose a
+path again: it costs nothing (the cache), and proposals stop after ``patience`` in a row that
+scored nothing new.
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
 """``rl``: a REINFORCE controller, one categorical distribution per edge (after ENAS/MnasNet).
 
-Each update draws ``batch`` paths from the policy, scores them (reward = -score) and takes an
-Adam step on ``-(advantage * log p(path)) - entropy * H``; the advantage is the reward less a
+Each update draws ``batch`` paths from the policy, scores them (reward = -score) and takes an Adam
+step on ``-(advantage * log p(path)) - entropy * H``; the advantage is the reward less a
 moving-average baseline, scaled by a moving average of its spread (so a CER in fractions and one
 in percent learn alike). An infeasible draw is skipped (it costs no evaluation) and drawn again;
 after ``resample`` infeasible draws in a row the cheapest path by cost is proposed instead (not
 learned from: the policy did not draw it), so a tight budget cannot loop forever; under a floor
-(``Problem.floor``), where the cheapest path lies below the band, a random path of the band
-stands in (``Problem.random_feasible``, seeded too). The run stops when ``problem.evaluations``
-reaches the target, when no such path is found (no path fits), or after ``patience`` proposals in a row that bring no path new to this run (the policy
-has settled, or the feasible space is exhausted). Every draw comes from one ``torch.Generator``
-seeded by ``seed``: same seed, same history.
+(``Problem.floor``), where the cheapest path lies below the band, a random path of the band stands
+in (``Problem.random_feasible``, seeded too). The run stops when ``problem.evaluations`` reaches
+the target, when no such path is found (no path fits), or after ``patience`` proposals in a row
+that bring no path new to this run (the policy has settled, or the feasible space is exhausted).
+Every draw comes from one ``torch.Generator`` seeded by ``seed``: same seed, same history.
 """
 
 from __future__ import annotations
