@@ -43,6 +43,12 @@ def budget_of(report: dict, ms: float) -> dict:
     return next(b for b in report["budgets"] if abs(b["ms"] - ms) <= FITS * ms)
 
 
+def reference_rows(reference: dict, budget: dict) -> list[dict]:
+    """The reference report's baselines and random paths of ``budget``: what the picks are judged
+    against."""
+    return [r for r in reference["rows"] if r["budget"] == budget["budget"] and r["kind"] != "searched"]
+
+
 def pick_row(name: str, retrained: dict, budget: dict, template: dict) -> dict:
     """A retrained finalist as a study row of ``budget`` (``template``: a row to copy fields from)."""
     row = copy.deepcopy(template)
@@ -84,7 +90,7 @@ def report(selects: dict[int, dict], retrained: dict[str, dict], reference: dict
     """Everything the report says, as JSON: per seed its picks' verdicts, the taus, the cost."""
     ms = selects[min(selects)]["budgets"][0]
     budget = budget_of(reference, ms)
-    group = [r for r in reference["rows"] if r["budget"] == budget["budget"] and r["kind"] != "searched"]
+    group = reference_rows(reference, budget)
     template = next(r for r in reference["rows"] if r["kind"] == "searched")
     dev = {key: r["cer"]["dev"] for key, r in retrained.items() if r["retrain_seeds"]}
     seeds, rows = {}, []
@@ -129,7 +135,7 @@ def report(selects: dict[int, dict], retrained: dict[str, dict], reference: dict
 
 def markdown(result: dict, reference: dict) -> list[str]:
     budget = result["budget"]
-    group = [r for r in reference["rows"] if r["budget"] == budget["budget"] and r["kind"] != "searched"]
+    group = reference_rows(reference, budget)
     lines = [
         f"# Fine-tuned finalists at {budget['budget']} ({budget['ms']:.3f} ms)",
         "",
