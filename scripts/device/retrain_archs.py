@@ -32,7 +32,7 @@ from supernet.archspec import ArchSpec
 from supernet.study import plan
 from supernet.study.execute import execute
 from supernet.study.pipeline import check_test_sets
-from supernet.study.report import cer_by_set, dev_cer_by_epoch, read_metrics
+from supernet.study.report import cer_by_set, dev_cer_by_epoch, in_epoch_order, read_metrics
 
 
 def main() -> None:
@@ -70,7 +70,9 @@ def main() -> None:
             "cer": cer, "cer_std": cer_std,
             "train_seconds": [m.get("train_seconds") for m in metrics], "arch": spec.to_dict(),
             "dev_cer_by_epoch": [
-                dev_curve(run.out) for run in runs[spec.name] if (run.out / "metrics.json").is_file()
+                in_epoch_order(dev_cer_by_epoch(run.out))
+                for run in runs[spec.name]
+                if (run.out / "metrics.json").is_file()
             ],
         })  # fmt: skip
     for row in rows:
@@ -85,12 +87,6 @@ def main() -> None:
     target.write_text(json.dumps({
         "config": args.config, "retrain": study["retrain"], "corpus": str(data), "rows": rows,
     }, indent=1))  # fmt: skip
-
-
-def dev_curve(run: Path) -> list[float]:
-    """Dev CER after each epoch, then the final pass (``report.dev_cer_by_epoch``, in order)."""
-    by_epoch = dev_cer_by_epoch(run)
-    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 if __name__ == "__main__":

@@ -356,7 +356,7 @@ def _rows(
         for measure in METRICS:
             row[f"supernet_{measure}"] = statistics.fmean(m[measure] for m in own) if own else None
         row["runs"] = [str(run.out) for run in planned.retrains[key]]
-        row["dev_cer_by_epoch"] = [[c[e] for e in sorted(c)] for c in curves]  # then the final pass
+        row["dev_cer_by_epoch"] = [report.in_epoch_order(c) for c in curves]
         rows.append(row)
         standalone[owner] = row["cer"]["dev"]
         budgets.setdefault(owner, [])

@@ -47,6 +47,12 @@ def dev_cer_by_epoch(run: Path) -> dict[int, float]:
         return {int(r["epoch"]): float(r["dev/cer"]) for r in csv.DictReader(handle) if r.get("dev/cer")}
 
 
+def in_epoch_order(by_epoch: dict[int, float]) -> list[float]:
+    """``dev_cer_by_epoch``'s values, epoch after epoch, then the final pass: a row's
+    ``dev_cer_by_epoch`` entry (``rank.complete_curves`` reads them)."""
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
 def late_drop(runs: list[tuple[dict[int, float], int | None]]) -> float | None:
     """How far dev CER still fell over the last quarter (at least one epoch) of each run's own
     ``epochs`` (``metrics.json``'s: fewer when early stopping ended it), the mean over the runs
