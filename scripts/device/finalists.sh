@@ -17,7 +17,8 @@
 #   HALVING=1 spends the same steps by successive halving, FINALISTS=8 STEPS=12 by default (8 at
 #   12, 4 at 24, 2 at 48), and retrains the score's pick and the last two of each seed. FLOOR=0.8
 #   selects within a band: paths of at least 0.8 x the budget (--floor). Each variant (finalists,
-#   steps, halving, floor) selects in folders of its own from the one supernet.
+#   steps, halving, floor) selects in folders of its own from the one supernet. PICKS_ONLY=1
+#   retrains only the score's pick and the finalists' pick of each seed (half the device time).
 budget=${1:-0.8409086691601766}
 limit=${2:-540}
 seeds=${SEEDS:-0 1 2}
@@ -38,7 +39,7 @@ trap 'cd "$out" && tar -czf logs.tgz --remove-files $(ls -d *.log picks 2>/dev/n
 trap 'exit 143' TERM INT
 deadline "$limit" finalists
 work=/tmp/finalists
-variant=k$finalists-n$steps${halving:+-halving}${FLOOR:+-floor$FLOOR}  # its selects, picks and cost: select-VARIANT-sS, ...
+variant=k$finalists-n$steps${halving:+-halving}${FLOOR:+-floor$FLOOR}${PICKS_ONLY:+-picks}  # its selects, picks and cost: select-VARIANT-sS, ...
 table=docs/study/h200_three/latency.json
 ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/supernet" "$table" \
   trainer.max_epochs=20 model.warmup_epochs=10 2>"$out/supernet.log" | tail -1)
@@ -63,18 +64,20 @@ from pathlib import Path
 from supernet.space import SearchSpace
 from supernet.select.problem import path_of
 select, picks, seed = json.load(open(sys.argv[1])), Path(sys.argv[2]), sys.argv[3]
-space = SearchSpace.load(sys.argv[4])
+space, picks_only = SearchSpace.load(sys.argv[4]), sys.argv[5] == '1'
 [best] = select['best']
-# every finalist that reached the last rung, and the score's pick (the first finalist), retrained
-# once however many seeds chose it (finalist-KEY.yaml); the finalists' pick is best['path']
+# every finalist that reached the last rung (or, with PICKS_ONLY, the finalists' pick alone), and
+# the score's pick (the first finalist), retrained once however many seeds chose it
+# (finalist-KEY.yaml); the finalists' pick is best['path']
 last = max(f['finetune_steps'] for f in best['finalists'])
-for finalist in [f for i, f in enumerate(best['finalists']) if i == 0 or f['finetune_steps'] == last]:
+kept = (lambda f: f['path'] == best['path']) if picks_only else (lambda f: f['finetune_steps'] == last)
+for finalist in [f for i, f in enumerate(best['finalists']) if i == 0 or kept(f)]:
     key = finalist['path']
     spec = space.derive(path_of(key, space.edges), name=f'finalist-{key}')
     spec.to_yaml(picks / f'finalist-{key}.yaml')
 print(f'seed {seed}: the score picks', best['finalists'][0]['path'], '; the finalists', best['path'],
       '; fine-tuned in', select['finetune_seconds'], 's')
-" "$select/select.json" "$picks" "$seed" "$work/supernet/space.yaml" \
+" "$select/select.json" "$picks" "$seed" "$work/supernet/space.yaml" "${PICKS_ONLY:-0}" \
     || { echo "finalists: seed $seed's picks were not written"; exit 1; }
   touch "$picks/s$seed.done"
 done
