@@ -13,7 +13,13 @@ the same recipe (``report_24_epochs.json``: the budget's baselines and random pa
 
     python scripts/finalists_report.py --selects OUT --retrain OUT/retrain_archs.json \
         --reference docs/study/h200_three/retrain_length/report_24_epochs.json \
-        --cost OUT/route_cost.json --out DIR
+        --cost OUT/route_cost.json --out DIR [--baseline-again OUT/baseline_again.json]
+
+``--retrain`` and ``--baseline-again`` take several files of other retrain seeds of the same
+networks: their rows are pooled by name (the mean and sample std over all the seeds, exactly).
+``--baseline-again`` holds baselines retrained again on the machine of the finalists' retrains:
+they replace the reference's rows of the same name, so the picks are judged against a baseline of
+their own machine.
 
 Dev is what the scores are ranked against; test CER appears only against the targets.
 """
@@ -58,6 +64,35 @@ def pick_row(name: str, retrained: dict, budget: dict, template: dict) -> dict:
         latency_ms=None,  # not the template's; the finalists were not timed
     )  # fmt: skip
     return with_cer(row, retrained)
+
+
+def pooled_rows(docs: list[dict]) -> dict[str, dict]:
+    """Rows of ``retrain_archs.py`` files by name, a name in several files (other seeds of that
+    network) pooled: the mean and sample std of every set over all its seeds."""
+    rows: dict[str, dict] = {}
+    for row in (r for doc in docs for r in doc["rows"]):
+        if row["name"] not in rows or not row["retrain_seeds"]:
+            rows.setdefault(row["name"], copy.deepcopy(row))
+            continue
+        kept = rows[row["name"]]
+        n, m = kept["retrain_seeds"], row["retrain_seeds"]
+        for s in kept["cer"]:
+            mean = (n * kept["cer"][s] + m * row["cer"][s]) / (n + m)
+            squares = (n - 1) * kept["cer_std"][s] ** 2 + (m - 1) * row["cer_std"][s] ** 2
+            spread = n * (kept["cer"][s] - mean) ** 2 + m * (row["cer"][s] - mean) ** 2
+            kept["cer"][s], kept["cer_std"][s] = mean, ((squares + spread) / (n + m - 1)) ** 0.5
+        kept["retrain_seeds"] = n + m
+        kept.pop("dev_cer_by_epoch", None)  # one seed group's curve no longer describes the row
+    return rows
+
+
+def with_reruns(reference: dict, reruns: dict[str, dict]) -> dict:
+    """The reference report, its rows of a rerun network replaced by the rerun's error rates."""
+    reference = copy.deepcopy(reference)
+    reference["rows"] = [
+        with_cer(r, reruns[r["name"]]) if r["name"] in reruns else r for r in reference["rows"]
+    ]
+    return reference
 
 
 def seed_taus(finalists: list[dict], dev: dict[str, float]) -> dict:
@@ -180,8 +215,15 @@ def _tau(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--selects", type=Path, required=True, help="a folder of select-sS.json")
-    parser.add_argument("--retrain", type=Path, required=True, help="finalists.sh's retrain_archs.json")
+    parser.add_argument(
+        "--retrain", type=Path, nargs="+", required=True,
+        help="finalists.sh's retrain_archs.json (and files of further seeds of the same networks)",
+    )  # fmt: skip
     parser.add_argument("--reference", type=Path, required=True, help="a study report of the same recipe")
+    parser.add_argument(
+        "--baseline-again", type=Path, nargs="*", default=[],
+        help="retrain_archs.py files of baselines rerun on the finalists' machine: judge against them",
+    )  # fmt: skip
     parser.add_argument("--cost", type=Path, help="finalists.sh's route_cost.json")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -190,8 +232,13 @@ def main() -> None:
         for p in sorted(args.selects.glob("select-s*.json"))
         if (m := SELECT.fullmatch(p.name))
     }
-    retrained = {r["name"].removeprefix("finalist-"): r for r in json.loads(args.retrain.read_text())["rows"]}
+    retrains = pooled_rows([json.loads(p.read_text()) for p in args.retrain])
+    retrained = {name.removeprefix("finalist-"): r for name, r in retrains.items()}
     reference = json.loads(args.reference.read_text())
+    if args.baseline_again:
+        reference = with_reruns(
+            reference, pooled_rows([json.loads(p.read_text()) for p in args.baseline_again])
+        )
     cost = json.loads(args.cost.read_text()) if args.cost else None
     result = report(selects, retrained, reference, cost)
     lines = markdown(result, reference)

@@ -154,3 +154,34 @@ def test_a_last_rung_that_diverged_is_not_replaced_by_an_earlier_one():
     ]
     taus = finalists_report.seed_taus(finalists, {"a": 0.2, "b": 0.3, "c": 0.4})
     assert taus == {"finalists": 1, "inherited": None, "finetuned": None}
+
+
+def test_seed_groups_pool_to_the_mean_and_std_of_all_seeds():
+    """Two files of three seeds each: the pooled row is the six seeds' own mean and sample std."""
+    import statistics
+
+    first, second = [0.20, 0.21, 0.22], [0.19, 0.20, 0.24]
+
+    def doc(values):
+        mean, std = statistics.fmean(values), statistics.stdev(values)
+        return {"rows": [{"name": "n", "cer": {"test": mean}, "cer_std": {"test": std}, "retrain_seeds": 3,
+                          "dev_cer_by_epoch": {"1": 0.5}}]}  # fmt: skip
+
+    [(name, row)] = finalists_report.pooled_rows([doc(first), doc(second)]).items()
+    assert row["retrain_seeds"] == 6 and "dev_cer_by_epoch" not in row
+    assert row["cer"]["test"] == pytest.approx(statistics.fmean(first + second))
+    assert row["cer_std"]["test"] == pytest.approx(statistics.stdev(first + second))
+
+
+def test_a_baseline_rerun_replaces_the_reference_row_it_names(kept):
+    """Judged against a rerun of the baseline at 0.185, seed 0's finalists' pick (0.18) gains only
+    2.7%, where against the reference's 0.20 it gained 10%."""
+    _, selects, retrained, reference, cost = kept
+    rerun = {"rows": [{"name": "base", "cer": {"dev": 0.185, "test": 0.185}, "cer_std": {"dev": 0.0, "test": 0.0},
+                       "retrain_seeds": 3}]}  # fmt: skip
+    changed = finalists_report.with_reruns(reference, finalists_report.pooled_rows([rerun]))
+    assert [r["kind"] for r in changed["rows"] if r["name"] == "base"] == ["baseline"]
+    assert [r["cer"]["test"] for r in reference["rows"] if r["name"] == "base"] == [0.20]  # a copy changed
+    result = finalists_report.report(selects, retrained, changed, cost)
+    [verdict] = [v for v in result["verdicts"] if v["subject"] == "s0-finalists-pick-b"][:1]
+    assert not verdict["met"] and verdict["value"] == pytest.approx(1 - 0.18 / 0.185)
