@@ -86,6 +86,31 @@ def test_config_defaults_and_the_shipped_tiny_study():
     assert tiny["random"]["n"] == 3 and tiny["retrain"]["seeds"] == [0, 1]
 
 
+@pytest.mark.parametrize("path", sorted((Path(plan.__file__).parent.parent / "configs/study").glob("*.yaml")))
+def test_every_shipped_study_loads(path):
+    assert load_config(path.stem)["name"] == path.stem
+
+
+def test_the_shipped_route_is_the_measured_one(tmp_path):
+    """h200_route is what scripts/device/finalists.sh measured with FLOOR=0.8: h200_three's supernet
+    recipe at 20 epochs (10 of warm-up), and a select of 48 predictor candidates above 0.8 of the
+    budget, 4 finalists fine-tuned for 48 steps."""
+    route, three = load_config("h200_route"), load_config("h200_three")
+    assert route["search"]["options"] == {
+        **three["search"]["options"], "trainer.max_epochs": 20, "model.warmup_epochs": 10,
+    }  # fmt: skip
+    assert route["retrain"] == three["retrain"] and route["random"] == three["random"]
+    search = plan.Run("search", tmp_path / "search" / "uniform-s0", [])
+    argv = plan.select_run(
+        route, tmp_path, tmp_path / "data", search, tmp_path / "t.json", [("b", 0.84)]
+    ).argv
+    text = " ".join(argv)
+    for expected in ("--strategy predictor", "--evaluations 48", "--batches 4", "--metric loss",
+                     "--finalists 4 --finetune-steps 48", "--floor 0.8"):  # fmt: skip
+        assert expected in text
+    assert "--halving" not in argv
+
+
 def test_a_malformed_study_file_is_one_line_from_the_cli(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(with_field("random.n", -2)))
