@@ -61,6 +61,7 @@ def with_field(field: str, value):
         ("search.methods", ["sgd"], "field 'search.methods[0]' must be a search method"),
         ("select", {"strategy": "annealing"}, "field 'select.strategy' must be a selection strategy"),
         ("select", {"methods": ["darts"]}, "field 'select.methods[0]' must be one of search.methods"),
+        ("select", {"batches": -1}, "field 'select.batches' must be an integer >= 0"),
         ("retrain.seeds", [0, 0], "field 'retrain.seeds' must be a non-empty list of distinct"),
         ("corpus", 3, "field 'corpus' must be a corpus path"),
         (

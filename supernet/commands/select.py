@@ -89,7 +89,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--evaluations", type=int, default=100, help="distinct paths scored per budget")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batches", type=int, default=4, help="train batches that re-estimate BatchNorm")
+    parser.add_argument(
+        "--batches", type=int, default=4,
+        help="train batches that re-estimate BatchNorm (0: keep the supernet's own statistics, which ranked "
+        "50 retrained networks better on one GPU study: docs/results.md, session 15)",
+    )  # fmt: skip
     parser.add_argument(
         "--devices", type=int, default=1,
         help="score each candidate across N processes (GPUs; CPU processes without CUDA): same picks, less time",

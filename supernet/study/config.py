@@ -233,7 +233,7 @@ SELECT = {
     "strategy": (_strategy, "evolution"),
     "evaluations": (lambda v, f, s: _int(v, f, s, low=1), 64),
     "seed": (_int, 0),
-    "batches": (lambda v, f, s: _int(v, f, s, low=1), 4),
+    "batches": (lambda v, f, s: _int(v, f, s, low=0), 4),  # 0: the statistics the supernet trained with
     "metric": (_metric, "cer"),
     "options": (_options, {}),
     "methods": (lambda v, f, s: _strs(v, f, s, empty=False), ["uniform"]),
