@@ -68,27 +68,48 @@ def pick_row(name: str, retrained: dict, budget: dict, template: dict) -> dict:
 
 def pooled_rows(docs: list[dict]) -> dict[str, dict]:
     """Rows of ``retrain_archs.py`` files by name, a name in several files (other seeds of that
-    network) pooled: the mean and sample std of every set over all its seeds."""
+    network) pooled: the mean and sample std of every set over all its seeds. A row without a
+    finished seed adds nothing; files that share a retrain seed, or rows of one network measured
+    on other sets, are an error, not a silent mix."""
     rows: dict[str, dict] = {}
-    for row in (r for doc in docs for r in doc["rows"]):
-        if row["name"] not in rows or not row["retrain_seeds"]:
-            rows.setdefault(row["name"], copy.deepcopy(row))
-            continue
-        kept = rows[row["name"]]
-        n, m = kept["retrain_seeds"], row["retrain_seeds"]
-        for s in kept["cer"]:
-            mean = (n * kept["cer"][s] + m * row["cer"][s]) / (n + m)
-            squares = (n - 1) * kept["cer_std"][s] ** 2 + (m - 1) * row["cer_std"][s] ** 2
-            spread = n * (kept["cer"][s] - mean) ** 2 + m * (row["cer"][s] - mean) ** 2
-            kept["cer"][s], kept["cer_std"][s] = mean, ((squares + spread) / (n + m - 1)) ** 0.5
-        kept["retrain_seeds"] = n + m
-        kept.pop("dev_cer_by_epoch", None)  # one seed group's curve no longer describes the row
+    seeds: dict[str, set] = {}
+    for doc in docs:
+        doc_seeds = set((doc.get("retrain") or {}).get("seeds") or [])
+        for row in doc["rows"]:
+            name = row["name"]
+            if not row.get("retrain_seeds"):
+                continue  # a network whose retrains all failed
+            if seeds.get(name, set()) & doc_seeds:
+                raise ValueError(f"{name}: retrain seeds {sorted(seeds[name] & doc_seeds)} are in two files")
+            seeds.setdefault(name, set()).update(doc_seeds)
+            if name not in rows:
+                rows[name] = copy.deepcopy(row)
+                continue
+            kept = rows[name]
+            if set(kept["cer"]) != set(row["cer"]):
+                raise ValueError(
+                    f"{name}: measured on {sorted(kept['cer'])} in one file, {sorted(row['cer'])} in another"
+                )
+            n, m = kept["retrain_seeds"], row["retrain_seeds"]
+            for s in kept["cer"]:
+                mean = (n * kept["cer"][s] + m * row["cer"][s]) / (n + m)
+                squares = (n - 1) * kept["cer_std"][s] ** 2 + (m - 1) * row["cer_std"][s] ** 2
+                spread = n * (kept["cer"][s] - mean) ** 2 + m * (row["cer"][s] - mean) ** 2
+                kept["cer"][s], kept["cer_std"][s] = mean, ((squares + spread) / (n + m - 1)) ** 0.5
+            kept["retrain_seeds"] = n + m
+            kept.pop("dev_cer_by_epoch", None)  # one seed group's curve no longer describes the row
+            kept.pop("train_seconds", None)  # nor its seconds
     return rows
 
 
 def with_reruns(reference: dict, reruns: dict[str, dict]) -> dict:
-    """The reference report, its rows of a rerun network replaced by the rerun's error rates."""
+    """The reference report, its rows of a rerun network replaced by the rerun's error rates (on
+    the same sets: a rerun that lacks one would drop it from the verdicts unseen)."""
     reference = copy.deepcopy(reference)
+    for row in (r for r in reference["rows"] if r["name"] in reruns):
+        missing = set(row["cer"]) - set(reruns[row["name"]]["cer"])
+        if missing:
+            raise ValueError(f"{row['name']}: the rerun lacks the sets {sorted(missing)} of the reference")
     reference["rows"] = [
         with_cer(r, reruns[r["name"]]) if r["name"] in reruns else r for r in reference["rows"]
     ]

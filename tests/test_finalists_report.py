@@ -185,3 +185,15 @@ def test_a_baseline_rerun_replaces_the_reference_row_it_names(kept):
     result = finalists_report.report(selects, retrained, changed, cost)
     [verdict] = [v for v in result["verdicts"] if v["subject"] == "s0-finalists-pick-b"][:1]
     assert not verdict["met"] and verdict["value"] == pytest.approx(1 - 0.18 / 0.185)
+
+
+def test_pooling_skips_failed_rows_and_refuses_a_seed_counted_twice():
+    row = {"name": "n", "cer": {"test": 0.2}, "cer_std": {"test": 0.01}, "retrain_seeds": 3}
+    failed = {"rows": [{"name": "n", "retrain_seeds": 0}]}
+    first = {"retrain": {"seeds": [0, 1, 2]}, "rows": [row]}
+    assert finalists_report.pooled_rows([failed, first])["n"]["retrain_seeds"] == 3
+    with pytest.raises(ValueError, match=r"n: retrain seeds \[0, 1, 2\] are in two files"):
+        finalists_report.pooled_rows([first, first])
+    other_sets = {"retrain": {"seeds": [3]}, "rows": [{**row, "cer": {"dev": 0.2}, "cer_std": {"dev": 0.0}}]}
+    with pytest.raises(ValueError, match="measured on"):
+        finalists_report.pooled_rows([first, other_sets])

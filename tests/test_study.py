@@ -78,6 +78,16 @@ def test_malformed_config_names_the_field(field, value, says):
         load_config(with_field(field, value))
 
 
+def test_select_without_batches_needs_a_supernet_without_an_average():
+    """The averaged weights carry no BatchNorm statistics: refused before the supernet trains."""
+    study = {**MINIMAL, "search": {"methods": ["uniform"], "options": {"model.weight_average": 0.995}},
+             "select": {"batches": 0}}  # fmt: skip
+    with pytest.raises(StudyConfigError, match="'select.batches' must be 1 or more when search.options sets"):
+        load_config(study)
+    study["search"]["options"] = {}
+    assert load_config(study)["select"]["batches"] == 0
+
+
 def test_config_defaults_and_the_shipped_tiny_study():
     study = load_config(MINIMAL)
     assert study["random"] == {"n": 10, "seed": 0} and study["retrain"]["seeds"] == [0]

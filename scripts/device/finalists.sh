@@ -39,7 +39,10 @@ trap 'cd "$out" && tar -czf logs.tgz --remove-files $(ls -d *.log picks 2>/dev/n
 trap 'exit 143' TERM INT
 deadline "$limit" finalists
 work=/tmp/finalists
-variant=k$finalists-n$steps${halving:+-halving}${FLOOR:+-floor$FLOOR}${PICKS_ONLY:+-picks}  # its selects, picks and cost: select-VARIANT-sS, ...
+picks_only=0
+[ "${PICKS_ONLY:-0}" = 1 ] && picks_only=1
+variant=k$finalists-n$steps${halving:+-halving}${FLOOR:+-floor$FLOOR}  # its selects, picks and cost: select-VARIANT-sS, ...
+[ "$picks_only" = 1 ] && variant+=-picks
 table=docs/study/h200_three/latency.json
 ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/supernet" "$table" \
   trainer.max_epochs=20 model.warmup_epochs=10 2>"$out/supernet.log" | tail -1)
@@ -77,7 +80,7 @@ for finalist in [f for i, f in enumerate(best['finalists']) if i == 0 or kept(f)
     spec.to_yaml(picks / f'finalist-{key}.yaml')
 print(f'seed {seed}: the score picks', best['finalists'][0]['path'], '; the finalists', best['path'],
       '; fine-tuned in', select['finetune_seconds'], 's')
-" "$select/select.json" "$picks" "$seed" "$work/supernet/space.yaml" "${PICKS_ONLY:-0}" \
+" "$select/select.json" "$picks" "$seed" "$work/supernet/space.yaml" "$picks_only" \
     || { echo "finalists: seed $seed's picks were not written"; exit 1; }
   touch "$picks/s$seed.done"
 done

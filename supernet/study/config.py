@@ -177,6 +177,13 @@ def _check_methods(study: dict, source: str) -> None:
     select = study["select"] or {}
     if select.get("halving") and select["finalists"] < 3:  # caught here, not after the supernet trained
         _fail(source, "select.finalists", "must be 3 or more with select.halving", select["finalists"])
+    averaged = (study["search"]["options"].get("model.weight_average") or 0) > 0
+    if select and select["batches"] == 0 and averaged:  # select scores the average, which has no statistics
+        _fail(
+            source, "select.batches",
+            "must be 1 or more when search.options sets model.weight_average (the averaged weights carry no "
+            "BatchNorm statistics of their own)", 0,
+        )  # fmt: skip
 
 
 def _optional_section(schema: dict, fields: str):
