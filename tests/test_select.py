@@ -416,6 +416,12 @@ def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp
     assert cli_main([*argv[:-4], "--finalists", "0", "--out", str(tmp_path / "y")]) == 2
     assert cli_main([*argv[:-2], "--finetune-lr", "0", "--out", str(tmp_path / "z")]) == 2
     assert "--finetune-lr must be a positive number" in capsys.readouterr().err
+    # --batches 0: the supernet's own BatchNorm statistics score the candidates and the fine-tunes
+    monkeypatch.undo()  # a new folder: its fine-tunes are trained
+    plain = [*argv[:12], "--batches", "0", *argv[14:-2], "--out", str(tmp_path / "own")]
+    assert cli_main(plain) == 0
+    own = json.loads((tmp_path / "own" / "select.json").read_text())
+    assert own["batches"] == 0 and len(own["best"][0]["finalists"]) == 3
 
 
 def test_rungs_double_the_steps_while_halving_leaves_more_than_two():

@@ -19,6 +19,8 @@
 #   selects within a band: paths of at least 0.8 x the budget (--floor). Each variant (finalists,
 #   steps, halving, floor) selects in folders of its own from the one supernet. PICKS_ONLY=1
 #   retrains only the score's pick and the finalists' pick of each seed (half the device time).
+#   BATCHES=N re-estimates BatchNorm on N train batches before scoring (default 4; 0 keeps the
+#   supernet's own statistics, which ranked 50 retrained networks better: docs/results.md, session 15).
 budget=${1:-0.8409086691601766}
 limit=${2:-540}
 seeds=${SEEDS:-0 1 2}
@@ -43,6 +45,8 @@ picks_only=0
 [ "${PICKS_ONLY:-0}" = 1 ] && picks_only=1
 variant=k$finalists-n$steps${halving:+-halving}${FLOOR:+-floor$FLOOR}  # its selects, picks and cost: select-VARIANT-sS, ...
 [ "$picks_only" = 1 ] && variant+=-picks
+batches=${BATCHES:-4}
+[ "$batches" = 4 ] || variant+=-bn$batches
 table=docs/study/h200_three/latency.json
 ckpt=$(timeout -k 15 "$(left)" python3 scripts/device/train_supernet.py "$work/supernet" "$table" \
   trainer.max_epochs=20 model.warmup_epochs=10 2>"$out/supernet.log" | tail -1)
@@ -57,7 +61,7 @@ for seed in $seeds; do
   fi
   enough
   timeout -k 15 "$(left)" python3 -m supernet select "$ckpt" --data "$PWD/data/study_h200" --lut "$table" \
-    --budget "$budget" --strategy predictor --evaluations 48 --seed "$seed" --batches 4 --metric loss \
+    --budget "$budget" --strategy predictor --evaluations 48 --seed "$seed" --batches "$batches" --metric loss \
     --finalists "$finalists" --finetune-steps "$steps" "${halving[@]}" "${floor[@]}" --out "$select" >"$out/select-s$seed.log" 2>&1 \
     || { echo "finalists: select seed $seed stopped (call again)"; tail -3 "$out/select-s$seed.log"; exit 0; }
   cp "$select/select.json" "$out/select-s$seed.json"
