@@ -55,12 +55,13 @@ def reference_rows(reference: dict, budget: dict) -> list[dict]:
     return [r for r in reference["rows"] if r["budget"] == budget["budget"] and r["kind"] != "searched"]
 
 
-def pick_row(name: str, retrained: dict, budget: dict, template: dict) -> dict:
-    """A retrained finalist as a study row of ``budget`` (``template``: a row to copy fields from)."""
+def pick_row(name: str, retrained: dict, budget: dict, template: dict, predicted_ms: float | None) -> dict:
+    """A retrained finalist as a study row of ``budget`` (``template``: a row to copy fields from;
+    ``predicted_ms``: the table's cost of its path, as its select recorded it)."""
     row = copy.deepcopy(template)
     row.update(
         name=name, kind="searched", method=None, search_seed=None, budget=budget["budget"],
-        budget_ms=budget["ms"], arch=retrained["arch"], params=retrained["params"], predicted_ms=None,
+        budget_ms=budget["ms"], arch=retrained["arch"], params=retrained["params"], predicted_ms=predicted_ms,
         latency_ms=None,  # not the template's; the finalists were not timed
     )  # fmt: skip
     return with_cer(row, retrained)
@@ -154,9 +155,11 @@ def report(selects: dict[int, dict], retrained: dict[str, dict], reference: dict
         [best] = select["best"]
         finalists = best["finalists"]
         picks = {"score": finalists[0]["path"], "finalists": best["path"]}
+        predicted = {f["path"]: f.get("cost") for f in finalists}  # the table's ms, as select had it
         for which, key in picks.items():
             if key in dev:
-                rows.append(pick_row(f"s{seed}-{which}-pick-{key}", retrained[key], budget, template))
+                name = f"s{seed}-{which}-pick-{key}"
+                rows.append(pick_row(name, retrained[key], budget, template, predicted.get(key)))
         seeds[seed] = {
             "picks": picks,
             "changed": picks["score"] != picks["finalists"],
@@ -229,6 +232,32 @@ def markdown(result: dict, reference: dict) -> list[str]:
     return lines
 
 
+def draw(result: dict, reference: dict, selects: dict[int, dict], out: Path) -> Path | None:
+    """Test CER against the table's latency: the picks, the random paths and the baselines of the
+    budget, with the budget (and the band's floor, when the selects had one) marked."""
+    from supernet.loggers import can_plot, pyplot
+    from supernet.study.report import marked_points, save_figure
+
+    if not can_plot("the finalists' plot"):
+        return None
+    budget = result["budget"]
+    rows = [
+        r for r in reference_rows(reference, budget) + result["rows"] if r.get("predicted_ms") is not None
+    ]
+    fig, ax = pyplot().subplots(figsize=(6, 4.2))
+    marked_points(ax, rows, lambda r: r["predicted_ms"], lambda r: 100 * r["cer"]["test"],
+                  lambda r: 100 * r["cer_std"]["test"])  # fmt: skip
+    ax.axvline(budget["ms"], color="k", ls=":", lw=1, label=f"budget {budget['ms']:.3f} ms")
+    floor = next(iter(selects.values())).get("floor")
+    if floor:
+        ax.axvline(floor * budget["ms"], color="k", ls="--", lw=1, label=f"floor {floor:g} x budget")
+    ax.set(xlabel="predicted latency (ms, the table's)", ylabel="test CER (%)",
+           title=f"finalists' and score's picks at {budget['budget']}")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, out / "cer_vs_latency.png")
+
+
 def _tau(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -265,6 +294,9 @@ def main() -> None:
     lines = markdown(result, reference)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "finalists.json", result)
+    plot = draw(result, reference, selects, args.out)
+    if plot is not None:
+        lines += ["", f"![test CER against latency]({plot.name})"]
     (args.out / "finalists.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print("mean dev CER of the picks:", {

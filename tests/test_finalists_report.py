@@ -24,7 +24,7 @@ def _row(name, kind, dev, test, **extra):
 def _select(finalists, best, seconds=30.0):
     return {
         "budgets": [0.84090866], "seconds": seconds, "finetune_seconds": 10.0, "best": [{"path": best,
-        "finalists": [{"path": p, "score": s, "finetuned": t} for p, s, t in finalists]}],
+        "finalists": [{"path": p, "score": s, "finetuned": t, "cost": 0.7} for p, s, t in finalists]}],
     }  # fmt: skip
 
 
@@ -72,6 +72,7 @@ def test_the_picks_of_each_seed_are_judged_against_the_baseline_and_the_random_p
     result = finalists_report.report(selects, retrained, reference, cost)
     assert result["seeds"][0]["changed"] and result["seeds"][0]["dev"] == {"score": 0.22, "finalists": 0.18}
     assert result["seeds"][1]["picks"] == {"score": "d", "finalists": "c"}
+    assert {r["predicted_ms"] for r in result["rows"]} == {0.7}  # each pick's cost, as its select had it
     by_subject = {}
     for v in result["verdicts"]:
         by_subject.setdefault(v["subject"], []).append(v)
@@ -115,6 +116,8 @@ def test_the_script_writes_its_report(kept):
     assert "| 0 | yes | 22.0 | 18.0 | -0.333 / 1.000 (3) |" in text
     assert "by seed 1.62x, 1.62x" in text
     assert json.loads((out / "finalists.json").read_text())["taus"]["pooled"]["finalists"] == 5
+    pytest.importorskip("matplotlib")
+    assert (out / "cer_vs_latency.png").stat().st_size > 0 and "](cer_vs_latency.png)" in text
 
 
 def test_with_successive_halving_only_the_last_rung_is_ranked():

@@ -331,7 +331,7 @@ def write_markdown(out: Path, summary: dict[str, Any], stem: str = "study", plot
 
 
 # --- plots --------------------------------------------------------------------------------------
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.tight_layout()
     with replaced_when_done(path) as partial:
         fig.savefig(partial, dpi=110, format="png")
@@ -339,7 +339,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _marked(ax, rows: list[dict], x, y, err=None) -> None:
+def marked_points(ax, rows: list[dict], x, y, err=None) -> None:
     """Points ``(x(row), y(row))``, with error bars ``err(row)``, marked by kind."""
     for kind, (marker, color, size) in KINDS.items():
         part = [r for r in rows if r["kind"] == kind]
@@ -360,14 +360,14 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.8), squeeze=False)
     for ax, split in zip(axes[0], sets):
         cer, std = (lambda r, s=split: 100 * r["cer"][s]), (lambda r, s=split: 100 * r["cer_std"][s])
-        _marked(ax, rows, lambda r: r[latency], cer, std)
+        marked_points(ax, rows, lambda r: r[latency], cer, std)
         for budget in summary["budgets"]:
             ax.axvline(budget["ms"], color="k", ls=":", lw=1)
         xlabel = "measured latency (ms)" if latency == "latency_ms" else "predicted latency (ms, the table's)"
         ax.set(xlabel=xlabel, ylabel=f"{split} CER (%)", title=split)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    paths = [_save(fig, folder / "cer_vs_latency.png")]
+    paths = [save_figure(fig, folder / "cer_vs_latency.png")]
 
     budgets = summary["budgets"]
     fig, axes = plt.subplots(1, len(budgets), figsize=(4.5 * len(budgets), 3.2), squeeze=False)
@@ -389,24 +389,24 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
                 )
         ax.set(xlabel="dev CER (%)", ylabel="architectures", title=f"budget {budget['budget']}")
         ax.legend(fontsize=7)
-    paths.append(_save(fig, folder / "random_cer.png"))
+    paths.append(save_figure(fig, folder / "random_cer.png"))
 
     metric = summary["config"]["ranking"]["metric"]
     scored = [r for r in rows if r.get(f"supernet_{metric}") is not None]
     if scored:
         fig, ax = plt.subplots(figsize=(4.5, 4))
         scale = 100 if metric == "cer" else 1
-        _marked(ax, scored, lambda r: scale * r[f"supernet_{metric}"], lambda r: 100 * r["cer"]["dev"])
+        marked_points(ax, scored, lambda r: scale * r[f"supernet_{metric}"], lambda r: 100 * r["cer"]["dev"])
         tau = summary["kendall_tau"]
         label = "supernet dev CER (%" if metric == "cer" else "supernet dev CTC loss per token ("
         ax.set(xlabel=f"{label}, inherited weights)", ylabel="stand-alone dev CER (%)",
                title=f"Kendall tau {'undefined' if tau is None else f'{tau:.2f}'}")  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        paths.append(_save(fig, folder / "ranking.png"))
+        paths.append(save_figure(fig, folder / "ranking.png"))
     if rank_by_epoch_measured(summary.get("rank_by_epoch")):
         paths.append(
-            _save(
+            save_figure(
                 rank_by_epoch_figure(plt, summary["rank_by_epoch"], summary["kendall_tau"]),
                 folder / "rank_by_epoch.png",
             )
