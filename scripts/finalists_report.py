@@ -92,6 +92,10 @@ def pooled_rows(docs: list[dict]) -> dict[str, dict]:
                     f"{name}: measured on {sorted(kept['cer'])} in one file, {sorted(row['cer'])} in another"
                 )
             n, m = kept["retrain_seeds"], row["retrain_seeds"]
+            if "cer_by_seed" in kept and "cer_by_seed" in row:  # both kept their seeds' values
+                kept["cer_by_seed"] = {s: kept["cer_by_seed"][s] + row["cer_by_seed"][s] for s in kept["cer"]}
+            else:
+                kept.pop("cer_by_seed", None)
             for s in kept["cer"]:
                 mean = (n * kept["cer"][s] + m * row["cer"][s]) / (n + m)
                 squares = (n - 1) * kept["cer_std"][s] ** 2 + (m - 1) * row["cer_std"][s] ** 2

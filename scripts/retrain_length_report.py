@@ -69,8 +69,10 @@ def searched_row(name: str, retrained: dict, budgets: list[dict], template: dict
 def with_cer(row: dict, retrained: dict) -> dict:
     row = copy.deepcopy(row)
     row.update(cer=retrained["cer"], cer_std=retrained["cer_std"], retrain_seeds=retrained["retrain_seeds"])
-    for stale in ("wer", "rank_among_random", "runs", "supernet_cer", "supernet_loss"):
+    for stale in ("wer", "rank_among_random", "runs", "supernet_cer", "supernet_loss", "cer_by_seed"):
         row.pop(stale, None)
+    if "cer_by_seed" in retrained:  # files written before it was kept have none
+        row["cer_by_seed"] = retrained["cer_by_seed"]
     return row
 
 

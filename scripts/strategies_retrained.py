@@ -17,35 +17,15 @@ More search seeds from a second benchmark of the same budget (``SEEDS="3 4 5"``)
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import math
-import random
 import statistics
 from pathlib import Path
+
+from supernet.study.permutation import permutation_p
 
 
 def pick_name(strategy: str, seed: int) -> str:
     return f"pick-{strategy}-s{seed}"
-
-
-def permutation_p(
-    lower: list[float], other: list[float], exact_limit: int = 100_000, draws: int = 100_000
-) -> float:
-    """One-sided permutation p-value that ``lower`` has the smaller mean: the share of equal
-    splits of the pooled values whose first part sums no higher. With 3 seeds against 3 the
-    smallest possible is 1/20, which is why three search seeds can suggest but not settle it.
-    Exact over every split up to ``exact_limit`` of them (6 against 6: 924); beyond, ``draws``
-    seeded random splits (12 against 12 would be 2.7 million). (Written here: scipy is not a
-    dependency, and the splits need no library.)"""
-    pooled, observed, size = lower + other, sum(lower), len(lower)
-    if math.comb(len(pooled), size) <= exact_limit:
-        splits = itertools.combinations(range(len(pooled)), size)
-        counts = [sum(pooled[i] for i in split) <= observed + 1e-12 for split in splits]
-        return sum(counts) / len(counts)
-    rng = random.Random(0)
-    hits = sum(sum(rng.sample(pooled, size)) <= observed + 1e-12 for _ in range(draws))
-    return (hits + 1) / (draws + 1)
 
 
 def _cer_of(rows: dict[str, dict], strategy: str, seed: int) -> dict | None:

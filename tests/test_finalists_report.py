@@ -168,10 +168,11 @@ def test_seed_groups_pool_to_the_mean_and_std_of_all_seeds():
     def doc(values):
         mean, std = statistics.fmean(values), statistics.stdev(values)
         return {"rows": [{"name": "n", "cer": {"test": mean}, "cer_std": {"test": std}, "retrain_seeds": 3,
-                          "dev_cer_by_epoch": {"1": 0.5}}]}  # fmt: skip
+                          "cer_by_seed": {"test": values}, "dev_cer_by_epoch": {"1": 0.5}}]}  # fmt: skip
 
     [(name, row)] = finalists_report.pooled_rows([doc(first), doc(second)]).items()
     assert row["retrain_seeds"] == 6 and "dev_cer_by_epoch" not in row
+    assert row["cer_by_seed"] == {"test": first + second}
     assert row["cer"]["test"] == pytest.approx(statistics.fmean(first + second))
     assert row["cer_std"]["test"] == pytest.approx(statistics.stdev(first + second))
 

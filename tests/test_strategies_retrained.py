@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from supernet.study.permutation import permutation_p
+
 sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
 import strategies_retrained  # noqa: E402
 
@@ -77,10 +79,10 @@ def test_main_writes_the_comparison_and_refuses_files_that_do_not_match(tmp_path
 
 
 def test_permutation_p_counts_the_splits_no_worse_than_the_observed_one():
-    assert strategies_retrained.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(1 / 20)
-    assert strategies_retrained.permutation_p([4, 5, 6], [1, 2, 3]) == pytest.approx(1.0)
+    assert permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(1 / 20)
+    assert permutation_p([4, 5, 6], [1, 2, 3]) == pytest.approx(1.0)
     # ranks 1, 2, 5 against 3, 4, 6: sums <= 8 are {1,2,3} {1,2,4} {1,2,5} {1,3,4}
-    assert strategies_retrained.permutation_p([1, 2, 5], [3, 4, 6]) == pytest.approx(4 / 20)
+    assert permutation_p([1, 2, 5], [3, 4, 6]) == pytest.approx(4 / 20)
 
 
 def test_a_second_benchmark_adds_search_seeds_and_may_not_repeat_one(tmp_path, capsys):
@@ -111,7 +113,7 @@ def test_a_second_benchmark_adds_search_seeds_and_may_not_repeat_one(tmp_path, c
 
 def test_permutation_p_samples_when_the_splits_are_too_many_to_list():
     lower, other = [float(i) for i in range(12)], [float(i) + 100 for i in range(12)]  # 2.7 million splits
-    p = strategies_retrained.permutation_p(lower, other, draws=2000)
+    p = permutation_p(lower, other, draws=2000)
     assert p == pytest.approx(1 / 2001)  # no random split beats the observed one: (0 + 1) / (draws + 1)
-    same = strategies_retrained.permutation_p(lower, lower, draws=2000)
+    same = permutation_p(lower, lower, draws=2000)
     assert 0.4 < same < 0.7

@@ -331,6 +331,8 @@ def test_study_writes_study_json_and_md(study):
         assert keys <= set(row)
         assert set(row["cer"]) == set(row["cer_std"]) == set(row["wer"]) == {"dev", "test", "test_en"}
         assert row["retrain_seeds"] == 2 and row["latency_ms"] > 0 and row["params"] > 0
+        for split, values in row["cer_by_seed"].items():  # each seed's, for the permutation tests
+            assert len(values) == 2 and sum(values) / 2 == pytest.approx(row["cer"][split])
         assert row["budget_ms"] == summary["budgets"][0]["ms"] and row["predicted_ms"] <= row["budget_ms"]
         assert row["supernet_cer"] is not None  # every one of them is a path of the space
         assert row["supernet_loss"] > 0

@@ -101,3 +101,20 @@ def test_tau_and_costs_are_judged_against_their_thresholds():
         assert [v["met"] for v in out if "retrain" in v["target"]] == [None, None]
     capped = {**costs, "searches": [{"run": "u", "vs_retrain": 1.0, "capped": True}]}  # the supernet itself
     assert verdict.judge(summary([], (), capped))[-1]["met"] is None
+
+
+def test_with_each_seeds_cer_the_gain_over_the_baseline_gets_permutation_p_values():
+    """3 seeds against 3: every pick seed below every baseline seed gives the least p, 1/20; a pick
+    interleaved with the baseline ([1, 2, 5] against [3, 4, 6] hundredths) gives 4/20; against the
+    baseline scaled to 0.95 the 5% question is never easier than the plain one."""
+    pick = {**row("st", "searched", 0.19, method="st"), "cer_by_seed": {"test": [0.18, 0.19, 0.20]}}
+    base = {**row("base", "baseline", 0.23), "cer_by_seed": {"test": [0.22, 0.23, 0.24]}}
+    (won,) = by_target(verdict.judge(summary([pick, *RANDOM, base])), "baseline")
+    assert won["p_better"] == won["p_gain"] == won["p_least"] == 1 / 20 and won["seeds"] == [3, 3]
+    assert "permutation p 0.05 that it is better, 0.05 that it is 5% better (3 against 3" in won["detail"]
+    pick["cer_by_seed"]["test"], base["cer_by_seed"]["test"] = [0.01, 0.02, 0.05], [0.03, 0.04, 0.06]
+    (mixed,) = by_target(verdict.judge(summary([pick, *RANDOM, base])), "baseline")
+    assert mixed["p_better"] == 4 / 20 and mixed["p_gain"] >= mixed["p_better"]
+    del base["cer_by_seed"]  # a row of an older report: no test, no keys
+    (old,) = by_target(verdict.judge(summary([pick, *RANDOM, base])), "baseline")
+    assert "p_better" not in old and "permutation" not in old["detail"]

@@ -32,7 +32,7 @@ from supernet.archspec import ArchSpec
 from supernet.study import plan
 from supernet.study.execute import execute
 from supernet.study.pipeline import check_test_sets
-from supernet.study.report import cer_by_set, dev_cer_by_epoch, in_epoch_order, read_metrics
+from supernet.study.report import cer_by_seed, cer_by_set, dev_cer_by_epoch, in_epoch_order, read_metrics
 
 
 def main() -> None:
@@ -67,7 +67,7 @@ def main() -> None:
         cer, cer_std = cer_by_set(metrics, sets)
         rows.append({
             "name": spec.name, "params": metrics[0]["params"], "retrain_seeds": len(metrics),
-            "cer": cer, "cer_std": cer_std,
+            "cer": cer, "cer_std": cer_std, "cer_by_seed": cer_by_seed(metrics, sets),
             "train_seconds": [m.get("train_seconds") for m in metrics], "arch": spec.to_dict(),
             "dev_cer_by_epoch": [
                 in_epoch_order(dev_cer_by_epoch(run.out))

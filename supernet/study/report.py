@@ -36,6 +36,12 @@ def cer_by_set(metrics: list[dict], sets: list[str]) -> tuple[dict[str, float], 
     return {s: cer[s][0] for s in sets}, {s: cer[s][1] for s in sets}
 
 
+def cer_by_seed(metrics: list[dict], sets: list[str]) -> dict[str, list[float]]:
+    """Each retrain run's CER per set, in the runs' order: what a permutation test of two networks
+    needs (``verdict``), where a mean and std are not enough."""
+    return {s: [_rate(m, s, "cer") for m in metrics] for s in sets}
+
+
 def dev_cer_by_epoch(run: Path) -> dict[int, float]:
     """A run's dev CER after each epoch, from its CSV log (empty without one); the entry after the
     last epoch is the final evaluation pass. One value an epoch, the last logged: a resumed run's
@@ -87,6 +93,7 @@ def make_row(
         "predicted_ms": predicted,
         "cer": cer,
         "cer_std": cer_std,
+        "cer_by_seed": cer_by_seed(metrics, sets),
         "wer": {s: statistics.fmean(_rate(m, s, "wer") for m in metrics) for s in sets},
         "retrain_seeds": len(metrics),
         "dev_cer_late_drop": late,

@@ -61,7 +61,35 @@ def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
         f"{100 * row['cer'][split]:.1f}% against `{best['name']}` {100 * best['cer'][split]:.1f}% "
         f"({split}): {100 * gain:+.1f}% relative"
     )
-    return _verdict(target, row["name"], gain, GAIN_OVER_BASELINE, gain >= GAIN_OVER_BASELINE, detail)
+    tests = seed_tests(row, best, split)
+    if tests:
+        detail += (
+            f"; permutation p {tests['p_better']:.2f} that it is better, {tests['p_gain']:.2f} that it "
+            f"is {100 * GAIN_OVER_BASELINE:g}% better ({tests['seeds'][0]} against {tests['seeds'][1]} "
+            f"seeds: {tests['p_least']:.2f} at least)"
+        )
+    verdict = _verdict(target, row["name"], gain, GAIN_OVER_BASELINE, gain >= GAIN_OVER_BASELINE, detail)
+    return {**verdict, **tests}
+
+
+def seed_tests(row: dict, baseline: dict, split: str) -> dict:
+    """One-sided permutation p-values over the retrain seeds that the row's CER is below the
+    baseline's (``p_better``) and below 0.95 of it (``p_gain``: the baseline's seeds scaled, the
+    target's gain as a shift of the ratio), and the least p these seed counts allow. Empty without
+    per-seed CER on both sides (rows of reports written before they were kept), or with fewer
+    than 2 seeds on either."""
+    from supernet.study.permutation import permutation_p
+
+    ours, theirs = (r.get("cer_by_seed", {}).get(split) or [] for r in (row, baseline))
+    if len(ours) < 2 or len(theirs) < 2:
+        return {}
+    target = [(1 - GAIN_OVER_BASELINE) * v for v in theirs]
+    return {
+        "p_better": permutation_p(ours, theirs),
+        "p_gain": permutation_p(ours, target),
+        "p_least": 1 / math.comb(len(ours) + len(theirs), len(ours)),
+        "seeds": [len(ours), len(theirs)],
+    }
 
 
 def _searched_vs_random(row: dict, group: list[dict], split: str) -> dict:
