@@ -80,6 +80,7 @@ def pooled_rows(docs: list[dict]) -> dict[str, dict]:
             name = row["name"]
             if not row.get("retrain_seeds"):
                 continue  # a network whose retrains all failed
+            row = with_dev_seeds(row)
             if seeds.get(name, set()) & doc_seeds:
                 raise ValueError(f"{name}: retrain seeds {sorted(seeds[name] & doc_seeds)} are in two files")
             seeds.setdefault(name, set()).update(doc_seeds)
@@ -92,9 +93,11 @@ def pooled_rows(docs: list[dict]) -> dict[str, dict]:
                     f"{name}: measured on {sorted(kept['cer'])} in one file, {sorted(row['cer'])} in another"
                 )
             n, m = kept["retrain_seeds"], row["retrain_seeds"]
-            if "cer_by_seed" in kept and "cer_by_seed" in row:  # both kept their seeds' values
-                kept["cer_by_seed"] = {s: kept["cer_by_seed"][s] + row["cer_by_seed"][s] for s in kept["cer"]}
-            else:
+            both = set(kept.get("cer_by_seed", {})) & set(
+                row.get("cer_by_seed", {})
+            )  # sets both kept by seed
+            kept["cer_by_seed"] = {s: kept["cer_by_seed"][s] + row["cer_by_seed"][s] for s in sorted(both)}
+            if not both:
                 kept.pop("cer_by_seed", None)
             for s in kept["cer"]:
                 mean = (n * kept["cer"][s] + m * row["cer"][s]) / (n + m)
@@ -105,6 +108,16 @@ def pooled_rows(docs: list[dict]) -> dict[str, dict]:
             kept.pop("dev_cer_by_epoch", None)  # one seed group's curve no longer describes the row
             kept.pop("train_seconds", None)  # nor its seconds
     return rows
+
+
+def with_dev_seeds(row: dict) -> dict:
+    """A row of a file written before rows kept ``cer_by_seed``, given each seed's dev CER from its
+    curve's last entry (the final pass: the best checkpoint's dev CER, whose mean is the row's);
+    unchanged when it has per-seed values already or a seed's curve is missing."""
+    curves = row.get("dev_cer_by_epoch") or []
+    if "cer_by_seed" in row or len(curves) != row["retrain_seeds"] or not all(curves):
+        return row
+    return {**row, "cer_by_seed": {"dev": [curve[-1] for curve in curves]}}
 
 
 def with_reruns(reference: dict, reruns: dict[str, dict]) -> dict:
@@ -173,12 +186,20 @@ def report(selects: dict[int, dict], retrained: dict[str, dict], reference: dict
             "finetune_seconds": select.get("finetune_seconds"),
         }
     verdicts = verdict.judge({"rows": group + rows, "budgets": [budget]})
+    seed_tests = {}
+    for row in rows:
+        baseline = verdict.best_fitting_baseline(row, group)
+        sets = set(row.get("cer_by_seed", {})) & set((baseline or {}).get("cer_by_seed", {}))
+        tests = {s: verdict.seed_tests(row, baseline, s) for s in sorted(sets)}
+        if any(tests.values()):
+            seed_tests[row["name"]] = {"baseline": baseline["name"], **{s: t for s, t in tests.items() if t}}
     pooled = seed_taus(pooled_finalists(selects), dev)
     result = {
         "budget": budget,
         "seeds": seeds,
         "rows": rows,
         "verdicts": verdicts,
+        "seed_tests": seed_tests,
         "taus": {
             "pooled": pooled,
             "mean_within_seed": {
@@ -232,6 +253,7 @@ def markdown(result: dict, reference: dict) -> list[str]:
             f"{cost['finetune_seconds']:.1f} s of it) against one {cost['epochs']}-epoch retrain "
             f"{cost['retrain_seconds']:.1f} s: by seed {ratios} (target <= {verdict.SEARCH_VS_RETRAIN:g}x)"
         )
+    lines += _seed_test_lines(result["seed_tests"])
     lines += ["", *verdict.markdown(result["verdicts"])]
     return lines
 
@@ -260,6 +282,22 @@ def draw(result: dict, reference: dict, selects: dict[int, dict], out: Path) -> 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, out / "cer_vs_latency.png")
+
+
+def _seed_test_lines(tests: dict) -> list[str]:
+    """Each pick's one-sided permutation p-values over the retrain seeds against its baseline."""
+    if not tests:
+        return []
+    lines = ["", "Permutation tests over the retrain seeds (one-sided: the pick's CER is lower; at 5%: lower than",
+             "0.95 x the baseline's):", "", "| pick | against | set | seeds | p better | p 5% better | least p |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, entry in tests.items():
+        for split, t in ((s, t) for s, t in entry.items() if s != "baseline"):
+            lines.append(
+                f"| {name} | {entry['baseline']} | {split} | {t['seeds'][0]} v {t['seeds'][1]} | "
+                f"{t['p_better']:.3f} | {t['p_gain']:.3f} | {t['p_least']:.4f} |"
+            )
+    return lines
 
 
 def _tau(value: float | None) -> str:

@@ -201,3 +201,27 @@ def test_pooling_skips_failed_rows_and_refuses_a_seed_counted_twice():
     other_sets = {"retrain": {"seeds": [3]}, "rows": [{**row, "cer": {"dev": 0.2}, "cer_std": {"dev": 0.0}}]}
     with pytest.raises(ValueError, match="measured on"):
         finalists_report.pooled_rows([first, other_sets])
+
+
+def test_files_without_per_seed_values_give_each_seeds_dev_cer_from_its_curve():
+    row = {"name": "n", "retrain_seeds": 2, "cer": {"dev": 0.2}, "cer_std": {"dev": 0.0},
+           "dev_cer_by_epoch": [[0.5, 0.30, 0.21], [0.6, 0.19]]}  # fmt: skip
+    assert finalists_report.with_dev_seeds(row)["cer_by_seed"] == {"dev": [0.21, 0.19]}
+    lost = {**row, "dev_cer_by_epoch": [[0.5, 0.21], []]}  # one seed logged no epoch: no values
+    assert "cer_by_seed" not in finalists_report.with_dev_seeds(lost)
+
+
+def test_each_pick_is_tested_over_the_seeds_against_its_baseline(kept):
+    """Seed 0's finalists' pick b (0.17-0.19) against the baseline (0.19-0.21): the least p, 1/20,
+    that it is better; the report tells it in a table."""
+    _, selects, retrained, reference, cost = kept
+    retrained["b"] = {**retrained["b"], "cer_by_seed": {"test": [0.17, 0.18, 0.185]}}
+    reference = finalists_report.with_reruns(reference, {"base": {
+        "name": "base", "cer": {"dev": 0.20, "test": 0.20}, "cer_std": {"dev": 0.0, "test": 0.0},
+        "retrain_seeds": 3, "cer_by_seed": {"test": [0.19, 0.20, 0.21]}}})  # fmt: skip
+    result = finalists_report.report(selects, retrained, reference, cost)
+    tested = result["seed_tests"]["s0-finalists-pick-b"]
+    assert tested["baseline"] == "base" and tested["test"]["p_better"] == pytest.approx(1 / 20)
+    assert list(result["seed_tests"]) == ["s0-finalists-pick-b"]  # the others kept no seeds' values
+    text = "\n".join(finalists_report.markdown(result, reference))
+    assert "| s0-finalists-pick-b | base | test | 3 v 3 | 0.050 |" in text

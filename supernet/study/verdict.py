@@ -41,12 +41,19 @@ def _verdict(target: str, subject: str, value: float | None, threshold: float, m
     }
 
 
-def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
+def best_fitting_baseline(row: dict, group: list[dict]) -> dict | None:
+    """The baseline a user would have shipped at the row's budget: the best by dev CER of those
+    whose predicted latency fits it."""
     fitting = [
         r for r in group if r["kind"] == "baseline" and r["predicted_ms"] <= row["budget_ms"] * (1 + FITS)
     ]
+    return min(fitting, key=lambda r: r["cer"]["dev"]) if fitting else None
+
+
+def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
+    best = best_fitting_baseline(row, group)
     target = "beats the best baseline that fits by >= 5% relative test CER"
-    if not fitting:
+    if best is None:
         return _verdict(
             target,
             row["name"],
@@ -55,7 +62,6 @@ def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
             None,
             "no baseline row in this budget (none fits it, or a partial report has none finished)",
         )
-    best = min(fitting, key=lambda r: r["cer"]["dev"])
     gain = (best["cer"][split] - row["cer"][split]) / best["cer"][split]
     detail = (
         f"{100 * row['cer'][split]:.1f}% against `{best['name']}` {100 * best['cer'][split]:.1f}% "
