@@ -17,7 +17,7 @@
 #   HALVING=1 spends the same steps by successive halving, FINALISTS=8 STEPS=12 by default (8 at
 #   12, 4 at 24, 2 at 48), and retrains the score's pick and the last two of each seed. FLOOR=0.8
 #   selects within a band: paths of at least 0.8 x the budget (--floor). Each variant (finalists,
-#   steps, halving, floor) selects in folders of its own from the one supernet. PICKS_ONLY=1
+#   steps, halving, floor, budget) selects in folders of its own from the one supernet. PICKS_ONLY=1
 #   retrains only the score's pick and the finalists' pick of each seed (half the device time).
 #   BATCHES=N re-estimates BatchNorm on N train batches before scoring (default 4; 0 keeps the
 #   supernet's own statistics, which ranked 50 retrained networks better: docs/results.md, session 15).
@@ -43,7 +43,7 @@ deadline "$limit" finalists
 work=/tmp/finalists
 picks_only=0
 [ "${PICKS_ONLY:-0}" = 1 ] && picks_only=1
-variant=k$finalists-n$steps${halving:+-halving}${FLOOR:+-floor$FLOOR}  # its selects, picks and cost: select-VARIANT-sS, ...
+variant=b$budget-k$finalists-n$steps${halving:+-halving}${FLOOR:+-floor$FLOOR}  # its selects, picks and cost: select-VARIANT-sS, ...
 [ "$picks_only" = 1 ] && variant+=-picks
 batches=${BATCHES:-4}
 [ "$batches" = 4 ] || variant+=-bn$batches
