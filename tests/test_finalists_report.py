@@ -224,4 +224,4 @@ def test_each_pick_is_tested_over_the_seeds_against_its_baseline(kept):
     assert tested["baseline"] == "base" and tested["test"]["p_better"] == pytest.approx(1 / 20)
     assert list(result["seed_tests"]) == ["s0-finalists-pick-b"]  # the others kept no seeds' values
     text = "\n".join(finalists_report.markdown(result, reference))
-    assert "| s0-finalists-pick-b | base | test | 3 v 3 | 0.050 |" in text
+    assert "| s0-finalists-pick-b | base | test | 3 v 3 | 0.05 |" in text

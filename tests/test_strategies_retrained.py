@@ -117,3 +117,10 @@ def test_permutation_p_samples_when_the_splits_are_too_many_to_list():
     assert p == pytest.approx(1 / 2001)  # no random split beats the observed one: (0 + 1) / (draws + 1)
     same = permutation_p(lower, lower, draws=2000)
     assert 0.4 < same < 0.7
+
+
+def test_the_least_p_is_one_split_when_exact_and_one_draw_more_when_sampled():
+    from supernet.study.permutation import least_p
+
+    assert least_p(3, 3) == pytest.approx(1 / 20) and least_p(6, 6) == pytest.approx(1 / 924)
+    assert least_p(10, 10, exact_limit=100_000, draws=99_999) == pytest.approx(1 / 100_000)  # 184,756 splits

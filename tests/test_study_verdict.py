@@ -111,7 +111,10 @@ def test_with_each_seeds_cer_the_gain_over_the_baseline_gets_permutation_p_value
     base = {**row("base", "baseline", 0.23), "cer_by_seed": {"test": [0.22, 0.23, 0.24]}}
     (won,) = by_target(verdict.judge(summary([pick, *RANDOM, base])), "baseline")
     assert won["p_better"] == won["p_gain"] == won["p_least"] == 1 / 20 and won["seeds"] == [3, 3]
-    assert "permutation p 0.05 that it is better, 0.05 that it is 5% better (3 against 3" in won["detail"]
+    assert (
+        "permutation p over the seeds 0.05 (null: not better), 0.05 (null: not 5% better); 3 against 3"
+        in won["detail"]
+    )
     pick["cer_by_seed"]["test"], base["cer_by_seed"]["test"] = [0.01, 0.02, 0.05], [0.03, 0.04, 0.06]
     (mixed,) = by_target(verdict.judge(summary([pick, *RANDOM, base])), "baseline")
     assert mixed["p_better"] == 4 / 20 and mixed["p_gain"] >= mixed["p_better"]

@@ -70,9 +70,9 @@ def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
     tests = seed_tests(row, best, split)
     if tests:
         detail += (
-            f"; permutation p {tests['p_better']:.2f} that it is better, {tests['p_gain']:.2f} that it "
-            f"is {100 * GAIN_OVER_BASELINE:g}% better ({tests['seeds'][0]} against {tests['seeds'][1]} "
-            f"seeds: {tests['p_least']:.2f} at least)"
+            f"; one-sided permutation p over the seeds {tests['p_better']:.3g} (null: not better), "
+            f"{tests['p_gain']:.3g} (null: not {100 * GAIN_OVER_BASELINE:g}% better); "
+            f"{tests['seeds'][0]} against {tests['seeds'][1]} seeds allow {tests['p_least']:.3g} at least"
         )
     verdict = _verdict(target, row["name"], gain, GAIN_OVER_BASELINE, gain >= GAIN_OVER_BASELINE, detail)
     return {**verdict, **tests}
@@ -84,16 +84,16 @@ def seed_tests(row: dict, baseline: dict, split: str) -> dict:
     target's gain as a shift of the ratio), and the least p these seed counts allow. Empty without
     per-seed CER on both sides (rows of reports written before they were kept), or with fewer
     than 2 seeds on either."""
-    from supernet.study.permutation import permutation_p
+    from supernet.study.permutation import least_p, permutation_p
 
-    ours, theirs = (r.get("cer_by_seed", {}).get(split) or [] for r in (row, baseline))
+    ours, theirs = ((r.get("cer_by_seed") or {}).get(split) or [] for r in (row, baseline))
     if len(ours) < 2 or len(theirs) < 2:
         return {}
     target = [(1 - GAIN_OVER_BASELINE) * v for v in theirs]
     return {
         "p_better": permutation_p(ours, theirs),
         "p_gain": permutation_p(ours, target),
-        "p_least": 1 / math.comb(len(ours) + len(theirs), len(ours)),
+        "p_least": least_p(len(ours), len(theirs)),
         "seeds": [len(ours), len(theirs)],
     }
 
