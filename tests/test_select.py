@@ -322,6 +322,14 @@ def test_select_with_a_floor_scores_and_picks_only_paths_in_the_band(uniform_run
     soft = [*argv[:budget], *argv[budget + 2 : -1], str(tmp_path / "soft"), "--reward-lambda", "0.05"]
     assert cli_main(soft) == 2  # a floor is a fraction of a budget: none is given
     assert "--floor" in capsys.readouterr().err
+    # a band between two neighbouring paths' costs holds none: said so, not "more --evaluations?"
+    wide = max(zip(sorted(set(costs)), sorted(set(costs))[1:]), key=lambda pair: pair[1] - pair[0])
+    gap = (wide[0] + wide[1]) / 2
+    empty = [*argv[:budget], "--budget", str(gap), *argv[budget + 2 : -4], "--floor", "0.99999",
+             "--out", str(tmp_path / "empty")]  # fmt: skip
+    assert cli_main(empty) == 0
+    assert "the band is empty or too thin to draw from (a lower --floor widens it)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "empty" / "select.json").read_text())["best"][0]["path"] is None
 
 
 def test_the_scorer_measures_cer_and_loss_and_its_kept_batches_change_nothing(uniform_run):
