@@ -461,16 +461,15 @@ def run(args: argparse.Namespace) -> int:
         for budget in budgets:
             within = [h for h in scored if outside(h["cost"], budget, floor_at(budget)) == 0.0]
             if not within:
-                best.append({"budget": budget, "path": None, "note": "no feasible path was scored"})
                 band = "" if args.floor is None else f" and above its floor {floor_at(budget):g}"
                 sampler = problems[max(budgets) if args.strategy == "nsga2" else budget].sampler
                 if args.floor is not None and sampler is not None and not sampler.any_fits:
-                    print(f"budget {_label(budget)}: no path of the space was found within it{band}: the band "
-                          "is empty or too thin to draw from (a lower --floor widens it)")  # fmt: skip
+                    note = (f"no path of the space was found within it{band}: the band is empty or too thin "
+                            "to draw from (a lower --floor widens it)")  # fmt: skip
                 else:
-                    print(
-                        f"budget {_label(budget)}: no path within it{band} was scored (more --evaluations?)"
-                    )
+                    note = f"no path within it{band} was scored (more --evaluations?)"
+                best.append({"budget": budget, "path": None, "note": note})
+                print(f"budget {_label(budget)}: {note}")
                 continue
             top = min(within, key=lambda h: (h["objective"], h["cost"]))
             finalists = []
