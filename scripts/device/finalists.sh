@@ -19,6 +19,7 @@
 #   selects within a band: paths of at least 0.8 x the budget (--floor). Each variant (finalists,
 #   steps, halving, floor, budget) selects in folders of its own from the one supernet. PICKS_ONLY=1
 #   retrains only the score's pick and the finalists' pick of each seed (half the device time).
+#   BASELINE=docs/study/h200_three/arch/budget_tdnn_d.yaml retrains a baseline beside the picks.
 #   BATCHES=N re-estimates BatchNorm on N train batches before scoring (default 4; 0 keeps the
 #   supernet's own statistics, which ranked 50 retrained networks better: docs/results.md, session 15).
 budget=${1:-0.8409086691601766}
@@ -105,6 +106,10 @@ if [ ! -f "$work/route_cost-$variant.json" ]; then
 fi
 cp "$work/route_cost-$variant.json" "$out/route_cost.json"
 enough
+# BASELINE=ARCH.yaml retrains that baseline beside the picks, on the same machine and seeds: pass
+# the same retrain_archs.json to finalists_report.py as --baseline-again too
+baseline=()
+[ -n "${BASELINE:-}" ] && baseline=("$BASELINE")
 timeout -k 70 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/retrain" "$picks"/*.yaml \
-  --parallel 36 "${recipe[@]}" >"$out/retrain.log" 2>&1
+  "${baseline[@]}" --parallel 36 "${recipe[@]}" >"$out/retrain.log" 2>&1
 grep -E "seeds [0-9]" "$out/retrain.log"
