@@ -32,7 +32,8 @@ import statistics
 import time
 from pathlib import Path
 
-from train_supernet import train  # scripts/device, beside this file
+from study_pieces import retrained  # scripts/device, beside this file
+from train_supernet import train
 
 from supernet.archspec import ArchSpec
 from supernet.study import rank
@@ -42,14 +43,6 @@ FULL_RATE_ATTENTION = re.compile(r"^(conformer|ebranchformer)-")  # not res-down
 
 def attention_blocks(spec: ArchSpec) -> int:
     return sum(bool(FULL_RATE_ATTENTION.match(layer)) for layer in spec.layers)
-
-
-def networks_of(reports: list[Path]) -> tuple[dict[str, ArchSpec], dict[str, float]]:
-    """The reports' distinct networks (a study report's rows or ``retrain_archs.py``'s) with
-    their retrained dev CER, each once under its first name."""
-    rows = [r for f in reports for r in json.loads(f.read_text())["rows"]]
-    networks = rank.distinct_networks(rows)
-    return {n: e["spec"] for n, e in networks.items()}, {n: e["cer"] for n, e in networks.items()}
 
 
 def residuals_by_count(score: dict[str, float], cer: dict[str, float], counts: dict[str, int]) -> dict:
@@ -85,7 +78,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     ckpt, data = train(args.work, args.table, args.search_option)
-    specs, cer = networks_of(args.reports)
+    specs, cer, _ = retrained(*args.reports)
     counts = {n: attention_blocks(s) for n, s in specs.items()}
     settings = []
     for weights in args.weights:

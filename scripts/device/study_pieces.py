@@ -41,10 +41,11 @@ def study_with(config: str, options: list[str], section: str = "search") -> dict
     return study
 
 
-def retrained(report: Path) -> tuple[dict[str, ArchSpec], dict[str, float], dict[str, list[str]]]:
-    """The report's distinct retrained networks (``rank.distinct_networks``): their ArchSpecs,
+def retrained(*reports: Path) -> tuple[dict[str, ArchSpec], dict[str, float], dict[str, list[str]]]:
+    """The reports' distinct retrained networks (``rank.distinct_networks``; a study report's rows
+    or ``retrain_archs.py``'s, each network once under its first name): their ArchSpecs,
     stand-alone dev CER and budgets."""
-    networks = distinct_networks(json.loads(report.read_text())["rows"])
+    networks = distinct_networks([r for report in reports for r in json.loads(report.read_text())["rows"]])
     return (
         {n: e["spec"] for n, e in networks.items()},
         {n: e["cer"] for n, e in networks.items()},
