@@ -398,17 +398,22 @@ def run(args: argparse.Namespace) -> int:
         edges = {name: len(cands) for name, cands in labels.items()}
         # each edge's softmax(alpha): uniform for a ``uniform`` search's checkpoint
         prior = {n: p.tolist() for n, p in arch.host_probs().items()} if args.prior == "alphas" else None
-        # nsga2 (two objectives) gives a front in one run under the largest budget; others run per budget
-        runs = [max(budgets)] if args.strategy == "nsga2" else budgets
         problems, curves = {}, {}
+
+        def run_of(budget):
+            """The run that serves ``budget``: nsga2 (two objectives) gives a front in one run under
+            the largest budget; the other strategies run per budget."""
+            return max(budgets) if args.strategy == "nsga2" else budget
+
+        runs = list(dict.fromkeys(run_of(budget) for budget in budgets))
 
         def floor_at(budget):
             """A budget's floor (None: no band)."""
             return None if args.floor is None else args.floor * budget
 
-        def floor_of(budget):
+        def floor_of(run):
             """The least cost of a run's paths: the floor of the smallest budget it serves."""
-            return floor_at(min(budgets) if args.strategy == "nsga2" else budget)
+            return floor_at(min(budget for budget in budgets if run_of(budget) == run))
 
         for budget in runs:
             bar = tqdm(
@@ -462,7 +467,7 @@ def run(args: argparse.Namespace) -> int:
             within = [h for h in scored if outside(h["cost"], budget, floor_at(budget)) == 0.0]
             if not within:
                 band = "" if args.floor is None else f" and above its floor {floor_at(budget):g}"
-                sampler = problems[max(budgets) if args.strategy == "nsga2" else budget].sampler
+                sampler = problems[run_of(budget)].sampler
                 if args.floor is not None and sampler is not None and not sampler.any_fits:
                     note = (f"no path of the space was found within it{band}: the band is empty or too thin "
                             "to draw from (a lower --floor widens it)")  # fmt: skip
