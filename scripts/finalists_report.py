@@ -192,10 +192,10 @@ def report(selects: dict[int, dict], retrained: dict[str, dict], reference: dict
     seed_tests = {}
     tested = set()  # a network that is two picks (the score's and the finalists') is tested once
     for row in rows:
-        baseline = verdict.best_fitting_baseline(row, group)
-        if str(row["arch"]) in tested:
+        if row["arch"]["name"] in tested:  # finalist-KEY: one name a network
             continue
-        tested.add(str(row["arch"]))
+        tested.add(row["arch"]["name"])
+        baseline = verdict.best_fitting_baseline(row, group)
         sets = set(row.get("cer_by_seed") or {}) & set((baseline or {}).get("cer_by_seed") or {})
         tests = {s: verdict.seed_tests(row, baseline, s) for s in sorted(sets)}
         if any(tests.values()):
