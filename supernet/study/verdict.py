@@ -17,6 +17,8 @@ import math
 import statistics
 from typing import Any
 
+from supernet.study.permutation import least_p, permutation_p
+
 GAIN_OVER_BASELINE = 0.05
 TAU_TARGET = 0.5
 SEARCH_VS_RETRAIN = 2.0
@@ -84,8 +86,6 @@ def seed_tests(row: dict, baseline: dict, split: str) -> dict:
     target's gain as a shift of the ratio), and the least p these seed counts allow. Empty without
     per-seed CER on both sides (rows of reports written before they were kept), or with fewer
     than 2 seeds on either."""
-    from supernet.study.permutation import least_p, permutation_p
-
     ours, theirs = ((r.get("cer_by_seed") or {}).get(split) or [] for r in (row, baseline))
     if len(ours) < 2 or len(theirs) < 2:
         return {}
