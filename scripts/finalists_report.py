@@ -93,12 +93,11 @@ def pooled_rows(docs: list[dict]) -> dict[str, dict]:
                     f"{name}: measured on {sorted(kept['cer'])} in one file, {sorted(row['cer'])} in another"
                 )
             n, m = kept["retrain_seeds"], row["retrain_seeds"]
-            both = set(kept.get("cer_by_seed", {})) & set(
-                row.get("cer_by_seed", {})
-            )  # sets both kept by seed
-            kept["cer_by_seed"] = {s: kept["cer_by_seed"][s] + row["cer_by_seed"][s] for s in sorted(both)}
+            # the sets both files kept by seed (a null or missing cer_by_seed keeps none)
+            both = sorted(set(kept.get("cer_by_seed") or {}) & set(row.get("cer_by_seed") or {}))
+            kept["cer_by_seed"] = {s: kept["cer_by_seed"][s] + row["cer_by_seed"][s] for s in both}
             if not both:
-                kept.pop("cer_by_seed", None)
+                kept.pop("cer_by_seed")
             for s in kept["cer"]:
                 mean = (n * kept["cer"][s] + m * row["cer"][s]) / (n + m)
                 squares = (n - 1) * kept["cer_std"][s] ** 2 + (m - 1) * row["cer_std"][s] ** 2

@@ -225,3 +225,11 @@ def test_each_pick_is_tested_over_the_seeds_against_its_baseline(kept):
     assert list(result["seed_tests"]) == ["s0-finalists-pick-b"]  # the others kept no seeds' values
     text = "\n".join(finalists_report.markdown(result, reference))
     assert "| s0-finalists-pick-b | base | test | 3 v 3 | 0.05 |" in text
+
+
+def test_a_null_cer_by_seed_pools_to_none():
+    row = {"name": "n", "cer": {"test": 0.2}, "cer_std": {"test": 0.01}, "retrain_seeds": 3}
+    first = {"retrain": {"seeds": [0, 1, 2]}, "rows": [{**row, "cer_by_seed": None}]}
+    second = {"retrain": {"seeds": [3, 4, 5]}, "rows": [{**row, "cer_by_seed": {"test": [0.2, 0.2, 0.2]}}]}
+    pooled = finalists_report.pooled_rows([first, second])["n"]
+    assert pooled["retrain_seeds"] == 6 and "cer_by_seed" not in pooled
