@@ -53,8 +53,7 @@ def main() -> None:
     text = "\n".join(report.rank_by_epoch_lines(result, every=True)[1:]).replace("## ", "# ", 1) + "\n" + left
     (args.out / "rank_by_epoch.md").write_text(text)
     if can_plot("rank_by_epoch.png"):
-        figure = report.rank_by_epoch_figure(pyplot(), result)
-        figure.savefig(args.out / "rank_by_epoch.png", dpi=120, bbox_inches="tight")
+        report.save_figure(report.rank_by_epoch_figure(pyplot(), result), args.out / "rank_by_epoch.png")
     print(text)
 
 
