@@ -22,6 +22,8 @@
 #   BASELINE=docs/study/h200_three/arch/budget_tdnn_d.yaml retrains a baseline beside the picks.
 #   BATCHES=N re-estimates BatchNorm on N train batches before scoring (default 4; 0 keeps the
 #   supernet's own statistics, which ranked 50 retrained networks better: docs/results.md, session 15).
+#   COST=0 skips the cost measurement (the retrain alone): the supernet and select are the same at
+#   every budget, so one variant's route_cost.json stands for the others.
 budget=${1:-0.8409086691601766}
 limit=${2:-540}
 seeds=${SEEDS:-0 1 2}
@@ -95,7 +97,9 @@ recipe=(--retrain-option trainer.max_epochs=24 --retrain-option trainer.max_time
 # supernet and that seed's select (its fine-tunes included), on this machine
 select=$work/select-$variant-s${seeds%% *}
 first=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['best'][0]['finalists'][0]['path'])" "$select/select.json")
-if [ ! -f "$work/route_cost-$variant.json" ]; then
+if [ "${COST:-1}" = 0 ]; then
+  echo "finalists: COST=0, no cost measured"
+elif [ ! -f "$work/route_cost-$variant.json" ]; then
   enough
   rm -f "$out/retrain_archs.json"
   timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/alone" \
@@ -104,7 +108,7 @@ if [ ! -f "$work/route_cost-$variant.json" ]; then
   mv "$out/retrain_archs.json" "$out/retrain_alone.json"
   python3 scripts/device/route_cost.py "$out/retrain_alone.json" "$ckpt" "$select/select.json" "$work/route_cost-$variant.json" 24
 fi
-cp "$work/route_cost-$variant.json" "$out/route_cost.json"
+[ -f "$work/route_cost-$variant.json" ] && cp "$work/route_cost-$variant.json" "$out/route_cost.json"
 enough
 # BASELINE=ARCH.yaml retrains that baseline beside the picks, on the same machine and seeds: pass
 # the same retrain_archs.json to finalists_report.py as --baseline-again too
