@@ -61,17 +61,21 @@ def scores_from(args, networks: dict[str, dict]) -> dict[str, float]:
     return scored_networks(SearchSpace.load(args.space), networks, cached_scores(args.caches))
 
 
+def ridge_predict(train: torch.Tensor, cer: torch.Tensor, test: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Dev CER of the ``test`` rows by a ridge regression fitted on ``train`` and its ``cer``
+    (features standardised on ``train``, CER centred: only the order of the predictions is used)."""
+    mean, std = train.mean(0), train.std(0) + 1e-9
+    train, test = (train - mean) / std, (test - mean) / std
+    eye = torch.eye(train.shape[1], dtype=train.dtype)
+    return test @ torch.linalg.solve(train.T @ train + ridge * eye, train.T @ (cer - cer.mean()))
+
+
 def loo_ridge_tau(features: torch.Tensor, cer: torch.Tensor, ridge: float) -> float | None:
-    """Kendall tau of each network's dev CER predicted by a ridge regression fitted on the others
-    (standardised features, centred CER)."""
+    """Kendall tau of each network's dev CER predicted by a ridge regression fitted on the others."""
     predicted = []
     for i in range(len(cer)):
         keep = torch.arange(len(cer)) != i
-        mean, std = features[keep].mean(0), features[keep].std(0) + 1e-9
-        train, test = (features[keep] - mean) / std, (features[i] - mean) / std
-        centred = cer[keep] - cer[keep].mean()
-        weights = torch.linalg.solve(train.T @ train + ridge * torch.eye(train.shape[1]), train.T @ centred)
-        predicted.append(float(test @ weights))
+        predicted.append(float(ridge_predict(features[keep], cer[keep], features[i : i + 1], ridge)[0]))
     return kendall_tau(predicted, cer.tolist())
 
 
