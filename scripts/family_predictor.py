@@ -29,19 +29,23 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "device"))  # study_pieces
-from ranking_breakdown import family, ridge_predict  # noqa: E402
+from ranking_breakdown import family, family_counts, ridge_predict  # noqa: E402
 from study_pieces import retrained  # noqa: E402
 
+from supernet.archspec import ArchSpec  # noqa: E402
+from supernet.study.plan import arch_key  # noqa: E402
 from supernet.study.rank import kendall_tau  # noqa: E402
 
 
-def first_report(reports: list[Path]) -> dict[str, int]:
-    """Each network's index among ``reports``: the first that retrained it (``retrained``'s rule)."""
-    seen: dict[str, int] = {}
+def first_report(reports: list[Path], specs: dict[str, ArchSpec]) -> dict[str, int]:
+    """Each network of ``specs`` (``retrained``'s distinct networks) by the index among ``reports``
+    of the first that retrained it (a row with a dev CER), matched by architecture, not name."""
+    index_of: dict[str, int] = {}
     for index, report in enumerate(reports):
         for row in json.loads(report.read_text())["rows"]:
-            seen.setdefault(row["name"], index)
-    return seen
+            if (row.get("cer") or {}).get("dev") is not None:
+                index_of.setdefault(arch_key(ArchSpec.from_dict(row["arch"])), index)
+    return {name: index_of[arch_key(spec)] for name, spec in specs.items()}
 
 
 def held_out_taus(
@@ -74,13 +78,6 @@ def held_out_taus(
     return rows
 
 
-def family_counts(specs: dict, names: list[str], families: list[str]) -> torch.Tensor:
-    return torch.tensor(
-        [[sum(family(layer) == f for layer in specs[n].layers) for f in families] for n in names],
-        dtype=torch.float64,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -95,24 +92,25 @@ def main() -> None:
     result = json.loads(args.result.read_text())
     reports = [Path(r) for r in result["reports"]]
     specs, cer, _ = retrained(*reports)
-    score = {n: s[args.measure] for n, s in result["by_epoch"][-1]["scores"].items()}
+    last = max(result["by_epoch"], key=lambda e: e["epoch"])
+    score = {n: s[args.measure] for n, s in last["scores"].items()}
     names = sorted(n for n in cer if n in score)
     cer = {n: cer[n] for n in names}
     new_specs, new_cer, _ = retrained(*args.unscored) if args.unscored else ({}, {}, {})
-    seen = {tuple(specs[n].layers) for n in names}
-    new = sorted(n for n in new_cer if tuple(new_specs[n].layers) not in seen)
+    seen = {arch_key(specs[n]) for n in names}
+    new = sorted(n for n in new_cer if arch_key(new_specs[n]) not in seen)
     every = [*(specs[n] for n in names), *(new_specs[n] for n in new)]
     families = sorted({family(layer) for spec in every for layer in spec.layers} - {"skip"})
-    counts = family_counts(specs, names, families)
+    counts = family_counts([specs[n].layers for n in names], families)
     scores = torch.tensor([[score[n]] for n in names], dtype=torch.float64)
     features = {
         "op-family counts": counts,
         "counts and score": torch.cat([counts, scores], 1),
         "score": scores,
     }
-    source = first_report(reports)
+    source = first_report(reports, {n: specs[n] for n in names})
     print(f"ridge {args.ridge:g} on {', '.join(families)}; score: dev {args.measure} after epoch "
-          f"{result['by_epoch'][-1]['epoch']}; fitted on the earlier reports, Kendall tau on each later one:\n")  # fmt: skip
+          f"{last['epoch']}; fitted on the earlier reports, Kendall tau on each later one:\n")  # fmt: skip
     print("| held out | networks | " + " | ".join(features) + " |\n|---|---|" + "---|" * len(features))
     for index, count, taus in held_out_taus(features, names, cer, source, args.ridge):
         held = "every later report (fitted on the first)" if index == "later" else reports[index].parent.name
@@ -123,7 +121,9 @@ def main() -> None:
         )
     if new:
         target = torch.tensor([cer[n] for n in names], dtype=torch.float64)
-        predicted = ridge_predict(counts, target, family_counts(new_specs, new, families), args.ridge)
+        predicted = ridge_predict(
+            counts, target, family_counts([new_specs[n].layers for n in new], families), args.ridge
+        )
         tau = kendall_tau(predicted.tolist(), [new_cer[n] for n in new])
         print(f"\nunscored networks ({len(new)}), ranked by op-family counts fitted on all {len(names)} above: "
               f"Kendall tau {'-' if tau is None else f'{tau:.3f}'}")  # fmt: skip

@@ -49,6 +49,13 @@ def family(layer: str) -> str:
     return spec.family + ("_down" if down else "") + ("_wide" if spec.numbers.get("e") == 384 else "")
 
 
+def family_counts(layers: list[list[str]], families: list[str]) -> torch.Tensor:
+    """Each network's number of layers of each op family (rows: ``layers``' networks)."""
+    return torch.tensor(
+        [[sum(family(layer) == f for layer in net) for f in families] for net in layers], dtype=torch.float64
+    )
+
+
 def full_rate_attention(layer: str) -> bool:
     return family(layer).removesuffix("_wide") in ATTENTION
 
@@ -62,8 +69,8 @@ def scores_from(args, networks: dict[str, dict]) -> dict[str, float]:
 
 
 def ridge_predict(train: torch.Tensor, cer: torch.Tensor, test: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Dev CER of the ``test`` rows by a ridge regression fitted on ``train`` and its ``cer``
-    (features standardised on ``train``, CER centred: only the order of the predictions is used)."""
+    """The ``test`` rows' dev CER, less ``train``'s mean, by a ridge regression fitted on ``train``
+    and its ``cer`` (features standardised on ``train``): callers use the predictions' order only."""
     mean, std = train.mean(0), train.std(0) + 1e-9
     train, test = (train - mean) / std, (test - mean) / std
     eye = torch.eye(train.shape[1], dtype=train.dtype)
@@ -124,10 +131,7 @@ def main() -> None:
         print(f"  {blocks}: mean {statistics.fmean(residuals):+.3f} over {len(residuals)} networks")
 
     families = sorted({family(layer) for n in names for layer in layers[n]} - {"skip"})
-    counts = torch.tensor(
-        [[sum(family(layer) == f for layer in layers[n]) for f in families] for n in names],
-        dtype=torch.float64,
-    )
+    counts = family_counts([layers[n] for n in names], families)
     target = torch.tensor(cer, dtype=torch.float64)
     with_score = torch.cat([torch.tensor(score, dtype=torch.float64)[:, None], counts], 1)
     print(f"leave-one-out tau of a ridge ({args.ridge:g}) on op-family counts ({', '.join(families)}):")

@@ -12,29 +12,42 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
 import family_predictor as fp  # noqa: E402
 from ranking_breakdown import ridge_predict  # noqa: E402
 
+from supernet.study.rank import kendall_tau  # noqa: E402
 
-def test_a_network_belongs_to_the_first_report_that_retrained_it(tmp_path):
+
+def _spec(layers):
+    from supernet.archspec import ArchSpec
+
+    base = ArchSpec.from_yaml(Path(__file__).parent.parent / "docs/study/h200_three/arch/budget_tdnn_d.yaml")
+    return ArchSpec.from_dict({**base.to_dict(), "layers": layers})
+
+
+def test_a_network_belongs_to_the_first_report_that_retrained_it_whatever_its_name(tmp_path):
+    x, y, z = (_spec(["tdnn-k3-d1"] * k) for k in (1, 2, 3))
+    row = lambda name, spec, dev: {"name": name, "arch": spec.to_dict(), "cer": {"dev": dev}}  # noqa: E731
     first, second = tmp_path / "a.json", tmp_path / "b.json"
-    first.write_text(json.dumps({"rows": [{"name": "x"}, {"name": "y"}]}))
-    second.write_text(json.dumps({"rows": [{"name": "y"}, {"name": "z"}]}))
-    assert fp.first_report([first, second]) == {"x": 0, "y": 0, "z": 1}
+    first.write_text(json.dumps({"rows": [row("x", x, 0.2), row("y", y, 0.3), row("z", z, None)]}))
+    second.write_text(json.dumps({"rows": [row("y-again", y, 0.3), row("z", z, 0.25)]}))
+    # y was retrained first in a.json (under another name in b.json); z has no dev CER in a.json
+    assert fp.first_report([first, second], {"x": x, "y": y, "z": z}) == {"x": 0, "y": 0, "z": 1}
 
 
-def test_a_linear_truth_is_ranked_exactly_and_only_earlier_reports_train():
-    # CER falls with the first count, rises with the second; noise-free, so any fit from enough
-    # networks ranks the held-out ones exactly; a feature of pure noise ranks them at chance
-    counts = torch.tensor([[a, b] for a in range(4) for b in range(3)], dtype=torch.float64)
-    names = [f"n{i}" for i in range(len(counts))]
-    cer = {n: 0.3 - 0.02 * float(c[0]) + 0.01 * float(c[1]) for n, c in zip(names, counts)}
-    source = {n: (0 if i < 8 else 1) for i, n in enumerate(names)}
-    rows = fp.held_out_taus({"counts": counts}, names, cer, source, ridge=1e-6)
+def test_a_held_out_report_is_predicted_from_the_earlier_ones_alone():
+    # the 8 earlier networks' CER follows feature 0 (feature 1 is noise there); the 4 later ones'
+    # follows feature 1 against feature 0's order: a fit on the earlier ones alone ranks the later
+    # ones by feature 0, exactly backwards (tau -1); a fit that saw them would not
+    earlier = [[0, 3], [1, 1], [2, 0], [3, 2], [4, 1], [5, 3], [6, 0], [7, 2]]
+    later = [[0, 0], [1, 1], [2, 2], [3, 3]]
+    features = torch.tensor(earlier + later, dtype=torch.float64)
+    names = [f"n{i}" for i in range(len(features))]
+    cer = [0.2 + 0.01 * a for a, _ in earlier] + [0.3 - 0.02 * b for _, b in later]
+    source = {n: (0 if i < len(earlier) else 1) for i, n in enumerate(names)}
+    rows = fp.held_out_taus({"counts": features}, names, dict(zip(names, cer)), source, ridge=1e-6)
     assert [r[:2] for r in rows] == [(1, 4), ("later", 4)]
-    assert rows[0][2]["counts"] == pytest.approx(1.0)
-    noise = torch.tensor(
-        [[0.3], [0.1], [0.9], [0.5], [0.7], [0.2], [0.8], [0.4], [0.6], [0.0], [1.0], [0.35]]
-    )
-    shuffled = fp.held_out_taus({"noise": noise.double()}, names, cer, source, ridge=1e-6)
-    assert shuffled[0][2]["noise"] != pytest.approx(1.0)
+    assert rows[0][2]["counts"] == pytest.approx(-1.0)
+    target = torch.tensor(cer, dtype=torch.float64)
+    leaked = ridge_predict(features, target, features[len(earlier) :], 1e-6)
+    assert kendall_tau(leaked.tolist(), cer[len(earlier) :]) != pytest.approx(-1.0)  # the test can tell
 
 
 def test_ridge_predictions_follow_the_fitted_direction():

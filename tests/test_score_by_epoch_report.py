@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "scripts" / "device"))
+import score_by_epoch  # noqa: E402
 import score_by_epoch_report as sbe  # noqa: E402
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "score_by_epoch_report.py"
@@ -54,3 +56,15 @@ def test_the_script_writes_its_table_and_json(tmp_path):
     assert "| 20 | -1.000 | -1.000 |" in done.stdout
     saved = json.loads((tmp_path / "out" / "score_by_epoch_report.json").read_text())
     assert saved["by_epoch"][1]["epoch"] == 20
+
+
+def test_checkpoints_are_found_by_epochs_trained(tmp_path):
+    """Lightning names them epoch=E (from 0); last.ckpt has no epoch; a rerun epoch's -v1 is newer."""
+    import os
+
+    for name in ["epoch=0-step=10.ckpt", "epoch=19-step=200.ckpt", "last.ckpt", "epoch=19-step=200-v1.ckpt"]:
+        (tmp_path / name).write_text(name)
+    os.utime(tmp_path / "epoch=19-step=200.ckpt", (1, 1))
+    found = score_by_epoch.checkpoints_by_epoch(tmp_path)
+    assert sorted(found) == [1, 20]
+    assert found[20].name == "epoch=19-step=200-v1.ckpt"

@@ -22,8 +22,9 @@
 #   BASELINE=docs/study/h200_three/arch/budget_tdnn_d.yaml retrains a baseline beside the picks.
 #   BATCHES=N re-estimates BatchNorm on N train batches before scoring (default 4; 0 keeps the
 #   supernet's own statistics, which ranked 50 retrained networks better: docs/results.md, session 15).
-#   COST=0 skips the cost measurement (the retrain alone): the supernet and select are the same at
-#   every budget, so one variant's route_cost.json stands for the others.
+#   COST=0 skips the cost measurement (the retrain alone, with the GPU to itself): for a variant
+#   whose cost another variant's route_cost.json already approximates (the same supernet; the
+#   select's and the pick's seconds change with the budget and floor).
 budget=${1:-0.8409086691601766}
 limit=${2:-540}
 seeds=${SEEDS:-0 1 2}

@@ -38,7 +38,9 @@ EPOCH_IN_NAME = re.compile(r"epoch=(\d+)")  # Lightning's default file name: epo
 def checkpoints_by_epoch(folder: Path) -> dict[int, Path]:
     """The kept checkpoints of ``folder`` by the number of epochs trained (1 for ``epoch=0``)."""
     found = {}
-    for path in folder.glob("*.ckpt"):
+    for path in sorted(
+        folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime
+    ):  # a rerun epoch's -v1: the newer
         match = EPOCH_IN_NAME.search(path.name)
         if match:
             found[int(match.group(1)) + 1] = path
@@ -70,12 +72,9 @@ def main() -> None:
         began = time.perf_counter()
         scores = rank.supernet_scores(kept[epoch], data, specs, args.batches, weights="trained")
         scores = {n: s for n, s in scores.items() if n in cer}
+        [quality], _, _ = rank.ranking_quality({epoch: scores}, cer, "loss")
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - began, 1), "scores": scores}
-        for measure in ("loss", "cer"):
-            names = sorted(scores)
-            entry[f"tau_{measure}"] = rank.kendall_tau(
-                [scores[n][measure] for n in names], [cer[n] for n in names]
-            )
+        entry |= {f"tau_{m}": quality["by_metric"].get(m) for m in ("loss", "cer")}
         by_epoch.append(entry)
         print(
             f"epoch {epoch:2d}: tau loss {entry['tau_loss']:.3f}, cer {entry['tau_cer']:.3f} over {len(scores)} "
