@@ -20,14 +20,11 @@ Writes ``$OUT/score_by_epoch.json``. A script file (spawned corpus workers canno
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
 import time
 from pathlib import Path
 
-from study_pieces import retrained  # scripts/device, beside this file
+from study_pieces import retrained, scorer_parser, write_result  # scripts/device, beside this file
 from train_supernet import train
 
 from supernet.study import rank
@@ -48,10 +45,7 @@ def checkpoints_by_epoch(folder: Path) -> dict[int, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("work", type=Path)
-    parser.add_argument("table", type=Path, help="the study's latency.json")
-    parser.add_argument("reports", type=Path, nargs="+", help="reports whose rows hold retrained networks")
+    parser = scorer_parser(__doc__)
     parser.add_argument("--epochs", type=int, nargs="+", default=[4, 8, 12, 16, 20])
     parser.add_argument("--batches", type=int, default=0)
     args = parser.parse_args()
@@ -81,11 +75,9 @@ def main() -> None:
             f"({entry['seconds']} s)",
             flush=True,
         )
-    out = Path(os.environ.get("OUT", "/tmp/out"))
-    out.mkdir(parents=True, exist_ok=True)
     result = {"ckpt": str(last), "reports": [str(r) for r in args.reports], "batches": args.batches,
               "retrained_dev_cer": cer, "by_epoch": by_epoch}  # fmt: skip
-    (out / "score_by_epoch.json").write_text(json.dumps(result, indent=1))
+    write_result("score_by_epoch.json", result)
 
 
 if __name__ == "__main__":

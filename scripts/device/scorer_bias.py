@@ -24,15 +24,11 @@ Writes ``$OUT/scorer_bias.json``. A script file (spawned corpus workers cannot i
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
 import statistics
 import time
-from pathlib import Path
 
-from study_pieces import retrained  # scripts/device, beside this file
+from study_pieces import retrained, scorer_parser, write_result  # scripts/device, beside this file
 from train_supernet import train
 
 from supernet.archspec import ArchSpec
@@ -62,10 +58,7 @@ def residuals_by_count(score: dict[str, float], cer: dict[str, float], counts: d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("work", type=Path)
-    parser.add_argument("table", type=Path, help="the study's latency.json")
-    parser.add_argument("reports", type=Path, nargs="+", help="reports whose rows hold retrained networks")
+    parser = scorer_parser(__doc__)
     parser.add_argument("--batches", type=int, nargs="+", default=[0, 4, 32])
     parser.add_argument(
         "--weights", nargs="+", default=["trained"], choices=["trained", "average"],
@@ -106,11 +99,9 @@ def main() -> None:
                 f"over {len(kept)}; loss residual by full-rate attention blocks: {residual}",
                 flush=True,
             )
-    out = Path(os.environ.get("OUT", "/tmp/out"))
-    out.mkdir(parents=True, exist_ok=True)
     result = {"ckpt": str(ckpt), "reports": [str(r) for r in args.reports], "attention_blocks": counts,
               "retrained_dev_cer": cer, "settings": settings}  # fmt: skip
-    (out / "scorer_bias.json").write_text(json.dumps(result, indent=1))
+    write_result("scorer_bias.json", result)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,24 @@ def study_parser(doc: str, example: str) -> argparse.ArgumentParser:
     return parser
 
 
+def scorer_parser(doc: str) -> argparse.ArgumentParser:
+    """WORK TABLE REPORT...: the scripts that train the route's supernet and score the reports'
+    retrained networks with it (``scorer_bias.py``, ``score_by_epoch.py``); add your own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("table", type=Path, help="the study's latency.json")
+    parser.add_argument("reports", type=Path, nargs="+", help="reports whose rows hold retrained networks")
+    return parser
+
+
+def write_result(name: str, result: dict) -> Path:
+    """``result`` as ``$OUT/NAME`` (the device call brings ``$OUT`` back; /tmp/out elsewhere)."""
+    out = Path(os.environ.get("OUT", "/tmp/out"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(json.dumps(result, indent=1))
+    return out / name
+
+
 def study_with(config: str, options: list[str], section: str = "search") -> dict:
     """The study's config with ``KEY=VALUE`` options of one section (``search`` or ``retrain``),
     values as YAML reads them (15 is an int, 00:00:06:00 a string)."""
