@@ -26,9 +26,12 @@ MEASURES = ("loss", "cer")
 FACTORS = (0.5, 1.0, 2.0)
 
 
-def extrapolated(first: dict[str, float], last: dict[str, float], factor: float) -> dict[str, float]:
-    """Each path's score carried on along its curve: ``last + factor * (last - first)``."""
-    return {n: last[n] + factor * (last[n] - first[n]) for n in last}
+def extrapolated(
+    first: dict[str, dict[str, float]], last: dict[str, dict[str, float]], factor: float
+) -> dict:
+    """Each path's scores (``{network: {measure: value}}``) carried on along its curve:
+    ``last + factor * (last - first)``, measure by measure."""
+    return {n: {m: v + factor * (v - first[n][m]) for m, v in scores.items()} for n, scores in last.items()}
 
 
 def analyse(result: dict) -> dict:
@@ -37,16 +40,13 @@ def analyse(result: dict) -> dict:
     cer = result["retrained_dev_cer"]
     epochs = {e["epoch"]: e["scores"] for e in result["by_epoch"]}
     last = max(epochs)
-
-    def carried_on(epoch: int, factor: float) -> dict[str, dict[str, float]]:
-        by_measure = {
-            m: extrapolated({n: s[m] for n, s in epochs[epoch].items()}, {n: s[m] for n, s in epochs[last].items()}, factor)
-            for m in MEASURES
-        }  # fmt: skip
-        return {n: {m: by_measure[m][n] for m in MEASURES} for n in epochs[last]}
-
     runs = {("epoch", e): epochs[e] for e in sorted(epochs)}
-    runs |= {("carried", e, c): carried_on(e, c) for e in sorted(epochs) if e != last for c in FACTORS}
+    runs |= {
+        ("carried", e, c): extrapolated(epochs[e], epochs[last], c)
+        for e in sorted(epochs)
+        if e != last
+        for c in FACTORS
+    }
     ranking, _, _ = rank.ranking_quality(runs, cer, "loss")
     taus = {r["search"]: r["by_metric"] for r in ranking}
     return {

@@ -29,8 +29,8 @@ def _result():
 
 
 def test_extrapolation_carries_each_path_on_by_its_late_change():
-    assert sbe.extrapolated({"a": 3.0}, {"a": 2.0}, 0.5) == {"a": 1.5}
-    assert sbe.extrapolated({"a": 3.0}, {"a": 2.0}, 0.0) == {"a": 2.0}
+    assert sbe.extrapolated({"a": {"loss": 3.0}}, {"a": {"loss": 2.0}}, 0.5) == {"a": {"loss": 1.5}}
+    assert sbe.extrapolated({"a": {"loss": 3.0}}, {"a": {"loss": 2.0}}, 0.0) == {"a": {"loss": 2.0}}
 
 
 def test_tau_by_epoch_and_of_the_carried_on_curves():
