@@ -39,12 +39,12 @@ from supernet.study.rank import kendall_tau  # noqa: E402
 
 def first_report(reports: list[Path], specs: dict[str, ArchSpec]) -> dict[str, int]:
     """Each network of ``specs`` (``retrained``'s distinct networks) by the index among ``reports``
-    of the first that retrained it (a row with a dev CER), matched by architecture, not name."""
+    of the first that retrained it, by ``retrained``'s own rule (a row with a dev CER), matched by
+    architecture, not name."""
     index_of: dict[str, int] = {}
     for index, report in enumerate(reports):
-        for row in json.loads(report.read_text())["rows"]:
-            if (row.get("cer") or {}).get("dev") is not None:
-                index_of.setdefault(arch_key(ArchSpec.from_dict(row["arch"])), index)
+        for spec in retrained(report)[0].values():
+            index_of.setdefault(arch_key(spec), index)
     return {name: index_of[arch_key(spec)] for name, spec in specs.items()}
 
 
