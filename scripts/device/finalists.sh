@@ -96,12 +96,12 @@ mkdir -p "$out/picks" && cp "$picks"/*.yaml "$out/picks/"
 recipe=(--retrain-option trainer.max_epochs=24 --retrain-option trainer.max_time=00:01:00:00)
 # the cost: the first seed's score pick retrained once with the GPU to itself, against the
 # supernet and that seed's select (its fine-tunes included), on this machine
-select=$work/select-$variant-s${seeds%% *}
-first=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['best'][0]['finalists'][0]['path'])" "$select/select.json")
 if [ "${COST:-1}" = 0 ]; then
   echo "finalists: COST=0, no cost measured"
 elif [ ! -f "$work/route_cost-$variant.json" ]; then
   enough
+  select=$work/select-$variant-s${seeds%% *}
+  first=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['best'][0]['finalists'][0]['path'])" "$select/select.json")
   rm -f "$out/retrain_archs.json"
   timeout -k 15 "$(left)" python3 scripts/device/retrain_archs.py h200_three "$work/alone" \
     "$picks/finalist-$first.yaml" --parallel 1 --seeds 0 "${recipe[@]}" >"$out/alone.log" 2>&1
