@@ -405,8 +405,12 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
         scale = 100 if metric == "cer" else 1
         marked_points(ax, scored, lambda r: scale * r[f"supernet_{metric}"], lambda r: 100 * r["cer"]["dev"])
         tau = summary["kendall_tau"]
-        label = "supernet dev CER (%" if metric == "cer" else "supernet dev CTC loss per token ("
-        ax.set(xlabel=f"{label}, inherited weights)", ylabel="stand-alone dev CER (%)",
+        label = (
+            "supernet dev CER (%, inherited weights)"
+            if metric == "cer"
+            else ("supernet dev CTC loss per token (inherited weights)")
+        )
+        ax.set(xlabel=label, ylabel="stand-alone dev CER (%)",
                title=f"Kendall tau {'undefined' if tau is None else f'{tau:.2f}'}")  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
