@@ -368,8 +368,9 @@ def test_study_writes_study_json_and_md(study):
     )
     assert one["method"] == "st" and one["searches_seconds"] == pytest.approx(seconds["st-s0-p100"])
     assert costs["parallel"] == 1 and json.loads((out / "sharing.json").read_text()) == {
-        "search": [1], "select": [1], "retrain": [1]
+        "search": [1], "select": [1], "retrain": [1], "at_once": {"search": [1], "select": [1], "retrain": [1]},
     }  # fmt: skip
+    assert costs["retrain_alone"] is None and not (out / "alone").exists()  # not asked for
     targets = {v["target"] for v in summary["verdicts"]}
     assert len(targets) == 6 and all(v["met"] in (True, False, None) for v in summary["verdicts"])
     text = (out / "study.md").read_text()
@@ -466,6 +467,45 @@ def test_a_partial_report_runs_nothing_and_needs_no_checkpoint(study, study_conf
     assert "st-s0-p100 (not picked yet)" in report_partial(study_config, copy)["missing"]
     with pytest.raises(UserError, match="no study.yaml"):
         report_partial(study_config, tmp_path / "nothing")
+
+
+def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it(
+    study, study_config, tmp_path
+):
+    """A finished study resumed with ``alone_retrain`` (a copy at the same path, the original put
+    back after): only the retrain timed alone runs (the stage's first network, its first seed,
+    under alone/, not counted among the study's retrains); each search's route (the uniform
+    supernet with its select) is set against it."""
+    import shutil
+
+    out, summary = study
+    kept = tmp_path / "kept"
+    shutil.move(out, kept)
+    try:
+        shutil.copytree(kept, out, ignore=shutil.ignore_patterns("*.ckpt"))
+        again = run_study(study_config, out, alone_retrain=True)
+        [metrics] = list((out / "alone").glob("*/seed0/metrics.json"))
+        seconds = json.loads(metrics.read_text())["train_seconds"]
+        text = (out / "study.md").read_text()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.move(kept, out)
+    alone = again["costs"]["retrain_alone"]
+    assert alone == {"run": f"{metrics.parent.parent.name}/seed0", "seconds": seconds, "capped": False}
+    assert metrics.parent.parent.name == "st-s0-p100"  # a searched pick comes first in the stage
+    assert (
+        again["costs"]["retrain_seconds"]["runs"] == summary["costs"]["retrain_seconds"]["runs"]
+    )  # not one more
+    by_run = {s["run"]: s for s in again["costs"]["searches"]}
+    select_seconds = again["costs"]["selects"][0]["seconds"]
+    uniform = by_run["uniform-s0-any"]
+    assert uniform["with_selects"] and uniform["route_seconds"] == pytest.approx(
+        uniform["seconds"] + select_seconds
+    )
+    assert uniform["vs_retrain_alone"] == pytest.approx(uniform["route_seconds"] / seconds, abs=1e-3)
+    assert by_run["st-s0-p100"]["route_seconds"] == by_run["st-s0-p100"]["seconds"]  # picks by itself
+    assert all(s["ran_alone"] for s in by_run.values())  # --parallel 1: every stage one run at a time
+    assert "One retrain timed alone" in text
 
 
 def test_a_study_that_lost_its_checkpoints_resumes_its_retrains(study, study_config, tmp_path, monkeypatch):
@@ -593,7 +633,9 @@ def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
     retrains = {"k": [run("retrain", "r0", train_seconds=40.0), run("retrain", "r1", train_seconds=60.0)]}
     study = {"search": {"options": {"trainer.max_epochs": 10}}, "retrain": {"options": {}}}
     found = costs.collect(study, searches, selects, retrains)
-    assert found["retrain_seconds"] == {"mean": 50.0, "runs": 2, "capped": 0}
+    assert (
+        found["retrain_seconds"] == {"mean": 50.0, "runs": 2, "capped": 0} and found["retrain_alone"] is None
+    )
     assert [s["capped"] for s in found["searches"]] == [None, True, False]  # epochs unknown, 4 and 10 of 10
     assert [s["vs_retrain"] for s in found["searches"]] == [2.0, 1.6, 1.6]
     assert found["one_supernet_vs_per_budget"] == [
@@ -602,6 +644,21 @@ def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
     ]  # fmt: skip
     text = "\n".join(costs.markdown(found))
     assert "ratio 0.75" in text and "| `st-s0-a` | st | a | 4 (time cap) | 80 s | 1.60 |" in text
+
+    (tmp_path / "alone" / "hand" / "seed0").mkdir(parents=True)  # a 60 s retrain alone, its stage's first
+    (tmp_path / "alone" / "hand" / "seed0" / "metrics.json").write_text(json.dumps({"train_seconds": 60.0}))
+    found = costs.collect(study, searches, selects, retrains, ["search"], tmp_path / "alone")
+    assert found["retrain_alone"] == {"run": "hand/seed0", "seconds": 60.0, "capped": False}
+    routes = {
+        s["run"]: (s["route_seconds"], s["vs_retrain_alone"], s["ran_alone"]) for s in found["searches"]
+    }
+    assert routes == {
+        "uniform-s0-any": (120.0, 2.0, False),  # with its select, whose stage was not alone
+        "st-s0-a": (80.0, 1.333, True), "st-s0-b": (80.0, 1.333, True),
+    }  # fmt: skip
+    assert "- `uniform-s0-any` + selects: 120 s, 2.00x (not alone in its stage" in "\n".join(
+        costs.markdown(found)
+    )
 
 
 def test_fit_seconds_counts_the_segments_before_a_resume():

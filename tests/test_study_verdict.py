@@ -103,6 +103,37 @@ def test_tau_and_costs_are_judged_against_their_thresholds():
     assert verdict.judge(summary([], (), capped))[-1]["met"] is None
 
 
+def test_a_study_side_by_side_judges_a_search_alone_in_its_stage_against_a_retrain_timed_alone():
+    """--parallel 36 alone cannot tell; with a retrain timed alone, a supernet whose training and
+    selects each ran alone is judged on both (1.65x: met), one that shared its stage is not, nor
+    is any when the alone retrain hit its time cap."""
+    alone = {"run": "budget_tdnn_d/seed0", "seconds": 130.0, "capped": False}
+    searches = [
+        {"run": "u", "vs_retrain": 0.43, "capped": False, "route_seconds": 214.5, "with_selects": True,
+         "ran_alone": True, "vs_retrain_alone": 1.65},
+        {"run": "shared", "vs_retrain": 0.4, "capped": False, "route_seconds": 100.0, "with_selects": False,
+         "ran_alone": False, "vs_retrain_alone": 0.77},
+        {"run": "slow", "vs_retrain": 1.0, "capped": False, "route_seconds": 300.0, "with_selects": False,
+         "ran_alone": True, "vs_retrain_alone": 2.31},
+    ]  # fmt: skip
+    costs = {"parallel": 36, "searches": searches, "one_supernet_vs_per_budget": []}
+
+    def judged(costs):
+        return {v["subject"]: v for v in verdict.judge(summary([], (), costs)) if "retrain" in v["target"]}
+
+    assert {s: v["met"] for s, v in judged(costs).items()} == {"u": None, "shared": None, "slow": None}
+    out = judged({**costs, "retrain_alone": alone})
+    assert {s: (v["met"], v["value"]) for s, v in out.items()} == {
+        "u": (True, 1.65), "shared": (None, 0.4), "slow": (False, 2.31)
+    }  # fmt: skip
+    assert (
+        "the supernet and its selects (every budget) ran alone in their stages, 214 s" in out["u"]["detail"]
+    )
+    assert "130 s" in out["u"]["detail"] and "--parallel 36" in out["shared"]["detail"]
+    capped = judged({**costs, "retrain_alone": {**alone, "capped": True}})
+    assert {v["met"] for v in capped.values()} == {None}
+
+
 def test_with_each_seeds_cer_the_gain_over_the_baseline_gets_permutation_p_values():
     """3 seeds against 3: every pick seed below every baseline seed gives the least p, 1/20; a pick
     interleaved with the baseline ([1, 2, 5] against [3, 4, 6] hundredths) gives 4/20; against the

@@ -10,6 +10,8 @@
 # study folder when that folder is not there yet; the searches and selects stay done, without
 # checkpoints, and the scores and latencies the study kept stand). STUDY_DIR names the study folder
 # (default /tmp/study_CONFIG); a resumed study needs the folder it ran in, since its runs name it.
+# ALONE_RETRAIN=1 passes --alone-retrain: one more retrain timed alone at the end, against which the
+# study judges a search that ran alone in its stage (the <= 2x target) although its retrains shared.
 set -o pipefail
 config=${1:?usage: scripts/device/study.sh CONFIG [PARALLEL] [LIMIT_S]}
 parallel=${2:-24}
@@ -28,7 +30,7 @@ if [ -n "${STUDY_FROM:-}" ]; then
   fi
 fi
 start=$(date +%s)
-timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" >"$out/study.log" 2>&1
+timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" ${ALONE_RETRAIN:+--alone-retrain} >"$out/study.log" 2>&1
 rc=$?  # 124: stopped at the limit (run the same call again while the machine is warm to resume)
 echo "study: $(( $(date +%s) - start )) s, exit $rc" >>"$out/study.log"
 cp "$work"/study.json "$work"/study.md "$out"/ 2>/dev/null

@@ -25,6 +25,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="runs side by side, as subprocesses (default 1: in this process)",
     )
+    parser.add_argument(
+        "--alone-retrain",
+        action="store_true",
+        help="after the retrains, time one more retrain with the machine to itself: with --parallel above 1, "
+        "the cost target is then judged for a search that ran alone in its stage",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the study that --out holds")
     parser.add_argument(
         "--partial",
@@ -41,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.parallel < 1:
         raise UserError(f"--parallel must be at least 1, got {args.parallel}")
-    run_study(args.config, args.out, args.parallel, args.overwrite)
+    run_study(args.config, args.out, args.parallel, args.overwrite, alone_retrain=args.alone_retrain)
     return 0

@@ -8,7 +8,10 @@ Seconds are each run's own wall time (``search.json``'s ``search_seconds``, ``me
 ``train_seconds``, ``select.json``'s ``seconds``), including the segments before a resume where
 Lightning's Timer kept them. Runs of one stage share the machine with the others of that stage, so
 a ratio compares like with like only within a stage: searches with searches, retrains with
-retrains, side by side as the study ran them.
+retrains, side by side as the study ran them. Where the retrains ran side by side, one more
+retrain timed alone (``supernet study --alone-retrain``) is the reference for a search that also
+ran alone in its stage: a supernet that picks nothing counts with its selects (the route a user
+runs; every budget's select, so it is never flattered).
 """
 
 from __future__ import annotations
@@ -39,9 +42,38 @@ def _capped(epochs: float | None, options: dict) -> bool | None:
     return None if epochs is None or wanted is None else epochs < int(wanted)
 
 
-def collect(study: dict, searches: dict, selects: dict, retrains: dict) -> dict[str, Any]:
+def retrain_alone(folder: Path | None, options: dict) -> dict[str, Any] | None:
+    """The retrain timed alone under ``folder`` (``alone/NAME/seedS``), or None (not run)."""
+    found = sorted(folder.glob("*/seed*/metrics.json")) if folder and folder.is_dir() else []
+    seconds, epochs = read_numbers(found[0], "train_seconds", "epochs") if found else (None, None)
+    if seconds is None:
+        return None
+    return {"run": f"{found[0].parent.parent.name}/{found[0].parent.name}", "seconds": seconds,
+            "capped": bool(_capped(epochs, options))}  # fmt: skip
+
+
+def _route(search: dict, selects: list[dict], alone: dict | None, alone_stages: list[str]) -> dict:
+    """A search's seconds as a user pays them (a supernet that picks nothing: with its selects),
+    against the retrain timed alone, and whether those seconds were alone on the machine too."""
+    own = [s for s in selects if s["supernet"] == search["run"]] if search["budget"] is None else []
+    parts = [search["seconds"], *(s["seconds"] for s in own)]
+    seconds = None if any(p is None for p in parts) else sum(parts)
+    stages = ["search", *(["select"] if own else [])]
+    return {
+        "route_seconds": seconds,
+        "with_selects": bool(own),
+        "ran_alone": all(stage in alone_stages for stage in stages),
+        "vs_retrain_alone": _ratio(seconds, alone["seconds"]) if alone else None,
+    }
+
+
+def collect(
+    study: dict, searches: dict, selects: dict, retrains: dict, alone_stages: list[str] = (),
+    alone_folder: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """``searches``: {(method, seed, budget or None): Run}; ``selects``: {search key: (Run, its
-    budgets)}; ``retrains``: {key: [Run]} as the study planned them."""
+    budgets)}; ``retrains``: {key: [Run]} as the study planned them; ``alone_stages``: the stages
+    that ran one run at a time; ``alone_folder``: where ``--alone-retrain`` timed its retrain."""
     read = [
         read_numbers(run.out / "metrics.json", "train_seconds", "epochs")
         for runs in retrains.values()
@@ -63,8 +95,12 @@ def collect(study: dict, searches: dict, selects: dict, retrains: dict) -> dict[
          "seconds": read_numbers(run.out / "select.json", "seconds")[0]}
         for key, (run, budgets) in selects.items()
     ]  # fmt: skip
+    alone = retrain_alone(alone_folder, study["retrain"]["options"])
+    for row in search_rows:
+        row.update(_route(row, select_rows, alone, list(alone_stages)))
     return {
         "retrain_seconds": {"mean": mean_retrain, "runs": len(retrain), "capped": capped},
+        "retrain_alone": alone,
         "searches": search_rows,
         "selects": select_rows,
         "one_supernet_vs_per_budget": _one_vs_many(search_rows, select_rows),
@@ -115,6 +151,21 @@ def markdown(costs: dict[str, Any]) -> list[str]:
             for s in costs["searches"]
         ),
     ]
+    alone = costs.get("retrain_alone")
+    if alone:
+        lines += [
+            "",
+            f"One retrain timed alone (`{alone['run']}`, `--alone-retrain`): {fmt(alone['seconds'], ' s')}"
+            f"{' (time cap)' if alone['capped'] else ''}. Against it, each search as a user pays it "
+            "(a supernet with its selects for every budget), where it ran alone in its stage:",
+            "",
+            *(
+                f"- `{s['run']}`{' + selects' if s['with_selects'] else ''}: {fmt(s['route_seconds'], ' s')}, "
+                f"{fmt(s['vs_retrain_alone'])}x"
+                + ("" if s["ran_alone"] else " (not alone in its stage: not like for like)")
+                for s in costs["searches"]
+            ),
+        ]
     if costs["selects"]:
         lines += [
             "",

@@ -49,7 +49,8 @@ STUDY_FILES = (
     MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json", "latency_measured.json",
     "partial.json", "partial.md", "sharing.json"
 )  # fmt: skip
-STUDY_FOLDERS = ("arch", "search", "select", "retrain", "plots", "plots_partial")
+STUDY_FOLDERS = ("arch", "search", "select", "retrain", "alone", "plots", "plots_partial")
+STAGES = ("search", "select", "retrain")
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
@@ -314,20 +315,43 @@ def _plan_retrains(study, out, data, space, baselines, planned: Planned, stored:
 
 def _record_sharing(out: Path, stage: str, parallel: int, ran: int) -> None:
     """Keep how many runs ran side by side in each stage, over every resume (``sharing.json``):
-    the stages' seconds compare like for like only when it was one value throughout."""
+    the ``--parallel`` of each call, and under ``at_once`` how many ran together at most (fewer
+    runs than ``--parallel``: a stage of one run had the machine to itself). The stages' seconds
+    compare like for like only when it was one value throughout."""
     if not ran:
         return
     path = out / "sharing.json"
     kept = json.loads(path.read_text()) if path.is_file() else {}
     kept[stage] = sorted({*kept.get(stage, []), parallel})
+    at_once = kept.setdefault("at_once", {})
+    at_once[stage] = sorted({*at_once.get(stage, []), min(parallel, ran)})
     atomic_write_json(path, kept)
+
+
+def _read_sharing(out: Path) -> dict:
+    path = out / "sharing.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _sharing(out: Path) -> int | None:
     """The one ``--parallel`` every stage ran with, or None (not recorded, or it varied)."""
-    path = out / "sharing.json"
-    values = {v for used in json.loads(path.read_text()).values() for v in used} if path.is_file() else set()
+    kept = _read_sharing(out)
+    values = {v for stage in STAGES for v in kept.get(stage, [])}
     return values.pop() if len(values) == 1 else None
+
+
+def _alone_stages(out: Path) -> list[str]:
+    """The stages whose every call ran one run at a time (their seconds are alone on the machine)."""
+    at_once = _read_sharing(out).get("at_once", {})
+    return [stage for stage in STAGES if at_once.get(stage) == [1]]
+
+
+def _retrain_alone(out: Path, planned: Planned, queue: list) -> Run:
+    """One retrain timed with the machine to itself (``--alone-retrain``): the first network the
+    retrain stage ran, its first seed again, in ``alone/`` (the study's own run stays as it ran)."""
+    key, arch = queue[0]
+    first = planned.retrains[key][0]
+    return Run("retrain", out / "alone" / arch.name / first.out.name, first.argv)
 
 
 RETRAIN_ORDER = {"searched": 0, "baseline": 1, "random": 2}  # a stopped study has the comparisons first
@@ -375,7 +399,7 @@ def _parameter_count(rows: list[dict], standalone: dict, budgets: dict, scores: 
 
 
 def _summary(
-    study, planned: Planned, rows, standalone: dict, budgets: dict, scores: dict, device, data, parallel=None
+    study, planned: Planned, rows, standalone: dict, budgets: dict, scores: dict, device, data, out: Path
 ) -> dict:
     ranking, tau, taus = rank.ranking_quality(scores, standalone, study["ranking"]["metric"], budgets)
     summary = {
@@ -392,16 +416,30 @@ def _summary(
         "rank_by_epoch": rank.rank_by_epoch(rank.complete_curves(rows)),
         "rows": rows,
         "costs": {
-            **run_costs.collect(study, planned.searches, planned.selects, planned.retrains),
-            "parallel": parallel,  # runs side by side in every stage (None: not known, or it varied)
+            **run_costs.collect(
+                study,
+                planned.searches,
+                planned.selects,
+                planned.retrains,
+                _alone_stages(out),
+                out / "alone",
+            ),  # fmt: skip
+            "parallel": _sharing(out),  # runs side by side in every stage (None: not known, or it varied)
         },
     }
     summary["verdicts"] = verdict.judge(summary)
     return summary
 
 
-def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, overwrite: bool = False) -> dict:
-    """Run (or resume) the study of ``config`` in ``out``; returns what ``study.json`` holds."""
+def run_study(
+    config: str | Path | dict,
+    out: str | Path,
+    parallel: int = 1,
+    overwrite: bool = False,
+    alone_retrain=False,
+) -> dict:
+    """Run (or resume) the study of ``config`` in ``out``; returns what ``study.json`` holds.
+    ``alone_retrain``: then time one retrain alone (``costs.retrain_alone``)."""
     start, study, out = time.perf_counter(), load_config(config), Path(out)
     data = plan.prepare_corpus(study)
     test_sets = check_test_sets(data, study["test_sets"])
@@ -427,10 +465,12 @@ def run_study(config: str | Path | dict, out: str | Path, parallel: int = 1, ove
     queue = sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
     ran = execute([run for key, _ in queue for run in planned.retrains[key]], parallel, "retrain")
     _record_sharing(out, "retrain", parallel, ran)
+    if alone_retrain and queue:
+        execute([_retrain_alone(out, planned, queue)], 1, "retrain alone")
 
     rows, standalone, budgets = _rows(planned, test_sets, scores, measured, planned.owners)
     summary = {
-        **_summary(study, planned, rows, standalone, budgets, scores, device, data, _sharing(out)),
+        **_summary(study, planned, rows, standalone, budgets, scores, device, data, out),
         "seconds": round(time.perf_counter() - start, 1),
     }
     report.write_json(out, summary)
@@ -480,7 +520,7 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     scores = {search: by for search, by in _kept_scores(out, names).items() if by}
     device, measured = _kept_latencies(out, names)
     rows, standalone, budgets = _rows(planned, test_sets, scores, measured, done)
-    summary = _summary(study, planned, rows, standalone, budgets, scores, device, data, _sharing(out))
+    summary = _summary(study, planned, rows, standalone, budgets, scores, device, data, out)
     missing = sorted({planned.owners[k].name for k in planned.owners if k not in done})
     missing += [f"{name} (not picked yet)" for name in planned.unpicked]
     summary = {"partial": True, "missing": missing, **summary}
