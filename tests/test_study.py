@@ -638,6 +638,11 @@ def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
     )
     assert [s["capped"] for s in found["searches"]] == [None, True, False]  # epochs unknown, 4 and 10 of 10
     assert [s["vs_retrain"] for s in found["searches"]] == [2.0, 1.6, 1.6]
+    assert [s["route_vs_retrain"] for s in found["searches"]] == [
+        2.4,
+        1.6,
+        1.6,
+    ]  # the supernet with its select
     assert found["one_supernet_vs_per_budget"] == [
         {"supernet": "uniform-s0-any", "budgets": 2, "seconds": 120.0, "method": "st", "searches": 2,
          "searches_seconds": 160.0, "ratio": 0.75}

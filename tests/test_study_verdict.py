@@ -132,6 +132,12 @@ def test_a_study_side_by_side_judges_a_search_alone_in_its_stage_against_a_retra
     assert "130 s" in out["u"]["detail"] and "--parallel 36" in out["shared"]["detail"]
     capped = judged({**costs, "retrain_alone": {**alone, "capped": True}})
     assert {v["met"] for v in capped.values()} == {None}
+    one_at_a_time = {"parallel": 1, "one_supernet_vs_per_budget": [], "searches": [
+        {**searches[0], "route_vs_retrain": 2.2}, {**searches[1], "route_vs_retrain": 0.4},
+    ]}  # fmt: skip
+    out = judged(one_at_a_time)  # a supernet counts with its selects; a search that picks, alone
+    assert {s: (v["met"], v["value"]) for s, v in out.items()} == {"u": (False, 2.2), "shared": (True, 0.4)}
+    assert out["u"]["detail"] == "the supernet with its selects (every budget)"
 
 
 def test_with_each_seeds_cer_the_gain_over_the_baseline_gets_permutation_p_values():

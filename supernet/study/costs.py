@@ -52,7 +52,9 @@ def retrain_alone(folder: Path | None, options: dict) -> dict[str, Any] | None:
             "capped": bool(_capped(epochs, options))}  # fmt: skip
 
 
-def _route(search: dict, selects: list[dict], alone: dict | None, alone_stages: list[str]) -> dict:
+def _route(
+    search: dict, selects: list[dict], mean_retrain: float | None, alone: dict | None, alone_stages: list[str]
+) -> dict:
     """A search's seconds as a user pays them (a supernet that picks nothing: with its selects),
     against the retrain timed alone, and whether those seconds were alone on the machine too."""
     own = [s for s in selects if s["supernet"] == search["run"]] if search["budget"] is None else []
@@ -62,6 +64,7 @@ def _route(search: dict, selects: list[dict], alone: dict | None, alone_stages: 
     return {
         "route_seconds": seconds,
         "with_selects": bool(own),
+        "route_vs_retrain": _ratio(seconds, mean_retrain),
         "ran_alone": all(stage in alone_stages for stage in stages),
         "vs_retrain_alone": _ratio(seconds, alone["seconds"]) if alone else None,
     }
@@ -97,7 +100,7 @@ def collect(
     ]  # fmt: skip
     alone = retrain_alone(alone_folder, study["retrain"]["options"])
     for row in search_rows:
-        row.update(_route(row, select_rows, alone, list(alone_stages)))
+        row.update(_route(row, select_rows, mean_retrain, alone, list(alone_stages)))
     return {
         "retrain_seconds": {"mean": mean_retrain, "runs": len(retrain), "capped": capped},
         "retrain_alone": alone,

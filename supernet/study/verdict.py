@@ -205,15 +205,18 @@ def judge(summary: dict[str, Any]) -> list[dict]:
     costs = summary.get("costs") or {}
     retrains_capped = bool((costs.get("retrain_seconds") or {}).get("capped"))
     for search in costs.get("searches", []):
-        ratio = search.get("vs_retrain")
         notes = _cost_caveats(costs, bool(search.get("capped")) or retrains_capped)
         if notes and _alone_judges(costs, search):
             ratio, notes = search["vs_retrain_alone"], [_alone_detail(costs, search)]
             if search.get("capped"):
                 notes.append("time cap reached: the ratio measures the cap")
-            met = None if len(notes) > 1 else ratio <= SEARCH_VS_RETRAIN
+            met = None if search.get("capped") else ratio <= SEARCH_VS_RETRAIN
         else:
+            routed = search.get("with_selects") and search.get("route_vs_retrain") is not None
+            ratio = search["route_vs_retrain"] if routed else search.get("vs_retrain")
             met = None if ratio is None or notes else ratio <= SEARCH_VS_RETRAIN
+            if routed:  # a supernet picks nothing by itself: the route a user runs includes its selects
+                notes = ["the supernet with its selects (every budget)", *notes]
         out.append(_verdict(
             "warm-up + search <= 2x one retrain", search["run"], ratio, SEARCH_VS_RETRAIN, met, "; ".join(notes),
         ))  # fmt: skip
