@@ -650,9 +650,14 @@ def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
     text = "\n".join(costs.markdown(found))
     assert "ratio 0.75" in text and "| `st-s0-a` | st | a | 4 (time cap) | 80 s | 1.60 |" in text
 
-    (tmp_path / "alone" / "hand" / "seed0").mkdir(parents=True)  # a 60 s retrain alone, its stage's first
-    (tmp_path / "alone" / "hand" / "seed0" / "metrics.json").write_text(json.dumps({"train_seconds": 60.0}))
-    found = costs.collect(study, searches, selects, retrains, ["search"], tmp_path / "alone")
+    alone = Run("retrain", tmp_path / "alone" / "hand" / "seed0", [])  # a 60 s retrain alone
+    alone.out.mkdir(parents=True)
+    (alone.out / "metrics.json").write_text(json.dumps({"train_seconds": 60.0}))
+    (tmp_path / "alone" / "a-stale-one" / "seed0").mkdir(parents=True)  # not the planned run: not read
+    (tmp_path / "alone" / "a-stale-one" / "seed0" / "metrics.json").write_text(
+        json.dumps({"train_seconds": 1.0})
+    )
+    found = costs.collect(study, searches, selects, retrains, ["search"], alone)
     assert found["retrain_alone"] == {"run": "hand/seed0", "seconds": 60.0, "capped": False}
     routes = {
         s["run"]: (s["route_seconds"], s["vs_retrain_alone"], s["ran_alone"]) for s in found["searches"]
@@ -664,6 +669,42 @@ def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
     assert "- `uniform-s0-any` + selects: 120 s, 2.00x (not alone in its stage" in "\n".join(
         costs.markdown(found)
     )
+
+
+def test_sharing_is_kept_before_runs_start_and_a_stage_is_alone_only_if_it_ran_one_at_a_time(tmp_path):
+    """A call stopped midway has left its record: the call that resumes the last run of a stage
+    then cannot make the stage look alone; a file kept before ``at_once`` counts its --parallel
+    as at once; a stage of one planned run is alone whatever the calls recorded."""
+    from types import SimpleNamespace
+
+    from supernet.study import pipeline
+
+    pipeline._record_sharing(tmp_path, "search", 36, 2)  # two searches started side by side, then stopped
+    pipeline._record_sharing(tmp_path, "search", 36, 1)  # the resume runs the one left
+    pipeline._record_sharing(tmp_path, "select", 36, 1)
+    kept = json.loads((tmp_path / "sharing.json").read_text())
+    assert kept == {"at_once": {"search": [1, 2], "select": [1]}, "search": [36], "select": [36]}
+    two = SimpleNamespace(searches={1: None, 2: None}, selects={1: None, 2: None})
+    assert pipeline._alone_stages(tmp_path, two) == ["select"] and pipeline._sharing(tmp_path) == 36
+
+    (tmp_path / "sharing.json").write_text(json.dumps({"search": [36], "select": [36], "retrain": [36]}))
+    pipeline._record_sharing(tmp_path, "search", 36, 1)  # a study kept before at_once, resumed
+    assert json.loads((tmp_path / "sharing.json").read_text())["at_once"] == {"search": [1, 36]}
+    assert pipeline._alone_stages(tmp_path, two) == []
+    one = SimpleNamespace(searches={1: None}, selects={1: None})  # one supernet, one select: alone
+    assert pipeline._alone_stages(tmp_path, one) == ["search", "select"]
+
+
+def test_execute_says_how_many_runs_start_before_they_do(tmp_path):
+    from supernet.study.execute import execute
+    from supernet.study.plan import Run
+
+    heard = []
+    assert execute([], 4, "search", heard.append) == 0 and heard == []  # nothing to run: no record
+    failing = Run("retrain", tmp_path / "r", ["--no-such-option"])
+    with pytest.raises(UserError, match="1 of 1 retrain run"):
+        execute([failing], 1, "retrain", heard.append)
+    assert heard == [1]  # kept although the run failed
 
 
 def test_fit_seconds_counts_the_segments_before_a_resume():

@@ -42,13 +42,14 @@ def _capped(epochs: float | None, options: dict) -> bool | None:
     return None if epochs is None or wanted is None else epochs < int(wanted)
 
 
-def retrain_alone(folder: Path | None, options: dict) -> dict[str, Any] | None:
-    """The retrain timed alone under ``folder`` (``alone/NAME/seedS``), or None (not run)."""
-    found = sorted(folder.glob("*/seed*/metrics.json")) if folder and folder.is_dir() else []
-    seconds, epochs = read_numbers(found[0], "train_seconds", "epochs") if found else (None, None)
+def retrain_alone(run, options: dict) -> dict[str, Any] | None:
+    """The retrain timed alone (the planned ``alone/NAME/seedS`` run), or None (not run)."""
+    if run is None:
+        return None
+    seconds, epochs = read_numbers(run.out / "metrics.json", "train_seconds", "epochs")
     if seconds is None:
         return None
-    return {"run": f"{found[0].parent.parent.name}/{found[0].parent.name}", "seconds": seconds,
+    return {"run": f"{run.out.parent.name}/{run.out.name}", "seconds": seconds,
             "capped": bool(_capped(epochs, options))}  # fmt: skip
 
 
@@ -71,12 +72,11 @@ def _route(
 
 
 def collect(
-    study: dict, searches: dict, selects: dict, retrains: dict, alone_stages: list[str] = (),
-    alone_folder: Path | None = None,
+    study: dict, searches: dict, selects: dict, retrains: dict, alone_stages: list[str] = (), alone_run=None,
 ) -> dict[str, Any]:  # fmt: skip
     """``searches``: {(method, seed, budget or None): Run}; ``selects``: {search key: (Run, its
     budgets)}; ``retrains``: {key: [Run]} as the study planned them; ``alone_stages``: the stages
-    that ran one run at a time; ``alone_folder``: where ``--alone-retrain`` timed its retrain."""
+    whose runs had the machine to themselves; ``alone_run``: the retrain ``--alone-retrain`` times."""
     read = [
         read_numbers(run.out / "metrics.json", "train_seconds", "epochs")
         for runs in retrains.values()
@@ -98,7 +98,7 @@ def collect(
          "seconds": read_numbers(run.out / "select.json", "seconds")[0]}
         for key, (run, budgets) in selects.items()
     ]  # fmt: skip
-    alone = retrain_alone(alone_folder, study["retrain"]["options"])
+    alone = retrain_alone(alone_run, study["retrain"]["options"])
     for row in search_rows:
         row.update(_route(row, select_rows, mean_retrain, alone, list(alone_stages)))
     return {

@@ -187,18 +187,21 @@ def _subprocess(
         slots.put(slot)
 
 
-def execute(runs: list[Run], parallel: int, what: str) -> int:
+def execute(runs: list[Run], parallel: int, what: str, starting=None) -> int:
     """Run every unfinished run of ``runs`` (returns how many it started); a ``UserError`` listing
-    the failures once all ended."""
+    the failures once all ended. ``starting(n)`` hears how many will run, before any does (a
+    record that a call stopped midway still leaves)."""
     todo = [run for run in runs if not is_done(run)]
     print(f"[study] {what}: {len(runs) - len(todo)} of {len(runs)} finished already, {len(todo)} to run")
+    if todo and starting:
+        starting(len(todo))
     failures = {}
     if parallel <= 1:
         for i, run in enumerate(todo):
             print(f"[study] {run.command} {i + 1}/{len(todo)}: {run.out}")
             failures[run.out] = _in_process(run)
     else:
-        threads = max(1, (os.cpu_count() or 1) // parallel)
+        threads = max(1, (os.cpu_count() or 1) // max(1, min(parallel, len(todo))))  # a lone run: every core
         env, gpus = {"OMP_NUM_THREADS": str(threads), **os.environ}, _gpus()
         slots: queue.Queue = queue.Queue()
         for slot in range(parallel):

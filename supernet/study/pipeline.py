@@ -313,19 +313,25 @@ def _plan_retrains(study, out, data, space, baselines, planned: Planned, stored:
     }
 
 
-def _record_sharing(out: Path, stage: str, parallel: int, ran: int) -> None:
-    """Keep how many runs ran side by side in each stage, over every resume (``sharing.json``):
-    the ``--parallel`` of each call, and under ``at_once`` how many ran together at most (fewer
-    runs than ``--parallel``: a stage of one run had the machine to itself). The stages' seconds
-    compare like for like only when it was one value throughout."""
-    if not ran:
-        return
+def _record_sharing(out: Path, stage: str, parallel: int, todo: int) -> None:
+    """Keep how many runs ran side by side in each stage, over every resume (``sharing.json``),
+    written as a call starts them (a call stopped midway is on record): the ``--parallel`` of each
+    call, and under ``at_once`` how many ran together at most (fewer runs than ``--parallel``: a
+    stage of one run had the machine to itself). The stages' seconds compare like for like only
+    when it was one value throughout."""
     path = out / "sharing.json"
     kept = json.loads(path.read_text()) if path.is_file() else {}
-    kept[stage] = sorted({*kept.get(stage, []), parallel})
     at_once = kept.setdefault("at_once", {})
-    at_once[stage] = sorted({*at_once.get(stage, []), min(parallel, ran)})
+    if stage in kept and stage not in at_once:  # recorded before at_once was: assume --parallel at once
+        at_once[stage] = list(kept[stage])
+    kept[stage] = sorted({*kept.get(stage, []), parallel})
+    at_once[stage] = sorted({*at_once.get(stage, []), min(parallel, todo)})
     atomic_write_json(path, kept)
+
+
+def _sharing_of(out: Path, stage: str, parallel: int):
+    """``execute``'s ``starting``: the stage's record, kept before its runs start."""
+    return lambda todo: _record_sharing(out, stage, parallel, todo)
 
 
 def _read_sharing(out: Path) -> dict:
@@ -340,16 +346,20 @@ def _sharing(out: Path) -> int | None:
     return values.pop() if len(values) == 1 else None
 
 
-def _alone_stages(out: Path) -> list[str]:
-    """The stages whose every call ran one run at a time (their seconds are alone on the machine)."""
+def _alone_stages(out: Path, planned: Planned) -> list[str]:
+    """The stages whose runs each had the machine to themselves: every call ran one at a time, or
+    the stage holds one run (stages run one after another)."""
     at_once = _read_sharing(out).get("at_once", {})
-    return [stage for stage in STAGES if at_once.get(stage) == [1]]
+    single = {"search": len(planned.searches) == 1, "select": len(planned.selects) == 1}
+    return [stage for stage in STAGES if at_once.get(stage) == [1] or single.get(stage)]
 
 
-def _retrain_alone(out: Path, planned: Planned, queue: list) -> Run:
-    """One retrain timed with the machine to itself (``--alone-retrain``): the first network the
-    retrain stage ran, its first seed again, in ``alone/`` (the study's own run stays as it ran)."""
-    key, arch = queue[0]
+def _retrain_alone(out: Path, planned: Planned) -> Run | None:
+    """The retrain ``--alone-retrain`` times with the machine to itself: the retrain stage's first
+    network, its first seed again, in ``alone/`` (the study's own run stays as it ran)."""
+    if not planned.owners:
+        return None
+    key, arch = min(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
     first = planned.retrains[key][0]
     return Run("retrain", out / "alone" / arch.name / first.out.name, first.argv)
 
@@ -421,8 +431,8 @@ def _summary(
                 planned.searches,
                 planned.selects,
                 planned.retrains,
-                _alone_stages(out),
-                out / "alone",
+                _alone_stages(out, planned),
+                _retrain_alone(out, planned),
             ),  # fmt: skip
             "parallel": _sharing(out),  # runs side by side in every stage (None: not known, or it varied)
         },
@@ -447,11 +457,11 @@ def run_study(
     claim(out, study, overwrite)
     planned, table_path = _plan_searches(study, out, data, space, baselines)
     print("[study] budgets: " + ", ".join(f"{label} = {ms:.3f} ms" for label, ms in planned.budgets))
-    ran = execute(list(planned.searches.values()), parallel, "search")
-    _record_sharing(out, "search", parallel, ran)
+    execute(list(planned.searches.values()), parallel, "search", _sharing_of(out, "search", parallel))
     _plan_selects(study, out, data, planned, table_path)
-    ran = execute([run for run, _ in planned.selects.values()], parallel, "select")
-    _record_sharing(out, "select", parallel, ran)
+    execute(
+        [run for run, _ in planned.selects.values()], parallel, "select", _sharing_of(out, "select", parallel)
+    )
     _plan_retrains(study, out, data, space, baselines, planned)
     if planned.unpicked:
         raise UserError(
@@ -463,10 +473,10 @@ def run_study(
     device, measured = _latencies(out, planned.table, study["latency"], specs, planned.notes)
     _release_gpu()
     queue = sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
-    ran = execute([run for key, _ in queue for run in planned.retrains[key]], parallel, "retrain")
-    _record_sharing(out, "retrain", parallel, ran)
-    if alone_retrain and queue:
-        execute([_retrain_alone(out, planned, queue)], 1, "retrain alone")
+    retrains = [run for key, _ in queue for run in planned.retrains[key]]
+    execute(retrains, parallel, "retrain", _sharing_of(out, "retrain", parallel))
+    if alone_retrain and planned.owners:
+        execute([_retrain_alone(out, planned)], 1, "retrain alone")
 
     rows, standalone, budgets = _rows(planned, test_sets, scores, measured, planned.owners)
     summary = {

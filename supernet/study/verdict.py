@@ -169,10 +169,14 @@ def _alone_judges(costs: dict, search: dict) -> bool:
 
 def _alone_detail(costs: dict, search: dict) -> str:
     alone = costs["retrain_alone"]
-    what = "the supernet and its selects (every budget)" if search.get("with_selects") else "the search"
+    what = (
+        "the supernet and its selects (every budget) ran alone in their stages"
+        if search.get("with_selects")
+        else "the search ran alone in its stage"
+    )
     return (
-        f"{what} ran alone in their stages, {search['route_seconds']:.0f} s, against one retrain timed alone "
-        f"(--alone-retrain), {alone['seconds']:.0f} s"
+        f"{what}, {search['route_seconds']:.0f} s, against one retrain timed alone "
+        f"(--alone-retrain, `{alone['run']}`), {alone['seconds']:.0f} s"
     )
 
 
@@ -212,11 +216,12 @@ def judge(summary: dict[str, Any]) -> list[dict]:
                 notes.append("time cap reached: the ratio measures the cap")
             met = None if search.get("capped") else ratio <= SEARCH_VS_RETRAIN
         else:
-            routed = search.get("with_selects") and search.get("route_vs_retrain") is not None
-            ratio = search["route_vs_retrain"] if routed else search.get("vs_retrain")
+            routed = bool(search.get("with_selects"))  # a supernet picks nothing alone: its selects count
+            ratio = search.get("route_vs_retrain") if routed else search.get("vs_retrain")
             met = None if ratio is None or notes else ratio <= SEARCH_VS_RETRAIN
-            if routed:  # a supernet picks nothing by itself: the route a user runs includes its selects
-                notes = ["the supernet with its selects (every budget)", *notes]
+            if routed:
+                what = "a select's seconds are missing" if ratio is None else "every budget"
+                notes = [f"the supernet with its selects ({what})", *notes]
         out.append(_verdict(
             "warm-up + search <= 2x one retrain", search["run"], ratio, SEARCH_VS_RETRAIN, met, "; ".join(notes),
         ))  # fmt: skip
