@@ -673,38 +673,45 @@ def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):
 
 def test_sharing_is_kept_before_runs_start_and_a_stage_is_alone_only_if_it_ran_one_at_a_time(tmp_path):
     """A call stopped midway has left its record: the call that resumes the last run of a stage
-    then cannot make the stage look alone; a file kept before ``at_once`` counts its --parallel
-    as at once; a stage of one planned run is alone whatever the calls recorded."""
+    then cannot make the stage look alone; calls not on record (a file from before ``at_once``, or
+    none at all) ran at most the stage's runs, or its recorded --parallel, at once; a stage of
+    one planned run is alone whatever the calls recorded."""
     from types import SimpleNamespace
 
     from supernet.study import pipeline
 
-    pipeline._record_sharing(tmp_path, "search", 36, 2)  # two searches started side by side, then stopped
-    pipeline._record_sharing(tmp_path, "search", 36, 1)  # the resume runs the one left
-    pipeline._record_sharing(tmp_path, "select", 36, 1)
-    kept = json.loads((tmp_path / "sharing.json").read_text())
-    assert kept == {"at_once": {"search": [1, 2], "select": [1]}, "search": [36], "select": [36]}
-    two = SimpleNamespace(searches={1: None, 2: None}, selects={1: None, 2: None})
-    assert pipeline._alone_stages(tmp_path, two) == ["select"] and pipeline._sharing(tmp_path) == 36
+    def kept():
+        return json.loads((tmp_path / "sharing.json").read_text())
 
-    (tmp_path / "sharing.json").write_text(json.dumps({"search": [36], "select": [36], "retrain": [36]}))
-    pipeline._record_sharing(tmp_path, "search", 36, 1)  # a study kept before at_once, resumed
-    assert json.loads((tmp_path / "sharing.json").read_text())["at_once"] == {"search": [1, 36]}
-    assert pipeline._alone_stages(tmp_path, two) == []
-    one = SimpleNamespace(searches={1: None}, selects={1: None})  # one supernet, one select: alone
+    two = SimpleNamespace(searches={1: None, 2: None}, selects={1: None, 2: None})
+    one = SimpleNamespace(searches={1: None}, selects={1: None})  # one supernet, one select
+    pipeline._record_sharing(tmp_path, "search", 36, 2, 2)  # two searches started side by side, then stopped
+    pipeline._record_sharing(tmp_path, "search", 36, 1, 2)  # the resume runs the one left
+    pipeline._record_sharing(tmp_path, "select", 36, 2, 2)
+    assert kept() == {"at_once": {"search": [1, 2], "select": [2]}, "search": [36], "select": [36]}
+    assert pipeline._alone_stages(tmp_path, two) == [] and pipeline._sharing(tmp_path) == 36
     assert pipeline._alone_stages(tmp_path, one) == ["search", "select"]
 
+    (tmp_path / "sharing.json").write_text(json.dumps({"search": [36], "retrain": [36]}))  # before at_once
+    pipeline._record_sharing(tmp_path, "search", 36, 1, 2)  # resumed: the earlier call ran up to 2
+    pipeline._record_sharing(tmp_path, "select", 36, 1, 2)  # stopped with no record at all, resumed
+    assert kept()["at_once"] == {"search": [1, 2], "select": [1, 2]}
+    assert pipeline._alone_stages(tmp_path, two) == []
+    (tmp_path / "sharing.json").write_text(json.dumps({"search": [1], "select": [1], "retrain": [36]}))
+    assert pipeline._alone_stages(tmp_path, two) == ["search", "select"]  # --parallel 1: one at a time
 
-def test_execute_says_how_many_runs_start_before_they_do(tmp_path):
-    from supernet.study.execute import execute
+
+def test_execute_says_how_many_runs_start_before_any_does(tmp_path, monkeypatch):
+    from supernet.study import execute as execute_module
     from supernet.study.plan import Run
 
-    heard = []
-    assert execute([], 4, "search", heard.append) == 0 and heard == []  # nothing to run: no record
-    failing = Run("retrain", tmp_path / "r", ["--no-such-option"])
+    started, heard = [], []
+    monkeypatch.setattr(execute_module, "_in_process", lambda run: started.append(run) or "failed")
+    run = Run("retrain", tmp_path / "r", [])
+    assert execute_module.execute([], 4, "search", lambda *n: heard.append(n)) == 0 and heard == []  # nothing
     with pytest.raises(UserError, match="1 of 1 retrain run"):
-        execute([failing], 1, "retrain", heard.append)
-    assert heard == [1]  # kept although the run failed
+        execute_module.execute([run], 1, "retrain", lambda *n: heard.append((*n, len(started))))
+    assert heard == [(1, 1, 0)] and started == [run]  # heard before the run started; kept though it failed
 
 
 def test_fit_seconds_counts_the_segments_before_a_resume():

@@ -140,7 +140,7 @@ def test_a_study_side_by_side_judges_a_search_alone_in_its_stage_against_a_retra
     assert out["u"]["detail"] == "the supernet with its selects (every budget)"
     unfinished = {**one_at_a_time, "searches": [{**searches[0], "route_vs_retrain": None}]}  # select not done
     [v] = judged(unfinished).values()  # not its training alone, which would flatter it
-    assert v["met"] is None and v["value"] is None and "a select's seconds are missing" in v["detail"]
+    assert v["met"] is None and v["value"] is None and "not known yet" in v["detail"]
 
 
 def test_with_each_seeds_cer_the_gain_over_the_baseline_gets_permutation_p_values():

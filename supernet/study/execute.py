@@ -189,12 +189,12 @@ def _subprocess(
 
 def execute(runs: list[Run], parallel: int, what: str, starting=None) -> int:
     """Run every unfinished run of ``runs`` (returns how many it started); a ``UserError`` listing
-    the failures once all ended. ``starting(n)`` hears how many will run, before any does (a
-    record that a call stopped midway still leaves)."""
+    the failures once all ended. ``starting(n, of)`` hears how many of the ``of`` runs will run,
+    before any does (a record that a call stopped midway still leaves)."""
     todo = [run for run in runs if not is_done(run)]
     print(f"[study] {what}: {len(runs) - len(todo)} of {len(runs)} finished already, {len(todo)} to run")
     if todo and starting:
-        starting(len(todo))
+        starting(len(todo), len(runs))
     failures = {}
     if parallel <= 1:
         for i, run in enumerate(todo):

@@ -313,17 +313,19 @@ def _plan_retrains(study, out, data, space, baselines, planned: Planned, stored:
     }
 
 
-def _record_sharing(out: Path, stage: str, parallel: int, todo: int) -> None:
+def _record_sharing(out: Path, stage: str, parallel: int, todo: int, runs: int | None = None) -> None:
     """Keep how many runs ran side by side in each stage, over every resume (``sharing.json``),
     written as a call starts them (a call stopped midway is on record): the ``--parallel`` of each
     call, and under ``at_once`` how many ran together at most (fewer runs than ``--parallel``: a
     stage of one run had the machine to itself). The stages' seconds compare like for like only
-    when it was one value throughout."""
+    when it was one value throughout. A stage with finished runs but no ``at_once`` (calls before
+    it was kept) ran at most its ``runs`` at once, and at most its recorded ``--parallel``."""
     path = out / "sharing.json"
     kept = json.loads(path.read_text()) if path.is_file() else {}
     at_once = kept.setdefault("at_once", {})
-    if stage in kept and stage not in at_once:  # recorded before at_once was: assume --parallel at once
-        at_once[stage] = list(kept[stage])
+    runs = todo if runs is None else runs
+    if stage not in at_once and (stage in kept or runs > todo):  # earlier calls, not on record
+        at_once[stage] = [min(max(kept.get(stage, [runs])), runs)]
     kept[stage] = sorted({*kept.get(stage, []), parallel})
     at_once[stage] = sorted({*at_once.get(stage, []), min(parallel, todo)})
     atomic_write_json(path, kept)
@@ -331,7 +333,7 @@ def _record_sharing(out: Path, stage: str, parallel: int, todo: int) -> None:
 
 def _sharing_of(out: Path, stage: str, parallel: int):
     """``execute``'s ``starting``: the stage's record, kept before its runs start."""
-    return lambda todo: _record_sharing(out, stage, parallel, todo)
+    return lambda todo, runs: _record_sharing(out, stage, parallel, todo, runs)
 
 
 def _read_sharing(out: Path) -> dict:
@@ -349,9 +351,10 @@ def _sharing(out: Path) -> int | None:
 def _alone_stages(out: Path, planned: Planned) -> list[str]:
     """The stages whose runs each had the machine to themselves: every call ran one at a time, or
     the stage holds one run (stages run one after another)."""
-    at_once = _read_sharing(out).get("at_once", {})
+    kept = _read_sharing(out)
+    at_once = {stage: kept.get("at_once", {}).get(stage, kept.get(stage)) for stage in STAGES}
     single = {"search": len(planned.searches) == 1, "select": len(planned.selects) == 1}
-    return [stage for stage in STAGES if at_once.get(stage) == [1] or single.get(stage)]
+    return [stage for stage in STAGES if at_once[stage] == [1] or single.get(stage)]
 
 
 def _retrain_alone(out: Path, planned: Planned) -> Run | None:

@@ -220,7 +220,11 @@ def judge(summary: dict[str, Any]) -> list[dict]:
             ratio = search.get("route_vs_retrain") if routed else search.get("vs_retrain")
             met = None if ratio is None or notes else ratio <= SEARCH_VS_RETRAIN
             if routed:
-                what = "a select's seconds are missing" if ratio is None else "every budget"
+                what = (
+                    "every budget"
+                    if ratio is not None
+                    else "its seconds, a select's or the retrains' not known yet"
+                )
                 notes = [f"the supernet with its selects ({what})", *notes]
         out.append(_verdict(
             "warm-up + search <= 2x one retrain", search["run"], ratio, SEARCH_VS_RETRAIN, met, "; ".join(notes),
