@@ -701,6 +701,22 @@ def test_sharing_is_kept_before_runs_start_and_a_stage_is_alone_only_if_it_ran_o
     assert pipeline._alone_stages(tmp_path, two) == ["search", "select"]  # --parallel 1: one at a time
 
 
+def test_run_study_keeps_each_stages_sharing_before_its_runs_start(study_config, tmp_path, monkeypatch):
+    """With --parallel 36 and a call stopped inside the search stage (here: before any search ran),
+    sharing.json already says how the stage's runs were started: 2 searches at once."""
+    from supernet.study import pipeline
+
+    def stopped(runs, parallel, what, starting=None):
+        starting(len(runs), len(runs))
+        raise SystemExit(143)  # as timeout's SIGTERM ends a device call
+
+    monkeypatch.setattr(pipeline, "execute", stopped)
+    with pytest.raises(SystemExit):
+        run_study(study_config, tmp_path / "run", parallel=36)
+    kept = json.loads((tmp_path / "run" / "sharing.json").read_text())
+    assert kept == {"search": [36], "at_once": {"search": [2]}}
+
+
 def test_execute_says_how_many_runs_start_before_any_does(tmp_path, monkeypatch):
     from supernet.study import execute as execute_module
     from supernet.study.plan import Run
