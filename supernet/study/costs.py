@@ -115,10 +115,10 @@ def _one_vs_many(searches: list[dict], selects: list[dict]) -> list[dict]:
     of every picking method and the same seed."""
     rows = []
     for supernet in (s for s in searches if s["budget"] is None):
-        own = [s for s in selects if s["supernet"] == supernet["run"]]
-        if not own or supernet["seconds"] is None or any(s["seconds"] is None for s in own):
+        if not supernet["with_selects"] or supernet["route_seconds"] is None:  # ``_route``'s total
             continue
-        total = supernet["seconds"] + sum(s["seconds"] for s in own)
+        own = [s for s in selects if s["supernet"] == supernet["run"]]
+        total = supernet["route_seconds"]
         for method in sorted({s["method"] for s in searches if s["budget"] is not None}):
             many = [
                 s for s in searches if s["method"] == method and s["seed"] == supernet["seed"] and s["budget"]

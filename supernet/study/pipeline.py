@@ -313,22 +313,20 @@ def _plan_retrains(study, out, data, space, baselines, planned: Planned, stored:
     }
 
 
-def _record_sharing(out: Path, stage: str, parallel: int, todo: int, runs: int | None = None) -> None:
+def _record_sharing(out: Path, stage: str, parallel: int, todo: int, runs: int) -> None:
     """Keep how many runs ran side by side in each stage, over every resume (``sharing.json``),
     written as a call starts them (a call stopped midway is on record): the ``--parallel`` of each
     call, and under ``at_once`` how many ran together at most (fewer runs than ``--parallel``: a
     stage of one run had the machine to itself). The stages' seconds compare like for like only
     when it was one value throughout. A stage with finished runs but no ``at_once`` (calls before
     it was kept) ran at most its ``runs`` at once, and at most its recorded ``--parallel``."""
-    path = out / "sharing.json"
-    kept = json.loads(path.read_text()) if path.is_file() else {}
+    kept = _read_sharing(out)
     at_once = kept.setdefault("at_once", {})
-    runs = todo if runs is None else runs
     if stage not in at_once and (stage in kept or runs > todo):  # earlier calls, not on record
         at_once[stage] = [min(max(kept.get(stage, [runs])), runs)]
     kept[stage] = sorted({*kept.get(stage, []), parallel})
     at_once[stage] = sorted({*at_once.get(stage, []), min(parallel, todo)})
-    atomic_write_json(path, kept)
+    atomic_write_json(out / "sharing.json", kept)
 
 
 def _sharing_of(out: Path, stage: str, parallel: int):
@@ -357,17 +355,22 @@ def _alone_stages(out: Path, planned: Planned) -> list[str]:
     return [stage for stage in STAGES if at_once[stage] == [1] or single.get(stage)]
 
 
+RETRAIN_ORDER = {"searched": 0, "baseline": 1, "random": 2}  # a stopped study has the comparisons first
+
+
+def _retrain_queue(planned: Planned) -> list[tuple[str, Arch]]:
+    """The networks in the order the retrain stage runs them (``RETRAIN_ORDER``)."""
+    return sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
+
+
 def _retrain_alone(out: Path, planned: Planned) -> Run | None:
     """The retrain ``--alone-retrain`` times with the machine to itself: the retrain stage's first
     network, its first seed again, in ``alone/`` (the study's own run stays as it ran)."""
     if not planned.owners:
         return None
-    key, arch = min(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
+    key, arch = _retrain_queue(planned)[0]
     first = planned.retrains[key][0]
     return Run("retrain", out / "alone" / arch.name / first.out.name, first.argv)
-
-
-RETRAIN_ORDER = {"searched": 0, "baseline": 1, "random": 2}  # a stopped study has the comparisons first
 
 
 def _rows(
@@ -436,7 +439,7 @@ def _summary(
                 planned.retrains,
                 _alone_stages(out, planned),
                 _retrain_alone(out, planned),
-            ),  # fmt: skip
+            ),
             "parallel": _sharing(out),  # runs side by side in every stage (None: not known, or it varied)
         },
     }
@@ -475,8 +478,7 @@ def run_study(
     scores = _supernet_scores(out, planned.searches, data, specs, study["ranking"]["batches"], planned.notes)
     device, measured = _latencies(out, planned.table, study["latency"], specs, planned.notes)
     _release_gpu()
-    queue = sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
-    retrains = [run for key, _ in queue for run in planned.retrains[key]]
+    retrains = [run for key, _ in _retrain_queue(planned) for run in planned.retrains[key]]
     execute(retrains, parallel, "retrain", _sharing_of(out, "retrain", parallel))
     if alone_retrain and planned.owners:
         execute([_retrain_alone(out, planned)], 1, "retrain alone")

@@ -405,11 +405,8 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
         scale = 100 if metric == "cer" else 1
         marked_points(ax, scored, lambda r: scale * r[f"supernet_{metric}"], lambda r: 100 * r["cer"]["dev"])
         tau = summary["kendall_tau"]
-        label = (
-            "supernet dev CER (%, inherited weights)"
-            if metric == "cer"
-            else ("supernet dev CTC loss per token (inherited weights)")
-        )
+        measure = "dev CER (%, " if metric == "cer" else "dev CTC loss per token ("
+        label = f"supernet {measure}inherited weights)"
         ax.set(xlabel=label, ylabel="stand-alone dev CER (%)",
                title=f"Kendall tau {'undefined' if tau is None else f'{tau:.2f}'}")  # fmt: skip
         ax.grid(alpha=0.3)
