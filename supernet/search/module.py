@@ -25,6 +25,7 @@ from supernet.search.network import Supernet
 from supernet.search.relaxations import Relaxation, build
 from supernet.search.step import SearchStep
 from supernet.search.weight_average import WeightAverage
+from supernet.select.angle import initial_matrices
 from supernet.space import SearchSpace
 
 OBJECTIVE = HardwareObjective.DEFAULTS  # the objective's options' defaults, declared once
@@ -53,6 +54,9 @@ class SearchModule(SearchHooks, CTCModule):
             updated after every weight step (``supernet.search.weight_average``; 0: none). Scorers
             (``supernet select``, a study's ranking) measure paths with the averaged weights; the
             checkpoint holds both copies (twice the weights' size).
+        keep_initial_weights: keep a copy of the weight matrices as initialised in the checkpoint,
+            from which scorers also measure each path's ABS angle (``init_cosine``:
+            ``supernet.select.angle``); the checkpoint grows by the weights' size.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class SearchModule(SearchHooks, CTCModule):
         cuda_graphs: bool = False,
         pick: str = "depth",
         weight_average: float = 0.0,
+        keep_initial_weights: bool = False,
     ):
         super().__init__(vocab)
         if warmup_epochs < 0:
@@ -98,6 +103,7 @@ class SearchModule(SearchHooks, CTCModule):
         self.net = Supernet(self.space, self.vocab_size)
         self.arch = ArchParams(self.space.edges, seed=seed)
         self.net_average = WeightAverage(self.net, weight_average) if weight_average else None
+        self.initial_weights: dict[str, torch.Tensor] | None = None  # kept_initial_weights' copy
         options = {k: self.hparams[k] for k in HardwareObjective.OPTIONS}
         objective = HardwareObjective.from_options(self.space, self.vocab_size, **options)
         self.search = SearchStep(
@@ -151,6 +157,25 @@ class SearchModule(SearchHooks, CTCModule):
                 f"{self.hparams.weight_average}: resume with the same value"
             )
         super().on_load_checkpoint(checkpoint)
+        self.initial_weights = checkpoint.get("initial_weights")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.initial_weights is not None:
+            checkpoint["initial_weights"] = self.initial_weights
+
+    def on_fit_start(self) -> None:
+        """Keeps the initial weights (``keep_initial_weights``) before the first step; a resumed
+        search has them from its checkpoint, or never can."""
+        super().on_fit_start()
+        if not self.hparams.get("keep_initial_weights") or self.initial_weights is not None:
+            return
+        if int(self.search_step) > 0:  # a buffer of the checkpoint (the loop's step is restored later)
+            raise UserError(
+                "model.keep_initial_weights: this search resumes at step "
+                f"{int(self.search_step)} from a checkpoint that kept no initial weights; start it afresh"
+            )
+        self.initial_weights = initial_matrices(self.net)
 
     def alphas_moved(self, atol: float = 1e-6) -> bool:
         """Whether the alphas left their start: when not, the chosen path is a tie-break."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from torch import nn
 
 import ops
@@ -42,3 +44,13 @@ class Supernet(Encoder):
     def fix_path(self, choices: dict[str, int]) -> None:
         """Run one path (e.g. the argmax) with plain weights, for evaluation."""
         self.apply_plan({name: EdgePlan("single", index=int(i)) for name, i in choices.items()})
+
+    def path_parameters(self, choices: dict[str, int]) -> Iterator[tuple[str, nn.Parameter]]:
+        """The named parameters that path ``choices`` runs with: every fixed layer's, the input
+        op's and the head's, and on each edge the chosen candidate's alone."""
+        chosen = {f"layers.{i}.candidates.{int(choices[m.name])}." for i, m in enumerate(self.layers)
+                  if isinstance(m, MixedOp)}  # fmt: skip
+        edges = tuple(f"layers.{i}." for i, m in enumerate(self.layers) if isinstance(m, MixedOp))
+        for name, param in self.named_parameters():
+            if not name.startswith(edges) or name.startswith(tuple(chosen)):
+                yield name, param

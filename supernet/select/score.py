@@ -22,6 +22,7 @@ from torch import nn
 
 from supernet.data.tokenizer import normalize_text
 from supernet.errors import UserError
+from supernet.select.angle import init_cosine
 
 METRICS = ("cer", "loss")
 WEIGHTS = ("average", "trained")  # a search's weight average (model.weight_average) when it kept one
@@ -128,7 +129,8 @@ class SupernetScorer:
 
     @torch.no_grad()
     def measure(self, path: dict[str, int]) -> dict[str, float]:
-        """The path's CER and CTC loss per target token on the split, BatchNorm recalibrated."""
+        """The path's CER and CTC loss per target token on the split, BatchNorm recalibrated; and
+        ``init_cosine`` (``supernet.select.angle``) when the search kept its initial weights."""
         net = self.module.net
         net.fix_path({name: int(index) for name, index in path.items()})
         if self.norms and self.batches:
@@ -137,7 +139,10 @@ class SupernetScorer:
         if self.reduce is not None:
             self.reduce(sums)
         errors, chars, loss, utterances = sums.tolist()
-        return {"cer": errors / chars if chars else 0.0, "loss": loss / max(utterances, 1.0)}
+        measures = {"cer": errors / chars if chars else 0.0, "loss": loss / max(utterances, 1.0)}
+        if self.module.initial_weights is not None:  # the search kept them: the ABS angle too
+            measures["init_cosine"] = init_cosine(net, self.module.initial_weights, path)
+        return measures
 
     def finetuned(
         self,

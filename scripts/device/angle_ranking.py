@@ -1,0 +1,84 @@
+"""Does the ABS angle rank the retrained networks where the supernet's loss does not? (issue 16:
+Kendall tau >= 0.5, missed at 0.13-0.27 by every loss- or CER-based score of sessions 11-17)
+
+Trains the shipped route's 20-epoch uniform supernet once more, keeping its initial weights
+(``model.keep_initial_weights``), and scores every retrained network of each group of reports with
+it: dev CTC loss and CER (BatchNorm re-estimated on ``--batches`` train batches, as the study
+ranks) and ``init_cosine``, the cosine of the ABS angle between the path's weight matrices at
+initialisation and after training (``supernet.select.angle``; lower is better, fixed before the
+run). Prints and writes each measure's tau over each group, within each budget, and over all.
+
+    bash -c 'source scripts/device/setup.sh && python3 scripts/device/angle_ranking.py /tmp/angle \
+        docs/study/h200_route/latency.json \
+        --group route docs/study/h200_route/study.json \
+        --group three docs/study/h200_three/retrain_length/report_24_epochs.json \
+            docs/study/h200_three/finalists/retrain_archs.json ...'
+
+Writes ``$OUT/angle_ranking.json``. A script file (spawned corpus workers cannot import '<stdin>').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from study_pieces import retrained, write_result  # scripts/device, beside this file
+from train_supernet import train
+
+from supernet.study import rank
+
+MEASURES = ("loss", "cer", "init_cosine")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("table", type=Path, help="a latency.json of the study's space")
+    parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "REPORT"),
+                        help="a name, then the reports whose retrained networks it ranks together")  # fmt: skip
+    parser.add_argument("--batches", type=int, default=8)
+    args = parser.parse_args()
+    options = ["trainer.max_epochs=20", "model.warmup_epochs=10", "model.keep_initial_weights=true"]
+    began = time.perf_counter()
+    last, data = train(args.work, args.table, options)
+    trained_in = round(time.perf_counter() - began, 1)
+    groups = {}
+    for name, *reports in args.group:
+        began = time.perf_counter()
+        specs, cer, budgets = retrained(*map(Path, reports))
+        scores = rank.supernet_scores(last, data, specs, args.batches, weights="trained")
+        scores = {n: s for n, s in scores.items() if n in cer}
+        entry = {
+            "reports": reports,
+            "networks": len(scores),
+            "seconds": round(time.perf_counter() - began, 1),
+        }
+        for measure in MEASURES:
+            [quality], _, _ = rank.ranking_quality({name: scores}, cer, measure, budgets)
+            entry[measure] = {
+                k: quality.get(k) for k in ("kendall_tau", "within_budget", "kendall_tau_within_budget")
+            }
+        params = {
+            r["name"]: r["params"] for report in reports for r in json.loads(Path(report).read_text())["rows"]
+        }
+        entry["parameter_count"] = rank.parameter_count_ranking(params, {n: cer[n] for n in scores}, budgets)
+        entry["scores"], entry["retrained_dev_cer"], entry["budgets"] = scores, cer, budgets
+        groups[name] = entry
+        print(f"{name}: {len(scores)} networks ({entry['seconds']} s)", flush=True)
+        for measure in (*MEASURES, "parameter_count"):
+            e = entry[measure]
+            print(
+                f"  {measure:16s} tau {e['kendall_tau']:+.3f}, within a budget {_fmt(e.get('kendall_tau_within_budget'))}"
+            )
+    write_result("angle_ranking.json", {"ckpt": str(last), "train_seconds": trained_in,
+                                        "batches": args.batches, "groups": groups})  # fmt: skip
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+if __name__ == "__main__":
+    main()
