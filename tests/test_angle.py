@@ -113,3 +113,29 @@ def test_a_resume_from_a_search_that_kept_no_initial_weights_cannot_keep_them(tm
     with pytest.raises(UserError, match="model.keep_initial_weights: this search resumes at step 1 from"):
         run_search(corpus, space, tmp_path / "run", 2, method="uniform",
                    extra=["--model.keep_initial_weights", "true", "--ckpt_path", str(ckpt)])  # fmt: skip
+
+
+def test_a_study_that_ranks_by_the_angle_must_keep_the_initial_weights():
+    from supernet.study.config import StudyConfigError, load_config
+
+    study = load_config("tiny")
+    raw = {k: v for k, v in study.items() if k != "name"}
+    with pytest.raises(StudyConfigError, match=r"ranking\.metric.*keep_initial_weights: true"):
+        load_config({**raw, "ranking": {"batches": 1, "metric": "init_cosine"}})
+    kept = {**raw["search"], "options": {**raw["search"]["options"], "model.keep_initial_weights": True}}
+    assert load_config({**raw, "search": kept, "ranking": {"batches": 1, "metric": "init_cosine"}})
+
+
+def test_the_scorer_refuses_the_angle_of_a_search_that_kept_no_initial_weights(tmp_path):
+    from supernet.data.corpus import build_corpus
+    from supernet.errors import UserError
+    from supernet.select.score import SupernetScorer
+
+    corpus = build_corpus(tmp_path / "corpus", langs=("en",), minutes=0.6, seed=3, workers=1)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY_SPACE))
+    run_search(corpus, space, tmp_path / "run", 1, method="uniform")
+    with pytest.raises(UserError, match="did not keep: search with --model.keep_initial_weights true"):
+        SupernetScorer(
+            tmp_path / "run" / "checkpoints" / "last.ckpt", corpus, metric="init_cosine", device="cpu"
+        )

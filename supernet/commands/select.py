@@ -99,8 +99,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="score each candidate across N processes (GPUs; CPU processes without CUDA): same picks, less time",
     )  # fmt: skip
     parser.add_argument(
-        "--metric", choices=("cer", "loss"), default="cer",
-        help="the score: greedy CER, or CTC loss per token (orders paths a young supernet decodes as blanks)",
+        "--metric", choices=("cer", "loss", "init_cosine"), default="cer",  # score.METRICS, without torch
+        help="the score: greedy CER, CTC loss per token (orders paths a young supernet decodes as "
+        "blanks), or init_cosine: the ABS angle between the path's initial and trained weights "
+        "(a search run with --model.keep_initial_weights true)",
     )  # fmt: skip
     parser.add_argument(
         "--weights", choices=("average", "trained"), default="average",  # score.WEIGHTS, without torch

@@ -24,13 +24,15 @@ from supernet.data.tokenizer import normalize_text
 from supernet.errors import UserError
 from supernet.select.angle import init_cosine
 
-METRICS = ("cer", "loss")
+METRICS = ("cer", "loss", "init_cosine")  # init_cosine: a search that kept its initial weights
 WEIGHTS = ("average", "trained")  # a search's weight average (model.weight_average) when it kept one
 
 
 class SupernetScorer:
     """``scorer(path) -> score`` (lower is better) of the search checkpoint ``ckpt`` on ``data``:
-    ``metric`` ``cer`` or ``loss`` (CTC loss per target token); ``scorer.measure(path)`` gives both.
+    ``metric`` ``cer``, ``loss`` (CTC loss per target token) or ``init_cosine`` (the ABS angle's
+    cosine, ``supernet.select.angle``: a search that kept its initial weights);
+    ``scorer.measure(path)`` gives every one it can.
 
     ``split``: ``"arch"`` or ``"dev"``; None picks ``arch`` when the corpus has a non-empty one
     (``arch_fraction`` of train, as the search held it out), else ``dev``.
@@ -68,6 +70,11 @@ class SupernetScorer:
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.module = SearchModule.load_from_checkpoint(ckpt, map_location=self.device).eval()
+        if metric == "init_cosine" and self.module.initial_weights is None:
+            raise UserError(
+                f"metric init_cosine (the ABS angle) needs the search's initial weights, which {ckpt} "
+                "did not keep: search with --model.keep_initial_weights true"
+            )
         averaged = weights == "average" and self.module.load_averaged_weights()
         self.weights = "average" if averaged else "trained"
         self.module.net_average = None  # copied into the network, or not used: free its memory

@@ -18,7 +18,8 @@ random: {n: 10, seed: 0}                    # random paths within each budget
 baselines: [tdnn_d]                         # shipped names or ArchSpec paths
 retrain: {seeds: [0, 1, 2], options: {trainer.max_epochs: 30}}          # `supernet retrain`'s options
 ranking: {batches: 8, metric: cer}          # train batches that recalibrate BatchNorm per path; the
-                                            # supernet score tau reports: cer or loss (both are kept)
+                                            # supernet score tau reports: cer or loss (both are kept),
+                                            # or init_cosine (the ABS angle: keep_initial_weights)
 test_sets: null                             # reported test sets (default: every one)
 ```
 
@@ -184,6 +185,17 @@ def _check_methods(study: dict, source: str) -> None:
             "must be 1 or more when search.options sets model.weight_average (the averaged weights carry no "
             "BatchNorm statistics of their own)", 0,
         )  # fmt: skip
+    kept = study["search"]["options"].get("model.keep_initial_weights") is True
+    for field, section in (("select.metric", select), ("ranking.metric", study["ranking"])):
+        if (
+            section and section["metric"] == "init_cosine" and not kept
+        ):  # else only after the supernet trained
+            _fail(
+                source,
+                field,
+                "init_cosine needs search.options model.keep_initial_weights: true",
+                "init_cosine",
+            )
 
 
 def _optional_section(schema: dict, fields: str):

@@ -393,8 +393,9 @@ def _rows(
             arch, metrics, test_sets, planned.table.predict(arch.spec), measured.get(owner), late
         )
         own = [s[owner] for s in scores.values() if owner in s]
-        for measure in METRICS:
-            row[f"supernet_{measure}"] = statistics.fmean(m[measure] for m in own) if own else None
+        for measure in METRICS:  # init_cosine only where the search kept its initial weights
+            values = [m[measure] for m in own if measure in m]
+            row[f"supernet_{measure}"] = statistics.fmean(values) if values else None
         row["runs"] = [str(run.out) for run in planned.retrains[key]]
         row["dev_cer_by_epoch"] = [report.in_epoch_order(c) for c in curves]
         rows.append(row)

@@ -99,6 +99,7 @@ def make_row(
         "dev_cer_late_drop": late,
         "supernet_cer": None,
         "supernet_loss": None,
+        "supernet_init_cosine": None,
         "rank_among_random": None,
         "arch": arch.spec.to_dict(),
     }
