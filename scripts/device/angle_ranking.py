@@ -39,23 +39,31 @@ def main() -> None:
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "REPORT"),
                         help="a name, then the reports whose retrained networks it ranks together")  # fmt: skip
     parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--ckpt", type=Path, help="a supernet trained already (with its initial weights)")
+    parser.add_argument("--angle-only", action="store_true",
+                        help="init_cosine alone: no data pass (minutes, not hours, on a CPU)")  # fmt: skip
     args = parser.parse_args()
     options = ["trainer.max_epochs=20", "model.warmup_epochs=10", "model.keep_initial_weights=true"]
     began = time.perf_counter()
-    last, data = train(args.work, args.table, options)
-    trained_in = round(time.perf_counter() - began, 1)
+    last, data = (args.ckpt, None) if args.ckpt else train(args.work, args.table, options)
+    trained_in = None if args.ckpt else round(time.perf_counter() - began, 1)
+    measures = ("init_cosine",) if args.angle_only else MEASURES
     groups = {}
     for name, *reports in args.group:
         began = time.perf_counter()
         specs, cer, budgets = retrained(*map(Path, reports))
-        scores = rank.supernet_scores(last, data, specs, args.batches, weights="trained")
+        scores = (
+            angle_scores(last, specs)
+            if args.angle_only
+            else rank.supernet_scores(last, data, specs, args.batches, weights="trained")
+        )
         scores = {n: s for n, s in scores.items() if n in cer}
         entry = {
             "reports": reports,
             "networks": len(scores),
             "seconds": round(time.perf_counter() - began, 1),
         }
-        for measure in MEASURES:
+        for measure in measures:
             [quality], _, _ = rank.ranking_quality({name: scores}, cer, measure, budgets)
             entry[measure] = {
                 k: quality.get(k) for k in ("kendall_tau", "within_budget", "kendall_tau_within_budget")
@@ -67,13 +75,29 @@ def main() -> None:
         entry["scores"], entry["retrained_dev_cer"], entry["budgets"] = scores, cer, budgets
         groups[name] = entry
         print(f"{name}: {len(scores)} networks ({entry['seconds']} s)", flush=True)
-        for measure in (*MEASURES, "parameter_count"):
+        for measure in (*measures, "parameter_count"):
             e = entry[measure]
             print(
                 f"  {measure:16s} tau {e['kendall_tau']:+.3f}, within a budget {_fmt(e.get('kendall_tau_within_budget'))}"
             )
     write_result("angle_ranking.json", {"ckpt": str(last), "train_seconds": trained_in,
                                         "batches": args.batches, "groups": groups})  # fmt: skip
+
+
+def angle_scores(ckpt: Path, specs: dict) -> dict[str, dict[str, float]]:
+    """``init_cosine`` of each spec that is a path of the checkpoint's space (no data read)."""
+    from supernet.search.module import SearchModule
+    from supernet.select.angle import init_cosine
+
+    module = SearchModule.load_from_checkpoint(ckpt, map_location="cpu")
+    scores = {}
+    for name, spec in specs.items():
+        try:
+            path = module.space.index_of(spec)
+        except ValueError:
+            continue
+        scores[name] = {"init_cosine": init_cosine(module.net, module.initial_weights, path)}
+    return scores
 
 
 def _fmt(value: float | None) -> str:
