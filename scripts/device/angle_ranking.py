@@ -40,12 +40,13 @@ def main() -> None:
                         help="a name, then the reports whose retrained networks it ranks together")  # fmt: skip
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--ckpt", type=Path, help="a supernet trained already (with its initial weights)")
+    parser.add_argument("--data", type=Path, default=Path("data/study_h200"), help="the corpus, with --ckpt")
     parser.add_argument("--angle-only", action="store_true",
                         help="init_cosine alone: no data pass (minutes, not hours, on a CPU)")  # fmt: skip
     args = parser.parse_args()
     options = ["trainer.max_epochs=20", "model.warmup_epochs=10", "model.keep_initial_weights=true"]
     began = time.perf_counter()
-    last, data = (args.ckpt, None) if args.ckpt else train(args.work, args.table, options)
+    last, data = (args.ckpt, args.data) if args.ckpt else train(args.work, args.table, options)
     trained_in = None if args.ckpt else round(time.perf_counter() - began, 1)
     measures = ("init_cosine",) if args.angle_only else MEASURES
     groups = {}
