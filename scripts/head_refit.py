@@ -128,6 +128,7 @@ def main() -> None:
     )
 
 
+@torch.no_grad()
 def _measure(scorer: SupernetScorer) -> dict[str, float]:
     """``SupernetScorer.measure`` without its recalibration (done once per path, before every variant)."""
     errors, chars, loss, utterances = scorer._sums(scorer.module.net).tolist()

@@ -1,0 +1,50 @@
+"""scripts/head_refit.py: re-fitting the shared head to one path lowers that path's loss on the
+batches it was fitted on, a fitted scale only rescales the head, and the supernet is left as it was."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+import head_refit  # noqa: E402
+
+
+def test_a_refitted_head_fits_its_batches_better_and_the_supernet_keeps_its_own(tmp_path):
+    from supernet.data.corpus import build_corpus
+    from supernet.select.score import SupernetScorer
+    from tests.test_search import TINY_SPACE, run_search
+
+    corpus = build_corpus(tmp_path / "corpus", langs=("en",), minutes=0.6, seed=3, workers=1)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY_SPACE))
+    run_search(corpus, space, tmp_path / "run", 1, method="uniform")
+    scorer = SupernetScorer(tmp_path / "run" / "checkpoints" / "last.ckpt", corpus, batches=1, split="dev",
+                            arch_fraction=0.0, metric="loss", weights="trained", device="cpu")  # fmt: skip
+    net, path = scorer.module.net, {"a": 0, "b": 1}
+    net.fix_path(path)
+    scorer._recalibrate(net)
+    train = scorer.batches_of("train")
+
+    def train_loss() -> float:
+        with torch.no_grad():
+            return sum(float(scorer.module.ctc_loss(b, net)[0]) for b in train)
+
+    before, head = train_loss(), {k: v.clone() for k, v in net.head.state_dict().items()}
+    head_refit.refit(scorer, train, "head", steps=30, lr=3e-2)
+    assert train_loss() < before
+    net.head.load_state_dict(head)
+    head_refit.refit(scorer, train, "scale", steps=30, lr=3e-2)
+    ratios = [(p / head[k]).flatten() for k, p in net.head.state_dict().items() if k.endswith("weight")]
+    ratio = torch.cat(ratios)
+    torch.testing.assert_close(ratio, torch.full_like(ratio, float(ratio[0])))  # one scale for all
+    assert abs(float(ratio[0]) - 1.0) > 1e-4 and train_loss() < before
+    net.head.load_state_dict(head)
+
+    scores = head_refit.scores_of(scorer, path, steps=5, lr=3e-2)
+    assert set(scores) == set(head_refit.MEASURES)
+    for k, v in net.head.state_dict().items():  # every variant put the supernet's head back
+        assert torch.equal(v, head[k]), k
