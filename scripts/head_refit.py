@@ -32,11 +32,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "device"))
-from study_pieces import retrained, write_result  # noqa: E402
+from study_pieces import ranked_group, retrained, write_result  # noqa: E402
 
 from losses.ctc import ctc_loss  # noqa: E402
 from supernet.select.score import SupernetScorer  # noqa: E402
-from supernet.study import rank  # noqa: E402
 
 MEASURES = ("loss", "head", "scale")
 
@@ -111,18 +110,9 @@ def main() -> None:
                 continue
             scores[network] = scores_of(scorer, path, args.steps, args.lr)
             print(network, {k: round(v, 4) for k, v in scores[network].items()}, flush=True)
-        entry = {
-            "reports": reports,
-            "networks": len(scores),
-            "seconds": round(time.perf_counter() - began, 1),
-        }
-        for measure in MEASURES:
-            [quality], _, _ = rank.ranking_quality({name: scores}, cer, measure, budgets)
-            entry[measure] = {k: quality.get(k) for k in ("kendall_tau", "kendall_tau_within_budget")}
-            print(f"{name}: {measure:6s} tau {quality['kendall_tau']:+.3f}, within a budget "
-                  f"{quality.get('kendall_tau_within_budget'):+.3f} ({len(scores)} networks)")  # fmt: skip
-        entry["scores"], entry["retrained_dev_cer"] = scores, cer
-        groups[name] = entry
+        groups[name] = ranked_group(
+            name, reports, scores, cer, budgets, MEASURES, time.perf_counter() - began
+        )
     write_result(
         "head_refit.json", {"ckpt": str(args.ckpt), "steps": args.steps, "lr": args.lr, "groups": groups}
     )

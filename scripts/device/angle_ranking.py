@@ -20,11 +20,10 @@ Writes ``$OUT/angle_ranking.json``. A script file (spawned corpus workers cannot
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from study_pieces import retrained, write_result  # scripts/device, beside this file
+from study_pieces import ranked_group, retrained, write_result  # scripts/device, beside this file
 from train_supernet import train
 
 from supernet.study import rank
@@ -59,28 +58,8 @@ def main() -> None:
             else rank.supernet_scores(last, data, specs, args.batches, weights="trained")
         )
         scores = {n: s for n, s in scores.items() if n in cer}
-        entry = {
-            "reports": reports,
-            "networks": len(scores),
-            "seconds": round(time.perf_counter() - began, 1),
-        }
-        for measure in measures:
-            [quality], _, _ = rank.ranking_quality({name: scores}, cer, measure, budgets)
-            entry[measure] = {
-                k: quality.get(k) for k in ("kendall_tau", "within_budget", "kendall_tau_within_budget")
-            }
-        params = {
-            r["name"]: r["params"] for report in reports for r in json.loads(Path(report).read_text())["rows"]
-        }
-        entry["parameter_count"] = rank.parameter_count_ranking(params, {n: cer[n] for n in scores}, budgets)
-        entry["scores"], entry["retrained_dev_cer"], entry["budgets"] = scores, cer, budgets
-        groups[name] = entry
-        print(f"{name}: {len(scores)} networks ({entry['seconds']} s)", flush=True)
-        for measure in (*measures, "parameter_count"):
-            e = entry[measure]
-            print(
-                f"  {measure:16s} tau {e['kendall_tau']:+.3f}, within a budget {_fmt(e.get('kendall_tau_within_budget'))}"
-            )
+        seconds = time.perf_counter() - began
+        groups[name] = ranked_group(name, reports, scores, cer, budgets, measures, seconds)
     write_result("angle_ranking.json", {"ckpt": str(last), "train_seconds": trained_in,
                                         "batches": args.batches, "groups": groups})  # fmt: skip
 
@@ -99,10 +78,6 @@ def angle_scores(ckpt: Path, specs: dict) -> dict[str, dict[str, float]]:
             continue
         scores[name] = {"init_cosine": init_cosine(module.net, module.initial_weights, path)}
     return scores
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.3f}"
 
 
 if __name__ == "__main__":

@@ -69,3 +69,33 @@ def retrained(*reports: Path) -> tuple[dict[str, ArchSpec], dict[str, float], di
         {n: e["cer"] for n, e in networks.items()},
         {n: e["budgets"] for n, e in networks.items()},
     )
+
+
+def ranked_group(
+    name: str, reports: list[str], scores: dict[str, dict[str, float]], cer: dict[str, float],
+    budgets: dict[str, list[str]], measures: tuple[str, ...], seconds: float,
+) -> dict:  # fmt: skip
+    """One group of retrained networks ranked by each of ``measures`` of ``scores`` and by the
+    parameter count (the reports' rows): Kendall tau against the stand-alone dev CER over every
+    network and within each budget, printed and returned with the scores (``angle_ranking.py``,
+    ``head_refit.py``)."""
+    from supernet.study import rank
+
+    entry = {"reports": reports, "networks": len(scores), "seconds": round(seconds, 1)}
+    keys = ("kendall_tau", "within_budget", "kendall_tau_within_budget")
+    for measure in measures:
+        [quality], _, _ = rank.ranking_quality({name: scores}, cer, measure, budgets)
+        entry[measure] = {k: quality.get(k) for k in keys}
+    params = {
+        r["name"]: r["params"] for report in reports for r in json.loads(Path(report).read_text())["rows"]
+    }
+    entry["parameter_count"] = rank.parameter_count_ranking(params, {n: cer[n] for n in scores}, budgets)
+    print(f"{name}: {len(scores)} networks ({entry['seconds']} s)", flush=True)
+    for measure in (*measures, "parameter_count"):
+        tau, within = entry[measure]["kendall_tau"], entry[measure].get("kendall_tau_within_budget")
+        print(f"  {measure:16s} tau {_signed(tau)}, within a budget {_signed(within)}", flush=True)
+    return {**entry, "scores": scores, "retrained_dev_cer": cer, "budgets": budgets}
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
