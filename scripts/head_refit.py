@@ -1,8 +1,8 @@
 """Is the supernet's score wrong at its shared head? (issue 16: Kendall tau >= 0.5, missed)
 
-The uniform supernet under-rates the networks whose last block before the head is a full-rate
-conformer (``docs/study/h200_route``: Conformer-S and two random paths ranked 18th-20th of 20 by
-the dev loss, 2nd, 6th and 11th when retrained). A conformer block ends in a LayerNorm, the
+The uniform supernet under-rates networks whose last block before the head is a full-rate
+conformer (``docs/study/h200_route``: Conformer-S and two random paths, ranked 18th-20th of 20 by
+the dev loss, are 3rd, 5th and 16th by their retrained dev CER). A conformer block ends in a LayerNorm, the
 residual TDNN blocks most paths end with do not, and the one linear head every path shares was
 trained on the mixture. BatchNorm recalibration re-fits a path's statistics, not its head. This
 scores each retrained network of the reports with a trained supernet three ways, all from the

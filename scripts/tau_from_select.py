@@ -35,7 +35,11 @@ def cached_scores(caches: list[Path]) -> dict[str, float]:
         cache = json.loads(path.read_text())
         settings = cache.get("settings", cache)  # scores.json keeps them under "settings"
         ckpts.add(settings.get("ckpt"))
-        if settings.get("metric") in ("cer", "loss"):  # older select.json files wrote the cost unit there
+        if settings.get("metric") in (
+            "cer",
+            "loss",
+            "init_cosine",
+        ):  # older select.json files wrote the cost unit there
             metrics.add(settings["metric"])
         scores |= (
             {c["path"]: c["score"] for c in cache["candidates"]} if "candidates" in cache else cache["scores"]

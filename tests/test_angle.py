@@ -124,9 +124,13 @@ def test_a_study_that_ranks_by_the_angle_must_keep_the_initial_weights():
         load_config({**raw, "ranking": {"batches": 1, "metric": "init_cosine"}})
     kept = {**raw["search"], "options": {**raw["search"]["options"], "model.keep_initial_weights": True}}
     assert load_config({**raw, "search": kept, "ranking": {"batches": 1, "metric": "init_cosine"}})
+    select = {"methods": raw["search"]["methods"], "metric": "init_cosine"}
+    with pytest.raises(StudyConfigError, match=r"select\.metric.*keep_initial_weights: true"):
+        load_config({**raw, "select": select})
+    assert load_config({**raw, "search": kept, "select": select})["select"]["metric"] == "init_cosine"
 
 
-def test_the_scorer_refuses_the_angle_of_a_search_that_kept_no_initial_weights(tmp_path):
+def test_the_scorer_refuses_the_angle_of_a_search_that_kept_no_initial_weights(tmp_path, capsys):
     from supernet.data.corpus import build_corpus
     from supernet.errors import UserError
     from supernet.select.score import SupernetScorer
@@ -135,7 +139,18 @@ def test_the_scorer_refuses_the_angle_of_a_search_that_kept_no_initial_weights(t
     space = tmp_path / "tiny.yaml"
     space.write_text(yaml.safe_dump(TINY_SPACE))
     run_search(corpus, space, tmp_path / "run", 1, method="uniform")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError, match="did not keep: search with --model.keep_initial_weights true"):
-        SupernetScorer(
-            tmp_path / "run" / "checkpoints" / "last.ckpt", corpus, metric="init_cosine", device="cpu"
-        )
+        SupernetScorer(ckpt, corpus, metric="init_cosine", device="cpu")
+
+    from supernet.commands.cli import main as cli_main
+
+    argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "random", "--target", "params",
+            "--budget", "1e9", "--evaluations", "2", "--metric", "init_cosine", "--out", str(tmp_path / "sel")]  # fmt: skip
+    assert cli_main(argv) != 0
+    assert (
+        "--metric init_cosine (the ABS angle) needs the search's initial weights" in capsys.readouterr().err
+    )
+    assert not (
+        tmp_path / "sel"
+    ).exists()  # refused before the folder was claimed: a rerun needs no --overwrite

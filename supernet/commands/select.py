@@ -139,11 +139,17 @@ def _options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def _costs(ckpt: str, target: str, lut: str | None):
-    """The checkpoint's space, its alphas and the costs a budget bounds (its own, or ``lut``'s)."""
+def _costs(ckpt: str, target: str, lut: str | None, metric: str = "cer"):
+    """The checkpoint's space, its alphas and the costs a budget bounds (its own, or ``lut``'s);
+    refuses a ``metric`` the checkpoint cannot give."""
     from supernet.search.extract import load_search_checkpoint, search_objective
 
     space, arch, hparams = load_search_checkpoint(ckpt)
+    if metric == "init_cosine" and not hparams["kept_initial_weights"]:  # before the run folder is claimed
+        raise UserError(
+            f"--metric init_cosine (the ABS angle) needs the search's initial weights, which {ckpt} did "
+            "not keep: search with --model.keep_initial_weights true"
+        )
     if target == "latency" and lut:
         from supernet.latency.table import LatencyTable
         from supernet.shipped import resolve
@@ -350,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
     _check_finalists(args)
     strategy = build_strategy(args.strategy, _options(args.option))  # unknown names fail before any work
-    space, arch, costs = _costs(args.ckpt, args.target, args.lut)
+    space, arch, costs = _costs(args.ckpt, args.target, args.lut, args.metric)
     for budget in budgets:
         cheapest = unmeetable(costs, budget)
         if cheapest is not None:

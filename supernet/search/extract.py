@@ -31,7 +31,11 @@ def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, d
     # the search's objective travels with the checkpoint (SearchModule.on_save_checkpoint); older
     # checkpoints kept the target's costs alone
     saved = {k: state.get(k) for k in ("objective", "target_costs")}
-    hparams = {**state.get("hyper_parameters", {}), **saved}
+    hparams = {
+        **state.get("hyper_parameters", {}),
+        **saved,
+        "kept_initial_weights": "initial_weights" in state,
+    }
     if "space" not in hparams:
         raise ValueError(f"{path}: not a search checkpoint (no 'space' in its hyper-parameters)")
     space = SearchSpace(hparams["space"], source=f"{path}:space")

@@ -21,11 +21,10 @@ from supernet.latency import HardwareObjective
 from supernet.search.arch_params import ArchParams, NotADistributionError
 from supernet.search.extract import check_pick, pick_path
 from supernet.search.hooks import SearchHooks
-from supernet.search.network import Supernet
+from supernet.search.network import Supernet, initial_matrices
 from supernet.search.relaxations import Relaxation, build
 from supernet.search.step import SearchStep
 from supernet.search.weight_average import WeightAverage
-from supernet.select.angle import initial_matrices
 from supernet.space import SearchSpace
 
 OBJECTIVE = HardwareObjective.DEFAULTS  # the objective's options' defaults, declared once

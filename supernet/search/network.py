@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 
 import ops
@@ -54,3 +55,9 @@ class Supernet(Encoder):
         for name, param in self.named_parameters():
             if not name.startswith(edges) or name.startswith(tuple(chosen)):
                 yield name, param
+
+
+def initial_matrices(net: Supernet) -> dict[str, torch.Tensor]:
+    """A copy, on the CPU, of the network's weight matrices (tensors of two or more dimensions) as
+    they are now: before training, what ABS's angle (``supernet.select.angle``) starts from."""
+    return {name: p.detach().to("cpu", copy=True) for name, p in net.named_parameters() if p.dim() >= 2}

@@ -20,12 +20,9 @@ import math
 
 import torch
 
-from supernet.search.network import Supernet
+from supernet.search.network import Supernet, initial_matrices
 
-
-def initial_matrices(net: Supernet) -> dict[str, torch.Tensor]:
-    """A copy, on the CPU, of the network's weight matrices as they are now (before training)."""
-    return {name: p.detach().to("cpu", copy=True) for name, p in net.named_parameters() if p.dim() >= 2}
+__all__ = ["init_cosine", "initial_matrices"]
 
 
 @torch.no_grad()

@@ -406,7 +406,7 @@ def draw(folder: Path, summary: dict[str, Any]) -> list[Path]:
         scale = 100 if metric == "cer" else 1
         marked_points(ax, scored, lambda r: scale * r[f"supernet_{metric}"], lambda r: 100 * r["cer"]["dev"])
         tau = summary["kendall_tau"]
-        measure = "dev CER (%, " if metric == "cer" else "dev CTC loss per token ("
+        measure = {"cer": "dev CER (%, ", "loss": "dev CTC loss per token ("}.get(metric, f"{metric} (")
         label = f"supernet {measure}inherited weights)"
         ax.set(xlabel=label, ylabel="stand-alone dev CER (%)",
                title=f"Kendall tau {'undefined' if tau is None else f'{tau:.2f}'}")  # fmt: skip
