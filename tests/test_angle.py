@@ -14,6 +14,27 @@ from tests.test_search import TINY_SPACE, run_search
 VOCAB = ["<blank>", "<unk>", "a"]
 
 
+@pytest.fixture(scope="module")
+def corpus_and_space(tmp_path_factory):
+    """A tiny corpus and TINY_SPACE's file."""
+    from supernet.data.corpus import build_corpus
+
+    folder = tmp_path_factory.mktemp("angle")
+    corpus = build_corpus(folder / "corpus", langs=("en",), minutes=0.6, seed=3, workers=1)
+    space = folder / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY_SPACE))
+    return corpus, space
+
+
+@pytest.fixture(scope="module")
+def unkept(corpus_and_space, tmp_path_factory):
+    """``(corpus, space, checkpoint)`` of a one-epoch uniform search that kept no initial weights."""
+    corpus, space = corpus_and_space
+    out = tmp_path_factory.mktemp("unkept") / "run"
+    run_search(corpus, space, out, 1, method="uniform")
+    return corpus, space, out / "checkpoints" / "last.ckpt"
+
+
 def tiny_net():
     torch.manual_seed(0)
     return SearchModule(TINY_SPACE, vocab=VOCAB, method="uniform").net
@@ -70,13 +91,12 @@ def test_the_cosine_of_half_the_weights_turned_a_right_angle():
     assert init_cosine(net, initial, {"a": 0}) == pytest.approx(0.5)
 
 
-def test_a_search_keeps_its_initial_weights_through_a_resume_and_the_scorer_reads_the_angle(tmp_path):
-    from supernet.data.corpus import build_corpus
+def test_a_search_keeps_its_initial_weights_through_a_resume_and_the_scorer_reads_the_angle(
+    tmp_path, corpus_and_space, unkept
+):
     from supernet.select.score import SupernetScorer
 
-    corpus = build_corpus(tmp_path / "corpus", langs=("en",), minutes=0.6, seed=3, workers=1)
-    space = tmp_path / "tiny.yaml"
-    space.write_text(yaml.safe_dump(TINY_SPACE))
+    corpus, space = corpus_and_space
     keep = ["--model.keep_initial_weights", "true"]
     first = run_search(corpus, space, tmp_path / "run", 1, method="uniform", extra=keep)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -93,25 +113,17 @@ def test_a_search_keeps_its_initial_weights_through_a_resume_and_the_scorer_read
     measures = scorer.measure({"a": 0, "b": 0})
     assert 0.0 < measures["init_cosine"] < 1.0  # trained: turned away from the start, not reversed
 
-    plain = run_search(corpus, space, tmp_path / "plain", 1, method="uniform")
-    assert "initial_weights" not in plain
-    plain_scorer = SupernetScorer(
-        tmp_path / "plain" / "checkpoints" / "last.ckpt", corpus, batches=1, device="cpu", weights="trained"
-    )
+    assert "initial_weights" not in torch.load(unkept[2], map_location="cpu", weights_only=False)
+    plain_scorer = SupernetScorer(unkept[2], corpus, batches=1, device="cpu", weights="trained")
     assert "init_cosine" not in plain_scorer.measure({"a": 0, "b": 0})
 
 
-def test_a_resume_from_a_search_that_kept_no_initial_weights_cannot_keep_them(tmp_path):
-    from supernet.data.corpus import build_corpus
+def test_a_resume_from_a_search_that_kept_no_initial_weights_cannot_keep_them(tmp_path, unkept):
     from supernet.errors import UserError
 
-    corpus = build_corpus(tmp_path / "corpus", langs=("en",), minutes=0.6, seed=3, workers=1)
-    space = tmp_path / "tiny.yaml"
-    space.write_text(yaml.safe_dump(TINY_SPACE))
-    run_search(corpus, space, tmp_path / "run", 1, method="uniform")
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    corpus, space, ckpt = unkept
     with pytest.raises(UserError, match="model.keep_initial_weights: this search resumes at step 1 from"):
-        run_search(corpus, space, tmp_path / "run", 2, method="uniform",
+        run_search(corpus, space, tmp_path / "resumed", 2, method="uniform",
                    extra=["--model.keep_initial_weights", "true", "--ckpt_path", str(ckpt)])  # fmt: skip
 
 
@@ -130,16 +142,11 @@ def test_a_study_that_ranks_by_the_angle_must_keep_the_initial_weights():
     assert load_config({**raw, "search": kept, "select": select})["select"]["metric"] == "init_cosine"
 
 
-def test_the_scorer_refuses_the_angle_of_a_search_that_kept_no_initial_weights(tmp_path, capsys):
-    from supernet.data.corpus import build_corpus
+def test_the_scorer_refuses_the_angle_of_a_search_that_kept_no_initial_weights(tmp_path, capsys, unkept):
     from supernet.errors import UserError
     from supernet.select.score import SupernetScorer
 
-    corpus = build_corpus(tmp_path / "corpus", langs=("en",), minutes=0.6, seed=3, workers=1)
-    space = tmp_path / "tiny.yaml"
-    space.write_text(yaml.safe_dump(TINY_SPACE))
-    run_search(corpus, space, tmp_path / "run", 1, method="uniform")
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    corpus, _, ckpt = unkept
     with pytest.raises(UserError, match="did not keep: search with --model.keep_initial_weights true"):
         SupernetScorer(ckpt, corpus, metric="init_cosine", device="cpu")
 
