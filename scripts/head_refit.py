@@ -77,13 +77,11 @@ def refit(scorer: SupernetScorer, batches: list[dict], variant: str, steps: int,
 
 def scores_of(scorer: SupernetScorer, path: dict[str, int], steps: int, lr: float) -> dict[str, float]:
     net = scorer.module.net
-    net.fix_path({n: int(i) for n, i in path.items()})
-    scorer._recalibrate(net)
-    out = {"loss": _measure(scorer)["loss"]}
+    out = {"loss": scorer.measure(path)["loss"]}  # BatchNorm recalibrated once: the head reads none
     saved = copy.deepcopy(net.head.state_dict())
     for variant in ("head", "scale"):
         refit(scorer, scorer.batches_of("train"), variant, steps, lr)
-        out[variant] = _measure(scorer)["loss"]
+        out[variant] = scorer.measure(path, recalibrate=False)["loss"]
         net.head.load_state_dict(saved)
     return out
 
@@ -116,13 +114,6 @@ def main() -> None:
     write_result(
         "head_refit.json", {"ckpt": str(args.ckpt), "steps": args.steps, "lr": args.lr, "groups": groups}
     )
-
-
-@torch.no_grad()
-def _measure(scorer: SupernetScorer) -> dict[str, float]:
-    """``SupernetScorer.measure`` without its recalibration (done once per path, before every variant)."""
-    errors, chars, loss, utterances = scorer._sums(scorer.module.net).tolist()
-    return {"cer": errors / chars if chars else 0.0, "loss": loss / max(utterances, 1.0)}
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import random
 from pathlib import Path
 
 from supernet.select.problem import key_of
+from supernet.select.score import METRICS
 from supernet.space import SearchSpace
 from supernet.study.rank import distinct_networks, kendall_tau
 
@@ -35,11 +36,7 @@ def cached_scores(caches: list[Path]) -> dict[str, float]:
         cache = json.loads(path.read_text())
         settings = cache.get("settings", cache)  # scores.json keeps them under "settings"
         ckpts.add(settings.get("ckpt"))
-        if settings.get("metric") in (
-            "cer",
-            "loss",
-            "init_cosine",
-        ):  # older select.json files wrote the cost unit there
+        if settings.get("metric") in METRICS:  # older select.json files wrote the cost unit there
             metrics.add(settings["metric"])
         scores |= (
             {c["path"]: c["score"] for c in cache["candidates"]} if "candidates" in cache else cache["scores"]

@@ -25,8 +25,7 @@ def test_a_refitted_head_fits_its_batches_better_and_the_supernet_keeps_its_own(
     scorer = SupernetScorer(tmp_path / "run" / "checkpoints" / "last.ckpt", corpus, batches=1, split="dev",
                             arch_fraction=0.0, metric="loss", weights="trained", device="cpu")  # fmt: skip
     net, path = scorer.module.net, {"a": 0, "b": 1}
-    net.fix_path(path)
-    scorer._recalibrate(net)
+    scorer.measure(path)  # the path fixed, its BatchNorm statistics re-estimated
     train = scorer.batches_of("train")
 
     def train_loss() -> float:

@@ -145,11 +145,10 @@ def _costs(ckpt: str, target: str, lut: str | None, metric: str = "cer"):
     from supernet.search.extract import load_search_checkpoint, search_objective
 
     space, arch, hparams = load_search_checkpoint(ckpt)
-    if metric == "init_cosine" and not hparams["kept_initial_weights"]:  # before the run folder is claimed
-        raise UserError(
-            f"--metric init_cosine (the ABS angle) needs the search's initial weights, which {ckpt} did "
-            "not keep: search with --model.keep_initial_weights true"
-        )
+    if metric == "init_cosine":  # before the run folder is claimed
+        from supernet.select.angle import require_initial_weights
+
+        require_initial_weights(hparams["kept_initial_weights"], ckpt, "--metric init_cosine")
     if target == "latency" and lut:
         from supernet.latency.table import LatencyTable
         from supernet.shipped import resolve

@@ -20,9 +20,20 @@ import math
 
 import torch
 
+from supernet.errors import UserError
 from supernet.search.network import Supernet, initial_matrices
 
-__all__ = ["init_cosine", "initial_matrices"]
+__all__ = ["init_cosine", "initial_matrices", "require_initial_weights"]
+
+
+def require_initial_weights(kept: bool, ckpt, what: str) -> None:
+    """Refuses ``what`` (the option asking for ``init_cosine``) for a checkpoint that kept no
+    initial weights, naming the search option that keeps them."""
+    if not kept:
+        raise UserError(
+            f"{what} (the ABS angle) needs the search's initial weights, which {ckpt} did not keep: "
+            "search with --model.keep_initial_weights true"
+        )
 
 
 @torch.no_grad()

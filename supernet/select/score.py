@@ -22,7 +22,7 @@ from torch import nn
 
 from supernet.data.tokenizer import normalize_text
 from supernet.errors import UserError
-from supernet.select.angle import init_cosine
+from supernet.select.angle import init_cosine, require_initial_weights
 
 METRICS = ("cer", "loss", "init_cosine")  # init_cosine: a search that kept its initial weights
 WEIGHTS = ("average", "trained")  # a search's weight average (model.weight_average) when it kept one
@@ -70,11 +70,8 @@ class SupernetScorer:
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.module = SearchModule.load_from_checkpoint(ckpt, map_location=self.device).eval()
-        if metric == "init_cosine" and self.module.initial_weights is None:
-            raise UserError(
-                f"metric init_cosine (the ABS angle) needs the search's initial weights, which {ckpt} "
-                "did not keep: search with --model.keep_initial_weights true"
-            )
+        if metric == "init_cosine":
+            require_initial_weights(self.module.initial_weights is not None, ckpt, "metric init_cosine")
         averaged = weights == "average" and self.module.load_averaged_weights()
         self.weights = "average" if averaged else "trained"
         self.module.net_average = None  # copied into the network, or not used: free its memory
@@ -135,12 +132,14 @@ class SupernetScorer:
         return self.measure(path)[self.metric]
 
     @torch.no_grad()
-    def measure(self, path: dict[str, int]) -> dict[str, float]:
+    def measure(self, path: dict[str, int], recalibrate: bool = True) -> dict[str, float]:
         """The path's CER and CTC loss per target token on the split, BatchNorm recalibrated; and
-        ``init_cosine`` (``supernet.select.angle``) when the search kept its initial weights."""
+        ``init_cosine`` (``supernet.select.angle``) when the search kept its initial weights.
+        ``recalibrate=False`` keeps the statistics as they are: the path's own, when the last
+        measure was of the same path and only weights BatchNorm does not read changed since."""
         net = self.module.net
         net.fix_path({name: int(index) for name, index in path.items()})
-        if self.norms and self.batches:
+        if recalibrate and self.norms and self.batches:
             self._recalibrate(net)
         sums = self._sums(net)
         if self.reduce is not None:

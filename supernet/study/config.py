@@ -186,16 +186,15 @@ def _check_methods(study: dict, source: str) -> None:
             "BatchNorm statistics of their own)", 0,
         )  # fmt: skip
     kept = study["search"]["options"].get("model.keep_initial_weights") is True
-    for field, section in (("select.metric", select), ("ranking.metric", study["ranking"])):
-        if (
-            section and section["metric"] == "init_cosine" and not kept
-        ):  # else only after the supernet trained
-            _fail(
-                source,
-                field,
-                "init_cosine needs search.options model.keep_initial_weights: true",
-                "init_cosine",
-            )
+    asking = [f for f, sec in (("select.metric", select), ("ranking.metric", study["ranking"]))
+              if sec and sec["metric"] == "init_cosine"]  # fmt: skip
+    if asking and not kept:  # caught here, not after the supernet trained
+        _fail(
+            source,
+            asking[0],
+            "init_cosine needs search.options model.keep_initial_weights: true",
+            "init_cosine",
+        )
 
 
 def _optional_section(schema: dict, fields: str):

@@ -83,9 +83,8 @@ def ranking_quality(
     ranking = []
     for search, score in scores.items():
         names = sorted(set(score) & set(standalone))
-        measures = sorted(
-            set.intersection(*(set(score[n]) for n in names)) if names else set()
-        )  # in every score
+        common = set.intersection(*(set(score[n]) for n in names)) if names else set()  # in every score
+        measures = sorted(common)
         taus = {
             m: kendall_tau([score[n][m] for n in names], [standalone[n] for n in names]) for m in measures
         }
