@@ -14,9 +14,6 @@ stopped by its limit goes on in the next one on the warm machine.
         /tmp/alone --table docs/study/h200_three/latency.json --report docs/study/h200_three/partial.json \
         --budget budget_tdnn_d --archs docs/study/h200_three/arch/st-s0-budget_conformer_s.yaml'
 
-A study without ST (``h200_route``) times its uniform supernet and selects alone; ``--no-scoring``
-stops after the selects (the costs in one call: ``scripts/device/route_alone.sh``).
-
 A shorter search recipe, timed and ranked the same way (then retrain its picks, the ST search's
 ``arch.yaml`` and the select's ``budget_*/arch.yaml``, with ``retrain_archs.py``): add
 ``--search-option trainer.max_epochs=15 --search-option model.warmup_epochs=8``.
@@ -42,9 +39,6 @@ def main() -> None:
         "--budget", default="budget_tdnn_d", help="the ST search's budget (a study budget label)"
     )
     parser.add_argument("--archs", nargs="*", default=[], help="ArchSpecs to retrain alone (seed 0)")
-    parser.add_argument(
-        "--no-scoring", action="store_true", help="time the runs only; the report's networks are not scored"
-    )
     args = parser.parse_args()
     study, work = study_with(args.config, args.search_option), args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -62,17 +56,13 @@ def main() -> None:
         execute([run], 1, "retrain")
         result["retrains"][spec.name] = read_numbers(run.out / "metrics.json", "train_seconds")[0]
         save()
-    st = next(  # a study without ST (h200_route: the uniform supernet alone) times none
-        (
-            run
-            for (method, _, budget), run in planned.searches.items()
-            if method == "st" and budget[0] == args.budget
-        ),
-        None,
+    st = next(
+        run
+        for (method, _, budget), run in planned.searches.items()
+        if method == "st" and budget[0] == args.budget
     )
     uniform = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
-    supernets = [run for run in (st, uniform) if run is not None]
-    for run in supernets:
+    for run in (st, uniform):
         execute([run], 1, "search")
         result["searches"][run.out.name] = read_numbers(run.out / "search.json", "search_seconds")[0]
         save()
@@ -81,11 +71,8 @@ def main() -> None:
         execute([select], 1, "select")
         result["searches"][select.out.name] = read_numbers(select.out / "select.json", "seconds")[0]
         save()
-    if args.no_scoring:
-        print(json.dumps(result, indent=1))
-        return
     specs, cer, _ = retrained(args.report)
-    for run in supernets:
+    for run in (st, uniform):
         start = time.perf_counter()
         scores = rank.supernet_scores(run.checkpoint, data, specs, study["ranking"]["batches"])
         took = time.perf_counter() - start
