@@ -399,6 +399,9 @@ def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp
     [best] = result["best"]
     finalists = best["finalists"]
     assert len(finalists) == 3 and result["finalists"] == 3 and result["finetune_seconds"] > 0
+    # the budget's own seconds (its draws and fine-tunes) are part of the select's, the rest its start
+    own = result["budget_seconds"]["1e+09"]
+    assert result["finetune_seconds"] <= own < result["seconds"]
     by_score = sorted(result["candidates"], key=lambda c: c["objective"])[:3]
     assert [f["path"] for f in finalists] == [c["path"] for c in by_score]  # the three best scored
     assert best["path"] == min(finalists, key=lambda f: f["finetuned_objective"])["path"]
@@ -416,6 +419,7 @@ def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp
     assert cli_main(argv) == 0
     again = json.loads((out / "select.json").read_text())
     assert again["best"] == result["best"] and again["finetune_seconds"] == result["finetune_seconds"]
+    assert again["budget_seconds"]["1e+09"] >= own  # a resume adds its own seconds, as to ``seconds``
     capsys.readouterr()
     assert cli_main([*argv[:-2], "--halving", "--finalists", "2", "--out", str(tmp_path / "h")]) == 2
     assert "--halving needs --finalists 3 or more" in capsys.readouterr().err

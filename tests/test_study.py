@@ -503,6 +503,16 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
         uniform["seconds"] + select_seconds
     )
     assert uniform["vs_retrain_alone"] == pytest.approx(uniform["route_seconds"] / seconds, abs=1e-3)
+    # one budget's route: the supernet, the select's start and that budget's own seconds
+    [select] = again["costs"]["selects"]
+    assert sorted(uniform["one_budget"]) == sorted(select["budgets"])
+    for label, one in uniform["one_budget"].items():
+        own = select["budget_seconds"][label]
+        assert 0 < own < select["seconds"]
+        assert one["seconds"] == pytest.approx(uniform["seconds"] + select["start_seconds"] + own, abs=0.01)
+        assert one["seconds"] <= uniform["route_seconds"] + 0.01
+        assert one["vs_retrain_alone"] == pytest.approx(one["seconds"] / seconds, abs=1e-3)
+        assert f"for {label} alone" in text
     assert by_run["st-s0-p100"]["route_seconds"] == by_run["st-s0-p100"]["seconds"]  # picks by itself
     assert all(s["ran_alone"] for s in by_run.values())  # --parallel 1: every stage one run at a time
     assert "One retrain timed alone" in text

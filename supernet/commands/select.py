@@ -390,11 +390,23 @@ def run(args: argparse.Namespace) -> int:
         # each finalist's fine-tuned measures and seconds: a finalist of two budgets, or of the run
         # this one resumes, is tuned once
         tuned: dict[str, dict[str, float]] = dict(kept.get("finetuned", {}))
+        # each budget's own seconds (its strategy's run, its finalists' fine-tunes), resumes included:
+        # what a select of that budget alone adds to the start every select pays (a study's cost of
+        # one budget's route); a run cut short counts with the start
+        budget_seconds: dict[str, float] = dict(kept.get("budget_seconds", {}))
 
         def save_cache():
             seconds = round(before + time.perf_counter() - start, 2)
             cache = {"split": scorer.split, "scores": scores, "seconds": seconds}
-            atomic_write_json(out / "cache.json", {**cache, "finetuned": tuned} if tuned else cache)
+            if tuned:
+                cache["finetuned"] = tuned
+            if budget_seconds:
+                cache["budget_seconds"] = budget_seconds
+            atomic_write_json(out / "cache.json", cache)
+
+        def timed(label: str, began: float) -> None:
+            budget_seconds[label] = round(budget_seconds.get(label, 0.0) + time.perf_counter() - began, 2)
+            save_cache()
 
         def score_fn(path):
             scores[key_of(path)] = scorer(path)
@@ -449,7 +461,9 @@ def run(args: argparse.Namespace) -> int:
                     bar.set_postfix(best=f"{best[1]:.4f}")
 
             problem.on_evaluate = told
+            began = time.perf_counter()
             build_strategy(args.strategy, strategy.options()).run(problem, args.evaluations, args.seed)
+            timed(_label(budget), began)
             bar.close()
             problems[budget] = problem
 
@@ -486,7 +500,9 @@ def run(args: argparse.Namespace) -> int:
             top = min(within, key=lambda h: (h["objective"], h["cost"]))
             finalists = []
             if args.finalists > 1:
+                began = time.perf_counter()
                 finalists = _finetuned_finalists(within, budget, args, scorer, tuned, entry, save_cache)
+                timed(_label(budget), began)
                 best_key = min(finalists, key=_finetuned_order)["path"]
                 top = next(h for h in within if key_of(h["path"]) == best_key)
             arch = out / f"budget_{_label(budget)}" / "arch.yaml"
@@ -508,6 +524,7 @@ def run(args: argparse.Namespace) -> int:
             "finetune_seconds": round(sum(t["seconds"] for t in tuned.values()), 2) if args.finalists > 1 else None,
             # wall time, recalibration and scoring included, with that of the runs a resume continues
             "seconds": round(before + time.perf_counter() - start, 2),
+            "budget_seconds": budget_seconds,  # of it, each budget's own (the rest: the start)
         }  # fmt: skip
         atomic_write_json(out / "select.json", result)
         _plot(out, curves)

@@ -53,21 +53,53 @@ def retrain_alone(run, options: dict) -> dict[str, Any] | None:
             "capped": bool(_capped(epochs, options))}  # fmt: skip
 
 
+def _select_row(run, supernet: str, budgets: list[tuple[str, float]]) -> dict[str, Any]:
+    """A select's seconds, and of them each budget's own (``select.json``'s ``budget_seconds``, keyed
+    there by the budget in ms) under the study's label, and the start every select pays."""
+    try:
+        found = json.loads((run.out / "select.json").read_text())
+    except (OSError, ValueError):
+        found = {}
+    own = found.get("budget_seconds") or {}
+    by_label = {label: own.get(f"{ms:g}") for label, ms in budgets}
+    seconds = found.get("seconds")
+    known = seconds is not None and all(v is not None for v in by_label.values())
+    return {
+        "run": run.out.name, "supernet": supernet, "budgets": [label for label, _ in budgets],
+        "seconds": None if seconds is None else float(seconds),
+        "budget_seconds": by_label if known else None,
+        "start_seconds": round(seconds - sum(by_label.values()), 2) if known else None,
+    }  # fmt: skip
+
+
 def _route(
     search: dict, selects: list[dict], mean_retrain: float | None, alone: dict | None, alone_stages: list[str]
 ) -> dict:
     """A search's seconds as a user pays them (a supernet that picks nothing: with its selects),
-    against the retrain timed alone, and whether those seconds were alone on the machine too."""
+    against the retrain timed alone, and whether those seconds were alone on the machine too.
+    ``one_budget``: a supernet's route for one budget alone (the supernet, a select's start and that
+    budget's own seconds), what a user who wants one network pays; None where not known."""
     own = [s for s in selects if s["supernet"] == search["run"]] if search["budget"] is None else []
     parts = [search["seconds"], *(s["seconds"] for s in own)]
     seconds = None if any(p is None for p in parts) else sum(parts)
     stages = ["search", *(["select"] if own else [])]
+    one_budget = None
+    if own and search["seconds"] is not None and all(s["budget_seconds"] is not None for s in own):
+        one_budget = {}
+        for select in own:
+            for label, its_own in select["budget_seconds"].items():
+                total = round(search["seconds"] + select["start_seconds"] + its_own, 2)
+                one_budget[label] = {
+                    "seconds": total,
+                    "vs_retrain_alone": _ratio(total, alone["seconds"]) if alone else None,
+                }
     return {
         "route_seconds": seconds,
         "with_selects": bool(own),
         "route_vs_retrain": _ratio(seconds, mean_retrain),
         "ran_alone": all(stage in alone_stages for stage in stages),
         "vs_retrain_alone": _ratio(seconds, alone["seconds"]) if alone else None,
+        "one_budget": one_budget,
     }
 
 
@@ -94,10 +126,8 @@ def collect(
             "vs_retrain": _ratio(seconds, mean_retrain),
         })  # fmt: skip
     select_rows = [
-        {"run": run.out.name, "supernet": searches[key].out.name, "budgets": [label for label, _ in budgets],
-         "seconds": read_numbers(run.out / "select.json", "seconds")[0]}
-        for key, (run, budgets) in selects.items()
-    ]  # fmt: skip
+        _select_row(run, searches[key].out.name, budgets) for key, (run, budgets) in selects.items()
+    ]
     alone = retrain_alone(alone_run, study["retrain"]["options"])
     for row in search_rows:
         row.update(_route(row, select_rows, mean_retrain, alone, list(alone_stages)))
@@ -163,10 +193,18 @@ def markdown(costs: dict[str, Any]) -> list[str]:
             "(a supernet with its selects for every budget), where it ran alone in its stage:",
             "",
             *(
-                f"- `{s['run']}`{' + selects' if s['with_selects'] else ''}: {fmt(s['route_seconds'], ' s')}, "
-                f"{fmt(s['vs_retrain_alone'])}x"
-                + ("" if s["ran_alone"] else " (not alone in its stage: not like for like)")
+                line
                 for s in costs["searches"]
+                for line in [
+                    f"- `{s['run']}`{' + selects' if s['with_selects'] else ''}: {fmt(s['route_seconds'], ' s')}, "
+                    f"{fmt(s['vs_retrain_alone'])}x"
+                    + ("" if s["ran_alone"] else " (not alone in its stage: not like for like)"),
+                    *(
+                        f"  - for {label} alone (the supernet, a select's start, that budget's own "
+                        f"seconds): {fmt(b['seconds'], ' s')}, {fmt(b['vs_retrain_alone'])}x"
+                        for label, b in (s.get("one_budget") or {}).items()
+                    ),
+                ]
             ),
         ]
     if costs["selects"]:

@@ -174,9 +174,14 @@ def _alone_detail(costs: dict, search: dict) -> str:
         if search.get("with_selects")
         else "the search ran alone in its stage"
     )
+    one = search.get("one_budget") or {}
+    each = ", ".join(
+        f"{label} {b['vs_retrain_alone']:.2f}x" for label, b in one.items() if b["vs_retrain_alone"]
+    )
     return (
         f"{what}, {search['route_seconds']:.0f} s, against one retrain timed alone "
         f"(--alone-retrain, `{alone['run']}`), {alone['seconds']:.0f} s"
+        + (f"; for one budget alone (the supernet and that budget's select): {each}" if each else "")
     )
 
 
