@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 16's <= 2x target for h200_route, in one call on one machine, each run alone on the GPU:
 # the study's 0.844 ms pick retrained (seed 0, the study's recipe), the study's 20-epoch uniform
-# supernet, then its select once per budget (what a user who wants one network runs). A study's own
+# supernet, then its select for both budgets, as the study ran it (select.json's budget_seconds give
+# each budget's own part, so also the route of a user who wants one network). A study's own
 # --alone-retrain may run on another machine than its supernet did (a later call); this does not.
 # $OUT/route_alone.json: each run's own seconds and wall seconds, and the ratios.
 #   usage (device tool, carry .whl): bash scripts/device/route_alone.sh [LIMIT_S=560]
@@ -30,9 +31,7 @@ timed supernet python3 -m supernet search --data "$data" --model.space docs/stud
   --trainer.max_epochs 20 --trainer.max_time 00:00:06:00 --model.warmup_epochs 10 --model.lr 0.001 \
   --model.warmup_steps 500 --model.arch_lr 0.03 --model.penalty_lambda 5.0 --data.max_frames 20000 \
   --data.num_workers 1 --trainer.enable_progress_bar false --trainer.enable_model_summary false --out "$work/supernet"
-for budget in 0.84373401597716 0.42186700798858; do
-  timed "select_$budget" python3 -m supernet select "$work/supernet/checkpoints/last.ckpt" --data "$data" \
-    --strategy predictor --budget "$budget" --lut "$table" --evaluations 48 --seed 0 --batches 4 --metric loss \
-    --finalists 4 --finetune-steps 48 --floor 0.8 --out "$work/select_$budget"
-done
+timed select python3 -m supernet select "$work/supernet/checkpoints/last.ckpt" --data "$data" \
+  --strategy predictor --budgets 0.84373401597716 0.42186700798858 --lut "$table" --evaluations 48 --seed 0 \
+  --batches 4 --metric loss --finalists 4 --finetune-steps 48 --floor 0.8 --out "$work/select"
 python3 scripts/device/route_alone_report.py "$work" "${OUT:-/tmp/out}/route_alone.json"
