@@ -279,6 +279,30 @@ def test_random_paths_are_seeded_distinct_and_within_the_budget():
     assert [ms for _, ms in named] == pytest.approx([3.0, 1.5], rel=1e-8, abs=0)
 
 
+def test_the_most_parameters_control_is_the_largest_path_within_the_band():
+    """Known answers on TINY_SPACE: a's tdnn-k5-d2 has the most parameters, its skip none; b's two
+    candidates have the same, so the cheaper one is kept."""
+    from supernet.latency.costs import param_costs
+
+    space = SearchSpace(TINY_SPACE)
+    costs = SpaceCosts("ms", 1.0, {"a": [1.0, 3.0, 2.0], "b": [0.5, 1.0]})  # paths cost 2.5 .. 5.0
+    params = param_costs(space, 2)
+    assert params.at({"a": 1, "b": 0}) > params.at({"a": 0, "b": 0}) > params.at({"a": 2, "b": 0})
+    assert params.at({"a": 0, "b": 0}) == params.at({"a": 0, "b": 1})
+
+    def most(budget, floor=None):
+        return plan.most_parameters_path(space, costs, budget, floor, draws=200, seed=0)
+
+    assert most(5.0) == ({"a": 1, "b": 0}, None)  # 4.5 ms, not 5.0 for as many parameters
+    assert most(4.0) == ({"a": 0, "b": 0}, None)  # k5 is over; k3 at 2.5 ms
+    assert most(4.0, floor=0.8) == ({"a": 2, "b": 0}, None)  # the band 3.2-4.0 ms holds the skips alone
+    path, note = most(2.0)
+    assert path is None and "no path of the space within 2.000 ms" in note
+    with pytest.raises(StudyConfigError, match="field 'controls.draws' must be an integer >= 1"):
+        load_config(with_field("controls.draws", 0))
+    assert load_config(MINIMAL)["controls"] == {"params_max": False, "draws": 20_000}
+
+
 # --- a tiny study, end to end --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -305,6 +329,7 @@ def study_config(corpus, tmp_path_factory):
         },
         "select": {"strategy": "random", "evaluations": 3, "batches": 1, "methods": ["uniform"]},
         "random": {"n": 2, "seed": 0},
+        "controls": {"params_max": True, "draws": 200},
         "baselines": [str(folder / "hand.yaml")],
         "retrain": {"seeds": [0, 1], "options": {**QUICK, "trainer.max_epochs": 1}},
         "ranking": {"batches": 2},
@@ -323,8 +348,16 @@ def test_study_writes_study_json_and_md(study):
     assert summary["config"]["name"] == "unit" and summary["device"]["device"] == "cpu"
     assert summary["kendall_tau"] is None or -1 <= summary["kendall_tau"] <= 1
     rows = {r["name"]: r for r in summary["rows"]}
-    kinds = ["baseline", "random", "random", "searched", "searched"]
+    kinds = ["baseline", "control", "random", "random", "searched", "searched"]
     assert sorted(r["kind"] for r in rows.values()) == kinds
+    # the control: the most parameters within the budget, judged against every pick
+    assert rows["params-max-p100"]["params"] == max(
+        r["params"] for r in rows.values() if r["kind"] != "baseline"
+    )
+    controlled = [v for v in summary["verdicts"] if "most-parameters" in v["target"]]
+    assert sorted(v["subject"] for v in controlled) == sorted(
+        n for n, r in rows.items() if r["kind"] == "searched"
+    )
     keys = {"name", "kind", "method", "search_seed", "budget_ms", "params", "latency_ms", "predicted_ms"}
     keys |= {"cer", "cer_std", "wer", "retrain_seeds", "arch"}
     for row in rows.values():
@@ -372,8 +405,9 @@ def test_study_writes_study_json_and_md(study):
     }  # fmt: skip
     assert costs["retrain_alone"] is None and not (out / "alone").exists()  # not asked for
     targets = {v["target"] for v in summary["verdicts"]}
-    assert len(targets) == 6 and all(v["met"] in (True, False, None) for v in summary["verdicts"])
+    assert len(targets) == 7 and all(v["met"] in (True, False, None) for v in summary["verdicts"])
     text = (out / "study.md").read_text()
+    assert "most-parameters path" in text  # the control's verdicts
     assert "## Does the search win?" in text
     assert "## What the runs cost" in text and "/ one retrain" in text
     assert "## Budget p100" in text and "`st-s0-p100`" in text and "ranks" in text and "Kendall tau" in text
@@ -618,6 +652,22 @@ def test_a_folder_of_another_study_is_refused_unless_overwrite(study, study_conf
     claim(copy, other, overwrite=True)  # the old study's files go, the user's stay
     assert not (copy / "search").exists() and (copy / "mine.txt").read_text() == "kept"
     assert yaml.safe_load((copy / "study.yaml").read_text())["name"] == "other"
+
+
+def test_a_study_begun_before_a_field_was_added_still_resumes(study_config, tmp_path):
+    """A kept study.yaml without ``controls`` (written before it existed) is this study at its
+    defaults, not another one; a kept value that differs still is."""
+    study = load_config(study_config)
+    old = {k: v for k, v in study.items() if k != "controls"}
+    out = tmp_path / "old"
+    (out / "search").mkdir(parents=True)
+    (out / "study.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    at_defaults = {**study, "controls": {"params_max": False, "draws": 20_000}}
+    claim(out, at_defaults, overwrite=False)  # resumes
+    assert (out / "search").is_dir()
+    with pytest.raises(UserError, match="field 'controls.params_max' differs"):
+        claim(out, {**at_defaults, "controls": {"params_max": True, "draws": 20_000}}, overwrite=False)
+    assert load_config(old) == at_defaults  # idempotent on a loaded config
 
 
 def test_costs_compare_one_supernet_with_a_search_per_budget(tmp_path):

@@ -161,3 +161,16 @@ def test_with_each_seeds_cer_the_gain_over_the_baseline_gets_permutation_p_value
     del base["cer_by_seed"]  # a row of an older report: no test, no keys
     (old,) = by_target(verdict.judge(summary([pick, *RANDOM, base])), "baseline")
     assert "p_better" not in old and "permutation" not in old["detail"]
+
+
+def test_a_pick_is_judged_against_the_most_parameters_control_of_its_budget():
+    pick = {**row("st", "searched", 0.30, method="st"), "cer_by_seed": {"test": [0.29, 0.30, 0.31]}}
+    control = {**row("params-max-b", "control", 0.36), "cer_by_seed": {"test": [0.35, 0.36, 0.37]}}
+    (beats,) = by_target(verdict.judge(summary([pick, *RANDOM, control])), "most-parameters")
+    assert beats["met"] and abs(beats["value"] - 1 / 6) < 1e-9 and "`params-max-b`" in beats["detail"]
+    assert beats["p_better"] == 0.05  # 3 against 3 seeds, every one of ours below every one of theirs
+    (loses,) = by_target(
+        verdict.judge(summary([{**pick, "cer": {"dev": 0.4, "test": 0.4}}, control])), "most-par"
+    )
+    assert loses["met"] is False and loses["value"] < 0
+    assert not by_target(verdict.judge(summary([pick, *RANDOM])), "most-parameters")  # no control: no verdict

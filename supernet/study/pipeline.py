@@ -63,6 +63,15 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
     return None if a == b else where or "<top>"
 
 
+def _with_defaults(previous: Any, source: Path) -> Any:
+    """A kept ``study.yaml`` with the defaults of fields added since it was written (``controls``),
+    so that a study begun before them still resumes; kept as it is where it no longer loads."""
+    try:
+        return load_config(previous, str(source))
+    except (StudyConfigError, TypeError, AttributeError):
+        return previous
+
+
 def claim(out: Path, study: dict, overwrite: bool) -> None:
     """Make ``out`` this study's folder: new, or holding this very study (a resume); another study
     with results is refused unless ``overwrite`` (its files go, nothing else); files that are not a
@@ -73,7 +82,7 @@ def claim(out: Path, study: dict, overwrite: bool) -> None:
     if ours == [out / MARKER]:  # a study that stopped before its first result: nothing to keep
         overwrite = True
     if (out / MARKER).is_file():
-        previous = yaml.safe_load((out / MARKER).read_text())
+        previous = _with_defaults(yaml.safe_load((out / MARKER).read_text()), out / MARKER)
         differs = _first_difference(previous, study)
         if differs and not overwrite:
             raise UserError(
@@ -146,6 +155,15 @@ def _archs(
             for i, p in enumerate(paths)
         ]
         notes += [f"budget {label}: {note}"] if note else []
+        if study["controls"]["params_max"]:  # in the select's band, where one selects
+            floor = (study["select"] or {}).get("floor")
+            path, note = plan.most_parameters_path(
+                space, costs, ms, floor, study["controls"]["draws"], study["random"]["seed"]
+            )
+            if path is not None:
+                name = f"params-max-{label}"
+                archs.append(Arch(name, "control", space.derive(path, name), label, ms))
+            notes += [f"budget {label}: {note}"] if note else []
     for spec in baselines:
         fits = [(label, ms) for label, ms in budgets if table.predict(spec) <= ms] or [(None, None)]
         archs += [Arch(spec.name, "baseline", spec, label, ms) for label, ms in fits]
@@ -355,7 +373,12 @@ def _alone_stages(out: Path, planned: Planned) -> list[str]:
     return [stage for stage in STAGES if at_once[stage] == [1] or single.get(stage)]
 
 
-RETRAIN_ORDER = {"searched": 0, "baseline": 1, "random": 2}  # a stopped study has the comparisons first
+RETRAIN_ORDER = {
+    "searched": 0,
+    "baseline": 1,
+    "control": 2,
+    "random": 3,
+}  # a stopped study has the comparisons first
 
 
 def _retrain_queue(planned: Planned) -> list[tuple[str, Arch]]:

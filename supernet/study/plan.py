@@ -34,7 +34,7 @@ class Arch:
     """One architecture of the study and why it is there."""
 
     name: str
-    kind: str  # searched | random | baseline
+    kind: str  # searched | random | baseline | control
     spec: ArchSpec
     budget: str | None  # the budget's label (2.5ms, p50); None: a baseline over every budget
     budget_ms: float | None
@@ -190,6 +190,32 @@ def random_paths(
             f"only {len(kept)} of the space's {space.num_paths} paths fit {budget_ms:.3f} ms (asked for {n})",
         )
     return kept, f"{len(kept)} of {n} random paths within {budget_ms:.3f} ms found in {draws} draws"
+
+
+def most_parameters_path(
+    space: SearchSpace, costs: SpaceCosts, budget_ms: float, floor: float | None, draws: int, seed: int
+) -> tuple[dict[str, int] | None, str | None]:
+    """The path with the most parameters (then the least predicted latency) among ``draws``
+    uniform draws within [``floor`` x ``budget_ms``, ``budget_ms``] (``floor`` None: any cost up to
+    the budget), and a note when none fits. Why: over a study's networks the parameter count
+    often ranks stand-alone CER better than the supernet, so its extreme is the free pick a search
+    must beat (``controls.params_max``)."""
+    from supernet.latency.costs import param_costs
+    from supernet.select.feasible import FeasibleSampler
+
+    params = param_costs(space, 2)  # the head is every path's: the vocabulary changes no pick
+    sampler = FeasibleSampler(costs, budget_ms, floor=None if floor is None else floor * budget_ms)
+    rng, best = random.Random(seed), None
+    for _ in range(draws):
+        path = sampler(rng)
+        if path is None:  # its tries found none within the band
+            break
+        candidate = (params.at(path), -costs.at(path), tuple(int(path[name]) for name in space.edges))
+        best = candidate if best is None else max(best, candidate)
+    if best is None:
+        band = f"{budget_ms:.3f} ms" if floor is None else f"{floor * budget_ms:.3f}-{budget_ms:.3f} ms"
+        return None, f"no path of the space within {band}: no most-parameters control"
+    return dict(zip(space.edges, best[2])), None
 
 
 def option_argv(options: dict[str, Any]) -> list[str]:

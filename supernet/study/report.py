@@ -18,7 +18,12 @@ from supernet.outputs import atomic_write_json, atomic_write_text, replaced_when
 from supernet.study import costs, rank, verdict
 from supernet.study.plan import Arch
 
-KINDS = {"searched": ("*", "tab:red", 12), "random": ("o", "tab:gray", 6), "baseline": ("s", "tab:blue", 7)}
+KINDS = {
+    "searched": ("*", "tab:red", 12),
+    "random": ("o", "tab:gray", 6),
+    "baseline": ("s", "tab:blue", 7),
+    "control": ("D", "tab:green", 7),
+}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
