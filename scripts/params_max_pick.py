@@ -7,23 +7,20 @@ pick beats this count at the same latency, not only random paths.
     python scripts/params_max_pick.py docs/study/h200_route --draws 200000 --out docs/study/h200_route/params_max
 
 Writes ``params-max-LABEL.yaml`` per budget (retrain them with ``scripts/device/retrain_archs.py``)
-and ``params_max.json`` (each pick's path, parameters and predicted latency).
+and ``params_max.json`` (each pick's path, parameters and predicted latency). The pick is
+``supernet.study.plan.most_parameters_path``, what a study's ``controls.params_max`` retrains.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
-
-from tqdm import tqdm
 
 from supernet.latency.costs import param_costs
 from supernet.latency.table import LatencyTable
-from supernet.select.feasible import FeasibleSampler
-from supernet.select.problem import key_of
 from supernet.space import SearchSpace
+from supernet.study.plan import most_parameters_path
 
 
 def main() -> None:
@@ -45,23 +42,16 @@ def main() -> None:
     picks = {}
     for budget in budgets:
         label, ms = budget["budget"], budget["ms"]
-        sampler, rng = FeasibleSampler(latency, ms, floor=args.floor * ms), random.Random(args.seed)
-        best, seen = None, set()
-        for _ in tqdm(range(args.draws), desc=f"draws within {label}", leave=False, mininterval=2):
-            path = sampler(rng)
-            if path is None or key_of(path) in seen:
-                continue
-            seen.add(key_of(path))
-            candidate = (params.at(path), -latency.at(path), key_of(path))
-            best = max(best or candidate, candidate)
-        count, minus_ms, key = best
-        path = dict(zip(space.edges, map(int, key.split("-"))))
+        path, note = most_parameters_path(space, latency, ms, args.floor, args.draws, args.seed)
+        if path is None:
+            raise SystemExit(note)
         spec = space.derive(path, name=f"params-max-{label}")
         spec.to_yaml(args.out / f"params-max-{label}.yaml")
-        picks[label] = {"path": key, "params": count, "latency_ms": -minus_ms, "budget_ms": ms,
-                        "distinct_draws": len(seen), "layers": list(spec.layers)}  # fmt: skip
-        print(f"{label} ({ms:.3f} ms): {count / 1e6:.2f} M parameters at {-minus_ms:.3f} ms "
-              f"(best of {len(seen)} distinct paths in the band): {' '.join(spec.layers)}")  # fmt: skip
+        picks[label] = {"path": "-".join(map(str, path.values())), "params": params.at(path),
+                        "latency_ms": latency.at(path), "budget_ms": ms, "draws": args.draws,
+                        "layers": list(spec.layers)}  # fmt: skip
+        print(f"{label} ({ms:.3f} ms): {picks[label]['params'] / 1e6:.2f} M parameters at "
+              f"{picks[label]['latency_ms']:.3f} ms: {' '.join(spec.layers)}")  # fmt: skip
     (args.out / "params_max.json").write_text(json.dumps(picks, indent=1))
 
 
