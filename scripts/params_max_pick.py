@@ -27,7 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", type=Path, help="a study folder: space.yaml, latency.json, study.json")
     parser.add_argument("--draws", type=int, default=200_000)
-    parser.add_argument("--floor", type=float, default=0.8)
+    parser.add_argument("--floor", type=float, help="the band's floor (default: the study's select.floor)")
     parser.add_argument(
         "--vocab", type=int, default=38, help="the tokenizer's size (the study's: 38 characters)"
     )
@@ -37,18 +37,20 @@ def main() -> None:
     space = SearchSpace.load(args.study / "space.yaml")
     latency = LatencyTable.load(args.study / "latency.json").costs(space)
     params = param_costs(space, args.vocab)
-    budgets = json.loads((args.study / "study.json").read_text())["budgets"]
+    kept = json.loads((args.study / "study.json").read_text())
+    budgets = kept["budgets"]
+    floor = args.floor if args.floor is not None else (kept["config"].get("select") or {}).get("floor")
     args.out.mkdir(parents=True, exist_ok=True)
     picks = {}
     for budget in budgets:
         label, ms = budget["budget"], budget["ms"]
-        path, note = most_parameters_path(space, latency, ms, args.floor, args.draws, args.seed)
+        path, note = most_parameters_path(space, latency, ms, floor, args.draws, args.seed)
         if path is None:
             raise SystemExit(note)
         spec = space.derive(path, name=f"params-max-{label}")
         spec.to_yaml(args.out / f"params-max-{label}.yaml")
         picks[label] = {"path": "-".join(map(str, path.values())), "params": params.at(path),
-                        "latency_ms": latency.at(path), "budget_ms": ms, "draws": args.draws,
+                        "latency_ms": latency.at(path), "budget_ms": ms, "floor": floor, "draws": args.draws,
                         "layers": list(spec.layers)}  # fmt: skip
         print(f"{label} ({ms:.3f} ms): {picks[label]['params'] / 1e6:.2f} M parameters at "
               f"{picks[label]['latency_ms']:.3f} ms: {' '.join(spec.layers)}")  # fmt: skip

@@ -388,6 +388,17 @@ def test_finetuning_a_finalist_trains_its_path_and_restores_the_supernet(uniform
     assert plain.finetuned(path, steps=1, lr=1e-3, state=state) == whole
 
 
+def test_nsga2_keeps_no_seconds_per_budget(uniform_run, tmp_path):
+    """Its one run serves every budget: no budget's own seconds to give (``budget_seconds`` None)."""
+    corpus, ckpt = uniform_run
+    out = tmp_path / "nsga2"
+    argv = ["select", str(ckpt), "--data", str(corpus), "--strategy", "nsga2", "--budgets", "1e9", "2e9",
+            "--target", "params", "--evaluations", "4", "--batches", "1", "--metric", "loss", "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    result = json.loads((out / "select.json").read_text())
+    assert result["budget_seconds"] is None and result["seconds"] > 0 and len(result["best"]) == 2
+
+
 def test_select_with_finalists_picks_the_best_finetuned_of_them(uniform_run, tmp_path, capsys, monkeypatch):
     corpus, ckpt = uniform_run
     out = tmp_path / "finalists"

@@ -15,7 +15,7 @@ from supernet.latency import SpaceCosts
 from supernet.space import SearchSpace
 from supernet.study import plan
 from supernet.study.config import StudyConfigError, load_config
-from supernet.study.pipeline import claim, run_study
+from supernet.study.pipeline import claim, report_partial, run_study
 from supernet.study.rank import kendall_tau, ranking_quality
 from tests.test_search import TINY_SPACE  # a: 3 candidates (one a skip), b: 2; dim 32
 
@@ -300,7 +300,7 @@ def test_the_most_parameters_control_is_the_largest_path_within_the_band():
     assert path is None and "no path of the space within 2.000 ms" in note
     with pytest.raises(StudyConfigError, match="field 'controls.draws' must be an integer >= 1"):
         load_config(with_field("controls.draws", 0))
-    assert load_config(MINIMAL)["controls"] == {"params_max": False, "draws": 20_000}
+    assert load_config(MINIMAL)["controls"] == {"params_max": False, "draws": 200_000}
 
 
 # --- a tiny study, end to end --------------------------------------------------------------------
@@ -367,6 +367,14 @@ def test_study_writes_study_json_and_md(study):
         for split, values in row["cer_by_seed"].items():  # each seed's, for the permutation tests
             assert len(values) == 2 and sum(values) / 2 == pytest.approx(row["cer"][split])
         assert row["budget_ms"] == summary["budgets"][0]["ms"] and row["predicted_ms"] <= row["budget_ms"]
+        others = [
+            r
+            for r in rows.values()
+            if r["kind"] != "control" and r["arch"]["layers"] == row["arch"]["layers"]
+        ]
+        if row["kind"] == "control" and not others:  # not scored: the taus stay comparable without it
+            assert row["supernet_cer"] is None and row["supernet_loss"] is None
+            continue
         assert row["supernet_cer"] is not None  # every one of them is a path of the space
         assert row["supernet_loss"] > 0
     searched = rows["st-s0-p100"]
@@ -376,8 +384,8 @@ def test_study_writes_study_json_and_md(study):
     assert picked["method"] == "uniform+random" and picked["kind"] == "searched"
     assert (out / "select" / "uniform-s0-any-random" / "select.json").is_file()
     assert [r["archs"] for r in summary["ranking"]] == 2 * [
-        len({json.dumps(r["arch"]["layers"]) for r in rows.values()})
-    ]  # both supernets (st's and uniform's) score every network
+        len({json.dumps(r["arch"]["layers"]) for r in rows.values() if r["kind"] != "control"})
+    ]  # both supernets (st's and uniform's) score every network but the control
     assert set(summary["kendall_tau_by_metric"]) == {"cer", "loss"}
     assert summary["kendall_tau"] == summary["kendall_tau_by_metric"]["cer"]  # ranking.metric's default
     for search in summary["ranking"]:  # one budget: within it is the tau over every network
@@ -662,11 +670,15 @@ def test_a_study_begun_before_a_field_was_added_still_resumes(study_config, tmp_
     out = tmp_path / "old"
     (out / "search").mkdir(parents=True)
     (out / "study.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
-    at_defaults = {**study, "controls": {"params_max": False, "draws": 20_000}}
+    at_defaults = {**study, "controls": {"params_max": False, "draws": 200_000}}
+    with pytest.raises(UserError, match="field 'controls.params_max' differs"):
+        report_partial({**at_defaults, "controls": {"params_max": True}}, out)
+    with pytest.raises(UserError, match="missing; the study stopped before it measured"):
+        report_partial(at_defaults, out)  # compared at its defaults, it goes on (to its missing table)
     claim(out, at_defaults, overwrite=False)  # resumes
     assert (out / "search").is_dir()
     with pytest.raises(UserError, match="field 'controls.params_max' differs"):
-        claim(out, {**at_defaults, "controls": {"params_max": True, "draws": 20_000}}, overwrite=False)
+        claim(out, {**at_defaults, "controls": {"params_max": True, "draws": 200_000}}, overwrite=False)
     assert load_config(old) == at_defaults  # idempotent on a loaded config
 
 

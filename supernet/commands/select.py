@@ -392,8 +392,12 @@ def run(args: argparse.Namespace) -> int:
         tuned: dict[str, dict[str, float]] = dict(kept.get("finetuned", {}))
         # each budget's own seconds (its strategy's run, its finalists' fine-tunes), resumes included:
         # what a select of that budget alone adds to the start every select pays (a study's cost of
-        # one budget's route); a run cut short counts with the start
-        budget_seconds: dict[str, float] = dict(kept.get("budget_seconds", {}))
+        # one budget's route); a run cut short counts with the start. A budget run after another
+        # reuses its warm-up and any score or fine-tune of a path both share, so it reads a little
+        # low. None with nsga2, whose one run serves every budget.
+        budget_seconds: dict[str, float] | None = (
+            None if args.strategy == "nsga2" else dict(kept.get("budget_seconds", {}))
+        )
 
         def save_cache():
             seconds = round(before + time.perf_counter() - start, 2)
@@ -405,8 +409,9 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_json(out / "cache.json", cache)
 
         def timed(label: str, began: float) -> None:
-            budget_seconds[label] = round(budget_seconds.get(label, 0.0) + time.perf_counter() - began, 2)
-            save_cache()
+            if budget_seconds is not None:
+                budget_seconds[label] = round(budget_seconds.get(label, 0.0) + time.perf_counter() - began, 2)
+                save_cache()
 
         def score_fn(path):
             scores[key_of(path)] = scorer(path)

@@ -15,7 +15,7 @@ search: {methods: [st], seeds: [0], options: {trainer.max_epochs: 8}}    # optio
 select: {strategy: evolution, evaluations: 64, methods: [uniform]}      # optional: picks per budget
                                             # from these methods' supernets (`supernet select`)
 random: {n: 10, seed: 0}                    # random paths within each budget
-controls: {params_max: false, draws: 20000} # true: also retrain, per budget, the path with the most
+controls: {params_max: false, draws: 200000}  # true: also retrain, per budget, the path with the most
                                             # parameters among `draws` uniform draws within the
                                             # select's band (a free pick the search must beat)
 baselines: [tdnn_d]                         # shipped names or ArchSpec paths
@@ -280,7 +280,7 @@ SCHEMA = {
     "search": {"methods": (_methods, REQUIRED), "seeds": (_ints, [0]), "options": (_options, {})},
     "select": (_optional_section(SELECT, "{strategy, evaluations, methods, ...}"), None),
     "random": {"n": (_int, 10), "seed": (_int, 0)},
-    "controls": {"params_max": (_bool, False), "draws": (lambda v, f, s: _int(v, f, s, low=1), 20_000)},
+    "controls": {"params_max": (_bool, False), "draws": (lambda v, f, s: _int(v, f, s, low=1), 200_000)},
     "baselines": (_strs, []),
     "retrain": {"seeds": (_ints, [0]), "options": (_options, {})},
     "ranking": {"batches": (_int, 8), "metric": (_metric, "cer")},

@@ -63,11 +63,13 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
     return None if a == b else where or "<top>"
 
 
-def _with_defaults(previous: Any, source: Path) -> Any:
-    """A kept ``study.yaml`` with the defaults of fields added since it was written (``controls``),
-    so that a study begun before them still resumes; kept as it is where it no longer loads."""
+def _kept_study(out: Path) -> Any:
+    """``out``'s kept ``study.yaml`` with the defaults of fields added since it was written
+    (``controls``), so that a study begun before them still resumes and reports; as it is where it
+    no longer loads."""
+    previous = yaml.safe_load((out / MARKER).read_text())
     try:
-        return load_config(previous, str(source))
+        return load_config(previous, str(out / MARKER))
     except (StudyConfigError, TypeError, AttributeError):
         return previous
 
@@ -82,7 +84,7 @@ def claim(out: Path, study: dict, overwrite: bool) -> None:
     if ours == [out / MARKER]:  # a study that stopped before its first result: nothing to keep
         overwrite = True
     if (out / MARKER).is_file():
-        previous = _with_defaults(yaml.safe_load((out / MARKER).read_text()), out / MARKER)
+        previous = _kept_study(out)
         differs = _first_difference(previous, study)
         if differs and not overwrite:
             raise UserError(
@@ -155,18 +157,19 @@ def _archs(
             for i, p in enumerate(paths)
         ]
         notes += [f"budget {label}: {note}"] if note else []
-        if study["controls"]["params_max"]:  # in the select's band, where one selects
-            floor = (study["select"] or {}).get("floor")
-            path, note = plan.most_parameters_path(
-                space, costs, ms, floor, study["controls"]["draws"], study["random"]["seed"]
-            )
-            if path is not None:
-                name = f"params-max-{label}"
-                archs.append(Arch(name, "control", space.derive(path, name), label, ms))
-            notes += [f"budget {label}: {note}"] if note else []
     for spec in baselines:
         fits = [(label, ms) for label, ms in budgets if table.predict(spec) <= ms] or [(None, None)]
         archs += [Arch(spec.name, "baseline", spec, label, ms) for label, ms in fits]
+    # last, so that a network the study has under another name too is owned (and scored) by it
+    for label, ms in budgets if study["controls"]["params_max"] else []:
+        floor = (study["select"] or {}).get("floor")  # the select's band, where one selects
+        path, note = plan.most_parameters_path(
+            space, costs, ms, floor, study["controls"]["draws"], study["random"]["seed"]
+        )
+        if path is not None:
+            name = f"params-max-{label}"
+            archs.append(Arch(name, "control", space.derive(path, name), label, ms))
+        notes += [f"budget {label}: {note}"] if note else []
     return archs, notes, unpicked
 
 
@@ -498,7 +501,9 @@ def run_study(
             f"{out}: no pick for {', '.join(planned.unpicked)}: the search finished but its checkpoint and "
             "arch/ file are gone; put the arch/ file back, or run the study with --overwrite"
         )
-    specs = {a.name: a.spec for a in planned.owners.values()}
+    # the supernets score the study's networks but not a control (``_archs`` lists controls last: a
+    # network owned by one is nothing else), so that turning one on leaves the taus comparable
+    specs = {a.name: a.spec for a in planned.owners.values() if a.kind != "control"}
     scores = _supernet_scores(out, planned.searches, data, specs, study["ranking"]["batches"], planned.notes)
     device, measured = _latencies(out, planned.table, study["latency"], specs, planned.notes)
     _release_gpu()
@@ -539,7 +544,7 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     study, out = load_config(config), Path(out)
     if not (out / MARKER).is_file():
         raise UserError(f"{out}: no {MARKER}, so no study to report on")
-    differs = _first_difference(yaml.safe_load((out / MARKER).read_text()), study)
+    differs = _first_difference(_kept_study(out), study)
     if differs:
         raise UserError(f"{out} holds another study (field {differs!r} differs)")
     table_path = out / "latency.json" if study["latency"]["profile"] else None

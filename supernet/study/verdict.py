@@ -102,6 +102,11 @@ def seed_tests(row: dict, baseline: dict, split: str) -> dict:
 def _searched_vs_control(row: dict, control: dict, split: str) -> dict:
     """Not an issue target: does the pick beat the free pick of its band (the most parameters,
     ``controls.params_max``)? A search that does not adds nothing a parameter count gives."""
+    target = "beats the most-parameters path of its band (a control, not a target)"
+    if not control["cer"][split]:
+        return _verdict(
+            target, row["name"], None, 0.0, None, f"`{control['name']}` has no {split} error to beat"
+        )
     gain = (control["cer"][split] - row["cer"][split]) / control["cer"][split]
     detail = (
         f"{100 * row['cer'][split]:.1f}% against `{control['name']}` {100 * control['cer'][split]:.1f}% "
@@ -110,7 +115,6 @@ def _searched_vs_control(row: dict, control: dict, split: str) -> dict:
     tests = seed_tests(row, control, split)
     if tests:
         detail += f"; one-sided permutation p over the seeds {tests['p_better']:.3g} (null: not better)"
-    target = "beats the most-parameters path of its band (a control, not a target)"
     return {**_verdict(target, row["name"], gain, 0.0, gain > 0, detail), **tests}
 
 
