@@ -65,12 +65,7 @@ def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
             None,
             "no baseline row in this budget (none fits it, or a partial report has none finished)",
         )
-    gain = (best["cer"][split] - row["cer"][split]) / best["cer"][split]
-    detail = (
-        f"{100 * row['cer'][split]:.1f}% against `{best['name']}` {100 * best['cer'][split]:.1f}% "
-        f"({split}): {100 * gain:+.1f}% relative"
-    )
-    tests = seed_tests(row, best, split)
+    gain, detail, tests = _against(row, best, split)
     if tests:
         detail += (
             f"; one-sided permutation p over the seeds {tests['p_better']:.3g} (null: not better), "
@@ -79,6 +74,17 @@ def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
         )
     verdict = _verdict(target, row["name"], gain, GAIN_OVER_BASELINE, gain >= GAIN_OVER_BASELINE, detail)
     return {**verdict, **tests}
+
+
+def _against(row: dict, other: dict, split: str) -> tuple[float, str, dict]:
+    """The row's relative gain in ``split`` CER over ``other``, the figures in words, and the seed
+    tests (``seed_tests``)."""
+    gain = (other["cer"][split] - row["cer"][split]) / other["cer"][split]
+    detail = (
+        f"{100 * row['cer'][split]:.1f}% against `{other['name']}` {100 * other['cer'][split]:.1f}% "
+        f"({split}): {100 * gain:+.1f}% relative"
+    )
+    return gain, detail, seed_tests(row, other, split)
 
 
 def seed_tests(row: dict, baseline: dict, split: str) -> dict:
@@ -107,12 +113,7 @@ def _searched_vs_control(row: dict, control: dict, split: str) -> dict:
         return _verdict(
             target, row["name"], None, 0.0, None, f"`{control['name']}` has no {split} error to beat"
         )
-    gain = (control["cer"][split] - row["cer"][split]) / control["cer"][split]
-    detail = (
-        f"{100 * row['cer'][split]:.1f}% against `{control['name']}` {100 * control['cer'][split]:.1f}% "
-        f"({split}): {100 * gain:+.1f}% relative"
-    )
-    tests = seed_tests(row, control, split)
+    gain, detail, tests = _against(row, control, split)
     if tests:
         detail += f"; one-sided permutation p over the seeds {tests['p_better']:.3g} (null: not better)"
     return {**_verdict(target, row["name"], gain, 0.0, gain > 0, detail), **tests}
