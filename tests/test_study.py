@@ -432,12 +432,17 @@ def test_study_writes_study_json_and_md(study):
     assert "The parameter count alone" in text
 
 
-def test_running_it_again_retrains_nothing(study, study_config, capsys):
+def test_running_it_again_retrains_nothing(study, study_config, capsys, monkeypatch):
     out, _ = study
     runs = sorted(out.glob("*/*/*/run.json")) + sorted(out.glob("search/*/run.json"))
     assert len(runs) >= 5  # one search, at least two networks (a pick may repeat another) x two seeds
     before = {p: p.stat().st_mtime_ns for p in runs}
     checkpoints = {p: p.stat().st_mtime_ns for p in out.rglob("*.ckpt")}
+
+    def drawn_again(*args, **kwargs):
+        raise AssertionError("the control was drawn again: arch/ holds it")
+
+    monkeypatch.setattr(plan, "most_parameters_path", drawn_again)
     run_study(study_config, out)
     said = capsys.readouterr().out
     assert "search: 2 of 2 finished already, 0 to run" in said and "select: 1 of 1 finished already" in said

@@ -162,12 +162,15 @@ def _archs(
         archs += [Arch(spec.name, "baseline", spec, label, ms) for label, ms in fits]
     # last, so that a network the study has under another name too is owned (and scored) by it
     for label, ms in budgets if study["controls"]["params_max"] else []:
+        name = f"params-max-{label}"
+        if plan.arch_path(out, name).is_file():  # drawn when this study was first planned: not again
+            archs.append(Arch(name, "control", ArchSpec.load(plan.arch_path(out, name)), label, ms))
+            continue
         floor = (study["select"] or {}).get("floor")  # the select's band, where one selects
         path, note = plan.most_parameters_path(
             space, costs, ms, floor, study["controls"]["draws"], study["random"]["seed"]
         )
         if path is not None:
-            name = f"params-max-{label}"
             archs.append(Arch(name, "control", space.derive(path, name), label, ms))
         notes += [f"budget {label}: {note}"] if note else []
     return archs, notes, unpicked
