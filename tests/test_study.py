@@ -560,6 +560,7 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
         assert one["seconds"] <= uniform["route_seconds"] + 0.01
         assert one["vs_retrain_alone"] == pytest.approx(one["seconds"] / seconds, abs=1e-3)
         assert f"for {label} alone" in text
+    assert "each budget's own: " in text  # the select's line splits its seconds too
     assert by_run["st-s0-p100"]["route_seconds"] == by_run["st-s0-p100"]["seconds"]  # picks by itself
     assert all(s["ran_alone"] for s in by_run.values())  # --parallel 1: every stage one run at a time
     assert "One retrain timed alone" in text

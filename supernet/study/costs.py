@@ -164,6 +164,16 @@ def _one_vs_many(searches: list[dict], selects: list[dict]) -> list[dict]:
     return rows
 
 
+def _split(select: dict, fmt) -> str:
+    """A select's seconds split into its start and each budget's own (``budget_seconds``), where
+    it kept them."""
+    own = select.get("budget_seconds")
+    if not own:
+        return ""
+    each = ", ".join(f"{label} {fmt(seconds, ' s')}" for label, seconds in own.items())
+    return f" (its start {fmt(select['start_seconds'], ' s')}; each budget's own: {each})"
+
+
 def markdown(costs: dict[str, Any]) -> list[str]:
     """The cost section of ``study.md``."""
     fmt = lambda v, unit="": "-" if v is None else f"{v:.0f}{unit}" if unit else f"{v:.2f}"  # noqa: E731
@@ -212,6 +222,7 @@ def markdown(costs: dict[str, Any]) -> list[str]:
             "",
             *(
                 f"- select `{s['run']}` ({len(s['budgets'])} budgets): {fmt(s['seconds'], ' s')}"
+                + _split(s, fmt)
                 for s in costs["selects"]
             ),
         ]
