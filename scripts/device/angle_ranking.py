@@ -23,10 +23,12 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 from study_pieces import ranked_group, retrained, write_result  # scripts/device, beside this file
 from train_supernet import train
 
+from supernet.errors import UserError
+from supernet.search.extract import load_search_checkpoint
+from supernet.select.angle import require_initial_weights
 from supernet.study import rank
 
 MEASURES = ("loss", "cer", "init_cosine")
@@ -46,10 +48,13 @@ def main() -> None:
     args = parser.parse_args()
     options = ["trainer.max_epochs=20", "model.warmup_epochs=10", "model.keep_initial_weights=true"]
     began = time.perf_counter()
-    if args.ckpt and "initial_weights" not in torch.load(args.ckpt, map_location="cpu", weights_only=False):
-        raise SystemExit(
-            f"{args.ckpt}: kept no initial weights (search with model.keep_initial_weights=true)"
-        )
+    if args.ckpt:  # refused before any scoring, as `supernet select --metric init_cosine` refuses it
+        try:
+            require_initial_weights(
+                load_search_checkpoint(args.ckpt)[2]["kept_initial_weights"], args.ckpt, "--ckpt"
+            )
+        except UserError as err:
+            raise SystemExit(str(err)) from None
     last, data = (args.ckpt, args.data) if args.ckpt else train(args.work, args.table, options)
     trained_in = None if args.ckpt else round(time.perf_counter() - began, 1)
     measures = ("init_cosine",) if args.angle_only else MEASURES

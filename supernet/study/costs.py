@@ -22,12 +22,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _read(path: Path) -> dict[str, Any]:
+    """A run's JSON file, or {} where it is missing or unreadable (a run not finished)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def read_numbers(path: Path, *keys: str) -> list[float | None]:
     """``keys`` of a run's JSON file, read once (None where the file or the key is missing)."""
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        found = {}
+    found = _read(path)
     return [None if found.get(key) is None else float(found[key]) for key in keys]
 
 
@@ -56,10 +61,7 @@ def retrain_alone(run, options: dict) -> dict[str, Any] | None:
 def _select_row(run, supernet: str, budgets: list[tuple[str, float]]) -> dict[str, Any]:
     """A select's seconds, and of them each budget's own (``select.json``'s ``budget_seconds``, keyed
     there by the budget in ms) under the study's label, and the start every select pays."""
-    try:
-        found = json.loads((run.out / "select.json").read_text())
-    except (OSError, ValueError):
-        found = {}
+    found = _read(run.out / "select.json")
     own = found.get("budget_seconds") or {}
     by_label = {label: own.get(f"{ms:g}") for label, ms in budgets}
     seconds = found.get("seconds")

@@ -163,8 +163,9 @@ def _archs(
     # last, so that a network the study has under another name too is owned (and scored) by it
     for label, ms in budgets if study["controls"]["params_max"] else []:
         name = f"params-max-{label}"
-        if plan.arch_path(out, name).is_file():  # drawn when this study was first planned: not again
-            archs.append(Arch(name, "control", ArchSpec.load(plan.arch_path(out, name)), label, ms))
+        kept = plan.arch_path(out, name)
+        if kept.is_file():  # drawn when this study was first planned: not again
+            archs.append(Arch(name, "control", ArchSpec.load(kept), label, ms))
             continue
         floor = (study["select"] or {}).get("floor")  # the select's band, where one selects
         path, note = plan.most_parameters_path(
