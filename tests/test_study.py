@@ -519,10 +519,11 @@ def test_a_partial_report_runs_nothing_and_needs_no_checkpoint(study, study_conf
 def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it(
     study, study_config, tmp_path
 ):
-    """A finished study resumed with ``alone_retrain`` (a copy at the same path, the original put
-    back after): only the retrain timed alone runs (the stage's first network, its first seed,
-    under alone/, not counted among the study's retrains); each search's route (the uniform
-    supernet with its select) is set against it."""
+    """A finished study resumed with ``alone_retrain`` and ``alone_route`` (a copy at the same path,
+    the original put back after): only the retrain timed alone runs (the stage's first network, its
+    first seed, under alone/, not counted among the study's retrains); each search's route (the
+    uniform supernet with its select) is set against it. The route timed again (the uniform
+    supernet, its select and the same retrain, in alone_route/) judges that supernet instead."""
     import shutil
 
     out, summary = study
@@ -530,10 +531,21 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
     shutil.move(out, kept)
     try:
         shutil.copytree(kept, out, ignore=shutil.ignore_patterns("*.ckpt"))
-        again = run_study(study_config, out, alone_retrain=True)
+        again = run_study(study_config, out, alone_retrain=True, alone_route=True)
         [metrics] = list((out / "alone").glob("*/seed0/metrics.json"))
         seconds = json.loads(metrics.read_text())["train_seconds"]
         text = (out / "study.md").read_text()
+        route_runs = sorted(
+            str(p.relative_to(out / "alone_route")) for p in (out / "alone_route").glob("*/*")
+        )
+        route_seconds = (
+            json.loads((out / "alone_route/search/uniform-s0-any/search.json").read_text())["search_seconds"],
+            json.loads((out / "alone_route/select/uniform-s0-any-random/select.json").read_text())["seconds"],
+            json.loads((out / "alone_route/retrain/st-s0-p100/seed0/metrics.json").read_text())[
+                "train_seconds"
+            ],
+        )
+        resumed = run_study(study_config, out)["costs"]["route_alone"]  # kept: read, not run again
     finally:
         shutil.rmtree(out, ignore_errors=True)
         shutil.move(kept, out)
@@ -564,6 +576,17 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
     assert by_run["st-s0-p100"]["route_seconds"] == by_run["st-s0-p100"]["seconds"]  # picks by itself
     assert all(s["ran_alone"] for s in by_run.values())  # --parallel 1: every stage one run at a time
     assert "One retrain timed alone" in text
+    assert route_runs == ["retrain/st-s0-p100", "search/uniform-s0-any", "select/uniform-s0-any-random"]
+    route = again["costs"]["route_alone"]
+    supernet_s, select_s, retrain_s = route_seconds
+    assert route["search"] == "uniform-s0-any" and route["retrain"]["seconds"] == retrain_s
+    assert route["route_seconds"] == pytest.approx(supernet_s + select_s, abs=0.01)
+    assert route["vs_retrain_alone"] == pytest.approx((supernet_s + select_s) / retrain_s, abs=1e-3)
+    assert sorted(route["one_budget"]) == sorted(select["budgets"])
+    assert resumed == route
+    [judged] = [v for v in again["verdicts"] if "retrain" in v["target"] and v["subject"] == "uniform-s0-any"]
+    assert judged["value"] == route["vs_retrain_alone"] and "--alone-route" in judged["detail"]
+    assert "Timed again in one go on one machine" in text
 
 
 def test_a_study_that_lost_its_checkpoints_resumes_its_retrains(study, study_config, tmp_path, monkeypatch):

@@ -143,6 +143,43 @@ def test_a_study_side_by_side_judges_a_search_alone_in_its_stage_against_a_retra
     assert v["met"] is None and v["value"] is None and "not known yet" in v["detail"]
 
 
+def test_a_route_timed_again_on_one_machine_outranks_the_stages_and_the_alone_retrain():
+    """--alone-route's figures judge the search it repeated, whatever the study's own stages say
+    (2.12x across two machines, 1.63x on one); another search keeps its own verdict; a capped
+    route cannot tell."""
+    select = {"seconds": 58.4}
+    route = {
+        "search": "u", "supernet_seconds": 76.3, "select": select, "route_seconds": 134.7,
+        "retrain": {"run": "pick/seed0", "seconds": 82.7, "capped": False}, "capped": False,
+        "vs_retrain_alone": 1.629, "one_budget": {"b": {"seconds": 113.1, "vs_retrain_alone": 1.367}},
+    }  # fmt: skip
+    searches = [
+        {"run": "u", "vs_retrain": 0.43, "capped": False, "route_seconds": 214.0, "with_selects": True,
+         "ran_alone": True, "vs_retrain_alone": 2.12, "route_vs_retrain": 2.12},
+        {"run": "other", "vs_retrain": 0.4, "capped": False, "route_seconds": 100.0, "with_selects": False,
+         "ran_alone": True, "vs_retrain_alone": 0.99},
+    ]  # fmt: skip
+    alone = {"run": "pick/seed0", "seconds": 101.0, "capped": False}
+    costs = {"parallel": 36, "searches": searches, "one_supernet_vs_per_budget": [], "retrain_alone": alone}
+
+    def judged(costs):
+        return {v["subject"]: v for v in verdict.judge(summary([], (), costs)) if "retrain" in v["target"]}
+
+    assert {s: (v["met"], v["value"]) for s, v in judged(costs).items()} == {
+        "u": (False, 2.12), "other": (True, 0.99)
+    }  # fmt: skip
+    out = judged({**costs, "route_alone": route})
+    assert {s: (v["met"], v["value"]) for s, v in out.items()} == {"u": (True, 1.629), "other": (True, 0.99)}
+    detail = out["u"]["detail"]
+    assert "--alone-route" in detail and "76 s" in detail and "58 s" in detail and "83 s" in detail
+    assert "b 1.37x" in detail  # one budget's route beside it
+    slow = {**route, "vs_retrain_alone": 2.4}
+    assert judged({**costs, "route_alone": slow})["u"]["met"] is False
+    capped = {**route, "capped": True}
+    v = judged({**costs, "route_alone": capped})["u"]
+    assert v["met"] is None and "time cap" in v["detail"]
+
+
 def test_with_each_seeds_cer_the_gain_over_the_baseline_gets_permutation_p_values():
     """3 seeds against 3: every pick seed below every baseline seed gives the least p, 1/20; a pick
     interleaved with the baseline ([1, 2, 5] against [3, 4, 6] hundredths) gives 4/20; against the

@@ -12,6 +12,9 @@
 # (default /tmp/study_CONFIG); a resumed study needs the folder it ran in, since its runs name it.
 # ALONE_RETRAIN=1 passes --alone-retrain: one more retrain timed alone at the end, against which the
 # study judges a search that ran alone in its stage (the <= 2x target) although its retrains shared.
+# ALONE_ROUTE=1 passes --alone-route: the first supernet, its select and one retrain timed again, one
+# after another on this machine (the 2x target is then judged on them; a resumed study's own stages
+# may have run on another machine).
 set -o pipefail
 config=${1:?usage: scripts/device/study.sh CONFIG [PARALLEL] [LIMIT_S]}
 parallel=${2:-24}
@@ -30,7 +33,7 @@ if [ -n "${STUDY_FROM:-}" ]; then
   fi
 fi
 start=$(date +%s)
-timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" ${ALONE_RETRAIN:+--alone-retrain} >"$out/study.log" 2>&1
+timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" ${ALONE_RETRAIN:+--alone-retrain} ${ALONE_ROUTE:+--alone-route} >"$out/study.log" 2>&1
 rc=$?  # 124: stopped at the limit (run the same call again while the machine is warm to resume)
 echo "study: $(( $(date +%s) - start )) s, exit $rc" >>"$out/study.log"
 cp "$work"/study.json "$work"/study.md "$out"/ 2>/dev/null

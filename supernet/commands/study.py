@@ -31,6 +31,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="after the retrains, time one more retrain with the machine to itself: with --parallel above 1, "
         "the cost target is then judged for a search that ran alone in its stage",
     )
+    parser.add_argument(
+        "--alone-route",
+        action="store_true",
+        help="after the retrains, time a supernet's route again on this machine, one run after another "
+        "(its training, its select, one retrain, in DIR/alone_route/): the 2x cost target is then judged on "
+        "these, so a study resumed on another machine still compares one machine's seconds",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the study that --out holds")
     parser.add_argument(
         "--partial",
@@ -47,5 +54,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.parallel < 1:
         raise UserError(f"--parallel must be at least 1, got {args.parallel}")
-    run_study(args.config, args.out, args.parallel, args.overwrite, alone_retrain=args.alone_retrain)
+    run_study(
+        args.config,
+        args.out,
+        args.parallel,
+        args.overwrite,
+        alone_retrain=args.alone_retrain,
+        alone_route=args.alone_route,
+    )
     return 0

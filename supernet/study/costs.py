@@ -11,7 +11,9 @@ a ratio compares like with like only within a stage: searches with searches, ret
 retrains, side by side as the study ran them. Where the retrains ran side by side, one more
 retrain timed alone (``supernet study --alone-retrain``) is the reference for a search that also
 ran alone in its stage: a supernet that picks nothing counts with its selects (the route a user
-runs; every budget's select, so it is never flattered).
+runs; every budget's select, so it is never flattered). ``--alone-retrain`` may run on another
+machine than the searches did (a resume); ``--alone-route`` times a supernet, its select and a
+retrain again, one after another on one machine, and the 2x target is then judged on those.
 """
 
 from __future__ import annotations
@@ -105,12 +107,36 @@ def _route(
     }
 
 
+def route_alone(route, study: dict) -> dict[str, Any] | None:
+    """``--alone-route``'s figures (``route``: a ``plan.RouteAlone``): the supernet's, its select's
+    and the retrain's own seconds, and the route against the retrain (every budget's select, and
+    ``one_budget``), or None where a run is not finished."""
+    if route is None:
+        return None
+    seconds, epochs = read_numbers(route.supernet.out / "search.json", "search_seconds", "epochs")
+    retrain = retrain_alone(route.retrain, study["retrain"]["options"])
+    selects = (
+        [] if route.select is None else [_select_row(route.select, route.supernet.out.name, route.budgets)]
+    )
+    if seconds is None or retrain is None or any(s["seconds"] is None for s in selects):
+        return None
+    supernet = {"run": route.supernet.out.name, "budget": None if selects else "its own", "seconds": seconds}
+    return {
+        "search": route.search, "supernet_seconds": seconds, "select": selects[0] if selects else None,
+        "retrain": retrain, "capped": bool(_capped(epochs, study["search"]["options"])) or retrain["capped"],
+        **{k: v for k, v in _route(supernet, selects, None, retrain, ["search", "select"]).items()
+           if k in ("route_seconds", "vs_retrain_alone", "one_budget")},
+    }  # fmt: skip
+
+
 def collect(
     study: dict, searches: dict, selects: dict, retrains: dict, alone_stages: list[str] = (), alone_run=None,
+    route=None,
 ) -> dict[str, Any]:  # fmt: skip
     """``searches``: {(method, seed, budget or None): Run}; ``selects``: {search key: (Run, its
     budgets)}; ``retrains``: {key: [Run]} as the study planned them; ``alone_stages``: the stages
-    whose runs had the machine to themselves; ``alone_run``: the retrain ``--alone-retrain`` times."""
+    whose runs had the machine to themselves; ``alone_run``: the retrain ``--alone-retrain`` times;
+    ``route``: the runs ``--alone-route`` times (``route_alone``)."""
     read = [
         read_numbers(run.out / "metrics.json", "train_seconds", "epochs")
         for runs in retrains.values()
@@ -136,6 +162,7 @@ def collect(
     return {
         "retrain_seconds": {"mean": mean_retrain, "runs": len(retrain), "capped": capped},
         "retrain_alone": alone,
+        "route_alone": route_alone(route, study),
         "searches": search_rows,
         "selects": select_rows,
         "one_supernet_vs_per_budget": _one_vs_many(search_rows, select_rows),
@@ -176,9 +203,37 @@ def _split(select: dict, fmt) -> str:
     return f" (its start {fmt(select['start_seconds'], ' s')}; each budget's own: {each})"
 
 
+def _fmt(value, unit: str = "") -> str:
+    """Seconds (with ``unit``) to the second, ratios to the hundredth; "-" where not known."""
+    return "-" if value is None else f"{value:.0f}{unit}" if unit else f"{value:.2f}"
+
+
+def route_sentence(route: dict) -> str:
+    """``route_alone`` in words (the cost section and the 2x verdict's detail)."""
+    fmt = _fmt
+    select = route["select"]
+    what = f" and its select for every budget {fmt(select['seconds'], ' s')}" if select else ""
+    each = ", ".join(
+        f"{label} {fmt(b['vs_retrain_alone'])}x" for label, b in (route["one_budget"] or {}).items()
+    )
+    return (
+        f"Timed again in one go on one machine, each run alone (`--alone-route`, in `alone_route/`): "
+        f"`{route['search']}`'s supernet {fmt(route['supernet_seconds'], ' s')}{what}, "
+        f"{fmt(route['route_seconds'], ' s')}, against one retrain (`{route['retrain']['run']}`) "
+        f"{fmt(route['retrain']['seconds'], ' s')}: {fmt(route['vs_retrain_alone'])}x"
+        + (
+            f"; for one budget alone (the supernet, the select's start and that budget's own seconds): {each}"
+            if each
+            else ""
+        )
+        + (" (time cap reached: the ratio measures the cap)" if route["capped"] else "")
+        + "."
+    )
+
+
 def markdown(costs: dict[str, Any]) -> list[str]:
     """The cost section of ``study.md``."""
-    fmt = lambda v, unit="": "-" if v is None else f"{v:.0f}{unit}" if unit else f"{v:.2f}"  # noqa: E731
+    fmt = _fmt
     mean = costs["retrain_seconds"]["mean"]
     lines = [
         "## What the runs cost",
@@ -219,6 +274,9 @@ def markdown(costs: dict[str, Any]) -> list[str]:
                 ]
             ),
         ]
+    route = costs.get("route_alone")
+    if route:
+        lines += ["", route_sentence(route)]
     if costs["selects"]:
         lines += [
             "",

@@ -49,7 +49,7 @@ STUDY_FILES = (
     MARKER, "study.json", "study.md", "space.yaml", "latency.json", "supernet_scores.json", "latency_measured.json",
     "partial.json", "partial.md", "sharing.json"
 )  # fmt: skip
-STUDY_FOLDERS = ("arch", "search", "select", "retrain", "alone", "plots", "plots_partial")
+STUDY_FOLDERS = ("arch", "search", "select", "retrain", "alone", "alone_route", "plots", "plots_partial")
 STAGES = ("search", "select", "retrain")
 
 
@@ -288,6 +288,8 @@ class Planned:
     unpicked: list = field(default_factory=list)  # picks not made yet (a partial report)
     owners: dict = field(default_factory=dict)  # one retrain per network, under the first name it has
     retrains: dict = field(default_factory=dict)
+    table_path: Any = None  # where the table is (a path the runs' arguments name)
+    route: Any = None  # plan.RouteAlone: the route --alone-route times (None before the retrains are planned)
 
 
 def _plan_searches(
@@ -308,7 +310,7 @@ def _plan_searches(
         for method in search["methods"] for seed in search["seeds"]
         for budget in (budgets if picks_architecture(method) else [None])
     }  # fmt: skip
-    return Planned(table, costs, budgets, searches), table_path
+    return Planned(table, costs, budgets, searches, table_path=table_path), table_path
 
 
 def _plan_selects(study: dict, out: Path, data: Path, planned: Planned, table_path: Path) -> None:
@@ -393,14 +395,36 @@ def _retrain_queue(planned: Planned) -> list[tuple[str, Arch]]:
     return sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
 
 
-def _retrain_alone(out: Path, planned: Planned) -> Run | None:
+def _retrain_alone(out: Path, planned: Planned, folder: str = "alone") -> Run | None:
     """The retrain ``--alone-retrain`` times with the machine to itself: the retrain stage's first
-    network, its first seed again, in ``alone/`` (the study's own run stays as it ran)."""
+    network, its first seed again, in ``folder`` (the study's own run stays as it ran)."""
     if not planned.owners:
         return None
     key, arch = _retrain_queue(planned)[0]
     first = planned.retrains[key][0]
-    return Run("retrain", out / "alone" / arch.name / first.out.name, first.argv)
+    return Run("retrain", out / folder / arch.name / first.out.name, first.argv)
+
+
+def _plan_route_alone(study: dict, out: Path, data: Path, planned: Planned) -> None:
+    """``--alone-route``'s runs, in ``alone_route/``: the first supernet with a select (else the
+    first search) trained again, its select again, and ``_retrain_alone``'s retrain. Why again, and
+    not the study's own runs: a study resumed on another machine (``--alone-retrain`` after its
+    searches) compares machines, whose speeds differ by more than the 2x target's margin (the same
+    route's retrain took 83 s on one H100 and 101 s on another, docs/results.md)."""
+    if not planned.owners or not planned.searches:
+        return
+    key = next((k for k in planned.searches if k in planned.selects), next(iter(planned.searches)))
+    method, seed, budget = key
+    root = out / "alone_route"
+    supernet = plan.search_run(
+        study, root, data, out / "space.yaml", planned.table_path, method, seed, budget
+    )
+    select, budgets = None, []
+    if key in planned.selects:
+        budgets = planned.selects[key][1]
+        select = plan.select_run(study, root, data, supernet, planned.table_path, budgets)
+    retrain = _retrain_alone(root, planned, "retrain")
+    planned.route = plan.RouteAlone(planned.searches[key].out.name, supernet, select, budgets, retrain)
 
 
 def _rows(
@@ -470,6 +494,7 @@ def _summary(
                 planned.retrains,
                 _alone_stages(out, planned),
                 _retrain_alone(out, planned),
+                planned.route,
             ),
             "parallel": _sharing(out),  # runs side by side in every stage (None: not known, or it varied)
         },
@@ -484,9 +509,11 @@ def run_study(
     parallel: int = 1,
     overwrite: bool = False,
     alone_retrain=False,
+    alone_route=False,
 ) -> dict:
     """Run (or resume) the study of ``config`` in ``out``; returns what ``study.json`` holds.
-    ``alone_retrain``: then time one retrain alone (``costs.retrain_alone``)."""
+    ``alone_retrain``: then time one retrain alone (``costs.retrain_alone``); ``alone_route``: then
+    time a supernet's whole route again on this machine, one run after another (``costs.route_alone``)."""
     start, study, out = time.perf_counter(), load_config(config), Path(out)
     data = plan.prepare_corpus(study)
     test_sets = check_test_sets(data, study["test_sets"])
@@ -515,6 +542,12 @@ def run_study(
     execute(retrains, parallel, "retrain", _sharing_of(out, "retrain", parallel))
     if alone_retrain and planned.owners:
         execute([_retrain_alone(out, planned)], 1, "retrain alone")
+    _plan_route_alone(study, out, data, planned)
+    if alone_route and planned.route:
+        route = planned.route
+        for run, what in ((route.supernet, "search"), (route.select, "select"), (route.retrain, "retrain")):
+            if run is not None:
+                execute([run], 1, f"{what} alone (route)")
 
     rows, standalone, budgets = _rows(planned, test_sets, scores, measured, planned.owners)
     summary = {
@@ -561,6 +594,7 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     )
     _plan_selects(study, out, data, planned, table_path)
     _plan_retrains(study, out, data, space, baselines, planned, stored=True)
+    _plan_route_alone(study, out, data, planned)
     done = {key for key, runs in planned.retrains.items() if all(_finished(run) for run in runs)}
     first = next((report.read_metrics(planned.retrains[k][0].out) for k in done), {"cer": {}})
     test_sets = study["test_sets"] or [s for s in first["cer"] if s != "dev"]

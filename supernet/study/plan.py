@@ -57,6 +57,19 @@ class Run:
         return self.out / "checkpoints" / "last.ckpt"
 
 
+@dataclass
+class RouteAlone:
+    """The route ``supernet study --alone-route`` times again in one go, each run with the machine to
+    itself: the study's search ``search`` trained again (``supernet``), its select again (None for a
+    search that picks by itself) for ``budgets``, and one retrain (``retrain``)."""
+
+    search: str
+    supernet: Run
+    select: Run | None
+    budgets: list
+    retrain: Run
+
+
 def prepare_corpus(study: dict) -> Path:
     """The corpus folder; the built-in corpus is built first when ``corpus.build`` asks for it."""
     corpus = study["corpus"]

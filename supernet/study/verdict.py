@@ -18,6 +18,7 @@ import math
 import statistics
 from typing import Any
 
+from supernet.study import costs as run_costs
 from supernet.study.permutation import least_p, permutation_p
 
 GAIN_OVER_BASELINE = 0.05
@@ -236,9 +237,13 @@ def judge(summary: dict[str, Any]) -> list[dict]:
         ))  # fmt: skip
     costs = summary.get("costs") or {}
     retrains_capped = bool((costs.get("retrain_seconds") or {}).get("capped"))
+    route = costs.get("route_alone")
     for search in costs.get("searches", []):
         notes = _cost_caveats(costs, bool(search.get("capped")) or retrains_capped)
-        if notes and _alone_judges(costs, search):
+        if route and route["search"] == search["run"]:  # one machine, one go: it outranks the rest
+            ratio, notes = route["vs_retrain_alone"], [run_costs.route_sentence(route)]
+            met = None if route["capped"] else ratio <= SEARCH_VS_RETRAIN
+        elif notes and _alone_judges(costs, search):
             ratio, notes = search["vs_retrain_alone"], [_alone_detail(costs, search)]
             if search.get("capped"):
                 notes.append("time cap reached: the ratio measures the cap")
