@@ -1,0 +1,84 @@
+"""Another search's picks judged against a kept study's baselines and random paths: was the study's
+pick one lucky run of its route? (issue 16: the study ran its route once)
+
+The picks are ``scripts/device/retrain_archs.py`` rows, retrained with the study's recipe and seeds
+(``scripts/device/route2.sh``). Each is named ``...-LABEL`` after the study budget it was picked
+for, and joins that budget's rows as a searched row; the verdicts of ``supernet.study.verdict``
+are then judged for it against the study's own rows, as they were (the study's own pick is
+judged in its ``study.md``). Its latency is the study's table's prediction.
+
+    python scripts/extra_picks_report.py docs/study/h200_route/study.json \
+        docs/study/h200_route/route2/retrain_archs.json --out docs/study/h200_route/route2/verdicts.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from supernet.archspec import ArchSpec
+from supernet.latency.table import LatencyTable
+from supernet.study import verdict
+from supernet.study.report import cer_cell
+
+
+def budget_of(name: str, labels: list[str]) -> str:
+    """The study budget a pick's name ends with (the longest label that fits: ``0.5xbudget`` before
+    ``budget``)."""
+    found = sorted((label for label in labels if name.endswith(f"-{label}")), key=len, reverse=True)
+    if not found:
+        raise SystemExit(f"{name}: its name ends with none of the study's budgets {labels}")
+    return found[0]
+
+
+def judged(study: dict, picks: dict, table: LatencyTable) -> tuple[list[dict], list[dict]]:
+    """The picks as searched rows of their budgets, and their verdicts against the study's rows."""
+    budgets = {b["budget"]: b["ms"] for b in study["budgets"]}
+    others = [r for r in study["rows"] if r["kind"] != "searched"]
+    rows = []
+    for pick in picks["rows"]:
+        label = budget_of(pick["name"], list(budgets))
+        spec = ArchSpec.from_dict(pick["arch"])
+        rows.append({
+            **pick, "kind": "searched", "method": "uniform+predictor (route run again)", "budget": label,
+            "budget_ms": budgets[label], "predicted_ms": table.predict(spec),
+        })  # fmt: skip
+    summary = {**study, "rows": others + rows, "ranking": [], "costs": None}
+    names = {r["name"] for r in rows}
+    return rows, [v for v in verdict.judge(summary) if v["subject"] in names]
+
+
+def markdown(rows: list[dict], verdicts: list[dict]) -> str:
+    sets = [s for s in rows[0]["cer"] if s != "dev"]
+    lines = [
+        "| budget | name | params | predicted ms | retrain seeds | dev CER % | "
+        + " | ".join(f"{s} CER %" for s in sets)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(sets),
+        *(
+            f"| {r['budget']} | `{r['name']}` | {r['params']:,} | {r['predicted_ms']:.3f} | {r['retrain_seeds']} | "
+            + " | ".join(cer_cell(r, s) for s in ["dev", *sets])
+            + " |"
+            for r in rows
+        ),
+    ]
+    return "\n".join(lines + [""] + verdict.markdown(verdicts)) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", type=Path, help="the study's study.json (its latency.json beside it)")
+    parser.add_argument("picks", type=Path, help="retrain_archs.py's JSON of the picks")
+    parser.add_argument("--out", type=Path, help="also write the Markdown here")
+    args = parser.parse_args()
+    study = json.loads(args.study.read_text())
+    table = LatencyTable.load(args.study.parent / "latency.json")
+    text = markdown(*judged(study, json.loads(args.picks.read_text()), table))
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
