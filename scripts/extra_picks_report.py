@@ -32,16 +32,20 @@ def budget_of(name: str, labels: list[str]) -> str:
     return found[0]
 
 
-def judged(study: dict, picks: dict, table: LatencyTable) -> tuple[list[dict], list[dict]]:
-    """The picks as searched rows of their budgets, and their verdicts against the study's rows."""
+def judged(study: dict, picks: dict, table: LatencyTable, method: str) -> tuple[list[dict], list[dict]]:
+    """The finished picks as searched rows of their budgets (``method`` names how they were picked),
+    and their verdicts against the study's rows."""
     budgets = {b["budget"]: b["ms"] for b in study["budgets"]}
     others = [r for r in study["rows"] if r["kind"] != "searched"]
     rows = []
     for pick in picks["rows"]:
+        if not pick.get("retrain_seeds"):
+            print(f"{pick['name']}: no retrain seed finished, left out")
+            continue
         label = budget_of(pick["name"], list(budgets))
         spec = ArchSpec.from_dict(pick["arch"])
         rows.append({
-            **pick, "kind": "searched", "method": "uniform+predictor (route run again)", "budget": label,
+            **pick, "kind": "searched", "method": method, "budget": label,
             "budget_ms": budgets[label], "predicted_ms": table.predict(spec),
         })  # fmt: skip
     summary = {**study, "rows": others + rows, "ranking": [], "costs": None}
@@ -70,11 +74,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", type=Path, help="the study's study.json (its latency.json beside it)")
     parser.add_argument("picks", type=Path, help="retrain_archs.py's JSON of the picks")
+    parser.add_argument(
+        "--method", default="uniform+predictor", help="how the picks were made (the rows' method)"
+    )
     parser.add_argument("--out", type=Path, help="also write the Markdown here")
     args = parser.parse_args()
     study = json.loads(args.study.read_text())
     table = LatencyTable.load(args.study.parent / "latency.json")
-    text = markdown(*judged(study, json.loads(args.picks.read_text()), table))
+    rows, verdicts = judged(study, json.loads(args.picks.read_text()), table, args.method)
+    if not rows:
+        raise SystemExit(f"{args.picks}: no pick has a finished retrain seed")
+    text = markdown(rows, verdicts)
     print(text, end="")
     if args.out:
         args.out.write_text(text)

@@ -538,14 +538,18 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
         route_runs = sorted(
             str(p.relative_to(out / "alone_route")) for p in (out / "alone_route").glob("*/*")
         )
+        route_retrain = out / "alone_route/retrain/uniform-s0-any-random-p100/seed0"
         route_seconds = (
             json.loads((out / "alone_route/search/uniform-s0-any/search.json").read_text())["search_seconds"],
             json.loads((out / "alone_route/select/uniform-s0-any-random/select.json").read_text())["seconds"],
-            json.loads((out / "alone_route/retrain/st-s0-p100/seed0/metrics.json").read_text())[
-                "train_seconds"
-            ],
+            json.loads((route_retrain / "metrics.json").read_text())["train_seconds"],
         )
         resumed = run_study(study_config, out)["costs"]["route_alone"]  # kept: read, not run again
+        (route_retrain / "metrics.json").unlink()  # a route stopped before its retrain finished
+        marker = out / "alone_route/search/uniform-s0-any/from_an_earlier_call"
+        marker.touch()
+        rerun = run_study(study_config, out, alone_route=True)["costs"]["route_alone"]
+        started_over = not marker.exists()
     finally:
         shutil.rmtree(out, ignore_errors=True)
         shutil.move(kept, out)
@@ -576,7 +580,9 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
     assert by_run["st-s0-p100"]["route_seconds"] == by_run["st-s0-p100"]["seconds"]  # picks by itself
     assert all(s["ran_alone"] for s in by_run.values())  # --parallel 1: every stage one run at a time
     assert "One retrain timed alone" in text
-    assert route_runs == ["retrain/st-s0-p100", "search/uniform-s0-any", "select/uniform-s0-any-random"]
+    assert route_runs == [
+        "retrain/uniform-s0-any-random-p100", "search/uniform-s0-any", "select/uniform-s0-any-random"
+    ]  # fmt: skip
     route = again["costs"]["route_alone"]
     supernet_s, select_s, retrain_s = route_seconds
     assert route["search"] == "uniform-s0-any" and route["retrain"]["seconds"] == retrain_s
@@ -584,6 +590,7 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
     assert route["vs_retrain_alone"] == pytest.approx((supernet_s + select_s) / retrain_s, abs=1e-3)
     assert sorted(route["one_budget"]) == sorted(select["budgets"])
     assert resumed == route
+    assert started_over and rerun is not None and rerun["search"] == "uniform-s0-any"
     [judged] = [v for v in again["verdicts"] if "retrain" in v["target"] and v["subject"] == "uniform-s0-any"]
     assert judged["value"] == route["vs_retrain_alone"] and "--alone-route" in judged["detail"]
     assert "Timed again in one go on one machine" in text

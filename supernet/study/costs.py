@@ -120,12 +120,12 @@ def route_alone(route, study: dict) -> dict[str, Any] | None:
     )
     if seconds is None or retrain is None or any(s["seconds"] is None for s in selects):
         return None
-    supernet = {"run": route.supernet.out.name, "budget": None if selects else "its own", "seconds": seconds}
+    supernet = {"run": route.supernet.out.name, "budget": route.budget, "seconds": seconds}
+    found = _route(supernet, selects, None, retrain, [])  # every run alone: ran_alone is not asked
     return {
         "search": route.search, "supernet_seconds": seconds, "select": selects[0] if selects else None,
         "retrain": retrain, "capped": bool(_capped(epochs, study["search"]["options"])) or retrain["capped"],
-        **{k: v for k, v in _route(supernet, selects, None, retrain, ["search", "select"]).items()
-           if k in ("route_seconds", "vs_retrain_alone", "one_budget")},
+        **{k: found[k] for k in ("route_seconds", "vs_retrain_alone", "one_budget")},
     }  # fmt: skip
 
 
@@ -208,24 +208,30 @@ def _fmt(value, unit: str = "") -> str:
     return "-" if value is None else f"{value:.0f}{unit}" if unit else f"{value:.2f}"
 
 
-def route_sentence(route: dict) -> str:
-    """``route_alone`` in words (the cost section and the 2x verdict's detail)."""
-    fmt = _fmt
-    select = route["select"]
-    what = f" and its select for every budget {fmt(select['seconds'], ' s')}" if select else ""
+def one_budget_words(one_budget: dict | None) -> str:
+    """A route's ``one_budget`` ratios as a clause ("" where there are none)."""
     each = ", ".join(
-        f"{label} {fmt(b['vs_retrain_alone'])}x" for label, b in (route["one_budget"] or {}).items()
+        f"{label} {_fmt(b['vs_retrain_alone'])}x"
+        for label, b in (one_budget or {}).items()
+        if b["vs_retrain_alone"]
     )
     return (
+        f"; for one budget alone (the supernet, the select's start and that budget's own seconds): {each}"
+        if each
+        else ""
+    )
+
+
+def route_sentence(route: dict) -> str:
+    """``route_alone`` in words (the cost section and the 2x verdict's detail)."""
+    select = route["select"]
+    what = f" and its select for every budget {_fmt(select['seconds'], ' s')}" if select else ""
+    return (
         f"Timed again in one go on one machine, each run alone (`--alone-route`, in `alone_route/`): "
-        f"`{route['search']}`'s supernet {fmt(route['supernet_seconds'], ' s')}{what}, "
-        f"{fmt(route['route_seconds'], ' s')}, against one retrain (`{route['retrain']['run']}`) "
-        f"{fmt(route['retrain']['seconds'], ' s')}: {fmt(route['vs_retrain_alone'])}x"
-        + (
-            f"; for one budget alone (the supernet, the select's start and that budget's own seconds): {each}"
-            if each
-            else ""
-        )
+        f"`{route['search']}`'s supernet {_fmt(route['supernet_seconds'], ' s')}{what}, together "
+        f"{_fmt(route['route_seconds'], ' s')}, against one retrain (`{route['retrain']['run']}`) "
+        f"{_fmt(route['retrain']['seconds'], ' s')}: {_fmt(route['vs_retrain_alone'])}x"
+        + one_budget_words(route["one_budget"])
         + (" (time cap reached: the ratio measures the cap)" if route["capped"] else "")
         + "."
     )
@@ -233,7 +239,7 @@ def route_sentence(route: dict) -> str:
 
 def markdown(costs: dict[str, Any]) -> list[str]:
     """The cost section of ``study.md``."""
-    fmt = _fmt
+    fmt = _fmt  # short: the table below uses it often
     mean = costs["retrain_seconds"]["mean"]
     lines = [
         "## What the runs cost",

@@ -294,7 +294,7 @@ class Planned:
 
 def _plan_searches(
     study: dict, out: Path, data: Path, space, baselines, table_path=None, write: bool = True
-) -> tuple[Planned, Path]:
+) -> Planned:
     table, table_path = (
         plan.latency_table(study, out, space, baselines)
         if table_path is None
@@ -310,13 +310,13 @@ def _plan_searches(
         for method in search["methods"] for seed in search["seeds"]
         for budget in (budgets if picks_architecture(method) else [None])
     }  # fmt: skip
-    return Planned(table, costs, budgets, searches, table_path=table_path), table_path
+    return Planned(table, costs, budgets, searches, table_path=table_path)
 
 
-def _plan_selects(study: dict, out: Path, data: Path, planned: Planned, table_path: Path) -> None:
+def _plan_selects(study: dict, out: Path, data: Path, planned: Planned) -> None:
     select = study["select"] or {"methods": []}
     planned.selects = {  # one select per supernet, for every budget it serves (one for a per-budget search)
-        key: (plan.select_run(study, out, data, run, table_path, these), these)
+        key: (plan.select_run(study, out, data, run, planned.table_path, these), these)
         for key, run in planned.searches.items() if key[0] in select["methods"]
         for these in [planned.budgets if key[2] is None else [key[2]]]
     }  # fmt: skip
@@ -395,36 +395,55 @@ def _retrain_queue(planned: Planned) -> list[tuple[str, Arch]]:
     return sorted(planned.owners.items(), key=lambda item: RETRAIN_ORDER[item[1].kind])
 
 
-def _retrain_alone(out: Path, planned: Planned, folder: str = "alone") -> Run | None:
+def _retrain_alone(
+    out: Path, planned: Planned, folder: str = "alone", picked_by: Path | None = None
+) -> Run | None:
     """The retrain ``--alone-retrain`` times with the machine to itself: the retrain stage's first
-    network, its first seed again, in ``folder`` (the study's own run stays as it ran)."""
+    network (the first that ``picked_by``, a search's or select's folder, picked, where there is
+    one: ``--alone-route``'s retrain), its first seed again, in ``folder`` (the study's own run stays
+    as it ran)."""
     if not planned.owners:
         return None
-    key, arch = _retrain_queue(planned)[0]
+    queue = _retrain_queue(planned)
+    key, arch = next(((k, a) for k, a in queue if picked_by is not None and a.search == picked_by), queue[0])
     first = planned.retrains[key][0]
     return Run("retrain", out / folder / arch.name / first.out.name, first.argv)
 
 
 def _plan_route_alone(study: dict, out: Path, data: Path, planned: Planned) -> None:
-    """``--alone-route``'s runs, in ``alone_route/``: the first supernet with a select (else the
-    first search) trained again, its select again, and ``_retrain_alone``'s retrain. Why again, and
-    not the study's own runs: a study resumed on another machine (``--alone-retrain`` after its
-    searches) compares machines, whose speeds differ by more than the 2x target's margin (the same
-    route's retrain took 83 s on one H100 and 101 s on another, docs/results.md)."""
+    """``--alone-route``'s runs, in ``alone_route/``: the first supernet that picks nothing itself
+    but has a select (else the first search) trained again, that select again, and the retrain of
+    the route's first pick (``_retrain_alone``). Why again, and not the study's own runs: a study
+    resumed on another machine (``--alone-retrain`` after its searches) compares machines, whose
+    speeds differ by more than the 2x target's margin (the same route's retrain took 83-88 s on two
+    H100s and 101 s on a third, docs/results.md)."""
     if not planned.owners or not planned.searches:
         return
-    key = next((k for k in planned.searches if k in planned.selects), next(iter(planned.searches)))
-    method, seed, budget = key
-    root = out / "alone_route"
-    supernet = plan.search_run(
-        study, root, data, out / "space.yaml", planned.table_path, method, seed, budget
-    )
-    select, budgets = None, []
-    if key in planned.selects:
-        budgets = planned.selects[key][1]
+    routes = [k for k in planned.searches if k[2] is None and k in planned.selects]
+    key = routes[0] if routes else next(iter(planned.searches))
+    root, search = out / "alone_route", planned.searches[key]
+    supernet = Run("search", root / "search" / search.out.name, search.argv)
+    select, budgets, picked_by = None, [], search.out
+    if routes:
+        select_run, budgets = planned.selects[key]
         select = plan.select_run(study, root, data, supernet, planned.table_path, budgets)
-    retrain = _retrain_alone(root, planned, "retrain")
-    planned.route = plan.RouteAlone(planned.searches[key].out.name, supernet, select, budgets, retrain)
+        picked_by = select_run.out
+    retrain = _retrain_alone(root, planned, "retrain", picked_by)
+    label = None if key[2] is None else key[2][0]
+    planned.route = plan.RouteAlone(search.out.name, label, supernet, select, budgets, retrain)
+
+
+def _run_route_alone(study: dict, out: Path, route: plan.RouteAlone) -> None:
+    """``--alone-route``: its runs one after another, each alone. A route begun in an earlier call
+    and not finished starts over: that call may have run on another machine."""
+    if run_costs.route_alone(route, study) is not None:
+        return
+    if (out / "alone_route").exists():
+        print(f"[study] {out / 'alone_route'}: an unfinished route, run again from its start in this call")
+        shutil.rmtree(out / "alone_route")
+    for run, what in ((route.supernet, "search"), (route.select, "select"), (route.retrain, "retrain")):
+        if run is not None:
+            execute([run], 1, f"{what} alone (route)")
 
 
 def _rows(
@@ -519,10 +538,10 @@ def run_study(
     test_sets = check_test_sets(data, study["test_sets"])
     space, baselines = plan.space(study), plan.baselines(study)  # names and files checked first
     claim(out, study, overwrite)
-    planned, table_path = _plan_searches(study, out, data, space, baselines)
+    planned = _plan_searches(study, out, data, space, baselines)
     print("[study] budgets: " + ", ".join(f"{label} = {ms:.3f} ms" for label, ms in planned.budgets))
     execute(list(planned.searches.values()), parallel, "search", _sharing_of(out, "search", parallel))
-    _plan_selects(study, out, data, planned, table_path)
+    _plan_selects(study, out, data, planned)
     execute(
         [run for run, _ in planned.selects.values()], parallel, "select", _sharing_of(out, "select", parallel)
     )
@@ -544,10 +563,7 @@ def run_study(
         execute([_retrain_alone(out, planned)], 1, "retrain alone")
     _plan_route_alone(study, out, data, planned)
     if alone_route and planned.route:
-        route = planned.route
-        for run, what in ((route.supernet, "search"), (route.select, "select"), (route.retrain, "retrain")):
-            if run is not None:
-                execute([run], 1, f"{what} alone (route)")
+        _run_route_alone(study, out, planned.route)
 
     rows, standalone, budgets = _rows(planned, test_sets, scores, measured, planned.owners)
     summary = {
@@ -589,10 +605,10 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
         raise UserError(f"{table_path}: missing; the study stopped before it measured its latency table")
     space, baselines = plan.space(study), plan.baselines(study)
     data = Path(study["corpus"]["path"]).resolve()
-    planned, table_path = _plan_searches(
+    planned = _plan_searches(
         study, out, data, space, baselines, table_path or study["latency"]["table"], write=False
     )
-    _plan_selects(study, out, data, planned, table_path)
+    _plan_selects(study, out, data, planned)
     _plan_retrains(study, out, data, space, baselines, planned, stored=True)
     _plan_route_alone(study, out, data, planned)
     done = {key for key, runs in planned.retrains.items() if all(_finished(run) for run in runs)}

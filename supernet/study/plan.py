@@ -60,10 +60,12 @@ class Run:
 @dataclass
 class RouteAlone:
     """The route ``supernet study --alone-route`` times again in one go, each run with the machine to
-    itself: the study's search ``search`` trained again (``supernet``), its select again (None for a
-    search that picks by itself) for ``budgets``, and one retrain (``retrain``)."""
+    itself: the study's search ``search`` (of ``budget``'s label; None: a supernet that picks nothing)
+    trained again (``supernet``), its select again (None for a search that picks by itself) for
+    ``budgets``, and the retrain of its first pick (``retrain``)."""
 
     search: str
+    budget: str | None
     supernet: Run
     select: Run | None
     budgets: list

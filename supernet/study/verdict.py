@@ -196,14 +196,10 @@ def _alone_detail(costs: dict, search: dict) -> str:
         if search.get("with_selects")
         else "the search ran alone in its stage"
     )
-    one = search.get("one_budget") or {}
-    each = ", ".join(
-        f"{label} {b['vs_retrain_alone']:.2f}x" for label, b in one.items() if b["vs_retrain_alone"]
-    )
     return (
         f"{what}, {search['route_seconds']:.0f} s, against one retrain timed alone "
         f"(--alone-retrain, `{alone['run']}`), {alone['seconds']:.0f} s"
-        + (f"; for one budget alone (the supernet and that budget's select): {each}" if each else "")
+        + run_costs.one_budget_words(search.get("one_budget"))
     )
 
 
@@ -242,7 +238,7 @@ def judge(summary: dict[str, Any]) -> list[dict]:
         notes = _cost_caveats(costs, bool(search.get("capped")) or retrains_capped)
         if route and route["search"] == search["run"]:  # one machine, one go: it outranks the rest
             ratio, notes = route["vs_retrain_alone"], [run_costs.route_sentence(route)]
-            met = None if route["capped"] else ratio <= SEARCH_VS_RETRAIN
+            met = None if route["capped"] or ratio is None else ratio <= SEARCH_VS_RETRAIN
         elif notes and _alone_judges(costs, search):
             ratio, notes = search["vs_retrain_alone"], [_alone_detail(costs, search)]
             if search.get("capped"):
