@@ -44,7 +44,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = plan.prepare_corpus(study)
     space, baselines = plan.space(study), plan.baselines(study)
-    planned, table = pipeline._plan_searches(study, work, data, space, baselines, table_path=args.table)
+    planned = pipeline._plan_searches(study, work, data, space, baselines, table_path=args.table)
     result = {"budgets": planned.budgets, "retrains": {}, "searches": {}, "scoring": {}}
 
     def save():
@@ -66,7 +66,7 @@ def main() -> None:
         execute([run], 1, "search")
         result["searches"][run.out.name] = read_numbers(run.out / "search.json", "search_seconds")[0]
         save()
-    pipeline._plan_selects(study, work, data, planned, table)
+    pipeline._plan_selects(study, work, data, planned)
     for select, _ in planned.selects.values():
         execute([select], 1, "select")
         result["searches"][select.out.name] = read_numbers(select.out / "select.json", "seconds")[0]

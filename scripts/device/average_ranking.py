@@ -78,7 +78,7 @@ def main() -> None:
         work = args.work / f"decay_{decay}"
         work.mkdir(parents=True, exist_ok=True)
         data = plan.prepare_corpus(study)
-        planned, _ = pipeline._plan_searches(
+        planned = pipeline._plan_searches(
             study, work, data, plan.space(study), plan.baselines(study), table_path=args.table
         )
         run = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")

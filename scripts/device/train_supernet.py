@@ -24,7 +24,7 @@ def train(work: Path, table: Path, options: list[str]) -> tuple[Path, Path]:
     data = plan.prepare_corpus(study)
     work.mkdir(parents=True, exist_ok=True)
     space, baselines = plan.space(study), plan.baselines(study)
-    planned, _ = pipeline._plan_searches(study, work, data, space, baselines, table_path=table)
+    planned = pipeline._plan_searches(study, work, data, space, baselines, table_path=table)
     run = next(run for (method, _, _), run in planned.searches.items() if method == "uniform")
     execute([run], 1, "search")
     return Path(run.checkpoint), Path(data)
