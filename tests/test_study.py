@@ -15,7 +15,7 @@ from supernet.latency import SpaceCosts
 from supernet.space import SearchSpace
 from supernet.study import plan
 from supernet.study.config import StudyConfigError, load_config
-from supernet.study.pipeline import claim, report_partial, run_study
+from supernet.study.pipeline import claim, report_partial, run_study, this_machine
 from supernet.study.rank import kendall_tau, ranking_quality
 from tests.test_search import TINY_SPACE  # a: 3 candidates (one a skip), b: 2; dim 32
 
@@ -545,9 +545,14 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
             json.loads((route_retrain / "metrics.json").read_text())["train_seconds"],
         )
         resumed = run_study(study_config, out)["costs"]["route_alone"]  # kept: read, not run again
-        (route_retrain / "metrics.json").unlink()  # a route stopped before its retrain finished
+        machine = json.loads((out / "alone_route/machine.json").read_text())
         marker = out / "alone_route/search/uniform-s0-any/from_an_earlier_call"
         marker.touch()
+        shutil.rmtree(route_retrain)  # a route stopped before its retrain: resumed on this machine
+        resumed_here = run_study(study_config, out, alone_route=True)["costs"]["route_alone"]
+        kept_search = marker.exists()
+        shutil.rmtree(route_retrain)  # stopped again, and now resumed on another machine: from its start
+        (out / "alone_route/machine.json").write_text(json.dumps({**machine, "host": "another"}))
         rerun = run_study(study_config, out, alone_route=True)["costs"]["route_alone"]
         started_over = not marker.exists()
     finally:
@@ -590,6 +595,8 @@ def test_alone_retrain_times_one_more_retrain_and_judges_the_searches_against_it
     assert route["vs_retrain_alone"] == pytest.approx((supernet_s + select_s) / retrain_s, abs=1e-3)
     assert sorted(route["one_budget"]) == sorted(select["budgets"])
     assert resumed == route
+    assert machine == this_machine()
+    assert kept_search and resumed_here["supernet_seconds"] == supernet_s  # only the retrain ran again
     assert started_over and rerun is not None and rerun["search"] == "uniform-s0-any"
     [judged] = [v for v in again["verdicts"] if "retrain" in v["target"] and v["subject"] == "uniform-s0-any"]
     assert judged["value"] == route["vs_retrain_alone"] and "--alone-route" in judged["detail"]

@@ -12,6 +12,7 @@ work=/tmp/route_s$seed
 timeout -k 20 "$(left)" python3 scripts/device/route_seed.py h200_route "$work" "$seed" \
   --table docs/study/h200_route/latency.json 2>&1 | grep -v "^INFO\|warn\|it/s" | tail -4
 mkdir -p "${OUT:-/tmp/out}/arch" && cp "$work"/arch/*.yaml "${OUT:-/tmp/out}/arch/" 2>/dev/null
+ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
 enough
 timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py h200_route "$work" "$work"/arch/*.yaml \
   --parallel 6 2>&1 | grep -v "^INFO\|warn" | tail -8

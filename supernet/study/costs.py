@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     """A run's JSON file, or {} where it is missing or unreadable (a run not finished)."""
     try:
         return json.loads(path.read_text())
@@ -34,7 +34,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def read_numbers(path: Path, *keys: str) -> list[float | None]:
     """``keys`` of a run's JSON file, read once (None where the file or the key is missing)."""
-    found = _read(path)
+    found = read_json(path)
     return [None if found.get(key) is None else float(found[key]) for key in keys]
 
 
@@ -63,7 +63,7 @@ def retrain_alone(run, options: dict) -> dict[str, Any] | None:
 def _select_row(run, supernet: str, budgets: list[tuple[str, float]]) -> dict[str, Any]:
     """A select's seconds, and of them each budget's own (``select.json``'s ``budget_seconds``, keyed
     there by the budget in ms) under the study's label, and the start every select pays."""
-    found = _read(run.out / "select.json")
+    found = read_json(run.out / "select.json")
     own = found.get("budget_seconds") or {}
     by_label = {label: own.get(f"{ms:g}") for label, ms in budgets}
     seconds = found.get("seconds")

@@ -404,8 +404,11 @@ def _retrain_alone(
     as it ran)."""
     if not planned.owners:
         return None
-    queue = _retrain_queue(planned)
-    key, arch = next(((k, a) for k, a in queue if picked_by is not None and a.search == picked_by), queue[0])
+    key, arch = _retrain_queue(planned)[0]
+    pick = next((a for a in planned.archs if picked_by is not None and a.search == picked_by), None)
+    if pick is not None:  # retrained under the first name its network has (a pick that equals another)
+        key = plan.arch_key(pick.spec)
+        arch = planned.owners[key]
     first = planned.retrains[key][0]
     return Run("retrain", out / folder / arch.name / first.out.name, first.argv)
 
@@ -420,7 +423,10 @@ def _plan_route_alone(study: dict, out: Path, data: Path, planned: Planned) -> N
     if not planned.owners or not planned.searches:
         return
     routes = [k for k in planned.searches if k[2] is None and k in planned.selects]
-    key = routes[0] if routes else next(iter(planned.searches))
+    picking = [k for k in planned.searches if k[2] is not None]  # a search that picks by itself
+    if not routes and not picking:
+        return  # no search picks a network: no route
+    key = routes[0] if routes else picking[0]
     root, search = out / "alone_route", planned.searches[key]
     supernet = Run("search", root / "search" / search.out.name, search.argv)
     select, budgets, picked_by = None, [], search.out
@@ -433,14 +439,33 @@ def _plan_route_alone(study: dict, out: Path, data: Path, planned: Planned) -> N
     planned.route = plan.RouteAlone(search.out.name, label, supernet, select, budgets, retrain)
 
 
+def this_machine() -> dict:
+    """What tells two machines apart for timing: the host's name and its GPU's (None: no GPU)."""
+    import platform
+
+    import torch
+
+    return {
+        "host": platform.node(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
 def _run_route_alone(study: dict, out: Path, route: plan.RouteAlone) -> None:
-    """``--alone-route``: its runs one after another, each alone. A route begun in an earlier call
-    and not finished starts over: that call may have run on another machine."""
+    """``--alone-route``: its runs one after another, each alone, on one machine. A route an
+    earlier call left unfinished resumes on the machine it began on (``alone_route/machine.json``)
+    and starts over on any other, so that its seconds never mix machines."""
     if run_costs.route_alone(route, study) is not None:
         return
-    if (out / "alone_route").exists():
-        print(f"[study] {out / 'alone_route'}: an unfinished route, run again from its start in this call")
-        shutil.rmtree(out / "alone_route")
+    folder, machine = out / "alone_route", this_machine()
+    began_on = run_costs.read_json(folder / "machine.json")
+    if folder.exists() and began_on != machine:
+        print(
+            f"[study] {folder}: begun on {began_on or 'a machine not recorded'}, not this one: run again from its start"
+        )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "machine.json", machine)
     for run, what in ((route.supernet, "search"), (route.select, "select"), (route.retrain, "retrain")):
         if run is not None:
             execute([run], 1, f"{what} alone (route)")
