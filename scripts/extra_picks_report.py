@@ -4,8 +4,8 @@ pick one lucky run of its route? (issue 16: the study ran its route once)
 The picks are ``scripts/device/retrain_archs.py`` rows, retrained with the study's recipe and seeds
 (``scripts/device/route2.sh``). Each is named ``...-LABEL`` after the study budget it was picked
 for, and joins that budget's rows as a searched row; the verdicts of ``supernet.study.verdict``
-are then judged for it against the study's own rows, as they were (the study's own pick is
-judged in its ``study.md``). Its latency is the study's table's prediction.
+are then judged for it against the study's own rows, as they were, beside the study's own picks,
+and tallied per budget (``verdict.tally``). Its latency is the study's table's prediction.
 
     python scripts/extra_picks_report.py docs/study/h200_route/study.json \
         docs/study/h200_route/route2/retrain_archs.json --out docs/study/h200_route/route2/verdicts.md
@@ -34,9 +34,13 @@ def budget_of(name: str, labels: list[str]) -> str:
 
 def judged(study: dict, picks: dict, table: LatencyTable, method: str) -> tuple[list[dict], list[dict]]:
     """The finished picks as searched rows of their budgets (``method`` names how they were picked),
-    and their verdicts against the study's rows."""
+    and the pick verdicts of every searched row, the study's own and these, against the study's
+    other rows."""
     budgets = {b["budget"]: b["ms"] for b in study["budgets"]}
-    others = [r for r in study["rows"] if r["kind"] != "searched"]
+    others = study["rows"]
+    clash = {r["name"] for r in others} & {p["name"] for p in picks["rows"]}
+    if clash:
+        raise SystemExit(f"{sorted(clash)}: rows of the study already; give the picks other names")
     rows = []
     for pick in picks["rows"]:
         if not pick.get("retrain_seeds"):
@@ -49,8 +53,7 @@ def judged(study: dict, picks: dict, table: LatencyTable, method: str) -> tuple[
             "budget_ms": budgets[label], "predicted_ms": table.predict(spec),
         })  # fmt: skip
     summary = {**study, "rows": others + rows, "ranking": [], "costs": None}
-    names = {r["name"] for r in rows}
-    return rows, [v for v in verdict.judge(summary) if v["subject"] in names]
+    return rows, [v for v in verdict.judge(summary) if v.get("budget") is not None]
 
 
 def markdown(rows: list[dict], verdicts: list[dict]) -> str:

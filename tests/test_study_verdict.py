@@ -180,6 +180,21 @@ def test_a_route_timed_again_on_one_machine_outranks_the_stages_and_the_alone_re
     assert v["met"] is None and "time cap" in v["detail"]
 
 
+def test_picks_of_several_searches_are_tallied_per_budget_and_one_pick_is_not():
+    """Two searches' picks in one budget: each pick target counted (1 of 2 beat the baseline by
+    5%, the miss named); with one pick a budget there is nothing to tally."""
+    base = row("base", "baseline", 0.35)
+    picks = [row("st-0", "searched", 0.30, method="st"), row("st-1", "searched", 0.34, method="st")]
+    out = verdict.judge(summary([*picks, *RANDOM, base]))
+    assert {v["budget"] for v in out} == {"b"}
+    text = "\n".join(verdict.markdown(out))
+    assert "| beats the best baseline that fits by >= 5% relative test CER | b | 1 of 2 | `st-1` |" in text
+    assert "| beats the random paths' median and lies in their top quartile | b | 1 of 2 | `st-1` |" in text
+    alone = verdict.markdown(verdict.judge(summary([picks[0], *RANDOM, base])))
+    assert verdict.tally(verdict.judge(summary([picks[0], *RANDOM, base]))) == []
+    assert not any("Across the searches" in line for line in alone)
+
+
 def test_with_each_seeds_cer_the_gain_over_the_baseline_gets_permutation_p_values():
     """3 seeds against 3: every pick seed below every baseline seed gives the least p, 1/20; a pick
     interleaved with the baseline ([1, 2, 5] against [3, 4, 6] hundredths) gives 4/20; against the

@@ -220,8 +220,9 @@ def judge(summary: dict[str, Any]) -> list[dict]:
         searched = [r for r in group if r["kind"] == "searched"]
         controls = [r for r in group if r["kind"] == "control"]
         for row in searched:
-            out += [_searched_vs_baseline(row, group, split), _searched_vs_random(row, group, split)]
-            out += [_searched_vs_control(row, control, split) for control in controls]
+            picked = [_searched_vs_baseline(row, group, split), _searched_vs_random(row, group, split)]
+            picked += [_searched_vs_control(row, control, split) for control in controls]
+            out += [{**v, "budget": budget["budget"]} for v in picked]  # ``tally`` counts them per budget
         per_budget = [r for r in searched if "+" not in (r["method"] or "")]
         for picked in (r for r in searched if _from_one_supernet(r)):
             out += [_one_vs_per_budget(picked, other, split) for other in per_budget]
@@ -270,6 +271,28 @@ def judge(summary: dict[str, Any]) -> list[dict]:
     return out
 
 
+def tally(verdicts: list[dict]) -> list[str]:
+    """How many searches' picks met each pick target, per budget, where a budget holds picks of
+    more than one search (a table for ``study.md``; none otherwise). Why: one pick can be one
+    supernet's luck; h200_route's route, run twice, missed each of its first two targets in one
+    of four (run, budget) cases (docs/results.md, session 20)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for v in verdicts:
+        if v.get("budget") is not None and v["met"] is not None:
+            groups.setdefault((v["target"], v["budget"]), []).append(v)
+    rows = [
+        f"| {target} | {budget} | {sum(bool(v['met']) for v in judged)} of {len(judged)} | "
+        + (", ".join(f"`{v['subject']}`" for v in judged if not v["met"]) or "-")
+        + " |"
+        for (target, budget), judged in groups.items()
+        if len(judged) > 1
+    ]
+    if not rows:
+        return []
+    return ["", "Across the searches, per budget:", "", "| target | budget | met by | missed by |",
+            "|---|---|---|---|", *rows]  # fmt: skip
+
+
 def markdown(verdicts: list[dict]) -> list[str]:
     """The verdict section of ``study.md``: one line a target, met or missed, with the margin."""
     if not verdicts:
@@ -284,4 +307,4 @@ def markdown(verdicts: list[dict]) -> list[str]:
     for v in verdicts:
         value = "" if v["value"] is None else f" ({v['value']:.3g} vs {v['threshold']:.3g})"
         lines.append(f"| {v['target']} | `{v['subject']}` | {mark[v['met']]}{value} | {v['detail']} |")
-    return lines
+    return lines + tally(verdicts)
