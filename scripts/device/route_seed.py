@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("work", type=Path, help="a folder of its own (not the study's)")
     parser.add_argument("seed", type=int)
     parser.add_argument("--table", type=Path, required=True, help="the study's kept latency.json")
+    parser.add_argument("--budget", action="append", default=[], metavar="LABEL",
+                        help="select for this study budget only (repeat; default every budget)")  # fmt: skip
     args = parser.parse_args()
     study = study_with(args.config, [])
     study["search"] = {**study["search"], "methods": ["uniform"], "seeds": [args.seed]}
@@ -34,6 +36,10 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     space, baselines = plan.space(study), plan.baselines(study)
     planned = pipeline._plan_searches(study, args.work, data, space, baselines, table_path=args.table)
+    unknown = set(args.budget) - {label for label, _ in planned.budgets}
+    if unknown:
+        raise SystemExit(f"--budget {sorted(unknown)}: not budgets of the study ({planned.budgets})")
+    planned.budgets = [b for b in planned.budgets if not args.budget or b[0] in args.budget]
     execute(list(planned.searches.values()), 1, "search")
     pipeline._plan_selects(study, args.work, data, planned)
     for run, budgets in planned.selects.values():

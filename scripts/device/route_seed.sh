@@ -3,6 +3,7 @@
 # for both budgets), then its two picks retrained with the study's recipe and seeds 0-2, side by
 # side ($OUT/retrain_archs.json, the picks in $OUT/arch/). Judge them with
 # scripts/extra_picks_report.py against the study's baselines and random paths.
+# BUDGET=LABEL selects and retrains at that budget only (a shorter call).
 #   usage (device tool, carry .whl): bash scripts/device/route_seed.sh SEED [LIMIT_S=400]
 source scripts/device/setup.sh
 seed=${1:?usage: scripts/device/route_seed.sh SEED [LIMIT_S]}
@@ -10,7 +11,7 @@ deadline "${2:-400}" route_seed
 study_corpus h200_route
 work=/tmp/route_s$seed
 timeout -k 20 "$(left)" python3 scripts/device/route_seed.py h200_route "$work" "$seed" \
-  --table docs/study/h200_route/latency.json 2>&1 | grep -v "^INFO\|warn\|it/s" | tail -4
+  --table docs/study/h200_route/latency.json ${BUDGET:+--budget "$BUDGET"} 2>&1 | grep -v "^INFO\|warn\|it/s" | tail -4
 mkdir -p "${OUT:-/tmp/out}/arch" && cp "$work"/arch/*.yaml "${OUT:-/tmp/out}/arch/" 2>/dev/null
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
 enough
