@@ -38,9 +38,12 @@ def judged(study: dict, picks: dict, table: LatencyTable, method: str) -> tuple[
     other rows."""
     budgets = {b["budget"]: b["ms"] for b in study["budgets"]}
     others = study["rows"]
-    clash = {r["name"] for r in others} & {p["name"] for p in picks["rows"]}
+    names = [p["name"] for p in picks["rows"]]
+    clash = ({r["name"] for r in others} & set(names)) | {n for n in names if names.count(n) > 1}
     if clash:
-        raise SystemExit(f"{sorted(clash)}: rows of the study already; give the picks other names")
+        raise SystemExit(
+            f"{sorted(clash)}: rows of the study already, or twice among the picks; name them apart"
+        )
     rows = []
     for pick in picks["rows"]:
         if not pick.get("retrain_seeds"):

@@ -3,7 +3,8 @@
 # for both budgets), then its two picks retrained with the study's recipe and seeds 0-2, side by
 # side ($OUT/retrain_archs.json, the picks in $OUT/arch/). Judge them with
 # scripts/extra_picks_report.py against the study's baselines and random paths.
-# BUDGET=LABEL selects and retrains at that budget only (a shorter call).
+# BUDGET=LABEL retrains that budget's pick only (a shorter call; the select still runs for every
+# budget, as the study's does: a budget's pick can come from another budget's candidates).
 #   usage (device tool, carry .whl): bash scripts/device/route_seed.sh SEED [LIMIT_S=400]
 source scripts/device/setup.sh
 seed=${1:?usage: scripts/device/route_seed.sh SEED [LIMIT_S]}

@@ -277,9 +277,10 @@ def tally(verdicts: list[dict]) -> list[str]:
     supernet's luck; h200_route's route, run twice, missed each of its first two targets in one
     of four (run, budget) cases (docs/results.md, session 20)."""
     groups: dict[tuple[str, str], list[dict]] = {}
-    for v in verdicts:
+    for v in verdicts:  # "cannot tell" is left out: k of the n decided
         if v.get("budget") is not None and v["met"] is not None:
             groups.setdefault((v["target"], v["budget"]), []).append(v)
+    groups = {key: list({v["subject"]: v for v in judged}.values()) for key, judged in groups.items()}
     rows = [
         f"| {target} | {budget} | {sum(bool(v['met']) for v in judged)} of {len(judged)} | "
         + (", ".join(f"`{v['subject']}`" for v in judged if not v["met"]) or "-")
@@ -289,7 +290,8 @@ def tally(verdicts: list[dict]) -> list[str]:
     ]
     if not rows:
         return []
-    return ["", "Across the searches, per budget:", "", "| target | budget | met by | missed by |",
+    return ["", "Across the searches, per budget (picks the study could judge):", "",
+            "| target | budget | met by | missed by |",
             "|---|---|---|---|", *rows]  # fmt: skip
 
 
