@@ -1,9 +1,12 @@
 """Where does a supernet's ranking of a study's networks go wrong? From scores already kept.
 
-Reads one supernet's scores of the study's retrained networks (``average_ranking.py``'s JSON, or
-the select caches ``tau_from_select.py`` reads) and prints:
+Reads one supernet's scores of the study's retrained networks (``average_ranking.py``'s JSON, the
+select caches ``tau_from_select.py`` reads, or the study's own, ``--rows-metric``: its rows'
+``supernet_loss`` or ``supernet_cer``) and prints:
 - Kendall tau over every network and within each budget (``rank.within_budgets``: what a selection
   at one budget compares);
+- Kendall tau among the networks without any attention block and among those with one or more
+  (full-rate or downsampled): does the score fail everywhere, or on one kind of network?
 - the score's residual from a straight line through (dev CER, score), by the number of full-rate
   attention blocks (conformer, E-Branchformer, transformer) in the network: a positive mean says
   the supernet under-rates such networks;
@@ -16,6 +19,7 @@ the select caches ``tau_from_select.py`` reads) and prints:
         --average-ranking docs/study/h200_three/weight_average/20_epochs/average_ranking.json --decay 0.995
     python scripts/ranking_breakdown.py --report docs/study/h200_three/study.json \
         --space docs/study/h200_three/space.yaml --caches docs/study/h200_three/alone/scores_uniform-s0-any.json
+    python scripts/ranking_breakdown.py --report docs/study/h200_route/study.json --rows-metric loss
 """
 
 from __future__ import annotations
@@ -60,11 +64,35 @@ def full_rate_attention(layer: str) -> bool:
     return family(layer).removesuffix("_wide") in ATTENTION
 
 
+def any_attention(layer: str) -> bool:
+    """An attention block at any frame rate or width."""
+    return family(layer).removesuffix("_wide").removesuffix("_down") in ATTENTION
+
+
+def seed_ceiling(rows: dict[str, dict], names: list[str]) -> float | None:
+    """The mean over seeds k of Kendall tau between seed k's dev CER and the mean of the other
+    seeds', over ``names``: how well the networks can be ranked at all (None without per-seed CER
+    of at least 2 seeds for every network, or fewer than 2 networks)."""
+    seeds = [(rows[n].get("cer_by_seed") or {}).get("dev") or [] for n in names]
+    count = min((len(s) for s in seeds), default=0)
+    if len(names) < 2 or count < 2:
+        return None
+    taus = [
+        kendall_tau([s[k] for s in seeds], [statistics.fmean(s[:k] + s[k + 1 : count]) for s in seeds])
+        for k in range(count)
+    ]
+    return statistics.fmean(t for t in taus if t is not None)
+
+
 def scores_from(args, networks: dict[str, dict]) -> dict[str, float]:
     """Each distinct network's score, by its first name (``rank.distinct_networks``)."""
     if args.average_ranking:
         run = json.loads(args.average_ranking.read_text())["runs"][args.decay]
         return {n: s for n, s in run[args.weights]["scores"].items() if n in networks}
+    if args.rows_metric:
+        rows = json.loads(args.report.read_text())["rows"]
+        key = f"supernet_{args.rows_metric}"
+        return {r["name"]: r[key] for r in rows if r["name"] in networks and r.get(key) is not None}
     return scored_networks(SearchSpace.load(args.space), networks, cached_scores(args.caches))
 
 
@@ -94,10 +122,13 @@ def main() -> None:
     parser.add_argument("--weights", default="trained", choices=("trained", "average"))
     parser.add_argument("--space", type=Path, help="with --caches: the study's space.yaml")
     parser.add_argument("--caches", type=Path, nargs="+", help="select.json or scores.json files")
+    parser.add_argument("--rows-metric", choices=("loss", "cer"), help="the study's own scores, in its rows")
     parser.add_argument("--ridge", type=float, default=1.0)
     args = parser.parse_args()
-    if bool(args.average_ranking) == bool(args.caches) or bool(args.caches) != bool(args.space):
-        parser.error("give --average-ranking, or --space with --caches")
+    if sum(map(bool, (args.average_ranking, args.caches, args.rows_metric))) != 1 or bool(
+        args.caches
+    ) != bool(args.space):
+        parser.error("give --average-ranking, --rows-metric, or --space with --caches")
     networks = distinct_networks(json.loads(args.report.read_text())["rows"])
     scores = scores_from(args, networks)
     names = sorted(scores)
@@ -112,6 +143,16 @@ def main() -> None:
     for label, entry in within.items():
         print(f"  within {label}: {shown_within(entry)} over {entry['archs']} networks")
     print(f"  mean within one budget: {shown(mean)}")
+    rows = {r["name"]: r for r in json.loads(args.report.read_text())["rows"]}
+    for label, keep in (("without an attention block", False), ("with one or more", True)):
+        kind = [n for n in names if any(map(any_attention, layers[n])) == keep]
+        dev = [networks[n]["cer"] for n in kind]
+        by_score = kendall_tau([scores[n] for n in kind], dev) if len(kind) > 1 else None
+        by_count = kendall_tau([-rows[n]["params"] for n in kind], dev) if len(kind) > 1 else None
+        seeds = seed_ceiling(rows, kind)
+        ceiling = "no per-seed CER in the report" if seeds is None else shown(seeds)
+        print(f"  among the {len(kind)} networks {label}: {shown(by_score)} (the parameter count: "
+              f"{shown(by_count)}; one retrain seed against the others' mean: {ceiling})")  # fmt: skip
 
     slope, intercept = (
         torch.linalg.lstsq(

@@ -56,3 +56,23 @@ def test_ridge_predictions_follow_the_fitted_direction():
     predicted = ridge_predict(train, cer, torch.tensor([[5.0], [-1.0]], dtype=torch.float64), 1e-9)
     assert predicted[0] < predicted[1]
     assert float(predicted[1] - predicted[0]) == pytest.approx(0.6, rel=1e-6)  # slope -0.1 over 6
+
+
+def test_attention_blocks_at_any_rate_and_the_seed_ceiling_have_known_answers():
+    """``any_attention``: a conformer or E-Branchformer at full rate, downsampled or slim, not a
+    TDNN; ``seed_ceiling``: seeds that agree rank at 1, seeds that reverse one pair lower, and no
+    per-seed CER gives None."""
+    from ranking_breakdown import any_attention, full_rate_attention, seed_ceiling
+
+    assert any_attention("res-down2-conformer-k15-f4-h4-rel") and not full_rate_attention(
+        "res-down2-conformer-k15-f4-h4-rel"
+    )
+    assert any_attention("res-conformer-k15-f4-rel-e96") and any_attention("ebranchformer-k15-f4-rel")
+    assert not any_attention("res-tdnn-k3-d2-e384") and not any_attention("skip")
+    agree = {
+        n: {"cer_by_seed": {"dev": [c, c + 0.01, c + 0.02]}} for n, c in (("a", 0.1), ("b", 0.2), ("c", 0.3))
+    }
+    assert seed_ceiling(agree, ["a", "b", "c"]) == pytest.approx(1.0)
+    flipped = {**agree, "c": {"cer_by_seed": {"dev": [0.15, 0.31, 0.32]}}}  # seed 0 puts c before b
+    assert seed_ceiling(flipped, ["a", "b", "c"]) < 1.0
+    assert seed_ceiling({n: {} for n in "abc"}, ["a", "b", "c"]) is None
