@@ -576,10 +576,12 @@ def run_study(
             f"{out}: no pick for {', '.join(planned.unpicked)}: the search finished but its checkpoint and "
             "arch/ file are gone; put the arch/ file back, or run the study with --overwrite"
         )
+    specs = {a.name: a.spec for a in planned.owners.values()}
     # the supernets score the study's networks but not a control (``_archs`` lists controls last: a
-    # network owned by one is nothing else), so that turning one on leaves the taus comparable
-    specs = {a.name: a.spec for a in planned.owners.values() if a.kind != "control"}
-    scores = _supernet_scores(out, planned.searches, data, specs, study["ranking"]["batches"], planned.notes)
+    # network owned by one is nothing else), so that turning one on leaves the taus comparable;
+    # every network's latency is measured, a control's too
+    scored = {a.name: a.spec for a in planned.owners.values() if a.kind != "control"}
+    scores = _supernet_scores(out, planned.searches, data, scored, study["ranking"]["batches"], planned.notes)
     device, measured = _latencies(out, planned.table, study["latency"], specs, planned.notes)
     _release_gpu()
     retrains = [run for key, _ in _retrain_queue(planned) for run in planned.retrains[key]]
