@@ -2,7 +2,7 @@
 pick one lucky run of its route? (issue 16: the study ran its route once)
 
 The picks are ``scripts/device/retrain_archs.py`` rows, retrained with the study's recipe and seeds
-(``scripts/device/route2.sh``). Each is named ``...-LABEL`` after the study budget it was picked
+(``scripts/device/retrain_extras.sh``). Each is named ``...-LABEL`` after the study budget it was picked
 for, and joins that budget's rows as a searched row; the verdicts of ``supernet.study.verdict``
 are then judged for it against the study's own rows, as they were, beside the study's own picks,
 and tallied per budget (``verdict.tally``). Its latency is the study's table's prediction.

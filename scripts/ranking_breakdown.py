@@ -84,15 +84,15 @@ def seed_ceiling(rows: dict[str, dict], names: list[str]) -> float | None:
     return statistics.fmean(t for t in taus if t is not None)
 
 
-def scores_from(args, networks: dict[str, dict]) -> dict[str, float]:
-    """Each distinct network's score, by its first name (``rank.distinct_networks``)."""
+def scores_from(args, networks: dict[str, dict], rows: dict[str, dict]) -> dict[str, float]:
+    """Each distinct network's score, by its first name (``rank.distinct_networks``); ``rows``: the
+    report's rows by name."""
     if args.average_ranking:
         run = json.loads(args.average_ranking.read_text())["runs"][args.decay]
         return {n: s for n, s in run[args.weights]["scores"].items() if n in networks}
     if args.rows_metric:
-        rows = json.loads(args.report.read_text())["rows"]
         key = f"supernet_{args.rows_metric}"
-        return {r["name"]: r[key] for r in rows if r["name"] in networks and r.get(key) is not None}
+        return {n: r[key] for n, r in rows.items() if n in networks and r.get(key) is not None}
     return scored_networks(SearchSpace.load(args.space), networks, cached_scores(args.caches))
 
 
@@ -129,8 +129,10 @@ def main() -> None:
         args.caches
     ) != bool(args.space):
         parser.error("give --average-ranking, --rows-metric, or --space with --caches")
-    networks = distinct_networks(json.loads(args.report.read_text())["rows"])
-    scores = scores_from(args, networks)
+    report_rows = json.loads(args.report.read_text())["rows"]
+    rows = {r["name"]: r for r in report_rows}
+    networks = distinct_networks(report_rows)
+    scores = scores_from(args, networks, rows)
     names = sorted(scores)
     score = [scores[n] for n in names]
     cer = [networks[n]["cer"] for n in names]
@@ -143,7 +145,6 @@ def main() -> None:
     for label, entry in within.items():
         print(f"  within {label}: {shown_within(entry)} over {entry['archs']} networks")
     print(f"  mean within one budget: {shown(mean)}")
-    rows = {r["name"]: r for r in json.loads(args.report.read_text())["rows"]}
     for label, keep in (("without an attention block", False), ("with one or more", True)):
         kind = [n for n in names if any(map(any_attention, layers[n])) == keep]
         dev = [networks[n]["cer"] for n in kind]

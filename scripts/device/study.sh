@@ -13,8 +13,8 @@
 # ALONE_RETRAIN=1 passes --alone-retrain: one more retrain timed alone at the end, against which the
 # study judges a search that ran alone in its stage (the <= 2x target) although its retrains shared.
 # ALONE_ROUTE=1 passes --alone-route: the first uniform supernet that has a select, its select and
-# the retrain of the study's first pick of it timed again, one after another on this machine (the 2x target is then judged on them; a resumed study's own stages
-# may have run on another machine).
+# the retrain of the study's first pick of it timed again, one after another on this machine (the
+# 2x target is then judged on them; a resumed study's own stages may have run on another machine).
 set -o pipefail
 config=${1:?usage: scripts/device/study.sh CONFIG [PARALLEL] [LIMIT_S]}
 parallel=${2:-24}

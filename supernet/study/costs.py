@@ -193,14 +193,14 @@ def _one_vs_many(searches: list[dict], selects: list[dict]) -> list[dict]:
     return rows
 
 
-def _split(select: dict, fmt) -> str:
+def _split(select: dict) -> str:
     """A select's seconds split into its start and each budget's own (``budget_seconds``), where
     it kept them."""
     own = select.get("budget_seconds")
     if not own:
         return ""
-    each = ", ".join(f"{label} {fmt(seconds, ' s')}" for label, seconds in own.items())
-    return f" (its start {fmt(select['start_seconds'], ' s')}; each budget's own: {each})"
+    each = ", ".join(f"{label} {_fmt(seconds, ' s')}" for label, seconds in own.items())
+    return f" (its start {_fmt(select['start_seconds'], ' s')}; each budget's own: {each})"
 
 
 def _fmt(value, unit: str = "") -> str:
@@ -239,12 +239,11 @@ def route_sentence(route: dict) -> str:
 
 def markdown(costs: dict[str, Any]) -> list[str]:
     """The cost section of ``study.md``."""
-    fmt = _fmt  # short: the table below uses it often
     mean = costs["retrain_seconds"]["mean"]
     lines = [
         "## What the runs cost",
         "",
-        f"One retrain: {fmt(mean, ' s')} (mean of {costs['retrain_seconds']['runs']} runs, "
+        f"One retrain: {_fmt(mean, ' s')} (mean of {costs['retrain_seconds']['runs']} runs, "
         f"{costs['retrain_seconds'].get('capped', 0)} of them stopped by trainer.max_time before their last epoch). "
         "Seconds are wall time of runs that shared the machine with the others of their stage; a run stopped "
         "by its time cap measures the cap, not the work its recipe asks.",
@@ -252,8 +251,8 @@ def markdown(costs: dict[str, Any]) -> list[str]:
         "| search | method | budget | epochs | seconds | / one retrain |",
         "|---|---|---|---|---|---|",
         *(
-            f"| `{s['run']}` | {s['method']} | {s['budget'] or 'any'} | {fmt(s.get('epochs'), ' ')}"
-            f"{'(time cap)' if s.get('capped') else ''} | {fmt(s['seconds'], ' s')} | {fmt(s['vs_retrain'])} |"
+            f"| `{s['run']}` | {s['method']} | {s['budget'] or 'any'} | {_fmt(s.get('epochs'), ' ')}"
+            f"{'(time cap)' if s.get('capped') else ''} | {_fmt(s['seconds'], ' s')} | {_fmt(s['vs_retrain'])} |"
             for s in costs["searches"]
         ),
     ]
@@ -261,7 +260,7 @@ def markdown(costs: dict[str, Any]) -> list[str]:
     if alone:
         lines += [
             "",
-            f"One retrain timed alone (`{alone['run']}`, `--alone-retrain`): {fmt(alone['seconds'], ' s')}"
+            f"One retrain timed alone (`{alone['run']}`, `--alone-retrain`): {_fmt(alone['seconds'], ' s')}"
             f"{' (time cap)' if alone['capped'] else ''}. Against it, each search as a user pays it "
             "(a supernet with its selects for every budget), where it ran alone in its stage:",
             "",
@@ -269,12 +268,12 @@ def markdown(costs: dict[str, Any]) -> list[str]:
                 line
                 for s in costs["searches"]
                 for line in [
-                    f"- `{s['run']}`{' + selects' if s['with_selects'] else ''}: {fmt(s['route_seconds'], ' s')}, "
-                    f"{fmt(s['vs_retrain_alone'])}x"
+                    f"- `{s['run']}`{' + selects' if s['with_selects'] else ''}: {_fmt(s['route_seconds'], ' s')}, "
+                    f"{_fmt(s['vs_retrain_alone'])}x"
                     + ("" if s["ran_alone"] else " (not alone in its stage: not like for like)"),
                     *(
                         f"  - for {label} alone (the supernet, a select's start, that budget's own "
-                        f"seconds): {fmt(b['seconds'], ' s')}, {fmt(b['vs_retrain_alone'])}x"
+                        f"seconds): {_fmt(b['seconds'], ' s')}, {_fmt(b['vs_retrain_alone'])}x"
                         for label, b in (s.get("one_budget") or {}).items()
                     ),
                 ]
@@ -287,15 +286,14 @@ def markdown(costs: dict[str, Any]) -> list[str]:
         lines += [
             "",
             *(
-                f"- select `{s['run']}` ({len(s['budgets'])} budgets): {fmt(s['seconds'], ' s')}"
-                + _split(s, fmt)
+                f"- select `{s['run']}` ({len(s['budgets'])} budgets): {_fmt(s['seconds'], ' s')}" + _split(s)
                 for s in costs["selects"]
             ),
         ]
     for row in costs["one_supernet_vs_per_budget"]:
         lines.append(
-            f"\nOne supernet (`{row['supernet']}`, picked for {row['budgets']} budgets): {fmt(row['seconds'], ' s')}, "
+            f"\nOne supernet (`{row['supernet']}`, picked for {row['budgets']} budgets): {_fmt(row['seconds'], ' s')}, "
             f"against {row['searches']} `{row['method']}` searches, one per budget: "
-            f"{fmt(row['searches_seconds'], ' s')}; ratio {fmt(row['ratio'])}."
+            f"{_fmt(row['searches_seconds'], ' s')}; ratio {_fmt(row['ratio'])}."
         )
     return lines

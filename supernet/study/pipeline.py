@@ -416,10 +416,10 @@ def _retrain_alone(
 def _plan_route_alone(study: dict, out: Path, data: Path, planned: Planned) -> None:
     """``--alone-route``'s runs, in ``alone_route/``: the first supernet that picks nothing itself
     but has a select (else the first search that picks) trained again, that select again, and the
-    retrain of the study's own first pick of it (``_retrain_alone``). Why again, and not the study's own runs: a study
-    resumed on another machine (``--alone-retrain`` after its searches) compares machines, whose
-    speeds differ by more than the 2x target's margin (the same route's retrain took 83-88 s on two
-    H100s and 101 s on a third, docs/results.md)."""
+    retrain of the study's own first pick of it (``_retrain_alone``). Why again, and not the study's
+    own runs: a study resumed on another machine (``--alone-retrain`` after its searches) compares
+    machines, whose speeds differ by more than the 2x target's margin (the same route's retrain
+    took 83-88 s on two H100s and 101 s on a third, docs/results.md)."""
     if not planned.owners or not planned.searches:
         return
     routes = [k for k in planned.searches if k[2] is None and k in planned.selects]
