@@ -9,6 +9,8 @@ and tallied per budget (``verdict.tally``). Its latency is the study's table's p
 
     python scripts/extra_picks_report.py docs/study/h200_route/study.json \
         docs/study/h200_route/route2/retrain_archs.json --out docs/study/h200_route/route2/verdicts.md
+
+Several pick files are judged together, and tallied as one (each pick named apart).
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def markdown(rows: list[dict], verdicts: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", type=Path, help="the study's study.json (its latency.json beside it)")
-    parser.add_argument("picks", type=Path, help="retrain_archs.py's JSON of the picks")
+    parser.add_argument("picks", type=Path, nargs="+",
+                        help="retrain_archs.py's JSON of the picks (several: one tally over them all)")  # fmt: skip
     parser.add_argument(
         "--method", default="uniform+predictor", help="how the picks were made (the rows' method)"
     )
@@ -87,9 +90,10 @@ def main() -> None:
     args = parser.parse_args()
     study = json.loads(args.study.read_text())
     table = LatencyTable.load(args.study.parent / "latency.json")
-    rows, verdicts = judged(study, json.loads(args.picks.read_text()), table, args.method)
+    picks = {"rows": [row for path in args.picks for row in json.loads(path.read_text())["rows"]]}
+    rows, verdicts = judged(study, picks, table, args.method)
     if not rows:
-        raise SystemExit(f"{args.picks}: no pick has a finished retrain seed")
+        raise SystemExit(f"{', '.join(map(str, args.picks))}: no pick has a finished retrain seed")
     text = markdown(rows, verdicts)
     print(text, end="")
     if args.out:
