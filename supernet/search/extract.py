@@ -27,7 +27,9 @@ def load_search_checkpoint(ckpt: str | Path) -> tuple[SearchSpace, ArchParams, d
     path = Path(ckpt)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    # mmap: only the alphas and the hyper-parameters are read off the disk, not every weight (a
+    # select or a scoring script that checks a checkpoint before loading it whole pays little)
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     # the search's objective travels with the checkpoint (SearchModule.on_save_checkpoint); older
     # checkpoints kept the target's costs alone
     saved = {k: state.get(k) for k in ("objective", "target_costs")}
