@@ -6,7 +6,11 @@ select caches ``tau_from_select.py`` reads, or the study's own, ``--rows-metric`
 - Kendall tau over every network and within each budget (``rank.within_budgets``: what a selection
   at one budget compares);
 - Kendall tau among the networks without any attention block and among those with one or more
-  (full-rate or downsampled): does the score fail everywhere, or on one kind of network?
+  (full-rate or downsampled): does the score fail everywhere, or on one kind of network? And the
+  same split by a plain attention block (no ``res-`` wrapper: a conformer block ends with its own
+  LayerNorm, so it restarts the residual stream at another scale than the residual blocks);
+- with ``--horizons``, Kendall tau of the score against the retrains' mean dev CER after each
+  epoch (the rows' ``dev_cer_by_epoch``): does the score rank like a shorter training would?
 - the score's residual from a straight line through (dev CER, score), by the number of full-rate
   attention blocks (conformer, E-Branchformer, transformer) in the network: a positive mean says
   the supernet under-rates such networks;
@@ -20,6 +24,11 @@ select caches ``tau_from_select.py`` reads, or the study's own, ``--rows-metric`
     python scripts/ranking_breakdown.py --report docs/study/h200_three/study.json \
         --space docs/study/h200_three/space.yaml --caches docs/study/h200_three/alone/scores_uniform-s0-any.json
     python scripts/ranking_breakdown.py --report docs/study/h200_route/study.json --rows-metric loss
+    python scripts/ranking_breakdown.py --report docs/study/h200_route/study.json --horizons \
+        --scores docs/study/h200_route/finetune_ranking/finetune_ranking.json --measure loss_peak_96
+
+``--scores``: the JSON of ``scripts/device/angle_ranking.py``, ``head_refit.py`` or
+``finetune_ranking.py`` (its groups' ``scores``), one ``--measure`` of it.
 """
 
 from __future__ import annotations
@@ -64,6 +73,11 @@ def full_rate_attention(layer: str) -> bool:
     return family(layer).removesuffix("_wide") in ATTENTION
 
 
+def plain_attention(layer: str) -> bool:
+    """An attention block with no wrapper: its own LayerNorm ends it (``conformer-k15-f4-h4-rel``)."""
+    return family(layer) in ATTENTION
+
+
 def any_attention(layer: str) -> bool:
     """An attention block at any frame rate or width."""
     return family(layer).removesuffix("_wide").removesuffix("_down") in ATTENTION
@@ -90,6 +104,10 @@ def scores_from(args, networks: dict[str, dict], rows: dict[str, dict]) -> dict[
     if args.average_ranking:
         run = json.loads(args.average_ranking.read_text())["runs"][args.decay]
         return {n: s for n, s in run[args.weights]["scores"].items() if n in networks}
+    if args.scores:
+        groups = json.loads(args.scores.read_text())["groups"].values()
+        kept = {n: by[args.measure] for group in groups for n, by in group["scores"].items()}
+        return {n: score for n, score in kept.items() if n in networks}
     if args.rows_metric:
         key = f"supernet_{args.rows_metric}"
         return {n: r[key] for n, r in rows.items() if n in networks and r.get(key) is not None}
@@ -114,6 +132,23 @@ def loo_ridge_tau(features: torch.Tensor, cer: torch.Tensor, ridge: float) -> fl
     return kendall_tau(predicted, cer.tolist())
 
 
+def print_horizons(names: list[str], score: list[float], rows: dict[str, dict]) -> None:
+    """Kendall tau of ``score`` against the mean over retrain seeds of each network's dev CER after
+    each epoch, and the epoch where it is highest."""
+    curves = [rows[n].get("dev_cer_by_epoch") or [] for n in names]
+    epochs = min((len(seed) for curve in curves for seed in curve), default=0)
+    if not all(curves) or not epochs:
+        print("no dev CER by epoch in the report's rows: no horizons")
+        return
+    taus = [
+        kendall_tau(score, [statistics.fmean(seed[epoch] for seed in curve) for curve in curves])
+        for epoch in range(epochs)
+    ]
+    best = max(range(epochs), key=lambda epoch: taus[epoch])
+    print(f"tau against the retrains' dev CER after epoch 0-{epochs - 1}: "
+          + " ".join(shown(t) for t in taus) + f"; highest after epoch {best} ({shown(taus[best])})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--report", type=Path, required=True, help="the study's study.json")
@@ -123,12 +158,24 @@ def main() -> None:
     parser.add_argument("--space", type=Path, help="with --caches: the study's space.yaml")
     parser.add_argument("--caches", type=Path, nargs="+", help="select.json or scores.json files")
     parser.add_argument("--rows-metric", choices=("loss", "cer"), help="the study's own scores, in its rows")
+    parser.add_argument(
+        "--scores", type=Path, help="angle_ranking.py's, head_refit.py's or finetune_ranking.py's JSON"
+    )
+    parser.add_argument("--measure", help="with --scores: which of its measures (loss, loss_peak_96, ...)")
+    parser.add_argument(
+        "--horizons", action="store_true", help="tau against the retrains' dev CER after each epoch"
+    )
     parser.add_argument("--ridge", type=float, default=1.0)
     args = parser.parse_args()
-    if sum(map(bool, (args.average_ranking, args.caches, args.rows_metric))) != 1 or bool(
-        args.caches
-    ) != bool(args.space):
-        parser.error("give --average-ranking, --rows-metric, or --space with --caches")
+    sources = (args.average_ranking, args.caches, args.rows_metric, args.scores)
+    if (
+        sum(map(bool, sources)) != 1
+        or bool(args.caches) != bool(args.space)
+        or bool(args.scores) != bool(args.measure)
+    ):
+        parser.error(
+            "give --average-ranking, --rows-metric, --space with --caches, or --scores with --measure"
+        )
     report_rows = json.loads(args.report.read_text())["rows"]
     rows = {r["name"]: r for r in report_rows}
     networks = distinct_networks(report_rows)
@@ -145,8 +192,14 @@ def main() -> None:
     for label, entry in within.items():
         print(f"  within {label}: {shown_within(entry)} over {entry['archs']} networks")
     print(f"  mean within one budget: {shown(mean)}")
-    for label, keep in (("without an attention block", False), ("with one or more", True)):
-        kind = [n for n in names if any(map(any_attention, layers[n])) == keep]
+    splits = (
+        ("without an attention block", any_attention, False),
+        ("with one or more", any_attention, True),
+        ("without a plain attention block", plain_attention, False),
+        ("with a plain one", plain_attention, True),
+    )
+    for label, test, keep in splits:
+        kind = [n for n in names if any(map(test, layers[n])) == keep]
         dev = [networks[n]["cer"] for n in kind]
         by_score = kendall_tau([scores[n] for n in kind], dev) if len(kind) > 1 else None
         by_count = kendall_tau([-rows[n]["params"] for n in kind], dev) if len(kind) > 1 else None
@@ -155,6 +208,8 @@ def main() -> None:
         print(f"  among the {len(kind)} networks {label}: {shown(by_score)} (the parameter count: "
               f"{shown(by_count)}; one retrain seed against the others' mean: {ceiling})")  # fmt: skip
 
+    if args.horizons:
+        print_horizons(names, score, rows)
     slope, intercept = (
         torch.linalg.lstsq(
             torch.tensor([[c, 1.0] for c in cer], dtype=torch.float64),
