@@ -10,7 +10,7 @@ against the stand-alone dev CER. If scale were the fault, the calibrated losses 
 
     python scripts/head_scale.py CKPT docs/study/h200_route/study.json --data data/study_h200
 
-CKPT: the route's supernet (``scripts/device/train_supernet.py``). About 8 minutes on 2 CPU cores.
+CKPT: the route's supernet (``scripts/device/train_supernet.py``). Under 5 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
