@@ -12,8 +12,8 @@ select caches ``tau_from_select.py`` reads, or the study's own, ``--rows-metric`
 - with ``--horizons``, Kendall tau of the score against the retrains' mean dev CER after each
   epoch (the rows' ``dev_cer_by_epoch``): does the score rank like a shorter training would?
 - the score's residual from a straight line through (dev CER, score), by the number of full-rate
-  attention blocks (conformer, E-Branchformer, transformer) in the network: a positive mean says
-  the supernet under-rates such networks;
+  attention blocks (conformer, E-Branchformer, transformer) in the network, and by the number of
+  plain ones: a positive mean says the supernet under-rates such networks;
 - leave-one-out Kendall tau of a ridge regression of dev CER on the counts of each op family,
   alone and with the supernet score beside them: how far a predictor of the architecture alone,
   fitted on the other retrained networks, ranks them. It is fitted on retrained networks, which
@@ -44,7 +44,7 @@ from tau_from_select import cached_scores, scored_networks, shown, shown_within
 import ops  # noqa: F401  (registers the op families)
 from ops import registry
 from supernet.space import SearchSpace
-from supernet.study.rank import distinct_networks, kendall_tau, within_budgets
+from supernet.study.rank import complete_curves, distinct_networks, kendall_tau, within_budgets
 
 ATTENTION = ("conformer", "ebranchformer", "transformer")
 
@@ -74,8 +74,9 @@ def full_rate_attention(layer: str) -> bool:
 
 
 def plain_attention(layer: str) -> bool:
-    """An attention block with no wrapper: its own LayerNorm ends it (``conformer-k15-f4-h4-rel``)."""
-    return family(layer) in ATTENTION
+    """An attention block with no wrapper: its own LayerNorm ends it (``conformer-k15-f4-h4-rel``,
+    not ``res-conformer-k15-f4-rel-e96``)."""
+    return layer.partition("-")[0] not in registry.WRAPPERS and any_attention(layer)
 
 
 def any_attention(layer: str) -> bool:
@@ -105,8 +106,14 @@ def scores_from(args, networks: dict[str, dict], rows: dict[str, dict]) -> dict[
         run = json.loads(args.average_ranking.read_text())["runs"][args.decay]
         return {n: s for n, s in run[args.weights]["scores"].items() if n in networks}
     if args.scores:
-        groups = json.loads(args.scores.read_text())["groups"].values()
-        kept = {n: by[args.measure] for group in groups for n, by in group["scores"].items()}
+        groups = json.loads(args.scores.read_text())["groups"]
+        kept: dict[str, float] = {}
+        for group in groups.values():
+            for name, by in group["scores"].items():
+                if args.measure not in by:
+                    raise SystemExit(f"{args.scores}: no measure {args.measure!r} (it has {sorted(by)})")
+                if kept.setdefault(name, by[args.measure]) != by[args.measure]:
+                    raise SystemExit(f"{args.scores}: {name} scored twice, differently ({', '.join(groups)})")
         return {n: score for n, score in kept.items() if n in networks}
     if args.rows_metric:
         key = f"supernet_{args.rows_metric}"
@@ -132,21 +139,27 @@ def loo_ridge_tau(features: torch.Tensor, cer: torch.Tensor, ridge: float) -> fl
     return kendall_tau(predicted, cer.tolist())
 
 
-def print_horizons(names: list[str], score: list[float], rows: dict[str, dict]) -> None:
+def print_horizons(names: list[str], score: list[float], report_rows: list[dict]) -> None:
     """Kendall tau of ``score`` against the mean over retrain seeds of each network's dev CER after
-    each epoch, and the epoch where it is highest."""
-    curves = [rows[n].get("dev_cer_by_epoch") or [] for n in names]
-    epochs = min((len(seed) for curve in curves for seed in curve), default=0)
-    if not all(curves) or not epochs:
-        print("no dev CER by epoch in the report's rows: no horizons")
+    each epoch (``rank.complete_curves``: the seeds that logged every epoch), and the epoch where
+    it is highest; the last value is the final pass (the best checkpoint's, the rows' dev CER)."""
+    curves = complete_curves(report_rows)
+    kept = [i for i, n in enumerate(names) if n in curves]
+    if len(kept) < 2:
+        print("fewer than 2 networks with a complete dev CER curve in the report: no horizons")
         return
+    points = len(curves[names[kept[0]]][0])  # every epoch, then the final pass
     taus = [
-        kendall_tau(score, [statistics.fmean(seed[epoch] for seed in curve) for curve in curves])
-        for epoch in range(epochs)
+        kendall_tau(
+            [score[i] for i in kept], [statistics.fmean(c[point] for c in curves[names[i]]) for i in kept]
+        )
+        for point in range(points)
     ]
-    best = max(range(epochs), key=lambda epoch: taus[epoch])
-    print(f"tau against the retrains' dev CER after epoch 0-{epochs - 1}: "
-          + " ".join(shown(t) for t in taus) + f"; highest after epoch {best} ({shown(taus[best])})")  # fmt: skip
+    epochs = [t for t in taus[:-1] if t is not None]
+    best = max(range(points - 1), key=lambda e: -2.0 if taus[e] is None else taus[e]) if epochs else None
+    print(f"tau against the retrains' dev CER after epoch 1-{points - 1}, over {len(kept)} networks: "
+          + " ".join(shown(t) for t in taus[:-1]) + f"; the final pass {shown(taus[-1])}"
+          + ("" if best is None else f"; highest after epoch {best + 1} ({shown(taus[best])})"))  # fmt: skip
 
 
 def main() -> None:
@@ -209,7 +222,7 @@ def main() -> None:
               f"{shown(by_count)}; one retrain seed against the others' mean: {ceiling})")  # fmt: skip
 
     if args.horizons:
-        print_horizons(names, score, rows)
+        print_horizons(names, score, report_rows)
     slope, intercept = (
         torch.linalg.lstsq(
             torch.tensor([[c, 1.0] for c in cer], dtype=torch.float64),
@@ -218,14 +231,17 @@ def main() -> None:
         .solution.flatten()
         .tolist()
     )
-    groups: dict[int, list[float]] = {}
-    for n, s, c in zip(names, score, cer):
-        blocks = sum(full_rate_attention(layer) for layer in layers[n])
-        groups.setdefault(blocks, []).append(s - (slope * c + intercept))
     spread = statistics.pstdev(score)
-    print(f"score residual by full-rate attention blocks (the scores' standard deviation {spread:.3f}):")
-    for blocks, residuals in sorted(groups.items()):
-        print(f"  {blocks}: mean {statistics.fmean(residuals):+.3f} over {len(residuals)} networks")
+    for label, counted in (
+        ("full-rate attention blocks", full_rate_attention),
+        ("plain attention blocks", plain_attention),
+    ):
+        groups: dict[int, list[float]] = {}
+        for n, s, c in zip(names, score, cer):
+            groups.setdefault(sum(map(counted, layers[n])), []).append(s - (slope * c + intercept))
+        print(f"score residual by {label} (the scores' standard deviation {spread:.3f}):")
+        for blocks, residuals in sorted(groups.items()):
+            print(f"  {blocks}: mean {statistics.fmean(residuals):+.3f} over {len(residuals)} networks")
 
     families = sorted({family(layer) for n in names for layer in layers[n]} - {"skip"})
     counts = family_counts([layers[n] for n in names], families)
