@@ -19,12 +19,16 @@ Writes ``$OUT/angle_ranking.json``. A script file (spawned corpus workers cannot
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from study_pieces import ranked_group, retrained, write_result  # scripts/device, beside this file
-from train_supernet import train
+from study_pieces import (  # scripts/device
+    ranked_group,
+    ranking_parser,
+    retrained,
+    route_supernet,
+    write_result,
+)
 
 from supernet.errors import UserError
 from supernet.search.extract import load_search_checkpoint
@@ -35,19 +39,10 @@ MEASURES = ("loss", "cer", "init_cosine")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("work", type=Path)
-    parser.add_argument("table", type=Path, help="a latency.json of the study's space")
-    parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "REPORT"),
-                        help="a name, then the reports whose retrained networks it ranks together")  # fmt: skip
-    parser.add_argument("--batches", type=int, default=8)
-    parser.add_argument("--ckpt", type=Path, help="a supernet trained already (with its initial weights)")
-    parser.add_argument("--data", type=Path, default=Path("data/study_h200"), help="the corpus, with --ckpt")
+    parser = ranking_parser(__doc__, "a supernet trained already (with its initial weights)")
     parser.add_argument("--angle-only", action="store_true",
                         help="init_cosine alone: no data pass (minutes, not hours, on a CPU)")  # fmt: skip
     args = parser.parse_args()
-    options = ["trainer.max_epochs=20", "model.warmup_epochs=10", "model.keep_initial_weights=true"]
-    began = time.perf_counter()
     if args.ckpt:  # refused before any scoring, as `supernet select --metric init_cosine` refuses it
         try:
             require_initial_weights(
@@ -55,8 +50,7 @@ def main() -> None:
             )
         except UserError as err:
             raise SystemExit(str(err)) from None
-    last, data = (args.ckpt, args.data) if args.ckpt else train(args.work, args.table, options)
-    trained_in = None if args.ckpt else round(time.perf_counter() - began, 1)
+    last, data, trained_in = route_supernet(args, ["model.keep_initial_weights=true"])
     measures = ("init_cosine",) if args.angle_only else MEASURES
     groups = {}
     for name, *reports in args.group:

@@ -20,7 +20,6 @@ Writes ``$OUT/fewshot_ranking.json``. A script file (spawned corpus workers cann
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
@@ -28,7 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from study_pieces import ranked_group, retrained, write_result  # scripts/device, beside this file
+from study_pieces import (  # scripts/device
+    ranked_group,
+    ranking_parser,
+    retrained,
+    route_supernet,
+    write_result,
+)
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # scripts/: the op families' readers
 from ranking_breakdown import any_attention, plain_attention  # noqa: E402
@@ -98,27 +103,13 @@ def split_scores(scorer: SupernetScorer, paths: dict, key: Callable, steps: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("work", type=Path)
-    parser.add_argument("table", type=Path, help="a latency.json of the study's space")
-    parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "REPORT"),
-                        help="a name, then the reports whose retrained networks it ranks together")  # fmt: skip
+    parser = ranking_parser(__doc__)
     parser.add_argument("--split", choices=("plain", "attention"), default="plain")
     parser.add_argument("--steps", type=int, default=150, help="steps of each sub-supernet")
     parser.add_argument("--lr", type=float, help="default: the search's peak lr")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batches", type=int, default=8)
-    parser.add_argument("--ckpt", type=Path, help="a supernet trained already")
-    parser.add_argument("--data", type=Path, default=Path("data/study_h200"), help="the corpus, with --ckpt")
     args = parser.parse_args()
-    began = time.perf_counter()
-    if args.ckpt:
-        last, data = args.ckpt, args.data
-    else:
-        from train_supernet import train
-
-        last, data = train(args.work, args.table, ["trainer.max_epochs=20", "model.warmup_epochs=10"])
-    trained_in = None if args.ckpt else round(time.perf_counter() - began, 1)
+    last, data, trained_in = route_supernet(args, [])
     scorer = SupernetScorer(last, data, args.batches, split="dev", arch_fraction=0.0, metric="loss",
                             weights="trained")  # fmt: skip
     key = SPLITS[args.split]

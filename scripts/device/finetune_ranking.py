@@ -18,36 +18,29 @@ Writes ``$OUT/finetune_ranking.json``. A script file (spawned corpus workers can
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from study_pieces import ranked_group, retrained, write_result  # scripts/device, beside this file
-from train_supernet import train
+from study_pieces import (  # scripts/device
+    ranked_group,
+    ranking_parser,
+    retrained,
+    route_supernet,
+    write_result,
+)
 
 from supernet.select.score import SupernetScorer
 
-OPTIONS = ["trainer.max_epochs=20", "model.warmup_epochs=10"]
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("work", type=Path)
-    parser.add_argument("table", type=Path, help="a latency.json of the study's space")
-    parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "REPORT"),
-                        help="a name, then the reports whose retrained networks it ranks together")  # fmt: skip
+    parser = ranking_parser(__doc__)
     parser.add_argument("--rungs", default="24,48,96", help="cumulative fine-tune steps, comma-separated")
     parser.add_argument("--lrs", default="peak", help="fine-tune learning rates, comma-separated: a number, "
                         "or peak (the search's)")  # fmt: skip
-    parser.add_argument("--batches", type=int, default=8)
-    parser.add_argument("--ckpt", type=Path, help="a supernet trained already")
-    parser.add_argument("--data", type=Path, default=Path("data/study_h200"), help="the corpus, with --ckpt")
     args = parser.parse_args()
     rungs = [int(steps) for steps in args.rungs.split(",")]
     lrs = {label: None if label == "peak" else float(label) for label in args.lrs.split(",")}
-    began = time.perf_counter()
-    last, data = (args.ckpt, args.data) if args.ckpt else train(args.work, args.table, OPTIONS)
-    trained_in = None if args.ckpt else round(time.perf_counter() - began, 1)
+    last, data, trained_in = route_supernet(args, [])
     scorer = SupernetScorer(last, data, args.batches, split="dev", arch_fraction=0.0, metric="loss",
                             weights="trained")  # fmt: skip
     groups = {}

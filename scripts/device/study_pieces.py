@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -39,6 +40,33 @@ def scorer_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("table", type=Path, help="the study's latency.json")
     parser.add_argument("reports", type=Path, nargs="+", help="reports whose rows hold retrained networks")
     return parser
+
+
+def ranking_parser(doc: str, ckpt_help: str = "a supernet trained already") -> argparse.ArgumentParser:
+    """WORK TABLE --group NAME REPORT... [--batches] [--ckpt --data]: the scripts that score groups
+    of retrained networks with the route's supernet, trained first unless ``--ckpt`` gives one
+    (``angle_ranking.py``, ``finetune_ranking.py``, ``fewshot_ranking.py``); add your own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("table", type=Path, help="a latency.json of the study's space")
+    parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "REPORT"),
+                        help="a name, then the reports whose retrained networks it ranks together")  # fmt: skip
+    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--ckpt", type=Path, help=ckpt_help)
+    parser.add_argument("--data", type=Path, default=Path("data/study_h200"), help="the corpus, with --ckpt")
+    return parser
+
+
+def route_supernet(args: argparse.Namespace, options: list[str]) -> tuple[Path, Path, float | None]:
+    """``ranking_parser``'s checkpoint and corpus: ``--ckpt``'s, or the route's 20-epoch uniform
+    supernet trained now with ``options`` (``train_supernet.train``), and the seconds that took."""
+    if args.ckpt:
+        return args.ckpt, args.data, None
+    from train_supernet import train
+
+    began = time.perf_counter()
+    last, data = train(args.work, args.table, ["trainer.max_epochs=20", "model.warmup_epochs=10", *options])
+    return last, data, round(time.perf_counter() - began, 1)
 
 
 def write_result(name: str, result: dict) -> Path:
