@@ -52,10 +52,11 @@ def replay(net, inputs: list, kind: str, value: float) -> CachedBody:
     return CachedBody(net, inputs, value, 1.0) if kind == "gain" else CachedBody(net, inputs, 1.0, value)
 
 
-def mean_loss(module, batches: list[dict], replay: CachedBody) -> float:
+def mean_loss(module, batches: list[dict], head: CachedBody) -> float:
+    """The CTC loss per target token over ``batches``, averaged over utterances (as the study's)."""
     total, count = 0.0, 0
     for batch in batches:
-        loss, _, _ = module.ctc_loss(batch, replay)
+        loss, _, _ = module.ctc_loss(batch, head)
         total, count = total + float(loss) * len(batch["texts"]), count + len(batch["texts"])
     return total / count
 
