@@ -36,6 +36,7 @@ from study_pieces import ranked_group, retrained, write_result  # noqa: E402
 
 from losses.ctc import ctc_loss  # noqa: E402
 from supernet.select.score import SupernetScorer  # noqa: E402
+from supernet.study import rank  # noqa: E402
 
 MEASURES = ("loss", "head", "scale")
 
@@ -101,11 +102,7 @@ def main() -> None:
     for name, *reports in args.group:
         specs, cer, budgets = retrained(*map(Path, reports))
         scores, began = {}, time.perf_counter()
-        for network, spec in specs.items():
-            try:
-                path = scorer.space.index_of(spec)
-            except ValueError:
-                continue
+        for network, path in rank.paths_in_space(scorer.space, specs).items():
             scores[network] = scores_of(scorer, path, args.steps, args.lr)
             print(network, {k: round(v, 4) for k, v in scores[network].items()}, flush=True)
         groups[name] = ranked_group(

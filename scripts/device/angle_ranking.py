@@ -74,14 +74,10 @@ def angle_scores(ckpt: Path, specs: dict) -> dict[str, dict[str, float]]:
     from supernet.select.angle import init_cosine
 
     module = SearchModule.load_from_checkpoint(ckpt, map_location="cpu")
-    scores = {}
-    for name, spec in specs.items():
-        try:
-            path = module.space.index_of(spec)
-        except ValueError:
-            continue
-        scores[name] = {"init_cosine": init_cosine(module.net, module.initial_weights, path)}
-    return scores
+    return {
+        name: {"init_cosine": init_cosine(module.net, module.initial_weights, path)}
+        for name, path in rank.paths_in_space(module.space, specs).items()
+    }
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))  # scripts/: the op families'
 from ranking_breakdown import any_attention, plain_attention  # noqa: E402
 
 from supernet.select.score import SupernetScorer  # noqa: E402
+from supernet.study import rank  # noqa: E402
 
 # a network's group: its layers -> a label
 SPLITS: dict[str, Callable[[list[str]], int]] = {
@@ -116,12 +117,7 @@ def main() -> None:
     groups = {}
     for name, *reports in args.group:
         specs, cer, budgets = retrained(*map(Path, reports))
-        paths = {}
-        for network, spec in specs.items():
-            try:
-                paths[network] = scorer.space.index_of(spec)
-            except ValueError:
-                continue  # not a path of the space
+        paths = rank.paths_in_space(scorer.space, specs)
         started = time.perf_counter()
         inherited = {n: scorer.measure(path) for n, path in paths.items()}
         print(f"{name}: the split by {args.split}", flush=True)

@@ -30,6 +30,7 @@ from study_pieces import (  # scripts/device
 )
 
 from supernet.select.score import SupernetScorer
+from supernet.study import rank
 
 
 def main() -> None:
@@ -47,11 +48,7 @@ def main() -> None:
     for name, *reports in args.group:
         specs, cer, budgets = retrained(*map(Path, reports))
         scores, seconds = {}, {}
-        for network, spec in specs.items():
-            try:
-                path = scorer.space.index_of(spec)
-            except ValueError:
-                continue
+        for network, path in rank.paths_in_space(scorer.space, specs).items():
             row, spent = {}, {}
             row["loss_0"], row["cer_0"] = (scorer.measure(path)[m] for m in ("loss", "cer"))
             for label, lr in lrs.items():

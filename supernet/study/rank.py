@@ -191,6 +191,18 @@ def first_epoch_at(by_epoch: list[dict], level: float | None, key: str = "tau_ot
     return None
 
 
+def paths_in_space(space, archs: dict[str, ArchSpec]) -> dict[str, dict[str, int]]:
+    """Each architecture of ``archs`` that is a path of ``space`` (a ``SearchSpace``), as its
+    choices; the others (a baseline outside the space) are left out."""
+    paths = {}
+    for name, spec in archs.items():
+        try:
+            paths[name] = space.index_of(spec)
+        except ValueError:
+            continue
+    return paths
+
+
 def supernet_scores(
     ckpt: str | Path,
     data: Path,
@@ -207,10 +219,4 @@ def supernet_scores(
     scorer = SupernetScorer(
         ckpt, data, batches, split="dev", arch_fraction=0.0, max_frames=max_frames, weights=weights
     )
-    paths = {}
-    for name, spec in archs.items():
-        try:
-            paths[name] = scorer.space.index_of(spec)
-        except ValueError:
-            continue
-    return {name: scorer.measure(path) for name, path in paths.items()}
+    return {name: scorer.measure(path) for name, path in paths_in_space(scorer.space, archs).items()}
