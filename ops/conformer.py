@@ -1,6 +1,11 @@
 """Conformer block (`conformer-k15-f4-rel`) and pre-LN transformer encoder layer (`transformer-f4-abs`).
 
 Conformer (Gulati et al. 2020): `x + FFN/2`, `x + MHSA`, `x + ConvModule`, `x + FFN/2`, LayerNorm;
+with `open` the final LayerNorm is left out (`conformer-k15-f4-rel-open`): the block is then
+`x + g(x)` on one residual stream, as a residual TDNN is, and the network normalises once before
+its head (`norm-linear`). In a supernet this keeps what later layers and the head read on one
+scale whichever blocks a path holds (a closed block resets the stream to unit scale, a residual
+TDNN does not; issue 16: the supernet mis-ranked exactly the paths with closed blocks).
 the conv module is pointwise -> GLU -> depthwise (kernel k) -> BatchNorm (`ln`: LayerNorm) ->
 swish -> pointwise. Its depthwise conv is symmetric (look-ahead `(k - 1) // 2`) except with
 `causal`, or with `chunk` attention, where it is causal as in WeNet's streaming U2 conformer: a
@@ -112,6 +117,7 @@ class ConformerBlock(_Block):
         causal: bool,
         norm: str,
         dropout: float,
+        open_: bool = False,
     ):
         dim = attention.dim
         super().__init__(in_dim, dim)
@@ -121,7 +127,7 @@ class ConformerBlock(_Block):
         self.dropout = nn.Dropout(dropout)
         self.conv = ConvModule(dim, kernel, causal, norm, dropout)
         self.ffn2 = FeedForward(dim, ratio, dropout)
-        self.norm_out = nn.LayerNorm(dim)
+        self.norm_out = nn.Identity() if open_ else nn.LayerNorm(dim)
         bounded = attention.lookahead < UNBOUNDED
         self.lookahead = attention.lookahead + self.conv.lookahead if bounded else UNBOUNDED
         self.streamable = attention.streamable
@@ -185,13 +191,16 @@ class TransformerLayer(_Block):
         return self.proj_flops(T) + self.attention.flops(T) + self.ffn.flops(T)
 
 
-@register("conformer", numbers={"k": 31, "f": 4, **ATTENTION_NUMBERS}, words=(*KINDS, "bn", "ln", "causal"))
+@register(
+    "conformer", numbers={"k": 31, "f": 4, **ATTENTION_NUMBERS}, words=(*KINDS, "bn", "ln", "causal", "open")
+)
 def build_conformer(spec: Spec, in_dim: int, out_dim: int | None, dropout: float = 0.1) -> Op:
     dim = in_dim if out_dim is None else out_dim
     attention = attention_from_spec(spec, dim, "rel", dropout)
     causal = "causal" in spec.words or attention.kind == "chunk"
     norm = spec.word(("bn", "ln"), "bn")
-    return ConformerBlock(in_dim, attention, spec.numbers["k"], spec.numbers["f"], causal, norm, dropout)
+    n = spec.numbers
+    return ConformerBlock(in_dim, attention, n["k"], n["f"], causal, norm, dropout, "open" in spec.words)
 
 
 @register("transformer", numbers={"f": 4, **ATTENTION_NUMBERS}, words=KINDS)

@@ -18,6 +18,7 @@ Tokens: `k` cgMLP conv kernel (default 31), `f` ratio of both the macaron FFNs a
 LibriSpeech-100 recipe: 1024 units for d = 256, that is 4), `m` merge conv kernel (ESPnet's
 default 3), attention `abs|rel|local|chunk` (default `rel`) and its `h`, `w`, `l`, `c`. With
 `causal`, or with `chunk` attention, both convs are causal (as the conformer's, WeNet's U2).
+`open` leaves out the final LayerNorm, as the conformer's `open` (`ops.conformer`: why).
 
 Declared look-ahead: the merge conv reads its right half over both branches, each reading its own
 ahead: `max(attention, cgMLP conv) + merge conv` (full attention: unbounded, not streamable).
@@ -97,6 +98,7 @@ class EBranchformerBlock(_Block):
         merge_kernel: int,
         causal: bool,
         dropout: float,
+        open_: bool = False,
     ):
         dim = attention.dim
         super().__init__(in_dim, dim)
@@ -110,7 +112,7 @@ class EBranchformerBlock(_Block):
         self.merge_proj = nn.Linear(2 * dim, dim)
         self.dropout = nn.Dropout(dropout)
         self.ffn2 = FeedForward(dim, ratio, dropout)
-        self.norm_out = nn.LayerNorm(dim)
+        self.norm_out = nn.Identity() if open_ else nn.LayerNorm(dim)
         self.dim, self.merge_kernel = dim, merge_kernel
         self.merge_window = Window(merge_kernel - 1, 1, self.merge_padding[0])
         if attention.lookahead >= UNBOUNDED:
@@ -158,10 +160,14 @@ class EBranchformerBlock(_Block):
         )
 
 
-@register("ebranchformer", numbers={"k": 31, "f": 4, "m": 3, **ATTENTION_NUMBERS}, words=(*KINDS, "causal"))
+@register(
+    "ebranchformer", numbers={"k": 31, "f": 4, "m": 3, **ATTENTION_NUMBERS}, words=(*KINDS, "causal", "open")
+)
 def build_ebranchformer(spec: Spec, in_dim: int, out_dim: int | None, dropout: float = 0.1) -> Op:
     dim = in_dim if out_dim is None else out_dim
     attention = attention_from_spec(spec, dim, "rel", dropout)
     causal = "causal" in spec.words or attention.kind == "chunk"
     n = spec.numbers
-    return EBranchformerBlock(in_dim, attention, n["k"], n["f"], n["m"], causal, dropout)
+    return EBranchformerBlock(
+        in_dim, attention, n["k"], n["f"], n["m"], causal, dropout, "open" in spec.words
+    )

@@ -32,7 +32,7 @@ NUMBER_TOKENS = {
     "m": "merge kernel",
     "e": "inner width (channels)",
 }
-WORD_TOKENS = ("abs", "rel", "local", "chunk", "bn", "ln", "causal")
+WORD_TOKENS = ("abs", "rel", "local", "chunk", "bn", "ln", "causal", "open")
 _NUMBER = re.compile(r"^([a-z])(\d+)$")
 
 

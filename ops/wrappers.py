@@ -1,4 +1,5 @@
-"""Two forms that apply to any op: a residual layer (`res-<spec>`) and an inner width (`e<int>`).
+"""Forms that apply to any op: a residual layer (`res-<spec>`), a LayerNorm before it
+(`norm-<spec>`) and an inner width (`e<int>`).
 
 - `res-tdnn-k3-d1` is the layer `y = x + op(x)`. In a search space this is what makes depth
   searchable: the `skip` candidate of a residual edge (`y = x`) is the same layer with its branch
@@ -9,8 +10,10 @@
   `96 -> out_dim`: a width choice that keeps every candidate of an edge at the network's width
   (MixedOp's rule), at the cost of the two projections (`2 * T * dim * width` multiply-adds).
   With both, `res-tdnn-k3-d1-e96` is a bottleneck residual block: `x + out(tdnn(in(x)))`.
+- `norm-linear` is `linear(LayerNorm(x))`: the head of a network whose blocks leave their output on
+  one residual stream (`conformer-...-open`, `res-...`), normalised once, as pre-LN encoders end.
 
-Both forward the inner op's declarations (stride, look-ahead, streamable, graph_safe; the residual
+All forward the inner op's declarations (stride, look-ahead, streamable, graph_safe; the residual
 adds no look-ahead, the projections are per frame), and count the projections in `flops`.
 """
 
@@ -51,6 +54,26 @@ class Residual(Op):
         state = stream_state(state)
         y, state["op"] = self.op.stream(x, state.get("op"), final)
         return BRANCH_INPUT(state, x, y.shape[1]) + y, state
+
+    def flops(self, T: int) -> int:
+        return self.op.flops(T)
+
+
+class Normed(Op):
+    """`op(LayerNorm(x))`; the LayerNorm's bias reaches padded frames: the op masks its input itself."""
+
+    def __init__(self, op: Op, in_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
+        self.op = op
+        self.stride, self.lookahead, self.streamable = op.stride, op.lookahead, op.streamable
+        self.graph_safe = op.graph_safe
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        return self.op(self.norm(x), lengths)
+
+    def stream(self, x: torch.Tensor, state: dict | None, final: bool):
+        return self.op.stream(self.norm(x), state, final)
 
     def flops(self, T: int) -> int:
         return self.op.flops(T)
@@ -103,6 +126,14 @@ def build_residual(inner: str, in_dim: int, out_dim: int | None, **kwargs) -> Op
     return Residual(
         build_branch(inner, in_dim, in_dim, "a residual layer", "x + op(x) keeps the frames of x", **kwargs)
     )
+
+
+@register_wrapper("norm")
+def build_normed(inner: str, in_dim: int, out_dim: int | None, **kwargs) -> Op:
+    op = build(inner, in_dim, out_dim, **kwargs)
+    if op.parameter_free:
+        raise ValueError(f"{inner!r} is parameter-free: norm- would add a LayerNorm with nothing to feed")
+    return Normed(op, in_dim)
 
 
 @register_width

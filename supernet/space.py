@@ -37,6 +37,9 @@ from typing import Any
 from supernet.archspec import ArchSpec, ArchSpecError, OpInfo, _where, check_op, parse_fields, read_yaml
 from supernet.shipped import resolve
 
+# the ArchSpec fields besides its layers that a path shares with its space
+NETWORK_FIELDS = ("features", "feature_dim", "dim", "input", "head")
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -214,7 +217,14 @@ class SearchSpace:
         )
 
     def index_of(self, spec: ArchSpec) -> dict[str, int]:
-        """The choices that give ``spec``; an error if the architecture is not in the space."""
+        """The choices that give ``spec``; an error if the architecture is not in the space: its
+        layers and the fields that shape the network (a head or width of its own is another
+        network, whose weights the supernet does not hold). Dropout may differ: it only trains."""
+        for field in NETWORK_FIELDS:
+            if getattr(spec, field) != self.fields[field]:
+                raise ValueError(
+                    f"{spec.name!r} has {field} {getattr(spec, field)!r}, the space {self.fields[field]!r}"
+                )
         if len(spec.layers) != len(self.layers):
             raise ValueError(f"{spec.name!r} has {len(spec.layers)} layers, the space {len(self.layers)}")
         out = {}

@@ -52,6 +52,10 @@ FRAME_SPECS = [
     "down4-conformer-k3-f2-local-w2",
     "res-down2-conformer-k5-f2-rel-e4",
     "res-down2-ebranchformer-k5-f2-local-w4-l2",
+    "conformer-k15-f4-rel-open",
+    "ebranchformer-k5-f2-local-w4-l2-open",
+    "norm-linear",
+    "norm-tdnn-k3-d2",
 ]
 WAVE_SPECS = ["fbank", "mfcc", "learnfb"]
 DIM = 8
@@ -312,6 +316,35 @@ def test_ebranchformer_merges_two_branches_and_starts_with_an_open_gate():
     assert torch.isfinite(x.grad).all() and x.grad[1, 4:].abs().max() == 0  # padding gets no gradient
 
 
+@pytest.mark.parametrize("family", ["conformer-k5-f2-rel", "ebranchformer-k5-f2-local-w4-l2"])
+def test_an_open_block_is_the_closed_one_without_its_final_layernorm(family):
+    """`-open` drops only the final LayerNorm: the closed block's output is LayerNorm of the open
+    one's, weight for weight, so the open block leaves `x + g(x)` on the residual stream."""
+    closed, opened = make(family), make(f"{family}-open")
+    assert isinstance(opened.norm_out, torch.nn.Identity)
+    opened.load_state_dict({k: v for k, v in closed.state_dict().items() if not k.startswith("norm_out.")})
+    x, lengths = inputs("linear", 13, batch=2) * 4, torch.tensor([13, 7])
+    y_open, y_closed = opened(x, lengths)[0], closed(x, lengths)[0]
+    expected = ops.mask_padding(torch.nn.functional.layer_norm(y_open, (DIM,)), lengths)
+    assert torch.allclose(y_closed, expected, atol=1e-10)
+    assert y_open[0].std() > 2  # not normalised: the stream keeps the input's scale
+    assert (
+        sum(p.numel() for p in closed.parameters()) - sum(p.numel() for p in opened.parameters()) == 2 * DIM
+    )
+
+
+def test_norm_wrapper_is_the_op_after_a_layernorm_and_forwards_its_declarations():
+    head = make("norm-linear")
+    x, lengths = inputs("linear", 9, batch=2) * 3, torch.tensor([9, 5])
+    y, out_lengths = head(x, lengths)
+    expected = ops.mask_padding(head.op.proj(torch.nn.functional.layer_norm(x, (DIM,))), lengths)
+    assert torch.allclose(y, expected, atol=1e-12) and torch.equal(out_lengths, lengths)
+    inner = make("norm-tdnn-k3-d2-causal")
+    for name in ("stride", "lookahead", "streamable", "graph_safe"):
+        assert getattr(inner, name) == getattr(inner.op, name), name
+    assert inner.flops(20) == inner.op.flops(20)
+
+
 def test_parse_spec():
     parsed = ops.parse_spec("conformer-k15-f4-local-w16")
     assert parsed.family == "conformer" and parsed.numbers == {"k": 15, "f": 4, "w": 16}
@@ -346,6 +379,8 @@ def test_parse_spec():
         ("tdnn-k3-e0", 8, None, "in_dim must be a positive int"),
         ("ebranchformer-k3-f2-c4", 8, None, "c4 only applies to 'chunk'"),
         ("ebranchformer-k3-bn", 8, None, "ebranchformer takes no 'bn' token"),
+        ("tdnn-k3-open", 8, None, "tdnn takes no 'open' token"),
+        ("norm-skip", 8, None, "norm- would add a LayerNorm with nothing to feed"),
     ],
 )
 def test_bad_specs_raise_clear_errors(spec, in_dim, out_dim, message):

@@ -40,8 +40,16 @@ def test_a_baseline_a_space_and_a_table_load_by_name():
 @pytest.mark.parametrize(
     ("kind", "load", "listed"),
     [
-        ("arch", ArchSpec.load, "(blstm, budget_conformer_s, budget_tdnn_d, conformer_s, tdnn_d)"),
-        ("space", SearchSpace.load, "budget, budget_rate, conformer, conformer_depth, mixed, st_nas"),
+        (
+            "arch",
+            ArchSpec.load,
+            "(blstm, budget_conformer_s, budget_open_conformer_s, budget_open_tdnn_d, budget_tdnn_d, conformer_s, tdnn_d)",
+        ),
+        (
+            "space",
+            SearchSpace.load,
+            "budget, budget_open, budget_rate, conformer, conformer_depth, mixed, st_nas",
+        ),
         ("lut", LatencyTable.load, "st_nas_cpu"),
     ],
 )

@@ -15,7 +15,10 @@ from supernet.search.module import SearchModule
 from supernet.space import SearchSpace
 from tests.test_nonfinite import VOCAB, token_batch, trainer
 
-BASELINES = {"budget": ["budget_tdnn_d", "budget_conformer_s"]}
+BASELINES = {
+    "budget": ["budget_tdnn_d", "budget_conformer_s"],
+    "budget_open": ["budget_open_tdnn_d", "budget_open_conformer_s"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,33 @@ def test_each_scaled_baseline_is_a_path_of_its_space(space, name):
     choices = space.index_of(spec)
     derived = space.derive(choices, name=name)
     assert derived.layers == spec.layers and derived.to_dict() == spec.to_dict()
+
+
+def test_budget_open_is_budget_with_open_attention_blocks_and_a_normed_head(budget):
+    """Only the interface differs: the full-rate attention blocks lose their final LayerNorm and
+    the head gains one; every other candidate, and the open baselines' layers, are budget's."""
+    opened = SearchSpace.load("budget_open")
+    assert opened.fields["head"] == "norm-linear" and budget.fields["head"] == "linear"
+    for mine, theirs in zip(opened.choices, budget.choices, strict=True):
+        assert [c.removesuffix("-open") for c in mine.candidates] == list(theirs.candidates)
+        unwrapped_attention = [c for c in theirs.candidates if c.startswith(("conformer", "ebranchformer"))]
+        assert [c for c in mine.candidates if c.endswith("-open")] == [
+            c + "-open" for c in unwrapped_attention
+        ]
+    for name in ("tdnn_d", "conformer_s"):
+        closed, open_ = ArchSpec.load(f"budget_{name}"), ArchSpec.load(f"budget_open_{name}")
+        assert [layer.removesuffix("-open") for layer in open_.layers] == closed.layers
+
+
+def test_a_network_with_another_head_is_not_a_path(budget):
+    """budget_tdnn_d's layers are a path of budget_open, its plain head is not: the supernet holds no
+    weights for it, so it is refused (a study then leaves it out of the ranking)."""
+    opened = SearchSpace.load("budget_open")
+    with pytest.raises(ValueError, match="'budget_tdnn_d' has head 'linear', the space 'norm-linear'"):
+        opened.index_of(ArchSpec.load("budget_tdnn_d"))
+    assert budget.index_of(ArchSpec.load("budget_tdnn_d")) == opened.index_of(
+        ArchSpec.load("budget_open_tdnn_d")
+    )
 
 
 def test_budget_baselines_scale_the_shipped_ones():

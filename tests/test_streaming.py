@@ -67,6 +67,10 @@ STREAMABLE = [
     "down2-tdnn-k3-d2-causal",
     "down4-conformer-k3-f2-local-w2",
     "res-down2-ebranchformer-k5-f2-local-w4-l2",
+    "conformer-k5-f2-chunk-c4-w4-open",
+    "ebranchformer-k5-f2-local-w4-l2-open",
+    "norm-linear",
+    "norm-tdnn-k3-d2-causal",
     "learnfb",
 ]
 

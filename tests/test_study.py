@@ -122,6 +122,18 @@ def test_the_shipped_route_is_the_measured_one(tmp_path):
     assert "--halving" not in argv
 
 
+def test_the_open_study_is_the_route_over_the_open_space():
+    """h200_open changes only the space and adds the open baselines: its figures compare with
+    h200_route's on the same budgets, recipe, draws and retrains."""
+    route, opened = load_config("h200_route"), load_config("h200_open")
+    assert (route["space"], opened["space"]) == ("budget", "budget_open")
+    assert opened["baselines"] == [*route["baselines"], "budget_open_tdnn_d", "budget_open_conformer_s"]
+    differ = {"name", "space", "baselines"}
+    assert {k: v for k, v in opened.items() if k not in differ} == {
+        k: v for k, v in route.items() if k not in differ
+    }
+
+
 def test_a_malformed_study_file_is_one_line_from_the_cli(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(with_field("random.n", -2)))
