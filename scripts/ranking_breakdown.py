@@ -74,8 +74,9 @@ def full_rate_attention(layer: str) -> bool:
 
 
 def plain_attention(layer: str) -> bool:
-    """An attention block with no wrapper: its own LayerNorm ends it (``conformer-k15-f4-h4-rel``,
-    not ``res-conformer-k15-f4-rel-e96``)."""
+    """An attention block with no wrapper (``conformer-k15-f4-h4-rel``, not
+    ``res-conformer-k15-f4-rel-e96``): in ``budget`` its own LayerNorm ends it; ``budget_open``'s
+    ``-open`` blocks, counted here too, have none."""
     return layer.partition("-")[0] not in registry.WRAPPERS and any_attention(layer)
 
 
