@@ -55,7 +55,7 @@ def train_group(
     """``steps`` single-path steps of the supernet on paths drawn uniformly within ``group`` (the
     search's AdamW at ``lr``, a linear warm-up over the first tenth, its gradient clipping)."""
     module, net, space = scorer.module, scorer.module.net, scorer.space
-    draw, clip = random.Random(seed), module.hparams.grad_clip
+    draw = random.Random(seed)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = module.weight_adamw(params, lr)
     warmup = torch.optim.lr_scheduler.LambdaLR(
@@ -70,12 +70,7 @@ def train_group(
                 path = space.sample_path(draw)
             net.fix_path(path)
             net.train()
-            loss, _, _ = module.ctc_loss(batch, net)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip)
-            optimizer.step()
+            scorer.weight_step(batch, optimizer, params)
             warmup.step()
     net.zero_grad(set_to_none=True)
     net.eval()

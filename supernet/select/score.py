@@ -178,7 +178,7 @@ class SupernetScorer:
         if self.world > 1:
             raise UserError("fine-tuning finalists runs in one process: use --devices 1")
         state = {} if state is None else state
-        net, clip, done = self.module.net, self.module.hparams.grad_clip, state.get("steps", 0)
+        net, done = self.module.net, state.get("steps", 0)
         saved = {name: tensor.clone() for name, tensor in net.state_dict().items()}
         net.fix_path({name: int(index) for name, index in path.items()})
         named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]  # a path's own get gradients
@@ -203,12 +203,7 @@ class SupernetScorer:
                     torch.manual_seed(seed)
                 net.train()
                 for batch in batches:
-                    loss, _, _ = self.module.ctc_loss(batch, net)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if clip:
-                        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip)
-                    optimizer.step()
+                    self.weight_step(batch, optimizer, params)
                 state.update(
                     steps=done + steps, optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
                     weights={n: p.detach().clone() for n, p in named if p in optimizer.state},  # the path's
@@ -221,6 +216,17 @@ class SupernetScorer:
             net.zero_grad(set_to_none=True)
             net.load_state_dict(saved)
             net.eval()
+
+    def weight_step(self, batch: dict, optimizer: torch.optim.Optimizer, params: list) -> None:
+        """One step of the network's fixed path on ``batch``: CTC loss, backward, the search's
+        gradient clipping over the parameters that got a gradient, ``optimizer``'s step."""
+        loss, _, _ = self.module.ctc_loss(batch, self.module.net)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.module.hparams.grad_clip
+        if clip:
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip)
+        optimizer.step()
 
     def _finetune_batches(self, count: int, cuda: list) -> list[dict]:
         """The first ``count`` batches of the fine-tunes' train sequence: one epoch of the train
