@@ -5,18 +5,25 @@ conformer (``docs/study/h200_route``: Conformer-S and two random paths, ranked 1
 the dev loss, are 3rd, 5th and 16th by their retrained dev CER). A conformer block ends in a LayerNorm, the
 residual TDNN blocks most paths end with do not, and the one linear head every path shares was
 trained on the mixture. BatchNorm recalibration re-fits a path's statistics, not its head. This
-scores each retrained network of the reports with a trained supernet three ways, all from the
+scores each retrained network of the reports with a trained supernet four ways, all from the
 same BatchNorm-recalibrated path, on the dev split:
 
 - ``loss``: the study's score (dev CTC loss per token);
 - ``head``: the same after the head alone is re-fitted to the path (its other weights frozen):
   ``--steps`` AdamW steps at ``--lr`` over the recalibration's train batches, from the supernet's
   head;
-- ``scale``: the same after only a scale of the logits is fitted (a temperature: one number).
+- ``scale``: the same with the logits divided by a temperature (one number per path);
+- ``gain``: the same with the head's input multiplied by a gain (one number per path).
+
+The temperature and the gain are the values of a grid (0.4 to 3) that give the lowest loss on the
+train batches: a grid, since a gradient fit from 1 moves too little in 64 steps (session 18 fitted
+the temperature so, within about 0.83-1.21, and measured 0.137 where the grid gives 0.063). Each
+layer's output RMS on the first dev batch is kept beside the scores (``streams``): what scale
+reaches the head on each path.
 
 Prints each score's Kendall tau against the retrained dev CER (over all networks and within each
-budget) and writes ``$OUT/head_refit.json`` (default /tmp/out). Fixed before the run: the two
-variants, ``--steps 64``, ``--lr 3e-3``, 8 recalibration batches.
+budget) and writes ``$OUT/head_refit.json`` (default /tmp/out). Fixed before the run: the three
+variants, ``--steps 64``, ``--lr 3e-3``, 8 recalibration batches, the grid.
 
     python scripts/head_refit.py CKPT --data data/study_h200 --group route docs/study/h200_route/study.json
 """
@@ -38,7 +45,8 @@ from losses.ctc import ctc_loss  # noqa: E402
 from supernet.select.score import SupernetScorer  # noqa: E402
 from supernet.study import rank  # noqa: E402
 
-MEASURES = ("loss", "head", "scale")
+MEASURES = ("loss", "head", "scale", "gain")
+GRID = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0)
 
 
 def head_inputs(scorer: SupernetScorer, batches: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -54,37 +62,70 @@ def head_inputs(scorer: SupernetScorer, batches: list[dict]) -> list[tuple[torch
     return kept
 
 
-def refit(scorer: SupernetScorer, batches: list[dict], variant: str, steps: int, lr: float) -> None:
-    """Fits the head (``head``) or a logit scale (``scale``, put into the head's weights) in place."""
+def layer_rms(scorer: SupernetScorer, batch: dict) -> list[float]:
+    """Each layer's output RMS on ``batch`` (padding included, as the next layer reads it)."""
+    net, rms = scorer.module.net, []
+    hooks = [
+        layer.register_forward_hook(lambda _, __, out: rms.append(out[0].float().pow(2).mean().sqrt().item()))
+        for layer in net.layers
+    ]
+    try:
+        with torch.no_grad():
+            net(batch["features"], batch["feature_lengths"])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return rms
+
+
+def fit_head(scorer: SupernetScorer, batches: list[dict], inputs: list, steps: int, lr: float) -> None:
+    """Re-fits the head in place on its cached ``inputs`` of ``batches``."""
     head = scorer.module.net.head
-    inputs = head_inputs(scorer, batches)
-    scale = torch.zeros((), requires_grad=True)  # log of the logits' scale
-    params = [scale] if variant == "scale" else list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(list(head.parameters()), lr=lr, weight_decay=0.0)
     with torch.enable_grad():
         for step in range(steps):
             (x, lengths), batch = inputs[step % len(inputs)], batches[step % len(batches)]
             logits, out_lengths = head(x, lengths)
-            log_probs = (logits.float() * scale.exp()).log_softmax(-1)
-            loss = ctc_loss(log_probs, out_lengths, batch["targets"], batch["target_lengths"])
+            loss = ctc_loss(
+                logits.float().log_softmax(-1), out_lengths, batch["targets"], batch["target_lengths"]
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    if variant == "scale":
-        with torch.no_grad():
-            for p in head.parameters():
-                p.mul_(scale.exp())  # a linear head: scaled weights and bias scale the logits
 
 
-def scores_of(scorer: SupernetScorer, path: dict[str, int], steps: int, lr: float) -> dict[str, float]:
+def replayed_loss(
+    scorer: SupernetScorer, batches: list[dict], inputs: list, gain=1.0, temperature=1.0
+) -> float:
+    """The loss over ``batches`` of the head alone on its cached ``inputs`` times ``gain``, logits
+    divided by ``temperature``: CTC per target token, averaged over utterances (as ``measure``)."""
+    head, total, count = scorer.module.net.head, 0.0, 0
+    with torch.no_grad():
+        for (x, lengths), batch in zip(inputs, batches, strict=True):
+            logits, out_lengths = head(x * gain, lengths)
+            log_probs = (logits.float() / temperature).log_softmax(-1)
+            loss = ctc_loss(log_probs, out_lengths, batch["targets"], batch["target_lengths"])
+            total, count = total + float(loss) * len(batch["texts"]), count + len(batch["texts"])
+    return total / count
+
+
+def scores_of(scorer: SupernetScorer, path: dict[str, int], steps: int, lr: float) -> tuple[dict, list]:
+    """The path's four scores (and its fitted temperature and gain), and its layers' output RMS."""
     net = scorer.module.net
     out = {"loss": scorer.measure(path)["loss"]}  # BatchNorm recalibrated once: the head reads none
+    train, dev = scorer.batches_of("train"), scorer.batches_of("dev")
+    cached = {"train": head_inputs(scorer, train), "dev": head_inputs(scorer, dev)}
+    replayed = replayed_loss(scorer, dev, cached["dev"])
+    if abs(replayed - out["loss"]) > 1e-3 * max(1.0, abs(out["loss"])):
+        raise RuntimeError(f"the replayed head's loss {replayed:.5f} is not the measured {out['loss']:.5f}")
     saved = copy.deepcopy(net.head.state_dict())
-    for variant in ("head", "scale"):
-        refit(scorer, scorer.batches_of("train"), variant, steps, lr)
-        out[variant] = scorer.measure(path, recalibrate=False)["loss"]
-        net.head.load_state_dict(saved)
-    return out
+    fit_head(scorer, train, cached["train"], steps, lr)
+    out["head"] = scorer.measure(path, recalibrate=False)["loss"]
+    net.head.load_state_dict(saved)
+    for measure, knob in (("scale", "temperature"), ("gain", "gain")):
+        best = min(GRID, key=lambda v: replayed_loss(scorer, train, cached["train"], **{knob: v}))
+        out[measure], out[f"fitted_{knob}"] = replayed_loss(scorer, dev, cached["dev"], **{knob: best}), best
+    return out, layer_rms(scorer, dev[0])
 
 
 def main() -> None:
@@ -101,13 +142,14 @@ def main() -> None:
     groups = {}
     for name, *reports in args.group:
         specs, cer, budgets = retrained(*map(Path, reports))
-        scores, began = {}, time.perf_counter()
+        scores, streams, began = {}, {}, time.perf_counter()
         for network, path in rank.paths_in_space(scorer.space, specs).items():
-            scores[network] = scores_of(scorer, path, args.steps, args.lr)
+            scores[network], rms = scores_of(scorer, path, args.steps, args.lr)
+            streams[network] = [[layer, value] for layer, value in zip(specs[network].layers, rms)]
             print(network, {k: round(v, 4) for k, v in scores[network].items()}, flush=True)
         groups[name] = ranked_group(
             name, reports, scores, cer, budgets, MEASURES, time.perf_counter() - began
-        )
+        ) | {"streams": streams}
     write_result(
         "head_refit.json", {"ckpt": str(args.ckpt), "steps": args.steps, "lr": args.lr, "groups": groups}
     )

@@ -1,11 +1,13 @@
 """scripts/head_refit.py: re-fitting the shared head to one path lowers that path's loss on the
-batches it was fitted on, a fitted scale only rescales the head, and the supernet is left as it was."""
+batches it was fitted on, the replayed head's temperature is the head's weights scaled, and the
+supernet is left as it was."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -33,17 +35,26 @@ def test_a_refitted_head_fits_its_batches_better_and_the_supernet_keeps_its_own(
             return sum(float(scorer.module.ctc_loss(b, net)[0]) for b in train)
 
     before, head = train_loss(), {k: v.clone() for k, v in net.head.state_dict().items()}
-    head_refit.refit(scorer, train, "head", steps=30, lr=3e-2)
+    inputs = head_refit.head_inputs(scorer, train)
+    assert len(train) == 1 and head_refit.replayed_loss(scorer, train, inputs) == pytest.approx(
+        before, rel=1e-5
+    )
+    head_refit.fit_head(scorer, train, inputs, steps=30, lr=3e-2)
     assert train_loss() < before
     net.head.load_state_dict(head)
-    head_refit.refit(scorer, train, "scale", steps=30, lr=3e-2)
-    ratios = [(p / head[k]).flatten() for k, p in net.head.state_dict().items() if k.endswith("weight")]
-    ratio = torch.cat(ratios)
-    torch.testing.assert_close(ratio, torch.full_like(ratio, float(ratio[0])))  # one scale for all
-    assert abs(float(ratio[0]) - 1.0) > 1e-4 and train_loss() < before
+
+    warm = head_refit.replayed_loss(scorer, train, inputs, temperature=2.0)
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.div_(2.0)  # a linear head: weights and bias halved halve the logits
+    assert head_refit.replayed_loss(scorer, train, inputs) == pytest.approx(warm, rel=1e-5)
     net.head.load_state_dict(head)
 
-    scores = head_refit.scores_of(scorer, path, steps=5, lr=3e-2)
-    assert set(scores) == set(head_refit.MEASURES)
+    scores, rms = head_refit.scores_of(scorer, path, steps=5, lr=3e-2)
+    assert set(scores) == {*head_refit.MEASURES, "fitted_temperature", "fitted_gain"}
+    assert scores["fitted_temperature"] in head_refit.GRID and scores["fitted_gain"] in head_refit.GRID
+    fitted = head_refit.replayed_loss(scorer, train, inputs, temperature=scores["fitted_temperature"])
+    assert fitted <= head_refit.replayed_loss(scorer, train, inputs)  # the grid holds 1.0
+    assert len(rms) == len(net.layers) and all(v > 0 for v in rms)
     for k, v in net.head.state_dict().items():  # every variant put the supernet's head back
         assert torch.equal(v, head[k]), k
