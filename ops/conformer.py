@@ -5,7 +5,8 @@ with `open` the final LayerNorm is left out (`conformer-k15-f4-rel-open`): the b
 `x + g(x)` on one residual stream, as a residual TDNN is, and the network normalises once before
 its head (`norm-linear`). In a supernet this keeps what later layers and the head read on one
 scale whichever blocks a path holds (a closed block resets the stream to unit scale, a residual
-TDNN does not; issue 16: the supernet mis-ranked exactly the paths with closed blocks).
+TDNN does not). Issue 16's hypothesis, for `budget_open` to test: that reset is why the supernet
+ranks the networks with attention blocks badly.
 the conv module is pointwise -> GLU -> depthwise (kernel k) -> BatchNorm (`ln`: LayerNorm) ->
 swish -> pointwise. Its depthwise conv is symmetric (look-ahead `(k - 1) // 2`) except with
 `causal`, or with `chunk` attention, where it is causal as in WeNet's streaming U2 conformer: a

@@ -60,7 +60,8 @@ class Residual(Op):
 
 
 class Normed(Op):
-    """`op(LayerNorm(x))`; the LayerNorm's bias reaches padded frames: the op masks its input itself."""
+    """`op(LayerNorm(x))`; the LayerNorm's bias reaches padded frames: the op masks its input itself
+    (the network's `input_masked` mark stays on this wrapper and must not reach the op)."""
 
     def __init__(self, op: Op, in_dim: int):
         super().__init__()

@@ -2,7 +2,7 @@
 
 The uniform supernet under-rates networks whose last block before the head is a full-rate
 conformer (``docs/study/h200_route``: Conformer-S and two random paths, ranked 18th-20th of 20 by
-the dev loss, are 3rd, 5th and 16th by their retrained dev CER). A conformer block ends in a LayerNorm, the
+the dev loss, are 3rd, 5th and 16th by their retrained dev CER). In ``budget`` a conformer block ends in a LayerNorm, the
 residual TDNN blocks most paths end with do not, and the one linear head every path shares was
 trained on the mixture. BatchNorm recalibration re-fits a path's statistics, not its head. This
 scores each retrained network of the reports with a trained supernet four ways, all from the
@@ -13,7 +13,8 @@ same BatchNorm-recalibrated path, on the dev split:
   ``--steps`` AdamW steps at ``--lr`` over the recalibration's train batches, from the supernet's
   head;
 - ``scale``: the same with the logits divided by a temperature (one number per path);
-- ``gain``: the same with the head's input multiplied by a gain (one number per path).
+- ``gain``: the same with the head's input multiplied by a gain (one number per path; with a
+  ``norm-`` head, as ``budget_open``'s, after its LayerNorm, which would cancel it before).
 
 The temperature and the gain are the values of a grid (0.4 to 3) that give the lowest loss on the
 train batches: a grid, since a gradient fit from 1 moves too little in 64 steps (session 18 fitted
@@ -42,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "device"))
 from study_pieces import ranked_group, retrained, write_result  # noqa: E402
 
 from losses.ctc import ctc_loss  # noqa: E402
+from ops.wrappers import Normed  # noqa: E402
 from supernet.select.score import SupernetScorer  # noqa: E402
 from supernet.study import rank  # noqa: E402
 
@@ -102,7 +104,10 @@ def replayed_loss(
     head, total, count = scorer.module.net.head, 0.0, 0
     with torch.no_grad():
         for (x, lengths), batch in zip(inputs, batches, strict=True):
-            logits, out_lengths = head(x * gain, lengths)
+            if isinstance(head, Normed):  # a norm- head: the gain after its LayerNorm (before, it cancels)
+                logits, out_lengths = head.op(head.norm(x) * gain, lengths)
+            else:
+                logits, out_lengths = head(x * gain, lengths)
             log_probs = (logits.float() / temperature).log_softmax(-1)
             loss = ctc_loss(log_probs, out_lengths, batch["targets"], batch["target_lengths"])
             total, count = total + float(loss) * len(batch["texts"]), count + len(batch["texts"])

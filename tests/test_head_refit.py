@@ -58,3 +58,7 @@ def test_a_refitted_head_fits_its_batches_better_and_the_supernet_keeps_its_own(
     assert len(rms) == len(net.layers) and all(v > 0 for v in rms)
     for k, v in net.head.state_dict().items():  # every variant put the supernet's head back
         assert torch.equal(v, head[k]), k
+    measured = scorer.measure
+    scorer.measure = lambda *a, **k: {**measured(*a, **k), "loss": measured(*a, **k)["loss"] + 0.5}
+    with pytest.raises(RuntimeError, match="is not the measured"):  # a replay that drifted is refused
+        head_refit.scores_of(scorer, path, steps=1, lr=3e-2)

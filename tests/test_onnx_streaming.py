@@ -240,6 +240,8 @@ MIXED = [
     "res-conformer-k5-f2-local-w4-l1-ln-e8",
     "skip-s2",
     "tdnn-k4-d1-bn",
+    "norm-tdnn-k3-d1",
+    "conformer-k5-f2-h2-local-w3-l1-open",
 ]
 
 
@@ -254,7 +256,7 @@ DOWNSAMPLED = [
 ]
 
 
-def mixed_net(layers: list[str], input: str = "conv2d4x") -> DerivedNet:
+def mixed_net(layers: list[str], input: str = "conv2d4x", head: str = "linear") -> DerivedNet:
     spec = ArchSpec.from_dict(
         {
             "name": "mixed",
@@ -263,6 +265,7 @@ def mixed_net(layers: list[str], input: str = "conv2d4x") -> DerivedNet:
             "dim": 16,
             "input": input,
             "layers": layers,
+            "head": head,
         }
     )
     torch.manual_seed(0)
@@ -270,21 +273,22 @@ def mixed_net(layers: list[str], input: str = "conv2d4x") -> DerivedNet:
 
 
 @pytest.mark.parametrize(
-    "layers, chunks",
+    "layers, chunks, head",
     [
-        *(pytest.param(MIXED, n, id=f"mixed-{n}") for n in (1, 2, 3, 5)),
-        *(pytest.param(DOWNSAMPLED, n, id=f"downsampled-{n}") for n in (4, 8, 12)),
+        *(pytest.param(MIXED, n, "linear", id=f"mixed-{n}") for n in (1, 2, 3, 5)),
+        pytest.param(MIXED, 2, "norm-linear", id="mixed-2-norm-head"),
+        *(pytest.param(DOWNSAMPLED, n, "linear", id=f"downsampled-{n}") for n in (4, 8, 12)),
     ],
 )
 @torch.no_grad()
-def test_the_step_in_pytorch_is_the_full_pass_for_every_supported_family(layers, chunks):
+def test_the_step_in_pytorch_is_the_full_pass_for_every_supported_family(layers, chunks, head):
     """The graph's bookkeeping before export: a network of every supported family (strides 4, 2
     and 2, look-ahead, causal, residual delay lines, local and chunked attention, an inner width),
     the step ``chunks`` output frames long (the chunked attention's 3 frames lined up or not); and
     one of E-Branchformers (chunked, local, at an inner width), down-sampled blocks (by 2 and 4,
     their groups split between steps, the attention chunk at the half rate lined up with the step
     at 12 frames only) and LSTMs (at both rates)."""
-    net = mixed_net(layers)
+    net = mixed_net(layers, head=head)
     x = torch.randn(1, 229, 10)
     full, _ = net(x, torch.tensor([229]))
     step = StreamingStep(net, net.spec.total_stride * chunks).eval()

@@ -114,7 +114,9 @@ def test_one_st_search_step_over_the_budget_space_on_the_cpu():
     assert all(torch.isfinite(v).all() for v in module.arch.alphas.values())
 
 
-@pytest.mark.parametrize(("name", "table_name"), [("budget", "budget_cpu"), ("budget_open", "budget_open_cpu")])
+@pytest.mark.parametrize(
+    ("name", "table_name"), [("budget", "budget_cpu"), ("budget_open", "budget_open_cpu")]
+)
 def test_the_budget_cpu_tables_cover_their_space(name, table_name):
     table = LatencyTable.load(table_name)
     settings = table.settings

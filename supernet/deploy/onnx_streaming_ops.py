@@ -43,7 +43,7 @@ from ops.recurrent import LSTM
 from ops.streaming import NotStreamable
 from ops.subsample import Conv2dSubsampling4
 from ops.tdnn import TDNN
-from ops.wrappers import Projected, Residual
+from ops.wrappers import Normed, Projected, Residual
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,19 @@ class ProjectedStep(Step):
 
     def forward(self, x, clock, state, new):
         return self.proj_out(self.inner(self.proj_in(x), clock, state, new))
+
+
+class NormedStep(Step):
+    """``op(LayerNorm(x))``: the LayerNorm is per frame, so the op's step reads the chunk normalised."""
+
+    def __init__(self, op: Normed, rate: Rate, dim: int):
+        super().__init__(rate)
+        self.norm = op.norm
+        self.inner = make_step(op.op, rate, dim)
+        self.rate_out = self.inner.rate_out
+
+    def forward(self, x, clock, state, new):
+        return self.inner(self.norm(x), clock, state, new)
 
 
 class AttentionStep(Step):
@@ -497,12 +510,12 @@ def group_frames(op: nn.Module, stride: int) -> int:
     if isinstance(op, Downsampled):
         slow = stride * op.factor
         return math.lcm(slow, group_frames(op.op, slow))
-    inner = getattr(op, "op", None)  # res- and -e<width> wrappers
+    inner = getattr(op, "op", None)  # res-, norm- and -e<width> wrappers
     return group_frames(inner, stride) if isinstance(inner, nn.Module) else 1
 
 
 SUPPORTED = (
-    "linear, skip, zero, tdnn, septdnn, res-, -e<width>, down2- / down4-, conv2d4x, lstm, and "
+    "linear, skip, zero, tdnn, septdnn, res-, norm-, -e<width>, down2- / down4-, conv2d4x, lstm, and "
     "conformer / transformer / mhsa / ebranchformer with local or left-bounded chunk attention"
 )
 
@@ -520,6 +533,8 @@ def make_step(op: nn.Module, rate: Rate, in_dim: int) -> Step:
         return ResidualStep(op, rate, in_dim)
     if isinstance(op, Projected):
         return ProjectedStep(op, rate)
+    if isinstance(op, Normed):
+        return NormedStep(op, rate, in_dim)
     if isinstance(op, AttentionBlock):
         return AttentionBlockStep(op, rate)
     if isinstance(op, (ConformerBlock, TransformerLayer)):

@@ -56,9 +56,11 @@ def as_if_trained(module: nn.Module, generator: torch.Generator | None = None) -
         if isinstance(m, nn.BatchNorm1d):
             m.running_mean.uniform_(-0.2, 0.2, generator=generator)
             m.running_var.uniform_(0.5, 2.0, generator=generator)
+    head = module.net.head
+    proj = head.proj if hasattr(head, "proj") else head.op.proj  # linear, or norm-linear
     with torch.no_grad():
-        module.net.head.proj.weight.mul_(4.0)
-        module.net.head.proj.bias[0] -= 2.0
+        proj.weight.mul_(4.0)
+        proj.bias[0] -= 2.0
     return module
 
 
