@@ -1,14 +1,16 @@
 """Spec parsing and the family registry: `ops.build("tdnn-k3-d2", 256)`.
 
 A spec is `family-token-token...`. Number tokens are a letter and an integer (`k3` kernel,
-`d2` dilation, `s3` stride, `f4` FFN ratio, `h4` heads, `w16` window (or chunk's left context), `l0` right window,
-`c16` chunk, `m3` merge kernel, `e96` inner width); word tokens are bare (`abs|rel|local|chunk`,
-`bn|ln`, `causal`, `open`: a conformer or E-Branchformer without its final LayerNorm). Each family registers the tokens it accepts with their defaults, so a typo
-fails loudly with the valid list.
+`d2` dilation, `s3` stride, `f4` FFN ratio, `h4` heads, `w16` window (or chunk's left context),
+`l0` right window, `c16` chunk, `m3` merge kernel, `e96` inner width); word tokens are bare
+(`abs|rel|local|chunk`, `bn|ln`, `causal`, `open`: a conformer or E-Branchformer without its final
+LayerNorm). Each family registers the tokens it accepts with their defaults, so a typo fails
+loudly with the valid list.
 
 Forms apply to every family (``ops.wrappers``, ``ops.downsampled``): prefix wrappers, `res-<spec>`
-(the layer `x + op(x)`), `norm-<spec>` (a LayerNorm before the op) and `down2-`/`down4-`, and the inner width `e<int>` (`tdnn-k3-d1-e96`: the op at 96 channels between a
-Linear in and a Linear out), so a width or a residual needs no change in any family.
+(the layer `x + op(x)`), `norm-<spec>` (a LayerNorm before the op) and `down2-` / `down4-`, and
+the inner width `e<int>` (`tdnn-k3-d1-e96`: the op at 96 channels between a Linear in and a Linear
+out), so a width or a residual needs no change in any family.
 """
 
 from __future__ import annotations
