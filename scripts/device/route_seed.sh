@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# The h200_route study's route with search seed SEED (route_seed.py: its supernet and its select
-# for both budgets), then its two picks retrained with the study's recipe and seeds 0-2, side by
-# side ($OUT/retrain_archs.json, the picks in $OUT/arch/). Judge them with
+# A study's route (h200_route unless STUDY names another) with search seed SEED (route_seed.py: its
+# supernet and its select for every budget), then its picks retrained with the study's recipe and
+# retrain seeds, side by side ($OUT/retrain_archs.json, the picks in $OUT/arch/). Judge them with
 # scripts/extra_picks_report.py against the study's baselines and random paths.
 # BUDGET=LABEL retrains that budget's pick only (a shorter call; the select still runs for every
 # budget, as the study's does: a budget's pick can come from another budget's candidates).
+# STUDY=NAME runs another study's route (default h200_route; h200_open for the budget_open space):
+# its table must be kept as docs/study/NAME/latency.json (the study's own, from its run folder).
 #   usage (device tool, carry .whl): bash scripts/device/route_seed.sh SEED [LIMIT_S=400]
 source scripts/device/setup.sh
 seed=${1:?usage: scripts/device/route_seed.sh SEED [LIMIT_S]}
 deadline "${2:-400}" route_seed
-study_corpus h200_route
+study=${STUDY:-h200_route}
+[ -f "docs/study/$study/latency.json" ] || { echo "route_seed: no docs/study/$study/latency.json"; exit 1; }
+study_corpus "$study"
 work=/tmp/route_s$seed
-timeout -k 20 "$(left)" python3 scripts/device/route_seed.py h200_route "$work" "$seed" \
-  --table docs/study/h200_route/latency.json ${BUDGET:+--budget "$BUDGET"} 2>&1 | grep -v "^INFO\|warn\|it/s" | tail -4
+timeout -k 20 "$(left)" python3 scripts/device/route_seed.py "$study" "$work" "$seed" \
+  --table "docs/study/$study/latency.json" ${BUDGET:+--budget "$BUDGET"} 2>&1 | grep -v "^INFO\|warn\|it/s" | tail -4
 mkdir -p "${OUT:-/tmp/out}/arch" && cp "$work"/arch/*.yaml "${OUT:-/tmp/out}/arch/" 2>/dev/null
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
 enough
-timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py h200_route "$work" "$work"/arch/*.yaml \
+timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" "$work" "$work"/arch/*.yaml \
   --parallel 6 2>&1 | grep -v "^INFO\|warn" | tail -8
