@@ -92,6 +92,11 @@ class ConvModule(nn.Module):
         return T * (2 * self.dim * self.dim + self.kernel * self.dim + self.dim * self.dim)
 
 
+def final_norm(dim: int, open_: bool) -> nn.Module:
+    """A closed block's final LayerNorm, or none for an `open` one (module docstring: why)."""
+    return nn.Identity() if open_ else nn.LayerNorm(dim)
+
+
 class _Block(Op):
     """Shared plumbing: optional input projection, masks, flops of the input projection."""
 
@@ -128,7 +133,7 @@ class ConformerBlock(_Block):
         self.dropout = nn.Dropout(dropout)
         self.conv = ConvModule(dim, kernel, causal, norm, dropout)
         self.ffn2 = FeedForward(dim, ratio, dropout)
-        self.norm_out = nn.Identity() if open_ else nn.LayerNorm(dim)
+        self.norm_out = final_norm(dim, open_)
         bounded = attention.lookahead < UNBOUNDED
         self.lookahead = attention.lookahead + self.conv.lookahead if bounded else UNBOUNDED
         self.streamable = attention.streamable

@@ -32,7 +32,7 @@ from torch import nn
 
 from ops.attention import ATTENTION_NUMBERS, KINDS, MultiHeadSelfAttention, attention_from_spec
 from ops.base import UNBOUNDED, Op, lengths_to_mask, mask_padding, same_padding
-from ops.conformer import FeedForward, _Block
+from ops.conformer import FeedForward, _Block, final_norm
 from ops.registry import Spec, register
 from ops.streaming import Delay, Window, no_frames, stream_state
 
@@ -112,7 +112,7 @@ class EBranchformerBlock(_Block):
         self.merge_proj = nn.Linear(2 * dim, dim)
         self.dropout = nn.Dropout(dropout)
         self.ffn2 = FeedForward(dim, ratio, dropout)
-        self.norm_out = nn.Identity() if open_ else nn.LayerNorm(dim)
+        self.norm_out = final_norm(dim, open_)
         self.dim, self.merge_kernel = dim, merge_kernel
         self.merge_window = Window(merge_kernel - 1, 1, self.merge_padding[0])
         if attention.lookahead >= UNBOUNDED:
