@@ -80,6 +80,18 @@ def layer_rms(scorer: SupernetScorer, batch: dict) -> list[float]:
     return rms
 
 
+def head_ctc(head, x, lengths, batch: dict, gain=1.0, temperature=1.0) -> torch.Tensor:
+    """The CTC loss of ``batch`` from the head alone on its cached input ``x`` times ``gain``,
+    logits divided by ``temperature`` (with a norm- head, the gain acts after its LayerNorm, which
+    would cancel it before)."""
+    if isinstance(head, Normed):
+        logits, out_lengths = head.op(head.norm(x) * gain, lengths)
+    else:
+        logits, out_lengths = head(x * gain, lengths)
+    log_probs = (logits.float() / temperature).log_softmax(-1)
+    return ctc_loss(log_probs, out_lengths, batch["targets"], batch["target_lengths"])
+
+
 def fit_head(scorer: SupernetScorer, batches: list[dict], inputs: list, steps: int, lr: float) -> None:
     """Re-fits the head in place on its cached ``inputs`` of ``batches``."""
     head = scorer.module.net.head
@@ -87,10 +99,7 @@ def fit_head(scorer: SupernetScorer, batches: list[dict], inputs: list, steps: i
     with torch.enable_grad():
         for step in range(steps):
             (x, lengths), batch = inputs[step % len(inputs)], batches[step % len(batches)]
-            logits, out_lengths = head(x, lengths)
-            loss = ctc_loss(
-                logits.float().log_softmax(-1), out_lengths, batch["targets"], batch["target_lengths"]
-            )
+            loss = head_ctc(head, x, lengths, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -104,12 +113,7 @@ def replayed_loss(
     head, total, count = scorer.module.net.head, 0.0, 0
     with torch.no_grad():
         for (x, lengths), batch in zip(inputs, batches, strict=True):
-            if isinstance(head, Normed):  # a norm- head: the gain after its LayerNorm (before, it cancels)
-                logits, out_lengths = head.op(head.norm(x) * gain, lengths)
-            else:
-                logits, out_lengths = head(x * gain, lengths)
-            log_probs = (logits.float() / temperature).log_softmax(-1)
-            loss = ctc_loss(log_probs, out_lengths, batch["targets"], batch["target_lengths"])
+            loss = head_ctc(head, x, lengths, batch, gain, temperature)
             total, count = total + float(loss) * len(batch["texts"]), count + len(batch["texts"])
     return total / count
 
