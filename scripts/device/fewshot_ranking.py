@@ -76,15 +76,17 @@ def train_group(
     net.eval()
 
 
-def split_scores(scorer: SupernetScorer, paths: dict, key: Callable, steps: int, lr, seed: int) -> dict:
-    """Each network's measures with the sub-supernet of its group (``key`` of its layers; one
-    sub-supernet per group that holds a network), trained ``steps`` steps from the supernet's
-    weights, which are restored after each group."""
+def split_scores(
+    scorer: SupernetScorer, paths: dict, group_of: dict, key: Callable, steps: int, lr, seed: int
+) -> dict:
+    """Each network's measures with the sub-supernet of its group (``group_of[name]``, which is
+    ``key`` of its layers; one sub-supernet per group that holds a network), trained ``steps`` steps
+    from the supernet's weights, which are restored after each group."""
     net = scorer.module.net
     saved = {name: tensor.clone() for name, tensor in net.state_dict().items()}
     groups: dict[int, dict] = {}
     for name, path in paths.items():
-        groups.setdefault(key(scorer.space.derive(path).layers), {})[name] = path
+        groups.setdefault(group_of[name], {})[name] = path
     scores = {}
     for label, members in sorted(groups.items()):
         began = time.perf_counter()
@@ -115,11 +117,13 @@ def main() -> None:
         paths = rank.paths_in_space(scorer.space, specs)
         started = time.perf_counter()
         inherited = {n: scorer.measure(path) for n, path in paths.items()}
+        group_of = {n: key(scorer.space.derive(path).layers) for n, path in paths.items()}
         print(f"{name}: the split by {args.split}", flush=True)
-        split = split_scores(scorer, paths, key, args.steps, args.lr, args.seed)
-        count = len({key(scorer.space.derive(path).layers) for path in paths.values()})
+        split = split_scores(scorer, paths, group_of, key, args.steps, args.lr, args.seed)
+        count = len(set(group_of.values()))
         print(f"{name}: the control, {args.steps * count} steps on the whole space", flush=True)
-        control = split_scores(scorer, paths, SPLITS["none"], args.steps * count, args.lr, args.seed)
+        whole = dict.fromkeys(paths, 0)
+        control = split_scores(scorer, paths, whole, SPLITS["none"], args.steps * count, args.lr, args.seed)
         scores = {
             n: {**{f"inherited_{m}": v for m, v in inherited[n].items()},
                 **{f"split_{m}": v for m, v in split[n].items()},
@@ -128,10 +132,7 @@ def main() -> None:
         }  # fmt: skip
         measures = tuple(f"{kind}_{m}" for kind in ("inherited", "split", "control") for m in ("loss", "cer"))
         entry = ranked_group(name, reports, scores, cer, budgets, measures, time.perf_counter() - started)
-        groups[name] = {
-            **entry,
-            "group_of": {n: key(scorer.space.derive(p).layers) for n, p in paths.items()},
-        }
+        groups[name] = {**entry, "group_of": group_of}
     write_result("fewshot_ranking.json", {
         "ckpt": str(last), "train_seconds": trained_in, "split": args.split, "steps": args.steps,
         "lr": args.lr, "seed": args.seed, "batches": args.batches, "groups": groups,
