@@ -76,6 +76,16 @@ def test_a_network_with_another_head_is_not_a_path(budget):
     )
 
 
+def test_a_study_names_the_baselines_it_cannot_score(budget):
+    """The supernet ranking leaves out a baseline that is not a path, and says which and why."""
+    from supernet.study.rank import paths_in_space
+
+    specs = {name: ArchSpec.load(name) for name in ("budget_open_tdnn_d", "budget_tdnn_d")}
+    with pytest.warns(UserWarning, match=r"budget_tdnn_d \('budget_tdnn_d' has head 'linear'"):
+        paths = paths_in_space(SearchSpace.load("budget_open"), specs)
+    assert list(paths) == ["budget_open_tdnn_d"]
+
+
 def test_budget_baselines_scale_the_shipped_ones():
     tdnn, conformer = ArchSpec.load("budget_tdnn_d"), ArchSpec.load("budget_conformer_s")
     original = ArchSpec.load("tdnn_d")

@@ -10,6 +10,7 @@ only: test sets never choose anything.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 from supernet.archspec import ArchSpec
@@ -193,13 +194,19 @@ def first_epoch_at(by_epoch: list[dict], level: float | None, key: str = "tau_ot
 
 def paths_in_space(space, archs: dict[str, ArchSpec]) -> dict[str, dict[str, int]]:
     """Each architecture of ``archs`` that is a path of ``space`` (a ``SearchSpace``), as its
-    choices; the others (a baseline outside the space) are left out."""
-    paths = {}
+    choices; the others (a baseline outside the space) are left out, with a warning that names
+    each and why, so that a missing supernet score is explained where it is missed."""
+    paths, outside = {}, []
     for name, spec in archs.items():
         try:
             paths[name] = space.index_of(spec)
-        except ValueError:
-            continue
+        except ValueError as error:
+            outside.append(f"{name} ({error})")
+    if outside:
+        warnings.warn(
+            "not paths of the space, so not scored by the supernet: " + "; ".join(outside),
+            stacklevel=2,
+        )
     return paths
 
 
