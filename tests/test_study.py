@@ -965,3 +965,23 @@ def test_one_select_picks_for_every_budget_of_its_supernet(tmp_path):
     assert plan.selected_arch(run, "a", 1.5).name == "uniform-s0-any-evolution-a"
     with pytest.raises(UserError, match="budget b: no feasible path was scored"):
         plan.selected_arch(run, "b", 3.0)
+
+
+def test_a_study_resumes_with_more_retrain_seeds_but_not_fewer(study_config, tmp_path):
+    """Seeds may be added to a study (one run with fewer when device time is short, grown later);
+    dropping or replacing one is another study."""
+    from supernet.errors import UserError
+
+    config = load_config(study_config)
+    seeds = config["retrain"]["seeds"]
+    grown = {**config, "retrain": {**config["retrain"], "seeds": [*seeds, max(seeds) + 1]}}
+    out = tmp_path / "grown"
+    claim(out, config, overwrite=False)
+    (out / "retrain").mkdir()
+    claim(out, grown, overwrite=False)
+    assert (out / "retrain").is_dir()
+    assert yaml.safe_load((out / "study.yaml").read_text())["retrain"]["seeds"] == grown["retrain"]["seeds"]
+    for fewer in ([], [max(seeds) + 2]):
+        changed = {**config, "retrain": {**config["retrain"], "seeds": fewer}}
+        with pytest.raises(UserError, match="'retrain.seeds' differs"):
+            claim(out, changed, overwrite=False)

@@ -74,10 +74,21 @@ def _kept_study(out: Path) -> Any:
         return previous
 
 
+def _with_grown_seeds(previous: Any, study: dict) -> Any:
+    """``previous`` with ``study``'s retrain seeds where those only add seeds to it: a study run
+    with fewer seeds (when device time is short) is grown, its finished retrains kept."""
+    try:
+        old, new = previous["retrain"]["seeds"], study["retrain"]["seeds"]
+        grown = set(old) <= set(new)
+    except (KeyError, TypeError):
+        return previous
+    return {**previous, "retrain": {**previous["retrain"], "seeds": new}} if grown else previous
+
+
 def claim(out: Path, study: dict, overwrite: bool) -> None:
-    """Make ``out`` this study's folder: new, or holding this very study (a resume); another study
-    with results is refused unless ``overwrite`` (its files go, nothing else); files that are not a
-    study's are refused."""
+    """Make ``out`` this study's folder: new, or holding this very study (a resume, which may add
+    retrain seeds); another study with results is refused unless ``overwrite`` (its files go,
+    nothing else); files that are not a study's are refused."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file, not a folder")
     ours = [out / name for name in (*STUDY_FILES, *STUDY_FOLDERS) if (out / name).exists()]
@@ -85,7 +96,7 @@ def claim(out: Path, study: dict, overwrite: bool) -> None:
         overwrite = True
     if (out / MARKER).is_file():
         previous = _kept_study(out)
-        differs = _first_difference(previous, study)
+        differs = _first_difference(_with_grown_seeds(previous, study), study)
         if differs and not overwrite:
             raise UserError(
                 f"{out} holds another study ({previous.get('name')!r}; field {differs!r} differs): "
