@@ -985,3 +985,18 @@ def test_a_study_resumes_with_more_retrain_seeds_but_not_fewer(study_config, tmp
         changed = {**config, "retrain": {**config["retrain"], "seeds": fewer}}
         with pytest.raises(UserError, match="'retrain.seeds' differs"):
             claim(out, changed, overwrite=False)
+
+
+def test_before_retrains_keeps_scores_and_latencies_and_a_rerun_retrains(study_config, tmp_path):
+    """A study split over two machines: the first call stops with what needs the supernets'
+    checkpoints and the GPU kept; the second retrains and reports, without searching again."""
+    out = tmp_path / "split"
+    kept = run_study(study_config, out, before_retrains=True)
+    assert kept["before_retrains"] and not (out / "retrain").exists() and not (out / "study.json").exists()
+    scores = json.loads((out / "supernet_scores.json").read_text())["scores"]
+    assert {name for by in scores.values() for name in by} <= set(kept["networks"])
+    assert set(json.loads((out / "latency_measured.json").read_text())["ms"]) == set(kept["networks"])
+    searched = {p: p.stat().st_mtime for p in (out / "search").glob("*/search.json")}
+    summary = run_study(study_config, out)
+    assert {p: p.stat().st_mtime for p in (out / "search").glob("*/search.json")} == searched
+    assert set(kept["networks"]) <= {r["name"] for r in summary["rows"]}  # rows also name equal picks

@@ -15,6 +15,9 @@
 # ALONE_ROUTE=1 passes --alone-route: the first uniform supernet that has a select, its select and
 # the retrain of the study's first pick of it timed again, one after another on this machine (the
 # 2x target is then judged on them; a resumed study's own stages may have run on another machine).
+# BEFORE_RETRAINS=1 passes --before-retrains: the call stops once the searches, selects, supernet
+# scores and latencies are kept (what needs the checkpoints and this card); the retrains then run
+# in a later call, on a fresh machine too (STUDY_FROM), when device time is short.
 set -o pipefail
 config=${1:?usage: scripts/device/study.sh CONFIG [PARALLEL] [LIMIT_S]}
 parallel=${2:-24}
@@ -33,7 +36,7 @@ if [ -n "${STUDY_FROM:-}" ]; then
   fi
 fi
 start=$(date +%s)
-timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" ${ALONE_RETRAIN:+--alone-retrain} ${ALONE_ROUTE:+--alone-route} >"$out/study.log" 2>&1
+timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" ${ALONE_RETRAIN:+--alone-retrain} ${ALONE_ROUTE:+--alone-route} ${BEFORE_RETRAINS:+--before-retrains} >"$out/study.log" 2>&1
 rc=$?  # 124: stopped at the limit (run the same call again while the machine is warm to resume)
 echo "study: $(( $(date +%s) - start )) s, exit $rc" >>"$out/study.log"
 cp "$work"/study.json "$work"/study.md "$out"/ 2>/dev/null

@@ -38,6 +38,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "(its training, its select, one retrain, in DIR/alone_route/): the 2x cost target is then judged on "
         "these, so a study resumed on another machine still compares one machine's seconds",
     )
+    parser.add_argument(
+        "--before-retrains",
+        action="store_true",
+        help="stop before the retrains, once the searches, selects, picks, supernet scores and latencies "
+        "are kept: the retrains then run in a later call (device time split across machines)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the study that --out holds")
     parser.add_argument(
         "--partial",
@@ -61,5 +67,6 @@ def run(args: argparse.Namespace) -> int:
         args.overwrite,
         alone_retrain=args.alone_retrain,
         alone_route=args.alone_route,
+        before_retrains=args.before_retrains,
     )
     return 0

@@ -565,10 +565,13 @@ def run_study(
     overwrite: bool = False,
     alone_retrain=False,
     alone_route=False,
+    before_retrains=False,
 ) -> dict:
     """Run (or resume) the study of ``config`` in ``out``; returns what ``study.json`` holds.
     ``alone_retrain``: then time one retrain alone (``costs.retrain_alone``); ``alone_route``: then
-    time a supernet's whole route again on this machine, one run after another (``costs.route_alone``)."""
+    time a supernet's whole route again on this machine, one run after another (``costs.route_alone``).
+    ``before_retrains``: stop once the scores and latencies are kept (they need the supernets'
+    checkpoints and a matching GPU; the retrains need neither) and return what is kept so far."""
     start, study, out = time.perf_counter(), load_config(config), Path(out)
     data = plan.prepare_corpus(study)
     test_sets = check_test_sets(data, study["test_sets"])
@@ -595,6 +598,13 @@ def run_study(
     scores = _supernet_scores(out, planned.searches, data, scored, study["ranking"]["batches"], planned.notes)
     device, measured = _latencies(out, planned.table, study["latency"], specs, planned.notes)
     _release_gpu()
+    if before_retrains:
+        print(
+            f"[study] stopped before the retrains (--before-retrains): {len(planned.owners)} networks, "
+            f"{len({name for by in scores.values() for name in by})} scored by the supernets, {len(measured)} "
+            "measured; run the study again to retrain"
+        )
+        return {"before_retrains": True, "networks": sorted(specs), "scores": scores, "latency_ms": measured}
     retrains = [run for key, _ in _retrain_queue(planned) for run in planned.retrains[key]]
     execute(retrains, parallel, "retrain", _sharing_of(out, "retrain", parallel))
     if alone_retrain and planned.owners:
