@@ -595,6 +595,9 @@ def run_study(
     # network owned by one is nothing else), so that turning one on leaves the taus comparable;
     # every network's latency is measured, a control's too
     scored = {a.name: a.spec for a in planned.owners.values() if a.kind != "control"}
+    # a network outside the space (a baseline of another space) has no supernet score: named once
+    # here, not counted as missing on every resume
+    scored = {name: scored[name] for name in rank.paths_in_space(space, scored)}
     scores = _supernet_scores(out, planned.searches, data, scored, study["ranking"]["batches"], planned.notes)
     device, measured = _latencies(out, planned.table, study["latency"], specs, planned.notes)
     _release_gpu()
