@@ -75,13 +75,14 @@ def _kept_study(out: Path) -> Any:
 
 
 def _with_grown_seeds(previous: Any, study: dict) -> Any:
-    """``previous`` with ``study``'s retrain seeds where those only add seeds to it: a study run
-    with fewer seeds (when device time is short) is grown, its finished retrains kept."""
+    """``previous`` with ``study``'s retrain seeds where those only add seeds after its own: a study
+    run with fewer seeds (when device time is short) is grown, its finished retrains kept. Its seeds
+    stay first, in their order: the first seed is the one the alone timings retrain."""
     try:
-        old, new = previous["retrain"]["seeds"], study["retrain"]["seeds"]
-        grown = set(old) <= set(new)
+        old, new = list(previous["retrain"]["seeds"]), list(study["retrain"]["seeds"])
     except (KeyError, TypeError):
         return previous
+    grown = new[: len(old)] == old
     return {**previous, "retrain": {**previous["retrain"], "seeds": new}} if grown else previous
 
 
@@ -607,7 +608,12 @@ def run_study(
             f"{len({name for by in scores.values() for name in by})} scored by the supernets, {len(measured)} "
             "measured; run the study again to retrain"
         )
-        return {"before_retrains": True, "networks": sorted(specs), "scores": scores, "latency_ms": measured}
+        for note in planned.notes:
+            print(f"[study] note: {note}")
+        return {
+            "before_retrains": True, "networks": sorted(specs), "scores": scores, "device": device,
+            "latency_ms": measured, "notes": planned.notes,
+        }  # fmt: skip
     retrains = [run for key, _ in _retrain_queue(planned) for run in planned.retrains[key]]
     execute(retrains, parallel, "retrain", _sharing_of(out, "retrain", parallel))
     if alone_retrain and planned.owners:
@@ -648,7 +654,7 @@ def report_partial(config: str | Path | dict, out: str | Path) -> dict:
     study, out = load_config(config), Path(out)
     if not (out / MARKER).is_file():
         raise UserError(f"{out}: no {MARKER}, so no study to report on")
-    differs = _first_difference(_kept_study(out), study)
+    differs = _first_difference(_with_grown_seeds(_kept_study(out), study), study)
     if differs:
         raise UserError(f"{out} holds another study (field {differs!r} differs)")
     table_path = out / "latency.json" if study["latency"]["profile"] else None
