@@ -39,7 +39,12 @@ start=$(date +%s)
 timeout -k 70 "$limit" python3 -m supernet study "$config" --out "$work" --parallel "$parallel" ${ALONE_RETRAIN:+--alone-retrain} ${ALONE_ROUTE:+--alone-route} ${BEFORE_RETRAINS:+--before-retrains} >"$out/study.log" 2>&1
 rc=$?  # 124: stopped at the limit (run the same call again while the machine is warm to resume)
 echo "study: $(( $(date +%s) - start )) s, exit $rc" >>"$out/study.log"
-cp "$work"/study.json "$work"/study.md "$out"/ 2>/dev/null
-[ -d "$work/plots" ] && tar -czf "$out/plots.tar.gz" -C "$work" plots
+# study.json, study.md and the plots only from a study that ran to its end: one cut short (or stopped
+# before its retrains) may hold an earlier run's (a study grown by more seeds), which would pass for
+# this one's (they stay in runs.tar.gz, the folder as it is)
+if [ "$rc" = 0 ] && [ -z "${BEFORE_RETRAINS:-}" ]; then
+  cp "$work"/study.json "$work"/study.md "$out"/ 2>/dev/null
+  [ -d "$work/plots" ] && tar -czf "$out/plots.tar.gz" -C "$work" plots
+fi
 tar -czf "$out/runs.tar.gz" --exclude='*.ckpt' --exclude='checkpoints' -C "$work" . 2>/dev/null
 tail -4 "$out/study.log"
