@@ -77,13 +77,14 @@ def train_group(
 
 
 def split_scores(
-    scorer: SupernetScorer, paths: dict, group_of: dict, key: Callable, steps: int, lr, seed: int
-) -> dict:
-    """Each network's measures with the sub-supernet of its group (``group_of[name]``, which is
-    ``key`` of its layers; one sub-supernet per group that holds a network), trained ``steps`` steps
-    from the supernet's weights, which are restored after each group."""
+    scorer: SupernetScorer, paths: dict, key: Callable, steps: int, lr, seed: int
+) -> tuple[dict, dict]:
+    """Each network's measures with the sub-supernet of its group (``key`` of its layers; one
+    sub-supernet per group that holds a network), trained ``steps`` steps from the supernet's
+    weights, which are restored after each group; and each network's group."""
     net = scorer.module.net
     saved = {name: tensor.clone() for name, tensor in net.state_dict().items()}
+    group_of = {name: key(scorer.space.derive(path).layers) for name, path in paths.items()}
     groups: dict[int, dict] = {}
     for name, path in paths.items():
         groups.setdefault(group_of[name], {})[name] = path
@@ -97,7 +98,7 @@ def split_scores(
             f"  group {label}: {len(members)} networks, {steps} steps, {time.perf_counter() - began:.1f} s",
             flush=True,
         )
-    return scores
+    return scores, group_of
 
 
 def main() -> None:
@@ -117,13 +118,11 @@ def main() -> None:
         paths = rank.paths_in_space(scorer.space, specs)
         started = time.perf_counter()
         inherited = {n: scorer.measure(path) for n, path in paths.items()}
-        group_of = {n: key(scorer.space.derive(path).layers) for n, path in paths.items()}
         print(f"{name}: the split by {args.split}", flush=True)
-        split = split_scores(scorer, paths, group_of, key, args.steps, args.lr, args.seed)
+        split, group_of = split_scores(scorer, paths, key, args.steps, args.lr, args.seed)
         count = len(set(group_of.values()))
         print(f"{name}: the control, {args.steps * count} steps on the whole space", flush=True)
-        whole = dict.fromkeys(paths, 0)
-        control = split_scores(scorer, paths, whole, SPLITS["none"], args.steps * count, args.lr, args.seed)
+        control, _ = split_scores(scorer, paths, SPLITS["none"], args.steps * count, args.lr, args.seed)
         scores = {
             n: {**{f"inherited_{m}": v for m, v in inherited[n].items()},
                 **{f"split_{m}": v for m, v in split[n].items()},
