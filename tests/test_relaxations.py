@@ -149,6 +149,23 @@ def test_uniform_draw_weights_draw_matching_candidates_as_often_as_weighted():
     assert [again.plan(arch, "weight", s)["a"].index for s in range(50)] == [p["a"].index for p in picks[:50]]
 
 
+@pytest.mark.parametrize("warmup_epochs", [0, 2])
+def test_uniform_trains_with_its_own_draw_weights_in_and_after_the_warm_up(warmup_epochs):
+    """The module runs uniform's own plans, not the plain warm-up's: its options (draw_weights,
+    fair) used to be dropped on the way, so every uniform supernet drew evenly."""
+    module = SearchModule(TINY_SPACE, vocab=VOCAB, method="uniform", warmup_epochs=warmup_epochs,
+                          warmup_steps=1, method_options={"draw_weights": {"skip": 1000}})  # fmt: skip
+    ran = []
+
+    class Paths(pl.Callback):
+        def on_train_batch_end(self, run, pl_module, outputs, batch, batch_idx):
+            ran.append(pl_module.net.edges["a"].plan.index)
+
+    trainer(epochs=2, callbacks=[Paths()]).fit(module, train_dataloaders=loader(8, search=True))
+    # a: tdnn-k3-d1 1, skip 1000 -> skip drawn about 999 times in 1000; evenly, 8 of 16 would be
+    assert len(ran) == 16 and ran.count(1) >= 15
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

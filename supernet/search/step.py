@@ -78,7 +78,9 @@ class SearchStep:
         return None if warmup else self.relaxation.host_probs(self.arch)
 
     def plan(self, phase: str, step: int, host_probs=None, warmup: bool = False) -> None:
-        method = WARMUP if warmup else self.relaxation
+        # a method that picks nothing (uniform) trains with its own sampling throughout: its options
+        # (fair, draw_weights) are what it is; the others warm up on plain uniform paths
+        method = WARMUP if warmup and self.relaxation.picks_architecture else self.relaxation
         self.net.apply_plan(method.plan(self.arch, phase, 2 * step + (phase == "arch"), host_probs))
 
     def arch_step(
