@@ -22,13 +22,19 @@ import time
 from pathlib import Path
 
 from supernet.archspec import ArchSpec
-from supernet.select.score import SupernetScorer
-from supernet.study.rank import kendall_tau
+from supernet.study.rank import kendall_tau, supernet_scores, within_budgets
 
 # name: search options beyond the common ones, by round. Epochs are guesses at what fits --max-time,
 # so that the cosine schedule ends near the time limit (each run reports the epochs it reached).
 # Round 1 (--max-time 220, H100): every recipe still on the CTC plateau (train loss 2.8-3.0 after
 # 266-768 steps) with tau about 0. Round 2 (--max-time 420): four to six times the steps.
+ROUTE = {  # h200_route's search options (supernet/configs/study/h200_route.yaml)
+    "trainer.max_epochs": 20,
+    "model.warmup_epochs": 10,
+    "model.lr": 1.0e-3,
+    "model.warmup_steps": 500,
+    "data.max_frames": 20000,
+}
 ROUNDS = {
     1: {
         "study_h200": {"trainer.max_epochs": 14, "data.max_frames": 60000},
@@ -59,6 +65,14 @@ ROUNDS = {
             "model.warmup_steps": 500,
         },
         "e80_60k_lr1e-3": {"trainer.max_epochs": 80, "data.max_frames": 60000, "model.lr": 1.0e-3},
+    },
+    # Round 3 (--reference docs/study/h200_route/study.json --max-time 400): h200_route's supernet
+    # recipe, with uniform's draw_weights and fair sampling, which sessions 5 and 11 meant to measure
+    # but the module dropped (every uniform supernet drew evenly until session 24's fix).
+    3: {
+        "route": ROUTE,
+        "route_attention_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3}}"},
+        "route_fullrate_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3, down: 0.3333}}"},
     },
 }
 COMMON = {
@@ -120,6 +134,9 @@ def main() -> None:
     reference = json.load(open(args.reference))
     standalone = {r["name"]: r["cer"]["dev"] for r in reference["rows"]}
     archs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in reference["rows"]}
+    budgets: dict[str, list[str]] = {}  # a baseline of two budgets has a row in each
+    for r in reference["rows"]:
+        budgets.setdefault(r["name"], []).append(r.get("budget"))
     if not args.score_only:
         start = time.time()
         runs = {name: train(name, recipes[name], args, work) for name in args.recipes}
@@ -136,28 +153,32 @@ def main() -> None:
             json.load(open(run / "search.json")) if (run / "search.json").exists() else {}
         )  # killed early
         curve = train_losses(run)
-        scorer = SupernetScorer(ckpt, args.corpus, args.batches, split="dev", arch_fraction=0.0)
         t0 = time.time()
-        scores = {n: scorer.measure(scorer.space.index_of(spec)) for n, spec in archs.items()}
+        scores = supernet_scores(ckpt, Path(args.corpus), archs, args.batches)  # paths of the space only
         names = sorted(scores)
         row = {
             "recipe": name, "options": recipes[name], "epochs": summary.get("epochs"), "steps": summary.get("steps"),
             "seconds": summary.get("search_seconds"), "train_loss": last_train_loss(curve), "curve": curve[::2],
             "tau_cer": kendall_tau([scores[n]["cer"] for n in names], [standalone[n] for n in names]),
             "tau_loss": kendall_tau([scores[n]["loss"] for n in names], [standalone[n] for n in names]),
-            "score_seconds": (time.time() - t0) / len(names), "scores": scores,
+            "tau_loss_within_budget": within_budgets(scores, standalone, budgets, "loss")[1],
+            "networks": len(names), "score_seconds": (time.time() - t0) / len(names), "scores": scores,
         }  # fmt: skip
         results.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("scores", "curve")}), flush=True)
-    print("\n| recipe | steps | epochs | s | train loss | mean supernet dev CER % | tau (CER) | tau (loss) |")
-    print("|---|---|---|---|---|---|---|---|")
+        # ranking_breakdown.py --scores FILE --measure loss: where this recipe's ranking goes wrong
+        json.dump({"groups": {name: {"scores": scores}}}, open(out / f"scores_{name}.json", "w"), indent=1)
+        json.dump({"reference": args.reference, "round": args.round, "max_time": args.max_time, "results": results},
+                  open(out / "supernet_recipes.json", "w"), indent=1)  # fmt: skip
+    print(
+        "\n| recipe | steps | epochs | s | train loss | mean supernet dev CER % | tau (CER) | tau (loss) | within a budget (loss) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         mean_cer = 100 * sum(s["cer"] for s in r["scores"].values()) / len(r["scores"])
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"| {r['recipe']} | {r['steps']} | {r['epochs']} | {r['seconds']} | {fmt(r['train_loss'])} "
-              f"| {mean_cer:.1f} | {fmt(r['tau_cer'])} | {fmt(r['tau_loss'])} |")  # fmt: skip
-    json.dump({"reference": args.reference, "round": args.round, "max_time": args.max_time, "results": results},
-              open(out / "supernet_recipes.json", "w"), indent=1)  # fmt: skip
+              f"| {mean_cer:.1f} | {fmt(r['tau_cer'])} | {fmt(r['tau_loss'])} | {fmt(r['tau_loss_within_budget'])} |")  # fmt: skip
 
 
 if __name__ == "__main__":
