@@ -8,8 +8,8 @@ of an edge once per round of steps, instead of independent draws (``ArchParams.f
 contains PATTERN (weights of several patterns multiply; ``{former: 2, down: 0.5}``: full-rate
 attention blocks twice as often, downsampled ones as often as the rest). Why: a uniform supernet
 under-rates some attention-heavy networks (docs/results.md, session 11), and drawing their blocks
-more often trains them further in the same steps; on ``h200_three`` three times as often left the
-under-rating as it was (tau 0.475 against 0.428, inside one run's noise).
+more often trains them further in the same steps (session 11's measurement of it drew evenly:
+the module dropped these options until session 24; docs/results.md has the measurement since).
 """
 
 from __future__ import annotations
