@@ -4,6 +4,8 @@
 # GPU, each a 20-epoch supernet of h200_three's recipe scored on the study's retrained networks by
 # average_ranking.py (decay 0.995: the average is kept, both columns printed). Compare their taus,
 # and scripts/ranking_breakdown.py on what comes back, with recipe A of average_recipes.sh.
+# (Session 11's run of this drew evenly: the module dropped draw_weights until session 24. Session
+# 24 measured the weights on h200_route with supernet_recipes.py --round 3: no better ranking.)
 #   usage (device tool, carry .whl): [WEIGHTS=trained] bash scripts/device/draw_weights.sh ["former: 2, down: 0.5" ...]
 source scripts/device/setup.sh
 out=${OUT:-/tmp/out}

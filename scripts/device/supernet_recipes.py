@@ -2,12 +2,17 @@
 
 Trains uniform (single-path one-shot) supernets of a space side by side on one GPU, one per recipe,
 each for the same wall-clock time, then scores the architectures of a finished study with each
-supernet's inherited weights (BatchNorm recalibrated, ``SupernetScorer``) and prints Kendall's tau
-of that score (dev CER, and dev CTC loss) against the architectures' stand-alone dev CER from the
-study. Prints a table and writes ``$OUT/supernet_recipes.json``.
+supernet's inherited weights (the study's scorer, ``rank.supernet_scores``: the space's paths only)
+and prints Kendall's tau of that score (dev CER, and dev CTC loss; the loss also within each budget)
+against the architectures' stand-alone dev CER from the study. Prints a table and writes
+``$OUT/supernet_recipes.json`` and each recipe's scores as ``$OUT/scores_RECIPE.json``
+(``ranking_breakdown.py --scores FILE --measure loss``). ``--seed`` trains every recipe again from
+another seed: one supernet's tau moves by 0.1-0.2 from seed to seed (session 24).
 
     bash -c 'source scripts/device/setup.sh && python3 scripts/device/supernet_recipes.py \
         --reference docs/study/h200/study.json --max-time 240'
+    bash -c 'source scripts/device/setup.sh && python3 scripts/device/supernet_recipes.py \
+        --reference docs/study/h200_route/study.json --round 3 --max-time 320'
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ COMMON = {
 def train(name: str, options: dict, args, work: Path) -> subprocess.Popen:
     out = work / name
     argv = [sys.executable, "-m", "supernet", "search", "--data", str(args.corpus), "--model.space", args.space,
-            "--seed_everything", "0", "--trainer.max_time", f"00:00:{args.max_time // 60:02d}:{args.max_time % 60:02d}",
+            "--seed_everything", str(args.seed), "--trainer.max_time", f"00:00:{args.max_time // 60:02d}:{args.max_time % 60:02d}",
             "--out", str(out)]  # fmt: skip
     for key, value in {**COMMON, **options}.items():
         argv += [f"--{key}", str(value)]
@@ -121,12 +126,13 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=max(ROUNDS), choices=sorted(ROUNDS))
     parser.add_argument("--recipes", nargs="*", help="a subset of the round's recipes (default: all)")
     parser.add_argument("--score-only", action="store_true", help="score the supernets a killed call trained")
+    parser.add_argument("--seed", type=int, default=0, help="the supernets' seed (weights and paths)")
     parser.add_argument("--batches", type=int, default=8, help="train batches to recalibrate BatchNorm")
     args = parser.parse_args()
     recipes = ROUNDS[args.round]
     args.recipes = args.recipes or list(recipes)
     out = Path(os.environ.get("OUT", "/tmp/out"))
-    work = Path("/tmp/supernet_recipes")
+    work = Path("/tmp/supernet_recipes" + (f"_s{args.seed}" if args.seed else ""))  # a run folder per seed
     work.mkdir(parents=True, exist_ok=True)
     if not (Path(args.corpus) / "metadata.json").exists():
         subprocess.run([sys.executable, "-m", "supernet", "corpus", "--out", args.corpus, "--langs", "en,es,de",
