@@ -125,7 +125,7 @@ def test_fair_uniform_trains_every_candidate_of_an_edge_once_a_round():
     assert build("uniform").options() == {"fair": False, "draw_weights": {}}
     rounds = []
     for r in range(3):
-        plans = [method.plan(arch, "weight", 4 * r + i) for i in range(4)]
+        plans = [method.plan(arch, "weight", 2 * (4 * r + i)) for i in range(4)]  # SearchStep's streams
         picks = {edge: [p[edge].index for p in plans] for edge in ("a", "b")}
         assert sorted(picks["a"]) == [0, 1, 2, 3]  # each of the four once in a round of four
         assert sorted(picks["b"]) == [0, 0, 1, 1]  # a narrower edge repeats its own permutation
@@ -149,12 +149,10 @@ def test_uniform_draw_weights_draw_matching_candidates_as_often_as_weighted():
     assert [again.plan(arch, "weight", s)["a"].index for s in range(50)] == [p["a"].index for p in picks[:50]]
 
 
-@pytest.mark.parametrize("warmup_epochs", [0, 2])
-def test_uniform_trains_with_its_own_draw_weights_in_and_after_the_warm_up(warmup_epochs):
-    """The module runs uniform's own plans, not the plain warm-up's: its options (draw_weights,
-    fair) used to be dropped on the way, so every uniform supernet drew evenly."""
-    module = SearchModule(TINY_SPACE, vocab=VOCAB, method="uniform", warmup_epochs=warmup_epochs,
-                          warmup_steps=1, method_options={"draw_weights": {"skip": 1000}})  # fmt: skip
+def uniform_paths_of_edge_a(options: dict) -> list[int]:
+    """The candidate edge ``a`` ran in each of 16 training steps of a uniform ``SearchModule``."""
+    module = SearchModule(TINY_SPACE, vocab=VOCAB, method="uniform", warmup_epochs=1, warmup_steps=1,
+                          method_options=options)  # fmt: skip
     ran = []
 
     class Paths(pl.Callback):
@@ -162,8 +160,18 @@ def test_uniform_trains_with_its_own_draw_weights_in_and_after_the_warm_up(warmu
             ran.append(pl_module.net.edges["a"].plan.index)
 
     trainer(epochs=2, callbacks=[Paths()]).fit(module, train_dataloaders=loader(8, search=True))
-    # a: tdnn-k3-d1 1, skip 1000 -> skip drawn about 999 times in 1000; evenly, 8 of 16 would be
-    assert len(ran) == 16 and ran.count(1) >= 15
+    assert len(ran) == 16
+    return ran
+
+
+def test_uniform_trains_with_its_own_options_in_and_after_the_warm_up():
+    """The module runs uniform's own plans, not the plain warm-up's: its options used to be dropped
+    on the way, so every uniform supernet drew evenly."""
+    # a: tdnn-k3-d1 weight 1, skip 1000 -> skip about 999 times in 1000; evenly, 8 of 16 would be
+    assert uniform_paths_of_edge_a({"draw_weights": {"skip": 1000}}).count(1) >= 15
+    # fair: a round of two steps trains both of a's candidates (independent draws repeat one)
+    ran = uniform_paths_of_edge_a({"fair": True})
+    assert all(sorted(ran[i : i + 2]) == [0, 1] for i in range(0, 16, 2))
 
 
 @pytest.mark.parametrize(

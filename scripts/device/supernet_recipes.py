@@ -71,9 +71,9 @@ ROUNDS = {
         },
         "e80_60k_lr1e-3": {"trainer.max_epochs": 80, "data.max_frames": 60000, "model.lr": 1.0e-3},
     },
-    # Round 3 (--reference docs/study/h200_route/study.json --max-time 400): h200_route's supernet
-    # recipe, with uniform's draw_weights and fair sampling, which sessions 5 and 11 meant to measure
-    # but the module dropped (every uniform supernet drew evenly until session 24's fix).
+    # Round 3 (--reference docs/study/h200_route/study.json --max-time 320): h200_route's supernet
+    # recipe, with uniform's draw_weights, which session 11 meant to measure but the module dropped
+    # (every uniform supernet drew evenly until session 24's fix).
     3: {
         "route": ROUTE,
         "route_attention_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3}}"},
@@ -94,7 +94,7 @@ COMMON = {
 def train(name: str, options: dict, args, work: Path) -> subprocess.Popen:
     out = work / name
     argv = [sys.executable, "-m", "supernet", "search", "--data", str(args.corpus), "--model.space", args.space,
-            "--seed_everything", str(args.seed), "--trainer.max_time", f"00:00:{args.max_time // 60:02d}:{args.max_time % 60:02d}",
+            "--seed_everything", str(args.seed), "--overwrite", "true", "--trainer.max_time", f"00:00:{args.max_time // 60:02d}:{args.max_time % 60:02d}",
             "--out", str(out)]  # fmt: skip
     for key, value in {**COMMON, **options}.items():
         argv += [f"--{key}", str(value)]
@@ -149,6 +149,9 @@ def main() -> None:
         codes = {name: run.wait() for name, run in runs.items()}
         print(f"training: {time.time() - start:.0f} s, exit codes {codes}", flush=True)
     results = []
+    summary_file = out / "supernet_recipes.json"
+    meta = {"reference": args.reference, "round": args.round, "seed": args.seed, "max_time": args.max_time}
+    json.dump({**meta, "results": results}, open(summary_file, "w"), indent=1)
     for name in args.recipes:
         run = work / name
         ckpt = run / "checkpoints" / "last.ckpt"
@@ -162,6 +165,8 @@ def main() -> None:
         t0 = time.time()
         scores = supernet_scores(ckpt, Path(args.corpus), archs, args.batches)  # paths of the space only
         names = sorted(scores)
+        if not names:
+            raise SystemExit(f"{args.reference}: none of its networks is a path of {name}'s space")
         row = {
             "recipe": name, "options": recipes[name], "epochs": summary.get("epochs"), "steps": summary.get("steps"),
             "seconds": summary.get("search_seconds"), "train_loss": last_train_loss(curve), "curve": curve[::2],
@@ -174,8 +179,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in row.items() if k not in ("scores", "curve")}), flush=True)
         # ranking_breakdown.py --scores FILE --measure loss: where this recipe's ranking goes wrong
         json.dump({"groups": {name: {"scores": scores}}}, open(out / f"scores_{name}.json", "w"), indent=1)
-        json.dump({"reference": args.reference, "round": args.round, "max_time": args.max_time, "results": results},
-                  open(out / "supernet_recipes.json", "w"), indent=1)  # fmt: skip
+        json.dump({**meta, "results": results}, open(summary_file, "w"), indent=1)
     print(
         "\n| recipe | steps | epochs | s | train loss | mean supernet dev CER % | tau (CER) | tau (loss) | within a budget (loss) |"
     )

@@ -66,8 +66,8 @@ class Uniform(Relaxation):
 
     def plan(self, arch, phase, step, host_probs=None):
         check_phase(phase)
-        if self.fair:
-            path = arch.fair_sample(step)
+        if self.fair:  # ``step`` is the generator stream's index, 2 x the step for a weight pass
+            path = arch.fair_sample(step // 2)
         elif self.draw_weights:
             path = arch.sample(step, probs=self.edge_probs(arch))
         else:
