@@ -12,8 +12,9 @@ select caches ``tau_from_select.py`` reads, or the study's own, ``--rows-metric`
 - with ``--horizons``, Kendall tau of the score against the retrains' mean dev CER after each
   epoch (the rows' ``dev_cer_by_epoch``): does the score rank like a shorter training would?
 - the score's residual from a straight line through (dev CER, score), by the number of full-rate
-  attention blocks (conformer, E-Branchformer, transformer) in the network, and by the number of
-  plain ones: a positive mean says the supernet under-rates such networks;
+  attention blocks (conformer, E-Branchformer, transformer) in the network, by the number of
+  plain ones, and by the layers dropped before the subsampling layer: a positive mean says the
+  supernet under-rates such networks;
 - leave-one-out Kendall tau of a ridge regression of dev CER on the counts of each op family,
   alone and with the supernet score beside them: how far a predictor of the architecture alone,
   fitted on the other retrained networks, ranks them. It is fitted on retrained networks, which
@@ -83,6 +84,16 @@ def plain_attention(layer: str) -> bool:
 def any_attention(layer: str) -> bool:
     """An attention block at any frame rate or width."""
     return family(layer).removesuffix("_wide").removesuffix("_down") in ATTENTION
+
+
+def dropped_before_subsampling(layers: list[str]) -> int:
+    """``skip`` layers before the first layer with a stride: a path that drops them feeds the shared
+    subsampling layer inputs that uniform draws rarely train it on (all three of ``budget``'s front
+    layers dropped: 1 draw in 27), so a supernet may under-rate it for that alone."""
+    stride = next(
+        (i for i, layer in enumerate(layers) if registry.parse_spec(layer).numbers.get("s", 1) > 1), 0
+    )
+    return sum(layer == "skip" for layer in layers[:stride])
 
 
 def seed_ceiling(rows: dict[str, dict], names: list[str]) -> float | None:
@@ -233,13 +244,14 @@ def main() -> None:
         .tolist()
     )
     spread = statistics.pstdev(score)
-    for label, counted in (
-        ("full-rate attention blocks", full_rate_attention),
-        ("plain attention blocks", plain_attention),
+    for label, count in (
+        ("full-rate attention blocks", lambda net: sum(map(full_rate_attention, net))),
+        ("plain attention blocks", lambda net: sum(map(plain_attention, net))),
+        ("layers dropped before the subsampling layer", dropped_before_subsampling),
     ):
         groups: dict[int, list[float]] = {}
         for n, s, c in zip(names, score, cer):
-            groups.setdefault(sum(map(counted, layers[n])), []).append(s - (slope * c + intercept))
+            groups.setdefault(count(layers[n]), []).append(s - (slope * c + intercept))
         print(f"score residual by {label} (the scores' standard deviation {spread:.3f}):")
         for blocks, residuals in sorted(groups.items()):
             print(f"  {blocks}: mean {statistics.fmean(residuals):+.3f} over {len(residuals)} networks")

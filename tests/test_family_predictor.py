@@ -76,3 +76,12 @@ def test_attention_blocks_at_any_rate_and_the_seed_ceiling_have_known_answers():
     flipped = {**agree, "c": {"cer_by_seed": {"dev": [0.15, 0.31, 0.32]}}}  # seed 0 puts c before b
     assert seed_ceiling(flipped, ["a", "b", "c"]) < 1.0
     assert seed_ceiling({n: {} for n in "abc"}, ["a", "b", "c"]) is None
+
+
+def test_layers_dropped_before_the_subsampling_layer_are_counted_there_only():
+    from ranking_breakdown import dropped_before_subsampling
+
+    conformer_s = ["skip", "skip", "skip", "tdnn-k3-d1-s3", "conformer-k15-f4-h4-rel", "skip", "skip"]
+    assert dropped_before_subsampling(conformer_s) == 3  # the skips after the stride do not count
+    assert dropped_before_subsampling(["tdnn-k3-d1", "skip", "tdnn-k3-d1-s3", "skip"]) == 1
+    assert dropped_before_subsampling(["skip", "tdnn-k3-d1"]) == 0  # no stride: nothing counted
