@@ -121,8 +121,8 @@ def test_fair_uniform_trains_every_candidate_of_an_edge_once_a_round():
 
     arch = ArchParams({"a": ["x", "y", "z", "w"], "b": ["p", "q"]}, seed=3)
     method = build("uniform", {"fair": True})
-    assert method.options() == {"fair": True, "draw_weights": {}}
-    assert build("uniform").options() == {"fair": False, "draw_weights": {}}
+    assert method.options() == {"fair": True, "draw_weights": {}, "stage_depth": False}
+    assert build("uniform").options() == {"fair": False, "draw_weights": {}, "stage_depth": False}
     rounds = []
     for r in range(3):
         plans = [method.plan(arch, "weight", 2 * (4 * r + i)) for i in range(4)]  # SearchStep's streams
@@ -174,9 +174,68 @@ def test_uniform_trains_with_its_own_options_in_and_after_the_warm_up():
     assert all(sorted(ran[i : i + 2]) == [0, 1] for i in range(0, 16, 2))
 
 
+DEPTH_SPACE = {  # budget's shape in small: three droppable front layers, a stride, then a stage of two
+    **TINY_SPACE,
+    "layers": [
+        {"name": "f1", "choice": ["tdnn-k3-d1", "tdnn-k3-d2", "skip"]},
+        {"name": "f2", "choice": ["tdnn-k3-d1", "tdnn-k3-d2", "skip"]},
+        {"name": "f3", "choice": ["tdnn-k3-d1", "tdnn-k3-d2", "skip"]},
+        "tdnn-k3-d1-s2",
+        {"name": "b1", "choice": ["skip", "tdnn-k3-d1", "tdnn-k5-d2"]},
+        {"name": "b2", "choice": ["tdnn-k3-d1", "tdnn-k5-d2", "skip"]},
+        {"name": "c", "choice": ["tdnn-k3-d1", "tdnn-k3-d2"]},  # no skip: drawn on its own
+    ],
+}
+
+
+def test_uniform_stage_depth_draws_each_stages_depth_uniformly():
+    from supernet.search.arch_params import ArchParams
+    from supernet.space import SearchSpace
+
+    space = SearchSpace(DEPTH_SPACE)
+    arch = ArchParams(space.edges, seed=1)
+    method = build("uniform", {"stage_depth": True})
+    method.use_space(space)
+    paths = [{e: p.index for e, p in method.plan(arch, "weight", 2 * s).items()} for s in range(8000)]
+    skip = {e: cands.index("skip") for e, cands in space.edges.items() if "skip" in cands}
+    front = [sum(p[e] != skip[e] for e in ("f1", "f2", "f3")) for p in paths]
+    block = [sum(p[e] != skip[e] for e in ("b1", "b2")) for p in paths]
+    # depth uniform per stage: 1/4 each for the front (per-edge draws: all dropped 1/27), 1/3 for b
+    assert [front.count(k) / len(paths) for k in range(4)] == pytest.approx([0.25] * 4, abs=0.02)
+    assert [block.count(k) / len(paths) for k in range(3)] == pytest.approx([1 / 3] * 3, abs=0.02)
+    # which layers: a front of depth one keeps each layer as often; a kept layer's op is even
+    ones = [p for p, k in zip(paths, front) if k == 1]
+    assert [sum(p[e] != skip[e] for p in ones) / len(ones) for e in ("f1", "f2", "f3")] == pytest.approx(
+        [1 / 3] * 3, abs=0.03
+    )
+    kept_b1 = [p["b1"] for p in paths if p["b1"] != skip["b1"]]
+    assert kept_b1.count(1) / len(kept_b1) == pytest.approx(0.5, abs=0.03)
+    assert sum(p["c"] for p in paths) / len(paths) == pytest.approx(0.5, abs=0.02)
+    again = build("uniform", {"stage_depth": True})
+    again.use_space(space)
+    assert [again.plan(arch, "weight", 2 * s)["f1"].index for s in range(50)] == [p["f1"] for p in paths[:50]]
+
+
+def test_uniform_stage_depth_needs_a_space_with_depth():
+    from supernet.search.arch_params import ArchParams
+    from supernet.space import SearchSpace
+
+    method = build("uniform", {"stage_depth": True})
+    with pytest.raises(ValueError, match="use_space"):
+        method.plan(ArchParams(SearchSpace(DEPTH_SPACE).edges, seed=0), "weight", 0)
+    no_skip = {**TINY_SPACE, "layers": [{"name": "b", "choice": ["tdnn-k3-d1", "tdnn-k3-d2"]}]}
+    with pytest.raises(UserError, match="flat.yaml.*no edge has a skip"):
+        method.use_space(SearchSpace(no_skip, source="flat.yaml"))
+    # through the module too: a uniform supernet trains with it
+    ran = uniform_paths_of_edge_a({"stage_depth": True})
+    assert set(ran) == {0, 1}
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
+        ({"stage_depth": True, "fair": True}, "exclude"),
+        ({"stage_depth": True, "draw_weights": {"former": 2}}, "exclude"),
         ({"draw_weights": {"former": 0}}, "positive"),
         ({"draw_weights": {"former": "x"}}, "positive"),
         ({"draw_weights": {"former": 2}, "fair": True}, "exclude"),

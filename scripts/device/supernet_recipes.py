@@ -79,6 +79,9 @@ ROUNDS = {
         "route_attention_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3}}"},
         "route_fullrate_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3, down: 0.3333}}"},
     },
+    # Round 4 (as round 3, with --seed 0 and --seed 1): each stage's depth drawn uniformly, so the
+    # paths that drop all front layers, which round 3's supernets under-rate, train 1 step in 4.
+    4: {"route": ROUTE, "route_stage_depth": {**ROUTE, "model.method_options": "{stage_depth: true}"}},
 }
 COMMON = {
     "model.method": "uniform",

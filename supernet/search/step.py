@@ -72,6 +72,8 @@ class SearchStep:
     def __post_init__(self):
         space = getattr(self.net, "space", None)
         check_stride_edges(self.relaxation, self.net.edges.values(), getattr(space, "source", "the space"))
+        if space is not None:
+            self.relaxation.use_space(space)
 
     def host_probs(self, warmup: bool = False) -> dict[str, torch.Tensor] | None:
         """The method's one host read of the alphas for this step's two passes (ST's sampler)."""

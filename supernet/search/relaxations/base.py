@@ -50,6 +50,10 @@ class Relaxation:
         differently). A method that cannot run them refuses them here (``check_stride_edges``); one
         that runs them some other way (``st``: a score-function gradient) remembers them."""
 
+    def use_space(self, space) -> None:
+        """Told once, before the first plan, the ``SearchSpace`` the network was built from: its
+        layer order, fixed layers included (``uniform``'s ``stage_depth`` needs the stages)."""
+
     def arch_loss(self, arch: ArchParams, loss: torch.Tensor) -> torch.Tensor:
         """The arch pass's CTC loss as the alphas should see it: ``loss`` itself, or with a term
         of value zero whose gradient estimates what the plans could not carry (``st``'s stride edges)."""

@@ -10,6 +10,12 @@ attention blocks twice as often, downsampled ones as often as the rest). Why: a 
 under-rates some attention-heavy networks (docs/results.md, session 11), and drawing their blocks
 more often trains them further in the same steps (session 11's measurement of it drew evenly:
 the module dropped these options until session 24; docs/results.md has the measurement since).
+``stage_depth: true`` draws depth as Once-for-All's elastic depth does: in each stage (a run of
+consecutive edges with a ``skip`` candidate, between fixed layers) the number of layers kept is
+uniform over 0..n, which ones uniform over the subsets of that size, and each kept layer's op
+uniform over its other candidates. Why: per-edge draws drop all three of ``budget``'s front layers
+in 1 step of 27, so the shared subsampling layer seldom trains on unprocessed input, and a path
+that drops them is under-rated (docs/results.md, session 24); here it is 1 step in 4.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from supernet.errors import UserError
 from supernet.search.mixed_op import EdgePlan
 from supernet.search.relaxations.base import Relaxation, check_phase, register
+from supernet.space import Choice
 
 
 @register
@@ -28,17 +35,40 @@ class Uniform(Relaxation):
     name = "uniform"
     picks_architecture = False
 
-    def __init__(self, fair: bool = False, draw_weights: dict[str, float] | None = None):
+    def __init__(
+        self, fair: bool = False, draw_weights: dict[str, float] | None = None, stage_depth: bool = False
+    ):
         self.fair = bool(fair)
         self.draw_weights = {str(k): v for k, v in (draw_weights or {}).items()}
+        self.stage_depth = bool(stage_depth)
         bad = {k: v for k, v in self.draw_weights.items() if not _positive(v)}
         if bad:
             raise UserError(f"model.method_options draw_weights {bad}: each weight must be a positive number")
-        if self.fair and self.draw_weights:
+        chosen = [name for name, on in (("fair", self.fair), ("draw_weights", self.draw_weights),
+                                         ("stage_depth", self.stage_depth)) if on]  # fmt: skip
+        if len(chosen) > 1:
             raise UserError(
-                "model.method_options: fair and draw_weights exclude each other (fair draws evenly)"
+                f"model.method_options: {' and '.join(chosen)} exclude each other (each is a way to draw)"
             )
         self._probs: dict[str, torch.Tensor] | None = None
+        self._stages: list[list[str]] | None = None  # stage_depth's stages, from ``use_space``
+
+    def use_space(self, space) -> None:
+        if not self.stage_depth:
+            return
+        stages, current = [], []
+        for layer in space.layers:
+            if isinstance(layer, Choice) and "skip" in layer.candidates:
+                current.append(layer.name)
+            elif current:  # a fixed layer, or an edge without skip, ends the stage
+                stages.append(current)
+                current = []
+        self._stages = stages + ([current] if current else [])
+        if not self._stages:
+            raise UserError(
+                f"{space.source}: model.method_options stage_depth: no edge has a skip candidate, so "
+                "there is no depth to draw"
+            )
 
     @property
     def single_path(self):
@@ -68,11 +98,32 @@ class Uniform(Relaxation):
         check_phase(phase)
         if self.fair:  # ``step`` is the generator stream's index, 2 x the step for a weight pass
             path = arch.fair_sample(step // 2)
+        elif self.stage_depth:
+            path = self.depth_sample(arch, step)
         elif self.draw_weights:
             path = arch.sample(step, probs=self.edge_probs(arch))
         else:
             path = arch.sample(step, uniform=True)
         return {n: EdgePlan("single", index=i) for n, i in path.items()}
+
+    def depth_sample(self, arch, step: int) -> dict[str, int]:
+        """One path with each stage's depth drawn uniformly; from (seed, step) alone, as every
+        sampler (the same path on every DDP rank and after a resume)."""
+        if self._stages is None:
+            raise ValueError("uniform stage_depth draws from the space's stages: call use_space first")
+        gen = arch.generator(step)
+
+        def draw(n: int) -> int:
+            return int(torch.randint(n, (1,), generator=gen))
+
+        path = {name: draw(len(cands)) for name, cands in arch.labels.items()}  # edges without skip
+        for stage in self._stages:
+            kept = set(torch.randperm(len(stage), generator=gen)[: draw(len(stage) + 1)].tolist())
+            for i, name in enumerate(stage):
+                skip = arch.labels[name].index("skip")
+                others = [j for j in range(len(arch.labels[name])) if j != skip]
+                path[name] = others[draw(len(others))] if i in kept else skip
+        return path
 
 
 def _positive(value) -> bool:
