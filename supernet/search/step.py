@@ -81,7 +81,7 @@ class SearchStep:
 
     def plan(self, phase: str, step: int, host_probs=None, warmup: bool = False) -> None:
         # a method that picks nothing (uniform) trains with its own sampling throughout: its options
-        # (fair, draw_weights) are what it is; the others warm up on plain uniform paths
+        # (fair, draw_weights, stage_depth) are what it is; the others warm up on plain uniform paths
         method = WARMUP if warmup and self.relaxation.picks_architecture else self.relaxation
         self.net.apply_plan(method.plan(self.arch, phase, 2 * step + (phase == "arch"), host_probs))
 
