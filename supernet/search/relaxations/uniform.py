@@ -15,7 +15,9 @@ consecutive edges with a ``skip`` candidate, between fixed layers) the number of
 uniform over 0..n, which ones uniform over the subsets of that size, and each kept layer's op
 uniform over its other candidates. Why: per-edge draws drop all three of ``budget``'s front layers
 in 1 step of 27, so the shared subsampling layer seldom trains on unprocessed input, and a path
-that drops them is under-rated (docs/results.md, session 24); here it is 1 step in 4.
+that drops them is under-rated (docs/results.md, session 24); here it is 1 step in 4. On one CPU
+supernet of the route it ranked worse than even draws (tau 0.042 against 0.147): deep paths train
+less, and the attention-free networks, deep TDNN stacks, lost their good ranking.
 """
 
 from __future__ import annotations
