@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from supernet.archspec import ArchSpec
+from study_pieces import retrained  # scripts/device, beside this file
+
 from supernet.study.rank import kendall_tau, supernet_scores, within_budgets
 
 # name: search options beyond the common ones, by round. Epochs are guesses at what fits --max-time,
@@ -140,12 +141,8 @@ def main() -> None:
     if not (Path(args.corpus) / "metadata.json").exists():
         subprocess.run([sys.executable, "-m", "supernet", "corpus", "--out", args.corpus, "--langs", "en,es,de",
                         "--minutes", "180", "--seed", "0"], check=True)  # fmt: skip
-    reference = json.load(open(args.reference))
-    standalone = {r["name"]: r["cer"]["dev"] for r in reference["rows"]}
-    archs = {r["name"]: ArchSpec.from_dict(r["arch"]) for r in reference["rows"]}
-    budgets: dict[str, list[str]] = {}  # a baseline of two budgets has a row in each
-    for r in reference["rows"]:
-        budgets.setdefault(r["name"], []).append(r.get("budget"))
+    # each network once (a baseline of two budgets has a row in each), with its budgets
+    archs, standalone, budgets = retrained(Path(args.reference))
     if not args.score_only:
         start = time.time()
         runs = {name: train(name, recipes[name], args, work) for name in args.recipes}
