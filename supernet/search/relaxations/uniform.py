@@ -118,7 +118,9 @@ class Uniform(Relaxation):
         def draw(n: int) -> int:
             return int(torch.randint(n, (1,), generator=gen))
 
-        path = {name: draw(len(cands)) for name, cands in arch.labels.items()}  # edges without skip
+        # every edge gets a draw; a stage's edges are drawn again below (this order of draws is
+        # what the measured supernet ran: changing it would change each seed's paths)
+        path = {name: draw(len(cands)) for name, cands in arch.labels.items()}
         for stage in self._stages:
             kept = set(torch.randperm(len(stage), generator=gen)[: draw(len(stage) + 1)].tolist())
             for i, name in enumerate(stage):
