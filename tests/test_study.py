@@ -211,6 +211,14 @@ def test_the_parameter_count_is_a_reference_ranking():
     assert reference["kendall_tau_within_budget"] == 1.0
 
 
+def test_the_predicted_latency_is_a_reference_ranking_where_more_is_better():
+    from supernet.study.rank import more_is_better_ranking
+
+    standalone = {"cheap": 0.40, "mid": 0.30, "dear": 0.35}  # dear loses to mid: one discordant pair
+    ms = {"cheap": 0.2, "mid": 0.5, "dear": 0.8, "unmeasured": None}
+    assert more_is_better_ranking(ms, standalone) == {"kendall_tau": pytest.approx(1 / 3), "archs": 3}
+
+
 def test_how_far_dev_cer_still_fell_at_the_end_of_the_retrains(tmp_path):
     from supernet.study.report import _late_drop_line, dev_cer_by_epoch, late_drop
 
@@ -440,9 +448,9 @@ def test_study_writes_study_json_and_md(study):
     )
     assert summary["rank_by_epoch"]["epochs"] == 1 and summary["rank_by_epoch"]["seeds"] == 2
     assert "## How early does training alone rank the networks?\n\nNot measured" in text  # one epoch
-    reference = summary["reference_ranking"]["params"]
-    assert reference["archs"] == summary["ranking"][0]["archs"]  # the networks the supernets rank
-    assert "The parameter count alone" in text
+    for measure in ("params", "latency"):  # the free rankings, over the networks the supernets rank
+        assert summary["reference_ranking"][measure]["archs"] == summary["ranking"][0]["archs"]
+    assert "The parameter count alone" in text and "The predicted latency alone" in text
 
 
 def test_running_it_again_retrains_nothing(study, study_config, capsys, monkeypatch):

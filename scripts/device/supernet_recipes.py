@@ -26,8 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from study_pieces import retrained  # scripts/device, beside this file
 
+from supernet.space import resolve_space_path
 from supernet.study.rank import kendall_tau, supernet_scores, within_budgets
 
 # name: search options beyond the common ones, by round. Epochs are guesses at what fits --max-time,
@@ -83,6 +85,15 @@ ROUNDS = {
     # Round 4 (as round 3, with --seed 0 and --seed 1): each stage's depth drawn uniformly, so the
     # paths that drop all front layers, which round 3's supernets under-rate, train 1 step in 4.
     4: {"route": ROUTE, "route_stage_depth": {**ROUTE, "model.method_options": "{stage_depth: true}"}},
+    # Round 5 (as round 4): the supernet trained without dropout. A conformer block drops out at
+    # seven places, a TDNN at one; in a supernet where each block trains a few hundred steps that
+    # noise slows the attention blocks most, one explanation of why the supernet under-rates them.
+    # (Yu et al. 2020, "How to train your super-net", found such stand-alone habits hurt ranking.)
+    5: {
+        "route": ROUTE,
+        "route_dropout0": {**ROUTE, "space.dropout": 0.0},
+        "route_dropout0_lr2e-3": {**ROUTE, "space.dropout": 0.0, "model.lr": 2.0e-3},
+    },
 }
 COMMON = {
     "model.method": "uniform",
@@ -95,13 +106,27 @@ COMMON = {
 }
 
 
+def space_for(name: str, options: dict, args, work: Path) -> str:
+    """``args.space``, or a copy of it under ``work`` with the recipe's ``space.FIELD`` options set
+    (the paths stay the same: ``SearchSpace.index_of`` ignores dropout, which only trains)."""
+    fields = {key.removeprefix("space."): value for key, value in options.items() if key.startswith("space.")}
+    if not fields:
+        return args.space
+    data = yaml.safe_load(resolve_space_path(args.space).read_text())
+    path = work / f"{name}_space.yaml"
+    path.write_text(yaml.safe_dump({**data, **fields}, sort_keys=False))
+    return str(path)
+
+
 def train(name: str, options: dict, args, work: Path) -> subprocess.Popen:
     out = work / name
-    argv = [sys.executable, "-m", "supernet", "search", "--data", str(args.corpus), "--model.space", args.space,
+    space = space_for(name, options, args, work)
+    argv = [sys.executable, "-m", "supernet", "search", "--data", str(args.corpus), "--model.space", space,
             "--seed_everything", str(args.seed), "--overwrite", "true", "--trainer.max_time", f"00:00:{args.max_time // 60:02d}:{args.max_time % 60:02d}",
             "--out", str(out)]  # fmt: skip
     for key, value in {**COMMON, **options}.items():
-        argv += [f"--{key}", str(value)]
+        if not key.startswith("space."):
+            argv += [f"--{key}", str(value)]
     log = open(work / f"{name}.log", "w")
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 

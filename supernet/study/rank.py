@@ -109,8 +109,17 @@ def parameter_count_ranking(
     against the stand-alone dev CER, over every network and within each budget: the reference
     ranking that costs nothing, which a supernet's must beat to be worth training. On
     ``h200_three`` after 24-epoch retrains it beat both supernets (docs/results.md, session 12)."""
-    scores = {n: {"params": -float(p)} for n, p in params.items() if n in standalone}
-    (entry,), _, _ = ranking_quality({"parameter count": scores}, standalone, "params", budgets)
+    return more_is_better_ranking(params, standalone, budgets)
+
+
+def more_is_better_ranking(
+    values: dict[str, float], standalone: dict[str, float], budgets: dict[str, list[str]] | None = None
+) -> dict:
+    """Kendall tau of a free measure where more is expected to train to a lower CER (the parameter
+    count; the predicted latency, i.e. how much compute a network spends) against the stand-alone
+    dev CER, over every network and within each budget."""
+    scores = {n: {"value": -float(v)} for n, v in values.items() if n in standalone and v is not None}
+    (entry,), _, _ = ranking_quality({"reference": scores}, standalone, "value", budgets)
     kept = ("kendall_tau", "archs", "within_budget", "kendall_tau_within_budget")
     return {k: entry[k] for k in kept if k in entry}
 

@@ -293,9 +293,6 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     )
     lines += ["", "## Ranking quality of the supernet", ""]
 
-    def _tau(value: float | None) -> str:
-        return "undefined" if value is None else f"{value:.3f}"
-
     metric = config["ranking"]["metric"]
     for search in summary["ranking"]:
         taus = ", ".join(f"{_tau(t)} by supernet dev {m}" for m, t in search.get("by_metric", {}).items())
@@ -319,15 +316,7 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
             "the mean over budgets and searches: a tau over several budgets is raised by how clearly "
             "dearer paths beat cheaper ones."
         )
-    reference = (summary.get("reference_ranking") or {}).get("params")
-    if reference and reference.get("archs"):
-        within = reference.get("kendall_tau_within_budget")
-        lines.append(
-            f"The parameter count alone (more parameters, lower CER) ranks the same networks at "
-            f"{_tau(reference['kendall_tau'])} over {reference['archs']}"
-            + ("" if within is None else f", {_tau(within)} within one budget")
-            + ": a supernet that does not beat it adds nothing a free count does not give."
-        )
+    lines += _free_ranking_lines(summary.get("reference_ranking") or {})
     if summary.get("verdicts"):
         lines += ["", *verdict.markdown(summary["verdicts"])]
     if summary.get("costs"):
@@ -335,6 +324,34 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
     if plots:
         lines += ["", "## Plots", "", *(f"![{p.stem}]({p.parent.name}/{p.name})" for p in plots)]
     return "\n".join(lines) + "\n"
+
+
+def _tau(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+FREE_RANKINGS = {  # reference_ranking's measures: what "more" means for each
+    "params": "The parameter count alone (more parameters, lower CER)",
+    "latency": "The predicted latency alone (more of the budget spent, lower CER)",
+}
+
+
+def _free_ranking_lines(references: dict) -> list[str]:
+    """What the free measures rank at, beside the supernet's tau: a supernet that does not beat
+    them adds nothing a count does not give."""
+    lines = []
+    for measure, what in FREE_RANKINGS.items():
+        reference = references.get(measure)
+        if reference and reference.get("archs"):
+            within = reference.get("kendall_tau_within_budget")
+            lines.append(
+                f"{what} ranks the same networks at {_tau(reference['kendall_tau'])} over {reference['archs']}"
+                + ("" if within is None else f", {_tau(within)} within one budget")
+                + "."
+            )
+    if lines:
+        lines[-1] += " A supernet that does not beat these adds nothing a free count does not give."
+    return lines
 
 
 def write_markdown(out: Path, summary: dict[str, Any], stem: str = "study", plots: str = "plots") -> Path:
