@@ -214,9 +214,16 @@ def test_the_parameter_count_is_a_reference_ranking():
 def test_the_predicted_latency_is_a_reference_ranking_where_more_is_better():
     from supernet.study.rank import more_is_better_ranking
 
-    standalone = {"cheap": 0.40, "mid": 0.30, "dear": 0.35}  # dear loses to mid: one discordant pair
-    ms = {"cheap": 0.2, "mid": 0.5, "dear": 0.8, "unmeasured": None}
+    standalone = {"cheap": 0.40, "mid": 0.30, "dear": 0.35, "unmeasured": 0.25}  # dear loses to mid
+    ms = {"cheap": 0.2, "mid": 0.5, "dear": 0.8, "unmeasured": None}  # no latency: left out
     assert more_is_better_ranking(ms, standalone) == {"kendall_tau": pytest.approx(1 / 3), "archs": 3}
+
+
+def test_a_report_of_an_older_study_prints_the_parameter_count_alone():
+    from supernet.study.report import _free_ranking_lines
+
+    (line,) = _free_ranking_lines({"params": {"kendall_tau": 0.4, "archs": 5}})  # no latency ranking yet
+    assert line.startswith("The parameter count alone") and "0.400 over 5" in line
 
 
 def test_how_far_dev_cer_still_fell_at_the_end_of_the_retrains(tmp_path):

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 from study_pieces import retrained  # scripts/device, beside this file
 
-from supernet.space import resolve_space_path
+from supernet.space import NETWORK_FIELDS, resolve_space_path
 from supernet.study.rank import kendall_tau, supernet_scores, within_budgets
 
 # name: search options beyond the common ones, by round. Epochs are guesses at what fits --max-time,
@@ -107,11 +107,17 @@ COMMON = {
 
 
 def space_for(name: str, options: dict, args, work: Path) -> str:
-    """``args.space``, or a copy of it under ``work`` with the recipe's ``space.FIELD`` options set
-    (the paths stay the same: ``SearchSpace.index_of`` ignores dropout, which only trains)."""
+    """``args.space``, or a copy of it under ``work`` with the recipe's ``space.FIELD`` options set:
+    fields that only train (dropout), so that the reference's networks stay paths of it
+    (``SearchSpace.index_of`` compares the layers and ``NETWORK_FIELDS``, which are refused here)."""
     fields = {key.removeprefix("space."): value for key, value in options.items() if key.startswith("space.")}
     if not fields:
         return args.space
+    shaping = sorted(set(fields) & {*NETWORK_FIELDS, "layers"})
+    if shaping:
+        raise SystemExit(
+            f"recipe {name}: space.{shaping[0]} shapes the network; its paths would not be the reference's"
+        )
     data = yaml.safe_load(resolve_space_path(args.space).read_text())
     path = work / f"{name}_space.yaml"
     path.write_text(yaml.safe_dump({**data, **fields}, sort_keys=False))

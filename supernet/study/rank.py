@@ -113,11 +113,11 @@ def parameter_count_ranking(
 
 
 def more_is_better_ranking(
-    values: dict[str, float], standalone: dict[str, float], budgets: dict[str, list[str]] | None = None
+    values: dict[str, float | None], standalone: dict[str, float], budgets: dict[str, list[str]] | None = None
 ) -> dict:
     """Kendall tau of a free measure where more is expected to train to a lower CER (the parameter
     count; the predicted latency, i.e. how much compute a network spends) against the stand-alone
-    dev CER, over every network and within each budget."""
+    dev CER, over every network and within each budget; networks without a value (None) are left out."""
     scores = {n: {"value": -float(v)} for n, v in values.items() if n in standalone and v is not None}
     (entry,), _, _ = ranking_quality({"reference": scores}, standalone, "value", budgets)
     kept = ("kendall_tau", "archs", "within_budget", "kendall_tau_within_budget")

@@ -332,13 +332,13 @@ def _tau(value: float | None) -> str:
 
 FREE_RANKINGS = {  # reference_ranking's measures: what "more" means for each
     "params": "The parameter count alone (more parameters, lower CER)",
-    "latency": "The predicted latency alone (more of the budget spent, lower CER)",
+    "latency": "The predicted latency alone (more latency, lower CER)",
 }
 
 
 def _free_ranking_lines(references: dict) -> list[str]:
     """What the free measures rank at, beside the supernet's tau: a supernet that does not beat
-    them adds nothing a count does not give."""
+    them adds nothing a free measure does not give."""
     lines = []
     for measure, what in FREE_RANKINGS.items():
         reference = references.get(measure)
@@ -350,7 +350,7 @@ def _free_ranking_lines(references: dict) -> list[str]:
                 + "."
             )
     if lines:
-        lines[-1] += " A supernet that does not beat these adds nothing a free count does not give."
+        lines[-1] += " A supernet that does not beat them adds nothing a free measure does not give."
     return lines
 
 
