@@ -86,14 +86,14 @@ def any_attention(layer: str) -> bool:
     return family(layer).removesuffix("_wide").removesuffix("_down") in ATTENTION
 
 
-def dropped_before_subsampling(layers: list[str]) -> int:
-    """``skip`` layers before the first layer with a stride: a path that drops them feeds the shared
+def dropped_before_subsampling(spec) -> int:
+    """``skip`` layers of ``spec`` (an ``ArchSpec``) before its first layer with a stride (the ops'
+    own strides, as ``ArchSpec.total_stride`` reads them): a path that drops them feeds the shared
     subsampling layer inputs that uniform draws rarely train it on (all three of ``budget``'s front
     layers dropped: 1 draw in 27), so a supernet may under-rate it for that alone."""
-    stride = next(
-        (i for i, layer in enumerate(layers) if registry.parse_spec(layer).numbers.get("s", 1) > 1), 0
-    )
-    return sum(layer == "skip" for layer in layers[:stride])
+    strides = [info.stride for info in spec.layer_infos]
+    first = next((i for i, stride in enumerate(strides) if stride > 1), 0)
+    return sum(layer == "skip" for layer in spec.layers[:first])
 
 
 def seed_ceiling(rows: dict[str, dict], names: list[str]) -> float | None:
@@ -245,13 +245,13 @@ def main() -> None:
     )
     spread = statistics.pstdev(score)
     for label, count in (
-        ("full-rate attention blocks", lambda net: sum(map(full_rate_attention, net))),
-        ("plain attention blocks", lambda net: sum(map(plain_attention, net))),
+        ("full-rate attention blocks", lambda spec: sum(map(full_rate_attention, spec.layers))),
+        ("plain attention blocks", lambda spec: sum(map(plain_attention, spec.layers))),
         ("layers dropped before the subsampling layer", dropped_before_subsampling),
     ):
         groups: dict[int, list[float]] = {}
         for n, s, c in zip(names, score, cer):
-            groups.setdefault(count(layers[n]), []).append(s - (slope * c + intercept))
+            groups.setdefault(count(networks[n]["spec"]), []).append(s - (slope * c + intercept))
         print(f"score residual by {label} (the scores' standard deviation {spread:.3f}):")
         for blocks, residuals in sorted(groups.items()):
             print(f"  {blocks}: mean {statistics.fmean(residuals):+.3f} over {len(residuals)} networks")

@@ -82,6 +82,8 @@ def test_layers_dropped_before_the_subsampling_layer_are_counted_there_only():
     from ranking_breakdown import dropped_before_subsampling
 
     conformer_s = ["skip", "skip", "skip", "tdnn-k3-d1-s3", "conformer-k15-f4-h4-rel", "skip", "skip"]
-    assert dropped_before_subsampling(conformer_s) == 3  # the skips after the stride do not count
-    assert dropped_before_subsampling(["tdnn-k3-d1", "skip", "tdnn-k3-d1-s3", "skip"]) == 1
-    assert dropped_before_subsampling(["skip", "tdnn-k3-d1"]) == 0  # no stride: nothing counted
+    assert dropped_before_subsampling(_spec(conformer_s)) == 3  # the skips after the stride do not count
+    assert dropped_before_subsampling(_spec(["tdnn-k3-d1", "skip", "tdnn-k3-d1-s3", "skip"])) == 1
+    assert dropped_before_subsampling(_spec(["skip", "tdnn-k3-d1"])) == 0  # no stride: nothing counted
+    # a stride the op declares without an s token (conv2d4x subsamples by 4) counts as well
+    assert dropped_before_subsampling(_spec(["skip", "skip", "conv2d4x", "skip", "tdnn-k3-d1"])) == 2
