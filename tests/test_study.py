@@ -219,6 +219,38 @@ def test_the_predicted_latency_is_a_reference_ranking_where_more_is_better():
     assert more_is_better_ranking(ms, standalone) == {"kendall_tau": pytest.approx(1 / 3), "archs": 3}
 
 
+def test_the_top_choice_is_where_a_rankings_first_network_trained():
+    from supernet.study.rank import top_choice
+
+    standalone = {"a": 0.30, "b": 0.20, "c": 0.25, "d": 0.40, "e": 0.10}
+    budgets = {"a": ["low"], "b": ["low"], "c": ["low"], "d": ["high"], "e": ["high"], "none": []}
+    score = {"a": 1.0, "b": 3.0, "c": 2.0, "d": 0.5, "e": None, "none": 0.1}  # e: not scored
+    chosen = top_choice(score, standalone, budgets)
+    assert chosen["within_budget"]["low"] == {
+        "top": "a",
+        "place": 3,
+        "archs": 3,
+        "regret": pytest.approx(0.10),
+    }
+    assert chosen["within_budget"]["high"] == {"top": "d", "place": 1, "archs": 1, "regret": 0.0}
+    assert chosen["regret"] == pytest.approx(0.05)
+    tied = top_choice({"a": 1.0, "c": 1.0}, standalone, budgets)["within_budget"]["low"]
+    assert tied["top"] == "a" and tied["place"] == 2  # ties go by name; c trained better
+    assert top_choice({}, standalone, budgets) == {"within_budget": {}, "regret": None}
+
+
+def test_the_top_choice_lines_name_each_rankings_place_and_regret():
+    from supernet.study.report import _top_choice_lines
+
+    low = {"within_budget": {"low": {"top": "a", "place": 3, "archs": 9, "regret": 0.037}}, "regret": 0.037}
+    lines = _top_choice_lines({"supernet": {"uniform-s0-any": low}, "params": low})
+    assert lines[-2:] == [
+        "- the supernet `uniform-s0-any`'s: 3 of 9 at low (+3.7 points)",
+        "- the parameter count's: 3 of 9 at low (+3.7 points)",
+    ]
+    assert _top_choice_lines({}) == []  # a report from before the measure
+
+
 def test_a_report_of_an_older_study_prints_the_parameter_count_alone():
     from supernet.study.report import _free_ranking_lines
 
@@ -458,6 +490,14 @@ def test_study_writes_study_json_and_md(study):
     for measure in ("params", "latency"):  # the free rankings, over the networks the supernets rank
         assert summary["reference_ranking"][measure]["archs"] == summary["ranking"][0]["archs"]
     assert "The parameter count alone" in text and "The predicted latency alone" in text
+    choices, kinds = summary["top_choice"], {row["name"]: row["kind"] for row in rows.values()}
+    for choice in [*choices["supernet"].values(), choices["params"], choices["latency"]]:
+        for label, chosen in choice["within_budget"].items():  # a random path or a baseline of the budget
+            assert kinds[chosen["top"]] != "searched" and 1 <= chosen["place"] <= chosen["archs"]
+            assert chosen["regret"] >= 0 and (chosen["regret"] == 0) == (chosen["place"] == 1)
+    assert set(choices["supernet"]) == {r["search"] for r in summary["ranking"]}
+    assert all(choice["within_budget"] for choice in choices["supernet"].values())  # not vacuous
+    assert "puts first among a budget's random paths" in text
 
 
 def test_running_it_again_retrains_nothing(study, study_config, capsys, monkeypatch):

@@ -529,6 +529,29 @@ def _free_rankings(rows: list[dict], standalone: dict, budgets: dict, scores: di
     }
 
 
+def _top_choices(rows: list[dict], standalone: dict, budgets: dict, scores: dict, metric: str) -> dict:
+    """What each ranking puts first among a budget's random paths and baselines, and how that
+    network trained (``rank.top_choice``). The searched picks are left out: each is its supernet's
+    own choice, which would make the supernet's measure circular."""
+    kinds = {row["name"]: row["kind"] for row in rows}
+    scored = set().union(*scores.values()) if scores else set(standalone)  # the same networks as the taus
+    others = {n: cer for n, cer in standalone.items() if n in scored and kinds.get(n) != "searched"}
+    by_row = {row["name"]: row for row in rows}
+
+    def more_is_better(key: str) -> dict[str, float | None]:
+        return {n: None if by_row[n].get(key) is None else -by_row[n][key] for n in others if n in by_row}
+
+    return {
+        "networks": "random and baseline",
+        "supernet": {
+            search: rank.top_choice({n: m.get(metric) for n, m in score.items()}, others, budgets)
+            for search, score in scores.items()
+        },
+        "params": rank.top_choice(more_is_better("params"), others, budgets),
+        "latency": rank.top_choice(more_is_better("predicted_ms"), others, budgets),
+    }
+
+
 def _summary(
     study, planned: Planned, rows, standalone: dict, budgets: dict, scores: dict, device, data, out: Path
 ) -> dict:
@@ -544,6 +567,7 @@ def _summary(
         "kendall_tau_within_budget": rank.defined_mean([r.get("kendall_tau_within_budget") for r in ranking]),
         "ranking": ranking,
         "reference_ranking": _free_rankings(rows, standalone, budgets, scores),
+        "top_choice": _top_choices(rows, standalone, budgets, scores, study["ranking"]["metric"]),
         "rank_by_epoch": rank.rank_by_epoch(rank.complete_curves(rows)),
         "rows": rows,
         "costs": {

@@ -124,6 +124,28 @@ def more_is_better_ranking(
     return {k: entry[k] for k in kept if k in entry}
 
 
+def top_choice(
+    values: dict[str, float | None], standalone: dict[str, float], budgets: dict[str, list[str]]
+) -> dict:
+    """Within each budget, the network that ``values`` ranks first (the lowest; ties by name), its
+    place by stand-alone dev CER among the budget's networks (1: the best) and the dev CER it gives
+    up against the best of them (``regret``); and the mean regret over budgets. Why: a select keeps
+    one path per budget, so what counts is the top of a ranking, which a tau over every pair
+    weighs no more than its middle. Networks without a value (None) are left out."""
+    by_budget = {}
+    for label in sorted({b for labels in budgets.values() for b in labels if b is not None}):
+        names = sorted(
+            n for n, v in values.items() if v is not None and n in standalone and label in budgets.get(n, ())
+        )
+        if not names:
+            continue
+        top = min(names, key=lambda n: (values[n], n))
+        best = min(standalone[n] for n in names)
+        place = 1 + sum(standalone[n] < standalone[top] for n in names)
+        by_budget[label] = {"top": top, "place": place, "archs": len(names), "regret": standalone[top] - best}
+    return {"within_budget": by_budget, "regret": defined_mean([b["regret"] for b in by_budget.values()])}
+
+
 def complete_curves(rows: list[dict]) -> dict[str, list[list[float]]]:
     """Each network's dev CER curves from rows with ``dev_cer_by_epoch`` (each retrain seed's dev
     CER after every epoch, then the final pass: the best checkpoint's, the row's dev CER), keeping

@@ -317,6 +317,7 @@ def markdown(summary: dict[str, Any], plots: list[Path]) -> str:
             "dearer paths beat cheaper ones."
         )
     lines += _free_ranking_lines(summary.get("reference_ranking") or {})
+    lines += _top_choice_lines(summary.get("top_choice") or {})
     if summary.get("verdicts"):
         lines += ["", *verdict.markdown(summary["verdicts"])]
     if summary.get("costs"):
@@ -352,6 +353,34 @@ def _free_ranking_lines(references: dict) -> list[str]:
     if lines:
         lines[-1] += " A supernet that does not beat them adds nothing a free measure does not give."
     return lines
+
+
+def _top_choice_lines(choices: dict) -> list[str]:
+    """Where each ranking's first network of a budget's random paths and baselines placed when
+    trained alone: what a select keeping one path would have got from that ranking."""
+
+    def place(choice: dict) -> str:
+        each = ", ".join(
+            f"{b['place']} of {b['archs']} at {label} (+{100 * b['regret']:.1f} points)"
+            for label, b in choice["within_budget"].items()
+        )
+        return each or "no network"
+
+    rankings = [(f"the supernet `{search}`'s", c) for search, c in (choices.get("supernet") or {}).items()]
+    rankings += [
+        (f"the {what}'s", choices[key])
+        for key, what in (("params", "parameter count"), ("latency", "predicted latency"))
+        if key in choices
+    ]
+    if not rankings:
+        return []
+    lines = [
+        "",
+        "The network each ranking puts first among a budget's random paths and baselines (the searched "
+        "picks left out), placed by its stand-alone dev CER among them (+ the dev CER points it gives "
+        "up against their best):",
+    ]
+    return lines + [f"- {who}: {place(choice)}" for who, choice in rankings]
 
 
 def write_markdown(out: Path, summary: dict[str, Any], stem: str = "study", plots: str = "plots") -> Path:
