@@ -237,6 +237,33 @@ def test_the_top_choice_is_where_a_rankings_first_network_trained():
     tied = top_choice({"a": 1.0, "c": 1.0}, standalone, budgets)["within_budget"]["low"]
     assert tied["top"] == "a" and tied["place"] == 2  # ties go by name; c trained better
     assert top_choice({}, standalone, budgets) == {"within_budget": {}, "regret": None}
+    diverged = top_choice({"a": float("nan"), "c": 2.0}, standalone, budgets)["within_budget"]["low"]
+    assert diverged["top"] == "c" and diverged["archs"] == 1  # a NaN score is no choice
+
+
+def test_the_top_choices_of_the_free_measures_are_the_largest_and_the_slowest_network():
+    from supernet.study.pipeline import _top_choices
+
+    def row(name, kind, params, ms):
+        return {"name": name, "kind": kind, "params": params, "predicted_ms": ms, "budget": "b"}
+
+    rows = [
+        row("pick", "searched", 9e6, 0.9),  # left out: its supernet's own choice
+        row("big", "random", 5e6, 0.3),
+        row("slow", "random", 1e6, 0.8),
+        row("tdnn", "baseline", 2e6, 0.5),
+        row("unscored", "random", 8e6, 0.95),  # no supernet scored it: left out, as from the taus
+    ]
+    standalone = {"pick": 0.10, "big": 0.30, "slow": 0.20, "tdnn": 0.25, "unscored": 0.05}
+    budgets = {name: ["b"] for name in standalone}
+    losses = {"pick": 1.0, "big": 1.1, "slow": 1.3, "tdnn": 1.2}
+    scores = {"s0": {n: {"loss": loss} for n, loss in losses.items()}}
+    choices = _top_choices(rows, standalone, budgets, scores, "loss")
+    assert choices["params"]["within_budget"]["b"] == {
+        "top": "big", "place": 3, "archs": 3, "regret": pytest.approx(0.10)
+    }  # fmt: skip
+    assert choices["latency"]["within_budget"]["b"] == {"top": "slow", "place": 1, "archs": 3, "regret": 0.0}
+    assert choices["supernet"]["s0"]["within_budget"]["b"]["top"] == "big"  # the pick's loss is lower
 
 
 def test_the_top_choice_lines_name_each_rankings_place_and_regret():
@@ -496,7 +523,8 @@ def test_study_writes_study_json_and_md(study):
             assert kinds[chosen["top"]] in ("random", "baseline") and 1 <= chosen["place"] <= chosen["archs"]
             assert chosen["regret"] >= 0 and (chosen["regret"] == 0) == (chosen["place"] == 1)
     assert set(choices["supernet"]) == {r["search"] for r in summary["ranking"]}
-    assert all(choice["within_budget"] for choice in choices["supernet"].values())  # not vacuous
+    ranked = [*choices["supernet"].values(), choices["params"], choices["latency"]]
+    assert all(choice["within_budget"] for choice in ranked)  # not vacuous
     assert "puts first among a budget's random paths" in text
 
 

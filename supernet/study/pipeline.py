@@ -531,13 +531,13 @@ def _free_rankings(rows: list[dict], standalone: dict, budgets: dict, scores: di
 
 def _top_choices(rows: list[dict], standalone: dict, budgets: dict, scores: dict, metric: str) -> dict:
     """What each ranking puts first among a budget's random paths and baselines, and how that
-    network trained (``rank.top_choice``). The searched picks (and the controls) are left out: a
-    pick is its supernet's own choice, which would make the supernet's measure circular."""
+    network trained (``rank.top_choice``). The searched picks (a random path equal to one among
+    them) and the controls are left out: a pick is its supernet's own choice, which would make the
+    supernet's measure circular."""
     kinds = {row["name"]: row["kind"] for row in rows}
-    scored = set().union(*scores.values()) if scores else set(standalone)  # the same networks as the taus
-    others = {
-        n: cer for n, cer in standalone.items() if n in scored and kinds.get(n) in ("random", "baseline")
-    }
+    scored = set().union(*scores.values()) if scores else set()
+    ranked = {n: c for n, c in standalone.items() if n in scored} if scored else standalone  # as the taus
+    others = {n: cer for n, cer in ranked.items() if kinds.get(n) in ("random", "baseline")}
     by_row = {row["name"]: row for row in rows}
 
     def more_is_better(key: str) -> dict[str, float | None]:

@@ -131,11 +131,14 @@ def top_choice(
     place by stand-alone dev CER among the budget's networks (1: the best) and the dev CER it gives
     up against the best of them (``regret``); and the mean regret over budgets. Why: a select keeps
     one path per budget, so what counts is the top of a ranking, which a tau over every pair
-    weighs no more than its middle. Networks without a value (None) are left out."""
+    weighs no more than its middle. Networks without a finite value (None, a diverged score's NaN)
+    are left out."""
     by_budget = {}
     for label in sorted({b for labels in budgets.values() for b in labels if b is not None}):
         names = sorted(
-            n for n, v in values.items() if v is not None and n in standalone and label in budgets.get(n, ())
+            n
+            for n, v in values.items()
+            if v is not None and math.isfinite(v) and n in standalone and label in budgets.get(n, ())
         )
         if not names:
             continue

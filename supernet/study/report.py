@@ -376,9 +376,9 @@ def _top_choice_lines(choices: dict) -> list[str]:
         return []
     lines = [
         "",
-        "The network each ranking puts first among a budget's random paths and baselines (the searched "
-        "picks left out), placed by its stand-alone dev CER among them (+ the dev CER points it gives "
-        "up against their best):",
+        "The network each ranking puts first among a budget's random paths and baselines that it "
+        "ranks (the searched picks and controls left out), placed by its stand-alone dev CER among "
+        "them (+ the dev CER points it gives up against their best):",
     ]
     return lines + [f"- {who}: {place(choice)}" for who, choice in rankings]
 
