@@ -517,15 +517,24 @@ def _rows(
     return rows, standalone, budgets
 
 
+# the free reference rankings: each one's row field, more expected to train to a lower CER
+FREE_MEASURES = {"params": "params", "latency": "predicted_ms"}
+
+
+def _ranked_networks(standalone: dict, scores: dict) -> dict:
+    """The networks the supernets scored (every retrained one when no supernet scored any), with
+    their stand-alone dev CER: what the taus rank, and so what the free measures rank beside them."""
+    scored = set().union(*scores.values()) if scores else set()
+    return {n: c for n, c in standalone.items() if n in scored} if scored else standalone
+
+
 def _free_rankings(rows: list[dict], standalone: dict, budgets: dict, scores: dict) -> dict:
     """The parameter count's and the predicted latency's rankings of the networks the supernets
-    scored (every retrained one when no supernet scored any): the same networks as their taus.
-    Both cost nothing; on h200_route each ranked better than the supernet (docs/results.md)."""
-    scored = set().union(*scores.values()) if scores else set()
-    ranked = {n: c for n, c in standalone.items() if n in scored} if scored else standalone
+    scored. Both cost nothing; on h200_route each ranked better than the supernet (docs/results.md)."""
+    ranked = _ranked_networks(standalone, scores)
     return {
         measure: rank.more_is_better_ranking({r["name"]: r.get(key) for r in rows}, ranked, budgets)
-        for measure, key in (("params", "params"), ("latency", "predicted_ms"))
+        for measure, key in FREE_MEASURES.items()
     }
 
 
@@ -535,22 +544,18 @@ def _top_choices(rows: list[dict], standalone: dict, budgets: dict, scores: dict
     them) and the controls are left out: a pick is its supernet's own choice, which would make the
     supernet's measure circular."""
     kinds = {row["name"]: row["kind"] for row in rows}
-    scored = set().union(*scores.values()) if scores else set()
-    ranked = {n: c for n, c in standalone.items() if n in scored} if scored else standalone  # as the taus
+    ranked = _ranked_networks(standalone, scores)
     others = {n: cer for n, cer in ranked.items() if kinds.get(n) in ("random", "baseline")}
-    by_row = {row["name"]: row for row in rows}
-
-    def more_is_better(key: str) -> dict[str, float | None]:
-        return {n: None if by_row[n].get(key) is None else -by_row[n][key] for n in others if n in by_row}
-
     return {
         "networks": "random and baseline",
         "supernet": {
             search: rank.top_choice({n: m.get(metric) for n, m in score.items()}, others, budgets)
             for search, score in scores.items()
         },
-        "params": rank.top_choice(more_is_better("params"), others, budgets),
-        "latency": rank.top_choice(more_is_better("predicted_ms"), others, budgets),
+        **{
+            measure: rank.more_is_better_top_choice({r["name"]: r.get(key) for r in rows}, others, budgets)
+            for measure, key in FREE_MEASURES.items()
+        },
     }
 
 

@@ -54,6 +54,11 @@ def defined_mean(values: list[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+def budget_labels(budgets: dict[str, list[str]]) -> list[str]:
+    """Every budget label that ``budgets`` (each network's budget labels) names, in order."""
+    return sorted({b for labels in budgets.values() for b in labels if b is not None})
+
+
 def within_budgets(
     score: dict[str, dict[str, float]],
     standalone: dict[str, float],
@@ -64,7 +69,7 @@ def within_budgets(
     budget labels), and its mean over budgets. Why: a selection compares paths of one budget, and
     a tau over several budgets is raised by how much cheaper paths lose to dearer ones."""
     by_budget = {}
-    for label in sorted({b for labels in budgets.values() for b in labels if b is not None}):
+    for label in budget_labels(budgets):
         names = sorted(n for n in set(score) & set(standalone) if label in budgets.get(n, ()))
         tau = kendall_tau([score[n][metric] for n in names], [standalone[n] for n in names])
         by_budget[label] = {"kendall_tau": tau, "archs": len(names)}
@@ -118,10 +123,15 @@ def more_is_better_ranking(
     """Kendall tau of a free measure where more is expected to train to a lower CER (the parameter
     count; the predicted latency, i.e. how much compute a network spends) against the stand-alone
     dev CER, over every network and within each budget; networks without a value (None) are left out."""
-    scores = {n: {"value": -float(v)} for n, v in values.items() if n in standalone and v is not None}
+    scores = {n: {"value": v} for n, v in _negated(values).items() if n in standalone}
     (entry,), _, _ = ranking_quality({"reference": scores}, standalone, "value", budgets)
     kept = ("kendall_tau", "archs", "within_budget", "kendall_tau_within_budget")
     return {k: entry[k] for k in kept if k in entry}
+
+
+def _negated(values: dict[str, float | None]) -> dict[str, float]:
+    """A measure where more is better as a score where less is, leaving out networks without one."""
+    return {n: -float(v) for n, v in values.items() if v is not None}
 
 
 def top_choice(
@@ -134,7 +144,7 @@ def top_choice(
     weighs no more than its middle. Networks without a finite value (None, a diverged score's NaN)
     are left out."""
     by_budget = {}
-    for label in sorted({b for labels in budgets.values() for b in labels if b is not None}):
+    for label in budget_labels(budgets):
         names = sorted(
             n
             for n, v in values.items()
@@ -147,6 +157,13 @@ def top_choice(
         place = 1 + sum(standalone[n] < standalone[top] for n in names)
         by_budget[label] = {"top": top, "place": place, "archs": len(names), "regret": standalone[top] - best}
     return {"within_budget": by_budget, "regret": defined_mean([b["regret"] for b in by_budget.values()])}
+
+
+def more_is_better_top_choice(
+    values: dict[str, float | None], standalone: dict[str, float], budgets: dict[str, list[str]]
+) -> dict:
+    """``top_choice`` of a free measure where more is expected to train to a lower CER."""
+    return top_choice(_negated(values), standalone, budgets)
 
 
 def complete_curves(rows: list[dict]) -> dict[str, list[list[float]]]:
