@@ -6,6 +6,12 @@ luck (issue 16; a second supernet of seed 0 picked another path, session 20).
 
     python3 scripts/device/route_seed.py h200_route /tmp/route_s1 1 --table docs/study/h200_route/latency.json
 
+``--option KEY=VALUE`` sets a search option of the study (repeat): the route with another supernet
+recipe, e.g. ``'model.method_options={draw_weights: {former: 3, down: 0.3333}}'``. ``--score REPORT``
+also scores a finished study's retrained networks with this supernet (``WORK/scores.json``, for
+``ranking_breakdown.py --scores FILE --measure loss``) and prints Kendall's tau and each budget's
+first choice (``rank.top_choice``): more supernets of one recipe ranked at no extra training.
+
 A script file, not ``python3 -`` on stdin: the corpus's spawned render workers cannot import
 '<stdin>'. Prints each pick's file.
 """
@@ -15,9 +21,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study_pieces import study_with  # scripts/device, beside this file
+import json
 
-from supernet.study import pipeline, plan
+from study_pieces import retrained, study_with  # scripts/device, beside this file
+
+from supernet.study import pipeline, plan, rank
 from supernet.study.execute import execute
 
 
@@ -30,8 +38,11 @@ def main() -> None:
     parser.add_argument("--budget", action="append", default=[], metavar="LABEL",
                         help="write this budget's pick only (repeat; default every budget's); the select "
                         "still runs for every budget, as the study's does")  # fmt: skip
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a search option of the study (repeat)")  # fmt: skip
+    parser.add_argument("--score", type=Path, metavar="REPORT", help="a study.json whose networks to score")
     args = parser.parse_args()
-    study = study_with(args.config, [])
+    study = study_with(args.config, args.option)
     study["search"] = {**study["search"], "methods": ["uniform"], "seeds": [args.seed]}
     data = plan.prepare_corpus(study)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -41,11 +52,30 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--budget {sorted(unknown)}: not budgets of the study ({planned.budgets})")
     execute(list(planned.searches.values()), 1, "search")
+    if args.score:
+        score(args.score, next(iter(planned.searches.values())).checkpoint, data, args.work, study)
     pipeline._plan_selects(study, args.work, data, planned)
     for run, budgets in planned.selects.values():
         execute([run], 1, "select")
         for label, ms in (b for b in budgets if not args.budget or b[0] in args.budget):
             print(plan.write_arch(args.work, plan.selected_arch(run, label, ms)))
+
+
+def score(report: Path, ckpt: Path, data: Path, work: Path, study: dict) -> None:
+    """The report's networks scored with the supernet, its tau and first choices printed."""
+    archs, standalone, budgets = retrained(report)
+    scores = rank.supernet_scores(ckpt, data, archs, study["ranking"]["batches"])
+    (work / "scores.json").write_text(json.dumps({"groups": {"route": {"scores": scores}}}, indent=1))
+    metric = study["ranking"]["metric"]
+    names = sorted(scores)  # every network, as supernet_recipes.py's taus
+    tau = rank.kendall_tau([scores[n][metric] for n in names], [standalone[n] for n in names])
+    within = rank.within_budgets(scores, standalone, budgets, metric)[1]
+    # the first choice among the random paths and baselines (the reference's picks left out, as a study's)
+    values = {n: scores[n][metric] for n in names if not n.startswith("uniform")}
+    tops = rank.top_choice(values, standalone, budgets)["within_budget"]
+    print(f"scored {len(names)} networks: tau {tau:.3f}, within a budget {within:.3f}; first choices "
+          + ", ".join(f"{label} {t['top']} ({t['place']} of {t['archs']}, +{100 * t['regret']:.1f} points)"
+                      for label, t in tops.items()))  # fmt: skip
 
 
 if __name__ == "__main__":
