@@ -19,9 +19,8 @@ A script file, not ``python3 -`` on stdin: the corpus's spawned render workers c
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from study_pieces import retrained, study_with  # scripts/device, beside this file
 
