@@ -86,11 +86,14 @@ def main() -> None:
     parser.add_argument(
         "--method", default="uniform+predictor", help="how the picks were made (the rows' method)"
     )
+    parser.add_argument("--prefix", default="", help="put before each pick's name: picks of another recipe "
+                        "named as the study's own (uniform-s0-any-...) judged apart from them")  # fmt: skip
     parser.add_argument("--out", type=Path, help="also write the Markdown here")
     args = parser.parse_args()
     study = json.loads(args.study.read_text())
     table = LatencyTable.load(args.study.parent / "latency.json")
-    picks = {"rows": [row for path in args.picks for row in json.loads(path.read_text())["rows"]]}
+    picks = {"rows": [{**row, "name": args.prefix + row["name"]}
+                      for path in args.picks for row in json.loads(path.read_text())["rows"]]}  # fmt: skip
     rows, verdicts = judged(study, picks, table, args.method)
     if not rows:
         raise SystemExit(f"{', '.join(map(str, args.picks))}: no pick has a finished retrain seed")
