@@ -104,11 +104,13 @@ def test_every_shipped_study_loads(path):
 
 def test_the_shipped_route_is_the_measured_one(tmp_path):
     """h200_route is what scripts/device/finalists.sh measured with FLOOR=0.8: h200_three's supernet
-    recipe at 20 epochs (10 of warm-up), and a select of 48 predictor candidates above 0.8 of the
-    budget, 4 finalists fine-tuned for 48 steps."""
+    recipe at 20 epochs (10 of warm-up), full-rate attention drawn 3x (route_seed.sh's OPTION,
+    session 27), and a select of 48 predictor candidates above 0.8 of the budget, 4 finalists
+    fine-tuned for 48 steps."""
     route, three = load_config("h200_route"), load_config("h200_three")
     assert route["search"]["options"] == {
         **three["search"]["options"], "trainer.max_epochs": 20, "model.warmup_epochs": 10,
+        "model.method_options": {"draw_weights": {"former": 3, "down": 0.3333}},
     }  # fmt: skip
     assert route["retrain"] == three["retrain"] and route["random"] == three["random"]
     search = plan.Run("search", tmp_path / "search" / "uniform-s0", [])
@@ -124,8 +126,11 @@ def test_the_shipped_route_is_the_measured_one(tmp_path):
 
 def test_the_open_study_is_the_route_over_the_open_space():
     """h200_open changes only the space, adds the open baselines and keeps one budget of
-    h200_route's two: its figures compare with h200_route's on the same recipe, draws and retrains."""
+    h200_route's two: its figures compare with h200_route's on the same recipe and retrains. Its
+    supernet draws evenly, as h200_route's did when both studies ran (session 24)."""
     route, opened = load_config("h200_route"), load_config("h200_open")
+    draws = route["search"]["options"].pop("model.method_options")
+    assert draws == {"draw_weights": {"former": 3, "down": 0.3333}}
     assert (route["space"], opened["space"]) == ("budget", "budget_open")
     assert opened["baselines"] == [*route["baselines"], "budget_open_tdnn_d", "budget_open_conformer_s"]
     assert opened["latency"] == {**route["latency"], "budgets": ["budget_conformer_s"]}
