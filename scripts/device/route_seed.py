@@ -51,13 +51,13 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--budget {sorted(unknown)}: not budgets of the study ({planned.budgets})")
     execute(list(planned.searches.values()), 1, "search")
-    if args.score:
-        score(args.score, next(iter(planned.searches.values())).checkpoint, data, args.work, study)
     pipeline._plan_selects(study, args.work, data, planned)
     for run, budgets in planned.selects.values():
         execute([run], 1, "select")
         for label, ms in (b for b in budgets if not args.budget or b[0] in args.budget):
             print(plan.write_arch(args.work, plan.selected_arch(run, label, ms)))
+    if args.score:  # after the picks are written: a scoring that fails loses none of them
+        score(args.score, next(iter(planned.searches.values())).checkpoint, data, args.work, study)
 
 
 def score(report: Path, ckpt: Path, data: Path, work: Path, study: dict) -> None:
@@ -70,7 +70,8 @@ def score(report: Path, ckpt: Path, data: Path, work: Path, study: dict) -> None
     tau = rank.kendall_tau([scores[n][metric] for n in names], [standalone[n] for n in names])
     within = rank.within_budgets(scores, standalone, budgets, metric)[1]
     # the first choice among the random paths and baselines (the reference's picks left out, as a study's)
-    values = {n: scores[n][metric] for n in names if not n.startswith("uniform")}
+    searched = {r["name"] for r in json.loads(report.read_text())["rows"] if r.get("kind") == "searched"}
+    values = {n: scores[n][metric] for n in names if n not in searched}
     tops = rank.top_choice(values, standalone, budgets)["within_budget"]
     print(f"scored {len(names)} networks: tau {tau:.3f}, within a budget {within:.3f}; first choices "
           + ", ".join(f"{label} {t['top']} ({t['place']} of {t['archs']}, +{100 * t['regret']:.1f} points)"

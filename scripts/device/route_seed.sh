@@ -7,8 +7,9 @@
 # budget, as the study's does: a budget's pick can come from another budget's candidates).
 # STUDY=NAME runs another study's route (default h200_route; h200_open for the budget_open space):
 # its table must be kept as docs/study/NAME/latency.json (the study's own, from its run folder).
-# OPTION=KEY=VALUE sets one search option (the route with another supernet recipe); SCORE=REPORT
-# also scores that study.json's networks with the supernet (route_seed.py --score).
+# OPTION=KEY=VALUE sets one search option (the route with another supernet recipe; h200_route's
+# even draws of before session 27: OPTION='model.method_options={}'); SCORE=REPORT also scores
+# that study.json's networks with the supernet (route_seed.py --score).
 #   usage (device tool, carry .whl): bash scripts/device/route_seed.sh SEED [LIMIT_S=400]
 source scripts/device/setup.sh
 seed=${1:?usage: scripts/device/route_seed.sh SEED [LIMIT_S]}
@@ -20,7 +21,7 @@ work=/tmp/route_s$seed
 timeout -k 20 "$(left)" python3 scripts/device/route_seed.py "$study" "$work" "$seed" \
   --table "docs/study/$study/latency.json" ${BUDGET:+--budget "$BUDGET"} \
   ${OPTION:+--option "$OPTION"} ${SCORE:+--score "$SCORE"} 2>&1 | grep -v "^INFO\|warn\|it/s" > "$work.log"
-tail -4 "$work.log"; grep "^scored" "$work.log"
+tail -4 "$work.log"; [ -z "$SCORE" ] || grep "^scored" "$work.log"
 mkdir -p "${OUT:-/tmp/out}/arch" && cp "$work"/arch/*.yaml "${OUT:-/tmp/out}/arch/" 2>/dev/null
 [ -z "$SCORE" ] || cp "$work/scores.json" "${OUT:-/tmp/out}/scores.json" 2>/dev/null
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
