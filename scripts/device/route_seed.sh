@@ -9,7 +9,10 @@
 # its table must be kept as docs/study/NAME/latency.json (the study's own, from its run folder).
 # OPTION=KEY=VALUE sets one search option (the route with another supernet recipe; h200_route's
 # even draws of before session 27: OPTION='model.method_options={}'); SCORE=REPORT also scores
-# that study.json's networks with the supernet (route_seed.py --score).
+# that study.json's networks with the supernet (route_seed.py --score). ALONE=1 times the route
+# instead of retraining every pick side by side (issue 16's 2x target; run it with nothing else on
+# the GPU): the first pick (BUDGET's) retrained once, seed 0, alone, then route_cost.py writes
+# $OUT/route_cost.json: (the supernet's training + its select for every budget) / that retrain.
 #   usage (device tool, carry .whl): bash scripts/device/route_seed.sh SEED [LIMIT_S=400]
 source scripts/device/setup.sh
 seed=${1:?usage: scripts/device/route_seed.sh SEED [LIMIT_S]}
@@ -26,5 +29,14 @@ mkdir -p "${OUT:-/tmp/out}/arch" && cp "$work"/arch/*.yaml "${OUT:-/tmp/out}/arc
 [ -z "$SCORE" ] || cp "$work/scores.json" "${OUT:-/tmp/out}/scores.json" 2>/dev/null
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
 enough
+if [ -n "$ALONE" ]; then
+  pick=$(ls "$work"/arch/*.yaml | head -1)
+  OUT="${OUT:-/tmp/out}/alone" timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" \
+    "$work/alone" "$pick" --seeds 0 --parallel 1 2>&1 | grep -v "^INFO\|warn" | tail -2
+  python3 scripts/device/route_cost.py "${OUT:-/tmp/out}/alone/retrain_archs.json" \
+    "$work/search/uniform-s$seed-any/checkpoints/last.ckpt" "$work/select/uniform-s$seed-any-predictor/select.json" \
+    "${OUT:-/tmp/out}/route_cost.json" 24
+  exit 0
+fi
 timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" "$work" "$work"/arch/*.yaml \
   --parallel 6 2>&1 | grep -v "^INFO\|warn" | tail -8
