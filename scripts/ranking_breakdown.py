@@ -96,6 +96,32 @@ def dropped_before_subsampling(spec) -> int:
     return sum(layer == "skip" for layer in spec.layers[:first])
 
 
+COUNTS = {  # what a network holds, against which the score's residual is grouped
+    "full-rate attention blocks": lambda spec: sum(map(full_rate_attention, spec.layers)),
+    "plain attention blocks": lambda spec: sum(map(plain_attention, spec.layers)),
+    "layers dropped before the subsampling layer": dropped_before_subsampling,
+}
+
+
+def residual_groups(score: list[float], cer: list[float], specs: list) -> dict[str, dict[int, list[float]]]:
+    """Each network's score minus a least-squares line through (dev CER, score), grouped by each of
+    ``COUNTS``: a group whose residual is positive is scored worse than its CER says (under-rated)."""
+    slope, intercept = (
+        torch.linalg.lstsq(
+            torch.tensor([[c, 1.0] for c in cer], dtype=torch.float64),
+            torch.tensor(score, dtype=torch.float64)[:, None],
+        )
+        .solution.flatten()
+        .tolist()
+    )
+    out: dict[str, dict[int, list[float]]] = {}
+    for label, count in COUNTS.items():
+        groups = out.setdefault(label, {})
+        for spec, s, c in zip(specs, score, cer):
+            groups.setdefault(count(spec), []).append(s - (slope * c + intercept))
+    return out
+
+
 def seed_ceiling(rows: dict[str, dict], names: list[str]) -> float | None:
     """The mean over seeds k of Kendall tau between seed k's dev CER and the mean of the other
     seeds', over ``names``: how well the networks can be ranked at all (None without per-seed CER
@@ -111,6 +137,20 @@ def seed_ceiling(rows: dict[str, dict], names: list[str]) -> float | None:
     return statistics.fmean(t for t in taus if t is not None)
 
 
+def read_scores(path: Path, measure: str, networks: dict[str, dict]) -> dict[str, float]:
+    """A scores file's ``measure`` for each of ``networks`` (``{"groups": {G: {"scores": {name:
+    {measure: value}}}}}``, as supernet_recipes.py and route_seed.py write them)."""
+    groups = json.loads(path.read_text())["groups"]
+    kept: dict[str, float] = {}
+    for group in groups.values():
+        for name, by in group["scores"].items():
+            if measure not in by:
+                raise SystemExit(f"{path}: no measure {measure!r} (it has {sorted(by)})")
+            if kept.setdefault(name, by[measure]) != by[measure]:
+                raise SystemExit(f"{path}: {name} scored twice, differently ({', '.join(groups)})")
+    return {n: score for n, score in kept.items() if n in networks}
+
+
 def scores_from(args, networks: dict[str, dict], rows: dict[str, dict]) -> dict[str, float]:
     """Each distinct network's score, by its first name (``rank.distinct_networks``); ``rows``: the
     report's rows by name."""
@@ -118,15 +158,7 @@ def scores_from(args, networks: dict[str, dict], rows: dict[str, dict]) -> dict[
         run = json.loads(args.average_ranking.read_text())["runs"][args.decay]
         return {n: s for n, s in run[args.weights]["scores"].items() if n in networks}
     if args.scores:
-        groups = json.loads(args.scores.read_text())["groups"]
-        kept: dict[str, float] = {}
-        for group in groups.values():
-            for name, by in group["scores"].items():
-                if args.measure not in by:
-                    raise SystemExit(f"{args.scores}: no measure {args.measure!r} (it has {sorted(by)})")
-                if kept.setdefault(name, by[args.measure]) != by[args.measure]:
-                    raise SystemExit(f"{args.scores}: {name} scored twice, differently ({', '.join(groups)})")
-        return {n: score for n, score in kept.items() if n in networks}
+        return read_scores(args.scores, args.measure, networks)
     if args.rows_metric:
         key = f"supernet_{args.rows_metric}"
         return {n: r[key] for n, r in rows.items() if n in networks and r.get(key) is not None}
@@ -235,23 +267,8 @@ def main() -> None:
 
     if args.horizons:
         print_horizons(names, score, report_rows)
-    slope, intercept = (
-        torch.linalg.lstsq(
-            torch.tensor([[c, 1.0] for c in cer], dtype=torch.float64),
-            torch.tensor(score, dtype=torch.float64)[:, None],
-        )
-        .solution.flatten()
-        .tolist()
-    )
     spread = statistics.pstdev(score)
-    for label, count in (
-        ("full-rate attention blocks", lambda spec: sum(map(full_rate_attention, spec.layers))),
-        ("plain attention blocks", lambda spec: sum(map(plain_attention, spec.layers))),
-        ("layers dropped before the subsampling layer", dropped_before_subsampling),
-    ):
-        groups: dict[int, list[float]] = {}
-        for n, s, c in zip(names, score, cer):
-            groups.setdefault(count(networks[n]["spec"]), []).append(s - (slope * c + intercept))
+    for label, groups in residual_groups(score, cer, [networks[n]["spec"] for n in names]).items():
         print(f"score residual by {label} (the scores' standard deviation {spread:.3f}):")
         for blocks, residuals in sorted(groups.items()):
             print(f"  {blocks}: mean {statistics.fmean(residuals):+.3f} over {len(residuals)} networks")

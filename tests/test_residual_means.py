@@ -1,0 +1,63 @@
+"""scripts/residual_means.py: a bias against networks with attention, averaged over supernets, on
+known figures (the residuals of a score that under-rates one network by a set amount)."""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+import residual_means  # noqa: E402
+
+TDNN, PLAIN = "res-tdnn-k3-d1", "conformer-k15-f4-h4-rel"
+CER = {"a": 0.20, "b": 0.22, "c": 0.24, "d": 0.26, "att": 0.20}
+
+
+def _arch(name):
+    """A network of its own per name (a study counts equal networks once): 1-4 residual TDNNs, or
+    one conformer block."""
+    tail = [PLAIN] if name == "att" else [TDNN] * (1 + "abcd".index(name))
+    layers = ["tdnn-k3-d1", "tdnn-k3-d1", "tdnn-k3-d1", "tdnn-k3-d1-s3", *tail]
+    return {"name": name, "features": "fbank", "feature_dim": 80, "dim": 16, "input": "linear",
+            "layers": layers, "head": "linear"}  # fmt: skip
+
+
+def _scores(path, bias):
+    """Scores on the line 10 x CER for the attention-free networks; ``att`` ``bias`` above it."""
+    scores = {n: {"loss": 10 * c + (bias if n == "att" else 0.0)} for n, c in CER.items()}
+    path.write_text(json.dumps({"groups": {"g": {"scores": scores}}}))
+    return path
+
+
+def _expected(bias):
+    """The attention network's residual in standard deviations, by the statistics module's own
+    least-squares line (an independent computation)."""
+    x = list(CER.values())
+    y = [10 * c + (bias if n == "att" else 0.0) for n, c in CER.items()]
+    slope, intercept = statistics.linear_regression(x, y)
+    return (y[-1] - (slope * x[-1] + intercept)) / statistics.pstdev(y)
+
+
+def test_the_under_rated_group_has_a_positive_mean_and_the_sets_average(tmp_path):
+    report = tmp_path / "study.json"
+    report.write_text(
+        json.dumps({"rows": [{"name": n, "cer": {"dev": c}, "arch": _arch(n)} for n, c in CER.items()]})
+    )
+    files = [_scores(tmp_path / "s1.json", 0.1), _scores(tmp_path / "s2.json", 0.05)]
+    plain = residual_means.mean_residuals(report, files, "loss")["plain attention blocks"]
+    assert plain[1]["supernets"] == 2 and plain[0]["supernets"] == 2
+    assert plain[1]["mean_sd"] == pytest.approx((_expected(0.1) + _expected(0.05)) / 2)
+    assert plain[1]["mean_sd"] > 0.1 and plain[0]["mean_sd"] < 0  # att under-rated, the rest over
+    on_the_line = residual_means.mean_residuals(report, [_scores(tmp_path / "s0.json", 0.0)], "loss")
+    assert on_the_line["plain attention blocks"][1]["mean_sd"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_unknown_measure_names_the_file(tmp_path):
+    report = tmp_path / "study.json"
+    report.write_text(
+        json.dumps({"rows": [{"name": n, "cer": {"dev": c}, "arch": _arch(n)} for n, c in CER.items()]})
+    )
+    with pytest.raises(SystemExit, match="s1.json: no measure 'cer'"):
+        residual_means.mean_residuals(report, [_scores(tmp_path / "s1.json", 1.0)], "cer")
