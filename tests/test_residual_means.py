@@ -61,3 +61,21 @@ def test_an_unknown_measure_names_the_file(tmp_path):
     )
     with pytest.raises(SystemExit, match="s1.json: no measure 'cer'"):
         residual_means.mean_residuals(report, [_scores(tmp_path / "s1.json", 1.0)], "cer")
+
+
+def test_a_narrow_wrapped_block_is_full_rate_attention_but_not_plain():
+    """``res-conformer-...-e96`` runs at the full frame rate inside a residual wrapper: counted
+    among the full-rate blocks, not the plain ones (the grouping that Conformer-S's bias reads)."""
+    from ranking_breakdown import residual_groups
+
+    from supernet.archspec import ArchSpec
+
+    narrow = {
+        **_arch("a"),
+        "name": "narrow",
+        "layers": [*_arch("a")["layers"][:4], "res-conformer-k15-f4-rel-e96"],
+    }
+    specs = [ArchSpec.from_dict(_arch(n)) for n in ("a", "b", "att")] + [ArchSpec.from_dict(narrow)]
+    groups = residual_groups([1.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4], specs)
+    assert sorted(len(v) for v in groups["full-rate attention blocks"].values()) == [2, 2]
+    assert {k: len(v) for k, v in groups["plain attention blocks"].items()} == {0: 3, 1: 1}

@@ -11,8 +11,9 @@
 # even draws of before session 27: OPTION='model.method_options={}'); SCORE=REPORT also scores
 # that study.json's networks with the supernet (route_seed.py --score). ALONE=1 times the route
 # instead of retraining every pick side by side (issue 16's 2x target; run it with nothing else on
-# the GPU): the first pick (BUDGET's) retrained once, seed 0, alone, then route_cost.py writes
+# the GPU, BUDGET set): BUDGET's pick retrained once, seed 0, alone, then route_cost.py writes
 # $OUT/route_cost.json: (the supernet's training + its select for every budget) / that retrain.
+# Its own work folder, so that no supernet or select trained beside other runs is reused.
 #   usage (device tool, carry .whl): bash scripts/device/route_seed.sh SEED [LIMIT_S=400]
 source scripts/device/setup.sh
 seed=${1:?usage: scripts/device/route_seed.sh SEED [LIMIT_S]}
@@ -21,6 +22,10 @@ study=${STUDY:-h200_route}
 [ -f "docs/study/$study/latency.json" ] || { echo "route_seed: no docs/study/$study/latency.json"; exit 1; }
 study_corpus "$study"
 work=/tmp/route_s$seed
+if [ -n "$ALONE" ]; then
+  [ -n "$BUDGET" ] || { echo "route_seed: ALONE=1 needs BUDGET (the pick whose retrain is timed)"; exit 1; }
+  work=/tmp/route_alone_s$seed
+fi
 timeout -k 20 "$(left)" python3 scripts/device/route_seed.py "$study" "$work" "$seed" \
   --table "docs/study/$study/latency.json" ${BUDGET:+--budget "$BUDGET"} \
   ${OPTION:+--option "$OPTION"} ${SCORE:+--score "$SCORE"} 2>&1 | grep -v "^INFO\|warn\|it/s" > "$work.log"
@@ -30,9 +35,10 @@ mkdir -p "${OUT:-/tmp/out}/arch" && cp "$work"/arch/*.yaml "${OUT:-/tmp/out}/arc
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
 enough
 if [ -n "$ALONE" ]; then
-  pick=$(ls "$work"/arch/*.yaml | head -1)
+  pick="$work/arch/uniform-s$seed-any-predictor-$BUDGET.yaml"
   OUT="${OUT:-/tmp/out}/alone" timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" \
     "$work/alone" "$pick" --seeds 0 --parallel 1 2>&1 | grep -v "^INFO\|warn" | tail -2
+  all_done "${OUT:-/tmp/out}/alone/retrain_archs.json" 1 || { echo "route_seed: the retrain alone is not done (call again)"; exit 0; }
   python3 scripts/device/route_cost.py "${OUT:-/tmp/out}/alone/retrain_archs.json" \
     "$work/search/uniform-s$seed-any/checkpoints/last.ckpt" "$work/select/uniform-s$seed-any-predictor/select.json" \
     "${OUT:-/tmp/out}/route_cost.json" 24
