@@ -66,14 +66,13 @@ def score(report: Path, ckpt: Path, data: Path, work: Path, study: dict) -> None
     scores = rank.supernet_scores(ckpt, data, archs, study["ranking"]["batches"])
     (work / "scores.json").write_text(json.dumps({"groups": {"route": {"scores": scores}}}, indent=1))
     metric = study["ranking"]["metric"]
-    names = sorted(scores)  # every network, as supernet_recipes.py's taus
-    tau = rank.kendall_tau([scores[n][metric] for n in names], [standalone[n] for n in names])
-    within = rank.within_budgets(scores, standalone, budgets, metric)[1]
+    (ranked,), _, _ = rank.ranking_quality({"route": scores}, standalone, metric, budgets)  # the study's taus
     # the first choice among the random paths and baselines (the reference's picks left out, as a study's)
     searched = {r["name"] for r in json.loads(report.read_text())["rows"] if r.get("kind") == "searched"}
-    values = {n: scores[n][metric] for n in names if n not in searched}
+    values = {n: s[metric] for n, s in scores.items() if n not in searched}
     tops = rank.top_choice(values, standalone, budgets)["within_budget"]
-    print(f"scored {len(names)} networks: tau {tau:.3f}, within a budget {within:.3f}; first choices "
+    print(f"scored {ranked['archs']} networks: tau {ranked['kendall_tau']:.3f}, within a budget "
+          f"{ranked['kendall_tau_within_budget']:.3f}; first choices "
           + ", ".join(f"{label} {t['top']} ({t['place']} of {t['archs']}, +{100 * t['regret']:.1f} points)"
                       for label, t in tops.items()))  # fmt: skip
 

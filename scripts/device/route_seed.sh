@@ -21,6 +21,7 @@ deadline "${2:-400}" route_seed
 study=${STUDY:-h200_route}
 [ -f "docs/study/$study/latency.json" ] || { echo "route_seed: no docs/study/$study/latency.json"; exit 1; }
 study_corpus "$study"
+out=${OUT:-/tmp/out}
 work=/tmp/route_s$seed
 if [ -n "$ALONE" ]; then
   [ -n "$BUDGET" ] || { echo "route_seed: ALONE=1 needs BUDGET (the pick whose retrain is timed)"; exit 1; }
@@ -30,18 +31,18 @@ timeout -k 20 "$(left)" python3 scripts/device/route_seed.py "$study" "$work" "$
   --table "docs/study/$study/latency.json" ${BUDGET:+--budget "$BUDGET"} \
   ${OPTION:+--option "$OPTION"} ${SCORE:+--score "$SCORE"} 2>&1 | grep -v "^INFO\|warn\|it/s" > "$work.log"
 tail -4 "$work.log"; [ -z "$SCORE" ] || grep "^scored" "$work.log"
-mkdir -p "${OUT:-/tmp/out}/arch" && cp "$work"/arch/*.yaml "${OUT:-/tmp/out}/arch/" 2>/dev/null
-[ -z "$SCORE" ] || cp "$work/scores.json" "${OUT:-/tmp/out}/scores.json" 2>/dev/null
+mkdir -p "$out/arch" && cp "$work"/arch/*.yaml "$out/arch/" 2>/dev/null
+[ -z "$SCORE" ] || cp "$work/scores.json" "$out/scores.json" 2>/dev/null
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
 enough
 if [ -n "$ALONE" ]; then
   pick="$work/arch/uniform-s$seed-any-predictor-$BUDGET.yaml"
-  OUT="${OUT:-/tmp/out}/alone" timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" \
+  OUT="$out/alone" timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" \
     "$work/alone" "$pick" --seeds 0 --parallel 1 2>&1 | grep -v "^INFO\|warn" | tail -2
-  all_done "${OUT:-/tmp/out}/alone/retrain_archs.json" 1 || { echo "route_seed: the retrain alone is not done (call again)"; exit 0; }
-  python3 scripts/device/route_cost.py "${OUT:-/tmp/out}/alone/retrain_archs.json" \
+  all_done "$out/alone/retrain_archs.json" 1 || { echo "route_seed: the retrain alone is not done (call again)"; exit 0; }
+  python3 scripts/device/route_cost.py "$out/alone/retrain_archs.json" \
     "$work/search/uniform-s$seed-any/checkpoints/last.ckpt" "$work/select/uniform-s$seed-any-predictor/select.json" \
-    "${OUT:-/tmp/out}/route_cost.json" 24
+    "$out/route_cost.json" 24
   exit 0
 fi
 timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" "$work" "$work"/arch/*.yaml \

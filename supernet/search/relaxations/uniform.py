@@ -10,8 +10,9 @@ attention blocks twice as often, downsampled ones as often as the rest). Why: a 
 under-rates some attention-heavy networks (docs/results.md, session 11), and drawing their blocks
 more often trains them further in the same steps (session 11's measurement of it drew evenly:
 the module dropped these options until session 24). ``h200_route`` ships
-``{former: 3, down: 0.3333}`` (attention blocks at the full frame rate 3x, downsampled ones 1x): over five GPU supernets its picks beat Conformer-S by 6.0% on
-average, against 0.6% for even draws (docs/results.md, session 27).
+``{former: 3, down: 0.3333}`` (attention blocks at the full frame rate 3x, downsampled ones 1x):
+over five GPU supernets its picks beat Conformer-S by 6.0% on average, against 0.6% for even
+draws (docs/results.md, session 27).
 ``stage_depth: true`` draws depth as Once-for-All's elastic depth does: in each stage (a run of
 consecutive edges with a ``skip`` candidate, between fixed layers) the number of layers kept is
 uniform over 0..n, which ones uniform over the subsets of that size, and each kept layer's op
