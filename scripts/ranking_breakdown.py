@@ -50,15 +50,20 @@ from supernet.study.rank import complete_curves, distinct_networks, kendall_tau,
 ATTENTION = ("conformer", "ebranchformer", "transformer")
 
 
-def family(layer: str) -> str:
-    """An op's family: its block kind, ``_down`` under a ``downN-`` wrapper (a lower frame rate),
-    ``_wide`` for an e384 inner width (``res-down2-conformer-...`` -> ``conformer_down``). The
-    wrappers and the spec are read as the op registry reads them."""
+def unwrap(layer: str):
+    """An op's wrappers (``res``, ``down2``, ...) and its inner block's spec, read as the op registry
+    reads them (``res-down2-conformer-...`` -> ``["res", "down2"]``, the conformer's spec)."""
     wrappers, inner = [], layer
     while "-" in inner and inner.partition("-")[0] in registry.WRAPPERS:
         prefix, _, inner = inner.partition("-")
         wrappers.append(prefix)
-    spec = registry.parse_spec(inner)
+    return wrappers, registry.parse_spec(inner)
+
+
+def family(layer: str) -> str:
+    """An op's family: its block kind, ``_down`` under a ``downN-`` wrapper (a lower frame rate),
+    ``_wide`` for an e384 inner width (``res-down2-conformer-...`` -> ``conformer_down``)."""
+    wrappers, spec = unwrap(layer)
     down = any(w.startswith("down") for w in wrappers)
     return spec.family + ("_down" if down else "") + ("_wide" if spec.numbers.get("e") == 384 else "")
 
@@ -86,6 +91,13 @@ def any_attention(layer: str) -> bool:
     return family(layer).removesuffix("_wide").removesuffix("_down") in ATTENTION
 
 
+def narrow_attention(layer: str) -> bool:
+    """An attention block whose inner width is set below ``budget``'s model width of 192
+    (``res-conformer-k15-f4-rel-e96``): cheaper than the others, and drawn as often as them by
+    ``draw_weights: {former: W}``, the weights meant for full-rate attention (session 28)."""
+    return any_attention(layer) and unwrap(layer)[1].numbers.get("e", 192) < 192
+
+
 def dropped_before_subsampling(spec) -> int:
     """``skip`` layers of ``spec`` (an ``ArchSpec``) before its first layer with a stride (the ops'
     own strides, as ``ArchSpec.total_stride`` reads them): a path that drops them feeds the shared
@@ -99,6 +111,7 @@ def dropped_before_subsampling(spec) -> int:
 COUNTS = {  # what a network holds, against which the score's residual is grouped
     "full-rate attention blocks": lambda spec: sum(map(full_rate_attention, spec.layers)),
     "plain attention blocks": lambda spec: sum(map(plain_attention, spec.layers)),
+    "narrow attention blocks": lambda spec: sum(map(narrow_attention, spec.layers)),
     "layers dropped before the subsampling layer": dropped_before_subsampling,
 }
 

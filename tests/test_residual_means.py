@@ -79,3 +79,4 @@ def test_a_narrow_wrapped_block_is_full_rate_attention_but_not_plain():
     groups = residual_groups([1.0, 2.0, 3.0, 4.0], [0.1, 0.2, 0.3, 0.4], specs)
     assert sorted(len(v) for v in groups["full-rate attention blocks"].values()) == [2, 2]
     assert {k: len(v) for k, v in groups["plain attention blocks"].items()} == {0: 3, 1: 1}
+    assert {k: len(v) for k, v in groups["narrow attention blocks"].items()} == {0: 3, 1: 1}

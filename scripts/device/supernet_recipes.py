@@ -94,6 +94,12 @@ ROUNDS = {
         "route_dropout0": {**ROUTE, "space.dropout": 0.0},
         "route_dropout0_lr2e-3": {**ROUTE, "space.dropout": 0.0, "model.lr": 2.0e-3},
     },
+    # Round 6 (session 28): full-rate attention drawn 5x against the shipped 3x (down2 blocks 1x in
+    # both), the next step on the one recipe change that raised both tau and the picks (session 27).
+    6: {
+        "route_fullrate_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3, down: 0.3333}}"},
+        "route_fullrate_x5": {**ROUTE, "model.method_options": "{draw_weights: {former: 5, down: 0.2}}"},
+    },
 }
 COMMON = {
     "model.method": "uniform",
