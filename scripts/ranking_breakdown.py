@@ -50,7 +50,7 @@ from supernet.study.rank import complete_curves, distinct_networks, kendall_tau,
 ATTENTION = ("conformer", "ebranchformer", "transformer")
 
 
-def unwrap(layer: str):
+def unwrap(layer: str) -> tuple[list[str], registry.Spec]:
     """An op's wrappers (``res``, ``down2``, ...) and its inner block's spec, read as the op registry
     reads them (``res-down2-conformer-...`` -> ``["res", "down2"]``, the conformer's spec)."""
     wrappers, inner = [], layer

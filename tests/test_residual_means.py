@@ -65,7 +65,8 @@ def test_an_unknown_measure_names_the_file(tmp_path):
 
 def test_a_narrow_wrapped_block_is_full_rate_attention_but_not_plain():
     """``res-conformer-...-e96`` runs at the full frame rate inside a residual wrapper: counted
-    among the full-rate blocks, not the plain ones (the grouping that Conformer-S's bias reads)."""
+    among the full-rate blocks, not the plain ones (the grouping that Conformer-S's bias reads),
+    and as the one narrow block (a full-width conformer is not narrow)."""
     from ranking_breakdown import residual_groups
 
     from supernet.archspec import ArchSpec
