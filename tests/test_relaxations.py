@@ -149,6 +149,25 @@ def test_uniform_draw_weights_draw_matching_candidates_as_often_as_weighted():
     assert [again.plan(arch, "weight", s)["a"].index for s in range(50)] == [p["a"].index for p in picks[:50]]
 
 
+def test_uniform_describes_which_candidates_its_draw_weights_reach():
+    """A pattern matches by substring: ``former`` reaches the narrow e96 block too, and the line
+    shown before training says so, with each reweighted candidate's weight (products included)."""
+    from supernet.search.arch_params import ArchParams
+
+    arch = ArchParams(
+        {"a": ["res-tdnn-k3-d1", "conformer-k15", "res-conformer-k15-e96", "res-down2-conformer-k15"],
+         "b": ["res-tdnn-k3-d1", "skip"]},
+        seed=0,
+    )  # fmt: skip
+    line = build("uniform", {"draw_weights": {"former": 3, "down": 0.5}}).describe(arch)
+    assert "conformer-k15 x3, res-conformer-k15-e96 x3, res-down2-conformer-k15 x1.5 (the rest x1)" in line
+    assert "tdnn" not in line and "skip" not in line
+    assert build("uniform", {}).describe(arch) is None
+    assert (
+        build("uniform", {"draw_weights": {"former": 1}}).describe(arch).endswith("no candidate reweighted")
+    )
+
+
 def uniform_paths_of_edge_a(options: dict) -> list[int]:
     """The candidate edge ``a`` ran in each of 16 training steps of a uniform ``SearchModule``."""
     module = SearchModule(TINY_SPACE, vocab=VOCAB, method="uniform", warmup_epochs=1, warmup_steps=1,
@@ -164,11 +183,12 @@ def uniform_paths_of_edge_a(options: dict) -> list[int]:
     return ran
 
 
-def test_uniform_trains_with_its_own_options_in_and_after_the_warm_up():
+def test_uniform_trains_with_its_own_options_in_and_after_the_warm_up(capsys):
     """The module runs uniform's own plans, not the plain warm-up's: its options used to be dropped
-    on the way, so every uniform supernet drew evenly."""
+    on the way, so every uniform supernet drew evenly. It shows the weights before training."""
     # a: tdnn-k3-d1 weight 1, skip 1000 -> skip about 999 times in 1000; evenly, 8 of 16 would be
     assert uniform_paths_of_edge_a({"draw_weights": {"skip": 1000}}).count(1) >= 15
+    assert "uniform draw_weights {'skip': 1000}: skip x1000 (the rest x1)" in capsys.readouterr().out
     # fair: a round of two steps trains both of a's candidates (independent draws repeat one)
     ran = uniform_paths_of_edge_a({"fair": True})
     assert all(sorted(ran[i : i + 2]) == [0, 1] for i in range(0, 16, 2))

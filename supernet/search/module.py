@@ -164,9 +164,12 @@ class SearchModule(SearchHooks, CTCModule):
             checkpoint["initial_weights"] = self.initial_weights
 
     def on_fit_start(self) -> None:
-        """Keeps the initial weights (``keep_initial_weights``) before the first step; a resumed
-        search has them from its checkpoint, or never can."""
+        """Shows how the method draws (``Relaxation.describe``) and keeps the initial weights
+        (``keep_initial_weights``) before the first step; a resumed search has them from its
+        checkpoint, or never can."""
         super().on_fit_start()
+        if line := self.relaxation.describe(self.arch):
+            self.print(line)
         if not self.hparams.get("keep_initial_weights") or self.initial_weights is not None:
             return
         if int(self.search_step) > 0:  # a buffer of the checkpoint (the loop's step is restored later)

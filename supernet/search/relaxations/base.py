@@ -82,6 +82,11 @@ class Relaxation:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take back ``state_dict`` after a checkpoint was loaded."""
 
+    def describe(self, arch: ArchParams) -> str | None:
+        """One line for the run's log on how the method draws on ``arch``'s edges, where its options
+        make that worth seeing before the first step (None: nothing to say)."""
+        return None
+
     def options(self) -> dict[str, Any]:
         """The constructor's arguments, for the module's hyper-parameters."""
         return constructor_options(self)

@@ -99,6 +99,22 @@ class Uniform(Relaxation):
             }
         return self._probs
 
+    def describe(self, arch) -> str | None:
+        """Each candidate that ``draw_weights`` reweights, with its weight: patterns match by
+        substring, so one can reach a candidate it was not meant for (``former`` also matches the
+        narrow ``res-conformer-...-e96``, which session 28 found its picks trade full-width blocks
+        for). Shown once, so that such a match is seen before the supernet trains."""
+        if not self.draw_weights:
+            return None
+        weights = {}
+        for edge, cands in arch.labels.items():
+            weights.update({c: float(w) for c, w in zip(cands, self.edge_probs(arch)[edge]) if w != 1})
+        listed = ", ".join(
+            f"{c} x{round(w, 3):g}" for c, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        reach = f"{listed} (the rest x1)" if listed else "no candidate reweighted"
+        return f"uniform draw_weights {self.draw_weights}: {reach}"
+
     def plan(self, arch, phase, step, host_probs=None):
         check_phase(phase)
         if self.fair:  # ``step`` is the generator stream's index, 2 x the step for a weight pass
