@@ -91,11 +91,12 @@ def any_attention(layer: str) -> bool:
     return family(layer).removesuffix("_wide").removesuffix("_down") in ATTENTION
 
 
-def narrow_attention(layer: str) -> bool:
-    """An attention block whose inner width is set below ``budget``'s model width of 192
-    (``res-conformer-k15-f4-rel-e96``): cheaper than the others, and drawn as often as them by
-    ``draw_weights: {former: W}``, the weights meant for full-rate attention (session 28)."""
-    return any_attention(layer) and unwrap(layer)[1].numbers.get("e", 192) < 192
+def narrow_attention(layer: str, dim: int) -> bool:
+    """An attention block whose inner width is set below the network's width ``dim``
+    (``res-conformer-k15-f4-rel-e96`` in ``budget``, 192 wide): cheaper than the others, and drawn
+    as often as them by ``draw_weights: {former: W}``, the weights meant for full-rate attention
+    (session 28)."""
+    return any_attention(layer) and unwrap(layer)[1].numbers.get("e", dim) < dim
 
 
 def dropped_before_subsampling(spec) -> int:
@@ -111,7 +112,7 @@ def dropped_before_subsampling(spec) -> int:
 COUNTS = {  # what a network holds, against which the score's residual is grouped
     "full-rate attention blocks": lambda spec: sum(map(full_rate_attention, spec.layers)),
     "plain attention blocks": lambda spec: sum(map(plain_attention, spec.layers)),
-    "narrow attention blocks": lambda spec: sum(map(narrow_attention, spec.layers)),
+    "narrow attention blocks": lambda spec: sum(narrow_attention(layer, spec.dim) for layer in spec.layers),
     "layers dropped before the subsampling layer": dropped_before_subsampling,
 }
 

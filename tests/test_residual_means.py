@@ -71,9 +71,10 @@ def test_a_narrow_wrapped_block_is_full_rate_attention_but_not_plain():
 
     from supernet.archspec import ArchSpec
 
-    narrow = {
+    narrow = {  # 192 wide, as budget: the e96 block is narrower than the network
         **_arch("a"),
         "name": "narrow",
+        "dim": 192,
         "layers": [*_arch("a")["layers"][:4], "res-conformer-k15-f4-rel-e96"],
     }
     specs = [ArchSpec.from_dict(_arch(n)) for n in ("a", "b", "att")] + [ArchSpec.from_dict(narrow)]
