@@ -43,6 +43,8 @@ ROUTE = {  # h200_route's search options (supernet/configs/study/h200_route.yaml
     "model.warmup_steps": 500,
     "data.max_frames": 20000,
 }
+# h200_route's supernet recipe since session 27 (full-rate attention drawn 3x), measured in rounds 3 and 6
+FULLRATE_X3 = {**ROUTE, "model.method_options": "{draw_weights: {former: 3, down: 0.3333}}"}
 ROUNDS = {
     1: {
         "study_h200": {"trainer.max_epochs": 14, "data.max_frames": 60000},
@@ -80,7 +82,7 @@ ROUNDS = {
     3: {
         "route": ROUTE,
         "route_attention_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3}}"},
-        "route_fullrate_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3, down: 0.3333}}"},
+        "route_fullrate_x3": FULLRATE_X3,
     },
     # Round 4 (as round 3, with --seed 0 and --seed 1): each stage's depth drawn uniformly, so the
     # paths that drop all front layers, which round 3's supernets under-rate, train 1 step in 4.
@@ -97,7 +99,7 @@ ROUNDS = {
     # Round 6 (session 28): full-rate attention drawn 5x against the shipped 3x (down2 blocks 1x in
     # both), the next step on the one recipe change that raised both tau and the picks (session 27).
     6: {
-        "route_fullrate_x3": {**ROUTE, "model.method_options": "{draw_weights: {former: 3, down: 0.3333}}"},
+        "route_fullrate_x3": FULLRATE_X3,
         "route_fullrate_x5": {**ROUTE, "model.method_options": "{draw_weights: {former: 5, down: 0.2}}"},
     },
 }
