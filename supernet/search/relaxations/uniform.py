@@ -106,9 +106,10 @@ class Uniform(Relaxation):
         for). Shown once, so that such a match is seen before the supernet trains."""
         if not self.draw_weights:
             return None
-        weights = {}
-        for edge, cands in arch.labels.items():
-            weights.update({c: float(w) for c, w in zip(cands, self.edge_probs(arch)[edge]) if w != 1})
+        probs = self.edge_probs(arch)
+        weights = {
+            c: float(w) for edge, cands in arch.labels.items() for c, w in zip(cands, probs[edge]) if w != 1
+        }
         listed = ", ".join(
             f"{c} x{round(w, 3):g}" for c, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
         )
