@@ -2,7 +2,10 @@
 score residuals (against a line through dev CER and score) by what a network holds, each in
 standard deviations of its supernet's scores, then the mean over the supernets of each set. Why:
 one supernet's residuals move from seed to seed; a recipe meant to remove a bias (issue 16's
-draw weights, session 27) is judged over all its supernets against another recipe's.
+draw weights, session 27) is judged over all its supernets against another recipe's. Also the
+Kendall tau of the supernets' mean score (each standardised first) beside each one's own: a
+ranking that averaging lifts is limited by seed noise (more supernets would help), one it leaves
+where it was by a bias that every supernet of the recipe shares (session 29).
 
     python scripts/residual_means.py docs/study/h200_route/study.json --measure loss \
         --scores docs/study/h200_route/fullrate_x3/seed*/scores.json \
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from ranking_breakdown import read_scores, residual_groups  # scripts/, beside this file
 
-from supernet.study.rank import distinct_networks
+from supernet.study.rank import distinct_networks, kendall_tau
 
 
 def mean_residuals(report: Path, files: list[Path], measure: str) -> dict[str, dict[int, dict]]:
@@ -46,6 +49,22 @@ def mean_residuals(report: Path, files: list[Path], measure: str) -> dict[str, d
     }
 
 
+def averaged_tau(report: Path, files: list[Path], measure: str) -> dict:
+    """Kendall tau against dev CER of each supernet's scores and of their mean, each supernet's
+    scores standardised first (its loss scale is its own), over the networks every file scored."""
+    networks = distinct_networks(json.loads(report.read_text())["rows"])
+    standardised = []
+    for path in files:
+        scores = read_scores(path, measure, networks)
+        mean, spread = statistics.fmean(scores.values()), statistics.pstdev(scores.values())
+        standardised.append({n: (s - mean) / spread for n, s in scores.items()})
+    names = sorted(set.intersection(*(set(s) for s in standardised)))
+    cer = [networks[n]["cer"] for n in names]
+    single = [kendall_tau([s[n] for n in names], cer) for s in standardised]
+    averaged = kendall_tau([statistics.fmean(s[n] for s in standardised) for n in names], cer)
+    return {"single": single, "averaged": averaged, "networks": len(names)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", type=Path, help="the study's study.json (stand-alone dev CER)")
@@ -56,6 +75,14 @@ def main() -> None:
     sets = {"scores": mean_residuals(args.report, args.scores, args.measure)}
     if args.against:
         sets["against"] = mean_residuals(args.report, args.against, args.measure)
+    for name, files in (("scores", args.scores), ("against", args.against)):
+        if files:
+            taus = averaged_tau(args.report, files, args.measure)
+            print(
+                f"{name}: tau of the mean score {taus['averaged']:.3f} over {len(files)} supernets and "
+                f"{taus['networks']} networks; each alone {statistics.fmean(taus['single']):.3f} on average "
+                f"({', '.join(f'{t:.3f}' for t in taus['single'])})"
+            )
     for label in sets["scores"]:
         print(f"score residual by {label}, in standard deviations (mean over supernets):")
         for count, entry in sets["scores"][label].items():

@@ -82,3 +82,29 @@ def test_a_narrow_wrapped_block_is_full_rate_attention_but_not_plain():
     assert sorted(len(v) for v in groups["full-rate attention blocks"].values()) == [2, 2]
     assert {k: len(v) for k, v in groups["plain attention blocks"].items()} == {0: 3, 1: 1}
     assert {k: len(v) for k, v in groups["narrow attention blocks"].items()} == {0: 3, 1: 1}
+
+
+def test_averaging_lifts_a_noisy_ranking_but_not_a_shared_bias(tmp_path):
+    """Two supernets that each swap another pair: each ranks 4 networks at tau 4/6, their mean at
+    4 / sqrt(4 x 6) (a and b tie in it, as c and d do, every other pair in order). Two that swap
+    the same pair: the mean ranks as each does."""
+    rows = [{"name": n, "cer": {"dev": CER[n]}, "arch": _arch(n)} for n in "abcd"]
+    report = tmp_path / "study.json"
+    report.write_text(json.dumps({"rows": rows}))
+
+    def scores(name, losses):
+        path = tmp_path / name
+        path.write_text(
+            json.dumps({"groups": {"g": {"scores": {n: {"loss": v} for n, v in zip("abcd", losses)}}}})
+        )
+        return path
+
+    noisy = residual_means.averaged_tau(
+        report, [scores("s1.json", [1, 2, 4, 3]), scores("s2.json", [2, 1, 3, 4])], "loss"
+    )
+    assert noisy["single"] == pytest.approx([4 / 6, 4 / 6]) and noisy["networks"] == 4
+    assert noisy["averaged"] == pytest.approx(4 / (4 * 6) ** 0.5)
+    biased = residual_means.averaged_tau(
+        report, [scores("s3.json", [1, 2, 4, 3]), scores("s4.json", [0, 5, 30, 20])], "loss"
+    )
+    assert biased["averaged"] == pytest.approx(4 / 6) and biased["single"] == pytest.approx([4 / 6, 4 / 6])

@@ -33,6 +33,7 @@ timeout -k 20 "$(left)" python3 scripts/device/route_seed.py "$study" "$work" "$
 tail -4 "$work.log"; [ -z "$SCORE" ] || grep "^scored" "$work.log"
 mkdir -p "$out/arch" && cp "$work"/arch/*.yaml "$out/arch/" 2>/dev/null
 [ -z "$SCORE" ] || cp "$work/scores.json" "$out/scores.json" 2>/dev/null
+cp "$work"/select/*/select.json "$out/" 2>/dev/null  # the finalists and their finetuned scores, to read why a pick won
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
 enough
 if [ -n "$ALONE" ]; then

@@ -1,0 +1,55 @@
+"""scripts/picks_breakdown.py: picks of one budget grouped by what they hold, on known figures."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+import picks_breakdown  # noqa: E402
+
+FRONT = ["tdnn-k3-d1", "tdnn-k3-d1", "tdnn-k3-d1", "tdnn-k3-d1-s3"]
+PLAIN, NARROW, TDNN = "conformer-k15-f4-h4-rel", "res-conformer-k15-f4-rel-e96", "res-tdnn-k3-d1"
+
+
+def _row(name, tail, dev):
+    arch = {"name": name, "features": "fbank", "feature_dim": 80, "dim": 192, "input": "linear",
+            "layers": [*FRONT, *tail], "head": "linear"}  # fmt: skip
+    return {"name": name, "cer": {"dev": dev}, "arch": arch}
+
+
+def _files(tmp_path):
+    """Two searches, each with a pick for `big` and one for `0.5xbig` (which must not be read as
+    `big`'s): the two picks holding the narrow block have the two highest dev CERs of four."""
+    rows = {
+        "s0": [_row("u-s0-big", [PLAIN, PLAIN], 0.18), _row("u-s0-0.5xbig", [TDNN], 0.30),
+               _row("u-s0b-big", [PLAIN, NARROW], 0.21)],
+        "s1": [_row("u-s1-big", [PLAIN, TDNN], 0.19), _row("u-s1b-big", [NARROW, TDNN], 0.22)],
+    }  # fmt: skip
+    paths = []
+    for seed, kept in rows.items():
+        (tmp_path / "route" / seed).mkdir(parents=True)
+        path = tmp_path / "route" / seed / "retrain_archs.json"
+        path.write_text(json.dumps({"rows": kept}))
+        paths.append(path)
+    return paths
+
+
+def test_picks_of_one_budget_only_named_by_their_folder(tmp_path):
+    picks = picks_breakdown.budget_picks(_files(tmp_path), "big")
+    assert sorted(p["cer"]["dev"] for p in picks) == [0.18, 0.19, 0.21, 0.22]
+    assert {p["name"] for p in picks} == {"route/s0", "route/s1"}
+
+
+def test_the_group_holding_a_block_and_its_exact_p(tmp_path):
+    """2 picks against 2: 6 splits, and the narrow pair's sum is the highest of them (p = 1/6)."""
+    table = picks_breakdown.group_table(picks_breakdown.budget_picks(_files(tmp_path), "big"))
+    narrow = {r["count"]: r for r in table if r["grouping"] == "narrow attention blocks"}
+    assert narrow[1]["picks"] == 2 and narrow[1]["mean"] == pytest.approx(0.215)
+    assert narrow[1]["rest_mean"] == pytest.approx(0.185) and narrow[1]["range"] == (0.21, 0.22)
+    assert narrow[1]["p_higher"] == pytest.approx(1 / 6) and narrow[1]["p_lower"] == pytest.approx(1.0)
+    assert narrow[0]["p_lower"] == pytest.approx(1 / 6)
+    plain = {r["count"]: r for r in table if r["grouping"] == "plain attention blocks"}
+    assert plain[2]["picks"] == 1 and plain[2]["mean"] == pytest.approx(0.18)
+    assert plain[0]["picks"] == 1 and plain[0]["mean"] == pytest.approx(0.22)
