@@ -5,7 +5,8 @@ one supernet's residuals move from seed to seed; a recipe meant to remove a bias
 draw weights, session 27) is judged over all its supernets against another recipe's. Also the
 Kendall tau of the supernets' mean score (each standardised first) beside each one's own: a
 ranking that averaging lifts is limited by seed noise (more supernets would help), one it leaves
-where it was by a bias that every supernet of the recipe shares (session 29).
+where it was by a bias that every supernet of the recipe shares (session 29); and how far that
+bias follows a network's size.
 
     python scripts/residual_means.py docs/study/h200_route/study.json --measure loss \
         --scores docs/study/h200_route/fullrate_x3/seed*/scores.json \
@@ -65,6 +66,26 @@ def averaged_tau(report: Path, files: list[Path], measure: str) -> dict:
     return {"single": single, "averaged": averaged, "networks": len(names)}
 
 
+def size_bias(report: Path, files: list[Path], measure: str) -> dict[str, float]:
+    """The mean over ``files`` of the Pearson correlation between a network's score residual (as
+    ``residual_groups``: against the least-squares line through dev CER and score) and its size,
+    by parameters and by predicted latency. Positive: the supernet scores larger networks worse
+    than their CER says, the bias that weight sharing is known to give them (BigNAS's sandwich
+    rule is built against it), which would favour small picks under a budget (session 29)."""
+    rows = json.loads(report.read_text())["rows"]
+    networks, by_name = distinct_networks(rows), {row["name"]: row for row in rows}
+    correlations: dict[str, list[float]] = {"params": [], "predicted_ms": []}
+    for path in files:
+        scores = read_scores(path, measure, networks)
+        names = sorted(scores)
+        cer, score = [networks[n]["cer"] for n in names], [scores[n] for n in names]
+        slope, intercept = statistics.linear_regression(cer, score)
+        residual = [s - (slope * c + intercept) for s, c in zip(score, cer)]
+        for size, kept in correlations.items():
+            kept.append(statistics.correlation(residual, [by_name[n][size] for n in names]))
+    return {size: statistics.fmean(kept) for size, kept in correlations.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", type=Path, help="the study's study.json (stand-alone dev CER)")
@@ -82,6 +103,11 @@ def main() -> None:
                 f"{name}: tau of the mean score {taus['averaged']:.3f} over {len(files)} supernets and "
                 f"{taus['networks']} networks; each alone {statistics.fmean(taus['single']):.3f} on average "
                 f"({', '.join(f'{t:.3f}' for t in taus['single'])})"
+            )
+            bias = size_bias(args.report, files, args.measure)
+            print(
+                f"{name}: the score residual's correlation with parameters {bias['params']:+.2f}, with "
+                f"predicted latency {bias['predicted_ms']:+.2f} (mean over the supernets; + under-rates the larger)"
             )
     for label in sets["scores"]:
         print(f"score residual by {label}, in standard deviations (mean over supernets):")

@@ -108,3 +108,23 @@ def test_averaging_lifts_a_noisy_ranking_but_not_a_shared_bias(tmp_path):
         report, [scores("s3.json", [1, 2, 4, 3]), scores("s4.json", [0, 5, 30, 20])], "loss"
     )
     assert biased["averaged"] == pytest.approx(4 / 6) and biased["single"] == pytest.approx([4 / 6, 4 / 6])
+
+
+def test_a_score_that_rises_with_size_beyond_cer_has_a_size_bias_of_one(tmp_path):
+    """Parameters and latency that move orthogonally to dev CER (and to the constant), and a score
+    of 10 x CER plus 0.1 x the parameters' pattern: the line through (CER, score) is 10 x CER, the
+    residual is that pattern, so it correlates +1 with the parameters and -1 with a latency that
+    runs the other way."""
+    pattern = {"a": 1, "b": -1, "c": -1, "d": 1}
+    rows = [
+        {"name": n, "cer": {"dev": CER[n]}, "arch": _arch(n), "params": 2_000_000 + 1_000_000 * pattern[n],
+         "predicted_ms": 1.0 - 0.25 * pattern[n]}
+        for n in "abcd"
+    ]  # fmt: skip
+    report = tmp_path / "study.json"
+    report.write_text(json.dumps({"rows": rows}))
+    scores = {n: {"loss": 10 * CER[n] + 0.1 * pattern[n]} for n in "abcd"}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"groups": {"g": {"scores": scores}}}))
+    bias = residual_means.size_bias(report, [path, path], "loss")
+    assert bias["params"] == pytest.approx(1.0) and bias["predicted_ms"] == pytest.approx(-1.0)
