@@ -20,20 +20,20 @@ from pathlib import Path
 from ranking_breakdown import COUNTS  # scripts/, beside this file
 
 from supernet.archspec import ArchSpec
+from supernet.loggers import can_plot, pyplot
 from supernet.study.permutation import permutation_p
 
 
 def budget_picks(files: list[Path], budget: str) -> list[dict]:
     """Every row of ``retrain_archs.py``'s files picked for ``budget`` (named ``...-BUDGET``), named
-    by its folder and name, with its ArchSpec."""
+    by its folder, with its ArchSpec and parameter count."""
     picks = []
     for path in files:
         for row in json.loads(path.read_text())["rows"]:
             if row["name"].endswith(f"-{budget}"):
                 spec = ArchSpec.from_dict(row["arch"])
-                picks.append(
-                    {"name": f"{path.parent.parent.name}/{path.parent.name}", "cer": row["cer"], "spec": spec}
-                )
+                name = f"{path.parent.parent.name}/{path.parent.name}"
+                picks.append({"name": name, "cer": row["cer"], "params": row["params"], "spec": spec})
     return picks
 
 
@@ -61,11 +61,37 @@ def group_table(picks: list[dict], split: str = "dev") -> list[dict]:
     return table
 
 
+def plot(picks: list[dict], split: str, grouping: str, path: Path) -> None:
+    """Each pick's CER against its parameter count, marked by its count of ``grouping`` and
+    labelled by its folder: both splits that session 29 found (size, full-width attention) at a
+    glance."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    counts = [COUNTS[grouping](p["spec"]) for p in picks]
+    for value, marker in zip(sorted(set(counts)), "osD^v<>"):
+        kept = [p for p, c in zip(picks, counts) if c == value]
+        ax.scatter([p["params"] / 1e6 for p in kept], [100 * p["cer"][split] for p in kept], marker=marker,
+                   s=50, label=f"{value} {grouping}")  # fmt: skip
+        for p in kept:
+            ax.annotate(p["name"], (p["params"] / 1e6, 100 * p["cer"][split]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel(f"{split} CER % (mean of the retrain seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    print(f"written: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", type=Path, nargs="+", help="retrain_archs.json files of searched picks")
     parser.add_argument("--budget", required=True, help="the study budget label the picks were made for")
     parser.add_argument("--split", default="dev")
+    parser.add_argument("--plot", type=Path, help="a PNG of the picks' CER against their parameters")
+    parser.add_argument("--plot-grouping", default="plain attention blocks", choices=sorted(COUNTS))
     args = parser.parse_args()
     picks = budget_picks(args.files, args.budget)
     if len(picks) < 2:
@@ -86,6 +112,8 @@ def main() -> None:
             f"| {row['grouping']} | {row['count']} | {row['picks']} | {100 * row['mean']:.2f} | "
             f"{100 * low:.1f}-{100 * high:.1f} | {rest} | {p[0]} | {p[1]} |"
         )
+    if args.plot and can_plot(f"the plot {args.plot}"):
+        plot(picks, args.split, args.plot_grouping, args.plot)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ PLAIN, NARROW, TDNN = "conformer-k15-f4-h4-rel", "res-conformer-k15-f4-rel-e96",
 def _row(name, tail, dev):
     arch = {"name": name, "features": "fbank", "feature_dim": 80, "dim": 192, "input": "linear",
             "layers": [*FRONT, *tail], "head": "linear"}  # fmt: skip
-    return {"name": name, "cer": {"dev": dev}, "arch": arch}
+    return {"name": name, "cer": {"dev": dev}, "params": len(tail), "arch": arch}
 
 
 def _files(tmp_path):
@@ -53,3 +53,10 @@ def test_the_group_holding_a_block_and_its_exact_p(tmp_path):
     plain = {r["count"]: r for r in table if r["grouping"] == "plain attention blocks"}
     assert plain[2]["picks"] == 1 and plain[2]["mean"] == pytest.approx(0.18)
     assert plain[0]["picks"] == 1 and plain[0]["mean"] == pytest.approx(0.22)
+
+
+def test_the_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    picks = picks_breakdown.budget_picks(_files(tmp_path), "big")
+    picks_breakdown.plot(picks, "dev", "narrow attention blocks", tmp_path / "picks.png")
+    assert (tmp_path / "picks.png").stat().st_size > 1000
