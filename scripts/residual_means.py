@@ -66,24 +66,36 @@ def averaged_tau(report: Path, files: list[Path], measure: str) -> dict:
     return {"single": single, "averaged": averaged, "networks": len(names)}
 
 
-def size_bias(report: Path, files: list[Path], measure: str) -> dict[str, float]:
+def size_bias(report: Path, files: list[Path], measure: str) -> dict[str, dict[str, float | None]]:
     """The mean over ``files`` of the Pearson correlation between a network's score residual (as
     ``residual_groups``: against the least-squares line through dev CER and score) and its size,
-    by parameters and by predicted latency. Positive: the supernet scores larger networks worse
-    than their CER says, the bias that weight sharing is known to give them (BigNAS's sandwich
-    rule is built against it), which would favour small picks under a budget (session 29)."""
+    by parameters and by predicted latency: over all the networks (``"all"``) and within each
+    budget (its own line through that budget's networks). Positive: the supernet scores larger
+    networks worse than their CER says, the bias weight sharing is known to give them (BigNAS's
+    sandwich rule is built against it), which under a budget would favour the smaller candidates.
+    Over all it mixes in the budgets' gap; within one it is what a select's band sees (session 29)."""
     rows = json.loads(report.read_text())["rows"]
     networks, by_name = distinct_networks(rows), {row["name"]: row for row in rows}
-    correlations: dict[str, list[float]] = {"params": [], "predicted_ms": []}
+    budgets = sorted({b for net in networks.values() for b in net["budgets"]})
+    correlations: dict[str, dict[str, list[float]]] = {}
     for path in files:
         scores = read_scores(path, measure, networks)
-        names = sorted(scores)
-        cer, score = [networks[n]["cer"] for n in names], [scores[n] for n in names]
-        slope, intercept = statistics.linear_regression(cer, score)
-        residual = [s - (slope * c + intercept) for s, c in zip(score, cer)]
-        for size, kept in correlations.items():
-            kept.append(statistics.correlation(residual, [by_name[n][size] for n in names]))
-    return {size: statistics.fmean(kept) for size, kept in correlations.items()}
+        for group in ["all", *budgets]:
+            names = sorted(n for n in scores if group == "all" or group in networks[n]["budgets"])
+            if len(names) < 3:
+                continue
+            cer, score = [networks[n]["cer"] for n in names], [scores[n] for n in names]
+            slope, intercept = statistics.linear_regression(cer, score)
+            residual = [s - (slope * c + intercept) for s, c in zip(score, cer)]
+            kept = correlations.setdefault(group, {"params": [], "predicted_ms": []})
+            for size, values in kept.items():
+                sizes = [by_name[n][size] for n in names]
+                if len(set(sizes)) > 1 and len(set(residual)) > 1:  # else no correlation is defined
+                    values.append(statistics.correlation(residual, sizes))
+    return {
+        group: {size: statistics.fmean(v) if v else None for size, v in kept.items()}
+        for group, kept in correlations.items()
+    }
 
 
 def main() -> None:
@@ -104,11 +116,13 @@ def main() -> None:
                 f"{taus['networks']} networks; each alone {statistics.fmean(taus['single']):.3f} on average "
                 f"({', '.join(f'{t:.3f}' for t in taus['single'])})"
             )
-            bias = size_bias(args.report, files, args.measure)
-            print(
-                f"{name}: the score residual's correlation with parameters {bias['params']:+.2f}, with "
-                f"predicted latency {bias['predicted_ms']:+.2f} (mean over the supernets; + under-rates the larger)"
-            )
+            for group, bias in size_bias(args.report, files, args.measure).items():
+                params, latency = ("undefined" if v is None else f"{v:+.2f}" for v in bias.values())
+                print(
+                    f"{name}: the score residual's correlation with parameters {params}, with "
+                    f"predicted latency {latency} ({'over all networks' if group == 'all' else group}; "
+                    f"mean over the supernets; + under-rates the larger)"
+                )
     for label in sets["scores"]:
         print(f"score residual by {label}, in standard deviations (mean over supernets):")
         for count, entry in sets["scores"][label].items():

@@ -127,4 +127,27 @@ def test_a_score_that_rises_with_size_beyond_cer_has_a_size_bias_of_one(tmp_path
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"groups": {"g": {"scores": scores}}}))
     bias = residual_means.size_bias(report, [path, path], "loss")
-    assert bias["params"] == pytest.approx(1.0) and bias["predicted_ms"] == pytest.approx(-1.0)
+    assert bias["all"]["params"] == pytest.approx(1.0) and bias["all"]["predicted_ms"] == pytest.approx(-1.0)
+    assert set(bias) == {"all"}  # the rows name no budget
+
+
+def test_the_size_bias_within_each_budget_has_its_own_line(tmp_path):
+    """Two budgets of four networks, each with its own score offset (the gap between budgets,
+    which a line over all of them mixes in), and within each a score that follows the
+    parameters' pattern beyond CER in one budget and against it in the other: +1 and -1 within."""
+    pattern = {"a": 1, "b": -1, "c": -1, "d": 1}
+    rows, scores = [], {}
+    for budget, sign, offset in (("big", 1, 0.0), ("half", -1, 5.0)):
+        for n in "abcd":
+            name = f"{budget}-{n}"
+            arch = {**_arch(n), "name": name, "dim": 16 if budget == "big" else 24}  # distinct networks
+            rows.append({"name": name, "budget": budget, "cer": {"dev": CER[n]}, "arch": arch,
+                         "params": 2_000_000 + 1_000_000 * pattern[n], "predicted_ms": 1.0})  # fmt: skip
+            scores[name] = {"loss": offset + 10 * CER[n] + sign * 0.1 * pattern[n]}
+    report = tmp_path / "study.json"
+    report.write_text(json.dumps({"rows": rows}))
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"groups": {"g": {"scores": scores}}}))
+    bias = residual_means.size_bias(report, [path], "loss")
+    assert bias["big"]["params"] == pytest.approx(1.0) and bias["half"]["params"] == pytest.approx(-1.0)
+    assert bias["big"]["predicted_ms"] is None  # one latency for all: no correlation to give
