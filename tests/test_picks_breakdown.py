@@ -60,3 +60,12 @@ def test_the_plot_is_written(tmp_path):
     picks = picks_breakdown.budget_picks(_files(tmp_path), "big")
     picks_breakdown.plot(picks, "dev", "narrow attention blocks", tmp_path / "picks.png")
     assert (tmp_path / "picks.png").stat().st_size > 1000
+
+
+def test_size_tau_orders_the_picks_by_parameters(tmp_path):
+    """One pick of 3 parameters at the lowest CER, the other three tied at 2: the three pairs it is
+    in agree, the other three tie in parameters only, so tau-b is 3 / sqrt(3 x 6)."""
+    picks = picks_breakdown.budget_picks(_files(tmp_path), "big")
+    for pick in picks:
+        pick["params"] = 3 if pick["cer"]["dev"] == 0.18 else 2
+    assert picks_breakdown.size_tau(picks) == pytest.approx(3 / (3 * 6) ** 0.5)
