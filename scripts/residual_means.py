@@ -26,6 +26,12 @@ from ranking_breakdown import read_scores, residual_groups  # scripts/, beside t
 from supernet.study.rank import distinct_networks, kendall_tau
 
 
+def ranks(values: list[float]) -> list[int]:
+    """Each value's place, 0 for the lowest (ties in the order given)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    return [order.index(i) for i in range(len(values))]
+
+
 def mean_residuals(report: Path, files: list[Path], measure: str) -> dict[str, dict[int, dict]]:
     """For each grouping and group: the mean over ``files`` of the group's mean residual in
     standard deviations of that file's scores, and over how many supernets it was seen."""
@@ -98,6 +104,29 @@ def size_bias(report: Path, files: list[Path], measure: str) -> dict[str, dict[s
     }
 
 
+def size_rank_taus(report: Path, files: list[Path], measure: str) -> dict[str, dict[str, float]]:
+    """Within each budget, the mean over ``files`` of Kendall tau against dev CER of the score, of
+    the parameter count (more first), and of the sum of both ranks: whether size would add what
+    the score's size bias takes away. A diagnostic on the study's networks only: a select rule
+    is decided by retrained picks, not by this."""
+    rows = json.loads(report.read_text())["rows"]
+    networks, by_name = distinct_networks(rows), {row["name"]: row for row in rows}
+    budgets = sorted({b for net in networks.values() for b in net["budgets"]})
+    taus: dict[str, dict[str, list[float]]] = {
+        b: {"score": [], "params": [], "rank sum": []} for b in budgets
+    }
+    for path in files:
+        scores = read_scores(path, measure, networks)
+        for budget in budgets:
+            names = sorted(n for n in scores if budget in networks[n]["budgets"])
+            cer, score = [networks[n]["cer"] for n in names], [scores[n] for n in names]
+            size = [-by_name[n]["params"] for n in names]
+            summed = [a + b for a, b in zip(ranks(score), ranks(size))]
+            for kind, values in (("score", score), ("params", size), ("rank sum", summed)):
+                taus[budget][kind].append(kendall_tau(values, cer))
+    return {b: {kind: statistics.fmean(v) for kind, v in by.items()} for b, by in taus.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", type=Path, help="the study's study.json (stand-alone dev CER)")
@@ -123,6 +152,9 @@ def main() -> None:
                     f"predicted latency {latency} ({'over all networks' if group == 'all' else group}; "
                     f"mean over the supernets; + under-rates the larger)"
                 )
+    for name, files in (("scores", args.scores), ("against", args.against)):
+        for budget, taus in (size_rank_taus(args.report, files, args.measure) if files else {}).items():
+            print(f"{name}: within {budget}, tau of " + ", ".join(f"{k} {v:.3f}" for k, v in taus.items()))
     for label in sets["scores"]:
         print(f"score residual by {label}, in standard deviations (mean over supernets):")
         for count, entry in sets["scores"][label].items():

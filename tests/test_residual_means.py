@@ -151,3 +151,21 @@ def test_the_size_bias_within_each_budget_has_its_own_line(tmp_path):
     bias = residual_means.size_bias(report, [path], "loss")
     assert bias["big"]["params"] == pytest.approx(1.0) and bias["half"]["params"] == pytest.approx(-1.0)
     assert bias["big"]["predicted_ms"] is None  # one latency for all: no correlation to give
+
+
+def test_size_rank_taus_within_a_budget(tmp_path):
+    """Four networks of one budget: a score that swaps the two best (tau 4/6), parameters that
+    order all four (tau 1), and their rank sum [1, 1, 4, 6] (a and b tie in it: 5 / sqrt(5 x 6))."""
+    params = {"a": 4, "b": 3, "c": 2, "d": 1}
+    rows = [
+        {"name": n, "budget": "big", "cer": {"dev": CER[n]}, "arch": _arch(n), "params": params[n]}
+        for n in "abcd"
+    ]
+    report = tmp_path / "study.json"
+    report.write_text(json.dumps({"rows": rows}))
+    path = tmp_path / "s.json"
+    losses = {"a": 2.0, "b": 1.0, "c": 3.0, "d": 4.0}
+    path.write_text(json.dumps({"groups": {"g": {"scores": {n: {"loss": v} for n, v in losses.items()}}}}))
+    taus = residual_means.size_rank_taus(report, [path], "loss")["big"]
+    assert taus["score"] == pytest.approx(4 / 6) and taus["params"] == pytest.approx(1.0)
+    assert taus["rank sum"] == pytest.approx(5 / (5 * 6) ** 0.5)
