@@ -13,6 +13,9 @@
 # instead of retraining every pick side by side (issue 16's 2x target; run it with nothing else on
 # the GPU, BUDGET set): BUDGET's pick retrained once, seed 0, alone, then route_cost.py writes
 # $OUT/route_cost.json: (the supernet's training + its select for every budget) / that retrain.
+# SIZE=1 also picks each budget's finalists again by objective rank + parameter rank
+# (scripts/size_repick.py; $OUT/size_repick.txt) and retrains that pick beside the route's where it
+# differs: a paired test of a size prior, one supernet for both picks (session 29).
 # Its own work folder, so that no supernet or select trained beside other runs is reused.
 #   usage (device tool, carry .whl): bash scripts/device/route_seed.sh SEED [LIMIT_S=400]
 source scripts/device/setup.sh
@@ -34,6 +37,12 @@ tail -4 "$work.log"; [ -z "$SCORE" ] || grep "^scored" "$work.log"
 mkdir -p "$out/arch" && cp "$work"/arch/*.yaml "$out/arch/" 2>/dev/null
 [ -z "$SCORE" ] || cp "$work/scores.json" "$out/scores.json" 2>/dev/null
 cp "$work"/select/*/select.json "$out/" 2>/dev/null  # the finalists and their finetuned scores, to read why a pick won
+if [ -n "$SIZE" ] && [ -z "$ALONE" ]; then  # each budget's size pick of the same finalists, retrained beside
+  python3 scripts/size_repick.py "$work"/select/*/select.json --space "docs/study/$study/space.yaml" \
+    --picks "$work"/arch/*.yaml --out "$work/arch_size" > "$out/size_repick.txt" 2>&1
+  grep "written\|size pick" "$out/size_repick.txt"
+  mkdir -p "$out/arch_size" && cp "$work"/arch_size/*.yaml "$out/arch_size/" 2>/dev/null
+fi
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
 enough
 if [ -n "$ALONE" ]; then
@@ -47,4 +56,4 @@ if [ -n "$ALONE" ]; then
   exit 0
 fi
 timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" "$work" "$work"/arch/*.yaml \
-  --parallel 6 2>&1 | grep -v "^INFO\|warn" | tail -8
+  $(ls "$work"/arch_size/*.yaml 2>/dev/null) --parallel 6 2>&1 | grep -v "^INFO\|warn" | tail -8
