@@ -27,11 +27,12 @@ from supernet.study.rank import kendall_tau
 
 def budget_picks(files: list[Path], budget: str) -> list[dict]:
     """Every row of ``retrain_archs.py``'s files picked for ``budget`` (named ``...-BUDGET``), named
-    by its folder, with its ArchSpec and parameter count."""
+    by its folder, with its ArchSpec and parameter count: the selects' own picks, not the size
+    picks beside them (``...-size-BUDGET``, ``size_repick.py``), which are another rule's."""
     picks = []
     for path in files:
         for row in json.loads(path.read_text())["rows"]:
-            if row["name"].endswith(f"-{budget}"):
+            if row["name"].endswith(f"-{budget}") and f"-size-{budget}" not in row["name"]:
                 spec = ArchSpec.from_dict(row["arch"])
                 name = f"{path.parent.parent.name}/{path.parent.name}"
                 picks.append({"name": name, "cer": row["cer"], "params": row["params"], "spec": spec})

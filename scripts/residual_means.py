@@ -26,10 +26,9 @@ from ranking_breakdown import read_scores, residual_groups  # scripts/, beside t
 from supernet.study.rank import distinct_networks, kendall_tau
 
 
-def ranks(values: list[float]) -> list[int]:
-    """Each value's place, 0 for the lowest (ties in the order given)."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    return [order.index(i) for i in range(len(values))]
+def ranks(values: list[float]) -> list[float]:
+    """Each value's place, 0 for the lowest; tied values share the mean of their places."""
+    return [sum(v < x for v in values) + (sum(v == x for v in values) - 1) / 2 for x in values]
 
 
 def mean_residuals(report: Path, files: list[Path], measure: str) -> dict[str, dict[int, dict]]:

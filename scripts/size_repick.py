@@ -32,7 +32,10 @@ def size_pick(finalists: list[dict], params: list[int]) -> int:
     ``_finetuned_order``: a diverged fine-tune last, then the survivors of the most rungs, then the
     lower fine-tuned objective) and its place by parameters (the most first); a tie goes to the
     select's order."""
-    by_objective = sorted(range(len(params)), key=lambda i: _finetuned_order(finalists[i]))
+    # a select.json written before successive halving has no ``finetune_steps``: one rung for all
+    by_objective = sorted(
+        range(len(params)), key=lambda i: _finetuned_order({"finetune_steps": 0, **finalists[i]})
+    )
     by_size = sorted(range(len(params)), key=lambda i: -params[i])
     place = {i: by_objective.index(i) + by_size.index(i) for i in range(len(params))}
     return min(place, key=lambda i: (place[i], by_objective.index(i)))

@@ -37,7 +37,12 @@ def _files(tmp_path):
 
 
 def test_picks_of_one_budget_only_named_by_their_folder(tmp_path):
-    picks = picks_breakdown.budget_picks(_files(tmp_path), "big")
+    """`0.5xbig`'s pick is not `big`'s, nor is a size pick beside a route's (size_repick.py)."""
+    files = _files(tmp_path)
+    kept = json.loads(files[1].read_text())
+    kept["rows"].append(_row("u-s1-size-big", [PLAIN, PLAIN], 0.10))
+    files[1].write_text(json.dumps(kept))
+    picks = picks_breakdown.budget_picks(files, "big")
     assert sorted(p["cer"]["dev"] for p in picks) == [0.18, 0.19, 0.21, 0.22]
     assert {p["name"] for p in picks} == {"route/s0", "route/s1"}
 

@@ -104,6 +104,10 @@ def test_averaging_lifts_a_noisy_ranking_but_not_a_shared_bias(tmp_path):
     )
     assert noisy["single"] == pytest.approx([4 / 6, 4 / 6]) and noisy["networks"] == 4
     assert noisy["averaged"] == pytest.approx(4 / (4 * 6) ** 0.5)
+    scaled = residual_means.averaged_tau(
+        report, [scores("s5.json", [1, 2, 4, 3]), scores("s6.json", [200, 100, 300, 400])], "loss"
+    )  # each supernet standardised first: the larger scale does not outvote the other
+    assert scaled["averaged"] == pytest.approx(4 / (4 * 6) ** 0.5)
     biased = residual_means.averaged_tau(
         report, [scores("s3.json", [1, 2, 4, 3]), scores("s4.json", [0, 5, 30, 20])], "loss"
     )
@@ -169,3 +173,7 @@ def test_size_rank_taus_within_a_budget(tmp_path):
     taus = residual_means.size_rank_taus(report, [path], "loss")["big"]
     assert taus["score"] == pytest.approx(4 / 6) and taus["params"] == pytest.approx(1.0)
     assert taus["rank sum"] == pytest.approx(5 / (5 * 6) ** 0.5)
+
+
+def test_tied_values_share_their_places():
+    assert residual_means.ranks([3.0, 1.0, 3.0, 2.0]) == [2.5, 0.0, 2.5, 1.0]

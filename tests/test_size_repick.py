@@ -69,3 +69,10 @@ def test_a_select_json_repicked_and_written(tmp_path):
     size_repick.main()
     written = yaml.safe_load((tmp_path / "size" / "uniform-s0-any-predictor-size-big.yaml").read_text())
     assert written["name"] == "uniform-s0-any-predictor-size-big" and written["layers"][0] == large[0]
+
+
+def test_a_select_json_from_before_halving_has_one_rung():
+    """Finalists of a select.json without ``finetune_steps`` (written before successive halving)
+    are ordered by their fine-tuned objective alone."""
+    old = [{"finetuned_objective": 1.0, "cost": 1.0}, {"finetuned_objective": 1.1, "cost": 1.0}]
+    assert size_repick.size_pick(old, [10, 30]) == 0 and size_repick.size_pick(old, [10, 10]) == 0

@@ -40,7 +40,7 @@ cp "$work"/select/*/select.json "$out/" 2>/dev/null  # the finalists and their f
 if [ -n "$SIZE" ] && [ -z "$ALONE" ]; then  # each budget's size pick of the same finalists, retrained beside
   python3 scripts/size_repick.py "$work"/select/*/select.json --space "docs/study/$study/space.yaml" \
     --picks "$work"/arch/*.yaml --out "$work/arch_size" > "$out/size_repick.txt" 2>&1
-  grep "written\|size pick" "$out/size_repick.txt"
+  grep "written\|size pick" "$out/size_repick.txt" || tail -2 "$out/size_repick.txt"  # its error, if it failed
   mkdir -p "$out/arch_size" && cp "$work"/arch_size/*.yaml "$out/arch_size/" 2>/dev/null
 fi
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
@@ -56,4 +56,4 @@ if [ -n "$ALONE" ]; then
   exit 0
 fi
 timeout -k 20 "$(left)" python3 scripts/device/retrain_archs.py "$study" "$work" "$work"/arch/*.yaml \
-  $(ls "$work"/arch_size/*.yaml 2>/dev/null) --parallel 6 2>&1 | grep -v "^INFO\|warn" | tail -8
+  ${SIZE:+$(ls "$work"/arch_size/*.yaml 2>/dev/null)} --parallel 6 2>&1 | grep -v "^INFO\|warn" | tail -8
