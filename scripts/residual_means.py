@@ -55,6 +55,15 @@ def mean_residuals(report: Path, files: list[Path], measure: str) -> dict[str, d
     }
 
 
+def study_networks(report: Path) -> tuple[dict[str, dict], dict[str, dict], list[str]]:
+    """A study report's distinct networks (``rank.distinct_networks``), its rows by name (their
+    parameters and predicted latency) and its budget labels."""
+    rows = json.loads(report.read_text())["rows"]
+    networks = distinct_networks(rows)
+    budgets = sorted({b for net in networks.values() for b in net["budgets"]})
+    return networks, {row["name"]: row for row in rows}, budgets
+
+
 def averaged_tau(report: Path, files: list[Path], measure: str) -> dict:
     """Kendall tau against dev CER of each supernet's scores and of their mean, each supernet's
     scores standardised first (its loss scale is its own), over the networks every file scored."""
@@ -79,9 +88,7 @@ def size_bias(report: Path, files: list[Path], measure: str) -> dict[str, dict[s
     networks worse than their CER says, the bias weight sharing is known to give them (BigNAS's
     sandwich rule is built against it), which under a budget would favour the smaller candidates.
     Over all it mixes in the budgets' gap; within one it is what a select's band sees (session 29)."""
-    rows = json.loads(report.read_text())["rows"]
-    networks, by_name = distinct_networks(rows), {row["name"]: row for row in rows}
-    budgets = sorted({b for net in networks.values() for b in net["budgets"]})
+    networks, by_name, budgets = study_networks(report)
     correlations: dict[str, dict[str, list[float]]] = {}
     for path in files:
         scores = read_scores(path, measure, networks)
@@ -108,9 +115,7 @@ def size_rank_taus(report: Path, files: list[Path], measure: str) -> dict[str, d
     the parameter count (more first), and of the sum of both ranks: whether size would add what
     the score's size bias takes away. A diagnostic on the study's networks only: a select rule
     is decided by retrained picks, not by this."""
-    rows = json.loads(report.read_text())["rows"]
-    networks, by_name = distinct_networks(rows), {row["name"]: row for row in rows}
-    budgets = sorted({b for net in networks.values() for b in net["budgets"]})
+    networks, by_name, budgets = study_networks(report)
     taus: dict[str, dict[str, list[float]]] = {
         b: {"score": [], "params": [], "rank sum": []} for b in budgets
     }
