@@ -22,7 +22,7 @@ from ranking_breakdown import COUNTS  # scripts/, beside this file
 from supernet.archspec import ArchSpec
 from supernet.loggers import can_plot, pyplot
 from supernet.study.permutation import permutation_p
-from supernet.study.rank import kendall_tau
+from supernet.study.rank import parameter_count_ranking
 
 
 def budget_picks(files: list[Path], budget: str) -> list[dict]:
@@ -67,7 +67,8 @@ def size_tau(picks: list[dict], split: str = "dev") -> float | None:
     """Kendall tau of the picks' parameter counts (more first) against their CER: how well size
     alone would have ordered what the selects picked (session 29: 0.55 over twelve 0.844 ms
     picks, where the supernet's own score under-rates the larger networks)."""
-    return kendall_tau([-p["params"] for p in picks], [p["cer"][split] for p in picks])
+    params = {i: p["params"] for i, p in enumerate(picks)}  # by index: two picks may share a folder
+    return parameter_count_ranking(params, {i: p["cer"][split] for i, p in enumerate(picks)})["kendall_tau"]
 
 
 def plot(picks: list[dict], split: str, grouping: str, path: Path) -> None:

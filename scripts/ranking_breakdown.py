@@ -117,9 +117,9 @@ COUNTS = {  # what a network holds, against which the score's residual is groupe
 }
 
 
-def residual_groups(score: list[float], cer: list[float], specs: list) -> dict[str, dict[int, list[float]]]:
-    """Each network's score minus a least-squares line through (dev CER, score), grouped by each of
-    ``COUNTS``: a group whose residual is positive is scored worse than its CER says (under-rated)."""
+def score_residuals(score: list[float], cer: list[float]) -> list[float]:
+    """Each network's score minus a least-squares line through (dev CER, score): positive where it
+    is scored worse than its CER says (under-rated)."""
     slope, intercept = (
         torch.linalg.lstsq(
             torch.tensor([[c, 1.0] for c in cer], dtype=torch.float64),
@@ -128,11 +128,18 @@ def residual_groups(score: list[float], cer: list[float], specs: list) -> dict[s
         .solution.flatten()
         .tolist()
     )
+    return [s - (slope * c + intercept) for s, c in zip(score, cer)]
+
+
+def residual_groups(score: list[float], cer: list[float], specs: list) -> dict[str, dict[int, list[float]]]:
+    """``score_residuals`` grouped by each of ``COUNTS``: a group whose residual is positive is
+    scored worse than its CER says (under-rated)."""
+    residuals = score_residuals(score, cer)
     out: dict[str, dict[int, list[float]]] = {}
     for label, count in COUNTS.items():
         groups = out.setdefault(label, {})
-        for spec, s, c in zip(specs, score, cer):
-            groups.setdefault(count(spec), []).append(s - (slope * c + intercept))
+        for spec, residual in zip(specs, residuals):
+            groups.setdefault(count(spec), []).append(residual)
     return out
 
 

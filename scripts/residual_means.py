@@ -21,7 +21,7 @@ import json
 import statistics
 from pathlib import Path
 
-from ranking_breakdown import read_scores, residual_groups  # scripts/, beside this file
+from ranking_breakdown import read_scores, residual_groups, score_residuals  # scripts/, beside this file
 
 from supernet.study.rank import distinct_networks, kendall_tau
 
@@ -81,8 +81,8 @@ def averaged_tau(report: Path, files: list[Path], measure: str) -> dict:
 
 
 def size_bias(report: Path, files: list[Path], measure: str) -> dict[str, dict[str, float | None]]:
-    """The mean over ``files`` of the Pearson correlation between a network's score residual (as
-    ``residual_groups``: against the least-squares line through dev CER and score) and its size,
+    """The mean over ``files`` of the Pearson correlation between a network's score residual
+    (``score_residuals``: against the least-squares line through dev CER and score) and its size,
     by parameters and by predicted latency: over all the networks (``"all"``) and within each
     budget (its own line through that budget's networks). Positive: the supernet scores larger
     networks worse than their CER says, the bias weight sharing is known to give them (BigNAS's
@@ -96,9 +96,7 @@ def size_bias(report: Path, files: list[Path], measure: str) -> dict[str, dict[s
             names = sorted(n for n in scores if group == "all" or group in networks[n]["budgets"])
             if len(names) < 3:
                 continue
-            cer, score = [networks[n]["cer"] for n in names], [scores[n] for n in names]
-            slope, intercept = statistics.linear_regression(cer, score)
-            residual = [s - (slope * c + intercept) for s, c in zip(score, cer)]
+            residual = score_residuals([scores[n] for n in names], [networks[n]["cer"] for n in names])
             kept = correlations.setdefault(group, {"params": [], "predicted_ms": []})
             for size, values in kept.items():
                 sizes = [by_name[n][size] for n in names]

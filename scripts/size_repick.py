@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 import yaml
+from extra_picks_report import budget_of  # scripts/, beside this file
 
 from supernet.archspec import ArchSpec
 from supernet.commands.select import _finetuned_order
@@ -69,10 +70,8 @@ def repick(select: dict, space: SearchSpace, picks: list[Path], vocab: int) -> l
 
 def size_name(pick_name: str, labels: list[str]) -> str:
     """``uniform-s0-any-predictor-budget_conformer_s`` -> ``...-predictor-size-budget_conformer_s``
-    (the longest of ``labels`` that ends the name: ``0.5xbudget`` before ``budget``)."""
-    label = max((lb for lb in labels if pick_name.endswith(f"-{lb}")), key=len, default=None)
-    if label is None:
-        raise SystemExit(f"{pick_name}: ends with no budget label of {labels}")
+    (the budget label read as ``extra_picks_report.budget_of`` reads it)."""
+    label = budget_of(pick_name, labels)
     return f"{pick_name[: -len(label) - 1]}-size-{label}"
 
 

@@ -33,7 +33,7 @@ def test_the_size_name_keeps_the_longest_label():
     labels = ["budget_conformer_s", "0.5xbudget_conformer_s"]
     name = size_repick.size_name("uniform-s0-any-predictor-0.5xbudget_conformer_s", labels)
     assert name == "uniform-s0-any-predictor-size-0.5xbudget_conformer_s"
-    with pytest.raises(SystemExit, match="no budget label"):
+    with pytest.raises(SystemExit, match="ends with none of the study's budgets"):
         size_repick.size_name("uniform-s0-any-predictor-other", labels)
 
 
