@@ -5,7 +5,8 @@ paired: both come from one supernet, so the supernet's seed-to-seed spread (1.4-
 CER among one recipe's picks) drops out, and the difference per seed is the rule's own effect.
 
 A seed whose ``size_repick.txt`` says the size pick is the select's own counts as a tie
-(difference 0); a seed with a size pick but no retrain of it is left out, and said so. Prints each
+(difference 0); a seed with a size pick (in ``arch_size/``) but no retrain of it is left out, and
+said so, whatever the log says of another budget. Prints each
 seed's dev CER of both, their mean difference and an exact one-sided sign-flip p-value that the
 size picks are better (every flip of the differences' signs; written here: scipy is not a
 dependency). The rule written before the runs (docs/results.md, session 29): ship the prior if
@@ -33,7 +34,9 @@ def seed_pair(folder: Path, budget: str, split: str = "dev") -> tuple[float, flo
         return f"{len(own)} own picks named ...-predictor-{budget}"
     if size:
         return own[0]["cer"][split], size[0]["cer"][split]
-    log = folder / "size_repick.txt"
+    if list(folder.glob(f"arch_size/*-predictor-size-{budget}.yaml")):
+        return "its size pick was written (arch_size/) but not retrained: retrain it, not a tie"
+    log = folder / "size_repick.txt"  # says "the same" per budget: another budget's tie reads alike
     if log.is_file() and "the same as the select's" in log.read_text():
         return own[0]["cer"][split], own[0]["cer"][split]
     return "no retrained size pick, and size_repick.txt does not say it is the select's own"

@@ -27,6 +27,11 @@ def test_pairs_ties_and_seeds_left_out(tmp_path):
     same = "budget 1: ...\n  size pick: the same as the select's; none written\n"
     assert paired_picks.seed_pair(_seed(tmp_path, "s1", 0.21, log=same), "big") == (0.21, 0.21)
     assert "no retrained size pick" in paired_picks.seed_pair(_seed(tmp_path, "s2", 0.18), "big")
+    # a call cut before the size pick's retrain: the log's "the same" is another budget's, not a tie
+    cut = _seed(tmp_path, "s3", 0.22, log=same)
+    (cut / "arch_size").mkdir()
+    (cut / "arch_size" / "uniform-s3-any-predictor-size-big.yaml").write_text("name: x\n")
+    assert "not retrained" in paired_picks.seed_pair(cut, "big")
 
 
 def test_the_sign_flip_p():
