@@ -4,9 +4,11 @@ select's own pick (``...-predictor-LABEL``) against the size pick of the same fi
 paired: both come from one supernet, so the supernet's seed-to-seed spread (1.4-1.8 points of dev
 CER among one recipe's picks) drops out, and the difference per seed is the rule's own effect.
 
-A seed whose ``size_repick.txt`` says the size pick is the select's own counts as a tie
-(difference 0); a seed with a size pick (in ``arch_size/``) but no retrain of it is left out, and
-said so, whatever the log says of another budget. Prints each
+A seed whose ``size_repick.txt`` says its size pick of this budget is the select's own counts as a
+tie (difference 0), retrained or not; a seed with a size pick (in ``arch_size/``) but no retrain of
+it is left out, and said so. The retrains are read from each folder's ``retrain_archs.json`` and
+from ``--retrained`` files: the picks of several seeds retrained in a call of their own
+(``route_seed.sh PICKS_ONLY=1`` first, so that a short call still keeps its picks). Prints each
 seed's dev CER of both, their mean difference and an exact one-sided sign-flip p-value that the
 size picks are better (every flip of the differences' signs; written here: scipy is not a
 dependency). The rule written before the runs (docs/results.md, session 29): ship the prior if
@@ -24,22 +26,43 @@ import statistics
 from pathlib import Path
 
 
-def seed_pair(folder: Path, budget: str, split: str = "dev") -> tuple[float, float] | str:
-    """``(own CER, size pick's CER)`` of one seed's folder, the own CER twice for a tie, or a
-    sentence saying why the seed has no pair."""
-    rows = {r["name"]: r for r in json.loads((folder / "retrain_archs.json").read_text())["rows"]}
-    own = [r for n, r in rows.items() if n.endswith(f"-predictor-{budget}")]
-    size = [r for n, r in rows.items() if n.endswith(f"-predictor-size-{budget}")]
-    if len(own) != 1:
-        return f"{len(own)} own picks named ...-predictor-{budget}"
-    if size:
-        return own[0]["cer"][split], size[0]["cer"][split]
-    if list(folder.glob(f"arch_size/*-predictor-size-{budget}.yaml")):
-        return "its size pick was written (arch_size/) but not retrained: retrain it, not a tie"
-    log = folder / "size_repick.txt"  # says "the same" per budget: another budget's tie reads alike
-    if log.is_file() and "the same as the select's" in log.read_text():
-        return own[0]["cer"][split], own[0]["cer"][split]
-    return "no retrained size pick, and size_repick.txt does not say it is the select's own"
+def said_the_same(log: Path, own_name: str) -> bool:
+    """Whether ``size_repick.py``'s log says the size pick of ``own_name``'s budget is the select's
+    own: its section is headed by that pick's name (the other budget's may say so of its own)."""
+    if not log.is_file():
+        return False
+    sections = log.read_text().split("\nbudget ")
+    return any(f"({own_name})" in sec and "the same as the select's" in sec for sec in sections)
+
+
+def finished(rows: list[dict], seeds: int) -> dict:
+    """The rows retrained with all ``seeds`` (a cut call's rows have fewer, or none), by name."""
+    return {r["name"]: r for r in rows if r.get("retrain_seeds") == seeds}
+
+
+def seed_pair(folder: Path, budget: str, retrained: dict, split: str = "dev", seeds: int = 3) -> tuple | str:
+    """``(own CER, size pick's CER)`` of one seed's folder (``None`` where a tie was not retrained,
+    both the same for a tie), or a sentence saying why the seed has no pair. ``retrained`` maps
+    a network's name to its finished row, from the ``--retrained`` files; a row needs ``seeds``
+    retrain seeds (the study's) to count."""
+    local_file = folder / "retrain_archs.json"
+    local = finished(json.loads(local_file.read_text())["rows"], seeds) if local_file.is_file() else {}
+    rows = {**retrained, **local}
+    picks = [f.stem for f in folder.glob(f"arch/*-predictor-{budget}.yaml")]
+    names = picks or [n for n in local if n.endswith(f"-predictor-{budget}")]
+    if len(names) != 1:
+        return f"{len(names)} own picks named ...-predictor-{budget} (arch/ or retrain_archs.json)"
+    own_name = names[0]
+    size_name = f"{own_name[: -len(budget) - 1]}-size-{budget}"
+    own = rows[own_name]["cer"][split] if own_name in rows else None
+    if said_the_same(folder / "size_repick.txt", own_name):
+        return own, own
+    if size_name not in rows:
+        written = (folder / "arch_size" / f"{size_name}.yaml").is_file()
+        return f"{size_name} {'written but ' if written else ''}not retrained, and not the select's own"
+    if own is None:
+        return f"{own_name} not retrained"
+    return own, rows[size_name]["cer"][split]
 
 
 def sign_flip_p(differences: list[float]) -> float:
@@ -56,15 +79,22 @@ def main() -> None:
     parser.add_argument("folders", type=Path, nargs="+", help="route_seed.sh SIZE=1 output folders")
     parser.add_argument("--budget", required=True)
     parser.add_argument("--split", default="dev")
+    parser.add_argument("--seeds", type=int, default=3, help="the study's retrain seeds a row must have")
+    parser.add_argument("--retrained", type=Path, nargs="*", default=[],
+                        help="retrain_archs.json files of calls that retrained the folders' picks")  # fmt: skip
     args = parser.parse_args()
+    retrained = finished([r for f in args.retrained for r in json.loads(f.read_text())["rows"]], args.seeds)
     differences = []
     for folder in args.folders:
-        pair = seed_pair(folder, args.budget, args.split)
+        pair = seed_pair(folder, args.budget, retrained, args.split, args.seeds)
         if isinstance(pair, str):
             print(f"{folder}: left out: {pair}")
             continue
         own, size = pair
-        differences.append(own - size)
+        differences.append(0.0 if own is None else own - size)
+        if own is None:
+            print(f"{folder}: the same pick (not retrained), a tie")
+            continue
         tie = "  (the same pick)" if own == size else ""
         print(f"{folder}: select's pick {100 * own:.2f}  size pick {100 * size:.2f}  {args.split} CER %{tie}")
     if not differences:

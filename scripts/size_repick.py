@@ -92,7 +92,8 @@ def main() -> None:
         raise SystemExit(f"{args.select}: no budget with finalists (a select run with --finalists K)")
     args.out.mkdir(parents=True, exist_ok=True)
     for entry in budgets:
-        print(f"budget {entry['budget']:g}: finalists (fine-tuned objective, parameters):")
+        own = f" ({entry['pick_file'].stem})" if entry["pick_file"] else ""  # paired_picks reads ties by it
+        print(f"budget {entry['budget']:g}{own}: finalists (fine-tuned objective, parameters):")
         for i, (objective, params) in enumerate(zip(entry["objectives"], entry["params"])):
             mark = " <- select" * (i == entry["own"]) + " <- size" * (i == entry["size"])
             print(f"  {i}: {objective if objective is None else round(objective, 4)}  {params:,}{mark}")

@@ -42,7 +42,7 @@ def _labels(space, picks):
     return [cands[picks.get(edge, 0)] for edge, cands in space.edges.items()]
 
 
-def test_a_select_json_repicked_and_written(tmp_path):
+def test_a_select_json_repicked_and_written(tmp_path, capsys):
     """Two finalists of ``budget``: the select's has the better objective and the smaller
     network (two front layers skipped), the other is larger with a close objective: the rank sums
     tie (0 + 1, 1 + 0), so the select's stays the pick. With a third of middle size (one front
@@ -67,6 +67,9 @@ def test_a_select_json_repicked_and_written(tmp_path):
     sys.argv = ["size_repick.py", str(select_file), "--space", "budget", "--picks", str(pick_file),
                 "--labels", "big", "--out", str(tmp_path / "size")]  # fmt: skip
     size_repick.main()
+    assert (
+        "budget 1 (uniform-s0-any-predictor-big): finalists" in capsys.readouterr().out
+    )  # paired_picks' key
     written = yaml.safe_load((tmp_path / "size" / "uniform-s0-any-predictor-size-big.yaml").read_text())
     assert written["name"] == "uniform-s0-any-predictor-size-big" and written["layers"][0] == large[0]
 

@@ -16,6 +16,9 @@
 # SIZE=1 also picks each budget's finalists again by objective rank + parameter rank
 # (scripts/size_repick.py; $OUT/size_repick.txt) and retrains that pick beside the route's where it
 # differs: a paired test of a size prior, one supernet for both picks (session 29).
+# PICKS_ONLY=1 stops once the picks are in $OUT (arch/, arch_size/, select.json): a short call when
+# machines are scarce; retrain the kept picks of several seeds in a call of their own with
+# retrain_archs.py, and read them with paired_picks.py --retrained (session 30).
 # Its own work folder, so that no supernet or select trained beside other runs is reused.
 #   usage (device tool, carry .whl): bash scripts/device/route_seed.sh SEED [LIMIT_S=400]
 source scripts/device/setup.sh
@@ -44,6 +47,7 @@ if [ -n "$SIZE" ] && [ -z "$ALONE" ]; then  # each budget's size pick of the sam
   mkdir -p "$out/arch_size" && cp "$work"/arch_size/*.yaml "$out/arch_size/" 2>/dev/null
 fi
 ls "$work"/arch/*.yaml >/dev/null 2>&1 || { echo "route_seed: no pick yet (call again)"; exit 0; }
+[ -z "$PICKS_ONLY" ] || { echo "route_seed: picks kept in $out, not retrained (PICKS_ONLY)"; exit 0; }
 enough
 if [ -n "$ALONE" ]; then
   pick="$work/arch/uniform-s$seed-any-predictor-$BUDGET.yaml"
