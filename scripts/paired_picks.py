@@ -11,8 +11,9 @@ from ``--retrained`` files: the picks of several seeds retrained in a call of th
 (``route_seed.sh PICKS_ONLY=1`` first, so that a short call still keeps its picks). Prints each
 seed's dev CER of both, their mean difference and an exact one-sided sign-flip p-value that the
 size picks are better (every flip of the differences' signs; written here: scipy is not a
-dependency). The rule written before the runs (docs/results.md, session 29): ship the prior if
-over at least four seeds the size picks' mean dev CER is lower.
+dependency). The rule written before the runs (docs/results.md, session 29, amended in session 30
+before any run): ship the prior if, over at least four seeds whose picks differ, the size picks'
+mean dev CER is lower.
 
     python scripts/paired_picks.py docs/study/h200_route/size_prior/seed*/ --budget budget_conformer_s
 """
@@ -41,8 +42,8 @@ def finished(rows: list[dict], seeds: int) -> dict:
 
 
 def seed_pair(folder: Path, budget: str, retrained: dict, split: str = "dev", seeds: int = 3) -> tuple | str:
-    """``(own CER, size pick's CER)`` of one seed's folder (``None`` where a tie was not retrained,
-    both the same for a tie), or a sentence saying why the seed has no pair. ``retrained`` maps
+    """``(own CER, size pick's CER, whether they are the same pick)`` of one seed's folder (the
+    CERs ``None`` where a tie was not retrained), or a sentence saying why the seed has no pair. ``retrained`` maps
     a network's name to its finished row, from the ``--retrained`` files; a row needs ``seeds``
     retrain seeds (the study's) to count."""
     local_file = folder / "retrain_archs.json"
@@ -56,13 +57,13 @@ def seed_pair(folder: Path, budget: str, retrained: dict, split: str = "dev", se
     size_name = f"{own_name[: -len(budget) - 1]}-size-{budget}"
     own = rows[own_name]["cer"][split] if own_name in rows else None
     if said_the_same(folder / "size_repick.txt", own_name):
-        return own, own
+        return own, own, True
     if size_name not in rows:
         written = (folder / "arch_size" / f"{size_name}.yaml").is_file()
         return f"{size_name} {'written but ' if written else ''}not retrained, and not the select's own"
     if own is None:
         return f"{own_name} not retrained"
-    return own, rows[size_name]["cer"][split]
+    return own, rows[size_name]["cer"][split], False
 
 
 def sign_flip_p(differences: list[float]) -> float:
@@ -84,25 +85,27 @@ def main() -> None:
                         help="retrain_archs.json files of calls that retrained the folders' picks")  # fmt: skip
     args = parser.parse_args()
     retrained = finished([r for f in args.retrained for r in json.loads(f.read_text())["rows"]], args.seeds)
-    differences = []
+    differences, ties = [], 0
     for folder in args.folders:
         pair = seed_pair(folder, args.budget, retrained, args.split, args.seeds)
         if isinstance(pair, str):
             print(f"{folder}: left out: {pair}")
             continue
-        own, size = pair
-        differences.append(0.0 if own is None else own - size)
+        own, size, same = pair
+        differences.append(0.0 if same else own - size)
+        ties += same
         if own is None:
             print(f"{folder}: the same pick (not retrained), a tie")
             continue
-        tie = "  (the same pick)" if own == size else ""
+        tie = "  (the same pick)" if same else ""
         print(f"{folder}: select's pick {100 * own:.2f}  size pick {100 * size:.2f}  {args.split} CER %{tie}")
     if not differences:
         raise SystemExit("no seed with both picks retrained")
     mean = statistics.fmean(differences)
     verdict = "the size picks lower" if mean > 0 else "the size picks not lower"
     print(
-        f"{len(differences)} seeds: the select's pick minus the size pick, {args.split} CER, "
+        f"{len(differences)} seeds, {len(differences) - ties} whose picks differ ({ties} the same): "
+        f"the select's pick minus the size pick, {args.split} CER, "
         f"{100 * mean:+.2f} points on average ({verdict}); one-sided sign-flip p "
         f"{sign_flip_p(differences):.3f} (the least {len(differences)} seeds allow: {1 / 2 ** len(differences):.3f})"
     )

@@ -38,10 +38,12 @@ OTHER_SAME = (
 
 
 def test_pairs_ties_and_seeds_left_out(tmp_path):
-    assert paired_picks.seed_pair(_seed(tmp_path, "s0", 0.20, 0.19), "big", {}) == (0.20, 0.19)
-    assert paired_picks.seed_pair(_seed(tmp_path, "s1", 0.21, log=SAME), "big", {}) == (0.21, 0.21)
+    assert paired_picks.seed_pair(_seed(tmp_path, "s0", 0.20, 0.19), "big", {}) == (0.20, 0.19, False)
+    # two different picks that retrain to the same CER are not the same pick
+    assert paired_picks.seed_pair(_seed(tmp_path, "s5", 0.20, 0.20), "big", {}) == (0.20, 0.20, False)
+    assert paired_picks.seed_pair(_seed(tmp_path, "s1", 0.21, log=SAME), "big", {}) == (0.21, 0.21, True)
     # a tie needs no retrain: its difference is 0 whatever the pick's CER
-    assert paired_picks.seed_pair(_seed(tmp_path, "s4", None, log=SAME), "big", {}) == (None, None)
+    assert paired_picks.seed_pair(_seed(tmp_path, "s4", None, log=SAME), "big", {}) == (None, None, True)
     assert "not retrained" in paired_picks.seed_pair(_seed(tmp_path, "s2", 0.18), "big", {})
     # a call cut before the size pick's retrain: the log's "the same" is the other budget's
     cut = _seed(tmp_path, "s3", 0.22, log=OTHER_SAME)
@@ -51,7 +53,7 @@ def test_pairs_ties_and_seeds_left_out(tmp_path):
     # ... retrained in a call of its own (--retrained), with other seeds' picks beside it
     later = {f"uniform-{s}-any-predictor-{k}big": {"cer": {"dev": c}} for s, k, c in
              [("s3", "size-", 0.21), ("s9", "", 0.5), ("s9", "size-", 0.4)]}  # fmt: skip
-    assert paired_picks.seed_pair(cut, "big", later) == (0.22, 0.21)
+    assert paired_picks.seed_pair(cut, "big", later) == (0.22, 0.21, False)
     # a retrain cut short (fewer seeds than the study's, or none) counts as not retrained
     rows = [
         {"name": "a", "retrain_seeds": 0},
@@ -80,7 +82,9 @@ def test_the_command_prints_the_mean_difference(tmp_path, capsys):
     paired_picks.main()
     out = capsys.readouterr().out
     assert (
-        "s2: left out" in out and "3 seeds" in out and "+0.67 points on average (the size picks lower)" in out
+        "s2: left out" in out
+        and "3 seeds, 2 whose picks differ (1 the same)" in out
+        and "+0.67 points on average (the size picks lower)" in out
     )
     # differences 0.01, 0.01, 0 (the tie): 2 of the 8 flips (+, +, either) reach the sum 0.02
     assert "s3: the same pick (not retrained), a tie" in out and "sign-flip p 0.250" in out
