@@ -41,6 +41,12 @@ def finished(rows: list[dict], seeds: int) -> dict:
     return {r["name"]: r for r in rows if r.get("retrain_seeds") == seeds}
 
 
+def size_pick_name(own_name: str, budget: str) -> str:
+    """The size pick's name beside the route's pick of ``budget``: ``...-predictor-LABEL`` ->
+    ``...-predictor-size-LABEL``, as ``size_repick.py`` writes it (the one place of that rule)."""
+    return f"{own_name[: -len(budget) - 1]}-size-{budget}"
+
+
 def seed_pair(folder: Path, budget: str, retrained: dict, split: str = "dev", seeds: int = 3) -> tuple | str:
     """``(own CER, size pick's CER, whether they are the same pick)`` of one seed's folder (the
     CERs ``None`` where a tie was not retrained), or a sentence saying why the seed has no pair. ``retrained`` maps
@@ -54,7 +60,7 @@ def seed_pair(folder: Path, budget: str, retrained: dict, split: str = "dev", se
     if len(names) != 1:
         return f"{len(names)} own picks named ...-predictor-{budget} (arch/ or retrain_archs.json)"
     own_name = names[0]
-    size_name = f"{own_name[: -len(budget) - 1]}-size-{budget}"
+    size_name = size_pick_name(own_name, budget)
     own = rows[own_name]["cer"][split] if own_name in rows else None
     if said_the_same(folder / "size_repick.txt", own_name):
         return own, own, True

@@ -34,7 +34,7 @@ def ranks(values: list[float]) -> list[float]:
 def mean_residuals(report: Path, files: list[Path], measure: str) -> dict[str, dict[int, dict]]:
     """For each grouping and group: the mean over ``files`` of the group's mean residual in
     standard deviations of that file's scores, and over how many supernets it was seen."""
-    networks = distinct_networks(json.loads(report.read_text())["rows"])
+    networks = study_networks(report)[0]
     seen: dict[str, dict[int, list[float]]] = {}
     for path in files:
         scores = read_scores(path, measure, networks)
@@ -67,7 +67,7 @@ def study_networks(report: Path) -> tuple[dict[str, dict], dict[str, dict], list
 def averaged_tau(report: Path, files: list[Path], measure: str) -> dict:
     """Kendall tau against dev CER of each supernet's scores and of their mean, each supernet's
     scores standardised first (its loss scale is its own), over the networks every file scored."""
-    networks = distinct_networks(json.loads(report.read_text())["rows"])
+    networks = study_networks(report)[0]
     standardised = []
     for path in files:
         scores = read_scores(path, measure, networks)

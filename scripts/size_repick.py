@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 from extra_picks_report import budget_of  # scripts/, beside this file
+from paired_picks import size_pick_name
 
 from supernet.archspec import ArchSpec
 from supernet.commands.select import _finetuned_order
@@ -71,8 +72,7 @@ def repick(select: dict, space: SearchSpace, picks: list[Path], vocab: int) -> l
 def size_name(pick_name: str, labels: list[str]) -> str:
     """``uniform-s0-any-predictor-budget_conformer_s`` -> ``...-predictor-size-budget_conformer_s``
     (the budget label read as ``extra_picks_report.budget_of`` reads it)."""
-    label = budget_of(pick_name, labels)
-    return f"{pick_name[: -len(label) - 1]}-size-{label}"
+    return size_pick_name(pick_name, budget_of(pick_name, labels))
 
 
 def main() -> None:
