@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def said_the_same(log: Path, own_name: str) -> bool:
         return False
     sections = log.read_text().split("\nbudget ")
     return any(f"({own_name})" in sec and "the same as the select's" in sec for sec in sections)
+
+
+def picks_named_in_log(log: Path, budget: str) -> list[str]:
+    """The route's pick names of ``budget`` that head ``size_repick.py``'s sections: a tie is known
+    from the log alone when a call brought back too few files to hold the pick's YAML."""
+    if not log.is_file():
+        return []
+    heads = re.findall(r"^budget \S+ \((\S+)\):", log.read_text(), flags=re.MULTILINE)
+    return [h for h in heads if h.endswith(f"-predictor-{budget}")]
 
 
 def finished(rows: list[dict], seeds: int) -> dict:
@@ -57,8 +67,9 @@ def seed_pair(folder: Path, budget: str, retrained: dict, split: str = "dev", se
     rows = {**retrained, **local}
     picks = [f.stem for f in folder.glob(f"arch/*-predictor-{budget}.yaml")]
     names = picks or [n for n in local if n.endswith(f"-predictor-{budget}")]
+    names = names or picks_named_in_log(folder / "size_repick.txt", budget)
     if len(names) != 1:
-        return f"{len(names)} own picks named ...-predictor-{budget} (arch/ or retrain_archs.json)"
+        return f"{len(names)} own picks named ...-predictor-{budget} (arch/, retrain_archs.json or size_repick.txt)"
     own_name = names[0]
     size_name = size_pick_name(own_name, budget)
     own = rows[own_name]["cer"][split] if own_name in rows else None

@@ -45,6 +45,13 @@ def test_pairs_ties_and_seeds_left_out(tmp_path):
     # a tie needs no retrain: its difference is 0 whatever the pick's CER
     assert paired_picks.seed_pair(_seed(tmp_path, "s4", None, log=SAME), "big", {}) == (None, None, True)
     assert "not retrained" in paired_picks.seed_pair(_seed(tmp_path, "s2", 0.18), "big", {})
+    # a call that brought back only the log (8 files at most): the tie is read from its section head
+    only_log = tmp_path / "s6"
+    only_log.mkdir()
+    (only_log / "size_repick.txt").write_text(SAME.format(name="s6"))
+    assert paired_picks.seed_pair(only_log, "big", {}) == (None, None, True)
+    (only_log / "size_repick.txt").write_text(OTHER_SAME.format(name="s6"))
+    assert "not retrained" in paired_picks.seed_pair(only_log, "big", {})
     # a call cut before the size pick's retrain: the log's "the same" is the other budget's
     cut = _seed(tmp_path, "s3", 0.22, log=OTHER_SAME)
     (cut / "arch_size").mkdir()

@@ -76,3 +76,30 @@ def test_size_retrains_both_picks(fake):
     retrained = (tmp / "retrained").read_text()
     assert f"uniform-s{seed}-any-predictor-big.yaml" in retrained
     assert "uniform-sX-any-predictor-size-big.yaml" in retrained
+
+
+def _pack_out(env, out):
+    """setup.sh's ``pack_out`` (sourced with the fake python3, so nothing is installed) in ``out``."""
+    script = "source scripts/device/setup.sh >/dev/null && pack_out"
+    return subprocess.run(["bash", "-c", script], cwd=REPO, env={**os.environ, **env, "OUT": str(out)},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize("files", [8, 10])
+def test_pack_out_keeps_every_file_within_the_devices_eight(fake, files):
+    env, _, tmp = fake
+    out = tmp / "out"
+    for i in range(files):
+        (out / f"s{i % 2}" / "arch").mkdir(parents=True, exist_ok=True)
+        (out / f"s{i % 2}" / "arch" / f"f{i}.yaml").write_text(f"{i}\n")
+    assert _pack_out(env, out).returncode == 0
+    kept = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    if files <= 8:
+        assert len(kept) == files  # left as they are
+        return
+    assert kept == ["out.tar"]
+    unpacked = tmp / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xf", str(out / "out.tar"), "-C", str(unpacked)], check=True)
+    assert (unpacked / "s1" / "arch" / "f9.yaml").read_text() == "9\n"
+    assert len([p for p in unpacked.rglob("*") if p.is_file()]) == files

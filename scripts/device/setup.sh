@@ -25,3 +25,9 @@ left() { echo $(( deadline_limit - ($(date +%s) - deadline_start) )); }
 enough() { [ "$(left)" -gt 30 ] || { echo "$deadline_name: $(left) s left, too little (call again)"; exit 0; }; }
 # all_done JSON SEEDS: every network of retrain_archs.py's JSON has SEEDS finished seeds
 all_done() { [ -f "$1" ] && python3 -c "import json, sys; sys.exit(any(r['retrain_seeds'] != int(sys.argv[2]) for r in json.load(open(sys.argv[1]))['rows']))" "$1" "$2"; }
+# pack_out: the device brings back at most 8 files of $OUT; when more are there (two seeds' picks
+# side by side: up to 10), pack them all into $OUT/out.tar, which comes back whole (tar -xf here).
+pack_out() {
+  [ "$(find "$OUT" -type f | wc -l)" -le 8 ] && return 0
+  tar -C "$OUT" -cf /tmp/out.tar . && rm -rf "${OUT:?}"/* && mv /tmp/out.tar "$OUT/"
+}
