@@ -3,7 +3,8 @@ budget's finalists (the select's pick marked) matched, by their whole ArchSpec b
 against every retrained row kept there (``retrain_archs.json``, ``study.json``). Why: supernets of
 one recipe often pick the same network (session 31: six supernets, four distinct picks at
 0.844 ms), so a pick already retrained needs no device time, and its supernet's verdict is that
-retrain's.
+retrain's. A row matches by its network alone: compare rows of one retrain recipe (all of
+``h200_route``'s are 24 epochs; ``h200_three`` holds 12- and 24-epoch ones and shorter recipes).
 
     python scripts/known_picks.py docs/study/h200_route/size_prior/seed*/select.json \
         --space docs/study/h200_route/space.yaml --under docs/study/h200_route
