@@ -28,22 +28,17 @@ import statistics
 from pathlib import Path
 
 
-def said_the_same(log: Path, own_name: str) -> bool:
-    """Whether ``size_repick.py``'s log says the size pick of ``own_name``'s budget is the select's
-    own: its section is headed by that pick's name (the other budget's may say so of its own)."""
+def log_sections(log: Path) -> dict[str, str]:
+    """``size_repick.py``'s log, each budget's section by the route pick that heads it
+    (``budget X (NAME):``); a section without a pick name is left out. The log alone names a
+    tie's pick when a call brought back too few files to hold the pick's YAML."""
     if not log.is_file():
-        return False
-    sections = log.read_text().split("\nbudget ")
-    return any(f"({own_name})" in sec and "the same as the select's" in sec for sec in sections)
-
-
-def picks_named_in_log(log: Path, budget: str) -> list[str]:
-    """The route's pick names of ``budget`` that head ``size_repick.py``'s sections: a tie is known
-    from the log alone when a call brought back too few files to hold the pick's YAML."""
-    if not log.is_file():
-        return []
-    heads = re.findall(r"^budget \S+ \((\S+)\):", log.read_text(), flags=re.MULTILINE)
-    return [h for h in heads if h.endswith(f"-predictor-{budget}")]
+        return {}
+    heads = (
+        re.match(r"budget \S+ \((\S+)\):", part)
+        for part in re.split(r"^(?=budget )", log.read_text(), flags=re.M)
+    )
+    return {head.group(1): head.string for head in heads if head}
 
 
 def finished(rows: list[dict], seeds: int) -> dict:
@@ -59,21 +54,24 @@ def size_pick_name(own_name: str, budget: str) -> str:
 
 def seed_pair(folder: Path, budget: str, retrained: dict, split: str = "dev", seeds: int = 3) -> tuple | str:
     """``(own CER, size pick's CER, whether they are the same pick)`` of one seed's folder (the
-    CERs ``None`` where a tie was not retrained), or a sentence saying why the seed has no pair. ``retrained`` maps
-    a network's name to its finished row, from the ``--retrained`` files; a row needs ``seeds``
-    retrain seeds (the study's) to count."""
+    CERs ``None`` where a tie was not retrained), or a sentence saying why the seed has no pair.
+    ``retrained`` maps a network's name to its finished row, from the ``--retrained`` files; a row
+    needs ``seeds`` retrain seeds (the study's) to count. A tie: the section of ``size_repick.txt``
+    headed by the own pick says the size pick is the select's (the other budget's may say so of
+    its own)."""
     local_file = folder / "retrain_archs.json"
     local = finished(json.loads(local_file.read_text())["rows"], seeds) if local_file.is_file() else {}
     rows = {**retrained, **local}
     picks = [f.stem for f in folder.glob(f"arch/*-predictor-{budget}.yaml")]
     names = picks or [n for n in local if n.endswith(f"-predictor-{budget}")]
-    names = names or picks_named_in_log(folder / "size_repick.txt", budget)
+    sections = log_sections(folder / "size_repick.txt")
+    names = names or [n for n in sections if n.endswith(f"-predictor-{budget}")]
     if len(names) != 1:
         return f"{len(names)} own picks named ...-predictor-{budget} (arch/, retrain_archs.json or size_repick.txt)"
     own_name = names[0]
     size_name = size_pick_name(own_name, budget)
     own = rows[own_name]["cer"][split] if own_name in rows else None
-    if said_the_same(folder / "size_repick.txt", own_name):
+    if "the same as the select's" in sections.get(own_name, ""):
         return own, own, True
     if size_name not in rows:
         written = (folder / "arch_size" / f"{size_name}.yaml").is_file()
