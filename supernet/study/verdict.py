@@ -26,6 +26,8 @@ TAU_TARGET = 0.5
 SEARCH_VS_RETRAIN = 2.0
 ONE_VS_MANY = 0.5
 FITS = 1e-6  # a baseline whose predicted latency is the budget fits it (relative slack for rounding)
+BASELINE_TARGET = "beats the best baseline that fits by >= 5% relative test CER"
+RANDOM_TARGET = "beats the random paths' median and lies in their top quartile"
 
 
 def _test_set(rows: list[dict]) -> str:
@@ -56,7 +58,7 @@ def best_fitting_baseline(row: dict, group: list[dict]) -> dict | None:
 
 def _searched_vs_baseline(row: dict, group: list[dict], split: str) -> dict:
     best = best_fitting_baseline(row, group)
-    target = "beats the best baseline that fits by >= 5% relative test CER"
+    target = BASELINE_TARGET
     if best is None:
         return _verdict(
             target,
@@ -122,7 +124,7 @@ def _searched_vs_control(row: dict, control: dict, split: str) -> dict:
 
 def _searched_vs_random(row: dict, group: list[dict], split: str) -> dict:
     randoms = sorted(r["cer"][split] for r in group if r["kind"] == "random")
-    target = "beats the random paths' median and lies in their top quartile"
+    target = RANDOM_TARGET
     if len(randoms) < 4:
         return _verdict(
             target, row["name"], None, 0.25, None, f"{len(randoms)} random paths: too few for quartiles"
