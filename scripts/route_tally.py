@@ -77,7 +77,12 @@ def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
             missing.append(name)
             continue
         path, row = min(
-            found, key=lambda pr: (folder not in pr[0].parents, -pr[1]["retrain_seeds"], str(pr[0]))
+            found,
+            key=lambda pr: (
+                folder.resolve() not in pr[0].resolve().parents,
+                -pr[1]["retrain_seeds"],
+                str(pr[0]),
+            ),
         )
         rows.append(
             {**row, "name": name, "network": spec_key(spec), "source": str(path), "repeats": len(found)}
