@@ -26,6 +26,8 @@ from supernet.latency.table import LatencyTable
 from supernet.space import SearchSpace
 from supernet.study import verdict
 
+MET = {True: "met", False: "missed", None: "-"}  # None: the study cannot tell (too few random paths)
+
 
 def pick_of(folder: Path, label: str, budget_ms: float, space: SearchSpace | None) -> ArchSpec | None:
     """A supernet's pick for one budget, from what its folder kept: the select's YAML
@@ -64,7 +66,7 @@ def supernet_picks(folders: list[Path], budgets: dict[str, float], space) -> lis
 
 
 def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
-    """Each pick as a retrained row named after its supernet's folder (``seed3-budget``), with the
+    """Each pick as a retrained row named after its supernet's folder (``fullrate_x3-seed3-LABEL``), with the
     network's key and the file its retrain came from; and the picks never retrained. Where a
     network was retrained more than once (same recipe: a repeat differs by about 0.2 points), the
     supernet's own retrain counts (in its folder), else the one with the most seeds, the first by
@@ -122,8 +124,8 @@ def report(entries: list[dict], missing: list[str], labels: list[str]) -> str:
         lines.append(
             f"| {e['name'].removesuffix('-' + e['budget'])} | {e['budget']} | {e['params'] / 1e6:.2f} M "
             f"| {100 * e['cer']['dev']:.2f} | {100 * e['cer']['test']:.2f} "
-            f"| {'-' if gain is None else f'{100 * gain:+.1f}%'}{'' if e['gain']['met'] else ' (missed)'} "
-            f"| {'met' if e['random']['met'] else 'missed'} | {e['source']} |"
+            f"| {'-' if gain is None else f'{100 * gain:+.1f}%'}{' (missed)' if e['gain']['met'] is False else ''} "
+            f"| {MET[e['random']['met']]} | {e['source']} |"
         )
     lines += [""]
     for label in labels:
