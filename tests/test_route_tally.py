@@ -1,7 +1,6 @@
 """scripts/route_tally.py: a recipe's tally over its supernets from the kept files, on the committed
 h200_route folders (known figures, no training)."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,18 +15,19 @@ from supernet.space import SearchSpace  # noqa: E402
 STUDY = ROOT / "docs/study/h200_route"
 
 
-def _tally(*folders: str) -> str:
-    command = [sys.executable, str(ROOT / "scripts/route_tally.py"), str(STUDY / "study.json"),
-               *(str(STUDY / f) for f in folders), "--space", str(STUDY / "space.yaml")]  # fmt: skip
-    return subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+def _tally(capsys, *folders: str) -> str:
+    sys.argv = ["route_tally.py", str(STUDY / "study.json"), *(str(STUDY / f) for f in folders),
+                "--space", str(STUDY / "space.yaml")]  # fmt: skip
+    route_tally.main()
+    return capsys.readouterr().out
 
 
-def test_the_shipped_route_tally_is_the_one_the_results_quote():
+def test_the_shipped_route_tally_is_the_one_the_results_quote(capsys):
     """Eleven x3 supernets (sessions 27 and 31): their picks come from YAMLs, a select.json (seed
     4's 0.422 ms pick) and retrains whose YAMLs never came back (session 27's seeds 3 and 5), and
     two networks were each picked by two supernets, retrained once."""
     folders = [f"fullrate_x3/seed{s}" for s in (0, 1, 2, 3, 4, 5)] + [f"size_prior/seed{s}" for s in range(6)]
-    out = _tally(*folders)
+    out = _tally(capsys, *folders)
     assert "met by 8 of 11 supernets, mean +7.0%; once per network: met by 6 of 9 networks, mean +6.9%" in out
     assert "met by 4 of 4 supernets, mean +16.3%; once per network: met by 3 of 3 networks" in out
     assert "| size_prior-seed4 | 0.5xbudget_conformer_s | 1.69 M | 20.28 | 21.99 | +16.3% | met |" in out
@@ -35,9 +35,9 @@ def test_the_shipped_route_tally_is_the_one_the_results_quote():
     assert "never retrained (left out): size_prior-seed0-0.5xbudget_conformer_s," in out
 
 
-def test_a_supernet_own_retrain_counts_before_a_repeat_elsewhere():
+def test_a_supernet_own_retrain_counts_before_a_repeat_elsewhere(capsys):
     """x5's seed-3 network was retrained again in session 29 (19.53 / 21.26); its own gives +0.3%."""
-    out = _tally("fullrate_x5/seed2", "fullrate_x5/seed3")
+    out = _tally(capsys, "fullrate_x5/seed2", "fullrate_x5/seed3")
     assert "| fullrate_x5-seed3 | budget_conformer_s | 3.00 M | 19.53 | 21.34 | +0.3% (missed) |" in out
     assert "met by 1 of 2 supernets, mean +4.5%" in out
 
