@@ -137,6 +137,8 @@ def report(entries: list[dict], missing: list[str], labels: list[str]) -> str:
             f"- **{label}**, >= 5% over the best baseline: {count(group, 'gain', 'supernets')}; "
             f"once per network: {count(networks, 'gain', 'networks')}",
             f"- **{label}**, the random paths' top quartile: {count(group, 'random', 'supernets')}",
+            f"- **{label}**, the picks' mean dev CER (how recipes are compared): "
+            f"{100 * sum(e['cer']['dev'] for e in group) / len(group):.2f}% over {len(group)} supernets",
         ]
     if missing:
         lines.append(f"- never retrained (left out): {', '.join(missing)}")

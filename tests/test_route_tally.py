@@ -33,6 +33,10 @@ def test_the_shipped_route_tally_is_the_one_the_results_quote(capsys):
     assert "| size_prior-seed4 | 0.5xbudget_conformer_s | 1.69 M | 20.28 | 21.99 | +16.3% | met |" in out
     assert "| fullrate_x3-seed3 | budget_conformer_s | 4.04 M | 18.01 | 19.24 | +10.1% | met |" in out
     assert "never retrained (left out): size_prior-seed0-0.5xbudget_conformer_s," in out
+    # the rule's figure for x3 (docs/results.md, session 29): 18.73 over session 27's seeds 0-4
+    assert "mean dev CER (how recipes are compared): 18.73% over 5 supernets" in _tally(
+        capsys, *(f"fullrate_x3/seed{s}" for s in range(5))
+    )
 
 
 def test_a_supernet_own_retrain_counts_before_a_repeat_elsewhere(capsys):
