@@ -20,15 +20,11 @@ from size_repick import finalist_specs  # scripts/, beside this file
 
 from supernet.archspec import ArchSpec
 from supernet.space import SearchSpace
-
-
-def spec_key(spec: ArchSpec) -> str:
-    """The spec as canonical JSON without its name: two runs of one network share it."""
-    return json.dumps({k: v for k, v in spec.to_dict().items() if k != "name"}, sort_keys=True)
+from supernet.study.plan import arch_key
 
 
 def retrained_rows(under: Path) -> dict[str, list[tuple[Path, dict]]]:
-    """Every retrained row with its ArchSpec under ``under``, by ``spec_key``: ``(file, row)``.
+    """Every retrained row with its ArchSpec under ``under``, by ``arch_key``: ``(file, row)``.
     Rows without seeds finished (a cut call) are left out."""
     known: dict[str, list[tuple[Path, dict]]] = {}
     for path in sorted(under.rglob("*.json")):
@@ -36,7 +32,7 @@ def retrained_rows(under: Path) -> dict[str, list[tuple[Path, dict]]]:
             continue
         for row in json.loads(path.read_text()).get("rows", []):
             if isinstance(row.get("arch"), dict) and row.get("retrain_seeds") and row.get("cer"):
-                known.setdefault(spec_key(ArchSpec.from_dict(row["arch"])), []).append((path, row))
+                known.setdefault(arch_key(ArchSpec.from_dict(row["arch"])), []).append((path, row))
     return known
 
 
@@ -47,9 +43,9 @@ def known_finalists(select: dict, space: SearchSpace, known: dict) -> list[dict]
     for best in select["best"]:
         if not best.get("finalists"):
             continue
-        own = spec_key(space.derive(dict(zip(space.edges, best["labels"]))))
+        own = arch_key(space.derive(dict(zip(space.edges, best["labels"]))))
         finalists = [
-            {"index": i, "picked": spec_key(spec) == own, "rows": known.get(spec_key(spec), [])}
+            {"index": i, "picked": arch_key(spec) == own, "rows": known.get(arch_key(spec), [])}
             for i, spec in enumerate(finalist_specs(best, space))
         ]
         out.append({"budget": best["budget"], "finalists": finalists})

@@ -19,12 +19,13 @@ import json
 from pathlib import Path
 
 from extra_picks_report import judged  # scripts/, beside this file
-from known_picks import retrained_rows, spec_key
+from known_picks import retrained_rows
 
 from supernet.archspec import ArchSpec
 from supernet.latency.table import LatencyTable
 from supernet.space import SearchSpace
 from supernet.study import verdict
+from supernet.study.plan import arch_key
 
 MET = {True: "met", False: "missed", None: "-"}  # None: the study cannot tell (too few random paths)
 
@@ -73,8 +74,9 @@ def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
     path among equals."""
     rows, missing = [], []
     for folder, label, spec in picks:
-        name = f"{folder.parent.name}-{folder.name}-{label}"
-        found = known.get(spec_key(spec), [])
+        supernet = f"{folder.parent.name}-{folder.name}"
+        name = f"{supernet}-{label}"
+        found = known.get(arch_key(spec), [])
         if not found:
             missing.append(name)
             continue
@@ -87,7 +89,14 @@ def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
             ),
         )
         rows.append(
-            {**row, "name": name, "network": spec_key(spec), "source": str(path), "repeats": len(found)}
+            {
+                **row,
+                "name": name,
+                "supernet": supernet,
+                "network": arch_key(spec),
+                "source": str(path),
+                "repeats": len(found),
+            }
         )
     return rows, missing
 
@@ -122,7 +131,7 @@ def report(entries: list[dict], missing: list[str], labels: list[str]) -> str:
     for e in entries:
         gain = e["gain"]["value"]
         lines.append(
-            f"| {e['name'].removesuffix('-' + e['budget'])} | {e['budget']} | {e['params'] / 1e6:.2f} M "
+            f"| {e['supernet']} | {e['budget']} | {e['params'] / 1e6:.2f} M "
             f"| {100 * e['cer']['dev']:.2f} | {100 * e['cer']['test']:.2f} "
             f"| {'-' if gain is None else f'{100 * gain:+.1f}%'}{' (missed)' if e['gain']['met'] is False else ''} "
             f"| {MET[e['random']['met']]} | {e['source']} |"
