@@ -5,7 +5,10 @@ study's baselines and random paths (``extra_picks_report.judged``). Why: superne
 often pick one network, retrained once for all of them (session 31: six supernets, four
 networks), so a tally like "5% met by 8 of 11" was summed by hand from several reports; this
 reproduces it in one command, per supernet and once per network. A pick never retrained is
-listed and left out of the counts.
+listed and left out of the counts. Where a folder kept its supernet's scores of the study's
+networks (``scores.json``, route_seed.py's SCORE), the supernet's Kendall tau is shown beside its
+picks, and per budget how far the supernets that rank better also pick better (issue 16 asks for
+both; session 33: they are unrelated).
 
     python scripts/route_tally.py docs/study/h200_route/study.json \
         docs/study/h200_route/fullrate_x3/seed* docs/study/h200_route/size_prior/seed* \
@@ -26,6 +29,7 @@ from supernet.latency.table import LatencyTable
 from supernet.space import SearchSpace
 from supernet.study import verdict
 from supernet.study.plan import arch_key
+from supernet.study.rank import distinct_networks, kendall_tau, ranking_quality
 
 MET = {True: "met", False: "missed", None: "-"}  # None: the study cannot tell (too few random paths)
 
@@ -70,8 +74,8 @@ def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
     """Each pick as a retrained row named after its supernet's folder (``fullrate_x3-seed3-LABEL``), with the
     network's key and the file its retrain came from; and the picks never retrained. Where a
     network was retrained more than once (same recipe: a repeat differs by about 0.2 points), the
-    supernet's own retrain counts (in its folder), else the one with the most seeds, the first by
-    path among equals."""
+    supernet's own retrain counts (in its folder), else its recipe's (beside it, in the folder's
+    parent), else the one with the most seeds, the first by path among equals."""
     rows, missing = [], []
     for folder, label, spec in picks:
         supernet = f"{folder.parent.name}-{folder.name}"
@@ -84,6 +88,7 @@ def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
             found,
             key=lambda pr: (
                 folder.resolve() not in pr[0].resolve().parents,
+                folder.resolve().parent not in pr[0].resolve().parents,
                 -pr[1]["retrain_seeds"],
                 str(pr[0]),
             ),
@@ -99,6 +104,41 @@ def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
             }
         )
     return rows, missing
+
+
+def supernet_tau(folder: Path, study: dict) -> dict | None:
+    """The folder's supernet ranking the study's retrained networks (``scores.json``): Kendall tau
+    of its score against their stand-alone dev CER over all of them and within a budget, by the
+    study's own measure, as route_seed.py prints it. None: the folder kept no scores."""
+    path = folder / "scores.json"
+    if not path.is_file():
+        return None
+    networks = distinct_networks(study["rows"])
+    groups = json.loads(path.read_text())["groups"]
+    if len(groups) != 1:
+        raise SystemExit(f"{path}: {len(groups)} groups of scores, one supernet's expected")
+    [scores] = [group["scores"] for group in groups.values()]
+    metric = study["config"]["ranking"]["metric"]
+    cer = {n: e["cer"] for n, e in networks.items()}
+    budgets = {n: e["budgets"] for n, e in networks.items()}
+    [quality], _, _ = ranking_quality({"supernet": scores}, cer, metric, budgets)
+    return {"all": quality["kendall_tau"], "within": quality["kendall_tau_within_budget"]}
+
+
+def tau_lines(entries: list[dict], label: str) -> list[str]:
+    """The mean tau of the budget's supernets, and Kendall tau between each supernet's tau and its
+    pick's dev CER: negative where the supernets that rank better pick better."""
+    scored = [e for e in entries if e["budget"] == label and e["tau"] is not None]
+    if len(scored) < 2:
+        return []
+    taus = [e["tau"]["all"] for e in scored]
+    relation = kendall_tau(taus, [e["cer"]["dev"] for e in scored])
+    return [
+        f"- **{label}**, the supernets' ranking: tau {sum(taus) / len(taus):.3f} on average over "
+        f"{len(scored)} supernets ({sum(t >= 0.5 for t in taus)} at 0.5 or more); against their "
+        f"pick's dev CER: Kendall tau {'-' if relation is None else f'{relation:+.3f}'} (negative: the "
+        "supernets that rank better pick better)"
+    ]
 
 
 def per_supernet(rows: list[dict], verdicts: list[dict]) -> list[dict]:
@@ -125,16 +165,18 @@ def count(entries: list[dict], key: str, what: str) -> str:
     return f"met by {sum(bool(v['met']) for v in decided)} of {len(decided)} {what}, {figure}"
 
 
-def report(entries: list[dict], missing: list[str], labels: list[str]) -> str:
-    lines = ["| supernet | budget | params | dev CER % | test CER % | over the best baseline | random paths' top quartile | retrain kept in |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+def report(entries: list[dict], missing: list[str], labels: list[str], taus: dict[str, dict | None]) -> str:
+    lines = ["| supernet | budget | params | dev CER % | test CER % | over the best baseline | random paths' top quartile | supernet's tau (within a budget) | retrain kept in |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for e in entries:
-        gain = e["gain"]["value"]
+        gain, tau = e["gain"]["value"], e["tau"]
+        ranking = "-" if tau is None else f"{tau['all']:.3f} ({tau['within']:.3f})"
         lines.append(
             f"| {e['supernet']} | {e['budget']} | {e['params'] / 1e6:.2f} M "
             f"| {100 * e['cer']['dev']:.2f} | {100 * e['cer']['test']:.2f} "
             f"| {'-' if gain is None else f'{100 * gain:+.1f}%'}{' (missed)' if e['gain']['met'] is False else ''} "
-            f"| {MET[e['random']['met']]} | {e['source']} |"
+            f"| {MET[e['random']['met']]} "
+            f"| {ranking} | {e['source']} |"
         )
     lines += [""]
     for label in labels:
@@ -148,7 +190,15 @@ def report(entries: list[dict], missing: list[str], labels: list[str]) -> str:
             f"- **{label}**, the random paths' top quartile: {count(group, 'random', 'supernets')}",
             f"- **{label}**, the picks' mean dev CER (how recipes are compared): "
             f"{100 * sum(e['cer']['dev'] for e in group) / len(group):.2f}% over {len(group)} supernets",
+            *tau_lines(entries, label),
         ]
+    scored = [t for t in taus.values() if t is not None]
+    if scored:
+        lines.append(
+            f"- the supernets' ranking (issue 16: tau >= 0.5): tau {sum(t['all'] for t in scored) / len(scored):.3f} "
+            f"on average over {len(scored)} supernets, {sum(t['all'] >= 0.5 for t in scored)} at 0.5 or more; "
+            f"within a budget {sum(t['within'] for t in scored) / len(scored):.3f}"
+        )
     if missing:
         lines.append(f"- never retrained (left out): {', '.join(missing)}")
     return "\n".join(lines) + "\n"
@@ -173,7 +223,9 @@ def main() -> None:
         raise SystemExit(f"none of the {len(picks)} picks was retrained: {', '.join(missing)}")
     table = LatencyTable.load(args.study.parent / "latency.json")
     judged_rows, verdicts = judged(study, {"rows": rows}, table, "uniform+predictor")
-    text = report(per_supernet(judged_rows, verdicts), missing, list(budgets))
+    taus = {f"{f.parent.name}-{f.name}": supernet_tau(f, study) for f in args.folders}
+    entries = [{**e, "tau": taus[e["supernet"]]} for e in per_supernet(judged_rows, verdicts)]
+    text = report(entries, missing, list(budgets), taus)
     print(text, end="")
     if args.out:
         args.out.write_text(text)

@@ -50,3 +50,21 @@ def test_a_folder_without_picks_is_refused(tmp_path):
     (tmp_path / "arch").mkdir()
     with pytest.raises(SystemExit, match="no pick kept"):
         route_tally.supernet_picks([tmp_path], {"budget": 1.0}, SearchSpace.load(STUDY / "space.yaml"))
+
+
+def test_each_supernet_tau_is_the_one_its_device_run_printed(capsys):
+    """Session 33's six supernets of full-rate attention 5x with the narrow block 1x: each tau is
+    recomputed from the kept scores.json and equals the line route_seed.py printed on the device
+    (seed 3: "tau 0.505, within a budget 0.489"); seeds 3 and 4 picked networks that session 29's
+    recipe had picked and retrained too, and the recipe's own retrain, beside the folder, counts."""
+    folders = [f"fullrate_x5_e96_1x/seed{s}" for s in range(6)]
+    out = _tally(capsys, *folders)
+    log = (STUDY / "fullrate_x5_e96_1x/seed3/log.txt").read_text()
+    assert "tau 0.505, within a budget 0.489" in log
+    assert "| +0.7% (missed) | met | 0.505 (0.489) | " in out
+    assert (
+        "fullrate_x5_e96_1x/retrain_0844/retrain_archs.json"
+        in out.split("| +0.7% (missed)")[1].splitlines()[0]
+    )
+    assert "tau 0.389 on average over 6 supernets, 2 at 0.5 or more; within a budget 0.420" in out
+    assert "mean dev CER (how recipes are compared): 18.75% over 5 supernets" in out
