@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from size_repick import finalist_specs  # scripts/, beside this file
+from size_repick import finalist_specs, labelled_spec  # scripts/, beside this file
 
 from supernet.archspec import ArchSpec
 from supernet.space import SearchSpace
@@ -43,7 +43,7 @@ def known_finalists(select: dict, space: SearchSpace, known: dict) -> list[dict]
     for best in select["best"]:
         if not best.get("finalists"):
             continue
-        own = arch_key(space.derive(dict(zip(space.edges, best["labels"]))))
+        own = arch_key(labelled_spec(best, space))
         finalists = [
             {"index": i, "picked": arch_key(spec) == own, "rows": known.get(arch_key(spec), [])}
             for i, spec in enumerate(finalist_specs(best, space))

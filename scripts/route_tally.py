@@ -23,6 +23,7 @@ from pathlib import Path
 
 from extra_picks_report import judged  # scripts/, beside this file
 from known_picks import retrained_rows
+from size_repick import labelled_spec
 
 from supernet.archspec import ArchSpec
 from supernet.latency.table import LatencyTable
@@ -47,7 +48,7 @@ def pick_of(folder: Path, label: str, budget_ms: float, space: SearchSpace | Non
     if space is not None and (folder / "select.json").exists():
         for best in json.loads((folder / "select.json").read_text())["best"]:
             if round(best["budget"], 3) == round(budget_ms, 3):
-                return space.derive(dict(zip(space.edges, best["labels"])))
+                return labelled_spec(best, space)
     if (folder / "retrain_archs.json").exists():
         for row in json.loads((folder / "retrain_archs.json").read_text())["rows"]:
             if row["name"].endswith(f"-predictor-{label}"):

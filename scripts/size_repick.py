@@ -43,9 +43,15 @@ def size_pick(finalists: list[dict], params: list[int]) -> int:
     return min(place, key=lambda i: (place[i], by_objective.index(i)))
 
 
+def labelled_spec(entry: dict, space: SearchSpace) -> ArchSpec:
+    """A ``select.json`` path (a budget's best or one of its finalists: its ``labels``, one
+    candidate per edge in the space's order) as the ArchSpec of ``space`` it names."""
+    return space.derive(dict(zip(space.edges, entry["labels"])))
+
+
 def finalist_specs(best: dict, space: SearchSpace) -> list[ArchSpec]:
     """Each finalist of a budget's ``select.json`` entry as an ArchSpec of ``space``."""
-    return [space.derive(dict(zip(space.edges, f["labels"]))) for f in best["finalists"]]
+    return [labelled_spec(f, space) for f in best["finalists"]]
 
 
 def repick(select: dict, space: SearchSpace, picks: list[Path], vocab: int) -> list[dict]:
@@ -60,7 +66,7 @@ def repick(select: dict, space: SearchSpace, picks: list[Path], vocab: int) -> l
         params = [spec.params(vocab) for spec in specs]
         objectives = [f["finetuned_objective"] for f in best["finalists"]]
         chosen = size_pick(best["finalists"], params)
-        own = space.derive(dict(zip(space.edges, best["labels"])))
+        own = labelled_spec(best, space)
         out.append({
             "budget": best["budget"], "objectives": objectives, "params": params,
             "own": next(i for i, spec in enumerate(specs) if spec.layers == own.layers),
