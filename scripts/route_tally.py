@@ -123,7 +123,10 @@ def supernet_tau(folder: Path, study: dict) -> dict | None:
     cer = {n: e["cer"] for n, e in networks.items()}
     budgets = {n: e["budgets"] for n, e in networks.items()}
     [quality], _, _ = ranking_quality({"supernet": scores}, cer, metric, budgets)
-    return {"all": quality["kendall_tau"], "within": quality["kendall_tau_within_budget"]}
+    taus = {"all": quality["kendall_tau"], "within": quality["kendall_tau_within_budget"]}
+    if None in taus.values():  # every network tied, or too few scored: no ranking to speak of
+        raise SystemExit(f"{path}: scores too few or all tied to rank the study's networks ({taus})")
+    return taus
 
 
 def tau_lines(entries: list[dict], label: str) -> list[str]:
