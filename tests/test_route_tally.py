@@ -68,3 +68,15 @@ def test_each_supernet_tau_is_the_one_its_device_run_printed(capsys):
     )
     assert "tau 0.389 on average over 6 supernets, 2 at 0.5 or more; within a budget 0.420" in out
     assert "mean dev CER (how recipes are compared): 18.75% over 5 supernets" in out
+
+
+def test_scores_that_cannot_rank_are_refused_by_file(tmp_path):
+    """Every network scored alike: tau is undefined, and the file is named rather than a blank figure."""
+    import json
+
+    study = json.loads((STUDY / "study.json").read_text())
+    names = {r["name"] for r in study["rows"]}
+    scores = {n: {"loss": 1.0, "cer": 0.5} for n in names}
+    (tmp_path / "scores.json").write_text(json.dumps({"groups": {"route": {"scores": scores}}}))
+    with pytest.raises(SystemExit, match="scores.json: scores too few or all tied"):
+        route_tally.supernet_tau(tmp_path, study)
