@@ -79,7 +79,7 @@ def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
     parent), else the one with the most seeds, the first by path among equals."""
     rows, missing = [], []
     for folder, label, spec in picks:
-        supernet = f"{folder.parent.name}-{folder.name}"
+        supernet = supernet_label(folder)
         name = f"{supernet}-{label}"
         found = known.get(arch_key(spec), [])
         if not found:
@@ -107,21 +107,30 @@ def retrained_picks(picks, known: dict) -> tuple[list[dict], list[str]]:
     return rows, missing
 
 
-def supernet_tau(folder: Path, study: dict) -> dict | None:
-    """The folder's supernet ranking the study's retrained networks (``scores.json``): Kendall tau
+def supernet_label(folder: Path) -> str:
+    """A supernet's name in the tally: its recipe's folder and its own (``fullrate_x3-seed3``)."""
+    return f"{folder.parent.name}-{folder.name}"
+
+
+def supernet_taus(folders: list[Path], study: dict) -> dict[str, dict | None]:
+    """Each folder's supernet ranking the study's retrained networks (``scores.json``): Kendall tau
     of its score against their stand-alone dev CER over all of them and within a budget, by the
-    study's own measure, as route_seed.py prints it. None: the folder kept no scores."""
-    path = folder / "scores.json"
+    study's own measure, as route_seed.py prints it; None where the folder kept no scores."""
+    networks = distinct_networks(study["rows"])
+    cer = {n: e["cer"] for n, e in networks.items()}
+    budgets = {n: e["budgets"] for n, e in networks.items()}
+    metric = study["config"]["ranking"]["metric"]
+    return {supernet_label(f): supernet_tau(f / "scores.json", cer, budgets, metric) for f in folders}
+
+
+def supernet_tau(path: Path, cer: dict, budgets: dict, metric: str) -> dict | None:
+    """One supernet's taus (``supernet_taus``) from its scores file; None: there is none."""
     if not path.is_file():
         return None
-    networks = distinct_networks(study["rows"])
     groups = json.loads(path.read_text())["groups"]
     if len(groups) != 1:
         raise SystemExit(f"{path}: {len(groups)} groups of scores, one supernet's expected")
     [scores] = [group["scores"] for group in groups.values()]
-    metric = study["config"]["ranking"]["metric"]
-    cer = {n: e["cer"] for n, e in networks.items()}
-    budgets = {n: e["budgets"] for n, e in networks.items()}
     [quality], _, _ = ranking_quality({"supernet": scores}, cer, metric, budgets)
     taus = {"all": quality["kendall_tau"], "within": quality["kendall_tau_within_budget"]}
     if None in taus.values():  # every network tied, or too few scored: no ranking to speak of
@@ -129,10 +138,10 @@ def supernet_tau(folder: Path, study: dict) -> dict | None:
     return taus
 
 
-def tau_lines(entries: list[dict], label: str) -> list[str]:
-    """The mean tau of the budget's supernets, and Kendall tau between each supernet's tau and its
-    pick's dev CER: negative where the supernets that rank better pick better."""
-    scored = [e for e in entries if e["budget"] == label and e["tau"] is not None]
+def tau_lines(group: list[dict], label: str) -> list[str]:
+    """The mean tau of the budget's supernets (``group``: its picks), and Kendall tau between each
+    supernet's tau and its pick's dev CER: negative where the supernets that rank better pick better."""
+    scored = [e for e in group if e["tau"] is not None]
     if len(scored) < 2:
         return []
     taus = [e["tau"]["all"] for e in scored]
@@ -194,7 +203,7 @@ def report(entries: list[dict], missing: list[str], labels: list[str], taus: dic
             f"- **{label}**, the random paths' top quartile: {count(group, 'random', 'supernets')}",
             f"- **{label}**, the picks' mean dev CER (how recipes are compared): "
             f"{100 * sum(e['cer']['dev'] for e in group) / len(group):.2f}% over {len(group)} supernets",
-            *tau_lines(entries, label),
+            *tau_lines(group, label),
         ]
     scored = [t for t in taus.values() if t is not None]
     if scored:
@@ -227,7 +236,7 @@ def main() -> None:
         raise SystemExit(f"none of the {len(picks)} picks was retrained: {', '.join(missing)}")
     table = LatencyTable.load(args.study.parent / "latency.json")
     judged_rows, verdicts = judged(study, {"rows": rows}, table, "uniform+predictor")
-    taus = {f"{f.parent.name}-{f.name}": supernet_tau(f, study) for f in args.folders}
+    taus = supernet_taus(args.folders, study)
     entries = [{**e, "tau": taus[e["supernet"]]} for e in per_supernet(judged_rows, verdicts)]
     text = report(entries, missing, list(budgets), taus)
     print(text, end="")

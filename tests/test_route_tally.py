@@ -79,4 +79,4 @@ def test_scores_that_cannot_rank_are_refused_by_file(tmp_path):
     scores = {n: {"loss": 1.0, "cer": 0.5} for n in names}
     (tmp_path / "scores.json").write_text(json.dumps({"groups": {"route": {"scores": scores}}}))
     with pytest.raises(SystemExit, match="scores.json: scores too few or all tied"):
-        route_tally.supernet_tau(tmp_path, study)
+        route_tally.supernet_taus([tmp_path], study)
