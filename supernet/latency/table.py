@@ -36,7 +36,7 @@ from supernet.space import SearchSpace
 
 FORMAT = "supernet-latency-table"
 VERSION = 1
-METRICS = ("ms", "params", "bytes")
+METRICS = ("ms", "params", "bytes", "flops")
 
 
 class LatencyTable:
