@@ -18,6 +18,7 @@ FAKE_PYTHON = r"""#!/usr/bin/env bash
 case "$1" in
   scripts/device/route_seed.py)
     work=$3 seed=$4
+    echo "$@" > "$FAKE_LOG/route_args"
     mkdir -p "$work/arch" "$work/select/uniform-s$seed-any-predictor"
     echo '{"best": []}' > "$work/select/uniform-s$seed-any-predictor/select.json"
     echo "name: uniform-s$seed-any-predictor-big" > "$work/arch/uniform-s$seed-any-predictor-big.yaml"
@@ -76,6 +77,15 @@ def test_size_retrains_both_picks(fake):
     retrained = (tmp / "retrained").read_text()
     assert f"uniform-s{seed}-any-predictor-big.yaml" in retrained
     assert "uniform-sX-any-predictor-size-big.yaml" in retrained
+
+
+def test_epochs_and_option_both_reach_the_route(fake):
+    """A heavier recipe held to 2x by a shorter supernet: the draw weights and the epochs together."""
+    env, seed, tmp = fake
+    done = _call(env, seed, tmp / "out", PICKS_ONLY="1", EPOCHS="15", OPTION="model.method_options={}")
+    assert done.returncode == 0, done.stderr
+    args = (tmp / "route_args").read_text()
+    assert "--option model.method_options={} --option trainer.max_epochs=15" in args
 
 
 def _pack_out(env, out):

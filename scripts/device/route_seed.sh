@@ -8,7 +8,9 @@
 # STUDY=NAME runs another study's route (default h200_route; h200_open for the budget_open space):
 # its table must be kept as docs/study/NAME/latency.json (the study's own, from its run folder).
 # OPTION=KEY=VALUE sets one search option (the route with another supernet recipe; h200_route's
-# even draws of before session 27: OPTION='model.method_options={}'); SCORE=REPORT also scores
+# even draws of before session 27: OPTION='model.method_options={}'); EPOCHS=N trains the supernet
+# N epochs instead of the study's 20 (a heavier recipe held to the 2x target: scripts/draw_cost.py
+# estimates the epochs that would; session 34); SCORE=REPORT also scores
 # that study.json's networks with the supernet (route_seed.py --score). ALONE=1 times the route
 # instead of retraining every pick side by side (issue 16's 2x target; run it with nothing else on
 # the GPU, BUDGET set): BUDGET's pick retrained once, seed 0, alone, then route_cost.py writes
@@ -35,7 +37,7 @@ if [ -n "$ALONE" ]; then
 fi
 timeout -k 20 "$(left)" python3 scripts/device/route_seed.py "$study" "$work" "$seed" \
   --table "docs/study/$study/latency.json" ${BUDGET:+--budget "$BUDGET"} \
-  ${OPTION:+--option "$OPTION"} ${SCORE:+--score "$SCORE"} 2>&1 | grep -v "^INFO\|warn\|it/s" > "$work.log"
+  ${OPTION:+--option "$OPTION"} ${EPOCHS:+--option "trainer.max_epochs=$EPOCHS"} ${SCORE:+--score "$SCORE"} 2>&1 | grep -v "^INFO\|warn\|it/s" > "$work.log"
 tail -4 "$work.log"; [ -z "$SCORE" ] || grep "^scored" "$work.log"
 mkdir -p "$out/arch" && cp "$work"/arch/*.yaml "$out/arch/" 2>/dev/null
 [ -z "$SCORE" ] || cp "$work/scores.json" "$out/scores.json" 2>/dev/null
