@@ -10,7 +10,7 @@ It is no measurement: even draws' route measured 1.76x (session 20, another mach
 where this estimates 1.71x from x3's; a recipe is decided by its own ``ALONE=1`` call.
 
     python scripts/draw_cost.py docs/study/h200_route/space.yaml docs/study/h200_route/latency.json \
-        even={} x3='{former: 3, down: 0.3333}' x8='{former: 8, down: 0.125, e96: 0.125}' \
+        x3='{former: 3, down: 0.3333}' even={} x8='{former: 8, down: 0.125, e96: 0.125}' \
         --route-cost docs/study/h200_route/fullrate_x3/alone/route_cost.json
 """
 

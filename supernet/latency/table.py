@@ -206,7 +206,7 @@ def _scaled(cost: list[float] | dict[int, list[float]], scale: float):
 
 
 def check_entries(entries: dict[str, Any], source: str) -> None:
-    """Refuse an entry whose ms, params or bytes is NaN, infinite or negative (``ms`` may be None:
+    """Refuse an entry whose ms, params, bytes or flops is NaN, infinite or negative (``ms`` may be None:
     an op that was not timed). JSON lets ``NaN`` and ``Infinity`` through, and such a value would
     surface far from the table: as NaN alphas, blamed on the search, once a penalty uses it."""
     for key, entry in entries.items():
