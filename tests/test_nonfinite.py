@@ -295,7 +295,8 @@ def test_extract_refuses_a_checkpoint_with_a_nan_alpha_and_writes_nothing(search
 
 # --- latency tables ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "field,value", [("ms", math.nan), ("ms", math.inf), ("ms", -0.5), ("params", -3), ("bytes", math.nan)]
+    "field,value",
+    [("ms", math.nan), ("ms", math.inf), ("ms", -0.5), ("params", -3), ("bytes", math.nan), ("flops", -1)],
 )
 def test_a_latency_table_with_a_nan_infinite_or_negative_entry_is_refused_naming_the_key(
     tmp_path, field, value
